@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Installs what the lab and the test suite need on a fresh Debian 12 machine.
+# Idempotent: a second run only checks. bookworm-backports is added pinned low so
+# nothing but what we ask for by name comes from it.
+set -euo pipefail
+
+log() { printf '[install-deps] %s\n' "$*" >&2; }
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps.sh: run as root (it calls apt-get)" >&2
+    exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+
+bp=/etc/apt/sources.list.d/homewarden-backports.sources
+if [ ! -f "$bp" ]; then
+    log "adding bookworm-backports (pinned low)"
+    cat >"$bp" <<'SRC'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+    cat >/etc/apt/preferences.d/homewarden-backports <<'PIN'
+Package: *
+Pin: release n=bookworm-backports
+Pin-Priority: 100
+PIN
+    rm -f /var/lib/apt/periodic/homewarden-updated
+fi
+
+need=()
+for pkg in nftables iproute2 iptables ethtool curl python3 python3-venv python3-aiosmtpd \
+    iperf3 procps psmisc jq ca-certificates; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || need+=("$pkg")
+done
+have_suricata=0
+if command -v suricata >/dev/null 2>&1 && suricata -V 2>/dev/null | grep -q 'version 7'; then
+    have_suricata=1
+fi
+
+if [ ${#need[@]} -gt 0 ] || [ $have_suricata -eq 0 ]; then
+    log "apt-get update"
+    apt-get update -qq
+fi
+if [ ${#need[@]} -gt 0 ]; then
+    log "installing: ${need[*]}"
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+if [ $have_suricata -eq 0 ]; then
+    log "installing suricata 7 from bookworm-backports"
+    apt-get install -y -qq --no-install-recommends -t bookworm-backports suricata >/dev/null
+    # The package starts an af-packet Suricata on install; the lab runs its own.
+    systemctl disable --now suricata >/dev/null 2>&1 || true
+fi
+suricata -V >&2

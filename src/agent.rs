@@ -1,0 +1,565 @@
+//! The agent: owns the IoC store, pulls each source on its own schedule,
+//! and keeps Suricata's datasets equal to the effective set.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use crate::config::{Action, Config, FailMode, Mode, SourceConfig};
+use crate::intel::fetch::{self, Location};
+use crate::intel::set::{Dropped, Effective};
+use crate::intel::store::Store;
+use crate::intel::{feed, list, misp, unix_now, IntelError, PullStats, Pulled, SourceState};
+use crate::secrets::Secrets;
+use crate::suricata::apply::{Applier, ApplyReport, Live};
+use crate::suricata::render::{self, Options};
+use crate::suricata::socket::Connection;
+
+/// First retry after a failed pull; doubles up to the source's interval.
+const FIRST_RETRY: Duration = Duration::from_secs(15);
+/// How often Suricata's socket is checked when nothing else happens.
+const HEALTH_EVERY: Duration = Duration::from_secs(15);
+
+/// A failure to start the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// A source cannot be set up (missing key, unreadable CA…).
+    #[error("source {source_name:?}: {error}")]
+    Source {
+        /// Source name.
+        source_name: String,
+        /// Why.
+        error: IntelError,
+    },
+}
+
+/// How a source is reached, built once at start.
+enum Client {
+    Misp(misp::Client),
+    Feed(Location, reqwest::Client),
+    List(Location, reqwest::Client),
+}
+
+struct Source {
+    cfg: SourceConfig,
+    client: Client,
+    state: SourceState,
+    next: Instant,
+    failures: u32,
+}
+
+/// Counts of the enforced blocklist, by kind.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// IPv4 addresses.
+    pub ipv4: usize,
+    /// IPv6 addresses.
+    pub ipv6: usize,
+    /// Domains.
+    pub domains: usize,
+    /// File MD5s.
+    pub md5: usize,
+    /// File SHA-256s.
+    pub sha256: usize,
+}
+
+/// One source as shown by `homewarden status`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceStatus {
+    /// Name.
+    pub name: String,
+    /// `misp`, `misp_feed` or `list`.
+    pub kind: String,
+    /// Indicators held.
+    pub entries: usize,
+    /// Unix time of the last good pull.
+    pub last_ok: Option<u64>,
+    /// Error of the last attempt, if it failed.
+    pub last_error: Option<String>,
+    /// Counters of the last good pull.
+    pub stats: PullStats,
+    /// Seconds until the next pull.
+    pub next_pull_in: u64,
+}
+
+/// Suricata as the agent last saw it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuricataStatus {
+    /// Socket answered at the last check.
+    pub reachable: bool,
+    /// Unix time of the last apply that changed something.
+    pub last_change: Option<u64>,
+    /// How that change reached Suricata (`delta`, `reload`, `suricata_down`).
+    pub last_live: Option<String>,
+    /// Values added and removed by it.
+    pub last_added: usize,
+    /// Values removed by it.
+    pub last_removed: usize,
+    /// Error writing our files, if the last apply failed.
+    pub last_error: Option<String>,
+}
+
+/// The daemon's state, as served over the control socket.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// Agent version.
+    pub version: String,
+    /// `protected`, `degraded` or `starting`.
+    pub state: String,
+    /// Why not protected.
+    pub reasons: Vec<String>,
+    /// `ips` or `ids`.
+    pub mode: String,
+    /// `drop` or `reject`.
+    pub action: String,
+    /// `open` or `closed`.
+    pub fail: String,
+    /// Unix time the daemon started.
+    pub started: u64,
+    /// Enforced blocklist.
+    pub blocklist: Counts,
+    /// What the allowlist and limits kept out.
+    pub dropped: Dropped,
+    /// Suricata side.
+    pub suricata: SuricataStatus,
+    /// Sources.
+    pub sources: Vec<SourceStatus>,
+}
+
+/// Outcome of a sync of every source.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct SyncReport {
+    /// Per source: `None` if fine, else the error.
+    pub sources: Vec<(String, Option<String>)>,
+    /// What the apply did (if the blocklist changed or Suricata was told).
+    pub apply: Option<ApplyReport>,
+    /// Error writing files, if any.
+    pub apply_error: Option<String>,
+}
+
+impl SyncReport {
+    /// True if every source pulled and the files were written.
+    pub fn ok(&self) -> bool {
+        self.apply_error.is_none() && self.sources.iter().all(|(_, e)| e.is_none())
+    }
+}
+
+/// Requests the control socket forwards to the agent loop.
+pub enum Request {
+    /// Pull every source now and apply.
+    Sync(oneshot::Sender<SyncReport>),
+}
+
+/// The agent.
+pub struct Agent {
+    cfg: Config,
+    store: Store,
+    sources: Vec<Source>,
+    applier: Applier,
+    status: Status,
+    status_tx: watch::Sender<Status>,
+}
+
+impl Agent {
+    /// Opens the store and builds every source's client; fails on a missing key or CA.
+    pub fn open(cfg: Config, secrets: &Secrets) -> Result<Agent, AgentError> {
+        let store = Store::new(&cfg.state_dir);
+        let now = Instant::now();
+        let mut sources = Vec::new();
+        for sc in &cfg.sources {
+            let client = build_client(sc, secrets).map_err(|error| AgentError::Source {
+                source_name: sc.name().to_string(),
+                error,
+            })?;
+            let state = match store.load(sc.name()) {
+                Ok(Some(s)) => s,
+                Ok(None) => SourceState::default(),
+                Err(e) => {
+                    tracing::error!("intel store: {e}; the source starts empty");
+                    SourceState::default()
+                }
+            };
+            // A source pulled recently enough keeps its schedule across restarts.
+            let age = state.last_ok.map(|t| unix_now().saturating_sub(t));
+            let next = match age {
+                Some(a) if a < sc.interval().as_secs() => {
+                    now + Duration::from_secs(sc.interval().as_secs() - a)
+                }
+                _ => now,
+            };
+            sources.push(Source {
+                cfg: sc.clone(),
+                client,
+                state,
+                next,
+                failures: 0,
+            });
+        }
+        let applier = Applier::new(
+            &cfg.suricata.rules_dir,
+            Some(&cfg.suricata.command_socket),
+            cfg.suricata.socket_timeout,
+        );
+        let status = Status {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            state: "starting".into(),
+            mode: cfg.enforcement.mode.to_string(),
+            action: match cfg.enforcement.action {
+                Action::Drop => "drop".into(),
+                Action::Reject => "reject".into(),
+            },
+            fail: match cfg.enforcement.fail {
+                FailMode::Open => "open".into(),
+                FailMode::Closed => "closed".into(),
+            },
+            started: unix_now(),
+            ..Status::default()
+        };
+        let (status_tx, _) = watch::channel(status.clone());
+        Ok(Agent {
+            cfg,
+            store,
+            sources,
+            applier,
+            status,
+            status_tx,
+        })
+    }
+
+    /// A receiver that always holds the latest status.
+    pub fn status(&self) -> watch::Receiver<Status> {
+        self.status_tx.subscribe()
+    }
+
+    /// Runs until `shutdown` resolves.
+    pub async fn run(
+        mut self,
+        mut requests: mpsc::Receiver<Request>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        // Re-apply what the store holds: the files on disk decide what is new, so a
+        // restart sends nothing twice. A failure is logged and shown in status.
+        let _ = self.enforce().await;
+        self.check_suricata().await;
+        tokio::pin!(shutdown);
+        let mut health = tokio::time::interval_at(Instant::now() + HEALTH_EVERY, HEALTH_EVERY);
+        loop {
+            let next = self.sources.iter().map(|s| s.next).min();
+            let due = async {
+                match next {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = due => {
+                    let now = Instant::now();
+                    let idx: Vec<usize> = (0..self.sources.len()).filter(|&i| self.sources[i].next <= now).collect();
+                    self.pull_and_enforce(&idx).await;
+                }
+                Some(req) = requests.recv() => match req {
+                    Request::Sync(reply) => {
+                        let all: Vec<usize> = (0..self.sources.len()).collect();
+                        let report = self.pull_and_enforce(&all).await;
+                        let _ = reply.send(report);
+                    }
+                },
+                _ = health.tick() => self.check_suricata().await,
+            }
+        }
+        tracing::info!("agent stopped");
+    }
+
+    /// Pulls every source once and applies (the `sync --once` path).
+    pub async fn sync_once(&mut self) -> SyncReport {
+        let all: Vec<usize> = (0..self.sources.len()).collect();
+        self.pull_and_enforce(&all).await
+    }
+
+    async fn pull_and_enforce(&mut self, idx: &[usize]) -> SyncReport {
+        let mut report = SyncReport::default();
+        let mut changed = false;
+        for &i in idx {
+            let src = &mut self.sources[i];
+            let name = src.cfg.name().to_string();
+            let started = std::time::Instant::now();
+            match pull(src).await {
+                Ok(pulled) => {
+                    src.state.apply(pulled, unix_now());
+                    src.failures = 0;
+                    src.next = Instant::now() + src.cfg.interval();
+                    tracing::info!(source = %name, entries = src.state.set.len(), ms = started.elapsed().as_millis() as u64, "pulled");
+                    if let Err(e) = self.store.save(&name, &src.state) {
+                        tracing::error!("intel store: {e}");
+                    }
+                    changed = true;
+                    report.sources.push((name, None));
+                }
+                Err(e) => {
+                    src.failures += 1;
+                    let backoff =
+                        FIRST_RETRY.saturating_mul(1 << src.failures.min(10).saturating_sub(1));
+                    let wait = backoff.min(src.cfg.interval());
+                    src.next = Instant::now() + wait;
+                    tracing::warn!(source = %name, retry_in = ?wait, "pull failed, keeping the last good set: {e}");
+                    src.state.last_error = Some(e.to_string());
+                    report.sources.push((name, Some(e.to_string())));
+                }
+            }
+        }
+        if changed {
+            match self.enforce().await {
+                Ok(r) => report.apply = Some(r),
+                Err(e) => report.apply_error = Some(e),
+            }
+        } else {
+            self.publish();
+        }
+        report
+    }
+
+    /// Renders the effective set and applies it.
+    async fn enforce(&mut self) -> Result<ApplyReport, String> {
+        let allow = match self.cfg.allowlist() {
+            Ok(a) => a,
+            Err(e) => return Err(e.to_string()),
+        };
+        let (eff, dropped) = Effective::build(
+            self.sources.iter().map(|s| &s.state.set),
+            &allow,
+            self.cfg.expand_limits(),
+        );
+        let opts = Options {
+            mode: self.cfg.enforcement.mode,
+            action: self.cfg.enforcement.action,
+            match_subdomains: self.cfg.enforcement.match_subdomains,
+            sid_base: self.cfg.suricata.sid_base,
+        };
+        let rendered = render::render(&eff, allow.domains(), &opts);
+        self.status.blocklist = counts(&eff);
+        self.status.dropped = dropped;
+        drop(eff);
+        let result = self.applier.apply(&rendered).await;
+        let s = &mut self.status.suricata;
+        let out = match result {
+            Ok(r) => {
+                if r.live != Live::Unchanged {
+                    s.last_change = Some(unix_now());
+                    s.last_live = Some(live_name(&r.live).to_string());
+                    s.last_added = r.added;
+                    s.last_removed = r.removed;
+                    s.reachable = !matches!(r.live, Live::SuricataDown(_));
+                    tracing::info!(
+                        added = r.added,
+                        removed = r.removed,
+                        live = live_name(&r.live),
+                        "blocklist applied"
+                    );
+                }
+                s.last_error = None;
+                Ok(r)
+            }
+            Err(e) => {
+                tracing::error!("cannot write suricata files: {e}");
+                s.last_error = Some(e.to_string());
+                Err(e.to_string())
+            }
+        };
+        self.publish();
+        out
+    }
+
+    async fn check_suricata(&mut self) {
+        let sock = &self.cfg.suricata.command_socket;
+        let ok = match Connection::open(sock, Duration::from_secs(5)).await {
+            Ok(mut c) => c
+                .command("uptime", None)
+                .await
+                .map(|r| r.ok)
+                .unwrap_or(false),
+            Err(_) => false,
+        };
+        if ok && !self.status.suricata.reachable {
+            tracing::info!("suricata reachable");
+            // It may have (re)started since our last change: make sure it has the files' state.
+            self.status.suricata.reachable = true;
+            if let Err(e) = self.enforce().await {
+                tracing::error!("{e}");
+            }
+        } else if !ok && self.status.suricata.reachable {
+            tracing::warn!(socket = %sock.display(), "suricata not reachable");
+        }
+        self.status.suricata.reachable = ok;
+        self.publish();
+    }
+
+    fn publish(&mut self) {
+        let now_i = Instant::now();
+        let now = unix_now();
+        let mut reasons = Vec::new();
+        if !self.status.suricata.reachable {
+            reasons.push("suricata is not reachable".to_string());
+        }
+        if let Some(e) = &self.status.suricata.last_error {
+            reasons.push(format!("cannot write rules: {e}"));
+        }
+        if self.cfg.enforcement.mode == Mode::Ids {
+            reasons.push("IDS mode: threats are reported, not blocked".to_string());
+        }
+        self.status.sources = self
+            .sources
+            .iter()
+            .map(|s| {
+                let stale_after = 3 * s.cfg.interval().as_secs();
+                if let Some(err) = &s.state.last_error {
+                    reasons.push(format!("source {} failing: {err}", s.cfg.name()));
+                } else if s
+                    .state
+                    .last_ok
+                    .is_some_and(|t| now.saturating_sub(t) > stale_after)
+                {
+                    reasons.push(format!("source {} is stale", s.cfg.name()));
+                }
+                SourceStatus {
+                    name: s.cfg.name().to_string(),
+                    kind: kind_name(&s.cfg).to_string(),
+                    entries: s.state.set.len(),
+                    last_ok: s.state.last_ok,
+                    last_error: s.state.last_error.clone(),
+                    stats: s.state.stats.clone(),
+                    next_pull_in: s.next.saturating_duration_since(now_i).as_secs(),
+                }
+            })
+            .collect();
+        self.status.state = if reasons.is_empty() {
+            "protected"
+        } else {
+            "degraded"
+        }
+        .to_string();
+        self.status.reasons = reasons;
+        self.status_tx.send_replace(self.status.clone());
+    }
+}
+
+fn live_name(l: &Live) -> &'static str {
+    match l {
+        Live::Unchanged => "unchanged",
+        Live::Delta => "delta",
+        Live::Reload => "reload",
+        Live::SuricataDown(_) => "suricata_down",
+    }
+}
+
+fn kind_name(c: &SourceConfig) -> &'static str {
+    match c {
+        SourceConfig::Misp(_) => "misp",
+        SourceConfig::MispFeed(_) => "misp_feed",
+        SourceConfig::List(_) => "list",
+    }
+}
+
+/// Blocklist counts by kind.
+pub fn counts(eff: &Effective) -> Counts {
+    Counts {
+        ipv4: eff.ipv4.len(),
+        ipv6: eff.ipv6.len(),
+        domains: eff.domains.len(),
+        md5: eff.md5.len(),
+        sha256: eff.sha256.len(),
+    }
+}
+
+fn build_client(sc: &SourceConfig, secrets: &Secrets) -> Result<Client, IntelError> {
+    Ok(match sc {
+        SourceConfig::Misp(m) => {
+            let key = secrets.get(&m.api_key_env).ok_or_else(|| {
+                IntelError::Config(format!(
+                    "no API key: set {} in the environment, in .env beside the config, or as a systemd credential",
+                    m.api_key_env
+                ))
+            })?;
+            let http = fetch::client(m.ca_file.as_deref(), m.verify_tls)?;
+            Client::Misp(misp::Client::new(http, &m.url, key, m.timeout)?)
+        }
+        SourceConfig::MispFeed(f) => Client::Feed(
+            Location::new(f.url.as_deref(), f.path.as_deref())?,
+            fetch::client(None, true)?,
+        ),
+        SourceConfig::List(l) => Client::List(
+            Location::new(l.url.as_deref(), l.path.as_deref())?,
+            fetch::client(None, true)?,
+        ),
+    })
+}
+
+async fn pull(src: &Source) -> Result<Pulled, IntelError> {
+    let now = unix_now();
+    match (&src.cfg, &src.client) {
+        (SourceConfig::Misp(m), Client::Misp(c)) => {
+            misp::pull(m, c, &src.state.set, &src.state.cursor, now).await
+        }
+        (SourceConfig::MispFeed(f), Client::Feed(loc, http)) => {
+            feed::pull(
+                &f.name,
+                loc,
+                &src.state.set,
+                f.max_age,
+                http,
+                f.timeout,
+                now,
+            )
+            .await
+        }
+        (SourceConfig::List(l), Client::List(loc, http)) => {
+            list::pull(&l.name, loc, l.column, http, l.timeout).await
+        }
+        _ => Err(IntelError::Config("source and client disagree".into())),
+    }
+}
+
+/// Pulls the given sources once and writes the rendering to `out`, touching no Suricata.
+pub async fn render_offline(
+    cfg: &Config,
+    secrets: &Secrets,
+    out: &Path,
+) -> anyhow::Result<(Counts, Dropped, Vec<(String, PullStats)>)> {
+    let mut stats = Vec::new();
+    let mut states = Vec::new();
+    for sc in &cfg.sources {
+        let client = build_client(sc, secrets)
+            .map_err(|e| anyhow::anyhow!("source {:?}: {e}", sc.name()))?;
+        let src = Source {
+            cfg: sc.clone(),
+            client,
+            state: SourceState::default(),
+            next: Instant::now(),
+            failures: 0,
+        };
+        let pulled = pull(&src)
+            .await
+            .map_err(|e| anyhow::anyhow!("source {:?}: {e}", sc.name()))?;
+        let mut st = SourceState::default();
+        stats.push((sc.name().to_string(), pulled.stats.clone()));
+        st.apply(pulled, unix_now());
+        states.push(st);
+    }
+    let allow = cfg.allowlist()?;
+    let (eff, dropped) =
+        Effective::build(states.iter().map(|s| &s.set), &allow, cfg.expand_limits());
+    let opts = Options {
+        mode: cfg.enforcement.mode,
+        action: cfg.enforcement.action,
+        match_subdomains: cfg.enforcement.match_subdomains,
+        sid_base: cfg.suricata.sid_base,
+    };
+    let rendered = render::render(&eff, allow.domains(), &opts);
+    Applier::new(out, None, Duration::from_secs(1))
+        .apply(&rendered)
+        .await?;
+    Ok((counts(&eff), dropped, stats))
+}

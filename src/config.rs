@@ -1,0 +1,715 @@
+//! The agent's configuration: one YAML file, typed, validated once at start.
+//!
+//! Every error names the file, the key and the offending value, on one line.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer};
+
+use crate::intel::ioc::Domain;
+use crate::intel::set::{Allowlist, ExpandLimits};
+
+/// Where the config lives on the appliance.
+pub const DEFAULT_PATH: &str = "/etc/homewarden/homewarden.yaml";
+
+/// A configuration error: `file: key: message`.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {key}: {message}")]
+pub struct ConfigError {
+    /// The config file.
+    pub file: String,
+    /// Dotted path of the key (`sources[0].url`), or `-` for the whole file.
+    pub key: String,
+    /// What is wrong, quoting the value.
+    pub message: String,
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Directory for the IoC store and other durable state.
+    #[serde(default = "defaults::state_dir")]
+    pub state_dir: PathBuf,
+    /// Unix socket where `homewarden status` reaches the daemon.
+    #[serde(default = "defaults::control_socket")]
+    pub control_socket: PathBuf,
+    /// How matches are acted on.
+    #[serde(default)]
+    pub enforcement: Enforcement,
+    /// Where Suricata reads our rules and listens for commands.
+    #[serde(default)]
+    pub suricata: SuricataConfig,
+    /// Addresses of this network that must keep working whatever the feeds say.
+    #[serde(default)]
+    pub network: Network,
+    /// Never-block list.
+    #[serde(default)]
+    pub allowlist: AllowlistConfig,
+    /// Intel sources.
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
+    /// The file this was read from (not a YAML key).
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+/// IPS or IDS.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Inline: matching traffic is stopped.
+    #[default]
+    Ips,
+    /// Passive: matching traffic only raises alerts.
+    Ids,
+}
+
+/// What an IPS does with a match.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Silently drop (the client waits for its timeout).
+    #[default]
+    Drop,
+    /// Drop and answer with a TCP reset / ICMP unreachable (the client fails fast).
+    Reject,
+}
+
+/// What happens to forwarded traffic when Suricata is not there to judge it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailMode {
+    /// Traffic passes uninspected: the home keeps its internet.
+    #[default]
+    Open,
+    /// Traffic stops until Suricata is back.
+    Closed,
+}
+
+/// Enforcement settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Enforcement {
+    /// `ips` or `ids`.
+    pub mode: Mode,
+    /// `drop` or `reject` (IPS only).
+    pub action: Action,
+    /// `open` or `closed`; applied by the firewall script, shown in status.
+    pub fail: FailMode,
+    /// Also block subdomains of a listed domain (`x.evil.example` for `evil.example`).
+    pub match_subdomains: bool,
+    /// Widest IPv4 network expanded into the blocklist; wider ones are refused.
+    pub max_ipv4_prefix: u8,
+    /// Widest IPv6 network expanded into the blocklist; wider ones are refused.
+    pub max_ipv6_prefix: u8,
+}
+
+impl Default for Enforcement {
+    fn default() -> Self {
+        let l = ExpandLimits::default();
+        Enforcement {
+            mode: Mode::Ips,
+            action: Action::Drop,
+            fail: FailMode::Open,
+            match_subdomains: true,
+            max_ipv4_prefix: l.max_v4_prefix,
+            max_ipv6_prefix: l.max_v6_prefix,
+        }
+    }
+}
+
+/// Suricata integration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SuricataConfig {
+    /// Suricata's `default-rule-path`: our rules file and dataset files go here.
+    pub rules_dir: PathBuf,
+    /// Suricata's unix command socket.
+    pub command_socket: PathBuf,
+    /// First signature id of ours (we use a block of 100).
+    pub sid_base: u32,
+    /// How long one socket conversation may take.
+    #[serde(deserialize_with = "de_duration")]
+    pub socket_timeout: Duration,
+}
+
+impl Default for SuricataConfig {
+    fn default() -> Self {
+        SuricataConfig {
+            rules_dir: PathBuf::from("/var/lib/homewarden/suricata"),
+            command_socket: PathBuf::from("/run/suricata/suricata-command.socket"),
+            sid_base: 1_666_000,
+            socket_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The home network's own infrastructure.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Network {
+    /// Gateway addresses (never blocked).
+    pub gateway: Vec<IpAddr>,
+    /// DNS resolvers (never blocked).
+    pub dns: Vec<IpAddr>,
+}
+
+/// Never-block list as written in the file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AllowlistConfig {
+    /// Networks (`192.0.2.0/24`) or single addresses.
+    pub cidrs: Vec<String>,
+    /// Domains; their subdomains are allowed too.
+    pub domains: Vec<String>,
+    /// Also allow private, loopback, link-local and multicast ranges.
+    pub builtin: bool,
+}
+
+impl Default for AllowlistConfig {
+    fn default() -> Self {
+        AllowlistConfig {
+            cidrs: Vec::new(),
+            domains: Vec::new(),
+            builtin: true,
+        }
+    }
+}
+
+/// One intel source.
+#[derive(Clone, Debug)]
+pub enum SourceConfig {
+    /// A MISP instance's REST API.
+    Misp(MispSource),
+    /// A MISP feed (manifest.json + event files).
+    MispFeed(FeedSource),
+    /// A plain text or CSV list.
+    List(ListSource),
+}
+
+/// Marks the inner key path in an error message; `Config::parse` moves it into the key.
+const PATH_MARK: char = '\u{1}';
+
+impl<'de> Deserialize<'de> for SourceConfig {
+    // By hand rather than `#[serde(tag = "type")]`: an internally tagged enum buffers
+    // its content and loses the key path, and every error must name its key.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut v = serde_yaml_ng::Value::deserialize(d)?;
+        let map = v.as_mapping_mut().ok_or_else(|| {
+            D::Error::custom("a source must be a mapping with name, type and its settings")
+        })?;
+        let kind = match map.remove("type") {
+            Some(serde_yaml_ng::Value::String(s)) => s,
+            Some(other) => {
+                return Err(D::Error::custom(format!(
+                    "type: {other:?} is not a source type"
+                )))
+            }
+            None => return Err(D::Error::custom("missing `type` (misp, misp_feed or list)")),
+        };
+        fn inner<T: serde::de::DeserializeOwned, E: Error>(
+            v: serde_yaml_ng::Value,
+        ) -> Result<T, E> {
+            serde_path_to_error::deserialize(v)
+                .map_err(|e| E::custom(format!("{PATH_MARK}{}{PATH_MARK}{}", e.path(), e.inner())))
+        }
+        match kind.as_str() {
+            "misp" => inner(v).map(SourceConfig::Misp),
+            "misp_feed" => inner(v).map(SourceConfig::MispFeed),
+            "list" => inner(v).map(SourceConfig::List),
+            other => Err(D::Error::custom(format!(
+                "{PATH_MARK}type{PATH_MARK}{other:?} is not a source type (misp, misp_feed or list)"
+            ))),
+        }
+    }
+}
+
+impl SourceConfig {
+    /// The source's name.
+    pub fn name(&self) -> &str {
+        match self {
+            SourceConfig::Misp(s) => &s.name,
+            SourceConfig::MispFeed(s) => &s.name,
+            SourceConfig::List(s) => &s.name,
+        }
+    }
+
+    /// How often it is pulled.
+    pub fn interval(&self) -> Duration {
+        match self {
+            SourceConfig::Misp(s) => s.interval,
+            SourceConfig::MispFeed(s) => s.interval,
+            SourceConfig::List(s) => s.interval,
+        }
+    }
+}
+
+/// MISP REST source.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MispSource {
+    /// Name used in logs, status and provenance.
+    pub name: String,
+    /// Base URL of the instance (`https://misp.example`).
+    pub url: String,
+    /// Environment variable (or credential / .env name) holding the API key.
+    #[serde(default = "defaults::misp_key_env")]
+    pub api_key_env: String,
+    /// PEM file with the CA (or self-signed certificate) of a private instance.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Verify the server certificate (turning this off is for throwaway labs only).
+    #[serde(default = "defaults::yes")]
+    pub verify_tls: bool,
+    /// Accept `http://` URLs (the API key then crosses the network in clear).
+    #[serde(default)]
+    pub allow_plain_http: bool,
+    /// Pull interval.
+    #[serde(default = "defaults::misp_interval", deserialize_with = "de_duration")]
+    pub interval: Duration,
+    /// Full re-pull interval (catches unpublished events); pulls in between are incremental.
+    #[serde(default = "defaults::full_resync", deserialize_with = "de_duration")]
+    pub full_resync: Duration,
+    /// Timeout of one HTTP request.
+    #[serde(default = "defaults::http_timeout", deserialize_with = "de_duration")]
+    pub timeout: Duration,
+    /// MISP attribute types to pull.
+    #[serde(default = "defaults::misp_types")]
+    pub types: Vec<String>,
+    /// Ask MISP to drop values on its warninglists.
+    #[serde(default = "defaults::yes")]
+    pub enforce_warninglist: bool,
+    /// Attributes per page.
+    #[serde(default = "defaults::page_limit")]
+    pub page_limit: u32,
+}
+
+/// MISP feed source.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedSource {
+    /// Name used in logs, status and provenance.
+    pub name: String,
+    /// Base URL of the feed (the directory holding manifest.json).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Local directory holding manifest.json.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Pull interval.
+    #[serde(default = "defaults::feed_interval", deserialize_with = "de_duration")]
+    pub interval: Duration,
+    /// Timeout of one HTTP request.
+    #[serde(default = "defaults::http_timeout", deserialize_with = "de_duration")]
+    pub timeout: Duration,
+    /// Only events whose `date` is newer than this are used (old events are mostly dead infrastructure).
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub max_age: Option<Duration>,
+}
+
+/// Plain list source.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListSource {
+    /// Name used in logs, status and provenance.
+    pub name: String,
+    /// URL of the list.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Local file.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Pull interval.
+    #[serde(default = "defaults::feed_interval", deserialize_with = "de_duration")]
+    pub interval: Duration,
+    /// Timeout of one HTTP request.
+    #[serde(default = "defaults::http_timeout", deserialize_with = "de_duration")]
+    pub timeout: Duration,
+    /// For CSV: which column (0-based) holds the value; other columns are ignored.
+    #[serde(default)]
+    pub column: usize,
+}
+
+mod defaults {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    pub fn state_dir() -> PathBuf {
+        PathBuf::from("/var/lib/homewarden")
+    }
+    pub fn control_socket() -> PathBuf {
+        PathBuf::from("/run/homewarden/control.sock")
+    }
+    pub fn misp_key_env() -> String {
+        "MISP_API_KEY".to_string()
+    }
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn misp_interval() -> Duration {
+        Duration::from_secs(300)
+    }
+    pub fn feed_interval() -> Duration {
+        Duration::from_secs(3600)
+    }
+    pub fn full_resync() -> Duration {
+        Duration::from_secs(6 * 3600)
+    }
+    pub fn http_timeout() -> Duration {
+        Duration::from_secs(60)
+    }
+    pub fn page_limit() -> u32 {
+        5000
+    }
+    pub fn misp_types() -> Vec<String> {
+        [
+            "ip-dst",
+            "ip-src",
+            "ip-dst|port",
+            "ip-src|port",
+            "domain",
+            "hostname",
+            "domain|ip",
+            "url",
+            "md5",
+            "sha256",
+            "filename|md5",
+            "filename|sha256",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+}
+
+/// Accepts `"90s"`, `"5m"`, `"1h 30m"` or a number of seconds.
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Secs(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Secs(s) => Ok(Duration::from_secs(s)),
+        Raw::Text(t) => humantime::parse_duration(&t).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration {t:?} ({e}); write e.g. \"30s\", \"5m\", \"1h\""
+            ))
+        }),
+    }
+}
+
+fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    de_duration(d).map(Some)
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            key: "-".into(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates config text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        // An empty file is a valid config: every default applies.
+        let de =
+            serde_yaml_ng::Deserializer::from_str(if text.trim().is_empty() { "{}" } else { text });
+        let mut cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let mut key = e.path().to_string();
+            let mut message = e.inner().to_string();
+            // A source's own key path travels inside the message (see SourceConfig).
+            let marked = message.split_once(PATH_MARK).and_then(|(pre, rest)| {
+                rest.split_once(PATH_MARK)
+                    .map(|(k, m)| (pre.to_string(), k.to_string(), m.to_string()))
+            });
+            if let Some((_, inner_key, rest)) = marked {
+                key = format!("{key}.{inner_key}");
+                message = rest;
+            }
+            ConfigError {
+                file: file.clone(),
+                key: if key == "." { "-".into() } else { key },
+                message: one_line(&message),
+            }
+        })?;
+        cfg.path = path.to_path_buf();
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn err(&self, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.path.display().to_string(),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.allowlist()?;
+        let e = &self.enforcement;
+        if e.max_ipv4_prefix > 32 {
+            return Err(self.err(
+                "enforcement.max_ipv4_prefix",
+                format!("{} is not a prefix length (0-32)", e.max_ipv4_prefix),
+            ));
+        }
+        if e.max_ipv6_prefix > 128 {
+            return Err(self.err(
+                "enforcement.max_ipv6_prefix",
+                format!("{} is not a prefix length (0-128)", e.max_ipv6_prefix),
+            ));
+        }
+        // Suricata's socket path is a sun_path: 107 bytes at most.
+        for (key, p) in [
+            ("control_socket", &self.control_socket),
+            ("suricata.command_socket", &self.suricata.command_socket),
+        ] {
+            if p.as_os_str().len() > 107 {
+                return Err(self.err(
+                    key,
+                    format!(
+                        "{:?} is longer than a unix socket path may be (107 bytes)",
+                        p
+                    ),
+                ));
+            }
+        }
+        let mut names = HashSet::new();
+        for (i, s) in self.sources.iter().enumerate() {
+            let at = |k: &str| format!("sources[{i}].{k}");
+            let name = s.name();
+            let name_ok = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+            if !name_ok {
+                return Err(self.err(
+                    at("name"),
+                    format!("{name:?} must be 1-64 of [A-Za-z0-9._-]"),
+                ));
+            }
+            if !names.insert(name) {
+                return Err(self.err(at("name"), format!("{name:?} is used by another source")));
+            }
+            if s.interval() < Duration::from_secs(1) {
+                return Err(self.err(at("interval"), "must be at least 1s"));
+            }
+            match s {
+                SourceConfig::Misp(m) => {
+                    let u = check_url(&m.url).map_err(|msg| self.err(at("url"), msg))?;
+                    if u.scheme() == "http" && !m.allow_plain_http {
+                        return Err(self.err(
+                            at("url"),
+                            format!("{:?} is plain http: the API key would cross the network in clear (set allow_plain_http: true to accept)", m.url),
+                        ));
+                    }
+                    if m.types.is_empty() {
+                        return Err(self.err(at("types"), "must name at least one attribute type"));
+                    }
+                    if m.page_limit == 0 {
+                        return Err(self.err(at("page_limit"), "must be at least 1"));
+                    }
+                    if let Some(ca) = &m.ca_file {
+                        if !ca.is_file() {
+                            return Err(
+                                self.err(at("ca_file"), format!("{:?} is not a readable file", ca))
+                            );
+                        }
+                    }
+                }
+                SourceConfig::MispFeed(FeedSource { url, path, .. })
+                | SourceConfig::List(ListSource { url, path, .. }) => match (url, path) {
+                    (Some(u), None) => {
+                        check_url(u).map_err(|msg| self.err(at("url"), msg))?;
+                    }
+                    (None, Some(_)) => {}
+                    _ => return Err(self.err(at("url"), "give exactly one of url and path")),
+                },
+            }
+        }
+        Ok(())
+    }
+
+    /// The never-block list: configured entries plus gateway and DNS addresses.
+    pub fn allowlist(&self) -> Result<Allowlist, ConfigError> {
+        let mut nets = Vec::new();
+        for (i, c) in self.allowlist.cidrs.iter().enumerate() {
+            let net = c
+                .parse::<IpNet>()
+                .or_else(|_| c.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    self.err(
+                        format!("allowlist.cidrs[{i}]"),
+                        format!("{c:?} is not an IP network"),
+                    )
+                })?;
+            nets.push(net);
+        }
+        nets.extend(
+            self.network
+                .gateway
+                .iter()
+                .chain(&self.network.dns)
+                .map(|ip| IpNet::from(*ip)),
+        );
+        let mut domains = Vec::new();
+        for (i, d) in self.allowlist.domains.iter().enumerate() {
+            domains.push(
+                Domain::parse(d)
+                    .map_err(|e| self.err(format!("allowlist.domains[{i}]"), e.to_string()))?,
+            );
+        }
+        Ok(Allowlist::new(nets, domains, self.allowlist.builtin))
+    }
+
+    /// Network expansion limits.
+    pub fn expand_limits(&self) -> ExpandLimits {
+        ExpandLimits {
+            max_v4_prefix: self.enforcement.max_ipv4_prefix,
+            max_v6_prefix: self.enforcement.max_ipv6_prefix,
+        }
+    }
+
+    /// The directory the config file sits in (where `.env` is looked for).
+    pub fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+}
+
+fn check_url(u: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(u).map_err(|e| format!("{u:?} is not a URL ({e})"))?;
+    match url.scheme() {
+        "http" | "https" if url.host().is_some() => Ok(url),
+        _ => Err(format!("{u:?} must be an http(s) URL with a host")),
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Ips => "ips",
+            Mode::Ids => "ids",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> Result<Config, ConfigError> {
+        Config::parse(yaml, Path::new("/etc/homewarden/homewarden.yaml"))
+    }
+
+    #[test]
+    fn empty_file_gives_working_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.enforcement.mode, Mode::Ips);
+        assert_eq!(c.enforcement.action, Action::Drop);
+        assert_eq!(c.enforcement.fail, FailMode::Open);
+        assert_eq!(
+            c.suricata.rules_dir,
+            PathBuf::from("/var/lib/homewarden/suricata")
+        );
+        assert!(c.sources.is_empty());
+    }
+
+    #[test]
+    fn full_example_parses() {
+        let c = parse(
+            r#"
+state_dir: /tmp/x
+enforcement: { mode: ids, action: reject, fail: closed }
+network: { gateway: [192.0.2.1], dns: [192.0.2.53] }
+allowlist: { cidrs: [198.51.100.0/24, 203.0.113.7], domains: [good.example] }
+sources:
+  - name: misp
+    type: misp
+    url: https://misp.example
+    interval: 90s
+  - { name: circl, type: misp_feed, url: "https://feed.example/osint/" }
+  - { name: local, type: list, path: /etc/homewarden/block.txt, interval: 1h, column: 2 }
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.enforcement.mode, Mode::Ids);
+        assert_eq!(c.sources.len(), 3);
+        assert_eq!(c.sources[0].interval(), Duration::from_secs(90));
+        assert_eq!(c.sources[1].interval(), Duration::from_secs(3600));
+        let allow = c.allowlist().unwrap();
+        assert!(allow.allows_ip("192.0.2.53".parse().unwrap()));
+        assert!(allow.allows_ip("203.0.113.7".parse().unwrap()));
+        assert!(!allow.allows_ip("203.0.113.8".parse().unwrap()));
+    }
+
+    fn error_of(yaml: &str) -> String {
+        parse(yaml).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_file_key_and_value() {
+        let e =
+            error_of("sources:\n  - {name: m, type: misp, url: https://m.example, interval: 5x}\n");
+        assert!(
+            e.starts_with("/etc/homewarden/homewarden.yaml: sources[0].interval: "),
+            "{e}"
+        );
+        assert!(e.contains("\"5x\""), "{e}");
+
+        let e = error_of("enforcement: { mode: ipx }");
+        assert!(e.contains("enforcement.mode"), "{e}");
+        assert!(e.contains("ipx"), "{e}");
+
+        let e = error_of("allowlist: { cidrs: [10.0.0.0/40] }");
+        assert_eq!(
+            e,
+            "/etc/homewarden/homewarden.yaml: allowlist.cidrs[0]: \"10.0.0.0/40\" is not an IP network"
+        );
+
+        let e = error_of("sources:\n  - {name: m, type: misp, url: http://m.example}\n");
+        assert!(
+            e.contains("sources[0].url") && e.contains("plain http"),
+            "{e}"
+        );
+
+        let e = error_of(
+            "sources:\n  - {name: a, type: list, path: /x}\n  - {name: a, type: list, path: /y}\n",
+        );
+        assert!(e.contains("sources[1].name") && e.contains("\"a\""), "{e}");
+
+        let e = error_of("sources:\n  - {name: a, type: list}\n");
+        assert!(
+            e.contains("sources[0].url: give exactly one of url and path"),
+            "{e}"
+        );
+
+        let e = error_of("statedir: /x\n");
+        assert!(e.contains("statedir"), "{e}");
+
+        let e = error_of("sources:\n  - {name: a, type: lsit, path: /x}\n");
+        assert!(e.contains("sources[0]") && e.contains("lsit"), "{e}");
+
+        let e = error_of("network: { gateway: [192.0.2.300] }");
+        assert!(e.contains("network.gateway[0]"), "{e}");
+        assert!(!e.contains('\n'));
+    }
+}

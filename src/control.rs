@@ -1,0 +1,194 @@
+//! The control socket: `homewarden status` and `homewarden sync` talk to the
+//! running daemon through it, one JSON request and one JSON reply per line.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::agent::{Request, Status};
+
+/// A request on the control socket.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Command {
+    /// The daemon's status.
+    Status,
+    /// Pull every source now; the reply comes when the sync is done.
+    Sync,
+}
+
+/// A failure reaching the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// No daemon listens.
+    #[error("{path}: no homewarden daemon answers ({message}); is `homewarden run` (homewarden.service) running?")]
+    NotRunning {
+        /// Socket path.
+        path: String,
+        /// OS error.
+        message: String,
+    },
+    /// The daemon answered nonsense or nothing.
+    #[error("control socket: {0}")]
+    Protocol(String),
+}
+
+/// Binds the socket (replacing a stale one) and serves until the task is dropped.
+pub fn serve(
+    path: &Path,
+    status: watch::Receiver<Status>,
+    requests: mpsc::Sender<Request>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    // A socket file left by a killed daemon would make bind fail; only remove it if
+    // nobody answers on it, so two daemons never steal each other's socket.
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("{}: another homewarden daemon is running", path.display()),
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let status = status.clone();
+            let requests = requests.clone();
+            tokio::spawn(async move {
+                if let Err(e) = handle(stream, status, requests).await {
+                    tracing::debug!("control client: {e}");
+                }
+            });
+        }
+    }))
+}
+
+async fn handle(
+    stream: UnixStream,
+    status: watch::Receiver<Status>,
+    requests: mpsc::Sender<Request>,
+) -> std::io::Result<()> {
+    let (r, mut w) = stream.into_split();
+    let mut lines = BufReader::new(r).lines();
+    while let Some(line) = lines.next_line().await? {
+        let reply: Value = match serde_json::from_str::<Command>(&line) {
+            Ok(Command::Status) => serde_json::to_value(&*status.borrow()).unwrap_or(Value::Null),
+            Ok(Command::Sync) => {
+                let (tx, rx) = oneshot::channel();
+                if requests.send(Request::Sync(tx)).await.is_err() {
+                    serde_json::json!({"error": "agent is shutting down"})
+                } else {
+                    match rx.await {
+                        Ok(report) => serde_json::to_value(report).unwrap_or(Value::Null),
+                        Err(_) => serde_json::json!({"error": "agent is shutting down"}),
+                    }
+                }
+            }
+            Err(e) => serde_json::json!({"error": format!("bad request: {e}")}),
+        };
+        let mut out = reply.to_string();
+        out.push('\n');
+        w.write_all(out.as_bytes()).await?;
+    }
+    Ok(())
+}
+
+/// Sends one command to the daemon and returns its reply.
+pub async fn request(path: &Path, cmd: &Command, timeout: Duration) -> Result<Value, ControlError> {
+    let stream = UnixStream::connect(path)
+        .await
+        .map_err(|e| ControlError::NotRunning {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+    let (r, mut w) = stream.into_split();
+    let mut line = serde_json::to_string(cmd).map_err(|e| ControlError::Protocol(e.to_string()))?;
+    line.push('\n');
+    w.write_all(line.as_bytes())
+        .await
+        .map_err(|e| ControlError::Protocol(e.to_string()))?;
+    let mut lines = BufReader::new(r).lines();
+    let reply = tokio::time::timeout(timeout, lines.next_line())
+        .await
+        .map_err(|_| ControlError::Protocol(format!("no reply within {timeout:?}")))?
+        .map_err(|e| ControlError::Protocol(e.to_string()))?
+        .ok_or_else(|| ControlError::Protocol("daemon closed the connection".into()))?;
+    let v: Value =
+        serde_json::from_str(&reply).map_err(|e| ControlError::Protocol(e.to_string()))?;
+    if let Some(err) = v.get("error").and_then(Value::as_str) {
+        return Err(ControlError::Protocol(err.to_string()));
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::SyncReport;
+
+    #[tokio::test]
+    async fn status_and_sync_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        let (status_tx, status_rx) = watch::channel(Status {
+            state: "protected".into(),
+            ..Status::default()
+        });
+        let (req_tx, mut req_rx) = mpsc::channel(1);
+        let _server = serve(&path, status_rx, req_tx).unwrap();
+        tokio::spawn(async move {
+            while let Some(Request::Sync(reply)) = req_rx.recv().await {
+                let _ = reply.send(SyncReport {
+                    sources: vec![("a".into(), None)],
+                    ..Default::default()
+                });
+            }
+        });
+        let v = request(&path, &Command::Status, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(v["state"], "protected");
+        status_tx.send_replace(Status {
+            state: "degraded".into(),
+            ..Status::default()
+        });
+        let v = request(&path, &Command::Status, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(v["state"], "degraded");
+        let v = request(&path, &Command::Sync, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(v["sources"][0][0], "a");
+        // A second daemon must not steal a live socket.
+        let (_t, rx) = watch::channel(Status::default());
+        let (tx, _r) = mpsc::channel(1);
+        assert!(serve(&path, rx, tx).is_err());
+    }
+
+    #[tokio::test]
+    async fn no_daemon_is_a_clear_error() {
+        let e = request(
+            Path::new("/nonexistent/control.sock"),
+            &Command::Status,
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap_err();
+        assert!(e.to_string().contains("is `homewarden run`"), "{e}");
+    }
+}

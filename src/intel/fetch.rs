@@ -1,0 +1,140 @@
+//! Reading a source's bytes from an http(s) URL or a local path, bounded in size.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::IntelError;
+
+/// Largest body we accept from one URL or file (a full CIRCL feed event is a few MB).
+pub const MAX_BODY: usize = 512 * 1024 * 1024;
+
+/// Where a list or feed lives.
+#[derive(Clone, Debug)]
+pub enum Location {
+    /// An http(s) URL.
+    Url(url::Url),
+    /// A local file or directory.
+    Path(PathBuf),
+}
+
+impl Location {
+    /// Builds a location from a config's `url` or `path`.
+    pub fn new(url: Option<&str>, path: Option<&Path>) -> Result<Location, IntelError> {
+        match (url, path) {
+            (Some(u), _) => url::Url::parse(u)
+                .map(Location::Url)
+                .map_err(|e| IntelError::Config(format!("{u:?} is not a URL: {e}"))),
+            (None, Some(p)) => Ok(Location::Path(p.to_path_buf())),
+            (None, None) => Err(IntelError::Config("neither url nor path".into())),
+        }
+    }
+
+    /// Interprets a command-line `--source` argument: a URL if it has a scheme, else a path.
+    pub fn from_arg(arg: &str) -> Result<Location, IntelError> {
+        if arg.starts_with("http://") || arg.starts_with("https://") {
+            Location::new(Some(arg), None)
+        } else {
+            Ok(Location::Path(PathBuf::from(arg)))
+        }
+    }
+
+    /// A location below this one (`manifest.json` of a feed).
+    pub fn join(&self, rel: &str) -> Result<Location, IntelError> {
+        match self {
+            Location::Url(u) => {
+                let mut base = u.clone();
+                if !base.path().ends_with('/') {
+                    base.set_path(&format!("{}/", base.path()));
+                }
+                base.join(rel)
+                    .map(Location::Url)
+                    .map_err(|e| IntelError::Config(format!("{rel:?} below {u}: {e}")))
+            }
+            Location::Path(p) => Ok(Location::Path(p.join(rel))),
+        }
+    }
+
+    /// Reads the whole body, refusing more than [`MAX_BODY`] bytes.
+    pub async fn read(
+        &self,
+        http: &reqwest::Client,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, IntelError> {
+        match self {
+            Location::Path(p) => {
+                let meta = tokio::fs::metadata(p)
+                    .await
+                    .map_err(|e| IntelError::io(p, e))?;
+                if meta.len() > MAX_BODY as u64 {
+                    return Err(IntelError::TooLarge(p.display().to_string()));
+                }
+                tokio::fs::read(p).await.map_err(|e| IntelError::io(p, e))
+            }
+            Location::Url(u) => {
+                let mut resp = http
+                    .get(u.clone())
+                    .timeout(timeout)
+                    .send()
+                    .await
+                    .map_err(|e| IntelError::http(u.as_str(), e))?;
+                let status = resp.status();
+                if !status.is_success() {
+                    return Err(IntelError::Status {
+                        url: u.to_string(),
+                        status: status.as_u16(),
+                        body: String::new(),
+                    });
+                }
+                let mut body = Vec::new();
+                while let Some(chunk) = resp
+                    .chunk()
+                    .await
+                    .map_err(|e| IntelError::http(u.as_str(), e))?
+                {
+                    if body.len() + chunk.len() > MAX_BODY {
+                        return Err(IntelError::TooLarge(u.to_string()));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(body)
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Url(u) => u.fmt(f),
+            Location::Path(p) => p.display().fmt(f),
+        }
+    }
+}
+
+/// An HTTP client for intel sources: rustls, our user agent, an optional private CA.
+pub fn client(ca_file: Option<&Path>, verify_tls: bool) -> Result<reqwest::Client, IntelError> {
+    let mut b = reqwest::Client::builder()
+        .user_agent(concat!("homewarden/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(10))
+        .use_rustls_tls();
+    if let Some(ca) = ca_file {
+        let pem = std::fs::read(ca).map_err(|e| IntelError::io(ca, e))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            IntelError::Config(format!("{}: not a PEM certificate: {e}", ca.display()))
+        })?;
+        if certs.is_empty() {
+            return Err(IntelError::Config(format!(
+                "{}: no certificate in file",
+                ca.display()
+            )));
+        }
+        for c in certs {
+            b = b.add_root_certificate(c);
+        }
+    }
+    if !verify_tls {
+        b = b.danger_accept_invalid_certs(true);
+    }
+    b.build()
+        .map_err(|e| IntelError::Config(format!("cannot build HTTP client: {e}")))
+}

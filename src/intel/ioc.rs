@@ -1,0 +1,514 @@
+//! Typed indicators: every value from a feed is parsed into one of these
+//! before it can reach a rule or a dataset file.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
+
+use ipnet::IpNet;
+
+/// Longest domain name DNS allows (RFC 1035, without the trailing dot).
+const MAX_DOMAIN_LEN: usize = 253;
+/// Longest input we even look at; anything longer is refused before parsing.
+const MAX_VALUE_LEN: usize = 2048;
+
+/// One indicator of compromise, parsed and normalised.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Ioc {
+    /// A single IPv4 address.
+    Ipv4(Ipv4Addr),
+    /// A single IPv6 address.
+    Ipv6(Ipv6Addr),
+    /// A network wider than one address (expanded or refused at render time).
+    Net(IpNet),
+    /// A lower-case ASCII (punycode) domain name, no trailing dot.
+    Domain(Domain),
+    /// MD5 of a file.
+    Md5(Md5),
+    /// SHA-256 of a file.
+    Sha256(Sha256),
+}
+
+/// The kinds of indicator, one Suricata rule family each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// IPv4 addresses.
+    Ipv4,
+    /// IPv6 addresses.
+    Ipv6,
+    /// CIDR networks.
+    Net,
+    /// Domain names.
+    Domain,
+    /// MD5 file hashes.
+    Md5,
+    /// SHA-256 file hashes.
+    Sha256,
+}
+
+impl Ioc {
+    /// The rule family this indicator belongs to.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Ioc::Ipv4(_) => Kind::Ipv4,
+            Ioc::Ipv6(_) => Kind::Ipv6,
+            Ioc::Net(_) => Kind::Net,
+            Ioc::Domain(_) => Kind::Domain,
+            Ioc::Md5(_) => Kind::Md5,
+            Ioc::Sha256(_) => Kind::Sha256,
+        }
+    }
+
+    /// Guesses the type of a value from a plain list: IP, CIDR, hash, URL or domain.
+    pub fn parse_any(raw: &str) -> Result<Ioc, ParseError> {
+        let v = precheck(raw)?;
+        if let Ok(ip) = v.parse::<IpAddr>() {
+            return Ok(Ioc::from(ip));
+        }
+        if v.contains('/') && !v.contains("://") {
+            return parse_net(v);
+        }
+        if v.contains("://") {
+            return parse_url_host(v);
+        }
+        if v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return parse_md5(v);
+        }
+        if v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return parse_sha256(v);
+        }
+        Domain::parse(v).map(Ioc::Domain)
+    }
+
+    /// Parses a MISP attribute by its type; composite types yield several indicators.
+    ///
+    /// Types this appliance cannot enforce are [`ParseError::Unsupported`], not errors of the value.
+    pub fn parse_misp(misp_type: &str, raw: &str) -> Result<Vec<Ioc>, ParseError> {
+        let v = precheck(raw)?;
+        let one = |r: Result<Ioc, ParseError>| r.map(|i| vec![i]);
+        match misp_type {
+            "ip-dst" | "ip-src" => one(parse_ip_or_net(v)),
+            "ip-dst|port" | "ip-src|port" => {
+                let ip = split_pipe(v)?.0;
+                one(parse_ip_or_net(strip_brackets(ip)))
+            }
+            "domain" | "hostname" => one(Domain::parse(v).map(Ioc::Domain)),
+            "domain|ip" | "hostname|port" => {
+                let (name, rest) = split_pipe(v)?;
+                let mut out = vec![Ioc::Domain(Domain::parse(name)?)];
+                if misp_type == "domain|ip" {
+                    out.push(parse_ip_or_net(rest)?);
+                }
+                Ok(out)
+            }
+            "url" | "uri" | "link" => one(parse_url_host(v)),
+            "md5" => one(parse_md5(v)),
+            "sha256" => one(parse_sha256(v)),
+            "filename|md5" => one(parse_md5(split_pipe(v)?.1)),
+            "filename|sha256" => one(parse_sha256(split_pipe(v)?.1)),
+            other => Err(ParseError::Unsupported(truncate(other))),
+        }
+    }
+}
+
+impl From<IpAddr> for Ioc {
+    fn from(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(a) => Ioc::Ipv4(a),
+            // An IPv4-mapped IPv6 address is the IPv4 host; Suricata sees it as such.
+            IpAddr::V6(a) => match a.to_ipv4_mapped() {
+                Some(v4) => Ioc::Ipv4(v4),
+                None => Ioc::Ipv6(a),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Ioc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ioc::Ipv4(a) => a.fmt(f),
+            Ioc::Ipv6(a) => a.fmt(f),
+            Ioc::Net(n) => n.fmt(f),
+            Ioc::Domain(d) => f.write_str(d.as_str()),
+            Ioc::Md5(h) => f.write_str(&hex(&h.0)),
+            Ioc::Sha256(h) => f.write_str(&hex(&h.0[..])),
+        }
+    }
+}
+
+impl FromStr for Ioc {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ioc::parse_any(s)
+    }
+}
+
+/// Why a value was refused. Counted per source; the value is never written anywhere.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// Empty after trimming.
+    #[error("empty value")]
+    Empty,
+    /// Longer than anything legitimate.
+    #[error("value longer than {MAX_VALUE_LEN} bytes")]
+    TooLong,
+    /// Control characters (NUL, newline…) inside the value.
+    #[error("control character in value")]
+    Control,
+    /// Not an IP address or network.
+    #[error("not an IP address or network: {0:?}")]
+    BadIp(String),
+    /// Not a valid domain name.
+    #[error("not a domain name: {0:?}")]
+    BadDomain(String),
+    /// Not a URL with a host.
+    #[error("not a URL with a host: {0:?}")]
+    BadUrl(String),
+    /// Not a hash of the expected length.
+    #[error("not a {0} hash: {1:?}")]
+    BadHash(&'static str, String),
+    /// A composite value without its `|` separator.
+    #[error("composite value without '|': {0:?}")]
+    BadComposite(String),
+    /// A MISP type this appliance does not enforce.
+    #[error("unsupported attribute type {0:?}")]
+    Unsupported(String),
+}
+
+impl ParseError {
+    /// A short stable label for counters (`rejected.<label>`).
+    pub fn label(&self) -> &'static str {
+        match self {
+            ParseError::Empty => "empty",
+            ParseError::TooLong => "too_long",
+            ParseError::Control => "control_char",
+            ParseError::BadIp(_) => "bad_ip",
+            ParseError::BadDomain(_) => "bad_domain",
+            ParseError::BadUrl(_) => "bad_url",
+            ParseError::BadHash(..) => "bad_hash",
+            ParseError::BadComposite(_) => "bad_composite",
+            ParseError::Unsupported(_) => "unsupported_type",
+        }
+    }
+}
+
+/// A domain name that is safe to put into a dataset: lower-case ASCII letters,
+/// digits, `-` and `_`, dot-separated labels of 1–63 bytes, at least two labels.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Domain(Box<str>);
+
+impl Domain {
+    /// Parses and normalises (IDNA to punycode, lower case, trailing dot removed).
+    pub fn parse(raw: &str) -> Result<Domain, ParseError> {
+        let v = precheck(raw)?;
+        let bad = || ParseError::BadDomain(truncate(v));
+        let v = v.strip_suffix('.').unwrap_or(v);
+        let ascii = if v.is_ascii() {
+            v.to_ascii_lowercase()
+        } else {
+            // url's host parser applies UTS #46 (IDNA) and refuses forbidden code points.
+            match url::Host::parse(v) {
+                Ok(url::Host::Domain(d)) => d,
+                _ => return Err(bad()),
+            }
+        };
+        if ascii.is_empty() || ascii.len() > MAX_DOMAIN_LEN {
+            return Err(bad());
+        }
+        let labels: Vec<&str> = ascii.split('.').collect();
+        if labels.len() < 2 {
+            return Err(bad());
+        }
+        for label in &labels {
+            let ok_len = !label.is_empty() && label.len() <= 63;
+            let ok_chars = label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+            if !ok_len || !ok_chars || label.starts_with('-') || label.ends_with('-') {
+                return Err(bad());
+            }
+        }
+        // An all-numeric last label means this was an IP address in disguise (or garbage).
+        if labels
+            .last()
+            .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(bad());
+        }
+        Ok(Domain(ascii.into_boxed_str()))
+    }
+
+    /// The normalised name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// True if `self` is `other` or a subdomain of it.
+    pub fn is_within(&self, other: &Domain) -> bool {
+        let (s, o) = (self.as_str(), other.as_str());
+        s == o
+            || (s.len() > o.len() && s.ends_with(o) && s.as_bytes()[s.len() - o.len() - 1] == b'.')
+    }
+
+    /// Number of labels (`a.b.c` has 3).
+    pub fn labels(&self) -> usize {
+        self.0.split('.').count()
+    }
+}
+
+/// A file MD5.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Md5(pub [u8; 16]);
+
+/// A file SHA-256 (boxed: keeps `Ioc` small, hashes are rare).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Sha256(pub Box<[u8; 32]>);
+
+/// Lower-case hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+fn unhex<const N: usize>(v: &str) -> Option<[u8; N]> {
+    if v.len() != N * 2 {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, pair) in v.as_bytes().chunks(2).enumerate() {
+        let hi = (pair[0] as char).to_digit(16)?;
+        let lo = (pair[1] as char).to_digit(16)?;
+        out[i] = (hi * 16 + lo) as u8;
+    }
+    Some(out)
+}
+
+fn parse_md5(v: &str) -> Result<Ioc, ParseError> {
+    unhex::<16>(v)
+        .map(|h| Ioc::Md5(Md5(h)))
+        .ok_or_else(|| ParseError::BadHash("md5", truncate(v)))
+}
+
+fn parse_sha256(v: &str) -> Result<Ioc, ParseError> {
+    unhex::<32>(v)
+        .map(|h| Ioc::Sha256(Sha256(Box::new(h))))
+        .ok_or_else(|| ParseError::BadHash("sha256", truncate(v)))
+}
+
+/// Trims, bounds the length and refuses control characters (NUL, CR, LF…),
+/// which is what keeps a hostile value from ever splitting a line.
+fn precheck(raw: &str) -> Result<&str, ParseError> {
+    if raw.len() > MAX_VALUE_LEN {
+        return Err(ParseError::TooLong);
+    }
+    let v = raw.trim();
+    if v.is_empty() {
+        return Err(ParseError::Empty);
+    }
+    if v.chars().any(char::is_control) {
+        return Err(ParseError::Control);
+    }
+    Ok(v)
+}
+
+fn parse_ip_or_net(v: &str) -> Result<Ioc, ParseError> {
+    match v.parse::<IpAddr>() {
+        Ok(ip) => Ok(Ioc::from(ip)),
+        Err(_) => parse_net(v),
+    }
+}
+
+fn parse_net(v: &str) -> Result<Ioc, ParseError> {
+    let net: IpNet = v.parse().map_err(|_| ParseError::BadIp(truncate(v)))?;
+    // A host route is just the address; host bits set (10.0.0.7/8) means the writer
+    // meant the network, and the network is what we enforce.
+    let net = net.trunc();
+    Ok(match net {
+        IpNet::V4(n) if n.prefix_len() == 32 => Ioc::Ipv4(n.addr()),
+        IpNet::V6(n) if n.prefix_len() == 128 => Ioc::from(IpAddr::V6(n.addr())),
+        n => Ioc::Net(n),
+    })
+}
+
+fn parse_url_host(v: &str) -> Result<Ioc, ParseError> {
+    // MISP `url` attributes often lack a scheme ("evil.example/path").
+    let with_scheme = if v.contains("://") {
+        v.to_string()
+    } else {
+        format!("http://{v}")
+    };
+    let url = url::Url::parse(&with_scheme).map_err(|_| ParseError::BadUrl(truncate(v)))?;
+    match url.host() {
+        Some(url::Host::Ipv4(a)) => Ok(Ioc::Ipv4(a)),
+        Some(url::Host::Ipv6(a)) => Ok(Ioc::from(IpAddr::V6(a))),
+        Some(url::Host::Domain(d)) => Domain::parse(d)
+            .map(Ioc::Domain)
+            .map_err(|_| ParseError::BadUrl(truncate(v))),
+        None => Err(ParseError::BadUrl(truncate(v))),
+    }
+}
+
+fn split_pipe(v: &str) -> Result<(&str, &str), ParseError> {
+    v.split_once('|')
+        .ok_or_else(|| ParseError::BadComposite(truncate(v)))
+}
+
+fn strip_brackets(v: &str) -> &str {
+    v.strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+        .unwrap_or(v)
+}
+
+/// Keeps error messages (and logs) short and free of control characters.
+fn truncate(v: &str) -> String {
+    let mut s: String = v
+        .chars()
+        .take(80)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if v.chars().count() > 80 {
+        s.push('…');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn any(v: &str) -> Ioc {
+        Ioc::parse_any(v).unwrap_or_else(|e| panic!("{v:?}: {e}"))
+    }
+
+    #[test]
+    fn parses_each_kind_of_plain_value() {
+        assert_eq!(
+            any(" 203.0.113.66 "),
+            Ioc::Ipv4(Ipv4Addr::new(203, 0, 113, 66))
+        );
+        assert_eq!(
+            any("2001:db8::1"),
+            Ioc::Ipv6("2001:db8::1".parse().unwrap())
+        );
+        assert_eq!(
+            any("::ffff:192.0.2.1"),
+            Ioc::Ipv4(Ipv4Addr::new(192, 0, 2, 1))
+        );
+        assert_eq!(any("198.51.100.0/24").to_string(), "198.51.100.0/24");
+        assert_eq!(any("198.51.100.7/24").to_string(), "198.51.100.0/24");
+        assert_eq!(
+            any("198.51.100.7/32"),
+            Ioc::Ipv4(Ipv4Addr::new(198, 51, 100, 7))
+        );
+        assert_eq!(
+            any("Evil.Example."),
+            Ioc::Domain(Domain::parse("evil.example").unwrap())
+        );
+        assert_eq!(
+            any("https://C2.Evil.Example:8443/x?y").to_string(),
+            "c2.evil.example"
+        );
+        assert_eq!(any("http://[2001:db8::5]/").to_string(), "2001:db8::5");
+        assert_eq!(any("D41D8CD98F00B204E9800998ECF8427E").kind(), Kind::Md5);
+        assert_eq!(
+            any("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855").to_string(),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn idna_names_become_punycode() {
+        assert_eq!(any("bücher.example").to_string(), "xn--bcher-kva.example");
+    }
+
+    #[test]
+    fn parses_misp_types() {
+        let p = |t: &str, v: &str| {
+            Ioc::parse_misp(t, v)
+                .unwrap()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(p("ip-dst", "203.0.113.5"), ["203.0.113.5"]);
+        assert_eq!(p("ip-src", "203.0.113.0/25"), ["203.0.113.0/25"]);
+        assert_eq!(p("ip-dst|port", "203.0.113.5|443"), ["203.0.113.5"]);
+        assert_eq!(p("ip-dst|port", "[2001:db8::2]|443"), ["2001:db8::2"]);
+        assert_eq!(
+            p("domain|ip", "evil.example|203.0.113.9"),
+            ["evil.example", "203.0.113.9"]
+        );
+        assert_eq!(p("hostname", "WWW.Evil.example"), ["www.evil.example"]);
+        assert_eq!(p("url", "evil.example/dropper.sh"), ["evil.example"]);
+        assert_eq!(
+            p("filename|md5", "a.exe|d41d8cd98f00b204e9800998ecf8427e"),
+            ["d41d8cd98f00b204e9800998ecf8427e"]
+        );
+        assert!(matches!(
+            Ioc::parse_misp("email-src", "a@b.example"),
+            Err(ParseError::Unsupported(_))
+        ));
+        assert!(matches!(
+            Ioc::parse_misp("ip-dst", "evil.example"),
+            Err(ParseError::BadIp(_))
+        ));
+    }
+
+    #[test]
+    fn hostile_values_are_refused() {
+        let hostile = [
+            "",
+            "   ",
+            "evil.example\"; sid:1;",
+            "evil.example;",
+            "evil.example\nalert ip any any -> any any (sid:2;)",
+            "evil\0.example",
+            "203.0.113.1\n203.0.113.2",
+            "-evil.example",
+            "evil-.example",
+            "ev il.example",
+            "localhost",
+            "1.2.3.999",
+            "10.0.0.0/33",
+            "dataset:isset,x",
+            "pcre:\"/x/\"",
+            "a.b.c.d.e.1234",
+            "xn--.example",
+            "☃",
+            "ab..example",
+            "g00000000000000000000000000000000",
+        ];
+        for v in hostile {
+            assert!(Ioc::parse_any(v).is_err(), "accepted {v:?}");
+        }
+        let long = format!("{}.example", "a".repeat(64));
+        assert!(Ioc::parse_any(&long).is_err());
+        let overlong = "a.".repeat(2000);
+        assert_eq!(Ioc::parse_any(&overlong), Err(ParseError::TooLong));
+    }
+
+    #[test]
+    fn subdomain_relation() {
+        let d = |s: &str| Domain::parse(s).unwrap();
+        assert!(d("a.evil.example").is_within(&d("evil.example")));
+        assert!(d("evil.example").is_within(&d("evil.example")));
+        assert!(!d("notevil.example").is_within(&d("evil.example")));
+        assert!(!d("evil.example").is_within(&d("a.evil.example")));
+        assert_eq!(d("a.b.example").labels(), 3);
+    }
+
+    #[test]
+    fn error_messages_do_not_echo_control_characters() {
+        let e = Ioc::parse_misp("ip-dst", "x\u{7f}y").unwrap_err();
+        assert_eq!(e, ParseError::Control);
+        let e = Ioc::parse_misp("domain", &"é.".repeat(100)).unwrap_err();
+        assert!(e.to_string().len() < 300);
+    }
+}

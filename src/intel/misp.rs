@@ -1,0 +1,284 @@
+//! MISP REST: `/attributes/restSearch` with paging, a full pull first and
+//! incremental pulls by attribute timestamp after it, and `/events/restSearch`
+//! for the threat levels of the events seen.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::set::{EventInfo, SourceSet};
+use super::{de_bool, de_num, Change, Collector, Cursor, IntelError, Pulled};
+use crate::config::MispSource;
+
+/// A MISP REST client for one instance.
+#[derive(Clone, Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    base: url::Url,
+    key: String,
+    timeout: Duration,
+}
+
+#[derive(Debug, Deserialize)]
+struct SearchResponse {
+    response: AttributeList,
+}
+
+#[derive(Debug, Deserialize)]
+struct AttributeList {
+    #[serde(default, rename = "Attribute")]
+    attributes: Vec<Attribute>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Attribute {
+    #[serde(rename = "type")]
+    kind: String,
+    value: String,
+    uuid: String,
+    #[serde(default, deserialize_with = "de_bool")]
+    to_ids: bool,
+    #[serde(default, deserialize_with = "de_bool")]
+    deleted: bool,
+    #[serde(default, deserialize_with = "de_num")]
+    timestamp: Option<u64>,
+    #[serde(default, rename = "Event")]
+    event: Option<AttrEvent>,
+}
+
+#[derive(Debug, Deserialize)]
+struct AttrEvent {
+    uuid: String,
+    #[serde(default, deserialize_with = "de_num")]
+    id: Option<u64>,
+    #[serde(default)]
+    info: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct EventSearch {
+    response: Vec<EventWrap>,
+}
+
+#[derive(Debug, Deserialize)]
+struct EventWrap {
+    #[serde(rename = "Event")]
+    event: EventMeta,
+}
+
+#[derive(Debug, Deserialize)]
+struct EventMeta {
+    uuid: String,
+    #[serde(default, deserialize_with = "de_num")]
+    id: Option<u64>,
+    #[serde(default, deserialize_with = "de_num")]
+    threat_level_id: Option<u64>,
+    #[serde(default, deserialize_with = "de_bool")]
+    published: bool,
+}
+
+/// Events asked about per `/events/restSearch` call.
+const EVENT_CHUNK: usize = 200;
+
+impl Client {
+    /// A client for `base` (`https://misp.example`) with an API key.
+    pub fn new(
+        http: reqwest::Client,
+        base: &str,
+        key: String,
+        timeout: Duration,
+    ) -> Result<Client, IntelError> {
+        let mut base =
+            url::Url::parse(base).map_err(|e| IntelError::Config(format!("{base:?}: {e}")))?;
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        Ok(Client {
+            http,
+            base,
+            key,
+            timeout,
+        })
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> Result<Vec<u8>, IntelError> {
+        let url = self
+            .base
+            .join(path)
+            .map_err(|e| IntelError::Config(format!("{path}: {e}")))?;
+        let resp = self
+            .http
+            .post(url.clone())
+            .timeout(self.timeout)
+            .header("Authorization", &self.key)
+            .header("Accept", "application/json")
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| IntelError::http(url.as_str(), e))?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| IntelError::http(url.as_str(), e))?;
+        if !status.is_success() {
+            // MISP explains itself in a JSON `message`/`name`; keep it, short and printable.
+            let body: String = serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .and_then(|v| {
+                    v.get("message")
+                        .or_else(|| v.get("name"))
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                })
+                .unwrap_or_default()
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(200)
+                .collect();
+            return Err(IntelError::Status {
+                url: url.to_string(),
+                status: status.as_u16(),
+                body,
+            });
+        }
+        Ok(bytes.to_vec())
+    }
+
+    /// All pages of an attribute search.
+    async fn search_attributes(
+        &self,
+        filters: Value,
+        limit: u32,
+    ) -> Result<Vec<Attribute>, IntelError> {
+        let mut out = Vec::new();
+        for page in 1u32.. {
+            let mut body = filters.clone();
+            body["page"] = json!(page);
+            body["limit"] = json!(limit);
+            let bytes = self.post("attributes/restSearch", &body).await?;
+            let parsed: SearchResponse = serde_json::from_slice(&bytes).map_err(|e| {
+                IntelError::malformed(
+                    self.base
+                        .join("attributes/restSearch")
+                        .map(|u| u.to_string())
+                        .unwrap_or_default(),
+                    e,
+                )
+            })?;
+            let n = parsed.response.attributes.len();
+            out.extend(parsed.response.attributes);
+            if n < limit as usize {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Metadata (threat level, published) of the given events.
+    async fn events(&self, ids: &[u64]) -> Result<Vec<EventMeta>, IntelError> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(EVENT_CHUNK) {
+            let ids: Vec<String> = chunk.iter().map(u64::to_string).collect();
+            let body = json!({"returnFormat": "json", "eventid": ids, "metadata": true});
+            let bytes = self.post("events/restSearch", &body).await?;
+            let parsed: EventSearch = serde_json::from_slice(&bytes)
+                .map_err(|e| IntelError::malformed("events/restSearch", e))?;
+            out.extend(parsed.response.into_iter().map(|w| w.event));
+        }
+        Ok(out)
+    }
+}
+
+/// Pulls a MISP instance: a full pull when due, an incremental one otherwise.
+pub async fn pull(
+    cfg: &MispSource,
+    client: &Client,
+    known: &SourceSet,
+    cursor: &Cursor,
+    now: u64,
+) -> Result<Pulled, IntelError> {
+    let full = match (cursor.last_full, cursor.misp_timestamp) {
+        (Some(last), Some(_)) => now.saturating_sub(last) >= cfg.full_resync.as_secs(),
+        _ => true,
+    };
+    let mut filters = json!({
+        "returnFormat": "json",
+        "type": cfg.types,
+        "published": 1,
+        "enforceWarninglist": u8::from(cfg.enforce_warninglist),
+    });
+    if full {
+        filters["to_ids"] = json!(1);
+        filters["deleted"] = json!(0);
+    } else {
+        // Without a to_ids filter and with deleted ones included, a changed attribute
+        // comes back whatever happened to it, so it can leave the set.
+        filters["timestamp"] = json!(cursor.misp_timestamp.unwrap_or(0).to_string());
+        filters["deleted"] = json!([0, 1]);
+    }
+    let attrs = client.search_attributes(filters, cfg.page_limit).await?;
+
+    let mut c = Collector::new(&cfg.name);
+    let mut changed = HashSet::new();
+    let mut max_ts = cursor.misp_timestamp;
+    for a in &attrs {
+        max_ts = max_ts.max(a.timestamp);
+        changed.insert(a.uuid.clone());
+        if !a.to_ids || a.deleted {
+            continue;
+        }
+        let event = a.event.as_ref().map(|e| {
+            c.event(EventInfo {
+                uuid: e.uuid.clone(),
+                id: e.id,
+                threat_level: known.event_by_uuid(&e.uuid).and_then(|k| k.threat_level),
+                info: e.info.clone(),
+                timestamp: 0,
+            })
+        });
+        c.value(Some(&a.kind), &a.value, event, Some(&a.uuid));
+    }
+
+    // Threat levels: attribute searches do not carry them. Ask for the events we
+    // have not seen before (all of them on a full pull, to pick up edits).
+    let unknown: Vec<u64> = c
+        .set
+        .events()
+        .iter()
+        .filter(|e| full || e.threat_level.is_none())
+        .filter_map(|e| e.id)
+        .collect();
+    if !unknown.is_empty() {
+        for meta in client.events(&unknown).await? {
+            if let Some(level) = meta.threat_level_id.and_then(|t| u8::try_from(t).ok()) {
+                c.set.set_threat_level(&meta.uuid, level);
+            }
+            tracing::trace!(
+                event = meta.id,
+                published = meta.published,
+                "event metadata"
+            );
+        }
+    }
+
+    let change = if full {
+        Change::Replace(c.set)
+    } else {
+        Change::Patch {
+            remove_attributes: changed,
+            remove_events: HashSet::new(),
+            add: c.set,
+        }
+    };
+    Ok(Pulled {
+        change,
+        stats: c.stats,
+        cursor: Cursor {
+            misp_timestamp: max_ts,
+            last_full: if full { Some(now) } else { cursor.last_full },
+        },
+    })
+}

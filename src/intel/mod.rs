@@ -1,0 +1,377 @@
+//! Threat intelligence: sources in, a typed IoC set with provenance out.
+
+pub mod feed;
+pub mod fetch;
+pub mod ioc;
+pub mod list;
+pub mod misp;
+pub mod set;
+pub mod store;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use self::ioc::ParseError;
+use self::set::{EventInfo, SourceSet};
+
+/// A failure to pull a source. The source's last good set stays in force.
+#[derive(Debug, thiserror::Error)]
+pub enum IntelError {
+    /// Transport failure (DNS, TCP, TLS, timeout).
+    #[error("{url}: {message}")]
+    Http {
+        /// The URL.
+        url: String,
+        /// The error chain on one line.
+        message: String,
+    },
+    /// The server answered with an error status.
+    #[error("{url}: HTTP {status}{}", if body.is_empty() { String::new() } else { format!(": {body}") })]
+    Status {
+        /// The URL.
+        url: String,
+        /// The status code.
+        status: u16,
+        /// Start of the error body, sanitised.
+        body: String,
+    },
+    /// A body we could not understand.
+    #[error("{url}: malformed response: {message}")]
+    Malformed {
+        /// The URL or path.
+        url: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// A local file problem.
+    #[error("{path}: {message}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The error.
+        message: String,
+    },
+    /// A body over the size limit.
+    #[error("{0}: larger than the {limit} MiB limit", limit = fetch::MAX_BODY / 1024 / 1024)]
+    TooLarge(String),
+    /// A missing secret or unusable setting.
+    #[error("{0}")]
+    Config(String),
+}
+
+impl IntelError {
+    fn http(url: &str, e: reqwest::Error) -> IntelError {
+        let mut message = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            src = s.source();
+        }
+        IntelError::Http {
+            url: url.to_string(),
+            message,
+        }
+    }
+
+    fn io(path: &Path, e: std::io::Error) -> IntelError {
+        IntelError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        }
+    }
+
+    fn malformed(url: impl ToString, e: impl ToString) -> IntelError {
+        IntelError::Malformed {
+            url: url.to_string(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// What one successful pull changes in a source's set.
+#[derive(Debug)]
+pub enum Change {
+    /// The pull saw everything: replace the set.
+    Replace(SourceSet),
+    /// The pull saw only what changed.
+    Patch {
+        /// Attributes that changed or left (their old entries go).
+        remove_attributes: HashSet<String>,
+        /// Events that changed or left (their old entries go).
+        remove_events: HashSet<String>,
+        /// New entries and their events.
+        add: SourceSet,
+    },
+}
+
+/// Counters of one pull.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullStats {
+    /// Values seen.
+    pub seen: u64,
+    /// Values parsed into indicators.
+    pub accepted: u64,
+    /// Values refused, by reason.
+    pub rejected: BTreeMap<String, u64>,
+}
+
+impl PullStats {
+    /// Counts a refused value and logs the first few of a pull.
+    pub fn reject(&mut self, source: &str, err: &ParseError) {
+        let n = self.rejected.entry(err.label().to_string()).or_insert(0);
+        *n += 1;
+        let total: u64 = self.rejected.values().sum();
+        if total <= 5 {
+            tracing::warn!(source, reason = err.label(), "refused value: {err}");
+        } else if total == 6 {
+            tracing::warn!(
+                source,
+                "more refused values; see `homewarden status` for counts"
+            );
+        }
+    }
+}
+
+/// The result of a pull: the change, its counters and where the source's cursor goes.
+#[derive(Debug)]
+pub struct Pulled {
+    /// What to change.
+    pub change: Change,
+    /// Counters.
+    pub stats: PullStats,
+    /// New cursor.
+    pub cursor: Cursor,
+}
+
+/// Where an incremental source stands.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// Highest MISP attribute timestamp seen (next pull asks for `>=` it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub misp_timestamp: Option<u64>,
+    /// When the last full pull finished (unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_full: Option<u64>,
+}
+
+/// A source's durable state: its set, cursor and last outcome.
+#[derive(Clone, Debug, Default)]
+pub struct SourceState {
+    /// What it contributes.
+    pub set: SourceSet,
+    /// Incremental position.
+    pub cursor: Cursor,
+    /// Counters of the last successful pull.
+    pub stats: PullStats,
+    /// Unix time of the last successful pull.
+    pub last_ok: Option<u64>,
+    /// The last error, if the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+impl SourceState {
+    /// Applies a successful pull.
+    pub fn apply(&mut self, pulled: Pulled, now: u64) {
+        match pulled.change {
+            Change::Replace(set) => self.set = set,
+            Change::Patch {
+                remove_attributes,
+                remove_events,
+                add,
+            } => {
+                self.set.remove_attributes(&remove_attributes);
+                self.set.remove_events(&remove_events);
+                merge(&mut self.set, add);
+                self.set.compact_events();
+            }
+        }
+        self.cursor = pulled.cursor;
+        self.stats = pulled.stats;
+        self.last_ok = Some(now);
+        self.last_error = None;
+    }
+}
+
+/// Moves the entries of `add` into `into`, renumbering their events.
+fn merge(into: &mut SourceSet, add: SourceSet) {
+    let remap: Vec<u32> = add.events().iter().map(|e| into.event(e.clone())).collect();
+    for mut e in add.entries().iter().cloned() {
+        e.event = e.event.map(|i| remap[i as usize]);
+        into.push(e);
+    }
+}
+
+/// Builds a source set while counting what was refused: the shared core of every source.
+pub struct Collector<'a> {
+    source: &'a str,
+    /// The set being built.
+    pub set: SourceSet,
+    /// Counters.
+    pub stats: PullStats,
+}
+
+impl<'a> Collector<'a> {
+    /// Starts an empty collection for `source`.
+    pub fn new(source: &'a str) -> Self {
+        Collector {
+            source,
+            set: SourceSet::new(),
+            stats: PullStats::default(),
+        }
+    }
+
+    /// Registers an event.
+    pub fn event(&mut self, info: EventInfo) -> u32 {
+        self.set.event(info)
+    }
+
+    /// Parses and adds one value (with its MISP type, if known).
+    pub fn value(
+        &mut self,
+        misp_type: Option<&str>,
+        raw: &str,
+        event: Option<u32>,
+        attribute: Option<&str>,
+    ) {
+        self.stats.seen += 1;
+        let parsed = match misp_type {
+            Some(t) => ioc::Ioc::parse_misp(t, raw),
+            None => ioc::Ioc::parse_any(raw).map(|i| vec![i]),
+        };
+        match parsed {
+            Ok(iocs) => {
+                self.stats.accepted += 1;
+                for ioc in iocs {
+                    self.set.push(set::Entry {
+                        ioc,
+                        event,
+                        attribute: attribute.map(Into::into),
+                    });
+                }
+            }
+            Err(e) => self.stats.reject(self.source, &e),
+        }
+    }
+}
+
+/// Seconds since the epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Parses MISP's ids and timestamps, which arrive as strings of digits (or numbers).
+pub(crate) fn de_num<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        N(u64),
+        S(String),
+        Null(()),
+    }
+    Ok(match Option::<Raw>::deserialize(d)? {
+        Some(Raw::N(n)) => Some(n),
+        Some(Raw::S(s)) => s.trim().parse().ok(),
+        _ => None,
+    })
+}
+
+/// Parses MISP booleans, which arrive as `true`, `1` or `"1"` depending on version and endpoint.
+pub(crate) fn de_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        B(bool),
+        N(u64),
+        S(String),
+        Null(()),
+    }
+    Ok(match Option::<Raw>::deserialize(d)? {
+        Some(Raw::B(b)) => b,
+        Some(Raw::N(n)) => n != 0,
+        Some(Raw::S(s)) => matches!(s.trim(), "1" | "true" | "True"),
+        _ => false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patch_replaces_changed_attributes_and_keeps_others() {
+        let mut st = SourceState::default();
+        let mut c = Collector::new("m");
+        let ev = c.event(EventInfo {
+            uuid: "e1".into(),
+            threat_level: Some(1),
+            ..Default::default()
+        });
+        c.value(Some("ip-dst"), "203.0.113.1", Some(ev), Some("a1"));
+        c.value(Some("ip-dst"), "203.0.113.2", Some(ev), Some("a2"));
+        c.value(Some("ip-dst"), "not an ip", Some(ev), Some("a3"));
+        assert_eq!(c.stats.rejected.get("bad_ip"), Some(&1));
+        st.apply(
+            Pulled {
+                change: Change::Replace(c.set),
+                stats: c.stats,
+                cursor: Cursor::default(),
+            },
+            10,
+        );
+        assert_eq!(st.set.len(), 2);
+
+        let mut c = Collector::new("m");
+        let ev = c.event(EventInfo {
+            uuid: "e1".into(),
+            ..Default::default()
+        });
+        c.value(Some("domain"), "evil.example", Some(ev), Some("a2"));
+        st.apply(
+            Pulled {
+                change: Change::Patch {
+                    remove_attributes: HashSet::from(["a2".to_string(), "a1".to_string()]),
+                    remove_events: HashSet::new(),
+                    add: c.set,
+                },
+                stats: c.stats,
+                cursor: Cursor {
+                    misp_timestamp: Some(5),
+                    last_full: None,
+                },
+            },
+            20,
+        );
+        let values: Vec<String> = st.set.entries().iter().map(|e| e.ioc.to_string()).collect();
+        assert_eq!(values, ["evil.example"]);
+        // The threat level learnt earlier survives an attribute-only update.
+        let p = st.set.provenance("m", &st.set.entries()[0]);
+        assert_eq!(p.threat_level, Some(1));
+        assert_eq!(st.last_ok, Some(20));
+    }
+
+    #[test]
+    fn misp_numbers_and_booleans_in_all_their_forms() {
+        #[derive(Deserialize)]
+        struct T {
+            #[serde(deserialize_with = "de_num", default)]
+            n: Option<u64>,
+            #[serde(deserialize_with = "de_bool", default)]
+            b: bool,
+        }
+        for (j, n, b) in [
+            (r#"{"n":"12","b":true}"#, Some(12), true),
+            (r#"{"n":12,"b":"1"}"#, Some(12), true),
+            (r#"{"n":null,"b":0}"#, None, false),
+            (r#"{}"#, None, false),
+        ] {
+            let t: T = serde_json::from_str(j).unwrap();
+            assert_eq!((t.n, t.b), (n, b), "{j}");
+        }
+    }
+}

@@ -1,0 +1,541 @@
+//! The IoC set: what each source contributed, with provenance, and the
+//! effective blocklist after the allowlist.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use super::ioc::{Domain, Ioc, Md5, Sha256};
+
+/// MISP threat levels (`threat_level_id`): 1 High, 2 Medium, 3 Low, 4 Undefined.
+pub type ThreatLevel = u8;
+
+/// The MISP event an indicator came from.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventInfo {
+    /// Event uuid (the key: ids differ between instances, uuids do not).
+    pub uuid: String,
+    /// Numeric event id on the source instance, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u64>,
+    /// `threat_level_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threat_level: Option<ThreatLevel>,
+    /// Event title.
+    #[serde(default)]
+    pub info: String,
+    /// Event timestamp (feeds use it to skip unchanged events).
+    #[serde(default)]
+    pub timestamp: u64,
+}
+
+/// One indicator with where it came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The indicator.
+    pub ioc: Ioc,
+    /// Index into the source's events, if it came from an event.
+    pub event: Option<u32>,
+    /// MISP attribute uuid, if it came from one.
+    pub attribute: Option<Box<str>>,
+}
+
+/// Everything one source currently contributes.
+#[derive(Clone, Debug, Default)]
+pub struct SourceSet {
+    /// Events referenced by entries.
+    events: Vec<EventInfo>,
+    event_index: HashMap<String, u32>,
+    /// Indicators, in no particular order.
+    entries: Vec<Entry>,
+}
+
+/// Where one indicator came from, resolved for display and tracing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Provenance {
+    /// Source name from the config.
+    pub source: String,
+    /// MISP event uuid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_uuid: Option<String>,
+    /// MISP event id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<u64>,
+    /// MISP attribute uuid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attribute_uuid: Option<String>,
+    /// MISP threat level of the event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threat_level: Option<ThreatLevel>,
+    /// Event title.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_info: Option<String>,
+}
+
+impl SourceSet {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers (or updates) an event and returns its index.
+    pub fn event(&mut self, info: EventInfo) -> u32 {
+        if let Some(&i) = self.event_index.get(&info.uuid) {
+            let slot = &mut self.events[i as usize];
+            // Keep what we knew if the newer record lacks it (attribute searches
+            // do not carry the threat level).
+            let threat = info.threat_level.or(slot.threat_level);
+            *slot = EventInfo {
+                threat_level: threat,
+                ..info
+            };
+            return i;
+        }
+        let i = u32::try_from(self.events.len()).unwrap_or(u32::MAX);
+        self.event_index.insert(info.uuid.clone(), i);
+        self.events.push(info);
+        i
+    }
+
+    /// Looks an event up by uuid.
+    pub fn event_by_uuid(&self, uuid: &str) -> Option<&EventInfo> {
+        self.event_index
+            .get(uuid)
+            .map(|&i| &self.events[i as usize])
+    }
+
+    /// Sets the threat level of a known event.
+    pub fn set_threat_level(&mut self, uuid: &str, level: ThreatLevel) {
+        if let Some(&i) = self.event_index.get(uuid) {
+            self.events[i as usize].threat_level = Some(level);
+        }
+    }
+
+    /// All events.
+    pub fn events(&self) -> &[EventInfo] {
+        &self.events
+    }
+
+    /// Adds an indicator.
+    pub fn push(&mut self, entry: Entry) {
+        self.entries.push(entry);
+    }
+
+    /// All entries.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when the source contributes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Drops every entry of the given attribute uuids (MISP incremental updates).
+    pub fn remove_attributes(&mut self, uuids: &HashSet<String>) {
+        if uuids.is_empty() {
+            return;
+        }
+        self.entries
+            .retain(|e| e.attribute.as_deref().is_none_or(|u| !uuids.contains(u)));
+    }
+
+    /// Drops every entry of the given event uuids (feed events that changed or left).
+    pub fn remove_events(&mut self, event_uuids: &HashSet<String>) {
+        if event_uuids.is_empty() {
+            return;
+        }
+        let gone: HashSet<u32> = event_uuids
+            .iter()
+            .filter_map(|u| self.event_index.get(u).copied())
+            .collect();
+        self.entries
+            .retain(|e| e.event.is_none_or(|i| !gone.contains(&i)));
+        self.compact_events();
+    }
+
+    /// Removes events no entry refers to and renumbers the rest.
+    pub fn compact_events(&mut self) {
+        let used: HashSet<u32> = self.entries.iter().filter_map(|e| e.event).collect();
+        if used.len() == self.events.len() {
+            return;
+        }
+        let mut remap = vec![None; self.events.len()];
+        let mut kept = Vec::with_capacity(used.len());
+        for (i, ev) in std::mem::take(&mut self.events).into_iter().enumerate() {
+            if used.contains(&(i as u32)) {
+                remap[i] = Some(kept.len() as u32);
+                kept.push(ev);
+            }
+        }
+        for e in &mut self.entries {
+            e.event = e.event.and_then(|i| remap[i as usize]);
+        }
+        self.event_index = kept
+            .iter()
+            .enumerate()
+            .map(|(i, ev)| (ev.uuid.clone(), i as u32))
+            .collect();
+        self.events = kept;
+    }
+
+    /// Provenance of an entry of this source.
+    pub fn provenance(&self, source: &str, entry: &Entry) -> Provenance {
+        let ev = entry.event.map(|i| &self.events[i as usize]);
+        Provenance {
+            source: source.to_string(),
+            event_uuid: ev.map(|e| e.uuid.clone()),
+            event_id: ev.and_then(|e| e.id),
+            attribute_uuid: entry.attribute.as_deref().map(str::to_string),
+            threat_level: ev.and_then(|e| e.threat_level),
+            event_info: ev.map(|e| e.info.clone()),
+        }
+    }
+}
+
+/// What may never be blocked: configured networks and domains plus, by default,
+/// the special-purpose ranges a home network lives in.
+#[derive(Clone, Debug, Default)]
+pub struct Allowlist {
+    nets: Vec<IpNet>,
+    domains: Vec<Domain>,
+}
+
+/// Ranges that are never a remote attacker from a home's point of view:
+/// blocking them would cut the LAN, the gateway or multicast discovery.
+pub const BUILTIN_ALLOW: &[&str] = &[
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+    "::/128",
+    "::1/128",
+    "fc00::/7",
+    "fe80::/10",
+    "ff00::/8",
+];
+
+impl Allowlist {
+    /// Builds an allowlist.
+    pub fn new(nets: Vec<IpNet>, domains: Vec<Domain>, builtin: bool) -> Self {
+        let mut nets = nets;
+        if builtin {
+            nets.extend(BUILTIN_ALLOW.iter().filter_map(|s| s.parse::<IpNet>().ok()));
+        }
+        Allowlist { nets, domains }
+    }
+
+    /// True if the address must never be blocked.
+    pub fn allows_ip(&self, ip: IpAddr) -> bool {
+        self.nets.iter().any(|n| n.contains(&ip))
+    }
+
+    /// True if the domain is, or is under, an allowlisted domain.
+    pub fn allows_domain(&self, d: &Domain) -> bool {
+        self.domains.iter().any(|a| d.is_within(a))
+    }
+
+    /// Allowlisted domains (rendered as pass rules so subdomain blocking never catches them).
+    pub fn domains(&self) -> &[Domain] {
+        &self.domains
+    }
+
+    /// True if any allowlisted network overlaps `net`.
+    fn overlaps(&self, net: &IpNet) -> bool {
+        self.nets.iter().any(|a| a.contains(net) || net.contains(a))
+    }
+}
+
+/// Limits on expanding networks into single addresses (Suricata datasets hold addresses, not CIDRs).
+#[derive(Clone, Copy, Debug)]
+pub struct ExpandLimits {
+    /// Widest IPv4 network expanded (prefix length); wider ones are refused.
+    pub max_v4_prefix: u8,
+    /// Widest IPv6 network expanded (prefix length); wider ones are refused.
+    pub max_v6_prefix: u8,
+}
+
+impl Default for ExpandLimits {
+    fn default() -> Self {
+        // /20 = 4096 addresses: a hosting range, never a whole provider.
+        ExpandLimits {
+            max_v4_prefix: 20,
+            max_v6_prefix: 116,
+        }
+    }
+}
+
+/// The blocklist Suricata enforces, by kind, sorted and de-duplicated.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Effective {
+    /// IPv4 addresses.
+    pub ipv4: BTreeSet<Ipv4Addr>,
+    /// IPv6 addresses.
+    pub ipv6: BTreeSet<Ipv6Addr>,
+    /// Domains (subdomains match too, unless allowlisted).
+    pub domains: BTreeSet<Domain>,
+    /// File MD5s.
+    pub md5: BTreeSet<Md5>,
+    /// File SHA-256s.
+    pub sha256: BTreeSet<Sha256>,
+}
+
+/// Counts of what did not make it into the effective set, and why.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dropped {
+    /// Matched the allowlist (or the gateway/DNS addresses).
+    pub allowlisted: u64,
+    /// Networks wider than the expansion limit.
+    pub too_wide: u64,
+}
+
+impl Effective {
+    /// Merges all sources, applies the allowlist and expands networks.
+    pub fn build<'a>(
+        sources: impl IntoIterator<Item = &'a SourceSet>,
+        allow: &Allowlist,
+        limits: ExpandLimits,
+    ) -> (Effective, Dropped) {
+        let mut eff = Effective::default();
+        let mut dropped = Dropped::default();
+        for src in sources {
+            for e in src.entries() {
+                eff.add(&e.ioc, allow, limits, &mut dropped);
+            }
+        }
+        (eff, dropped)
+    }
+
+    fn add(&mut self, ioc: &Ioc, allow: &Allowlist, limits: ExpandLimits, dropped: &mut Dropped) {
+        match ioc {
+            Ioc::Ipv4(a) => {
+                if allow.allows_ip(IpAddr::V4(*a)) {
+                    dropped.allowlisted += 1;
+                } else {
+                    self.ipv4.insert(*a);
+                }
+            }
+            Ioc::Ipv6(a) => {
+                if allow.allows_ip(IpAddr::V6(*a)) {
+                    dropped.allowlisted += 1;
+                } else {
+                    self.ipv6.insert(*a);
+                }
+            }
+            Ioc::Net(net) => {
+                let too_wide = match net {
+                    IpNet::V4(n) => n.prefix_len() < limits.max_v4_prefix,
+                    IpNet::V6(n) => n.prefix_len() < limits.max_v6_prefix,
+                };
+                if too_wide {
+                    dropped.too_wide += 1;
+                    return;
+                }
+                let check_each = allow.overlaps(net);
+                for host in net.hosts_all() {
+                    if check_each && allow.allows_ip(host) {
+                        continue;
+                    }
+                    match host {
+                        IpAddr::V4(a) => self.ipv4.insert(a),
+                        IpAddr::V6(a) => self.ipv6.insert(a),
+                    };
+                }
+                if check_each {
+                    dropped.allowlisted += 1;
+                }
+            }
+            Ioc::Domain(d) => {
+                if allow.allows_domain(d) {
+                    dropped.allowlisted += 1;
+                } else {
+                    self.domains.insert(d.clone());
+                }
+            }
+            Ioc::Md5(h) => {
+                self.md5.insert(*h);
+            }
+            Ioc::Sha256(h) => {
+                self.sha256.insert(h.clone());
+            }
+        }
+    }
+
+    /// Total number of blocked values.
+    pub fn len(&self) -> usize {
+        self.ipv4.len() + self.ipv6.len() + self.domains.len() + self.md5.len() + self.sha256.len()
+    }
+
+    /// True when nothing is blocked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Every address of a network, network and broadcast included (an attacker's /28
+/// uses all of them, unlike a LAN).
+trait HostsAll {
+    fn hosts_all(&self) -> Box<dyn Iterator<Item = IpAddr>>;
+}
+
+impl HostsAll for IpNet {
+    fn hosts_all(&self) -> Box<dyn Iterator<Item = IpAddr>> {
+        match *self {
+            IpNet::V4(n) => {
+                let start = u32::from(n.network());
+                let end = u32::from(n.broadcast());
+                Box::new((start..=end).map(|x| IpAddr::V4(Ipv4Addr::from(x))))
+            }
+            IpNet::V6(n) => {
+                let start = u128::from(n.network());
+                let end = u128::from(n.broadcast());
+                Box::new((start..=end).map(|x| IpAddr::V6(Ipv6Addr::from(x))))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(v: &str) -> Entry {
+        Entry {
+            ioc: Ioc::parse_any(v).unwrap(),
+            event: None,
+            attribute: None,
+        }
+    }
+
+    fn set(values: &[&str]) -> SourceSet {
+        let mut s = SourceSet::new();
+        for v in values {
+            s.push(entry(v));
+        }
+        s
+    }
+
+    fn allow(nets: &[&str], domains: &[&str], builtin: bool) -> Allowlist {
+        Allowlist::new(
+            nets.iter().map(|n| n.parse().unwrap()).collect(),
+            domains.iter().map(|d| Domain::parse(d).unwrap()).collect(),
+            builtin,
+        )
+    }
+
+    #[test]
+    fn merges_dedups_and_applies_allowlist() {
+        let a = set(&[
+            "203.0.113.66",
+            "192.168.1.1",
+            "evil.example",
+            "good.example",
+        ]);
+        let b = set(&[
+            "203.0.113.66",
+            "2001:db8::1",
+            "cdn.good.example",
+            "198.51.100.0/30",
+        ]);
+        let al = allow(&["198.51.100.2/32"], &["good.example"], true);
+        let (eff, dropped) = Effective::build([&a, &b], &al, ExpandLimits::default());
+        let v4: Vec<String> = eff.ipv4.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            v4,
+            [
+                "198.51.100.0",
+                "198.51.100.1",
+                "198.51.100.3",
+                "203.0.113.66"
+            ]
+        );
+        assert_eq!(eff.ipv6.len(), 1);
+        assert_eq!(
+            eff.domains.iter().map(Domain::as_str).collect::<Vec<_>>(),
+            ["evil.example"]
+        );
+        // 192.168.1.1 (builtin), good.example, cdn.good.example, the /30 with a hole.
+        assert_eq!(dropped.allowlisted, 4);
+    }
+
+    #[test]
+    fn refuses_networks_wider_than_the_limit() {
+        let s = set(&["203.0.112.0/19", "203.0.113.0/24"]);
+        let (eff, dropped) =
+            Effective::build([&s], &allow(&[], &[], false), ExpandLimits::default());
+        assert_eq!(eff.ipv4.len(), 256);
+        assert_eq!(dropped.too_wide, 1);
+    }
+
+    #[test]
+    fn builtin_allowlist_can_be_switched_off() {
+        let s = set(&["10.1.2.3"]);
+        let (eff, _) = Effective::build([&s], &allow(&[], &[], false), ExpandLimits::default());
+        assert_eq!(eff.ipv4.len(), 1);
+        let (eff, _) = Effective::build([&s], &allow(&[], &[], true), ExpandLimits::default());
+        assert!(eff.is_empty());
+    }
+
+    #[test]
+    fn removing_attributes_and_events_keeps_the_rest() {
+        let mut s = SourceSet::new();
+        let e1 = s.event(EventInfo {
+            uuid: "e1".into(),
+            ..Default::default()
+        });
+        let e2 = s.event(EventInfo {
+            uuid: "e2".into(),
+            threat_level: Some(1),
+            ..Default::default()
+        });
+        for (v, ev, attr) in [
+            ("203.0.113.1", e1, "a1"),
+            ("203.0.113.2", e2, "a2"),
+            ("203.0.113.3", e2, "a3"),
+        ] {
+            s.push(Entry {
+                ioc: Ioc::parse_any(v).unwrap(),
+                event: Some(ev),
+                attribute: Some(attr.into()),
+            });
+        }
+        s.remove_attributes(&HashSet::from(["a2".to_string()]));
+        assert_eq!(s.len(), 2);
+        s.remove_events(&HashSet::from(["e1".to_string()]));
+        assert_eq!(s.len(), 1);
+        assert_eq!(s.events().len(), 1);
+        let p = s.provenance("misp", &s.entries()[0]);
+        assert_eq!(p.event_uuid.as_deref(), Some("e2"));
+        assert_eq!(p.attribute_uuid.as_deref(), Some("a3"));
+        assert_eq!(p.threat_level, Some(1));
+    }
+
+    #[test]
+    fn updating_an_event_keeps_a_known_threat_level() {
+        let mut s = SourceSet::new();
+        s.event(EventInfo {
+            uuid: "e".into(),
+            threat_level: Some(1),
+            ..Default::default()
+        });
+        s.event(EventInfo {
+            uuid: "e".into(),
+            info: "renamed".into(),
+            ..Default::default()
+        });
+        let ev = s.event_by_uuid("e").unwrap();
+        assert_eq!((ev.threat_level, ev.info.as_str()), (Some(1), "renamed"));
+    }
+}

@@ -1,0 +1,231 @@
+//! Durable IoC store: one JSON file per source under `<state_dir>/intel/`,
+//! written atomically, holding the set with provenance, the cursor and counters.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::ioc::Ioc;
+use super::set::{Entry, EventInfo, SourceSet};
+use super::{Cursor, PullStats, SourceState};
+use crate::fsutil;
+
+const VERSION: u32 = 1;
+
+/// A failure to read or write the store.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct StoreError {
+    /// The file.
+    pub path: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// The store directory.
+#[derive(Clone, Debug)]
+pub struct Store {
+    dir: PathBuf,
+}
+
+#[derive(Serialize)]
+struct FileOut<'a> {
+    version: u32,
+    source: &'a str,
+    cursor: &'a Cursor,
+    last_ok: Option<u64>,
+    stats: &'a PullStats,
+    events: &'a [EventInfo],
+    entries: Vec<(String, Option<u32>, Option<&'a str>)>,
+}
+
+#[derive(Deserialize)]
+struct FileIn {
+    version: u32,
+    cursor: Cursor,
+    last_ok: Option<u64>,
+    #[serde(default)]
+    stats: PullStats,
+    events: Vec<EventInfo>,
+    entries: Vec<(String, Option<u32>, Option<String>)>,
+}
+
+impl Store {
+    /// A store under `state_dir`.
+    pub fn new(state_dir: &Path) -> Store {
+        Store {
+            dir: state_dir.join("intel"),
+        }
+    }
+
+    fn path(&self, source: &str) -> PathBuf {
+        self.dir.join(format!("{source}.json"))
+    }
+
+    /// Saves one source's state.
+    pub fn save(&self, source: &str, st: &SourceState) -> Result<(), StoreError> {
+        let path = self.path(source);
+        let err = |e: std::io::Error| StoreError {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
+        std::fs::create_dir_all(&self.dir).map_err(err)?;
+        let out = FileOut {
+            version: VERSION,
+            source,
+            cursor: &st.cursor,
+            last_ok: st.last_ok,
+            stats: &st.stats,
+            events: st.set.events(),
+            entries: st
+                .set
+                .entries()
+                .iter()
+                .map(|e| (e.ioc.to_string(), e.event, e.attribute.as_deref()))
+                .collect(),
+        };
+        fsutil::write_atomic_with(&path, |w| {
+            serde_json::to_writer(&mut *w, &out).map_err(std::io::Error::other)?;
+            w.write_all(b"\n")
+        })
+        .map_err(err)
+    }
+
+    /// Loads one source's state; `Ok(None)` if it was never saved.
+    ///
+    /// A file that cannot be read back is moved aside (kept for inspection, never
+    /// deleted) and reported; the source then starts empty and is pulled again.
+    pub fn load(&self, source: &str) -> Result<Option<SourceState>, StoreError> {
+        let path = self.path(source);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(StoreError {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                })
+            }
+        };
+        let parsed: Result<FileIn, String> = serde_json::from_slice(&bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|f: FileIn| {
+                if f.version == VERSION {
+                    Ok(f)
+                } else {
+                    Err(format!("unknown store version {}", f.version))
+                }
+            });
+        let file = match parsed {
+            Ok(f) => f,
+            Err(message) => {
+                let aside = path.with_extension(format!("corrupt-{}", super::unix_now()));
+                let _ = std::fs::rename(&path, &aside);
+                return Err(StoreError {
+                    path: path.display().to_string(),
+                    message: format!("{message}; moved aside to {}", aside.display()),
+                });
+            }
+        };
+        let mut set = SourceSet::new();
+        let n_events = file.events.len() as u32;
+        for ev in file.events {
+            set.event(ev);
+        }
+        for (value, event, attribute) in file.entries {
+            // What we wrote was canonical; anything else means tampering, and is dropped.
+            let Ok(ioc) = value.parse::<Ioc>() else {
+                tracing::warn!(
+                    source,
+                    "store entry {:?} no longer parses; dropped",
+                    value.chars().take(80).collect::<String>()
+                );
+                continue;
+            };
+            set.push(Entry {
+                ioc,
+                event: event.filter(|&i| i < n_events),
+                attribute: attribute.map(Into::into),
+            });
+        }
+        Ok(Some(SourceState {
+            set,
+            cursor: file.cursor,
+            stats: file.stats,
+            last_ok: file.last_ok,
+            last_error: None,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::intel::Collector;
+
+    #[test]
+    fn round_trips_with_provenance() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let mut c = Collector::new("m");
+        let ev = c.event(EventInfo {
+            uuid: "e".into(),
+            id: Some(7),
+            threat_level: Some(1),
+            info: "C2".into(),
+            timestamp: 5,
+        });
+        c.value(
+            Some("domain|ip"),
+            "evil.example|203.0.113.9",
+            Some(ev),
+            Some("a-1"),
+        );
+        c.value(None, "203.0.113.0/28", None, None);
+        c.value(
+            None,
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            None,
+            None,
+        );
+        let st = SourceState {
+            set: c.set,
+            cursor: Cursor {
+                misp_timestamp: Some(99),
+                last_full: Some(98),
+            },
+            stats: c.stats,
+            last_ok: Some(100),
+            last_error: None,
+        };
+        store.save("m", &st).unwrap();
+        let back = store.load("m").unwrap().unwrap();
+        assert_eq!(back.set.entries(), st.set.entries());
+        assert_eq!(back.set.events(), st.set.events());
+        assert_eq!(back.cursor, st.cursor);
+        assert_eq!(back.last_ok, Some(100));
+        assert!(store.load("other").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_truncated_file_is_moved_aside_not_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        store.save("m", &SourceState::default()).unwrap();
+        let p = dir.path().join("intel/m.json");
+        let full = std::fs::read(&p).unwrap();
+        std::fs::write(&p, &full[..full.len() / 2]).unwrap();
+        let e = store.load("m").unwrap_err().to_string();
+        assert!(e.contains("moved aside"), "{e}");
+        let names: Vec<String> = std::fs::read_dir(dir.path().join("intel"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            names.iter().any(|n| n.starts_with("m.corrupt-")),
+            "{names:?}"
+        );
+        assert!(store.load("m").unwrap().is_none());
+    }
+}

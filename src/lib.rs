@@ -1,0 +1,11 @@
+//! homewarden: threat intelligence in, Suricata inline blocking out.
+//!
+//! Data flows one way: intel sources → IoC set → Suricata datasets.
+
+pub mod agent;
+pub mod config;
+pub mod control;
+pub mod fsutil;
+pub mod intel;
+pub mod secrets;
+pub mod suricata;

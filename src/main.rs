@@ -1,0 +1,368 @@
+//! The `homewarden` command: CLI, logging and signals; the work is in the library.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use homewarden::agent::{Agent, Status, SyncReport};
+use homewarden::config::{self, Config, FeedSource, ListSource, SourceConfig};
+use homewarden::control::{self, Command};
+use homewarden::secrets::Secrets;
+use tokio::signal::unix::{signal, SignalKind};
+
+#[derive(Parser)]
+#[command(
+    name = "homewarden",
+    version,
+    about = "Threat intel to inline Suricata blocking for a home network"
+)]
+struct Cli {
+    /// Configuration file.
+    #[arg(long, short, global = true, env = "HOMEWARDEN_CONFIG", default_value = config::DEFAULT_PATH)]
+    config: PathBuf,
+    /// Log filter (error, warn, info, debug, trace, or a tracing directive).
+    #[arg(long, global = true, env = "HOMEWARDEN_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the daemon.
+    Run,
+    /// Pull every source now and apply (through the daemon if one runs).
+    Sync {
+        /// Pull once and exit (the only mode; kept for scripts that say so).
+        #[arg(long)]
+        once: bool,
+    },
+    /// Turn sources into Suricata files offline, touching no running Suricata.
+    Render {
+        /// Output directory (created).
+        #[arg(long)]
+        out: PathBuf,
+        /// A list or MISP feed (path or URL); repeat for several. Without it, the config's sources.
+        #[arg(long = "source", value_name = "PATH_OR_URL")]
+        sources: Vec<String>,
+    },
+    /// Validate the configuration and the secrets it needs.
+    CheckConfig,
+    /// Show the daemon's state.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("homewarden: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("homewarden: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Under systemd (JOURNAL_STREAM set) journald adds time and colour is noise.
+fn init_logging(filter: &str) {
+    let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    if under_journald {
+        builder.without_time().with_ansi(false).init();
+    } else {
+        builder.init();
+    }
+}
+
+fn load(path: &Path) -> Result<(Config, Secrets)> {
+    let cfg = Config::load(path)?;
+    let secrets = Secrets::load(cfg.dir())?;
+    Ok((cfg, secrets))
+}
+
+async fn dispatch(cli: Cli) -> Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Run => run(&cli.config).await,
+        Cmd::Sync { once: _ } => sync(&cli.config).await,
+        Cmd::Render { out, sources } => render(&cli.config, &out, &sources).await,
+        Cmd::CheckConfig => check_config(&cli.config),
+        Cmd::Status { json } => status(&cli.config, json).await,
+    }
+}
+
+async fn run(path: &Path) -> Result<ExitCode> {
+    let (cfg, secrets) = load(path)?;
+    let socket = cfg.control_socket.clone();
+    let agent = Agent::open(cfg, &secrets)?;
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let server = control::serve(&socket, agent.status(), tx)
+        .with_context(|| format!("control socket {}", socket.display()))?;
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+    };
+    tracing::info!(config = %path.display(), "homewarden {} starting", env!("CARGO_PKG_VERSION"));
+    agent.run(rx, shutdown).await;
+    server.abort();
+    let _ = std::fs::remove_file(&socket);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn sync(path: &Path) -> Result<ExitCode> {
+    let (cfg, secrets) = load(path)?;
+    // A running daemon owns the store: ask it rather than racing it.
+    let report: SyncReport = match control::request(
+        &cfg.control_socket,
+        &Command::Sync,
+        Duration::from_secs(3600),
+    )
+    .await
+    {
+        Ok(v) => serde_json::from_value(v).context("daemon's sync reply")?,
+        Err(control::ControlError::NotRunning { .. }) => {
+            let mut agent = Agent::open(cfg, &secrets)?;
+            agent.sync_once().await
+        }
+        Err(e) => return Err(e.into()),
+    };
+    for (name, err) in &report.sources {
+        match err {
+            None => println!("{name}: ok"),
+            Some(e) => println!("{name}: FAILED: {e}"),
+        }
+    }
+    if let Some(a) = &report.apply {
+        println!(
+            "applied: +{} -{} ({} files written)",
+            a.added, a.removed, a.files_written
+        );
+    }
+    if let Some(e) = &report.apply_error {
+        println!("apply FAILED: {e}");
+    }
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn render(path: &Path, out: &Path, sources: &[String]) -> Result<ExitCode> {
+    let (mut cfg, secrets) = if sources.is_empty() || path.exists() {
+        load(path)?
+    } else {
+        // Trying a list needs no config at all.
+        (Config::parse("", path)?, Secrets::default())
+    };
+    if !sources.is_empty() {
+        cfg.sources = sources
+            .iter()
+            .enumerate()
+            .map(|(i, s)| source_from_arg(i, s))
+            .collect();
+    }
+    let (counts, dropped, stats) = homewarden::agent::render_offline(&cfg, &secrets, out).await?;
+    for (name, st) in &stats {
+        let rejected: u64 = st.rejected.values().sum();
+        println!(
+            "{name}: {} values, {} accepted, {} refused {:?}",
+            st.seen, st.accepted, rejected, st.rejected
+        );
+    }
+    println!(
+        "wrote {}: {} IPv4, {} IPv6, {} domains, {} MD5, {} SHA-256 ({} allowlisted, {} networks too wide)",
+        out.display(),
+        counts.ipv4,
+        counts.ipv6,
+        counts.domains,
+        counts.md5,
+        counts.sha256,
+        dropped.allowlisted,
+        dropped.too_wide
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A `--source` argument: a MISP feed if it is a directory with a manifest or a URL
+/// ending in `/` or `manifest.json`, a plain list otherwise.
+fn source_from_arg(i: usize, arg: &str) -> SourceConfig {
+    let name = format!("source-{}", i + 1);
+    let is_url = arg.starts_with("http://") || arg.starts_with("https://");
+    let (url, path) = if is_url {
+        (Some(arg.to_string()), None)
+    } else {
+        (None, Some(PathBuf::from(arg)))
+    };
+    let feed_base = if is_url {
+        if arg.ends_with('/') {
+            Some((Some(arg.to_string()), None))
+        } else {
+            arg.strip_suffix("manifest.json")
+                .map(|b| (Some(b.to_string()), None))
+        }
+    } else {
+        let p = Path::new(arg);
+        if p.join("manifest.json").is_file() {
+            Some((None, Some(p.to_path_buf())))
+        } else if p.file_name().is_some_and(|f| f == "manifest.json") {
+            Some((None, p.parent().map(Path::to_path_buf)))
+        } else {
+            None
+        }
+    };
+    let timeout = Duration::from_secs(60);
+    let interval = Duration::from_secs(3600);
+    match feed_base {
+        Some((url, path)) => SourceConfig::MispFeed(FeedSource {
+            name,
+            url,
+            path,
+            interval,
+            timeout,
+            max_age: None,
+        }),
+        None => SourceConfig::List(ListSource {
+            name,
+            url,
+            path,
+            interval,
+            timeout,
+            column: 0,
+        }),
+    }
+}
+
+fn check_config(path: &Path) -> Result<ExitCode> {
+    let (cfg, secrets) = load(path)?;
+    let mut missing = Vec::new();
+    for s in &cfg.sources {
+        if let SourceConfig::Misp(m) = s {
+            if secrets.get(&m.api_key_env).is_none() {
+                missing.push(format!("source {:?} needs {} (environment, .env beside the config, or systemd credential)", m.name, m.api_key_env));
+            }
+        }
+    }
+    if !missing.is_empty() {
+        for m in &missing {
+            eprintln!("{}: {m}", path.display());
+        }
+        return Ok(ExitCode::FAILURE);
+    }
+    println!(
+        "{}: ok ({} sources, {} mode)",
+        path.display(),
+        cfg.sources.len(),
+        cfg.enforcement.mode
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn status(path: &Path, json: bool) -> Result<ExitCode> {
+    let cfg = Config::load(path)?;
+    let v = control::request(
+        &cfg.control_socket,
+        &Command::Status,
+        Duration::from_secs(10),
+    )
+    .await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let s: Status = serde_json::from_value(v).context("daemon's status reply")?;
+    print!("{}", human_status(&s, homewarden::intel::unix_now()));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ago(now: u64, t: Option<u64>) -> String {
+    match t {
+        None => "never".into(),
+        Some(t) => format!(
+            "{} ago",
+            humantime::format_duration(Duration::from_secs(now.saturating_sub(t)))
+        ),
+    }
+}
+
+fn human_status(s: &Status, now: u64) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "homewarden {}: {} ({}, {}, fail-{})",
+        s.version,
+        s.state.to_uppercase(),
+        s.mode.to_uppercase(),
+        s.action,
+        s.fail
+    );
+    for r in &s.reasons {
+        let _ = writeln!(o, "  ! {r}");
+    }
+    let b = &s.blocklist;
+    let _ = writeln!(
+        o,
+        "blocklist: {} IPv4, {} IPv6, {} domains, {} MD5, {} SHA-256 ({} allowlisted, {} networks too wide)",
+        b.ipv4, b.ipv6, b.domains, b.md5, b.sha256, s.dropped.allowlisted, s.dropped.too_wide
+    );
+    let su = &s.suricata;
+    let _ = writeln!(
+        o,
+        "suricata: {}; last change {} ({}, +{} -{})",
+        if su.reachable {
+            "reachable"
+        } else {
+            "NOT reachable"
+        },
+        ago(now, su.last_change),
+        su.last_live.as_deref().unwrap_or("-"),
+        su.last_added,
+        su.last_removed
+    );
+    let _ = writeln!(o, "sources:");
+    for src in &s.sources {
+        let refused: u64 = src.stats.rejected.values().sum();
+        let _ = writeln!(
+            o,
+            "  {:<16} {:<9} {:>8} IoCs  pulled {}  next in {}  refused {}{}",
+            src.name,
+            src.kind,
+            src.entries,
+            ago(now, src.last_ok),
+            humantime::format_duration(Duration::from_secs(src.next_pull_in)),
+            refused,
+            src.last_error
+                .as_deref()
+                .map(|e| format!("\n    last error: {e}"))
+                .unwrap_or_default()
+        );
+    }
+    o
+}

@@ -1,0 +1,347 @@
+//! Applying a rendering: list files rewritten atomically (they are the truth
+//! after a restart or reload), then the difference sent live over the socket,
+//! or a non-blocking reload when the rules themselves changed.
+
+use std::cmp::Ordering;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::render::{ListFile, Rendered, RULES_FILE};
+use super::socket::{dataset_command, Connection};
+use crate::fsutil;
+
+/// Above this many socket commands a reload (which reads the files) is faster.
+pub const RELOAD_THRESHOLD: usize = 50_000;
+
+/// Marks that files changed but Suricata may not have the change yet; a
+/// reload on the next apply catches up, whatever happened in between.
+const PENDING_MARKER: &str = ".homewarden-pending";
+
+/// A failure to write our files (the live part only degrades, never fails).
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ApplyError {
+    /// File or directory.
+    pub path: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// How Suricata learnt about a change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state", content = "detail")]
+pub enum Live {
+    /// Nothing to tell.
+    Unchanged,
+    /// Sent as dataset-add/remove commands.
+    Delta,
+    /// A non-blocking rule reload was started.
+    Reload,
+    /// Suricata is not reachable; it reads the files when it (re)starts.
+    SuricataDown(String),
+}
+
+/// What one apply did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyReport {
+    /// Values added.
+    pub added: usize,
+    /// Values removed.
+    pub removed: usize,
+    /// Files rewritten.
+    pub files_written: usize,
+    /// Live outcome.
+    pub live: Live,
+}
+
+/// Writes into Suricata's rule directory and talks to its socket.
+#[derive(Clone, Debug)]
+pub struct Applier {
+    dir: PathBuf,
+    socket: Option<PathBuf>,
+    timeout: Duration,
+}
+
+struct Diff<'a> {
+    list: &'a ListFile,
+    add: Vec<&'a str>,
+    remove: Vec<String>,
+}
+
+impl Applier {
+    /// An applier for `dir`; with `socket: None` it only writes files (offline rendering).
+    pub fn new(dir: &Path, socket: Option<&Path>, timeout: Duration) -> Applier {
+        Applier {
+            dir: dir.to_path_buf(),
+            socket: socket.map(Path::to_path_buf),
+            timeout,
+        }
+    }
+
+    fn err(&self, p: &Path, e: impl ToString) -> ApplyError {
+        ApplyError {
+            path: p.display().to_string(),
+            message: e.to_string(),
+        }
+    }
+
+    /// Applies a rendering; only what differs from the files on disk is written or sent.
+    pub async fn apply(&self, r: &Rendered) -> Result<ApplyReport, ApplyError> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| self.err(&self.dir, e))?;
+        let rules_path = self.dir.join(RULES_FILE);
+        let rules_changed =
+            std::fs::read_to_string(&rules_path).ok().as_deref() != Some(r.rules.as_str());
+        let mut diffs = Vec::new();
+        for list in &r.lists {
+            let path = self.dir.join(list.file_name());
+            let (add, remove) = diff_file(&path, &list.lines).map_err(|e| self.err(&path, e))?;
+            diffs.push(Diff { list, add, remove });
+        }
+        let marker = self.dir.join(PENDING_MARKER);
+        let pending = marker.exists();
+        let added: usize = diffs.iter().map(|d| d.add.len()).sum();
+        let removed: usize = diffs.iter().map(|d| d.remove.len()).sum();
+        let changed: Vec<&Diff> = diffs
+            .iter()
+            .filter(|d| !d.add.is_empty() || !d.remove.is_empty())
+            .collect();
+        if !rules_changed && changed.is_empty() && !pending {
+            return Ok(ApplyReport {
+                added,
+                removed,
+                files_written: 0,
+                live: Live::Unchanged,
+            });
+        }
+
+        if self.socket.is_some() {
+            fsutil::write_atomic(&marker, b"").map_err(|e| self.err(&marker, e))?;
+        }
+        for d in &changed {
+            let path = self.dir.join(d.list.file_name());
+            fsutil::write_atomic_with(&path, |w| {
+                for l in &d.list.lines {
+                    w.write_all(l.as_bytes())?;
+                    w.write_all(b"\n")?;
+                }
+                Ok(())
+            })
+            .map_err(|e| self.err(&path, e))?;
+        }
+        if rules_changed {
+            fsutil::write_atomic(&rules_path, r.rules.as_bytes())
+                .map_err(|e| self.err(&rules_path, e))?;
+        }
+        let files_written = changed.len() + usize::from(rules_changed);
+
+        let Some(socket) = &self.socket else {
+            return Ok(ApplyReport {
+                added,
+                removed,
+                files_written,
+                live: Live::Unchanged,
+            });
+        };
+        // Hash lists are read with the rules, so they need a reload like a rules change.
+        let needs_reload = rules_changed
+            || pending
+            || changed.iter().any(|d| d.list.kind.settype().is_none())
+            || added + removed > RELOAD_THRESHOLD;
+        let live = match self.tell_suricata(socket, &changed, needs_reload).await {
+            Ok(live) => {
+                std::fs::remove_file(&marker).map_err(|e| self.err(&marker, e))?;
+                live
+            }
+            Err(message) => {
+                tracing::warn!(
+                    "suricata not updated live ({message}); it will read the files when it is back"
+                );
+                Live::SuricataDown(message)
+            }
+        };
+        Ok(ApplyReport {
+            added,
+            removed,
+            files_written,
+            live,
+        })
+    }
+
+    async fn tell_suricata(
+        &self,
+        socket: &Path,
+        changed: &[&Diff<'_>],
+        reload: bool,
+    ) -> Result<Live, String> {
+        let mut conn = Connection::open(socket, self.timeout)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !reload {
+            let mut cmds: Vec<Value> = Vec::new();
+            for d in changed {
+                let Some(settype) = d.list.kind.settype() else {
+                    continue;
+                };
+                cmds.extend(
+                    d.remove
+                        .iter()
+                        .map(|v| dataset_command(false, d.list.name, settype, v)),
+                );
+                cmds.extend(
+                    d.add
+                        .iter()
+                        .map(|v| dataset_command(true, d.list.name, settype, v)),
+                );
+            }
+            let replies = conn.batch(&cmds).await.map_err(|e| e.to_string())?;
+            let failed: Vec<_> = replies.iter().filter(|r| !r.ok).collect();
+            if failed.is_empty() {
+                return Ok(Live::Delta);
+            }
+            // A set Suricata does not know (rules not loaded yet) or a refused value:
+            // the files are right, so let Suricata read them.
+            tracing::info!(failed = failed.len(), first = %failed[0].message, "dataset commands refused; reloading rules instead");
+        }
+        let reply = conn
+            .command("ruleset-reload-nonblocking", None)
+            .await
+            .map_err(|e| e.to_string())?;
+        if reply.ok {
+            Ok(Live::Reload)
+        } else {
+            Err(format!("reload refused: {}", reply.message))
+        }
+    }
+}
+
+/// Compares a list file on disk with the wanted sorted lines: what to add, what to remove.
+/// Our files are sorted, so this streams; a file edited by hand is sorted first.
+fn diff_file<'a>(path: &Path, want: &'a [String]) -> std::io::Result<(Vec<&'a str>, Vec<String>)> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((want.iter().map(String::as_str).collect(), Vec::new()));
+        }
+        Err(e) => return Err(e),
+    };
+    let mut have: Vec<String> = Vec::new();
+    let mut sorted = true;
+    for line in BufReader::new(file).lines() {
+        let line = line?;
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        if have.last().is_some_and(|p| p.as_str() >= line) {
+            sorted = false;
+        }
+        have.push(line.to_string());
+    }
+    if !sorted {
+        have.sort_unstable();
+        have.dedup();
+    }
+    let (mut add, mut remove) = (Vec::new(), Vec::new());
+    let (mut i, mut j) = (0, 0);
+    while i < want.len() || j < have.len() {
+        let ord = match (want.get(i), have.get(j)) {
+            (Some(w), Some(h)) => w.as_str().cmp(h.as_str()),
+            (Some(_), None) => Ordering::Less,
+            (None, _) => Ordering::Greater,
+        };
+        match ord {
+            Ordering::Less => {
+                add.push(want[i].as_str());
+                i += 1;
+            }
+            Ordering::Greater => {
+                remove.push(std::mem::take(&mut have[j]));
+                j += 1;
+            }
+            Ordering::Equal => {
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    Ok((add, remove))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::suricata::render::ListKind;
+
+    fn rendered(ips: &[&str]) -> Rendered {
+        let mut lines: Vec<String> = ips.iter().map(|s| s.to_string()).collect();
+        lines.sort();
+        Rendered {
+            rules: "drop ip any any -> any any (sid:1;)\n".into(),
+            lists: vec![ListFile {
+                name: "hw-ipv4",
+                kind: ListKind::Ipv4,
+                lines,
+            }],
+        }
+    }
+
+    #[test]
+    fn diff_of_sorted_and_unsorted_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.lst");
+        let want: Vec<String> = ["b", "c", "d"].map(String::from).to_vec();
+        let (add, rem) = diff_file(&p, &want).unwrap();
+        assert_eq!((add.len(), rem.len()), (3, 0));
+        std::fs::write(&p, "a\nb\nd\n").unwrap();
+        let (add, rem) = diff_file(&p, &want).unwrap();
+        assert_eq!((add, rem), (vec!["c"], vec!["a".to_string()]));
+        std::fs::write(&p, "d\n\na\nb\nb\n").unwrap();
+        let (add, rem) = diff_file(&p, &want).unwrap();
+        assert_eq!((add, rem), (vec!["c"], vec!["a".to_string()]));
+    }
+
+    #[tokio::test]
+    async fn offline_apply_writes_once_then_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Applier::new(dir.path(), None, Duration::from_secs(1));
+        let r1 = a
+            .apply(&rendered(&["203.0.113.1", "203.0.113.2"]))
+            .await
+            .unwrap();
+        assert_eq!((r1.added, r1.removed, r1.files_written), (2, 0, 2));
+        let r2 = a
+            .apply(&rendered(&["203.0.113.1", "203.0.113.2"]))
+            .await
+            .unwrap();
+        assert_eq!(
+            (r2.added, r2.removed, r2.files_written, r2.live),
+            (0, 0, 0, Live::Unchanged)
+        );
+        let r3 = a
+            .apply(&rendered(&["203.0.113.2", "203.0.113.3"]))
+            .await
+            .unwrap();
+        assert_eq!((r3.added, r3.removed, r3.files_written), (1, 1, 1));
+        let text = std::fs::read_to_string(dir.path().join("hw-ipv4.lst")).unwrap();
+        assert_eq!(text, "203.0.113.2\n203.0.113.3\n");
+    }
+
+    #[tokio::test]
+    async fn suricata_down_keeps_files_and_a_pending_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("nobody.sock");
+        let a = Applier::new(dir.path(), Some(&sock), Duration::from_secs(1));
+        let r = a.apply(&rendered(&["203.0.113.1"])).await.unwrap();
+        assert!(matches!(r.live, Live::SuricataDown(_)));
+        assert!(dir.path().join(PENDING_MARKER).exists());
+        // Same content again: files unchanged, but the marker asks to tell Suricata.
+        let r = a.apply(&rendered(&["203.0.113.1"])).await.unwrap();
+        assert!(matches!(r.live, Live::SuricataDown(_)));
+        assert_eq!(r.files_written, 0);
+    }
+}

@@ -1,0 +1,6 @@
+//! Suricata enforcement: rendering the IoC set into rules and datasets, and
+//! applying it to a running Suricata.
+
+pub mod apply;
+pub mod render;
+pub mod socket;

@@ -1,0 +1,224 @@
+//! Suricata's unix command socket: a version handshake, then one JSON command
+//! per line. One connection carries a whole delta; commands are pipelined so a
+//! large delta does not pay a round trip per value.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+
+/// A failure talking to Suricata.
+#[derive(Debug, thiserror::Error)]
+pub enum SocketError {
+    /// Nobody listens (Suricata down or starting).
+    #[error("{path}: cannot connect: {message}")]
+    Connect {
+        /// Socket path.
+        path: String,
+        /// OS error.
+        message: String,
+    },
+    /// The conversation broke or took too long.
+    #[error("suricata socket: {0}")]
+    Protocol(String),
+}
+
+/// One command's outcome.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reply {
+    /// `return` was "OK".
+    pub ok: bool,
+    /// The `message` field, if any.
+    pub message: Value,
+}
+
+/// An open, handshaken connection.
+pub struct Connection {
+    stream: UnixStream,
+    buf: Vec<u8>,
+    timeout: Duration,
+}
+
+impl Connection {
+    /// Connects and performs the version handshake.
+    pub async fn open(path: &Path, timeout: Duration) -> Result<Connection, SocketError> {
+        let stream = tokio::time::timeout(timeout, UnixStream::connect(path))
+            .await
+            .map_err(|_| SocketError::Connect {
+                path: path.display().to_string(),
+                message: "timed out".into(),
+            })?
+            .map_err(|e| SocketError::Connect {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+        let mut c = Connection {
+            stream,
+            buf: Vec::new(),
+            timeout,
+        };
+        c.send_line(&json!({"version": "0.2"})).await?;
+        let hello = c.read_reply().await?;
+        if !hello.ok {
+            return Err(SocketError::Protocol(format!(
+                "handshake refused: {}",
+                hello.message
+            )));
+        }
+        Ok(c)
+    }
+
+    async fn send_line(&mut self, v: &Value) -> Result<(), SocketError> {
+        let mut line = v.to_string();
+        line.push('\n');
+        tokio::time::timeout(self.timeout, self.stream.write_all(line.as_bytes()))
+            .await
+            .map_err(|_| SocketError::Protocol("write timed out".into()))?
+            .map_err(|e| SocketError::Protocol(format!("write: {e}")))
+    }
+
+    /// Reads one JSON reply; Suricata does not frame them, so parse as bytes arrive.
+    async fn read_reply(&mut self) -> Result<Reply, SocketError> {
+        loop {
+            let mut it = serde_json::Deserializer::from_slice(&self.buf).into_iter::<Value>();
+            match it.next() {
+                Some(Ok(v)) => {
+                    let used = it.byte_offset();
+                    self.buf.drain(..used);
+                    let ok = v.get("return").and_then(Value::as_str) == Some("OK");
+                    let message = v.get("message").cloned().unwrap_or(Value::Null);
+                    return Ok(Reply { ok, message });
+                }
+                Some(Err(e)) if !e.is_eof() => {
+                    return Err(SocketError::Protocol(format!("bad reply: {e}")));
+                }
+                _ => {}
+            }
+            let mut chunk = [0u8; 8192];
+            let n = tokio::time::timeout(self.timeout, self.stream.read(&mut chunk))
+                .await
+                .map_err(|_| SocketError::Protocol("read timed out".into()))?
+                .map_err(|e| SocketError::Protocol(format!("read: {e}")))?;
+            if n == 0 {
+                return Err(SocketError::Protocol("connection closed".into()));
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Runs one command.
+    pub async fn command(
+        &mut self,
+        command: &str,
+        arguments: Option<Value>,
+    ) -> Result<Reply, SocketError> {
+        let mut v = json!({"command": command});
+        if let Some(a) = arguments {
+            v["arguments"] = a;
+        }
+        self.send_line(&v).await?;
+        self.read_reply().await
+    }
+
+    /// Runs many commands, pipelined in windows so neither side's buffer fills up.
+    pub async fn batch(&mut self, commands: &[Value]) -> Result<Vec<Reply>, SocketError> {
+        const WINDOW: usize = 256;
+        let mut replies = Vec::with_capacity(commands.len());
+        for window in commands.chunks(WINDOW) {
+            let mut out = String::new();
+            for c in window {
+                out.push_str(&c.to_string());
+                out.push('\n');
+            }
+            tokio::time::timeout(self.timeout, self.stream.write_all(out.as_bytes()))
+                .await
+                .map_err(|_| SocketError::Protocol("write timed out".into()))?
+                .map_err(|e| SocketError::Protocol(format!("write: {e}")))?;
+            for _ in window {
+                replies.push(self.read_reply().await?);
+            }
+        }
+        Ok(replies)
+    }
+}
+
+/// A `dataset-add` / `dataset-remove` command.
+pub fn dataset_command(add: bool, setname: &str, settype: &str, value: &str) -> Value {
+    json!({
+        "command": if add { "dataset-add" } else { "dataset-remove" },
+        "arguments": {"setname": setname, "settype": settype, "datavalue": value},
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    use tokio::net::UnixListener;
+
+    /// A scripted peer speaking the protocol like Suricata (replies unframed, back to back).
+    async fn fake_suricata(path: &Path) -> tokio::task::JoinHandle<Vec<Value>> {
+        let listener = UnixListener::bind(path).unwrap();
+        tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            let (r, mut w) = s.into_split();
+            let mut lines = BufReader::new(r).lines();
+            let mut seen = Vec::new();
+            while let Ok(Some(l)) = lines.next_line().await {
+                let v: Value = serde_json::from_str(&l).unwrap();
+                let reply = if v.get("version").is_some() {
+                    json!({"return": "OK"})
+                } else if v["arguments"]["datavalue"] == "bad" {
+                    json!({"return": "NOK", "message": "failed"})
+                } else {
+                    json!({"return": "OK", "message": "data added"})
+                };
+                seen.push(v);
+                w.write_all(reply.to_string().as_bytes()).await.unwrap();
+            }
+            seen
+        })
+    }
+
+    #[tokio::test]
+    async fn pipelines_a_batch_over_one_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let peer = fake_suricata(&path).await;
+        let mut c = Connection::open(&path, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let mut cmds: Vec<Value> = (0..1000)
+            .map(|i| {
+                dataset_command(
+                    true,
+                    "hw-ipv4",
+                    "ipv4",
+                    &format!("203.0.{}.{}", i / 256, i % 256),
+                )
+            })
+            .collect();
+        cmds.push(dataset_command(false, "hw-ipv4", "ipv4", "bad"));
+        let replies = c.batch(&cmds).await.unwrap();
+        assert_eq!(replies.len(), 1001);
+        assert_eq!(replies.iter().filter(|r| r.ok).count(), 1000);
+        drop(c);
+        let seen = peer.await.unwrap();
+        assert_eq!(seen.len(), 1002);
+        assert_eq!(seen[1]["command"], "dataset-add");
+        assert_eq!(seen[1001]["command"], "dataset-remove");
+    }
+
+    #[tokio::test]
+    async fn connect_error_names_the_socket() {
+        let e = Connection::open(
+            Path::new("/nonexistent/suricata.sock"),
+            Duration::from_secs(1),
+        )
+        .await;
+        let msg = e.err().unwrap().to_string();
+        assert!(msg.contains("/nonexistent/suricata.sock"), "{msg}");
+    }
+}
