@@ -69,6 +69,8 @@ pub struct Applier {
 
 struct Diff<'a> {
     list: &'a ListFile,
+    /// The file is missing: write it even if empty, the rules name it.
+    missing: bool,
     add: Vec<&'a str>,
     remove: Vec<String>,
 }
@@ -99,8 +101,14 @@ impl Applier {
         let mut diffs = Vec::new();
         for list in &r.lists {
             let path = self.dir.join(list.file_name());
+            let missing = !path.exists();
             let (add, remove) = diff_file(&path, &list.lines).map_err(|e| self.err(&path, e))?;
-            diffs.push(Diff { list, add, remove });
+            diffs.push(Diff {
+                list,
+                missing,
+                add,
+                remove,
+            });
         }
         let marker = self.dir.join(PENDING_MARKER);
         let pending = marker.exists();
@@ -108,7 +116,7 @@ impl Applier {
         let removed: usize = diffs.iter().map(|d| d.remove.len()).sum();
         let changed: Vec<&Diff> = diffs
             .iter()
-            .filter(|d| !d.add.is_empty() || !d.remove.is_empty())
+            .filter(|d| d.missing || !d.add.is_empty() || !d.remove.is_empty())
             .collect();
         if !rules_changed && changed.is_empty() && !pending {
             return Ok(ApplyReport {

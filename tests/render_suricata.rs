@@ -1,0 +1,241 @@
+//! Offline rendering end to end: hostile values never reach a rule or a dataset
+//! file unparsed, and real Suricata accepts every rendering (`suricata -T`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_homewarden");
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Values no line-based list can carry: written into a MISP feed as JSON.
+const JSON_ONLY: &[&str] = &[
+    "evil.example\nalert ip any any -> any any (sid:3;)",
+    "evil\u{0}.example",
+    "203.0.113.9\r\n203.0.113.10",
+    "evil.example\u{2028}x",
+];
+
+fn write_hostile_feed(dir: &Path) {
+    let uuid = "5f2d3f0a-0000-4000-8000-00000000beef";
+    let mut attrs: Vec<serde_json::Value> = Vec::new();
+    for (i, v) in JSON_ONLY.iter().enumerate() {
+        for t in ["domain", "ip-dst", "url", "hostname", "domain|ip", "md5"] {
+            attrs.push(serde_json::json!({"type": t, "value": v, "to_ids": true, "uuid": format!("h-{i}-{t}")}));
+        }
+    }
+    let text = std::fs::read_to_string(repo().join("tests/data/hostile-values.txt")).unwrap();
+    for (i, v) in text.lines().filter(|l| !l.starts_with('#')).enumerate() {
+        // Not `url`: "1.2.3.4/33" is a fine URL (host 1.2.3.4, path /33).
+        for t in ["domain", "ip-dst", "hostname", "sha256"] {
+            attrs.push(serde_json::json!({"type": t, "value": v, "to_ids": true, "uuid": format!("l-{i}-{t}")}));
+        }
+    }
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("manifest.json"),
+        serde_json::json!({uuid: {"info": "hostile", "timestamp": "1", "threat_level_id": "1"}})
+            .to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join(format!("{uuid}.json")),
+        serde_json::json!({"Event": {"uuid": uuid, "info": "hostile", "published": true, "Attribute": attrs}}).to_string(),
+    )
+    .unwrap();
+}
+
+fn render(out: &Path, config: Option<&Path>, sources: &[&Path]) -> String {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--config")
+        .arg(config.unwrap_or(Path::new("/nonexistent/homewarden.yaml")));
+    cmd.arg("render").arg("--out").arg(out);
+    for s in sources {
+        cmd.arg("--source").arg(s);
+    }
+    let o = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "render failed: {stdout}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    stdout
+}
+
+/// Every line of every list must be exactly the canonical form of a parsed value.
+fn assert_lists_canonical(dir: &Path) {
+    use base64::Engine as _;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_none_or(|e| e != "lst") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).unwrap();
+        for line in text.lines() {
+            let value = if p.file_name().unwrap().to_string_lossy().contains("domain") {
+                let raw = base64::engine::general_purpose::STANDARD
+                    .decode(line)
+                    .unwrap();
+                String::from_utf8(raw).unwrap()
+            } else {
+                line.to_string()
+            };
+            let parsed: homewarden::intel::ioc::Ioc = value
+                .parse()
+                .unwrap_or_else(|e| panic!("{}: {value:?}: {e}", p.display()));
+            assert_eq!(
+                parsed.to_string(),
+                value,
+                "{} holds a non-canonical value",
+                p.display()
+            );
+            assert!(value.bytes().all(|b| b.is_ascii_graphic()), "{value:?}");
+        }
+    }
+}
+
+fn suricata_available() -> bool {
+    let found = Command::new("suricata")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found && std::env::var_os("HOMEWARDEN_REQUIRE_SURICATA").is_some() {
+        panic!("suricata is required (HOMEWARDEN_REQUIRE_SURICATA is set) but not installed");
+    }
+    if !found {
+        eprintln!("suricata not installed: skipping the suricata -T part (scripts/install-deps.sh installs it)");
+    }
+    found
+}
+
+/// Runs `suricata -T` on a rendering and returns the number of rules loaded.
+fn suricata_test(rules_dir: &Path) -> usize {
+    let log = tempfile::tempdir().unwrap();
+    let o = Command::new("suricata")
+        .args(["-T", "-v", "-c", "/etc/suricata/suricata.yaml", "--set"])
+        .arg(format!("default-rule-path={}", rules_dir.display()))
+        .args(["--set", "rule-files.0=homewarden.rules", "-l"])
+        .arg(log.path())
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "suricata -T failed:\n{all}");
+    let line = all
+        .lines()
+        .find(|l| l.contains("rules successfully loaded"))
+        .unwrap_or_else(|| panic!("no rule count in:\n{all}"));
+    assert!(line.contains(" 0 rules failed"), "{line}");
+    line.split_whitespace()
+        .zip(line.split_whitespace().skip(1))
+        .find(|(_, next)| *next == "rules")
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn hostile_values_never_reach_the_files_and_suricata_accepts_every_rendering() {
+    let work = tempfile::tempdir().unwrap();
+    let feed = work.path().join("feed");
+    write_hostile_feed(&feed);
+    let list = repo().join("tests/data/hostile-values.txt");
+
+    let configs = [
+        ("ips-drop", "enforcement: { mode: ips, action: drop }\n"),
+        (
+            "ips-reject",
+            "enforcement: { mode: ips, action: reject }\nallowlist: { domains: [good.example] }\n",
+        ),
+        (
+            "ids",
+            "enforcement: { mode: ids, match_subdomains: false }\n",
+        ),
+    ];
+    let check = suricata_available();
+    for (name, yaml) in configs {
+        let cfg = work.path().join(format!("{name}.yaml"));
+        std::fs::write(&cfg, yaml).unwrap();
+        let out = work.path().join(name);
+        let summary = render(&out, Some(&cfg), &[&feed, &list]);
+        assert!(summary.contains("refused"), "{summary}");
+        assert_lists_canonical(&out);
+        let rules = std::fs::read_to_string(out.join("homewarden.rules")).unwrap();
+        for bad in [
+            "sid:1;",
+            "sid:2;",
+            "sid:3;",
+            "/etc/shadow",
+            "evil.example",
+            "DROP TABLE",
+            "<script>",
+        ] {
+            assert!(!rules.contains(bad), "{name}: rules contain {bad:?}");
+        }
+        let ipv4 = std::fs::read_to_string(out.join("hw-ipv4.lst")).unwrap();
+        // The /30 is expanded, the good single address kept, nothing else.
+        assert_eq!(
+            ipv4, "203.0.113.0\n203.0.113.1\n203.0.113.2\n203.0.113.3\n203.0.113.66\n",
+            "{name}"
+        );
+        if check {
+            let n = suricata_test(&out);
+            assert_eq!(
+                n,
+                rules
+                    .lines()
+                    .filter(|l| !l.starts_with('#') && !l.is_empty())
+                    .count(),
+                "{name}"
+            );
+        }
+    }
+}
+
+#[test]
+fn render_needs_no_config_and_is_deterministic() {
+    let work = tempfile::tempdir().unwrap();
+    let list = repo().join("tests/data/hostile-values.txt");
+    let (a, b) = (work.path().join("a"), work.path().join("b"));
+    render(&a, None, &[&list]);
+    render(&b, None, &[&list]);
+    for f in [
+        "homewarden.rules",
+        "hw-ipv4.lst",
+        "hw-ipv6.lst",
+        "hw-domain.lst",
+        "hw-md5.lst",
+        "hw-sha256.lst",
+    ] {
+        assert_eq!(
+            std::fs::read(a.join(f)).unwrap(),
+            std::fs::read(b.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_config_is_one_clear_line() {
+    let work = tempfile::tempdir().unwrap();
+    let cfg = work.path().join("homewarden.yaml");
+    std::fs::write(&cfg, "enforcement:\n  mode: ipz\n").unwrap();
+    let o = Command::new(BIN)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("{}: enforcement.mode:", cfg.display())) && err.contains("ipz"),
+        "{err}"
+    );
+}
