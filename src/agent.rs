@@ -342,7 +342,6 @@ impl Agent {
         let rendered = render::render(&eff, allow.domains(), &opts);
         self.status.blocklist = counts(&eff);
         self.status.dropped = dropped;
-        drop(eff);
         let result = self.applier.apply(&rendered).await;
         let s = &mut self.status.suricata;
         let out = match result {

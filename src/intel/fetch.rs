@@ -102,6 +102,83 @@ impl Location {
     }
 }
 
+impl Location {
+    /// Calls `f` with each line (lossily decoded, without its newline) as the body
+    /// streams in, so a list of a million lines is never held whole in memory.
+    pub async fn for_each_line(
+        &self,
+        http: &reqwest::Client,
+        timeout: Duration,
+        mut f: impl FnMut(&str),
+    ) -> Result<(), IntelError> {
+        let mut carry: Vec<u8> = Vec::new();
+        let mut total = 0usize;
+        let mut feed = |chunk: &[u8], carry: &mut Vec<u8>| {
+            carry.extend_from_slice(chunk);
+            let mut start = 0;
+            while let Some(pos) = carry[start..].iter().position(|&b| b == b'\n') {
+                f(&String::from_utf8_lossy(&carry[start..start + pos]));
+                start += pos + 1;
+            }
+            carry.drain(..start);
+        };
+        match self {
+            Location::Path(p) => {
+                use tokio::io::AsyncReadExt;
+                let mut file = tokio::fs::File::open(p)
+                    .await
+                    .map_err(|e| IntelError::io(p, e))?;
+                let mut buf = vec![0u8; 1 << 16];
+                loop {
+                    let n = file
+                        .read(&mut buf)
+                        .await
+                        .map_err(|e| IntelError::io(p, e))?;
+                    if n == 0 {
+                        break;
+                    }
+                    total += n;
+                    if total > MAX_BODY {
+                        return Err(IntelError::TooLarge(p.display().to_string()));
+                    }
+                    feed(&buf[..n], &mut carry);
+                }
+            }
+            Location::Url(u) => {
+                let mut resp = http
+                    .get(u.clone())
+                    .timeout(timeout)
+                    .send()
+                    .await
+                    .map_err(|e| IntelError::http(u.as_str(), e))?;
+                if !resp.status().is_success() {
+                    return Err(IntelError::Status {
+                        url: u.to_string(),
+                        status: resp.status().as_u16(),
+                        body: String::new(),
+                    });
+                }
+                while let Some(chunk) = resp
+                    .chunk()
+                    .await
+                    .map_err(|e| IntelError::http(u.as_str(), e))?
+                {
+                    total += chunk.len();
+                    if total > MAX_BODY {
+                        return Err(IntelError::TooLarge(u.to_string()));
+                    }
+                    feed(&chunk, &mut carry);
+                }
+            }
+        }
+        if !carry.is_empty() {
+            carry.push(b'\n');
+            feed(&[], &mut carry);
+        }
+        Ok(())
+    }
+}
+
 impl std::fmt::Display for Location {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

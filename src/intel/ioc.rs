@@ -17,10 +17,11 @@ const MAX_VALUE_LEN: usize = 2048;
 pub enum Ioc {
     /// A single IPv4 address.
     Ipv4(Ipv4Addr),
-    /// A single IPv6 address.
-    Ipv6(Ipv6Addr),
+    /// A single IPv6 address (boxed, like every payload over 8 bytes: a 16-byte
+    /// `Ioc` keeps a million-entry set in a Pi's memory).
+    Ipv6(Box<Ipv6Addr>),
     /// A network wider than one address (expanded or refused at render time).
-    Net(IpNet),
+    Net(Box<IpNet>),
     /// A lower-case ASCII (punycode) domain name, no trailing dot.
     Domain(Domain),
     /// MD5 of a file.
@@ -119,7 +120,7 @@ impl From<IpAddr> for Ioc {
             // An IPv4-mapped IPv6 address is the IPv4 host; Suricata sees it as such.
             IpAddr::V6(a) => match a.to_ipv4_mapped() {
                 Some(v4) => Ioc::Ipv4(v4),
-                None => Ioc::Ipv6(a),
+                None => Ioc::Ipv6(Box::new(a)),
             },
         }
     }
@@ -132,7 +133,7 @@ impl fmt::Display for Ioc {
             Ioc::Ipv6(a) => a.fmt(f),
             Ioc::Net(n) => n.fmt(f),
             Ioc::Domain(d) => f.write_str(d.as_str()),
-            Ioc::Md5(h) => f.write_str(&hex(&h.0)),
+            Ioc::Md5(h) => f.write_str(&hex(&h.0[..])),
             Ioc::Sha256(h) => f.write_str(&hex(&h.0[..])),
         }
     }
@@ -197,7 +198,9 @@ impl ParseError {
 /// A domain name that is safe to put into a dataset: lower-case ASCII letters,
 /// digits, `-` and `_`, dot-separated labels of 1–63 bytes, at least two labels.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Domain(Box<str>);
+// A thin pointer on purpose (see `Ioc`); the double allocation only costs domains.
+#[allow(clippy::redundant_allocation)]
+pub struct Domain(Box<Box<str>>);
 
 impl Domain {
     /// Parses and normalises (IDNA to punycode, lower case, trailing dot removed).
@@ -237,7 +240,7 @@ impl Domain {
         {
             return Err(bad());
         }
-        Ok(Domain(ascii.into_boxed_str()))
+        Ok(Domain(Box::new(ascii.into_boxed_str())))
     }
 
     /// The normalised name.
@@ -259,8 +262,8 @@ impl Domain {
 }
 
 /// A file MD5.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Md5(pub [u8; 16]);
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Md5(pub Box<[u8; 16]>);
 
 /// A file SHA-256 (boxed: keeps `Ioc` small, hashes are rare).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -292,7 +295,7 @@ fn unhex<const N: usize>(v: &str) -> Option<[u8; N]> {
 
 fn parse_md5(v: &str) -> Result<Ioc, ParseError> {
     unhex::<16>(v)
-        .map(|h| Ioc::Md5(Md5(h)))
+        .map(|h| Ioc::Md5(Md5(Box::new(h))))
         .ok_or_else(|| ParseError::BadHash("md5", truncate(v)))
 }
 
@@ -333,7 +336,7 @@ fn parse_net(v: &str) -> Result<Ioc, ParseError> {
     Ok(match net {
         IpNet::V4(n) if n.prefix_len() == 32 => Ioc::Ipv4(n.addr()),
         IpNet::V6(n) if n.prefix_len() == 128 => Ioc::from(IpAddr::V6(n.addr())),
-        n => Ioc::Net(n),
+        n => Ioc::Net(Box::new(n)),
     })
 }
 
@@ -395,7 +398,7 @@ mod tests {
         );
         assert_eq!(
             any("2001:db8::1"),
-            Ioc::Ipv6("2001:db8::1".parse().unwrap())
+            Ioc::Ipv6(Box::new("2001:db8::1".parse().unwrap()))
         );
         assert_eq!(
             any("::ffff:192.0.2.1"),
@@ -510,5 +513,14 @@ mod tests {
         assert_eq!(e, ParseError::Control);
         let e = Ioc::parse_misp("domain", &"é.".repeat(100)).unwrap_err();
         assert!(e.to_string().len() < 300);
+    }
+}
+
+#[cfg(test)]
+mod size {
+    /// The set of a million-IoC list must fit a Pi: keep the per-entry cost where it is.
+    #[test]
+    fn ioc_stays_two_words() {
+        assert_eq!(std::mem::size_of::<super::Ioc>(), 16);
     }
 }

@@ -14,10 +14,10 @@ pub async fn pull(
     http: &reqwest::Client,
     timeout: Duration,
 ) -> Result<Pulled, IntelError> {
-    let body = location.read(http, timeout).await?;
-    let text = String::from_utf8_lossy(&body);
     let mut c = Collector::new(name);
-    parse_into(&text, column, &mut c);
+    location
+        .for_each_line(http, timeout, |line| parse_line(line, column, &mut c))
+        .await?;
     Ok(Pulled {
         change: Change::Replace(c.set),
         stats: c.stats,
@@ -28,19 +28,20 @@ pub async fn pull(
 /// Parses list text into a collector.
 pub fn parse_into(text: &str, column: usize, c: &mut Collector<'_>) {
     for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty()
-            || line.starts_with('#')
-            || line.starts_with("//")
-            || line.starts_with(';')
-        {
-            continue;
-        }
-        // Trailing comments, as in many public lists ("1.2.3.4 # botnet").
-        let line = line.split(" #").next().unwrap_or(line).trim();
-        if let Some(v) = value_of(line, column) {
-            c.value(None, v, None, None);
-        }
+        parse_line(line, column, c);
+    }
+}
+
+/// Parses one line of a list.
+fn parse_line(line: &str, column: usize, c: &mut Collector<'_>) {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') || line.starts_with("//") || line.starts_with(';') {
+        return;
+    }
+    // Trailing comments, as in many public lists ("1.2.3.4 # botnet").
+    let line = line.split(" #").next().unwrap_or(line).trim();
+    if let Some(v) = value_of(line, column) {
+        c.value(None, v, None, None);
     }
 }
 
@@ -77,7 +78,7 @@ mod tests {
     #[test]
     fn plain_lines_comments_and_hosts_format() {
         let (v, bad) = collect(
-            "# header\n203.0.113.5\n\n203.0.113.0/28 # a /28\n0.0.0.0 ads.evil.example\nEVIL.example\nnot valid!\n; comment\n",
+            "# header\r\n203.0.113.5\n\n203.0.113.0/28 # a /28\n0.0.0.0 ads.evil.example\nEVIL.example\nnot valid!\n; comment\n",
             0,
         );
         assert_eq!(

@@ -198,9 +198,9 @@ impl SourceState {
 /// Moves the entries of `add` into `into`, renumbering their events.
 fn merge(into: &mut SourceSet, add: SourceSet) {
     let remap: Vec<u32> = add.events().iter().map(|e| into.event(e.clone())).collect();
-    for mut e in add.entries().iter().cloned() {
-        e.event = e.event.map(|i| remap[i as usize]);
-        into.push(e);
+    for e in add.entries() {
+        let event = e.event().map(|i| remap[i as usize]);
+        into.push(e.ioc.clone(), event, add.attribute_of(e));
     }
 }
 
@@ -245,11 +245,7 @@ impl<'a> Collector<'a> {
             Ok(iocs) => {
                 self.stats.accepted += 1;
                 for ioc in iocs {
-                    self.set.push(set::Entry {
-                        ioc,
-                        event,
-                        attribute: attribute.map(Into::into),
-                    });
+                    self.set.push(ioc, event, attribute);
                 }
             }
             Err(e) => self.stats.reject(self.source, &e),

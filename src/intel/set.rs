@@ -1,7 +1,7 @@
 //! The IoC set: what each source contributed, with provenance, and the
 //! effective blocklist after the allowlist.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
@@ -31,15 +31,24 @@ pub struct EventInfo {
     pub timestamp: u64,
 }
 
+/// Marks "no event" / "no attribute" in an [`Entry`] (keeps entries at 32 bytes:
+/// a million-IoC list must fit a Pi's memory).
+const NONE: u32 = u32::MAX;
+
 /// One indicator with where it came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     /// The indicator.
     pub ioc: Ioc,
+    event: u32,
+    attribute: u32,
+}
+
+impl Entry {
     /// Index into the source's events, if it came from an event.
-    pub event: Option<u32>,
-    /// MISP attribute uuid, if it came from one.
-    pub attribute: Option<Box<str>>,
+    pub fn event(&self) -> Option<u32> {
+        (self.event != NONE).then_some(self.event)
+    }
 }
 
 /// Everything one source currently contributes.
@@ -48,6 +57,8 @@ pub struct SourceSet {
     /// Events referenced by entries.
     events: Vec<EventInfo>,
     event_index: HashMap<String, u32>,
+    /// MISP attribute uuids referenced by entries.
+    attributes: Vec<Box<str>>,
     /// Indicators, in no particular order.
     entries: Vec<Entry>,
 }
@@ -99,6 +110,21 @@ impl SourceSet {
         i
     }
 
+    /// Registers `events` (in order, as indexed by the entries) and forgets
+    /// event references that point nowhere. Used when loading the store.
+    pub fn with_events(mut self, events: Vec<EventInfo>) -> SourceSet {
+        for ev in events {
+            self.event(ev);
+        }
+        let n = self.events.len() as u32;
+        for e in &mut self.entries {
+            if e.event != NONE && e.event >= n {
+                e.event = NONE;
+            }
+        }
+        self
+    }
+
     /// Looks an event up by uuid.
     pub fn event_by_uuid(&self, uuid: &str) -> Option<&EventInfo> {
         self.event_index
@@ -119,8 +145,29 @@ impl SourceSet {
     }
 
     /// Adds an indicator.
-    pub fn push(&mut self, entry: Entry) {
-        self.entries.push(entry);
+    pub fn push(&mut self, ioc: Ioc, event: Option<u32>, attribute: Option<&str>) {
+        let attribute = match attribute {
+            Some(a) => {
+                // Composite attributes (domain|ip) add two entries for one uuid in a row.
+                if self.attributes.last().is_some_and(|l| &**l == a) {
+                    (self.attributes.len() - 1) as u32
+                } else {
+                    self.attributes.push(a.into());
+                    (self.attributes.len() - 1) as u32
+                }
+            }
+            None => NONE,
+        };
+        self.entries.push(Entry {
+            ioc,
+            event: event.unwrap_or(NONE),
+            attribute,
+        });
+    }
+
+    /// The MISP attribute uuid of an entry of this set.
+    pub fn attribute_of(&self, e: &Entry) -> Option<&str> {
+        self.attributes.get(e.attribute as usize).map(|a| &**a)
     }
 
     /// All entries.
@@ -143,8 +190,31 @@ impl SourceSet {
         if uuids.is_empty() {
             return;
         }
-        self.entries
-            .retain(|e| e.attribute.as_deref().is_none_or(|u| !uuids.contains(u)));
+        let attributes = &self.attributes;
+        self.entries.retain(|e| {
+            attributes
+                .get(e.attribute as usize)
+                .is_none_or(|u| !uuids.contains(&**u))
+        });
+        self.compact_attributes();
+    }
+
+    /// Drops attribute uuids no entry refers to any more.
+    fn compact_attributes(&mut self) {
+        let mut remap = vec![NONE; self.attributes.len()];
+        let mut kept: Vec<Box<str>> = Vec::new();
+        for e in &mut self.entries {
+            if e.attribute == NONE {
+                continue;
+            }
+            let old = e.attribute as usize;
+            if remap[old] == NONE {
+                remap[old] = kept.len() as u32;
+                kept.push(std::mem::take(&mut self.attributes[old]));
+            }
+            e.attribute = remap[old];
+        }
+        self.attributes = kept;
     }
 
     /// Drops every entry of the given event uuids (feed events that changed or left).
@@ -157,13 +227,14 @@ impl SourceSet {
             .filter_map(|u| self.event_index.get(u).copied())
             .collect();
         self.entries
-            .retain(|e| e.event.is_none_or(|i| !gone.contains(&i)));
+            .retain(|e| e.event().is_none_or(|i| !gone.contains(&i)));
         self.compact_events();
+        self.compact_attributes();
     }
 
     /// Removes events no entry refers to and renumbers the rest.
     pub fn compact_events(&mut self) {
-        let used: HashSet<u32> = self.entries.iter().filter_map(|e| e.event).collect();
+        let used: HashSet<u32> = self.entries.iter().filter_map(Entry::event).collect();
         if used.len() == self.events.len() {
             return;
         }
@@ -176,7 +247,7 @@ impl SourceSet {
             }
         }
         for e in &mut self.entries {
-            e.event = e.event.and_then(|i| remap[i as usize]);
+            e.event = e.event().and_then(|i| remap[i as usize]).unwrap_or(NONE);
         }
         self.event_index = kept
             .iter()
@@ -188,12 +259,12 @@ impl SourceSet {
 
     /// Provenance of an entry of this source.
     pub fn provenance(&self, source: &str, entry: &Entry) -> Provenance {
-        let ev = entry.event.map(|i| &self.events[i as usize]);
+        let ev = entry.event().map(|i| &self.events[i as usize]);
         Provenance {
             source: source.to_string(),
             event_uuid: ev.map(|e| e.uuid.clone()),
             event_id: ev.and_then(|e| e.id),
-            attribute_uuid: entry.attribute.as_deref().map(str::to_string),
+            attribute_uuid: self.attribute_of(entry).map(str::to_string),
             threat_level: ev.and_then(|e| e.threat_level),
             event_info: ev.map(|e| e.info.clone()),
         }
@@ -278,18 +349,26 @@ impl Default for ExpandLimits {
 }
 
 /// The blocklist Suricata enforces, by kind, sorted and de-duplicated.
+///
+/// Sorted vectors rather than trees: a million addresses take 4 MB, not 40.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Effective {
     /// IPv4 addresses.
-    pub ipv4: BTreeSet<Ipv4Addr>,
+    pub ipv4: Vec<Ipv4Addr>,
     /// IPv6 addresses.
-    pub ipv6: BTreeSet<Ipv6Addr>,
+    pub ipv6: Vec<Ipv6Addr>,
     /// Domains (subdomains match too, unless allowlisted).
-    pub domains: BTreeSet<Domain>,
+    pub domains: Vec<Domain>,
     /// File MD5s.
-    pub md5: BTreeSet<Md5>,
+    pub md5: Vec<Md5>,
     /// File SHA-256s.
-    pub sha256: BTreeSet<Sha256>,
+    pub sha256: Vec<Sha256>,
+}
+
+fn sort_dedup<T: Ord>(v: &mut Vec<T>) {
+    v.sort_unstable();
+    v.dedup();
+    v.shrink_to_fit();
 }
 
 /// Counts of what did not make it into the effective set, and why.
@@ -315,6 +394,11 @@ impl Effective {
                 eff.add(&e.ioc, allow, limits, &mut dropped);
             }
         }
+        sort_dedup(&mut eff.ipv4);
+        sort_dedup(&mut eff.ipv6);
+        sort_dedup(&mut eff.domains);
+        sort_dedup(&mut eff.md5);
+        sort_dedup(&mut eff.sha256);
         (eff, dropped)
     }
 
@@ -324,18 +408,18 @@ impl Effective {
                 if allow.allows_ip(IpAddr::V4(*a)) {
                     dropped.allowlisted += 1;
                 } else {
-                    self.ipv4.insert(*a);
+                    self.ipv4.push(*a);
                 }
             }
             Ioc::Ipv6(a) => {
-                if allow.allows_ip(IpAddr::V6(*a)) {
+                if allow.allows_ip(IpAddr::V6(**a)) {
                     dropped.allowlisted += 1;
                 } else {
-                    self.ipv6.insert(*a);
+                    self.ipv6.push(**a);
                 }
             }
             Ioc::Net(net) => {
-                let too_wide = match net {
+                let too_wide = match **net {
                     IpNet::V4(n) => n.prefix_len() < limits.max_v4_prefix,
                     IpNet::V6(n) => n.prefix_len() < limits.max_v6_prefix,
                 };
@@ -349,8 +433,8 @@ impl Effective {
                         continue;
                     }
                     match host {
-                        IpAddr::V4(a) => self.ipv4.insert(a),
-                        IpAddr::V6(a) => self.ipv6.insert(a),
+                        IpAddr::V4(a) => self.ipv4.push(a),
+                        IpAddr::V6(a) => self.ipv6.push(a),
                     };
                 }
                 if check_each {
@@ -361,14 +445,14 @@ impl Effective {
                 if allow.allows_domain(d) {
                     dropped.allowlisted += 1;
                 } else {
-                    self.domains.insert(d.clone());
+                    self.domains.push(d.clone());
                 }
             }
             Ioc::Md5(h) => {
-                self.md5.insert(*h);
+                self.md5.push(h.clone());
             }
             Ioc::Sha256(h) => {
-                self.sha256.insert(h.clone());
+                self.sha256.push(h.clone());
             }
         }
     }
@@ -411,18 +495,10 @@ impl HostsAll for IpNet {
 mod tests {
     use super::*;
 
-    fn entry(v: &str) -> Entry {
-        Entry {
-            ioc: Ioc::parse_any(v).unwrap(),
-            event: None,
-            attribute: None,
-        }
-    }
-
     fn set(values: &[&str]) -> SourceSet {
         let mut s = SourceSet::new();
         for v in values {
-            s.push(entry(v));
+            s.push(Ioc::parse_any(v).unwrap(), None, None);
         }
         s
     }
@@ -505,16 +581,13 @@ mod tests {
             ("203.0.113.2", e2, "a2"),
             ("203.0.113.3", e2, "a3"),
         ] {
-            s.push(Entry {
-                ioc: Ioc::parse_any(v).unwrap(),
-                event: Some(ev),
-                attribute: Some(attr.into()),
-            });
+            s.push(Ioc::parse_any(v).unwrap(), Some(ev), Some(attr));
         }
         s.remove_attributes(&HashSet::from(["a2".to_string()]));
         assert_eq!(s.len(), 2);
         s.remove_events(&HashSet::from(["e1".to_string()]));
         assert_eq!(s.len(), 1);
+        assert_eq!(s.attributes.len(), 1);
         assert_eq!(s.events().len(), 1);
         let p = s.provenance("misp", &s.entries()[0]);
         assert_eq!(p.event_uuid.as_deref(), Some("e2"));

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::ioc::Ioc;
-use super::set::{Entry, EventInfo, SourceSet};
+use super::set::{EventInfo, SourceSet};
 use super::{Cursor, PullStats, SourceState};
 use crate::fsutil;
 
@@ -37,7 +37,22 @@ struct FileOut<'a> {
     last_ok: Option<u64>,
     stats: &'a PullStats,
     events: &'a [EventInfo],
-    entries: Vec<(String, Option<u32>, Option<&'a str>)>,
+    entries: EntriesOut<'a>,
+}
+
+/// Serialises entries one by one: a million of them are never copied into a
+/// second in-memory form on their way to disk.
+struct EntriesOut<'a>(&'a SourceSet);
+
+impl Serialize for EntriesOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for e in self.0.entries() {
+            seq.serialize_element(&(e.ioc.to_string(), e.event(), self.0.attribute_of(e)))?;
+        }
+        seq.end()
+    }
 }
 
 #[derive(Deserialize)]
@@ -48,7 +63,42 @@ struct FileIn {
     #[serde(default)]
     stats: PullStats,
     events: Vec<EventInfo>,
-    entries: Vec<(String, Option<u32>, Option<String>)>,
+    entries: EntriesIn,
+}
+
+/// Reads entries straight into a set, one by one (see [`EntriesOut`]).
+struct EntriesIn(SourceSet);
+
+impl<'de> Deserialize<'de> for EntriesIn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = EntriesIn;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of [value, event, attribute] entries")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<EntriesIn, A::Error> {
+                let mut set = SourceSet::new();
+                while let Some((value, event, attribute)) =
+                    seq.next_element::<(String, Option<u32>, Option<String>)>()?
+                {
+                    // What we wrote was canonical; anything else means tampering, and is dropped.
+                    match value.parse::<Ioc>() {
+                        Ok(ioc) => set.push(ioc, event, attribute.as_deref()),
+                        Err(_) => tracing::warn!(
+                            "store entry {:?} no longer parses; dropped",
+                            value.chars().take(80).collect::<String>()
+                        ),
+                    }
+                }
+                Ok(EntriesIn(set))
+            }
+        }
+        d.deserialize_seq(V)
+    }
 }
 
 impl Store {
@@ -78,12 +128,7 @@ impl Store {
             last_ok: st.last_ok,
             stats: &st.stats,
             events: st.set.events(),
-            entries: st
-                .set
-                .entries()
-                .iter()
-                .map(|e| (e.ioc.to_string(), e.event, e.attribute.as_deref()))
-                .collect(),
+            entries: EntriesOut(&st.set),
         };
         fsutil::write_atomic_with(&path, |w| {
             serde_json::to_writer(&mut *w, &out).map_err(std::io::Error::other)?;
@@ -98,8 +143,8 @@ impl Store {
     /// deleted) and reported; the source then starts empty and is pulled again.
     pub fn load(&self, source: &str) -> Result<Option<SourceState>, StoreError> {
         let path = self.path(source);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => {
                 return Err(StoreError {
@@ -108,7 +153,7 @@ impl Store {
                 })
             }
         };
-        let parsed: Result<FileIn, String> = serde_json::from_slice(&bytes)
+        let parsed: Result<FileIn, String> = serde_json::from_reader(std::io::BufReader::new(file))
             .map_err(|e| e.to_string())
             .and_then(|f: FileIn| {
                 if f.version == VERSION {
@@ -128,27 +173,7 @@ impl Store {
                 });
             }
         };
-        let mut set = SourceSet::new();
-        let n_events = file.events.len() as u32;
-        for ev in file.events {
-            set.event(ev);
-        }
-        for (value, event, attribute) in file.entries {
-            // What we wrote was canonical; anything else means tampering, and is dropped.
-            let Ok(ioc) = value.parse::<Ioc>() else {
-                tracing::warn!(
-                    source,
-                    "store entry {:?} no longer parses; dropped",
-                    value.chars().take(80).collect::<String>()
-                );
-                continue;
-            };
-            set.push(Entry {
-                ioc,
-                event: event.filter(|&i| i < n_events),
-                attribute: attribute.map(Into::into),
-            });
-        }
+        let set = file.entries.0.with_events(file.events);
         Ok(Some(SourceState {
             set,
             cursor: file.cursor,

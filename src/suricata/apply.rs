@@ -2,7 +2,6 @@
 //! after a restart or reload), then the difference sent live over the socket,
 //! or a non-blocking reload when the rules themselves changed.
 
-use std::cmp::Ordering;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -11,7 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::render::{ListFile, Rendered, RULES_FILE};
+use super::render::{Key, ListFile, Rendered, Values, RULES_FILE};
 use super::socket::{dataset_command, Connection};
 use crate::fsutil;
 
@@ -67,11 +66,13 @@ pub struct Applier {
     timeout: Duration,
 }
 
-struct Diff<'a> {
-    list: &'a ListFile,
+struct Diff<'r, 'a> {
+    list: &'r ListFile<'a>,
     /// The file is missing: write it even if empty, the rules name it.
     missing: bool,
-    add: Vec<&'a str>,
+    /// Indexes into `list.values`.
+    add: Vec<usize>,
+    /// Lines of the old file.
     remove: Vec<String>,
 }
 
@@ -93,7 +94,7 @@ impl Applier {
     }
 
     /// Applies a rendering; only what differs from the files on disk is written or sent.
-    pub async fn apply(&self, r: &Rendered) -> Result<ApplyReport, ApplyError> {
+    pub async fn apply(&self, r: &Rendered<'_>) -> Result<ApplyReport, ApplyError> {
         std::fs::create_dir_all(&self.dir).map_err(|e| self.err(&self.dir, e))?;
         let rules_path = self.dir.join(RULES_FILE);
         let rules_changed =
@@ -102,7 +103,13 @@ impl Applier {
         for list in &r.lists {
             let path = self.dir.join(list.file_name());
             let missing = !path.exists();
-            let (add, remove) = diff_file(&path, &list.lines).map_err(|e| self.err(&path, e))?;
+            // A missing file means a reload anyway (the set may not exist in Suricata):
+            // no need to list every value as an addition.
+            let (add, remove) = if missing {
+                (Vec::new(), Vec::new())
+            } else {
+                diff_file(&path, &list.values).map_err(|e| self.err(&path, e))?
+            };
             diffs.push(Diff {
                 list,
                 missing,
@@ -112,7 +119,16 @@ impl Applier {
         }
         let marker = self.dir.join(PENDING_MARKER);
         let pending = marker.exists();
-        let added: usize = diffs.iter().map(|d| d.add.len()).sum();
+        let added: usize = diffs
+            .iter()
+            .map(|d| {
+                if d.missing {
+                    d.list.values.len()
+                } else {
+                    d.add.len()
+                }
+            })
+            .sum();
         let removed: usize = diffs.iter().map(|d| d.remove.len()).sum();
         let changed: Vec<&Diff> = diffs
             .iter()
@@ -133,8 +149,8 @@ impl Applier {
         for d in &changed {
             let path = self.dir.join(d.list.file_name());
             fsutil::write_atomic_with(&path, |w| {
-                for l in &d.list.lines {
-                    w.write_all(l.as_bytes())?;
+                for i in 0..d.list.values.len() {
+                    w.write_all(d.list.values.line(i).as_bytes())?;
                     w.write_all(b"\n")?;
                 }
                 Ok(())
@@ -158,6 +174,7 @@ impl Applier {
         // Hash lists are read with the rules, so they need a reload like a rules change.
         let needs_reload = rules_changed
             || pending
+            || changed.iter().any(|d| d.missing)
             || changed.iter().any(|d| d.list.kind.settype().is_none())
             || added + removed > RELOAD_THRESHOLD;
         let live = match self.tell_suricata(socket, &changed, needs_reload).await {
@@ -183,7 +200,7 @@ impl Applier {
     async fn tell_suricata(
         &self,
         socket: &Path,
-        changed: &[&Diff<'_>],
+        changed: &[&Diff<'_, '_>],
         reload: bool,
     ) -> Result<Live, String> {
         let mut conn = Connection::open(socket, self.timeout)
@@ -201,9 +218,9 @@ impl Applier {
                         .map(|v| dataset_command(false, d.list.name, settype, v)),
                 );
                 cmds.extend(
-                    d.add
-                        .iter()
-                        .map(|v| dataset_command(true, d.list.name, settype, v)),
+                    d.add.iter().map(|&i| {
+                        dataset_command(true, d.list.name, settype, &d.list.values.line(i))
+                    }),
                 );
             }
             let replies = conn.batch(&cmds).await.map_err(|e| e.to_string())?;
@@ -227,56 +244,70 @@ impl Applier {
     }
 }
 
-/// Compares a list file on disk with the wanted sorted lines: what to add, what to remove.
-/// Our files are sorted, so this streams; a file edited by hand is sorted first.
-fn diff_file<'a>(path: &Path, want: &'a [String]) -> std::io::Result<(Vec<&'a str>, Vec<String>)> {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok((want.iter().map(String::as_str).collect(), Vec::new()));
-        }
-        Err(e) => return Err(e),
+/// Compares a list file on disk with the wanted values: which to add (indexes),
+/// which old lines to remove. Our files are sorted, so the usual case streams
+/// (a million-line file is never held in memory); a file edited by hand is
+/// loaded and sorted, and lines that are not ours are removed.
+fn diff_file(path: &Path, want: &Values<'_>) -> std::io::Result<(Vec<usize>, Vec<String>)> {
+    let lines = |p: &Path| -> std::io::Result<_> {
+        Ok(BufReader::new(File::open(p)?)
+            .lines()
+            .filter(|l| l.as_ref().map_or(true, |l| !l.trim().is_empty())))
     };
-    let mut have: Vec<String> = Vec::new();
-    let mut sorted = true;
-    for line in BufReader::new(file).lines() {
-        let line = line?;
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
+    let sorted = match File::open(path) {
+        Err(e) => return Err(e),
+        Ok(_) => {
+            let mut prev: Option<Key> = None;
+            let mut ok = true;
+            for line in lines(path)? {
+                let key = want.parse_key(line?.trim());
+                if key.is_none() || (prev.is_some() && prev >= key) {
+                    ok = false;
+                    break;
+                }
+                prev = key;
+            }
+            ok
         }
-        if have.last().is_some_and(|p| p.as_str() >= line) {
-            sorted = false;
-        }
-        have.push(line.to_string());
-    }
-    if !sorted {
-        have.sort_unstable();
-        have.dedup();
-    }
-    let (mut add, mut remove) = (Vec::new(), Vec::new());
-    let (mut i, mut j) = (0, 0);
-    while i < want.len() || j < have.len() {
-        let ord = match (want.get(i), have.get(j)) {
-            (Some(w), Some(h)) => w.as_str().cmp(h.as_str()),
-            (Some(_), None) => Ordering::Less,
-            (None, _) => Ordering::Greater,
+    };
+    let mut add = Vec::new();
+    let mut remove = Vec::new();
+    let mut i = 0;
+    let mut merge =
+        |key: Option<Key>, line: String, add: &mut Vec<usize>, remove: &mut Vec<String>| {
+            let Some(key) = key else {
+                // Not one of ours: it goes.
+                remove.push(line);
+                return;
+            };
+            while i < want.len() && want.key(i) < key {
+                add.push(i);
+                i += 1;
+            }
+            if i < want.len() && want.key(i) == key {
+                i += 1;
+            } else {
+                remove.push(line);
+            }
         };
-        match ord {
-            Ordering::Less => {
-                add.push(want[i].as_str());
-                i += 1;
-            }
-            Ordering::Greater => {
-                remove.push(std::mem::take(&mut have[j]));
-                j += 1;
-            }
-            Ordering::Equal => {
-                i += 1;
-                j += 1;
-            }
+    if sorted {
+        for line in lines(path)? {
+            let line = line?.trim().to_string();
+            merge(want.parse_key(&line), line, &mut add, &mut remove);
+        }
+    } else {
+        let mut have: Vec<(Option<Key>, String)> = Vec::new();
+        for line in lines(path)? {
+            let line = line?.trim().to_string();
+            have.push((want.parse_key(&line), line));
+        }
+        have.sort_unstable();
+        have.dedup_by(|a, b| a.0.is_some() && a.0 == b.0);
+        for (key, line) in have {
+            merge(key, line, &mut add, &mut remove);
         }
     }
+    add.extend(i..want.len());
     Ok((add, remove))
 }
 
@@ -284,56 +315,62 @@ fn diff_file<'a>(path: &Path, want: &'a [String]) -> std::io::Result<(Vec<&'a st
 mod tests {
     use super::*;
     use crate::suricata::render::ListKind;
+    use std::net::Ipv4Addr;
 
-    fn rendered(ips: &[&str]) -> Rendered {
-        let mut lines: Vec<String> = ips.iter().map(|s| s.to_string()).collect();
-        lines.sort();
+    fn rendered(ips: &[Ipv4Addr]) -> Rendered<'_> {
         Rendered {
             rules: "drop ip any any -> any any (sid:1;)\n".into(),
             lists: vec![ListFile {
                 name: "hw-ipv4",
                 kind: ListKind::Ipv4,
-                lines,
+                values: Values::Ipv4(ips),
             }],
         }
     }
 
+    fn ips(v: &[&str]) -> Vec<Ipv4Addr> {
+        let mut out: Vec<Ipv4Addr> = v.iter().map(|s| s.parse().unwrap()).collect();
+        out.sort();
+        out
+    }
+
     #[test]
-    fn diff_of_sorted_and_unsorted_files() {
+    fn diff_of_sorted_unsorted_and_foreign_files() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.lst");
-        let want: Vec<String> = ["b", "c", "d"].map(String::from).to_vec();
-        let (add, rem) = diff_file(&p, &want).unwrap();
+        let want = ips(&["10.0.0.2", "10.0.0.10", "10.0.0.3"]);
+        let values = Values::Ipv4(&want);
+        std::fs::write(&p, "").unwrap();
+        let (add, rem) = diff_file(&p, &values).unwrap();
         assert_eq!((add.len(), rem.len()), (3, 0));
-        std::fs::write(&p, "a\nb\nd\n").unwrap();
-        let (add, rem) = diff_file(&p, &want).unwrap();
-        assert_eq!((add, rem), (vec!["c"], vec!["a".to_string()]));
-        std::fs::write(&p, "d\n\na\nb\nb\n").unwrap();
-        let (add, rem) = diff_file(&p, &want).unwrap();
-        assert_eq!((add, rem), (vec!["c"], vec!["a".to_string()]));
+        // Numeric order: 10.0.0.10 sorts after 10.0.0.3.
+        std::fs::write(&p, "10.0.0.1\n10.0.0.2\n10.0.0.10\n").unwrap();
+        let (add, rem) = diff_file(&p, &values).unwrap();
+        assert_eq!((add, rem), (vec![1], vec!["10.0.0.1".to_string()]));
+        std::fs::write(&p, "10.0.0.10\n\n10.0.0.1\njunk\n10.0.0.2\n10.0.0.2\n").unwrap();
+        let (add, rem) = diff_file(&p, &values).unwrap();
+        assert_eq!(
+            (add, rem),
+            (vec![1], vec!["junk".to_string(), "10.0.0.1".to_string()])
+        );
     }
 
     #[tokio::test]
     async fn offline_apply_writes_once_then_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let a = Applier::new(dir.path(), None, Duration::from_secs(1));
-        let r1 = a
-            .apply(&rendered(&["203.0.113.1", "203.0.113.2"]))
-            .await
-            .unwrap();
+        let (v12, v23) = (
+            ips(&["203.0.113.1", "203.0.113.2"]),
+            ips(&["203.0.113.2", "203.0.113.3"]),
+        );
+        let r1 = a.apply(&rendered(&v12)).await.unwrap();
         assert_eq!((r1.added, r1.removed, r1.files_written), (2, 0, 2));
-        let r2 = a
-            .apply(&rendered(&["203.0.113.1", "203.0.113.2"]))
-            .await
-            .unwrap();
+        let r2 = a.apply(&rendered(&v12)).await.unwrap();
         assert_eq!(
             (r2.added, r2.removed, r2.files_written, r2.live),
             (0, 0, 0, Live::Unchanged)
         );
-        let r3 = a
-            .apply(&rendered(&["203.0.113.2", "203.0.113.3"]))
-            .await
-            .unwrap();
+        let r3 = a.apply(&rendered(&v23)).await.unwrap();
         assert_eq!((r3.added, r3.removed, r3.files_written), (1, 1, 1));
         let text = std::fs::read_to_string(dir.path().join("hw-ipv4.lst")).unwrap();
         assert_eq!(text, "203.0.113.2\n203.0.113.3\n");
@@ -344,11 +381,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("nobody.sock");
         let a = Applier::new(dir.path(), Some(&sock), Duration::from_secs(1));
-        let r = a.apply(&rendered(&["203.0.113.1"])).await.unwrap();
+        let one = ips(&["203.0.113.1"]);
+        let r = a.apply(&rendered(&one)).await.unwrap();
         assert!(matches!(r.live, Live::SuricataDown(_)));
         assert!(dir.path().join(PENDING_MARKER).exists());
         // Same content again: files unchanged, but the marker asks to tell Suricata.
-        let r = a.apply(&rendered(&["203.0.113.1"])).await.unwrap();
+        let r = a.apply(&rendered(&one)).await.unwrap();
         assert!(matches!(r.live, Live::SuricataDown(_)));
         assert_eq!(r.files_written, 0);
     }

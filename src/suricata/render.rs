@@ -7,7 +7,9 @@ use std::fmt::Write as _;
 use base64::Engine as _;
 
 use crate::config::{Action, Mode};
-use crate::intel::ioc::{hex, Domain};
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use crate::intel::ioc::{hex, Domain, Md5, Sha256};
 use crate::intel::set::Effective;
 
 /// The rules file Suricata loads (`rule-files: [homewarden.rules]`).
@@ -43,18 +45,96 @@ impl ListKind {
     }
 }
 
+/// The values of one list file, borrowed from the effective set (a million
+/// addresses are never copied into a million strings).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Values<'a> {
+    /// IPv4 addresses, ascending.
+    Ipv4(&'a [Ipv4Addr]),
+    /// IPv6 addresses, ascending.
+    Ipv6(&'a [Ipv6Addr]),
+    /// Base64 strings, ascending as strings.
+    Base64(Vec<String>),
+    /// MD5s, ascending.
+    Md5(&'a [Md5]),
+    /// SHA-256s, ascending.
+    Sha256(&'a [Sha256]),
+}
+
+/// The order of a list file: numeric for addresses, textual for the rest.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Key {
+    /// An address as a number.
+    Num(u128),
+    /// A line as text.
+    Text(String),
+}
+
+impl Values<'_> {
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        match self {
+            Values::Ipv4(v) => v.len(),
+            Values::Ipv6(v) => v.len(),
+            Values::Base64(v) => v.len(),
+            Values::Md5(v) => v.len(),
+            Values::Sha256(v) => v.len(),
+        }
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Value `i` as a line of the file (and a socket `datavalue`).
+    pub fn line(&self, i: usize) -> String {
+        match self {
+            Values::Ipv4(v) => v[i].to_string(),
+            Values::Ipv6(v) => v[i].to_string(),
+            Values::Base64(v) => v[i].clone(),
+            Values::Md5(v) => hex(&v[i].0[..]),
+            Values::Sha256(v) => hex(&v[i].0[..]),
+        }
+    }
+
+    /// Sort key of value `i`.
+    pub fn key(&self, i: usize) -> Key {
+        match self {
+            Values::Ipv4(v) => Key::Num(u128::from(u32::from(v[i]))),
+            Values::Ipv6(v) => Key::Num(u128::from(v[i])),
+            _ => Key::Text(self.line(i)),
+        }
+    }
+
+    /// Sort key of a line read back from a file; `None` if it is not one of ours.
+    pub fn parse_key(&self, line: &str) -> Option<Key> {
+        match self {
+            Values::Ipv4(_) => line
+                .parse::<Ipv4Addr>()
+                .ok()
+                .map(|a| Key::Num(u128::from(u32::from(a)))),
+            Values::Ipv6(_) => line
+                .parse::<Ipv6Addr>()
+                .ok()
+                .map(|a| Key::Num(u128::from(a))),
+            _ => Some(Key::Text(line.to_string())),
+        }
+    }
+}
+
 /// One list file: dataset or hash list.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ListFile {
+pub struct ListFile<'a> {
     /// Dataset name; the file is `<name>.lst`.
     pub name: &'static str,
     /// How Suricata reads it.
     pub kind: ListKind,
-    /// Lines, sorted, in Suricata's on-disk format.
-    pub lines: Vec<String>,
+    /// The values, in file order.
+    pub values: Values<'a>,
 }
 
-impl ListFile {
+impl ListFile<'_> {
     /// File name in the rules directory.
     pub fn file_name(&self) -> String {
         format!("{}.lst", self.name)
@@ -63,11 +143,11 @@ impl ListFile {
 
 /// Everything Suricata needs from us.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Rendered {
+pub struct Rendered<'a> {
     /// Text of `homewarden.rules`.
     pub rules: String,
     /// Dataset and hash-list files.
-    pub lists: Vec<ListFile>,
+    pub lists: Vec<ListFile<'a>>,
 }
 
 /// Rendering choices from the config.
@@ -89,7 +169,7 @@ pub fn b64(s: &str) -> String {
 }
 
 /// Renders rules and lists.
-pub fn render(eff: &Effective, allow_domains: &[Domain], opts: &Options) -> Rendered {
+pub fn render<'a>(eff: &'a Effective, allow_domains: &[Domain], opts: &Options) -> Rendered<'a> {
     let action = match (opts.mode, opts.action) {
         (Mode::Ids, _) => "alert",
         (Mode::Ips, Action::Drop) => "drop",
@@ -204,34 +284,34 @@ pub fn render(eff: &Effective, allow_domains: &[Domain], opts: &Options) -> Rend
         ListFile {
             name: "hw-ipv4",
             kind: ListKind::Ipv4,
-            lines: eff.ipv4.iter().map(ToString::to_string).collect(),
+            values: Values::Ipv4(&eff.ipv4),
         },
         ListFile {
             name: "hw-ipv6",
             kind: ListKind::Ip,
-            lines: eff.ipv6.iter().map(ToString::to_string).collect(),
+            values: Values::Ipv6(&eff.ipv6),
         },
         ListFile {
             name: "hw-domain",
             kind: ListKind::String,
-            lines: sorted(eff.domains.iter().map(|d| b64(d.as_str()))),
+            values: Values::Base64(sorted(eff.domains.iter().map(|d| b64(d.as_str())))),
         },
         ListFile {
             name: "hw-md5",
             kind: ListKind::Md5,
-            lines: eff.md5.iter().map(|h| hex(&h.0)).collect(),
+            values: Values::Md5(&eff.md5),
         },
         ListFile {
             name: "hw-sha256",
             kind: ListKind::Sha256,
-            lines: eff.sha256.iter().map(|h| hex(&h.0[..])).collect(),
+            values: Values::Sha256(&eff.sha256),
         },
     ];
     if allow {
         lists.push(ListFile {
             name: "hw-allow-domain",
             kind: ListKind::String,
-            lines: sorted(allow_domains.iter().map(|d| b64(d.as_str()))),
+            values: Values::Base64(sorted(allow_domains.iter().map(|d| b64(d.as_str())))),
         });
     }
     Rendered {
@@ -282,16 +362,12 @@ impl Rules {
 mod tests {
     use super::*;
     use crate::intel::ioc::Ioc;
-    use crate::intel::set::{Allowlist, Entry, ExpandLimits, SourceSet};
+    use crate::intel::set::{Allowlist, ExpandLimits, SourceSet};
 
     fn eff(values: &[&str]) -> Effective {
         let mut s = SourceSet::new();
         for v in values {
-            s.push(Entry {
-                ioc: Ioc::parse_any(v).unwrap(),
-                event: None,
-                attribute: None,
-            });
+            s.push(Ioc::parse_any(v).unwrap(), None, None);
         }
         Effective::build([&s], &Allowlist::default(), ExpandLimits::default()).0
     }
@@ -311,10 +387,11 @@ mod tests {
             .map(|i| format!("203.0.{}.{}", i / 256, i % 256))
             .collect();
         let refs: Vec<&str> = many.iter().map(String::as_str).collect();
-        let small = render(&eff(&["203.0.113.1"]), &[], &opts(Mode::Ips, Action::Drop));
-        let big = render(&eff(&refs), &[], &opts(Mode::Ips, Action::Drop));
+        let (e_small, e_big) = (eff(&["203.0.113.1"]), eff(&refs));
+        let small = render(&e_small, &[], &opts(Mode::Ips, Action::Drop));
+        let big = render(&e_big, &[], &opts(Mode::Ips, Action::Drop));
         assert_eq!(small.rules, big.rules);
-        assert_eq!(big.lists[0].lines.len(), 5000);
+        assert_eq!(big.lists[0].values.len(), 5000);
     }
 
     #[test]
@@ -340,11 +417,8 @@ mod tests {
     #[test]
     fn sids_are_unique_and_stable() {
         let allow = [Domain::parse("good.example").unwrap()];
-        let r = render(
-            &eff(&["evil.example", "d41d8cd98f00b204e9800998ecf8427e"]),
-            &allow,
-            &opts(Mode::Ips, Action::Drop),
-        );
+        let e = eff(&["evil.example", "d41d8cd98f00b204e9800998ecf8427e"]);
+        let r = render(&e, &allow, &opts(Mode::Ips, Action::Drop));
         let sids: Vec<&str> = r
             .rules
             .lines()
@@ -359,13 +433,13 @@ mod tests {
 
     #[test]
     fn domains_are_base64_and_sorted() {
-        let r = render(
-            &eff(&["b.example", "A.example"]),
-            &[],
-            &opts(Mode::Ips, Action::Drop),
-        );
+        let e = eff(&["b.example", "A.example"]);
+        let r = render(&e, &[], &opts(Mode::Ips, Action::Drop));
         let d = r.lists.iter().find(|l| l.name == "hw-domain").unwrap();
-        assert_eq!(d.lines, vec![b64("a.example"), b64("b.example")]);
+        assert_eq!(
+            d.values,
+            Values::Base64(vec![b64("a.example"), b64("b.example")])
+        );
         assert_eq!(b64("a.example"), "YS5leGFtcGxl");
     }
 
@@ -381,7 +455,8 @@ mod tests {
     fn no_subdomain_rules_when_disabled() {
         let mut o = opts(Mode::Ips, Action::Drop);
         o.match_subdomains = false;
-        let r = render(&eff(&["evil.example"]), &[], &o);
+        let e = eff(&["evil.example"]);
+        let r = render(&e, &[], &o);
         assert!(!r.rules.contains("pcrexform"));
     }
 }
