@@ -192,7 +192,18 @@ impl Client {
     }
 }
 
+/// Re-read this much before the last pull's start when asking for newly
+/// published events: covers clock skew between MISP and us (re-reads are idempotent).
+const PUBLISH_OVERLAP: u64 = 600;
+
 /// Pulls a MISP instance: a full pull when due, an incremental one otherwise.
+///
+/// MISP unpublishes an event when one of its attributes changes, and publishing
+/// does not touch attribute timestamps. So an incremental pull asks twice:
+/// (1) attributes changed since the cursor, whatever their state, and drops those
+/// now deleted or without `to_ids`; (2) the enforceable attributes of events
+/// published since the last pull, which replace what we held for them. Events
+/// unpublished without any change are caught by the periodic full pull.
 pub async fn pull(
     cfg: &MispSource,
     client: &Client,
@@ -200,33 +211,48 @@ pub async fn pull(
     cursor: &Cursor,
     now: u64,
 ) -> Result<Pulled, IntelError> {
-    let full = match (cursor.last_full, cursor.misp_timestamp) {
-        (Some(last), Some(_)) => now.saturating_sub(last) >= cfg.full_resync.as_secs(),
+    let full = match (
+        cursor.last_full,
+        cursor.misp_timestamp,
+        cursor.publish_since,
+    ) {
+        (Some(last), Some(_), Some(_)) => now.saturating_sub(last) >= cfg.full_resync.as_secs(),
         _ => true,
     };
-    let mut filters = json!({
+    let mut enforceable = json!({
         "returnFormat": "json",
         "type": cfg.types,
         "published": 1,
+        "to_ids": 1,
+        "deleted": 0,
         "enforceWarninglist": u8::from(cfg.enforce_warninglist),
     });
-    if full {
-        filters["to_ids"] = json!(1);
-        filters["deleted"] = json!(0);
-    } else {
-        // Without a to_ids filter and with deleted ones included, a changed attribute
-        // comes back whatever happened to it, so it can leave the set.
-        filters["timestamp"] = json!(cursor.misp_timestamp.unwrap_or(0).to_string());
-        filters["deleted"] = json!([0, 1]);
+    let mut removed = HashSet::new();
+    let mut max_ts = cursor.misp_timestamp;
+    if !full {
+        let changed = json!({
+            "returnFormat": "json",
+            "type": cfg.types,
+            "timestamp": cursor.misp_timestamp.unwrap_or(0).to_string(),
+            "deleted": [0, 1],
+        });
+        for a in client.search_attributes(changed, cfg.page_limit).await? {
+            max_ts = max_ts.max(a.timestamp);
+            if a.deleted || !a.to_ids {
+                removed.insert(a.uuid);
+            }
+        }
+        enforceable["publish_timestamp"] = json!(cursor.publish_since.unwrap_or(0).to_string());
     }
-    let attrs = client.search_attributes(filters, cfg.page_limit).await?;
+    let attrs = client
+        .search_attributes(enforceable, cfg.page_limit)
+        .await?;
 
     let mut c = Collector::new(&cfg.name);
-    let mut changed = HashSet::new();
-    let mut max_ts = cursor.misp_timestamp;
     for a in &attrs {
         max_ts = max_ts.max(a.timestamp);
-        changed.insert(a.uuid.clone());
+        // Upserted: whatever we held for this attribute goes, the new value comes.
+        removed.insert(a.uuid.clone());
         if !a.to_ids || a.deleted {
             continue;
         }
@@ -268,7 +294,7 @@ pub async fn pull(
         Change::Replace(c.set)
     } else {
         Change::Patch {
-            remove_attributes: changed,
+            remove_attributes: removed,
             remove_events: HashSet::new(),
             add: c.set,
         }
@@ -279,6 +305,7 @@ pub async fn pull(
         cursor: Cursor {
             misp_timestamp: max_ts,
             last_full: if full { Some(now) } else { cursor.last_full },
+            publish_since: Some(now.saturating_sub(PUBLISH_OVERLAP)),
         },
     })
 }

@@ -155,6 +155,9 @@ pub struct Cursor {
     /// When the last full pull finished (unix seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_full: Option<u64>,
+    /// Next pull asks for events published since this time (unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish_since: Option<u64>,
 }
 
 /// A source's durable state: its set, cursor and last outcome.
@@ -338,7 +341,7 @@ mod tests {
                 stats: c.stats,
                 cursor: Cursor {
                     misp_timestamp: Some(5),
-                    last_full: None,
+                    ..Cursor::default()
                 },
             },
             20,

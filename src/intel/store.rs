@@ -219,6 +219,7 @@ mod tests {
             cursor: Cursor {
                 misp_timestamp: Some(99),
                 last_full: Some(98),
+                publish_since: Some(97),
             },
             stats: c.stats,
             last_ok: Some(100),

@@ -143,7 +143,7 @@ impl Applier {
             });
         }
 
-        if self.socket.is_some() {
+        if self.socket.is_some() && !pending {
             fsutil::write_atomic(&marker, b"").map_err(|e| self.err(&marker, e))?;
         }
         for d in &changed {

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: `sudo scripts/test.sh` on a fresh Debian 12.
+# Installs what it needs (apt packages, a Python venv for the MISP double's tests),
+# then runs lint, unit and integration tests, the MISP contract tests and the
+# end-to-end lab tests on real Suricata.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "dependencies"
+scripts/install-deps.sh
+scripts/pyenv.sh
+
+step "cargo fmt / clippy"
+cargo fmt --check
+cargo clippy --locked --all-targets -- -D warnings
+
+step "cargo test (unit + integration, suricata -T on every rendering)"
+HOMEWARDEN_REQUIRE_SURICATA=1 cargo test --locked
+
+step "pytest: MISP double vs PyMISP and the OpenAPI spec; end-to-end lab on real Suricata"
+cargo build --locked
+HOMEWARDEN_BIN="$repo/target/debug/homewarden" target/pyenv/bin/python -m pytest -q -p no:cacheprovider tests/misp tests/e2e
