@@ -21,7 +21,7 @@ use crate::suricata::socket::Connection;
 /// First retry after a failed pull; doubles up to the source's interval.
 const FIRST_RETRY: Duration = Duration::from_secs(15);
 /// How often Suricata's socket is checked when nothing else happens.
-const HEALTH_EVERY: Duration = Duration::from_secs(15);
+const HEALTH_EVERY: Duration = Duration::from_secs(5);
 
 /// A failure to start the agent.
 #[derive(Debug, thiserror::Error)]
