@@ -1,0 +1,236 @@
+#!/usr/bin/env bash
+# The homewarden lab: three network namespaces on this machine,
+#
+#   iot (198.18.1.2) ── pi (198.18.1.1 | 203.0.113.1) ── wan (203.0.113.0/24)
+#
+# with real Suricata inline (NFQUEUE) in `pi`, configured from overlays/, the
+# agent running in `pi`, and in `wan`: a known-bad C2 (.66), a benign web
+# server (.80), a second web server the tests turn bad through MISP (.67), a
+# DNS server (.53) and the MISP double over HTTPS (.10:8443). The embedded
+# lab feed (tests/data/lab-feed) makes 203.0.113.66 / c2.lab-evil.test bad.
+#
+#   scripts/lab.sh up | down | status | exec NS CMD...
+#
+# Environment: HW_LAB_DIR (default /tmp/homewarden-lab), HW_LAB_FAIL=open|closed
+# (default open), HOMEWARDEN_BIN (default target/debug/homewarden, built if missing).
+# Everything stays inside the namespaces: the host's own network is not touched.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LAB=${HW_LAB_DIR:-/tmp/homewarden-lab}
+BIN=${HOMEWARDEN_BIN:-$REPO/target/debug/homewarden}
+FAIL=${HW_LAB_FAIL:-open}
+KEY=homewarden-lab-key-00000000000000000000
+NAMESPACES=(iot pi wan)
+PY=/usr/bin/python3
+T0=${EPOCHREALTIME/./}
+
+say() {
+    local us=$(( ${EPOCHREALTIME/./} - T0 ))
+    printf '[lab %3d.%01ds] %s\n' $((us / 1000000)) $((us / 100000 % 10)) "$*" >&2
+}
+die() { echo "lab: $*" >&2; exit 1; }
+in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+# Starts a long-running process in a namespace, detached, logging to a file.
+spawn() {
+    local ns=$1 name=$2; shift 2
+    setsid ip netns exec "$ns" "$@" </dev/null >>"$LAB/log/$name.log" 2>&1 &
+    echo $! >"$LAB/$name.pid"
+}
+wait_until() {
+    local what=$1 tries=$2; shift 2
+    for _ in $(seq "$tries"); do
+        if "$@" >/dev/null 2>&1; then return 0; fi
+        sleep 0.2
+    done
+    die "$what did not come up (logs in $LAB/log)"
+}
+
+suricata_answers() {
+    in_ns pi "$PY" - "$LAB/suricata.sock" <<'PYEOF'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(2)
+s.connect(sys.argv[1])
+s.sendall(b'{"version": "0.2"}\n')
+assert json.loads(s.recv(4096))["return"] == "OK"
+s.sendall(b'{"command": "uptime"}\n')
+assert json.loads(s.recv(4096))["return"] == "OK"
+PYEOF
+}
+
+agent_protected() {
+    "$BIN" --config "$LAB/homewarden.yaml" status --json | grep -q '"state": "protected"'
+}
+
+down() {
+    for ns in "${NAMESPACES[@]}"; do
+        ip netns list | grep -qw "^$ns" || continue
+        # Everything the lab started lives in one of its namespaces.
+        pids=$(ip netns pids "$ns" || true)
+        [ -n "$pids" ] && kill $pids 2>/dev/null || true
+    done
+    for _ in $(seq 25); do
+        left=""
+        for ns in "${NAMESPACES[@]}"; do
+            ip netns list | grep -qw "^$ns" && left="$left$(ip netns pids "$ns" 2>/dev/null || true)"
+        done
+        [ -z "$left" ] && break
+        sleep 0.2
+    done
+    for ns in "${NAMESPACES[@]}"; do
+        if ip netns list | grep -qw "^$ns"; then
+            pids=$(ip netns pids "$ns" || true)
+            [ -n "$pids" ] && kill -9 $pids 2>/dev/null || true
+            ip netns del "$ns"
+        fi
+    done
+    rm -f "$LAB"/*.pid "$LAB"/*.sock
+}
+
+make_certs() {
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj "/CN=homewarden lab CA" -keyout "$LAB/misp-ca.key" -out "$LAB/misp-ca.pem" \
+        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -subj "/CN=misp.lab" -keyout "$LAB/misp.key" -out "$LAB/misp.csr" 2>/dev/null
+    printf 'subjectAltName=IP:203.0.113.10,DNS:misp.lab\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$LAB/misp.ext"
+    openssl x509 -req -in "$LAB/misp.csr" -CA "$LAB/misp-ca.pem" -CAkey "$LAB/misp-ca.key" \
+        -CAcreateserial -days 2 -extfile "$LAB/misp.ext" -out "$LAB/misp.pem" 2>/dev/null
+}
+
+make_namespaces() {
+    for ns in "${NAMESPACES[@]}"; do
+        ip netns add "$ns"
+        in_ns "$ns" ip link set lo up
+    done
+    ip link add iot0 netns iot type veth peer name pi-iot netns pi
+    ip link add pi-wan netns pi type veth peer name wan0 netns wan
+    in_ns iot ip addr add 198.18.1.2/24 dev iot0
+    in_ns pi ip addr add 198.18.1.1/24 dev pi-iot
+    in_ns pi ip addr add 203.0.113.1/24 dev pi-wan
+    in_ns wan ip addr add 203.0.113.2/24 dev wan0
+    for a in 10 53 66 67 80; do in_ns wan ip addr add "203.0.113.$a/32" dev wan0; done
+    for pair in iot:iot0 pi:pi-iot pi:pi-wan wan:wan0; do
+        ns=${pair%%:*} dev=${pair#*:}
+        in_ns "$ns" ip link set "$dev" up
+        # Suricata must see real frames, not GRO/GSO super-frames.
+        in_ns "$ns" ethtool -K "$dev" gro off gso off tso off >/dev/null 2>&1 || true
+    done
+    in_ns iot ip route add default via 198.18.1.1
+    in_ns wan ip route add default via 203.0.113.1
+    in_ns pi sysctl -qw net.ipv4.ip_forward=1
+}
+
+start_wan_services() {
+    for host in 66:c2 67:late 80:benign; do
+        addr=203.0.113.${host%%:*} name=${host#*:}
+        mkdir -p "$LAB/www/$name"
+        echo "homewarden lab: $name server at $addr" >"$LAB/www/$name/index.html"
+        spawn wan "web-$name" "$PY" -m http.server --bind "$addr" --directory "$LAB/www/$name" 80
+    done
+    spawn wan dns "$PY" "$REPO/scripts/lab_dns.py" 203.0.113.53 \
+        c2.lab-evil.test=203.0.113.66 bad.lab-evil.test=203.0.113.67 www.lab-good.test=203.0.113.80
+    [ -f "$REPO/tests/misp/misp_double.py" ] || die "tests/misp/misp_double.py missing"
+    spawn wan misp "$PY" "$REPO/tests/misp/misp_double.py" --listen 203.0.113.10:8443 \
+        --tls-cert "$LAB/misp.pem" --tls-key "$LAB/misp.key" --api-key "$KEY" \
+        --request-log "$LAB/misp-requests.jsonl"
+    wait_until "web server" 50 in_ns wan curl -sf -m 1 http://203.0.113.80/
+    wait_until "MISP double" 50 in_ns pi curl -sf -m 1 --cacert "$LAB/misp-ca.pem" \
+        -H "Authorization: $KEY" -H "Accept: application/json" https://203.0.113.10:8443/servers/getVersion
+}
+
+write_config() {
+    cat >"$LAB/homewarden.yaml" <<YAML
+# homewarden lab config (written by scripts/lab.sh)
+state_dir: $LAB/state
+control_socket: $LAB/control.sock
+enforcement:
+  mode: ips
+  action: drop
+  fail: $FAIL
+suricata:
+  rules_dir: $LAB/rules
+  command_socket: $LAB/suricata.sock
+network:
+  gateway: [203.0.113.1]
+  dns: [203.0.113.53]
+allowlist:
+  cidrs: [203.0.113.80/32]
+  domains: [lab-good.test]
+sources:
+  - name: lab-feed
+    type: misp_feed
+    path: $REPO/tests/data/lab-feed
+    interval: 1h
+  - name: lab-misp
+    type: misp
+    url: https://203.0.113.10:8443
+    ca_file: $LAB/misp-ca.pem
+    interval: 1h
+YAML
+    echo "MISP_API_KEY=$KEY" >"$LAB/.env"
+    chmod 600 "$LAB/.env"
+}
+
+start_suricata() {
+    in_ns pi suricata -c /etc/suricata/suricata.yaml \
+        --include "$REPO/overlays/etc/suricata/homewarden.yaml" -q 0 \
+        --set default-rule-path="$LAB/rules" --set unix-command.filename="$LAB/suricata.sock" \
+        -l "$LAB/log" --pidfile "$LAB/suricata.pid" -D >>"$LAB/log/suricata-start.log" 2>&1
+    wait_until "Suricata" 150 suricata_answers
+}
+
+up() {
+    [ "$(id -u)" -eq 0 ] || die "run as root (namespaces, firewall)"
+    case $FAIL in open|closed) ;; *) die "HW_LAB_FAIL must be open or closed" ;; esac
+    "$REPO/scripts/install-deps.sh"
+    if [ ! -x "$BIN" ]; then
+        say "building the agent"
+        (cd "$REPO" && cargo build --locked --quiet)
+    fi
+    down
+    rm -rf "$LAB"
+    mkdir -p "$LAB/log" "$LAB/rules" "$LAB/state"
+    say "certificates"; make_certs
+    say "namespaces iot — pi — wan"; make_namespaces
+    say "wan: web servers, DNS, MISP double"; start_wan_services
+    write_config
+    say "first sync (rules and datasets for Suricata to start with)"
+    in_ns pi "$BIN" --config "$LAB/homewarden.yaml" --log warn sync --once >"$LAB/log/first-sync.log" 2>&1 \
+        || die "first sync failed: $(cat "$LAB/log/first-sync.log")"
+    say "pi: firewall (fail-$FAIL)"; in_ns pi "$REPO/overlays/usr/lib/homewarden/firewall" up --fail "$FAIL" >&2
+    say "pi: Suricata inline on NFQUEUE 0"; start_suricata
+    say "pi: agent"
+    spawn pi homewarden "$BIN" --config "$LAB/homewarden.yaml" run
+    wait_until "agent" 100 agent_protected
+    wait_until "iot -> benign" 25 in_ns iot curl -sf -m 1 http://203.0.113.80/
+    say "up"
+    cat >&2 <<EOF
+
+  The lab is up (files and logs in $LAB).
+    scripts/lab.sh exec iot curl -m 3 http://203.0.113.80/   # benign: answers
+    scripts/lab.sh exec iot curl -m 3 http://203.0.113.66/   # C2: dropped (times out)
+    $BIN --config $LAB/homewarden.yaml status
+    scripts/lab.sh down
+EOF
+}
+
+status() {
+    for ns in "${NAMESPACES[@]}"; do
+        if ip netns list | grep -qw "^$ns"; then
+            echo "$ns: $(ip netns pids "$ns" | wc -l) processes"
+        else
+            echo "$ns: down"
+        fi
+    done
+    [ -S "$LAB/control.sock" ] && "$BIN" --config "$LAB/homewarden.yaml" status || true
+}
+
+case ${1:-} in
+    up) up ;;
+    down) down; echo "lab: down" >&2 ;;
+    status) status ;;
+    exec) shift; [ $# -ge 2 ] || die "usage: lab.sh exec NS CMD..."; ns=$1; shift; exec ip netns exec "$ns" "$@" ;;
+    *) echo "usage: scripts/lab.sh up | down | status | exec NS CMD..." >&2; exit 2 ;;
+esac

@@ -1,0 +1,32 @@
+"""Publish or delete an IoC in the lab's MISP double with unmodified PyMISP.
+
+Runs inside the `pi` namespace (the double lives in `wan`):
+  misp_admin.py add VALUE          -> prints the attribute uuid
+  misp_admin.py delete UUID
+"""
+
+import os
+import sys
+from pathlib import Path
+
+from pymisp import MISPEvent, PyMISP
+
+lab = Path(os.environ["HW_LAB_DIR"])
+key = next(line.split("=", 1)[1].strip().strip('"')
+           for line in (lab / ".env").read_text().splitlines() if line.startswith("MISP_API_KEY="))
+misp = PyMISP("https://203.0.113.10:8443", key, ssl=str(lab / "misp-ca.pem"), timeout=10)
+
+if sys.argv[1] == "add":
+    ev = MISPEvent()
+    ev.info = "homewarden e2e: C2 seen at a neighbour"
+    ev.threat_level_id = 1
+    ev.distribution = 0
+    ev.add_attribute("ip-dst", sys.argv[2], to_ids=True)
+    created = misp.add_event(ev, pythonify=True)
+    misp.publish(created)
+    print(created.attributes[0].uuid)
+elif sys.argv[1] == "delete":
+    r = misp.delete_attribute(sys.argv[2])
+    assert "errors" not in r, r
+else:
+    sys.exit(f"unknown command {sys.argv[1]!r}")

@@ -1,0 +1,98 @@
+"""End to end on real Suricata in the iot — pi — wan lab: intel in, packets dropped out."""
+
+import signal
+import time
+
+from conftest import BENIGN, C2, LATE, REPO, wait_for
+
+PROBE = """
+import socket, sys, time
+addr, want_open, limit = sys.argv[1], sys.argv[2] == "open", float(sys.argv[3])
+start = time.monotonic()
+while True:
+    s = socket.socket(); s.settimeout(0.15)
+    try:
+        s.connect((addr, 80)); is_open = True
+    except OSError:
+        is_open = False
+    finally:
+        s.close()
+    t = time.monotonic() - start
+    if is_open == want_open:
+        print(f"{t:.3f}"); sys.exit(0)
+    if t > limit:
+        print(f"{t:.3f}"); sys.exit(1)
+    time.sleep(0.02)
+"""
+
+
+def seconds_until(lab, addr, state, limit=3.0):
+    """Seconds from now until a TCP connect from iot to addr:80 is `open`/`blocked`."""
+    r = lab.ns("iot", "/usr/bin/python3", "-c", PROBE, addr, state, str(limit), timeout=limit + 10)
+    assert r.returncode == 0, f"{addr} never became {state} within {limit}s ({r.stdout}{r.stderr})"
+    return float(r.stdout)
+
+
+def misp_admin(lab, *args):
+    r = lab.ns("pi", str(REPO / "target/pyenv/bin/python"), str(REPO / "tests/e2e/misp_admin.py"), *args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout.strip()
+
+
+def test_embedded_feed_blocks_the_c2_and_benign_traffic_passes(lab):
+    assert lab.http_ok(BENIGN)
+    assert not lab.http_ok(C2)
+    # The C2's domain is dropped at the DNS query, subdomains too; other names resolve.
+    assert lab.dns_answers("www.lab-good.test")
+    assert not lab.dns_answers("c2.lab-evil.test")
+    assert not lab.dns_answers("x.y.c2.lab-evil.test")
+    st = lab.status()
+    assert st["state"] == "protected", st
+    assert st["blocklist"]["ipv4"] >= 1 and st["blocklist"]["domains"] >= 1
+
+
+def test_a_misp_ioc_is_enforced_within_a_second_of_sync_without_restarting_suricata(lab):
+    pid = lab.suricata_pid()
+    assert lab.http_ok(LATE)
+    uuid = misp_admin(lab, "add", LATE)
+
+    lab.agent("sync", "--once")
+    assert seconds_until(lab, LATE, "blocked") < 1.0
+    assert not lab.http_ok(LATE)
+    assert lab.http_ok(BENIGN)
+
+    misp_admin(lab, "delete", uuid)
+    lab.agent("sync", "--once")
+    assert seconds_until(lab, LATE, "open") < 1.0
+    assert lab.http_ok(LATE)
+    assert lab.suricata_pid() == pid, "suricata was restarted"
+    st = lab.status()
+    assert st["suricata"]["last_live"] == "delta", st["suricata"]
+
+
+def test_our_misp_requests_match_the_openapi_spec(lab):
+    import subprocess
+    import sys
+    log = lab.dir / "misp-requests.jsonl"
+    ours = lab.dir / "ours.jsonl"
+    ours.write_text("".join(line + "\n" for line in log.read_text().splitlines() if "homewarden/" in line))
+    r = subprocess.run([sys.executable, str(REPO / "tests/misp/validate_requests.py"), str(ours)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_suricata_down_fails_open_or_closed_as_configured(lab):
+    firewall = str(REPO / "overlays/usr/lib/homewarden/firewall")
+    import os
+    os.kill(lab.suricata_pid(), signal.SIGKILL)
+    # fail-open: with nobody on the queue, traffic passes uninspected.
+    assert wait_for(lambda: lab.http_ok(BENIGN), 5)
+    assert lab.http_ok(C2)
+    assert wait_for(lambda: lab.status()["state"] == "degraded", 15)
+    assert any("suricata" in r for r in lab.status()["reasons"])
+    # fail-closed: the same outage stops forwarded traffic.
+    r = lab.ns("pi", firewall, "up", "--fail", "closed")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not lab.http_ok(BENIGN)
+    assert not lab.http_ok(C2)
+    time.sleep(0)  # the module fixture tears the lab down
