@@ -390,4 +390,88 @@ mod tests {
         assert!(matches!(r.live, Live::SuricataDown(_)));
         assert_eq!(r.files_written, 0);
     }
+
+    /// A stand-in for Suricata's command socket that records the commands it gets
+    /// and refuses `dataset-add` while `refuse` is set (as Suricata does for a set
+    /// its loaded rules do not define).
+    struct FakeSuricata {
+        seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+        refuse: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl FakeSuricata {
+        fn start(path: &Path) -> FakeSuricata {
+            use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+            let listener = tokio::net::UnixListener::bind(path).unwrap();
+            let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let refuse = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let (s2, r2) = (seen.clone(), refuse.clone());
+            tokio::spawn(async move {
+                loop {
+                    let (stream, _) = listener.accept().await.unwrap();
+                    let (r, mut w) = stream.into_split();
+                    let mut lines = BufReader::new(r).lines();
+                    while let Ok(Some(l)) = lines.next_line().await {
+                        let v: Value = serde_json::from_str(&l).unwrap();
+                        let cmd = v["command"].as_str().unwrap_or("version").to_string();
+                        let nok =
+                            cmd == "dataset-add" && r2.load(std::sync::atomic::Ordering::SeqCst);
+                        s2.lock().unwrap().push(cmd);
+                        let reply = if nok {
+                            r#"{"return":"NOK","message":"set not found"}"#
+                        } else {
+                            r#"{"return":"OK"}"#
+                        };
+                        w.write_all(reply.as_bytes()).await.unwrap();
+                    }
+                }
+            });
+            FakeSuricata { seen, refuse }
+        }
+
+        fn take(&self) -> Vec<String> {
+            std::mem::take(&mut *self.seen.lock().unwrap())
+        }
+    }
+
+    #[tokio::test]
+    async fn live_changes_go_as_delta_and_rule_changes_as_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("suricata.sock");
+        let fake = FakeSuricata::start(&sock);
+        let a = Applier::new(dir.path(), Some(&sock), Duration::from_secs(5));
+
+        // New files: Suricata must read them.
+        let v1 = ips(&["203.0.113.1"]);
+        let r = a.apply(&rendered(&v1)).await.unwrap();
+        assert_eq!(r.live, Live::Reload);
+        assert_eq!(fake.take(), ["version", "ruleset-reload-nonblocking"]);
+        assert!(!dir.path().join(PENDING_MARKER).exists());
+
+        // A dataset-only change: one connection, the delta, no reload.
+        let v2 = ips(&["203.0.113.2", "203.0.113.3"]);
+        let r = a.apply(&rendered(&v2)).await.unwrap();
+        assert_eq!((r.added, r.removed, r.live.clone()), (2, 1, Live::Delta));
+        assert_eq!(
+            fake.take(),
+            ["version", "dataset-remove", "dataset-add", "dataset-add"]
+        );
+
+        // The rules themselves changed: reload.
+        let mut changed = rendered(&v2);
+        changed.rules.push_str("# changed\n");
+        assert_eq!(a.apply(&changed).await.unwrap().live, Live::Reload);
+        assert_eq!(fake.take(), ["version", "ruleset-reload-nonblocking"]);
+
+        // Suricata refuses the additions (set unknown): the files are right, reload.
+        fake.refuse.store(true, std::sync::atomic::Ordering::SeqCst);
+        let v3 = ips(&["203.0.113.2", "203.0.113.3", "203.0.113.4"]);
+        let mut r3 = rendered(&v3);
+        r3.rules = changed.rules.clone();
+        assert_eq!(a.apply(&r3).await.unwrap().live, Live::Reload);
+        assert_eq!(
+            fake.take(),
+            ["version", "dataset-add", "ruleset-reload-nonblocking"]
+        );
+    }
 }
