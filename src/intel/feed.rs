@@ -194,14 +194,7 @@ mod tests {
     const E2: &str = "5f2d3f0a-0000-4000-8000-000000000002";
 
     fn write_feed(dir: &std::path::Path, e1_ts: &str, with_e2: bool) {
-        let mut manifest = serde_json::json!({
-            E1: {"info": "C2 servers", "timestamp": e1_ts, "threat_level_id": "1", "date": "2026-11-01", "analysis": "2", "Orgc": {"name": "lab"}, "Tag": []},
-        });
-        if with_e2 {
-            manifest[E2] =
-                serde_json::json!({"info": "old", "timestamp": "100", "threat_level_id": "3"});
-        }
-        std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
+        write_manifest(dir, e1_ts, with_e2);
         let e1 = serde_json::json!({"Event": {
             "uuid": E1, "info": "C2 servers", "threat_level_id": "1", "timestamp": e1_ts, "published": true,
             "Attribute": [
@@ -279,7 +272,7 @@ mod tests {
         st.apply(p, 1);
         // Make E1's file unreadable: an unchanged timestamp must not fetch it.
         std::fs::write(dir.path().join(format!("{E1}.json")), "garbage").unwrap();
-        write_feed_manifest_only(dir.path(), "1000", false);
+        write_manifest(dir.path(), "1000", false);
         let p = pull_into(&mut st, dir.path(), None).await;
         assert_eq!(p.stats.seen, 0);
         st.apply(p, 2);
@@ -288,10 +281,14 @@ mod tests {
         assert!(st.set.event_by_uuid(E2).is_none());
     }
 
-    fn write_feed_manifest_only(dir: &std::path::Path, e1_ts: &str, with_e2: bool) {
-        let mut manifest = serde_json::json!({ E1: {"info": "C2 servers", "timestamp": e1_ts, "threat_level_id": "1"} });
+    fn write_manifest(dir: &std::path::Path, e1_ts: &str, with_e2: bool) {
+        let mut manifest = serde_json::json!({
+            E1: {"info": "C2 servers", "timestamp": e1_ts, "threat_level_id": "1", "date": "2026-11-01",
+                 "analysis": "2", "Orgc": {"name": "lab"}, "Tag": []},
+        });
         if with_e2 {
-            manifest[E2] = serde_json::json!({"info": "old", "timestamp": "100"});
+            manifest[E2] =
+                serde_json::json!({"info": "old", "timestamp": "100", "threat_level_id": "3"});
         }
         std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
     }

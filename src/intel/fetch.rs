@@ -1,5 +1,6 @@
 //! Reading a source's bytes from an http(s) URL or a local path, bounded in size.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -60,15 +61,73 @@ impl Location {
         http: &reqwest::Client,
         timeout: Duration,
     ) -> Result<Vec<u8>, IntelError> {
+        let mut body = Vec::new();
+        self.for_each_chunk(http, timeout, |chunk| body.extend_from_slice(chunk))
+            .await?;
+        Ok(body)
+    }
+
+    /// Calls `f` with each line (lossily decoded, without its newline) as the body
+    /// streams in, so a list of a million lines is never held whole in memory.
+    pub async fn for_each_line(
+        &self,
+        http: &reqwest::Client,
+        timeout: Duration,
+        mut f: impl FnMut(&str),
+    ) -> Result<(), IntelError> {
+        // `carry` holds the unfinished last line of what has arrived so far.
+        let mut split = |chunk: &[u8], carry: &mut Vec<u8>| {
+            carry.extend_from_slice(chunk);
+            let mut start = 0;
+            while let Some(pos) = carry[start..].iter().position(|&b| b == b'\n') {
+                f(&String::from_utf8_lossy(&carry[start..start + pos]));
+                start += pos + 1;
+            }
+            carry.drain(..start);
+        };
+        let mut carry = Vec::new();
+        self.for_each_chunk(http, timeout, |chunk| split(chunk, &mut carry))
+            .await?;
+        if !carry.is_empty() {
+            carry.push(b'\n');
+            split(&[], &mut carry);
+        }
+        Ok(())
+    }
+
+    /// Streams the body chunk by chunk, refusing more than [`MAX_BODY`] bytes.
+    async fn for_each_chunk(
+        &self,
+        http: &reqwest::Client,
+        timeout: Duration,
+        mut f: impl FnMut(&[u8]),
+    ) -> Result<(), IntelError> {
+        let mut total = 0usize;
+        let mut take = |chunk: &[u8], name: &dyn fmt::Display| {
+            total += chunk.len();
+            if total > MAX_BODY {
+                return Err(IntelError::TooLarge(name.to_string()));
+            }
+            f(chunk);
+            Ok(())
+        };
         match self {
             Location::Path(p) => {
-                let meta = tokio::fs::metadata(p)
+                use tokio::io::AsyncReadExt;
+                let mut file = tokio::fs::File::open(p)
                     .await
                     .map_err(|e| IntelError::io(p, e))?;
-                if meta.len() > MAX_BODY as u64 {
-                    return Err(IntelError::TooLarge(p.display().to_string()));
+                let mut buf = vec![0u8; 1 << 16];
+                loop {
+                    let n = file
+                        .read(&mut buf)
+                        .await
+                        .map_err(|e| IntelError::io(p, e))?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    take(&buf[..n], &p.display())?;
                 }
-                tokio::fs::read(p).await.map_err(|e| IntelError::io(p, e))
             }
             Location::Url(u) => {
                 let mut resp = http
@@ -85,97 +144,16 @@ impl Location {
                         body: String::new(),
                     });
                 }
-                let mut body = Vec::new();
                 while let Some(chunk) = resp
                     .chunk()
                     .await
                     .map_err(|e| IntelError::http(u.as_str(), e))?
                 {
-                    if body.len() + chunk.len() > MAX_BODY {
-                        return Err(IntelError::TooLarge(u.to_string()));
-                    }
-                    body.extend_from_slice(&chunk);
+                    take(&chunk, u)?;
                 }
-                Ok(body)
+                Ok(())
             }
         }
-    }
-}
-
-impl Location {
-    /// Calls `f` with each line (lossily decoded, without its newline) as the body
-    /// streams in, so a list of a million lines is never held whole in memory.
-    pub async fn for_each_line(
-        &self,
-        http: &reqwest::Client,
-        timeout: Duration,
-        mut f: impl FnMut(&str),
-    ) -> Result<(), IntelError> {
-        let mut carry: Vec<u8> = Vec::new();
-        let mut total = 0usize;
-        let mut feed = |chunk: &[u8], carry: &mut Vec<u8>| {
-            carry.extend_from_slice(chunk);
-            let mut start = 0;
-            while let Some(pos) = carry[start..].iter().position(|&b| b == b'\n') {
-                f(&String::from_utf8_lossy(&carry[start..start + pos]));
-                start += pos + 1;
-            }
-            carry.drain(..start);
-        };
-        match self {
-            Location::Path(p) => {
-                use tokio::io::AsyncReadExt;
-                let mut file = tokio::fs::File::open(p)
-                    .await
-                    .map_err(|e| IntelError::io(p, e))?;
-                let mut buf = vec![0u8; 1 << 16];
-                loop {
-                    let n = file
-                        .read(&mut buf)
-                        .await
-                        .map_err(|e| IntelError::io(p, e))?;
-                    if n == 0 {
-                        break;
-                    }
-                    total += n;
-                    if total > MAX_BODY {
-                        return Err(IntelError::TooLarge(p.display().to_string()));
-                    }
-                    feed(&buf[..n], &mut carry);
-                }
-            }
-            Location::Url(u) => {
-                let mut resp = http
-                    .get(u.clone())
-                    .timeout(timeout)
-                    .send()
-                    .await
-                    .map_err(|e| IntelError::http(u.as_str(), e))?;
-                if !resp.status().is_success() {
-                    return Err(IntelError::Status {
-                        url: u.to_string(),
-                        status: resp.status().as_u16(),
-                        body: String::new(),
-                    });
-                }
-                while let Some(chunk) = resp
-                    .chunk()
-                    .await
-                    .map_err(|e| IntelError::http(u.as_str(), e))?
-                {
-                    total += chunk.len();
-                    if total > MAX_BODY {
-                        return Err(IntelError::TooLarge(u.to_string()));
-                    }
-                    feed(&chunk, &mut carry);
-                }
-            }
-        }
-        if !carry.is_empty() {
-            carry.push(b'\n');
-            feed(&[], &mut carry);
-        }
-        Ok(())
     }
 }
 

@@ -208,53 +208,35 @@ pub fn render<'a>(eff: &'a Effective, allow_domains: &[Domain], opts: &Options) 
         ("tls", "tls.sni", 20, "TLS SNI"),
         ("http", "http.host", 30, "HTTP host"),
     ];
-    let allow = !allow_domains.is_empty();
+    // Blocked domains, and (sids +40) pass rules for allowlisted ones, so subdomain
+    // matching of a blocked parent never catches an allowlisted child.
+    let mut families = vec![(action, 0, "blocklisted", "hw-domain", "domain")];
+    if !allow_domains.is_empty() {
+        families.push(("pass", 40, "allowlisted", "hw-allow-domain", "allow-domain"));
+    }
+    // Depth 0: the name itself; 2..: the name's parent with that many labels.
+    let depths: Vec<usize> = if opts.match_subdomains {
+        std::iter::once(0).chain(2..=MAX_SUFFIX_LABELS).collect()
+    } else {
+        vec![0]
+    };
     for (proto, buffer, off, what) in protos {
-        let set = "dataset:isset,hw-domain,type string,load hw-domain.lst;";
-        r.rule(
-            action,
-            proto,
-            off,
-            &format!("{what} for blocklisted domain"),
-            &format!("{buffer}; to_lowercase; {set}"),
-            "domain",
-        );
-        if allow {
-            let pass = "dataset:isset,hw-allow-domain,type string,load hw-allow-domain.lst;";
-            r.rule(
-                "pass",
-                proto,
-                off + 40,
-                &format!("{what} for allowlisted domain"),
-                &format!("{buffer}; to_lowercase; {pass}"),
-                "allow-domain",
-            );
-        }
-        if opts.match_subdomains {
-            for labels in 2..=MAX_SUFFIX_LABELS {
-                let xform = suffix_transform(labels);
-                // `labels` is at most 6, so offsets stay inside the rule family's block of 10.
-                let o = off + labels as u32 - 1;
+        for &(act, family_off, listed, set, kind) in &families {
+            for &depth in &depths {
+                let (xform, relation) = match depth {
+                    0 => (String::new(), "for"),
+                    d => (suffix_transform(d) + " ", "under"),
+                };
+                // Depths stop at 6, so offsets stay inside the family's block of 10.
+                let sid_off = off + family_off + depth.saturating_sub(1) as u32;
                 r.rule(
-                    action,
+                    act,
                     proto,
-                    o,
-                    &format!("{what} under blocklisted domain"),
-                    &format!("{buffer}; to_lowercase; {xform} {set}"),
-                    "domain",
+                    sid_off,
+                    &format!("{what} {relation} {listed} domain"),
+                    &format!("{buffer}; to_lowercase; {xform}dataset:isset,{set},type string,load {set}.lst;"),
+                    kind,
                 );
-                if allow {
-                    let pass =
-                        "dataset:isset,hw-allow-domain,type string,load hw-allow-domain.lst;";
-                    r.rule(
-                        "pass",
-                        proto,
-                        o + 40,
-                        &format!("{what} under allowlisted domain"),
-                        &format!("{buffer}; to_lowercase; {xform} {pass}"),
-                        "allow-domain",
-                    );
-                }
             }
         }
     }
@@ -307,7 +289,7 @@ pub fn render<'a>(eff: &'a Effective, allow_domains: &[Domain], opts: &Options) 
             values: Values::Sha256(&eff.sha256),
         },
     ];
-    if allow {
+    if !allow_domains.is_empty() {
         lists.push(ListFile {
             name: "hw-allow-domain",
             kind: ListKind::String,
