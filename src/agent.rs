@@ -10,7 +10,8 @@ use tokio::time::Instant;
 
 use crate::config::{Action, Config, FailMode, Mode, SourceConfig};
 use crate::intel::fetch::{self, Location};
-use crate::intel::set::{Dropped, Effective};
+use crate::intel::ioc::Ioc;
+use crate::intel::set::{Dropped, Effective, Provenance};
 use crate::intel::store::Store;
 use crate::intel::{feed, list, misp, unix_now, IntelError, PullStats, Pulled, SourceState};
 use crate::secrets::Secrets;
@@ -151,6 +152,8 @@ impl SyncReport {
 pub enum Request {
     /// Pull every source now and apply.
     Sync(oneshot::Sender<SyncReport>),
+    /// Which held indicators (with provenance) explain a hit on this value.
+    Lookup(String, oneshot::Sender<Result<Vec<Provenance>, String>>),
 }
 
 /// The agent.
@@ -267,11 +270,30 @@ impl Agent {
                         let report = self.pull_and_enforce(&all).await;
                         let _ = reply.send(report);
                     }
+                    Request::Lookup(value, reply) => {
+                        let _ = reply.send(self.lookup(&value));
+                    }
                 },
                 _ = health.tick() => self.check_suricata().await,
             }
         }
         tracing::info!("agent stopped");
+    }
+
+    /// Traces a value (a dataset hit) back to the indicators and MISP attributes behind it.
+    pub fn lookup(&self, value: &str) -> Result<Vec<Provenance>, String> {
+        let hit = Ioc::parse_any(value).map_err(|e| e.to_string())?;
+        Ok(self
+            .sources
+            .iter()
+            .flat_map(|s| {
+                let set = &s.state.set;
+                set.entries()
+                    .iter()
+                    .filter(|e| e.ioc.covers(&hit))
+                    .map(|e| set.provenance(s.cfg.name(), e))
+            })
+            .collect())
     }
 
     /// Pulls every source once and applies (the `sync --once` path).
@@ -301,9 +323,7 @@ impl Agent {
                 }
                 Err(e) => {
                     src.failures += 1;
-                    let backoff =
-                        FIRST_RETRY.saturating_mul(1 << src.failures.min(10).saturating_sub(1));
-                    let wait = backoff.min(src.cfg.interval());
+                    let wait = retry_delay(src.failures, src.cfg.interval());
                     src.next = Instant::now() + wait;
                     tracing::warn!(source = %name, retry_in = ?wait, "pull failed, keeping the last good set: {e}");
                     src.state.last_error = Some(e.to_string());
@@ -445,6 +465,13 @@ impl Agent {
     }
 }
 
+/// Wait before retrying a source after its `failures`-th failure in a row:
+/// 15 s, 30 s, 60 s… but never longer than its interval.
+fn retry_delay(failures: u32, interval: Duration) -> Duration {
+    let doublings = failures.clamp(1, 11) - 1;
+    FIRST_RETRY.saturating_mul(1 << doublings).min(interval)
+}
+
 fn live_name(l: &Live) -> &'static str {
     match l {
         Live::Unchanged => "unchanged",
@@ -561,4 +588,22 @@ pub async fn render_offline(
         .apply(&rendered)
         .await?;
     Ok((counts(&eff), dropped, stats))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_up_to_the_interval() {
+        let hour = Duration::from_secs(3600);
+        let secs = |n| retry_delay(n, hour).as_secs();
+        assert_eq!([secs(1), secs(2), secs(3), secs(4)], [15, 30, 60, 120]);
+        assert_eq!(secs(9), 3600);
+        assert_eq!(secs(1000), 3600);
+        assert_eq!(
+            retry_delay(3, Duration::from_secs(20)),
+            Duration::from_secs(20)
+        );
+    }
 }

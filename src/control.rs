@@ -21,6 +21,11 @@ pub enum Command {
     Status,
     /// Pull every source now; the reply comes when the sync is done.
     Sync,
+    /// Trace a value back to the indicators and MISP attributes behind it.
+    Lookup {
+        /// An address, domain or hash, as seen in an alert.
+        value: String,
+    },
 }
 
 /// A failure reaching the daemon.
@@ -94,6 +99,18 @@ async fn handle(
                 } else {
                     match rx.await {
                         Ok(report) => serde_json::to_value(report).unwrap_or(Value::Null),
+                        Err(_) => serde_json::json!({"error": "agent is shutting down"}),
+                    }
+                }
+            }
+            Ok(Command::Lookup { value }) => {
+                let (tx, rx) = oneshot::channel();
+                if requests.send(Request::Lookup(value, tx)).await.is_err() {
+                    serde_json::json!({"error": "agent is shutting down"})
+                } else {
+                    match rx.await {
+                        Ok(Ok(found)) => serde_json::json!({ "found": found }),
+                        Ok(Err(e)) => serde_json::json!({ "error": e }),
                         Err(_) => serde_json::json!({"error": "agent is shutting down"}),
                     }
                 }

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use homewarden::agent::{Agent, Status, SyncReport};
 use homewarden::config::{self, Config, FeedSource, ListSource, SourceConfig};
 use homewarden::control::{self, Command};
+use homewarden::intel::set::Provenance;
 use homewarden::secrets::Secrets;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -50,6 +51,15 @@ enum Cmd {
     },
     /// Validate the configuration and the secrets it needs.
     CheckConfig,
+    /// Trace an address, domain or hash (e.g. from an alert) back to the IoCs and
+    /// MISP attributes behind it.
+    Lookup {
+        /// The value.
+        value: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the daemon's state.
     Status {
         /// Machine-readable output.
@@ -113,6 +123,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Cmd::Render { out, sources } => render(&cli.config, &out, &sources).await,
         Cmd::CheckConfig => check_config(&cli.config),
         Cmd::Status { json } => status(&cli.config, json).await,
+        Cmd::Lookup { value, json } => lookup(&cli.config, value, json).await,
     }
 }
 
@@ -302,6 +313,58 @@ async fn status(path: &Path, json: bool) -> Result<ExitCode> {
     let s: Status = serde_json::from_value(v).context("daemon's status reply")?;
     print!("{}", human_status(&s, homewarden::intel::unix_now()));
     Ok(ExitCode::SUCCESS)
+}
+
+async fn lookup(path: &Path, value: String, json: bool) -> Result<ExitCode> {
+    let cfg = Config::load(path)?;
+    let v = control::request(
+        &cfg.control_socket,
+        &Command::Lookup {
+            value: value.clone(),
+        },
+        Duration::from_secs(30),
+    )
+    .await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    }
+    let found: Vec<Provenance> =
+        serde_json::from_value(v["found"].clone()).context("daemon's lookup reply")?;
+    if !json {
+        if found.is_empty() {
+            println!("{value}: not on the blocklist");
+        }
+        for p in &found {
+            let level = match p.threat_level {
+                Some(1) => "high",
+                Some(2) => "medium",
+                Some(3) => "low",
+                _ => "undefined",
+            };
+            println!(
+                "{value}: listed as {} by source {}{}{}",
+                p.indicator,
+                p.source,
+                p.event_uuid
+                    .as_deref()
+                    .map(|u| format!(
+                        ", event {u}{} \"{}\" (threat level {level})",
+                        p.event_id.map(|i| format!(" (id {i})")).unwrap_or_default(),
+                        p.event_info.as_deref().unwrap_or("")
+                    ))
+                    .unwrap_or_default(),
+                p.attribute_uuid
+                    .as_deref()
+                    .map(|a| format!(", attribute {a}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    Ok(if found.is_empty() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn ago(now: u64, t: Option<u64>) -> String {

@@ -113,6 +113,19 @@ impl Ioc {
     }
 }
 
+impl Ioc {
+    /// True if a hit on `hit` is explained by this indicator: the same value, an
+    /// address inside this network, or a name at or under this domain.
+    pub fn covers(&self, hit: &Ioc) -> bool {
+        match (self, hit) {
+            (Ioc::Net(n), Ioc::Ipv4(a)) => n.contains(&IpAddr::V4(*a)),
+            (Ioc::Net(n), Ioc::Ipv6(a)) => n.contains(&IpAddr::V6(**a)),
+            (Ioc::Domain(d), Ioc::Domain(h)) => h.is_within(d),
+            (a, b) => a == b,
+        }
+    }
+}
+
 impl From<IpAddr> for Ioc {
     fn from(ip: IpAddr) -> Self {
         match ip {
@@ -495,6 +508,18 @@ mod tests {
         assert!(Ioc::parse_any(&long).is_err());
         let overlong = "a.".repeat(2000);
         assert_eq!(Ioc::parse_any(&overlong), Err(ParseError::TooLong));
+    }
+
+    #[test]
+    fn covers_explains_a_hit() {
+        let c = |ioc: &str, hit: &str| any(ioc).covers(&any(hit));
+        assert!(c("203.0.113.0/24", "203.0.113.9"));
+        assert!(!c("203.0.113.0/24", "203.0.114.9"));
+        assert!(c("2001:db8::/64", "2001:db8::9"));
+        assert!(c("evil.example", "a.b.evil.example"));
+        assert!(!c("a.evil.example", "evil.example"));
+        assert!(c("203.0.113.9", "203.0.113.9"));
+        assert!(!c("203.0.113.9", "evil.example"));
     }
 
     #[test]

@@ -64,7 +64,7 @@ pub struct SourceSet {
 }
 
 /// Where one indicator came from, resolved for display and tracing.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Provenance {
     /// Source name from the config.
     pub source: String,
@@ -83,6 +83,8 @@ pub struct Provenance {
     /// Event title.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_info: Option<String>,
+    /// The indicator as listed (a hit on `x.evil.example` may come from `evil.example`).
+    pub indicator: String,
 }
 
 impl SourceSet {
@@ -267,6 +269,7 @@ impl SourceSet {
             attribute_uuid: self.attribute_of(entry).map(str::to_string),
             threat_level: ev.and_then(|e| e.threat_level),
             event_info: ev.map(|e| e.info.clone()),
+            indicator: entry.ioc.to_string(),
         }
     }
 }

@@ -49,6 +49,12 @@ def test_embedded_feed_blocks_the_c2_and_benign_traffic_passes(lab):
     st = lab.status()
     assert st["state"] == "protected", st
     assert st["blocklist"]["ipv4"] >= 1 and st["blocklist"]["domains"] >= 1
+    # A hit traces back to the feed's event and attribute.
+    out = lab.agent("lookup", "x.c2.lab-evil.test").stdout
+    assert "listed as c2.lab-evil.test by source lab-feed" in out, out
+    assert "event 8c3e5c1e-6f2a-4d4b-9e51-1a9f4c2b7d01" in out and "threat level high" in out, out
+    assert "attribute 5b1d7c8e-0a1b-4c2d-8e3f-4a5b6c7d8e02" in out, out
+    assert lab.agent("lookup", BENIGN, check=False).returncode == 1
 
 
 def test_a_misp_ioc_is_enforced_within_a_second_of_sync_without_restarting_suricata(lab):
