@@ -353,13 +353,7 @@ impl Agent {
             &allow,
             self.cfg.expand_limits(),
         );
-        let opts = Options {
-            mode: self.cfg.enforcement.mode,
-            action: self.cfg.enforcement.action,
-            match_subdomains: self.cfg.enforcement.match_subdomains,
-            sid_base: self.cfg.suricata.sid_base,
-        };
-        let rendered = render::render(&eff, allow.domains(), &opts);
+        let rendered = render::render(&eff, allow.domains(), &Options::from(&self.cfg));
         self.status.blocklist = counts(&eff);
         self.status.dropped = dropped;
         let result = self.applier.apply(&rendered).await;
@@ -577,13 +571,7 @@ pub async fn render_offline(
     let allow = cfg.allowlist()?;
     let (eff, dropped) =
         Effective::build(states.iter().map(|s| &s.set), &allow, cfg.expand_limits());
-    let opts = Options {
-        mode: cfg.enforcement.mode,
-        action: cfg.enforcement.action,
-        match_subdomains: cfg.enforcement.match_subdomains,
-        sid_base: cfg.suricata.sid_base,
-    };
-    let rendered = render::render(&eff, allow.domains(), &opts);
+    let rendered = render::render(&eff, allow.domains(), &Options::from(cfg));
     Applier::new(out, None, Duration::from_secs(1))
         .apply(&rendered)
         .await?;

@@ -163,6 +163,17 @@ pub struct Options {
     pub sid_base: u32,
 }
 
+impl From<&crate::config::Config> for Options {
+    fn from(cfg: &crate::config::Config) -> Options {
+        Options {
+            mode: cfg.enforcement.mode,
+            action: cfg.enforcement.action,
+            match_subdomains: cfg.enforcement.match_subdomains,
+            sid_base: cfg.suricata.sid_base,
+        }
+    }
+}
+
 /// The base64 form Suricata's string datasets use, in files and on the socket.
 pub fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
