@@ -27,7 +27,7 @@ export HOMEWARDEN_BIN=$BIN
 [ "$(id -u)" -eq 0 ] || { echo "bench: run as root (lab namespaces)" >&2; exit 1; }
 scripts/install-deps.sh
 cargo build --release --locked --quiet
-rm -rf "$OUT/ours" "$OUT/naive" "$OUT/state" "$OUT/log"
+rm -rf "$OUT/ours" "$OUT/naive" "$OUT/state" "$OUT/log" "$OUT/bench.yaml"
 mkdir -p "$OUT/ours" "$OUT/naive" "$OUT/log"
 
 echo "== generating $N4 IPv4 + $ND domains" >&2
@@ -88,11 +88,22 @@ case $naive_rc in
     *) naive_note="failed (exit $naive_rc; see target/bench/log/naive.out)" ;;
 esac
 
-echo "== lab: throughput with the lab's set, then applying the big set live" >&2
+echo "== lab: throughput with an empty set, then applying the big set live" >&2
 scripts/lab.sh up 2>"$OUT/log/lab-up.log"
 LAB=$HW_LAB_DIR
 ip netns exec wan iperf3 -s -B 203.0.113.80 -D --logfile "$OUT/log/iperf3-server.log"
+# From here on the bench's own agent runs: first with an empty list, then the big one.
+kill "$(cat "$LAB/homewarden.pid")"
 sleep 0.5
+bench_config() {  # bench_config LIST -> $OUT/bench.yaml: the lab's config with LIST as its only source
+    sed -e '/^sources:/,$d' -e "s#^state_dir:.*#state_dir: $OUT/state#" "$LAB/homewarden.yaml" >"$OUT/bench.yaml"
+    printf 'sources:\n  - name: bench\n    type: list\n    path: %s\n    interval: 1h\n' "$1" >>"$OUT/bench.yaml"
+}
+: >"$OUT/empty.txt"
+bench_config "$OUT/empty.txt"
+ip netns exec pi "$BIN" --config "$OUT/bench.yaml" --log warn sync --once >/dev/null
+sleep 3  # the reload of the now empty sets
+ip netns exec iot curl -sf -m 2 -o /dev/null http://203.0.113.66/ || { echo "bench: the empty set still blocks" >&2; exit 1; }
 # Median of three 10-second runs: single runs on a shared 2-core VM vary by ±15 %.
 iperf() {
     for _ in 1 2 3; do
@@ -101,13 +112,9 @@ iperf() {
     done | sort -n | sed -n 2p
 }
 mbps_small=$(iperf)
-echo "   iperf3 with the lab set: $mbps_small Mbit/s" >&2
+echo "   iperf3 with an empty set: $mbps_small Mbit/s" >&2
 
-kill "$(cat "$LAB/homewarden.pid")"
-sleep 0.5
-sed -e '/^sources:/,$d' -e "s#^state_dir:.*#state_dir: $OUT/state#" "$LAB/homewarden.yaml" >"$OUT/bench.yaml"
-printf 'sources:\n  - name: bench\n    type: list\n    path: %s\n    interval: 1h\n' "$OUT/iocs.txt" >>"$OUT/bench.yaml"
-cp "$LAB/.env" "$OUT/.env"
+bench_config "$OUT/iocs.txt"
 start=${EPOCHREALTIME/./}
 measure apply ip netns exec pi "$BIN" --config "$OUT/bench.yaml" --log warn sync --once
 apply_s=$secs apply_mb=$((kb / 1024))
@@ -133,7 +140,7 @@ Measured $(date -u +%Y-%m-%d) on $(nproc) cores, Suricata $(suricata -V | grep -
 | live apply to a running Suricata (\`homewarden sync --once\`) | ${apply_s} s, agent ${apply_mb} MB peak RSS |
 | from sync start until a listed address is dropped | ${enforced_s} s (non-blocking reload, no restart) |
 | Suricata RSS with the set loaded (lab) | ${suricata_mb} MB |
-| iperf3 iot -> wan through \`pi\`, lab set (2 IoCs) | ${mbps_small} Mbit/s |
+| iperf3 iot -> wan through \`pi\`, empty set | ${mbps_small} Mbit/s |
 | iperf3 iot -> wan through \`pi\`, big set | ${mbps_big} Mbit/s ($(( mbps_big * 100 / (mbps_small > 0 ? mbps_small : 1) ))%) |
 MD
 cat "$OUT/results.md"
