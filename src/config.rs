@@ -51,6 +51,9 @@ pub struct Config {
     /// Never-block list.
     #[serde(default)]
     pub allowlist: AllowlistConfig,
+    /// Alert intake and triage.
+    #[serde(default)]
+    pub alerts: AlertsConfig,
     /// Intel sources.
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
@@ -158,6 +161,38 @@ pub struct Network {
     pub gateway: Vec<IpAddr>,
     /// DNS resolvers (never blocked).
     pub dns: Vec<IpAddr>,
+    /// Networks of the home's devices, to tell the local side of an alert
+    /// (default: the private, link-local and unique-local ranges).
+    pub home: Vec<IpNet>,
+}
+
+/// Alert intake and triage.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// Unix socket Suricata's eve `unix_stream` output connects to.
+    pub eve_socket: PathBuf,
+    /// Follow this eve.json instead of listening on the socket.
+    pub eve_file: Option<PathBuf>,
+    /// Alerts of one (signature, remote, device) further apart than this open a new incident.
+    #[serde(deserialize_with = "de_duration")]
+    pub window: Duration,
+    /// Suricata severities at or below this are high.
+    pub high_severity: u8,
+    /// MISP threat levels (1 High … 4 Undefined) that make an IoC hit high.
+    pub high_threat_levels: Vec<u8>,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            eve_socket: PathBuf::from("/run/homewarden/eve.sock"),
+            eve_file: None,
+            window: Duration::from_secs(600),
+            high_severity: 1,
+            high_threat_levels: vec![1],
+        }
+    }
 }
 
 /// Never-block list as written in the file.
@@ -477,6 +512,7 @@ impl Config {
         for (key, p) in [
             ("control_socket", &self.control_socket),
             ("suricata.command_socket", &self.suricata.command_socket),
+            ("alerts.eve_socket", &self.alerts.eve_socket),
         ] {
             if p.as_os_str().len() > 107 {
                 return Err(self.err(
@@ -487,6 +523,25 @@ impl Config {
                     ),
                 ));
             }
+        }
+        for (i, t) in self.alerts.high_threat_levels.iter().enumerate() {
+            if !(1..=4).contains(t) {
+                return Err(self.err(
+                    format!("alerts.high_threat_levels[{i}]"),
+                    format!(
+                        "{t} is not a MISP threat level (1 High, 2 Medium, 3 Low, 4 Undefined)"
+                    ),
+                ));
+            }
+        }
+        if !(1..=4).contains(&self.alerts.high_severity) {
+            return Err(self.err(
+                "alerts.high_severity",
+                format!(
+                    "{} is not a Suricata severity (1-4)",
+                    self.alerts.high_severity
+                ),
+            ));
         }
         let mut names = HashSet::new();
         for (i, s) in self.sources.iter().enumerate() {
@@ -583,6 +638,20 @@ impl Config {
             max_v4_prefix: self.enforcement.max_ipv4_prefix,
             max_v6_prefix: self.enforcement.max_ipv6_prefix,
         }
+    }
+
+    /// Triage settings.
+    pub fn triage(&self) -> crate::alerts::triage::Settings {
+        let mut t = crate::alerts::triage::Settings {
+            window: self.alerts.window,
+            high_severity: self.alerts.high_severity,
+            high_threat_levels: self.alerts.high_threat_levels.clone(),
+            ..Default::default()
+        };
+        if !self.network.home.is_empty() {
+            t.home = self.network.home.clone();
+        }
+        t
     }
 
     /// The directory the config file sits in (where `.env` is looked for).

@@ -3,6 +3,7 @@
 //! Data flows one way: intel sources → IoC set → Suricata datasets.
 
 pub mod agent;
+pub mod alerts;
 pub mod config;
 pub mod control;
 pub mod fsutil;

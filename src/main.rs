@@ -60,6 +60,15 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Run intake and triage offline over an eve.json and print the incidents it would raise.
+    Triage {
+        /// The eve.json file.
+        #[arg(long)]
+        eve: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the daemon's state.
     Status {
         /// Machine-readable output.
@@ -124,6 +133,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Cmd::CheckConfig => check_config(&cli.config),
         Cmd::Status { json } => status(&cli.config, json).await,
         Cmd::Lookup { value, json } => lookup(&cli.config, value, json).await,
+        Cmd::Triage { eve, json } => triage(&cli.config, &eve, json).await,
     }
 }
 
@@ -365,6 +375,96 @@ async fn lookup(path: &Path, value: String, json: bool) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+async fn triage(path: &Path, eve: &Path, json: bool) -> Result<ExitCode> {
+    use homewarden::alerts::{intake, triage};
+    use homewarden::intel::ioc::Ioc;
+    // A config is optional: without one, defaults (and no IoC provenance).
+    let cfg = if path.exists() {
+        Config::load(path)?
+    } else {
+        Config::parse("", path)?
+    };
+    let store = homewarden::intel::store::Store::new(&cfg.state_dir);
+    let sets: Vec<(String, homewarden::intel::set::SourceSet)> = cfg
+        .sources
+        .iter()
+        .filter_map(|s| match store.load(s.name()) {
+            Ok(Some(st)) => Some((s.name().to_string(), st.set)),
+            _ => None,
+        })
+        .collect();
+    let lookup = |value: &str| -> Option<Provenance> {
+        let hit = Ioc::parse_any(value).ok()?;
+        sets.iter().find_map(|(name, set)| {
+            set.entries()
+                .iter()
+                .find(|e| e.ioc.covers(&hit))
+                .map(|e| set.provenance(name, e))
+        })
+    };
+    let mut t = triage::Triage::new(cfg.triage());
+    let counters = intake::Counters::default();
+    let mut incidents: Vec<triage::Incident> = Vec::new();
+    let mut index = std::collections::HashMap::new();
+    intake::read_file(eve, &counters, |a| match t.ingest(&a, &lookup) {
+        triage::Outcome::New(inc) => {
+            index.insert(inc.id.clone(), incidents.len());
+            incidents.push(inc);
+        }
+        triage::Outcome::Counted(inc) => {
+            if let Some(&i) = index.get(&inc.id) {
+                incidents[i] = inc;
+            }
+        }
+    })
+    .await
+    .with_context(|| format!("{}", eve.display()))?;
+    let c = counters.snapshot();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"incidents": incidents, "lines": c}))?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    for i in &incidents {
+        let when = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + Duration::from_secs(i.first_seen.max(0) as u64),
+        );
+        println!(
+            "{} {when} {} -> {} sid {} \"{}\" x{}{}{}",
+            if i.high { "HIGH" } else { "low " },
+            i.local,
+            i.remote,
+            i.sid,
+            i.signature,
+            i.count,
+            if i.blocked { " blocked" } else { "" },
+            i.ioc
+                .as_ref()
+                .map(|p| format!(
+                    " [{} {}{}]",
+                    p.source,
+                    p.indicator,
+                    p.attribute_uuid
+                        .as_deref()
+                        .map(|a| format!(" attribute {a}"))
+                        .unwrap_or_default()
+                ))
+                .unwrap_or_default()
+        );
+    }
+    println!(
+        "{} incidents ({} high) from {} alerts; {} other records, {} malformed lines skipped",
+        incidents.len(),
+        incidents.iter().filter(|i| i.high).count(),
+        c.alerts,
+        c.other,
+        c.malformed
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn ago(now: u64, t: Option<u64>) -> String {

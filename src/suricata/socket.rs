@@ -1,6 +1,6 @@
 //! Suricata's unix command socket: a version handshake, then one JSON command
-//! per line. One connection carries a whole delta; commands are pipelined so a
-//! large delta does not pay a round trip per value.
+//! per line, each answered before the next is sent. One connection carries a
+//! whole delta (tens of thousands of commands a second).
 
 use std::path::Path;
 use std::time::Duration;
@@ -122,23 +122,16 @@ impl Connection {
         self.read_reply().await
     }
 
-    /// Runs many commands, pipelined in windows so neither side's buffer fills up.
+    /// Runs many commands over this one connection, each waiting for its reply.
+    ///
+    /// Not pipelined: Suricata's unix manager parses whatever one read returns
+    /// as a single JSON document, so two commands arriving together are
+    /// refused ("end of file expected") and the connection is closed.
     pub async fn batch(&mut self, commands: &[Value]) -> Result<Vec<Reply>, SocketError> {
-        const WINDOW: usize = 256;
         let mut replies = Vec::with_capacity(commands.len());
-        for window in commands.chunks(WINDOW) {
-            let mut out = String::new();
-            for c in window {
-                out.push_str(&c.to_string());
-                out.push('\n');
-            }
-            tokio::time::timeout(self.timeout, self.stream.write_all(out.as_bytes()))
-                .await
-                .map_err(|_| SocketError::Protocol("write timed out".into()))?
-                .map_err(|e| SocketError::Protocol(format!("write: {e}")))?;
-            for _ in window {
-                replies.push(self.read_reply().await?);
-            }
+        for c in commands {
+            self.send_line(c).await?;
+            replies.push(self.read_reply().await?);
         }
         Ok(replies)
     }
@@ -155,7 +148,6 @@ pub fn dataset_command(add: bool, setname: &str, settype: &str, value: &str) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncBufReadExt, BufReader};
     use tokio::net::UnixListener;
 
     /// A scripted peer speaking the protocol like Suricata (replies unframed, back to back).
@@ -163,11 +155,21 @@ mod tests {
         let listener = UnixListener::bind(path).unwrap();
         tokio::spawn(async move {
             let (s, _) = listener.accept().await.unwrap();
-            let (r, mut w) = s.into_split();
-            let mut lines = BufReader::new(r).lines();
+            let (mut r, mut w) = s.into_split();
             let mut seen = Vec::new();
-            while let Ok(Some(l)) = lines.next_line().await {
-                let v: Value = serde_json::from_str(&l).unwrap();
+            let mut buf = vec![0u8; 65536];
+            // Like Suricata's unix manager: whatever one read returns must be exactly one
+            // JSON document, else the command is refused and the connection closed.
+            while let Ok(n) = r.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                let Ok(v) = serde_json::from_slice::<Value>(&buf[..n]) else {
+                    let _ = w
+                        .write_all(br#"{"return":"NOK","message":"Invalid command"}"#)
+                        .await;
+                    break;
+                };
                 let reply = if v.get("version").is_some() {
                     json!({"return": "OK"})
                 } else if v["arguments"]["datavalue"] == "bad" {
@@ -183,7 +185,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn pipelines_a_batch_over_one_connection() {
+    async fn a_batch_goes_over_one_connection_one_command_at_a_time() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.sock");
         let peer = fake_suricata(&path).await;

@@ -1,7 +1,7 @@
 """Publish or delete an IoC in the lab's MISP double with unmodified PyMISP.
 
 Runs inside the `pi` namespace (the double lives in `wan`):
-  misp_admin.py add VALUE          -> prints the attribute uuid
+  misp_admin.py add VALUE...       -> prints the attribute uuids, one per line
   misp_admin.py delete UUID
 """
 
@@ -21,12 +21,14 @@ if sys.argv[1] == "add":
     ev.info = "homewarden e2e: C2 seen at a neighbour"
     ev.threat_level_id = 1
     ev.distribution = 0
-    ev.add_attribute("ip-dst", sys.argv[2], to_ids=True)
+    for value in sys.argv[2:]:
+        ev.add_attribute("domain" if value[0].isalpha() else "ip-dst", value, to_ids=True)
     created = misp.add_event(ev, pythonify=True)
     misp.publish(created)
-    print(created.attributes[0].uuid)
+    print("\n".join(a.uuid for a in created.attributes))
 elif sys.argv[1] == "delete":
-    r = misp.delete_attribute(sys.argv[2])
-    assert "errors" not in r, r
+    for uuid in sys.argv[2:]:
+        r = misp.delete_attribute(uuid)
+        assert "errors" not in r, r
 else:
     sys.exit(f"unknown command {sys.argv[1]!r}")

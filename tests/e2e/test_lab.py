@@ -60,17 +60,21 @@ def test_embedded_feed_blocks_the_c2_and_benign_traffic_passes(lab):
 def test_a_misp_ioc_is_enforced_within_a_second_of_sync_without_restarting_suricata(lab):
     pid = lab.suricata_pid()
     assert lab.http_ok(LATE)
-    uuid = misp_admin(lab, "add", LATE)
+    assert lab.dns_answers("bad.lab-evil.test")
+    # An address and a name in one event: one delta of several commands.
+    uuids = misp_admin(lab, "add", LATE, "bad.lab-evil.test").split()
 
     lab.agent("sync", "--once")
     assert seconds_until(lab, LATE, "blocked") < 1.0
     assert not lab.http_ok(LATE)
+    assert not lab.dns_answers("bad.lab-evil.test")
     assert lab.http_ok(BENIGN)
 
-    misp_admin(lab, "delete", uuid)
+    misp_admin(lab, "delete", *uuids)
     lab.agent("sync", "--once")
     assert seconds_until(lab, LATE, "open") < 1.0
     assert lab.http_ok(LATE)
+    assert lab.dns_answers("bad.lab-evil.test")
     assert lab.suricata_pid() == pid, "suricata was restarted"
     st = lab.status()
     assert st["suricata"]["last_live"] == "delta", st["suricata"]

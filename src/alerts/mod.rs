@@ -1,0 +1,5 @@
+//! Alerts: Suricata's eve records in, incidents out (responders act on them).
+
+pub mod eve;
+pub mod intake;
+pub mod triage;
