@@ -152,9 +152,12 @@ enforcement:
 suricata:
   rules_dir: $LAB/rules
   command_socket: $LAB/suricata.sock
+alerts:
+  eve_socket: $LAB/eve.sock
 network:
   gateway: [203.0.113.1]
   dns: [203.0.113.53]
+  home: [198.18.1.0/24]
 allowlist:
   cidrs: [203.0.113.80/32]
   domains: [lab-good.test]
@@ -174,8 +177,11 @@ YAML
 }
 
 start_suricata() {
-    in_ns pi suricata -c /etc/suricata/suricata.yaml \
-        --include "$REPO/overlays/etc/suricata/homewarden.yaml" -q 0 \
+    # The overlay's include, with the lab's eve socket path: `--set` cannot reach
+    # into the include's outputs list (Suricata then keeps Debian's outputs).
+    sed "s#/run/homewarden/eve.sock#$LAB/eve.sock#" "$REPO/overlays/etc/suricata/homewarden.yaml" \
+        >"$LAB/suricata-include.yaml"
+    in_ns pi suricata -c /etc/suricata/suricata.yaml --include "$LAB/suricata-include.yaml" -q 0 \
         --set default-rule-path="$LAB/rules" --set unix-command.filename="$LAB/suricata.sock" \
         -l "$LAB/log" --pidfile "$LAB/suricata.pid" -D >>"$LAB/log/suricata-start.log" 2>&1
     wait_until "Suricata" 150 suricata_answers
@@ -200,9 +206,11 @@ up() {
     in_ns pi "$BIN" --config "$LAB/homewarden.yaml" --log warn sync --once >"$LAB/log/first-sync.log" 2>&1 \
         || die "first sync failed: $(cat "$LAB/log/first-sync.log")"
     say "pi: firewall (fail-$FAIL)"; in_ns pi "$REPO/overlays/usr/lib/homewarden/firewall" up --fail "$FAIL" >&2
-    say "pi: Suricata inline on NFQUEUE 0"; start_suricata
+    # The agent first: it listens on the eve socket Suricata's alert output connects to.
     say "pi: agent"
     spawn pi homewarden "$BIN" --config "$LAB/homewarden.yaml" run
+    wait_until "agent" 50 test -S "$LAB/eve.sock"
+    say "pi: Suricata inline on NFQUEUE 0"; start_suricata
     wait_until "agent" 100 agent_protected
     wait_until "iot -> benign" 25 in_ns iot curl -sf -m 1 http://203.0.113.80/
     say "up"

@@ -4,10 +4,15 @@
 use std::path::Path;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
+use crate::alerts::eve::Alert;
+use crate::alerts::intake::{self, Counters, CountersSnapshot};
+use crate::alerts::triage::{Incident, Outcome, Triage};
 use crate::config::{Action, Config, FailMode, Mode, SourceConfig};
 use crate::intel::fetch::{self, Location};
 use crate::intel::ioc::Ioc;
@@ -128,7 +133,25 @@ pub struct Status {
     pub suricata: SuricataStatus,
     /// Sources.
     pub sources: Vec<SourceStatus>,
+    /// Alert intake and incidents.
+    pub alerts: AlertsStatus,
 }
+
+/// Alerts as `homewarden status` shows them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertsStatus {
+    /// What the eve intake received.
+    pub intake: CountersSnapshot,
+    /// Incidents still open (alerts within the window).
+    pub open: usize,
+    /// Of those, high-severity ones.
+    pub high_open: usize,
+    /// The most recently active incidents, newest first.
+    pub recent: Vec<Incident>,
+}
+
+/// Incidents listed in status.
+const RECENT_INCIDENTS: usize = 10;
 
 /// Outcome of a sync of every source.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -158,6 +181,8 @@ pub enum Request {
 
 /// The agent.
 pub struct Agent {
+    triage: Triage,
+    intake: Arc<Counters>,
     cfg: Config,
     store: Store,
     sources: Vec<Source>,
@@ -223,6 +248,8 @@ impl Agent {
         };
         let (status_tx, _) = watch::channel(status.clone());
         Ok(Agent {
+            triage: Triage::new(cfg.triage()),
+            intake: Arc::new(Counters::default()),
             cfg,
             store,
             sources,
@@ -247,6 +274,8 @@ impl Agent {
         // restart sends nothing twice. A failure is logged and shown in status.
         let _ = self.enforce().await;
         self.check_suricata().await;
+        let (alert_tx, mut alerts) = mpsc::channel(1024);
+        let _intake = self.start_intake(alert_tx);
         tokio::pin!(shutdown);
         let mut health = tokio::time::interval_at(Instant::now() + HEALTH_EVERY, HEALTH_EVERY);
         loop {
@@ -274,7 +303,12 @@ impl Agent {
                         let _ = reply.send(self.lookup(&value));
                     }
                 },
-                _ = health.tick() => self.check_suricata().await,
+                Some(a) = alerts.recv() => self.on_alert(&a),
+                _ = health.tick() => {
+                    self.check_suricata().await;
+                    self.triage.expire(unix_now() as i64);
+                    self.publish();
+                }
             }
         }
         tracing::info!("agent stopped");
@@ -283,17 +317,46 @@ impl Agent {
     /// Traces a value (a dataset hit) back to the indicators and MISP attributes behind it.
     pub fn lookup(&self, value: &str) -> Result<Vec<Provenance>, String> {
         let hit = Ioc::parse_any(value).map_err(|e| e.to_string())?;
-        Ok(self
-            .sources
-            .iter()
-            .flat_map(|s| {
-                let set = &s.state.set;
-                set.entries()
-                    .iter()
-                    .filter(|e| e.ioc.covers(&hit))
-                    .map(|e| set.provenance(s.cfg.name(), e))
-            })
-            .collect())
+        Ok(lookup_in(&self.sources, &hit))
+    }
+
+    /// Listens on the eve socket, or follows the configured eve file.
+    fn start_intake(&mut self, tx: mpsc::Sender<Alert>) -> Option<tokio::task::JoinHandle<()>> {
+        let counters = self.intake.clone();
+        match &self.cfg.alerts.eve_file {
+            Some(file) => Some(tokio::spawn(intake::follow(
+                file.clone(),
+                false,
+                Duration::from_millis(250),
+                counters,
+                tx,
+            ))),
+            None => match intake::listen(&self.cfg.alerts.eve_socket, counters, tx) {
+                Ok(task) => Some(task),
+                Err(e) => {
+                    tracing::error!(socket = %self.cfg.alerts.eve_socket.display(), "cannot listen for Suricata's alerts: {e}");
+                    None
+                }
+            },
+        }
+    }
+
+    fn on_alert(&mut self, a: &Alert) {
+        let sources = &self.sources;
+        let lookup = |v: &str| {
+            Ioc::parse_any(v)
+                .ok()
+                .and_then(|hit| lookup_in(sources, &hit).into_iter().next())
+        };
+        if let Outcome::New(inc) = self.triage.ingest(a, &lookup) {
+            if inc.high {
+                tracing::warn!(incident = %inc.id, local = %inc.local, remote = %inc.remote, sid = inc.sid, "high-severity incident: {}", inc.signature);
+            } else {
+                tracing::info!(incident = %inc.id, local = %inc.local, remote = %inc.remote, sid = inc.sid, "incident: {}", inc.signature);
+            }
+            // New incidents show at once; counts of open ones with the next periodic publish.
+            self.publish();
+        }
     }
 
     /// Pulls every source once and applies (the `sync --once` path).
@@ -448,6 +511,14 @@ impl Agent {
                 }
             })
             .collect();
+        let mut recent: Vec<Incident> = self.triage.open().cloned().collect();
+        recent.sort_by_key(|i| std::cmp::Reverse(i.last_seen));
+        self.status.alerts = AlertsStatus {
+            intake: self.intake.snapshot(),
+            open: recent.len(),
+            high_open: recent.iter().filter(|i| i.high).count(),
+            recent: recent.into_iter().take(RECENT_INCIDENTS).collect(),
+        };
         self.status.state = if reasons.is_empty() {
             "protected"
         } else {
@@ -464,6 +535,20 @@ impl Agent {
 fn retry_delay(failures: u32, interval: Duration) -> Duration {
     let doublings = failures.clamp(1, 11) - 1;
     FIRST_RETRY.saturating_mul(1 << doublings).min(interval)
+}
+
+/// Every held indicator that explains a hit, with its provenance.
+fn lookup_in(sources: &[Source], hit: &Ioc) -> Vec<Provenance> {
+    sources
+        .iter()
+        .flat_map(|s| {
+            let set = &s.state.set;
+            set.entries()
+                .iter()
+                .filter(|e| e.ioc.covers(hit))
+                .map(|e| set.provenance(s.cfg.name(), e))
+        })
+        .collect()
 }
 
 fn live_name(l: &Live) -> &'static str {

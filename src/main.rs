@@ -512,6 +512,24 @@ fn human_status(s: &Status, now: u64) -> String {
         su.last_added,
         su.last_removed
     );
+    let al = &s.alerts;
+    let _ = writeln!(
+        o,
+        "alerts: {} received ({} malformed); {} open incidents, {} high",
+        al.intake.alerts, al.intake.malformed, al.open, al.high_open
+    );
+    for i in &al.recent {
+        let _ = writeln!(
+            o,
+            "  {} {} -> {} \"{}\" x{} last {}",
+            if i.high { "HIGH" } else { "low " },
+            i.local,
+            i.remote,
+            i.signature,
+            i.count,
+            ago(now, Some(i.last_seen.max(0) as u64))
+        );
+    }
     let _ = writeln!(o, "sources:");
     for src in &s.sources {
         let refused: u64 = src.stats.rejected.values().sum();

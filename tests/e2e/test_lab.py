@@ -57,6 +57,25 @@ def test_embedded_feed_blocks_the_c2_and_benign_traffic_passes(lab):
     assert lab.agent("lookup", BENIGN, check=False).returncode == 1
 
 
+def test_a_blocked_c2_connection_reaches_the_agent_as_a_traced_incident(lab):
+    assert not lab.http_ok(C2)
+
+    def incident():
+        return next((i for i in lab.status()["alerts"]["recent"] if i["remote"] == C2), None)
+
+    assert wait_for(lambda: incident() is not None, 10), lab.status()["alerts"]
+    inc = incident()
+    assert inc["local"] == "198.18.1.2" and inc["blocked"] and inc["high"], inc
+    assert inc["ioc"]["source"] == "lab-feed"
+    assert inc["ioc"]["attribute_uuid"] == "5b1d7c8e-0a1b-4c2d-8e3f-4a5b6c7d8e01"
+    assert inc["ioc"]["threat_level"] == 1
+    # More attempts are counted into the same incident, not new ones.
+    before = inc["count"]
+    assert not lab.http_ok(C2)
+    assert wait_for(lambda: incident()["count"] > before, 10)
+    assert sum(1 for i in lab.status()["alerts"]["recent"] if i["remote"] == C2) == 1
+
+
 def test_a_misp_ioc_is_enforced_within_a_second_of_sync_without_restarting_suricata(lab):
     pid = lab.suricata_pid()
     assert lab.http_ok(LATE)
@@ -109,6 +128,8 @@ def test_an_agent_restart_sends_suricata_nothing_twice(lab):
     assert st["suricata"]["last_live"] is None, st["suricata"]
     assert "blocklist applied" not in log.read_text()
     assert not lab.http_ok(C2) and lab.http_ok(BENIGN)
+    # Suricata reconnects its eve output to the new agent: alerts keep coming.
+    assert wait_for(lambda: (lab.http_ok(C2) or True) and lab.status()["alerts"]["intake"]["alerts"] > 0, 20)
 
 
 def test_suricata_down_fails_open_or_closed_as_configured(lab):
