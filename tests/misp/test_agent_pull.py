@@ -41,6 +41,7 @@ class Agent:
             "  - name: lab-misp\n    type: misp\n"
             f"    url: {double.url}\n{ca}"
             "    interval: 30s\n    timeout: 10s\n"
+            "    page_limit: 2\n"  # several pages even for these few attributes
         )
         self.key = double.key
 
@@ -110,6 +111,10 @@ def test_full_then_incremental_pulls_follow_misp(tls_double, tmp_path):
     assert r.returncode == 1
     assert "lab-misp: FAILED" in r.stdout and "403" in r.stdout
     assert agent.lst("ipv4") == ["203.0.113.70"]
+
+    # Paging: the pulls asked for page 2 as well (short pages end a pull).
+    pages = [json.loads(line).get("json", {}).get("page") for line in tls_double.request_log.read_text().splitlines()]
+    assert 2 in pages
 
     # Every request the agent sent is a documented MISP call with a valid body.
     ours = tmp_path / "ours.jsonl"
