@@ -113,7 +113,7 @@ def test_full_then_incremental_pulls_follow_misp(tls_double, tmp_path):
     assert agent.lst("ipv4") == ["203.0.113.70"]
 
     # Paging: the pulls asked for page 2 as well (short pages end a pull).
-    pages = [json.loads(line).get("json", {}).get("page") for line in tls_double.request_log.read_text().splitlines()]
+    pages = [(json.loads(line).get("json") or {}).get("page") for line in tls_double.request_log.read_text().splitlines()]
     assert 2 in pages
 
     # Every request the agent sent is a documented MISP call with a valid body.
