@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -19,6 +20,8 @@ use crate::intel::ioc::Ioc;
 use crate::intel::set::{Dropped, Effective, Provenance};
 use crate::intel::store::Store;
 use crate::intel::{feed, list, misp, unix_now, IntelError, PullStats, Pulled, SourceState};
+use crate::panel::button::Action as ButtonAction;
+use crate::panel::{Input as PanelInput, Press};
 use crate::secrets::Secrets;
 use crate::suricata::apply::{Applier, ApplyReport, Live};
 use crate::suricata::render::{self, Options};
@@ -135,6 +138,10 @@ pub struct Status {
     pub sources: Vec<SourceStatus>,
     /// Alert intake and incidents.
     pub alerts: AlertsStatus,
+    /// A source is failing or has not pulled for three intervals.
+    pub intel_stale: bool,
+    /// Button presses that did something, newest last.
+    pub presses: Vec<Press>,
 }
 
 /// Alerts as `homewarden status` shows them.
@@ -148,7 +155,16 @@ pub struct AlertsStatus {
     pub high_open: usize,
     /// The most recently active incidents, newest first.
     pub recent: Vec<Incident>,
+    /// High incidents nobody acknowledged (button or `homewarden ack`).
+    pub high_unacked: usize,
+    /// Ids of open incidents that were acknowledged.
+    pub acknowledged: Vec<String>,
+    /// Unix time of the last blocked alert.
+    pub last_block: Option<i64>,
 }
+
+/// Acknowledged incident ids, under the state directory.
+const ACKS_FILE: &str = "acks.json";
 
 /// Incidents listed in status.
 const RECENT_INCIDENTS: usize = 10;
@@ -177,11 +193,29 @@ pub enum Request {
     Sync(oneshot::Sender<SyncReport>),
     /// Which held indicators (with provenance) explain a hit on this value.
     Lookup(String, oneshot::Sender<Result<Vec<Provenance>, String>>),
+    /// The button was pressed (or released during a countdown).
+    Button(ButtonAction),
+    /// A simulated press of this length for the panel.
+    Press(Duration),
 }
+
+/// Why the agent loop ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Asked to stop.
+    Stopped,
+    /// Factory reset done: the service manager should start us afresh.
+    Restart,
+}
+
+/// Presses kept in status.
+const PRESSES_SHOWN: usize = 10;
 
 /// The agent.
 pub struct Agent {
     triage: Triage,
+    acked: HashSet<String>,
+    panel: Option<mpsc::Sender<PanelInput>>,
     intake: Arc<Counters>,
     cfg: Config,
     store: Store,
@@ -247,7 +281,13 @@ impl Agent {
             ..Status::default()
         };
         let (status_tx, _) = watch::channel(status.clone());
+        let acked = std::fs::read(cfg.state_dir.join(ACKS_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
         Ok(Agent {
+            acked,
+            panel: None,
             triage: Triage::new(cfg.triage()),
             intake: Arc::new(Counters::default()),
             cfg,
@@ -264,18 +304,25 @@ impl Agent {
         self.status_tx.subscribe()
     }
 
-    /// Runs until `shutdown` resolves.
+    /// Connects the panel task, which takes simulated presses.
+    pub fn set_panel(&mut self, tx: mpsc::Sender<PanelInput>) {
+        self.panel = Some(tx);
+    }
+
+    /// Runs until `shutdown` resolves (or a factory reset asks for a restart).
     pub async fn run(
         mut self,
         mut requests: mpsc::Receiver<Request>,
         shutdown: impl std::future::Future<Output = ()>,
-    ) {
+    ) -> Exit {
         // Re-apply what the store holds: the files on disk decide what is new, so a
         // restart sends nothing twice. A failure is logged and shown in status.
         let _ = self.enforce().await;
         self.check_suricata().await;
         let (alert_tx, mut alerts) = mpsc::channel(1024);
         let _intake = self.start_intake(alert_tx);
+        // systemd: started, and alive at every health tick (WatchdogSec restarts a hung agent).
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         tokio::pin!(shutdown);
         let mut health = tokio::time::interval_at(Instant::now() + HEALTH_EVERY, HEALTH_EVERY);
         loop {
@@ -302,9 +349,20 @@ impl Agent {
                     Request::Lookup(value, reply) => {
                         let _ = reply.send(self.lookup(&value));
                     }
+                    Request::Press(d) => {
+                        if let Some(p) = &self.panel {
+                            let _ = p.send(PanelInput::Press(d)).await;
+                        }
+                    }
+                    Request::Button(action) => {
+                        if self.on_button(action).await == Exit::Restart {
+                            return Exit::Restart;
+                        }
+                    }
                 },
                 Some(a) = alerts.recv() => self.on_alert(&a),
                 _ = health.tick() => {
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
                     self.check_suricata().await;
                     self.triage.expire(unix_now() as i64);
                     self.publish();
@@ -312,6 +370,75 @@ impl Agent {
             }
         }
         tracing::info!("agent stopped");
+        Exit::Stopped
+    }
+
+    /// Acknowledges every open high incident; persisted so a restart keeps it.
+    pub fn acknowledge(&mut self) -> usize {
+        let open: HashSet<String> = self.triage.open().map(|i| i.id.clone()).collect();
+        let new = self
+            .triage
+            .open()
+            .filter(|i| i.high && !self.acked.contains(&i.id))
+            .map(|i| i.id.clone())
+            .collect::<Vec<_>>();
+        // Only open incidents can light the LED: closed ones need no memory.
+        self.acked.retain(|id| open.contains(id));
+        self.acked.extend(new.iter().cloned());
+        let path = self.cfg.state_dir.join(ACKS_FILE);
+        let saved = serde_json::to_vec(&self.acked)
+            .map_err(std::io::Error::other)
+            .and_then(|b| crate::fsutil::write_atomic(&path, &b));
+        if let Err(e) = saved {
+            tracing::error!("{}: {e}", path.display());
+        }
+        tracing::info!(incidents = new.len(), "acknowledged");
+        self.publish();
+        new.len()
+    }
+
+    async fn on_button(&mut self, action: ButtonAction) -> Exit {
+        let label = match action {
+            ButtonAction::Ack => format!("acknowledged {} incident(s)", self.acknowledge()),
+            ButtonAction::Resync => {
+                let all: Vec<usize> = (0..self.sources.len()).collect();
+                let r = self.pull_and_enforce(&all).await;
+                format!("re-sync: {}", if r.ok() { "ok" } else { "failed" })
+            }
+            ButtonAction::CountdownStarted => "factory reset countdown".into(),
+            ButtonAction::CountdownCancelled => "factory reset cancelled".into(),
+            ButtonAction::Ignored(ms) => format!("ignored a {ms} ms press"),
+            ButtonAction::FactoryReset => match self.factory_reset() {
+                Ok(()) => return Exit::Restart,
+                Err(e) => {
+                    tracing::error!("factory reset failed: {e}");
+                    format!("factory reset failed: {e}")
+                }
+            },
+        };
+        self.status.presses.push(Press {
+            at: unix_now(),
+            action: label,
+        });
+        let excess = self.status.presses.len().saturating_sub(PRESSES_SHOWN);
+        self.status.presses.drain(..excess);
+        self.publish();
+        Exit::Stopped
+    }
+
+    /// Restores the factory config and forgets all state (IoC store, acknowledgements).
+    fn factory_reset(&mut self) -> std::io::Result<()> {
+        let factory = std::fs::read(&self.cfg.panel.factory_config).map_err(|e| {
+            std::io::Error::other(format!("{}: {e}", self.cfg.panel.factory_config.display()))
+        })?;
+        crate::fsutil::write_atomic(&self.cfg.path, &factory)?;
+        let intel = self.cfg.state_dir.join("intel");
+        if intel.exists() {
+            std::fs::remove_dir_all(&intel)?;
+        }
+        let _ = std::fs::remove_file(self.cfg.state_dir.join(ACKS_FILE));
+        tracing::warn!(config = %self.cfg.path.display(), "factory reset: config restored, state cleared; restarting");
+        Ok(())
     }
 
     /// Traces a value (a dataset hit) back to the indicators and MISP attributes behind it.
@@ -342,6 +469,9 @@ impl Agent {
     }
 
     fn on_alert(&mut self, a: &Alert) {
+        if a.action == "blocked" {
+            self.status.alerts.last_block = Some(a.time);
+        }
         let sources = &self.sources;
         let lookup = |v: &str| {
             Ioc::parse_any(v)
@@ -513,10 +643,21 @@ impl Agent {
             .collect();
         let mut recent: Vec<Incident> = self.triage.open().cloned().collect();
         recent.sort_by_key(|i| std::cmp::Reverse(i.last_seen));
+        let acked = &self.acked;
         self.status.alerts = AlertsStatus {
             intake: self.intake.snapshot(),
             open: recent.len(),
             high_open: recent.iter().filter(|i| i.high).count(),
+            high_unacked: recent
+                .iter()
+                .filter(|i| i.high && !acked.contains(&i.id))
+                .count(),
+            acknowledged: recent
+                .iter()
+                .filter(|i| acked.contains(&i.id))
+                .map(|i| i.id.clone())
+                .collect(),
+            last_block: self.status.alerts.last_block,
             recent: recent.into_iter().take(RECENT_INCIDENTS).collect(),
         };
         self.status.state = if reasons.is_empty() {
@@ -526,6 +667,7 @@ impl Agent {
         }
         .to_string();
         self.status.reasons = reasons;
+        self.status.intel_stale = self.status.reasons.iter().any(|r| r.starts_with("source "));
         self.status_tx.send_replace(self.status.clone());
     }
 }

@@ -54,6 +54,9 @@ pub struct Config {
     /// Alert intake and triage.
     #[serde(default)]
     pub alerts: AlertsConfig,
+    /// LEDs and button.
+    #[serde(default)]
+    pub panel: PanelConfig,
     /// Intel sources.
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
@@ -164,6 +167,46 @@ pub struct Network {
     /// Networks of the home's devices, to tell the local side of an alert
     /// (default: the private, link-local and unique-local ranges).
     pub home: Vec<IpNet>,
+}
+
+/// A panel backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PanelBackend {
+    /// LEDs and button on the GPIO header.
+    Gpio,
+    /// The board's ACT LED.
+    Act,
+    /// A state file (tests, the lab, a Pi without hardware you want to watch from afar).
+    Simulated,
+}
+
+/// LEDs and button.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PanelConfig {
+    /// Where to show the status: any of gpio, act, simulated (none: no panel).
+    pub backends: Vec<PanelBackend>,
+    /// The simulated panel's state file.
+    pub state_file: PathBuf,
+    /// The ACT LED's sysfs directory.
+    pub act_led: PathBuf,
+    /// GPIO pins (BCM numbers) and polarity.
+    pub pins: crate::panel::backend::Pins,
+    /// The config a very long button press restores.
+    pub factory_config: PathBuf,
+}
+
+impl Default for PanelConfig {
+    fn default() -> Self {
+        PanelConfig {
+            backends: Vec::new(),
+            state_file: PathBuf::from("/run/homewarden/panel.json"),
+            act_led: PathBuf::from("/sys/class/leds/ACT"),
+            pins: crate::panel::backend::Pins::default(),
+            factory_config: PathBuf::from("/usr/share/homewarden/homewarden.yaml"),
+        }
+    }
 }
 
 /// Alert intake and triage.

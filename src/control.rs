@@ -21,6 +21,13 @@ pub enum Command {
     Status,
     /// Pull every source now; the reply comes when the sync is done.
     Sync,
+    /// Acknowledge open high-severity incidents (what a short button press does).
+    Ack,
+    /// Simulate a button press of this many milliseconds on the panel.
+    Press {
+        /// How long the button is held.
+        ms: u64,
+    },
     /// Trace a value back to the indicators and MISP attributes behind it.
     Lookup {
         /// An address, domain or hash, as seen in an alert.
@@ -103,6 +110,20 @@ async fn handle(
                     }
                 }
             }
+            Ok(Command::Ack) => {
+                forward(
+                    &requests,
+                    Request::Button(crate::panel::button::Action::Ack),
+                )
+                .await
+            }
+            Ok(Command::Press { ms }) => {
+                forward(
+                    &requests,
+                    Request::Press(std::time::Duration::from_millis(ms)),
+                )
+                .await
+            }
             Ok(Command::Lookup { value }) => {
                 let (tx, rx) = oneshot::channel();
                 if requests.send(Request::Lookup(value, tx)).await.is_err() {
@@ -122,6 +143,14 @@ async fn handle(
         w.write_all(out.as_bytes()).await?;
     }
     Ok(())
+}
+
+/// Hands a request to the agent; the reply says only that it was taken.
+async fn forward(requests: &mpsc::Sender<Request>, r: Request) -> Value {
+    match requests.send(r).await {
+        Ok(()) => serde_json::json!({"ok": true}),
+        Err(_) => serde_json::json!({"error": "agent is shutting down"}),
+    }
 }
 
 /// Sends one command to the daemon and returns its reply.

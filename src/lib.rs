@@ -8,5 +8,6 @@ pub mod config;
 pub mod control;
 pub mod fsutil;
 pub mod intel;
+pub mod panel;
 pub mod secrets;
 pub mod suricata;

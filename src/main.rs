@@ -69,6 +69,14 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Acknowledge the open high-severity incidents (what a short button press does).
+    Ack,
+    /// Press the panel's button (simulated): short acknowledges, 5 s re-syncs, 10 s resets.
+    Press {
+        /// How long to hold it (e.g. 200ms, 6s).
+        #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+        hold: Duration,
+    },
     /// Show the daemon's state.
     Status {
         /// Machine-readable output.
@@ -134,14 +142,62 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Cmd::Status { json } => status(&cli.config, json).await,
         Cmd::Lookup { value, json } => lookup(&cli.config, value, json).await,
         Cmd::Triage { eve, json } => triage(&cli.config, &eve, json).await,
+        Cmd::Ack => tell(&cli.config, Command::Ack).await,
+        Cmd::Press { hold } => {
+            tell(
+                &cli.config,
+                Command::Press {
+                    ms: hold.as_millis() as u64,
+                },
+            )
+            .await
+        }
     }
+}
+
+async fn tell(path: &Path, cmd: Command) -> Result<ExitCode> {
+    let cfg = Config::load(path)?;
+    control::request(&cfg.control_socket, &cmd, Duration::from_secs(10)).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The panel backends the config asks for; one that cannot start is reported and skipped.
+fn panel_backends(cfg: &Config) -> Vec<Box<dyn homewarden::panel::backend::Backend>> {
+    use homewarden::config::PanelBackend;
+    use homewarden::panel::backend::{ActLed, Gpio, Simulated};
+    let mut out: Vec<Box<dyn homewarden::panel::backend::Backend>> = Vec::new();
+    for b in &cfg.panel.backends {
+        let made: Result<Box<dyn homewarden::panel::backend::Backend>, _> = match b {
+            PanelBackend::Simulated => Ok(Box::new(Simulated::new(&cfg.panel.state_file))),
+            PanelBackend::Act => ActLed::new(&cfg.panel.act_led).map(|l| Box::new(l) as _),
+            PanelBackend::Gpio => Gpio::new(cfg.panel.pins).map(|g| Box::new(g) as _),
+        };
+        match made {
+            Ok(b) => out.push(b),
+            Err(e) => tracing::error!("{e}"),
+        }
+    }
+    out
 }
 
 async fn run(path: &Path) -> Result<ExitCode> {
     let (cfg, secrets) = load(path)?;
     let socket = cfg.control_socket.clone();
-    let agent = Agent::open(cfg, &secrets)?;
+    let backends = panel_backends(&cfg);
+    let mut agent = Agent::open(cfg, &secrets)?;
     let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let (panel_tx, panel_rx) = tokio::sync::mpsc::channel(4);
+    agent.set_panel(panel_tx);
+    let (panel_stop, panel_stopped) = tokio::sync::oneshot::channel::<()>();
+    let panel = tokio::spawn(homewarden::panel::run(
+        backends,
+        agent.status(),
+        panel_rx,
+        tx.clone(),
+        async {
+            let _ = panel_stopped.await;
+        },
+    ));
     let server = control::serve(&socket, agent.status(), tx)
         .with_context(|| format!("control socket {}", socket.display()))?;
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
@@ -153,10 +209,16 @@ async fn run(path: &Path) -> Result<ExitCode> {
         }
     };
     tracing::info!(config = %path.display(), "homewarden {} starting", env!("CARGO_PKG_VERSION"));
-    agent.run(rx, shutdown).await;
+    let exit = agent.run(rx, shutdown).await;
     server.abort();
+    let _ = panel_stop.send(());
+    let _ = panel.await;
     let _ = std::fs::remove_file(&socket);
-    Ok(ExitCode::SUCCESS)
+    Ok(match exit {
+        homewarden::agent::Exit::Stopped => ExitCode::SUCCESS,
+        // EX_TEMPFAIL: systemd's Restart=on-failure starts us again with the factory config.
+        homewarden::agent::Exit::Restart => ExitCode::from(75),
+    })
 }
 
 async fn sync(path: &Path) -> Result<ExitCode> {
