@@ -154,6 +154,9 @@ suricata:
   command_socket: $LAB/suricata.sock
 alerts:
   eve_socket: $LAB/eve.sock
+panel:
+  backends: [simulated]
+  state_file: $LAB/panel.json
 network:
   gateway: [203.0.113.1]
   dns: [203.0.113.53]

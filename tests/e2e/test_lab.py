@@ -76,6 +76,24 @@ def test_a_blocked_c2_connection_reaches_the_agent_as_a_traced_incident(lab):
     assert sum(1 for i in lab.status()["alerts"]["recent"] if i["remote"] == C2) == 1
 
 
+def test_the_panel_shows_red_after_a_block_and_green_again_after_a_press(lab):
+    import json
+
+    def panel():
+        return json.loads((lab.dir / "panel.json").read_text())
+
+    assert not lab.http_ok(C2)
+    assert wait_for(lambda: panel()["red"]["kind"] != "off", 10), panel()
+    assert lab.status()["alerts"]["high_unacked"] >= 1
+    lab.agent("press", "--hold", "200ms")
+    assert wait_for(lambda: lab.status()["alerts"]["high_unacked"] == 0, 5), lab.status()["alerts"]
+    assert any("acknowledged" in p["action"] for p in lab.status()["presses"])
+    # Red stops once the blocking stops (10 s) and nothing is left to acknowledge.
+    assert wait_for(lambda: panel()["red"]["kind"] == "off", 20), panel()
+    assert panel()["green"]["kind"] == "on"
+    assert panel()["act"]["kind"] == "heartbeat"
+
+
 def test_a_misp_ioc_is_enforced_within_a_second_of_sync_without_restarting_suricata(lab):
     pid = lab.suricata_pid()
     assert lab.http_ok(LATE)
