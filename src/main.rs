@@ -77,6 +77,8 @@ enum Cmd {
         #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
         hold: Duration,
     },
+    /// Print the panel's LED legend as SVG (the picture in the README is made by this).
+    Legend,
     /// Show the daemon's state.
     Status {
         /// Machine-readable output.
@@ -143,6 +145,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Cmd::Lookup { value, json } => lookup(&cli.config, value, json).await,
         Cmd::Triage { eve, json } => triage(&cli.config, &eve, json).await,
         Cmd::Ack => tell(&cli.config, Command::Ack).await,
+        Cmd::Legend => {
+            print!("{}", homewarden::panel::legend::svg());
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Press { hold } => {
             tell(
                 &cli.config,
@@ -591,6 +597,9 @@ fn human_status(s: &Status, now: u64) -> String {
             i.count,
             ago(now, Some(i.last_seen.max(0) as u64))
         );
+    }
+    for p in &s.presses {
+        let _ = writeln!(o, "  button {}: {}", ago(now, Some(p.at)), p.action);
     }
     let _ = writeln!(o, "sources:");
     for src in &s.sources {

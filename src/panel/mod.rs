@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod button;
+pub mod legend;
 pub mod pattern;
 
 use std::time::Duration;
