@@ -189,7 +189,18 @@ fn panel_backends(cfg: &Config) -> Vec<Box<dyn homewarden::panel::backend::Backe
 async fn run(path: &Path) -> Result<ExitCode> {
     let (cfg, secrets) = load(path)?;
     let socket = cfg.control_socket.clone();
-    let backends = panel_backends(&cfg);
+    let backends: homewarden::panel::Shared =
+        std::sync::Arc::new(std::sync::Mutex::new(panel_backends(&cfg)));
+    // A panic leaves the LEDs saying so (red), not frozen at the last good state.
+    let hook_backends = backends.clone();
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        homewarden::panel::FAULT.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut b) = hook_backends.try_lock() {
+            homewarden::panel::fault(&mut b);
+        }
+        default_hook(info);
+    }));
     let mut agent = Agent::open(cfg, &secrets)?;
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let (panel_tx, panel_rx) = tokio::sync::mpsc::channel(4);

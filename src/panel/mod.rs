@@ -22,6 +22,12 @@ pub const BLOCKING_NOW_SECS: i64 = 10;
 /// How often the LEDs are redrawn and the button read.
 pub const TICK: Duration = Duration::from_millis(20);
 
+/// Set when the agent is failing (a panic): the panel shows the fault pattern.
+pub static FAULT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The backends, shared with the panic hook so a dying agent can still light red.
+pub type Shared = std::sync::Arc<std::sync::Mutex<Vec<Box<dyn Backend>>>>;
+
 /// Input to the panel from outside the hardware.
 #[derive(Debug)]
 pub enum Input {
@@ -58,7 +64,7 @@ fn levels(l: &Lights, t_ms: u64) -> Levels {
 /// Draws the status on every backend and turns button presses into requests
 /// to the agent, until `shutdown`; then leaves every LED off.
 pub async fn run(
-    mut backends: Vec<Box<dyn Backend>>,
+    backends: Shared,
     status: watch::Receiver<Status>,
     mut input: mpsc::Receiver<Input>,
     requests: mpsc::Sender<Request>,
@@ -69,7 +75,7 @@ pub async fn run(
     let mut tick = tokio::time::interval(TICK);
     let mut button = Button::new();
     let mut simulated_until: Option<Instant> = None;
-    let mut failing = vec![false; backends.len()];
+    let mut failing = vec![false; backends.lock().map(|b| b.len()).unwrap_or(0)];
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
@@ -78,26 +84,34 @@ pub async fn run(
         }
         let now = Instant::now();
         let t = now.duration_since(start).as_millis() as u64;
-        let hardware = backends.iter_mut().filter_map(|b| b.button()).any(|b| b);
-        let pressed = hardware || simulated_until.is_some_and(|u| now < u);
-        if let Some(action) = button.level(pressed, t) {
+        let action = {
+            let Ok(mut backends) = backends.lock() else {
+                break;
+            };
+            let hardware = backends.iter_mut().filter_map(|b| b.button()).any(|b| b);
+            let pressed = hardware || simulated_until.is_some_and(|u| now < u);
+            let action = button.level(pressed, t);
+            let mut c = condition(&status.borrow(), crate::intel::unix_now() as i64);
+            c.reset_countdown = button.countdown(t);
+            c.agent_fault = FAULT.load(std::sync::atomic::Ordering::Relaxed);
+            let l = lights(&c);
+            let lv = levels(&l, t);
+            for (b, failed) in backends.iter_mut().zip(failing.iter_mut()) {
+                match b.show(lv, &l) {
+                    Ok(()) => *failed = false,
+                    Err(e) if !*failed => {
+                        tracing::warn!("{e}");
+                        *failed = true;
+                    }
+                    Err(_) => {}
+                }
+            }
+            action
+        };
+        if let Some(action) = action {
             tracing::info!(?action, "button");
             if requests.send(Request::Button(action)).await.is_err() {
                 break;
-            }
-        }
-        let mut c = condition(&status.borrow(), crate::intel::unix_now() as i64);
-        c.reset_countdown = button.countdown(t);
-        let l = lights(&c);
-        let lv = levels(&l, t);
-        for (b, failed) in backends.iter_mut().zip(failing.iter_mut()) {
-            match b.show(lv, &l) {
-                Ok(()) => *failed = false,
-                Err(e) if !*failed => {
-                    tracing::warn!("{e}");
-                    *failed = true;
-                }
-                Err(_) => {}
             }
         }
     }
@@ -108,8 +122,10 @@ pub async fn run(
         red: Led::Off,
         act: Led::Off,
     };
-    for b in &mut backends {
-        let _ = b.show(Levels::default(), &off);
+    if let Ok(mut backends) = backends.lock() {
+        for b in backends.iter_mut() {
+            let _ = b.show(Levels::default(), &off);
+        }
     }
 }
 
@@ -161,6 +177,10 @@ mod tests {
         }
     }
 
+    fn shared(r: Recorder) -> Shared {
+        Arc::new(Mutex::new(vec![Box::new(r) as Box<dyn Backend>]))
+    }
+
     fn protected() -> Status {
         let mut s = Status {
             mode: "ips".into(),
@@ -180,7 +200,7 @@ mod tests {
         let (req_tx, mut req_rx) = mpsc::channel(4);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(run(
-            vec![Box::new(Recorder(seen.clone()))],
+            shared(Recorder(seen.clone())),
             status_rx,
             input_rx,
             req_tx,
@@ -228,7 +248,7 @@ mod tests {
         let (input_tx, input_rx) = mpsc::channel(4);
         let (req_tx, mut req_rx) = mpsc::channel(4);
         tokio::spawn(run(
-            vec![Box::new(Recorder(seen.clone()))],
+            shared(Recorder(seen.clone())),
             status_rx,
             input_rx,
             req_tx,
