@@ -79,25 +79,12 @@ impl Backend for Simulated {
         fsutil::write_atomic(&self.path, &text).map_err(err)?;
         tracing::info!(
             "panel: green {}, amber {}, red {}",
-            describe(lights.green),
-            describe(lights.amber),
-            describe(lights.red)
+            lights.green.describe(),
+            lights.amber.describe(),
+            lights.red.describe()
         );
         self.last = Some(*lights);
         Ok(())
-    }
-}
-
-fn describe(l: super::pattern::Led) -> &'static str {
-    use super::pattern::{Led, BLINK, FAST, SLOW};
-    match l {
-        Led::Off => "off",
-        Led::On => "on",
-        Led::Heartbeat => "heartbeat",
-        b if b == SLOW => "slow blink",
-        b if b == BLINK => "blinking",
-        b if b == FAST => "fast blink",
-        Led::Blink { .. } => "blinking",
     }
 }
 

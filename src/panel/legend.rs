@@ -59,17 +59,6 @@ pub fn situations() -> Vec<(&'static str, Condition)> {
     ]
 }
 
-fn describe(l: Led) -> &'static str {
-    match l {
-        Led::Off => "off",
-        Led::On => "on",
-        Led::Heartbeat => "heartbeat",
-        Led::Blink { on_ms, .. } if on_ms >= 500 => "slow blink",
-        Led::Blink { on_ms, .. } if on_ms <= 100 => "fast blink",
-        Led::Blink { .. } => "blinking",
-    }
-}
-
 /// One LED as an SVG group: a filled circle when lit, a ring when off, dashes for blinking.
 fn led(out: &mut String, x: u32, y: u32, colour: &str, l: Led) {
     let (fill, stroke_dash) = match l {
@@ -113,10 +102,10 @@ pub fn svg() -> String {
         led(&mut s, 200, y, "#2a7ad0", l.act);
         let detail = format!(
             "green {}, amber {}, red {}, ACT {}",
-            describe(l.green),
-            describe(l.amber),
-            describe(l.red),
-            describe(l.act)
+            l.green.describe(),
+            l.amber.describe(),
+            l.red.describe(),
+            l.act.describe()
         );
         let _ = writeln!(
             s,

@@ -140,6 +140,18 @@ const HEARTBEAT_PERIOD: u64 = 1200;
 const HEARTBEAT_PULSES: [(u64, u64); 2] = [(0, 70), (250, 320)];
 
 impl Led {
+    /// In words, for logs and the legend.
+    pub fn describe(&self) -> &'static str {
+        match *self {
+            Led::Off => "off",
+            Led::On => "on",
+            Led::Heartbeat => "heartbeat",
+            Led::Blink { on_ms, .. } if on_ms >= 500 => "slow blink",
+            Led::Blink { on_ms, .. } if on_ms <= 100 => "fast blink",
+            Led::Blink { .. } => "blinking",
+        }
+    }
+
     /// Whether the LED is lit `t_ms` milliseconds into the pattern.
     pub fn is_on(&self, t_ms: u64) -> bool {
         match *self {
