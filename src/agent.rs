@@ -809,6 +809,83 @@ pub async fn render_offline(
 mod tests {
     use super::*;
 
+    fn agent_in(dir: &std::path::Path, factory: Option<&str>) -> Agent {
+        let d = dir.display();
+        if let Some(text) = factory {
+            std::fs::write(dir.join("factory.yaml"), text).unwrap();
+        }
+        let cfg = dir.join("homewarden.yaml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "state_dir: {d}/state\nenforcement: {{ mode: ids }}\n\
+                 panel: {{ factory_config: {d}/factory.yaml }}\n"
+            ),
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.join("state/intel")).unwrap();
+        std::fs::write(dir.join("state/intel/misp.json"), "{}").unwrap();
+        std::fs::write(dir.join("state/acks.json"), "[]").unwrap();
+        Agent::open(Config::load(&cfg).unwrap(), &Secrets::default()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn factory_reset_restores_the_config_and_clears_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut agent = agent_in(dir.path(), Some("# factory defaults\n"));
+        assert_eq!(
+            agent.on_button(ButtonAction::FactoryReset).await,
+            Exit::Restart
+        );
+        let cfg = std::fs::read_to_string(dir.path().join("homewarden.yaml")).unwrap();
+        assert_eq!(cfg, "# factory defaults\n");
+        assert!(!dir.path().join("state/intel").exists());
+        assert!(!dir.path().join("state/acks.json").exists());
+    }
+
+    #[tokio::test]
+    async fn a_failed_factory_reset_changes_nothing_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut agent = agent_in(dir.path(), None);
+        let before = std::fs::read_to_string(dir.path().join("homewarden.yaml")).unwrap();
+        assert_eq!(
+            agent.on_button(ButtonAction::FactoryReset).await,
+            Exit::Stopped
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("homewarden.yaml")).unwrap(),
+            before
+        );
+        assert!(dir.path().join("state/intel/misp.json").exists());
+        assert!(
+            agent.status.presses[0]
+                .action
+                .starts_with("factory reset failed"),
+            "{:?}",
+            agent.status.presses
+        );
+    }
+
+    #[tokio::test]
+    async fn acknowledging_is_remembered_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut agent = agent_in(dir.path(), None);
+        let alert = crate::alerts::eve::parse(
+            br#"{"timestamp":"2026-11-25T03:50:26.1+0000","event_type":"alert","src_ip":"10.0.0.2","dest_ip":"203.0.113.66","proto":"TCP","alert":{"action":"blocked","signature_id":1,"signature":"s","category":"c","severity":1}}"#,
+        )
+        .unwrap();
+        agent.on_alert(&alert);
+        assert_eq!(agent.status.alerts.high_unacked, 1);
+        assert_eq!(agent.acknowledge(), 1);
+        assert_eq!(agent.status.alerts.high_unacked, 0);
+        let saved: Vec<String> =
+            serde_json::from_slice(&std::fs::read(dir.path().join("state/acks.json")).unwrap())
+                .unwrap();
+        assert_eq!(saved.len(), 1);
+        let again = Agent::open(agent.cfg.clone(), &Secrets::default()).unwrap();
+        assert!(again.acked.contains(&saved[0]));
+    }
+
     #[test]
     fn retries_back_off_up_to_the_interval() {
         let hour = Duration::from_secs(3600);
