@@ -79,6 +79,12 @@ enum Cmd {
     },
     /// Print the panel's LED legend as SVG (the picture in the README is made by this).
     Legend,
+    /// Show the simulated panel's LEDs in the terminal (from `panel.state_file`).
+    Panel {
+        /// Keep redrawing, blinking included (Ctrl-C to stop).
+        #[arg(long)]
+        watch: bool,
+    },
     /// Show the daemon's state.
     Status {
         /// Machine-readable output.
@@ -145,6 +151,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Cmd::Lookup { value, json } => lookup(&cli.config, value, json).await,
         Cmd::Triage { eve, json } => triage(&cli.config, &eve, json).await,
         Cmd::Ack => tell(&cli.config, Command::Ack).await,
+        Cmd::Panel { watch } => panel_view(&cli.config, watch).await,
         Cmd::Legend => {
             print!("{}", homewarden::panel::legend::svg());
             Ok(ExitCode::SUCCESS)
@@ -544,6 +551,53 @@ async fn triage(path: &Path, eve: &Path, json: bool) -> Result<ExitCode> {
         c.malformed
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Draws the simulated panel in the terminal: ● lit, ○ dark, as the LEDs would be now.
+async fn panel_view(path: &Path, watch: bool) -> Result<ExitCode> {
+    use homewarden::panel::pattern::Led;
+    let cfg = if path.exists() {
+        Config::load(path)?
+    } else {
+        Config::parse("", path)?
+    };
+    let file = &cfg.panel.state_file;
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let start = std::time::Instant::now();
+    loop {
+        let text = std::fs::read(file).with_context(|| {
+            format!(
+                "{} (is the simulated panel enabled and the agent running?)",
+                file.display()
+            )
+        })?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&text).with_context(|| format!("{}", file.display()))?;
+        let t = start.elapsed().as_millis() as u64;
+        let mut line = String::new();
+        for (name, code) in [
+            ("green", "32"),
+            ("amber", "33"),
+            ("red", "31"),
+            ("act", "34"),
+        ] {
+            let led: Led = serde_json::from_value(v[name].clone()).unwrap_or(Led::Off);
+            let dot = if led.is_on(t) { "●" } else { "○" };
+            let dot = if colour {
+                format!("\x1b[{code}m{dot}\x1b[0m")
+            } else {
+                dot.to_string()
+            };
+            line.push_str(&format!("{dot} {name} ({})   ", led.describe()));
+        }
+        if !watch {
+            println!("{}", line.trim_end());
+            return Ok(ExitCode::SUCCESS);
+        }
+        print!("\r\x1b[2K{}", line.trim_end());
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn ago(now: u64, t: Option<u64>) -> String {

@@ -92,6 +92,9 @@ def test_the_panel_shows_red_after_a_block_and_green_again_after_a_press(lab):
     assert wait_for(lambda: panel()["red"]["kind"] == "off", 20), panel()
     assert panel()["green"]["kind"] == "on"
     assert panel()["act"]["kind"] == "heartbeat"
+    # The same panel in the terminal.
+    out = lab.agent("panel").stdout
+    assert "green (on)" in out and "red (off)" in out and "act (heartbeat)" in out, out
 
 
 def test_a_misp_ioc_is_enforced_within_a_second_of_sync_without_restarting_suricata(lab):
