@@ -8,6 +8,7 @@ pub mod config;
 pub mod control;
 pub mod fsutil;
 pub mod intel;
+pub mod outbox;
 pub mod panel;
 pub mod secrets;
 pub mod suricata;

@@ -1,0 +1,451 @@
+//! The durable outbox between triage and every remote side effect (MISP,
+//! advisor, mail). An action is on disk (fsync + rename) before anything acts
+//! on it; it leaves only once done, and a "done" marker written first means a
+//! restart, a SIGKILL or a power cut between "sent" and "forgotten" never sends
+//! it twice. Each action has an idempotency key; queueing the same key again
+//! is a no-op. Bounded: when full, the oldest low-severity actions go first,
+//! and are counted.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::fsutil;
+
+/// Longest wait between two attempts of one action.
+pub const MAX_BACKOFF_SECS: u64 = 3600;
+/// First wait after a failure; doubles with each further failure.
+pub const FIRST_BACKOFF_SECS: u64 = 30;
+/// Done markers older than this are forgotten (the keys they guard are long gone).
+pub const DONE_KEEP_SECS: u64 = 30 * 86400;
+
+/// An outbox failure (disk trouble).
+#[derive(Debug, thiserror::Error)]
+#[error("outbox {path}: {message}")]
+pub struct OutboxError {
+    /// File or directory.
+    pub path: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// One pending action.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Item {
+    /// Idempotency key, e.g. `inc-1795578626-…:misp-sighting`.
+    pub key: String,
+    /// Which responder handles it (`misp-sighting`, `misp-event`, `mail`…).
+    pub kind: String,
+    /// What the responder needs.
+    pub payload: serde_json::Value,
+    /// From a high-severity incident (kept longest when the outbox is full).
+    pub high: bool,
+    /// When it was queued (unix seconds).
+    pub created: u64,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// Not before this time (unix seconds).
+    pub next_at: u64,
+    /// The last failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// What queueing did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Queued {
+    /// Written to disk.
+    New,
+    /// Already waiting: nothing changed.
+    AlreadyQueued,
+    /// Already done: nothing changed.
+    AlreadyDone,
+    /// The outbox is full of more important work: this one was dropped (and counted).
+    Dropped,
+}
+
+/// Counters for status.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Actions waiting.
+    pub pending: usize,
+    /// Dropped because the outbox was full.
+    pub dropped: u64,
+    /// Files that could not be read back, moved to `corrupt/`.
+    pub corrupt: u64,
+}
+
+/// The outbox directory.
+#[derive(Debug)]
+pub struct Outbox {
+    dir: PathBuf,
+    max_items: usize,
+    items: HashMap<String, Item>,
+    stats: Stats,
+}
+
+/// File name for a key: keys are ours, but never trust them with a path.
+fn file_name(key: &str) -> String {
+    let safe: String = key
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(200)
+        .collect();
+    format!("{safe}.json")
+}
+
+/// Wait before attempt `attempts + 1`: 30 s, 60 s, 120 s… up to an hour.
+pub fn backoff(attempts: u32) -> u64 {
+    FIRST_BACKOFF_SECS
+        .saturating_mul(1 << attempts.saturating_sub(1).min(16))
+        .min(MAX_BACKOFF_SECS)
+}
+
+impl Outbox {
+    /// Opens (creating) the outbox and reads back what was pending.
+    pub fn open(dir: &Path, max_items: usize, now: u64) -> Result<Outbox, OutboxError> {
+        let err = |p: &Path, e: std::io::Error| OutboxError {
+            path: p.display().to_string(),
+            message: e.to_string(),
+        };
+        let done = dir.join("done");
+        std::fs::create_dir_all(&done).map_err(|e| err(&done, e))?;
+        let mut ob = Outbox {
+            dir: dir.to_path_buf(),
+            max_items,
+            items: HashMap::new(),
+            stats: Stats::default(),
+        };
+        for entry in std::fs::read_dir(dir).map_err(|e| err(dir, e))? {
+            let Ok(entry) = entry else { continue };
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.contains(".tmp-") {
+                // A write that never reached its rename: the item was never queued.
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            if !name.ends_with(".json") {
+                continue;
+            }
+            let parsed = std::fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Item>(&b).ok());
+            match parsed {
+                Some(item) if done.join(file_name(&item.key)).exists() => {
+                    // Done, but killed before forgetting it: forget it now.
+                    let _ = std::fs::remove_file(&path);
+                }
+                Some(item) => {
+                    ob.items.insert(item.key.clone(), item);
+                }
+                None => {
+                    let aside = dir.join("corrupt");
+                    let _ = std::fs::create_dir_all(&aside);
+                    let _ = std::fs::rename(&path, aside.join(&name));
+                    ob.stats.corrupt += 1;
+                    tracing::error!(file = %path.display(), "outbox item unreadable; moved to corrupt/");
+                }
+            }
+        }
+        ob.prune_done(now);
+        Ok(ob)
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        self.dir.join(file_name(key))
+    }
+
+    fn done_path(&self, key: &str) -> PathBuf {
+        self.dir.join("done").join(file_name(key))
+    }
+
+    fn write(&self, item: &Item) -> Result<(), OutboxError> {
+        let path = self.path(&item.key);
+        let bytes = serde_json::to_vec(item).map_err(|e| OutboxError {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        fsutil::write_atomic(&path, &bytes).map_err(|e| OutboxError {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Queues an action unless its key is already queued or done.
+    pub fn put(
+        &mut self,
+        kind: &str,
+        key: &str,
+        payload: serde_json::Value,
+        high: bool,
+        now: u64,
+    ) -> Result<Queued, OutboxError> {
+        if self.items.contains_key(key) {
+            return Ok(Queued::AlreadyQueued);
+        }
+        if self.done_path(key).exists() {
+            return Ok(Queued::AlreadyDone);
+        }
+        if self.items.len() >= self.max_items && !self.make_room(high) {
+            // Full of more important work: this one is the one dropped.
+            self.stats.dropped += 1;
+            tracing::warn!(key, "outbox full; dropped");
+            return Ok(Queued::Dropped);
+        }
+        let item = Item {
+            key: key.to_string(),
+            kind: kind.to_string(),
+            payload,
+            high,
+            created: now,
+            attempts: 0,
+            next_at: now,
+            last_error: None,
+        };
+        self.write(&item)?;
+        self.items.insert(key.to_string(), item);
+        Ok(Queued::New)
+    }
+
+    /// Drops the oldest low-severity item (or, for a high newcomer, the oldest item);
+    /// false if nothing may make room for it.
+    fn make_room(&mut self, high: bool) -> bool {
+        let victim = self
+            .items
+            .values()
+            .filter(|i| !i.high || high)
+            .min_by_key(|i| (i.high, i.created, i.key.clone()))
+            .map(|i| i.key.clone());
+        let Some(key) = victim else { return false };
+        let _ = std::fs::remove_file(self.path(&key));
+        self.items.remove(&key);
+        self.stats.dropped += 1;
+        tracing::warn!(key, "outbox full; dropped the oldest low-severity action");
+        true
+    }
+
+    /// Actions due at `now`, high ones first, oldest first.
+    pub fn due(&self, now: u64) -> Vec<Item> {
+        let mut due: Vec<Item> = self
+            .items
+            .values()
+            .filter(|i| i.next_at <= now)
+            .cloned()
+            .collect();
+        due.sort_by(|a, b| {
+            b.high
+                .cmp(&a.high)
+                .then(a.created.cmp(&b.created))
+                .then(a.key.cmp(&b.key))
+        });
+        due
+    }
+
+    /// Records success: the done marker first, then the item goes.
+    pub fn done(&mut self, key: &str) -> Result<(), OutboxError> {
+        let marker = self.done_path(key);
+        fsutil::write_atomic(&marker, b"").map_err(|e| OutboxError {
+            path: marker.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let _ = std::fs::remove_file(self.path(key));
+        self.items.remove(key);
+        Ok(())
+    }
+
+    /// Records a failure: the next attempt waits longer.
+    pub fn failed(&mut self, key: &str, error: &str, now: u64) -> Result<(), OutboxError> {
+        let Some(mut item) = self.items.get(key).cloned() else {
+            return Ok(());
+        };
+        item.attempts += 1;
+        item.next_at = now + backoff(item.attempts);
+        item.last_error = Some(
+            error
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(300)
+                .collect(),
+        );
+        self.write(&item)?;
+        self.items.insert(key.to_string(), item);
+        Ok(())
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            pending: self.items.len(),
+            ..self.stats.clone()
+        }
+    }
+
+    /// Forgets done markers older than [`DONE_KEEP_SECS`].
+    fn prune_done(&self, now: u64) {
+        let Ok(dir) = std::fs::read_dir(self.dir.join("done")) else {
+            return;
+        };
+        for entry in dir.flatten() {
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .is_some_and(|t| now.saturating_sub(t.as_secs()) > DONE_KEEP_SECS);
+            if old {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn open(dir: &Path) -> Outbox {
+        Outbox::open(dir, 100, 1000).unwrap()
+    }
+
+    #[test]
+    fn same_key_twice_is_queued_once_and_done_is_never_redone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ob = open(dir.path());
+        assert_eq!(
+            ob.put("mail", "inc-1:mail", json!({"to": "x"}), true, 1000)
+                .unwrap(),
+            Queued::New
+        );
+        assert_eq!(
+            ob.put("mail", "inc-1:mail", json!({"to": "y"}), true, 1001)
+                .unwrap(),
+            Queued::AlreadyQueued
+        );
+        assert_eq!(ob.due(1000).len(), 1);
+        ob.done("inc-1:mail").unwrap();
+        assert_eq!(
+            ob.put("mail", "inc-1:mail", json!({}), true, 1002).unwrap(),
+            Queued::AlreadyDone
+        );
+        assert!(ob.due(5000).is_empty());
+        // And after a restart too.
+        let mut ob = open(dir.path());
+        assert_eq!(
+            ob.put("mail", "inc-1:mail", json!({}), true, 1003).unwrap(),
+            Queued::AlreadyDone
+        );
+    }
+
+    #[test]
+    fn pending_work_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ob = open(dir.path());
+        ob.put(
+            "misp-sighting",
+            "inc-2:sighting",
+            json!({"attribute": "a"}),
+            false,
+            1000,
+        )
+        .unwrap();
+        ob.failed("inc-2:sighting", "MISP down", 1000).unwrap();
+        drop(ob);
+        let ob = open(dir.path());
+        let items = ob.due(u64::MAX);
+        assert_eq!(items.len(), 1);
+        assert_eq!((items[0].attempts, items[0].next_at), (1, 1030));
+        assert_eq!(items[0].last_error.as_deref(), Some("MISP down"));
+        assert!(ob.due(1029).is_empty());
+    }
+
+    #[test]
+    fn killed_between_done_and_forget_is_not_sent_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ob = open(dir.path());
+        ob.put("mail", "inc-3:mail", json!({}), true, 1000).unwrap();
+        // The marker is written, the process dies before removing the item.
+        fsutil::write_atomic(&ob.done_path("inc-3:mail"), b"").unwrap();
+        drop(ob);
+        let ob = open(dir.path());
+        assert!(ob.due(u64::MAX).is_empty());
+        assert_eq!(
+            std::fs::read_dir(dir.path())
+                .unwrap()
+                .flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+                .count(),
+            0
+        );
+    }
+
+    #[test]
+    fn torn_writes_and_corrupt_files_lose_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ob = open(dir.path());
+        ob.put("mail", "inc-4:mail", json!({}), true, 1000).unwrap();
+        drop(ob);
+        // A temp file from a write cut by a power loss, and a damaged item.
+        std::fs::write(dir.path().join(".inc-5_mail.json.tmp-123"), b"{\"key\":").unwrap();
+        std::fs::write(
+            dir.path().join("inc-6_mail.json"),
+            b"{\"key\":\"inc-6:mail\",\"ki",
+        )
+        .unwrap();
+        let ob = open(dir.path());
+        assert_eq!(ob.due(u64::MAX).len(), 1);
+        assert_eq!(ob.stats().corrupt, 1);
+        assert!(
+            dir.path().join("corrupt/inc-6_mail.json").exists(),
+            "kept for a human"
+        );
+        assert!(!dir.path().join(".inc-5_mail.json.tmp-123").exists());
+    }
+
+    #[test]
+    fn when_full_the_oldest_low_severity_goes_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ob = Outbox::open(dir.path(), 3, 0).unwrap();
+        ob.put("m", "low-old", json!({}), false, 1).unwrap();
+        ob.put("m", "high-old", json!({}), true, 2).unwrap();
+        ob.put("m", "low-new", json!({}), false, 3).unwrap();
+        ob.put("m", "high-new", json!({}), true, 4).unwrap();
+        let keys: Vec<String> = ob.due(u64::MAX).into_iter().map(|i| i.key).collect();
+        assert_eq!(keys, ["high-old", "high-new", "low-new"]);
+        // Full of high work: a low newcomer is the one dropped.
+        ob.put("m", "high-3", json!({}), true, 5).unwrap();
+        assert_eq!(
+            ob.put("m", "low-late", json!({}), false, 6).unwrap(),
+            Queued::Dropped
+        );
+        let keys: Vec<String> = ob.due(u64::MAX).into_iter().map(|i| i.key).collect();
+        assert_eq!(keys, ["high-old", "high-new", "high-3"]);
+        assert_eq!(ob.stats().dropped, 3);
+        assert_eq!(
+            Outbox::open(dir.path(), 3, 0).unwrap().stats().pending,
+            3,
+            "the disk agrees"
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_to_an_hour() {
+        assert_eq!([backoff(1), backoff(2), backoff(3)], [30, 60, 120]);
+        assert_eq!(backoff(8), 3600);
+        assert_eq!(backoff(1000), 3600);
+    }
+
+    #[test]
+    fn keys_cannot_escape_the_directory() {
+        assert_eq!(file_name("../../etc/passwd"), ".._.._etc_passwd.json");
+        assert!(!file_name("a/b").contains('/'));
+    }
+}
