@@ -20,6 +20,7 @@ use crate::intel::ioc::Ioc;
 use crate::intel::set::{Dropped, Effective, Provenance};
 use crate::intel::store::Store;
 use crate::intel::{feed, list, misp, unix_now, IntelError, PullStats, Pulled, SourceState};
+use crate::outbox::{Item as OutboxItem, Outbox, Stats as OutboxStats};
 use crate::panel::button::Action as ButtonAction;
 use crate::panel::{Input as PanelInput, Press};
 use crate::secrets::Secrets;
@@ -138,6 +139,8 @@ pub struct Status {
     pub sources: Vec<SourceStatus>,
     /// Alert intake and incidents.
     pub alerts: AlertsStatus,
+    /// Responder actions waiting on disk.
+    pub outbox: OutboxStats,
     /// A source is failing or has not pulled for three intervals.
     pub intel_stale: bool,
     /// Button presses that did something, newest last.
@@ -162,6 +165,11 @@ pub struct AlertsStatus {
     /// Unix time of the last blocked alert.
     pub last_block: Option<i64>,
 }
+
+/// How often the outbox is looked at.
+const RESPOND_EVERY: Duration = Duration::from_secs(1);
+/// Outbox kind: a sighting on a MISP attribute.
+const SIGHTING: &str = "misp-sighting";
 
 /// Acknowledged incident ids, under the state directory.
 const ACKS_FILE: &str = "acks.json";
@@ -213,6 +221,7 @@ const PRESSES_SHOWN: usize = 10;
 
 /// The agent.
 pub struct Agent {
+    outbox: Option<Outbox>,
     triage: Triage,
     acked: HashSet<String>,
     panel: Option<mpsc::Sender<PanelInput>>,
@@ -285,7 +294,19 @@ impl Agent {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
+        let outbox = match Outbox::open(
+            &cfg.state_dir.join("outbox"),
+            cfg.alerts.outbox_max,
+            unix_now(),
+        ) {
+            Ok(o) => Some(o),
+            Err(e) => {
+                tracing::error!("{e}; responders are off");
+                None
+            }
+        };
         Ok(Agent {
+            outbox,
             acked,
             panel: None,
             triage: Triage::new(cfg.triage()),
@@ -325,6 +346,7 @@ impl Agent {
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         tokio::pin!(shutdown);
         let mut health = tokio::time::interval_at(Instant::now() + HEALTH_EVERY, HEALTH_EVERY);
+        let mut respond = tokio::time::interval(RESPOND_EVERY);
         loop {
             let next = self.sources.iter().map(|s| s.next).min();
             let due = async {
@@ -361,6 +383,7 @@ impl Agent {
                     }
                 },
                 Some(a) = alerts.recv() => self.on_alert(&a),
+                _ = respond.tick() => self.respond().await,
                 _ = health.tick() => {
                     let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
                     self.check_suricata().await;
@@ -371,6 +394,89 @@ impl Agent {
         }
         tracing::info!("agent stopped");
         Exit::Stopped
+    }
+
+    /// Puts what should happen about a new incident into the outbox.
+    fn queue_actions(&mut self, inc: &Incident) {
+        let Some(outbox) = self.outbox.as_mut() else {
+            return;
+        };
+        // A hit on a MISP attribute: tell that MISP it was seen here.
+        if let Some(p) = &inc.ioc {
+            let from_misp = self
+                .sources
+                .iter()
+                .any(|s| s.cfg.name() == p.source && matches!(s.cfg, SourceConfig::Misp(_)));
+            if let (true, Some(attr)) = (from_misp, &p.attribute_uuid) {
+                let payload = serde_json::json!({"source": p.source, "attribute_uuid": attr, "time": inc.first_seen});
+                let key = format!("{}:misp-sighting", inc.id);
+                if let Err(e) = outbox.put(SIGHTING, &key, payload, inc.high, unix_now()) {
+                    tracing::error!("{e}");
+                }
+            }
+        }
+    }
+
+    /// Works through what the outbox has due, one action at a time.
+    async fn respond(&mut self) {
+        let now = unix_now();
+        let Some(due) = self.outbox.as_ref().map(|o| o.due(now)) else {
+            return;
+        };
+        if due.is_empty() {
+            return;
+        }
+        for item in due {
+            let result = self.perform(&item).await;
+            let Some(outbox) = self.outbox.as_mut() else {
+                return;
+            };
+            let recorded = match &result {
+                Ok(()) => outbox.done(&item.key),
+                Err(e) => {
+                    tracing::warn!(key = %item.key, attempt = item.attempts + 1, "responder failed, will retry: {e}");
+                    outbox.failed(&item.key, e, unix_now())
+                }
+            };
+            if let Err(e) = recorded {
+                tracing::error!("{e}");
+            }
+            if result.is_ok() {
+                tracing::info!(key = %item.key, kind = %item.kind, "done");
+            }
+        }
+        self.publish();
+    }
+
+    /// Performs one outbox action.
+    async fn perform(&self, item: &OutboxItem) -> Result<(), String> {
+        match item.kind.as_str() {
+            SIGHTING => {
+                let p = &item.payload;
+                let (Some(source), Some(attr), Some(time)) = (
+                    p["source"].as_str(),
+                    p["attribute_uuid"].as_str(),
+                    p["time"].as_i64(),
+                ) else {
+                    return Err("malformed sighting action".into());
+                };
+                let client =
+                    self.sources
+                        .iter()
+                        .find_map(|s| match (&s.client, s.cfg.name() == source) {
+                            (Client::Misp(c), true) => Some(c),
+                            _ => None,
+                        });
+                let Some(client) = client else {
+                    return Err(format!("no MISP source {source:?} in the config any more"));
+                };
+                client
+                    .add_sighting(attr, &self.cfg.alerts.sighting_source, time)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            other => Err(format!("no responder for {other:?}")),
+        }
     }
 
     /// Acknowledges every open high incident; persisted so a restart keeps it.
@@ -479,6 +585,7 @@ impl Agent {
                 .and_then(|hit| lookup_in(sources, &hit).into_iter().next())
         };
         if let Outcome::New(inc) = self.triage.ingest(a, &lookup) {
+            self.queue_actions(&inc);
             if inc.high {
                 tracing::warn!(incident = %inc.id, local = %inc.local, remote = %inc.remote, sid = inc.sid, "high-severity incident: {}", inc.signature);
             } else {
@@ -668,6 +775,7 @@ impl Agent {
         .to_string();
         self.status.reasons = reasons;
         self.status.intel_stale = self.status.reasons.iter().any(|r| r.starts_with("source "));
+        self.status.outbox = self.outbox.as_ref().map(Outbox::stats).unwrap_or_default();
         self.status_tx.send_replace(self.status.clone());
     }
 }

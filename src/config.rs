@@ -224,6 +224,10 @@ pub struct AlertsConfig {
     pub high_severity: u8,
     /// MISP threat levels (1 High … 4 Undefined) that make an IoC hit high.
     pub high_threat_levels: Vec<u8>,
+    /// Most actions the outbox holds on disk; the oldest low-severity ones go first.
+    pub outbox_max: usize,
+    /// The `source` of sightings this appliance adds to MISP.
+    pub sighting_source: String,
 }
 
 impl Default for AlertsConfig {
@@ -234,6 +238,8 @@ impl Default for AlertsConfig {
             window: Duration::from_secs(600),
             high_severity: 1,
             high_threat_levels: vec![1],
+            outbox_max: 10_000,
+            sighting_source: "homewarden".to_string(),
         }
     }
 }

@@ -70,6 +70,8 @@ pub enum Queued {
 pub struct Stats {
     /// Actions waiting.
     pub pending: usize,
+    /// Of those, actions that failed three times or more.
+    pub failing: usize,
     /// Dropped because the outbox was full.
     pub dropped: u64,
     /// Files that could not be read back, moved to `corrupt/`.
@@ -284,6 +286,7 @@ impl Outbox {
     pub fn stats(&self) -> Stats {
         Stats {
             pending: self.items.len(),
+            failing: self.items.values().filter(|i| i.attempts >= 3).count(),
             ..self.stats.clone()
         }
     }

@@ -177,6 +177,23 @@ impl Client {
         Ok(out)
     }
 
+    /// Adds a sighting to an attribute: "seen by this appliance at `timestamp`".
+    pub async fn add_sighting(
+        &self,
+        attribute_uuid: &str,
+        source: &str,
+        timestamp: i64,
+    ) -> Result<(), IntelError> {
+        // Type 0 is a plain sighting (1 would be a false positive, 2 an expiration).
+        let body = json!({
+            "uuid": attribute_uuid,
+            "source": source,
+            "type": "0",
+            "timestamp": timestamp.to_string(),
+        });
+        self.post("sightings/add", &body).await.map(|_| ())
+    }
+
     /// Metadata (threat level, published) of the given events.
     async fn events(&self, ids: &[u64]) -> Result<Vec<EventMeta>, IntelError> {
         let mut out = Vec::new();

@@ -41,7 +41,8 @@ pub fn condition(s: &Status, now: i64) -> Condition {
         protected: s.suricata.reachable && s.suricata.last_error.is_none() && s.mode == "ips",
         intel_stale: s.intel_stale,
         suricata_down: !s.suricata.reachable,
-        outbox_backlog: false,
+        // Actions that failed three times or more: a responder (MISP, mail) is out of reach.
+        outbox_backlog: s.outbox.failing > 0,
         unacked_high: s.alerts.high_unacked > 0,
         blocking_now: s
             .alerts

@@ -2,7 +2,8 @@
 
 Runs inside the `pi` namespace (the double lives in `wan`):
   misp_admin.py add VALUE...       -> prints the attribute uuids, one per line
-  misp_admin.py delete UUID
+  misp_admin.py delete UUID...
+  misp_admin.py sightings UUID     -> the source of each sighting, one per line
 """
 
 import os
@@ -30,5 +31,9 @@ elif sys.argv[1] == "delete":
     for uuid in sys.argv[2:]:
         r = misp.delete_attribute(uuid)
         assert "errors" not in r, r
+elif sys.argv[1] == "sightings":
+    attr = misp.get_attribute(sys.argv[2], pythonify=True)
+    for s in misp.sightings(attr, pythonify=True):
+        print(s.source)
 else:
     sys.exit(f"unknown command {sys.argv[1]!r}")

@@ -109,6 +109,13 @@ def test_a_misp_ioc_is_enforced_within_a_second_of_sync_without_restarting_suric
     assert not lab.http_ok(LATE)
     assert not lab.dns_answers("bad.lab-evil.test")
     assert lab.http_ok(BENIGN)
+    # The blocked attempt reached the agent; the hit on a MISP attribute goes back to
+    # MISP as a sighting on exactly that attribute, once.
+    assert wait_for(lambda: misp_admin(lab, "sightings", uuids[0]) == "homewarden", 15), \
+        misp_admin(lab, "sightings", uuids[0])
+    assert not lab.http_ok(LATE)
+    time.sleep(2)
+    assert misp_admin(lab, "sightings", uuids[0]) == "homewarden", "one incident, one sighting"
 
     misp_admin(lab, "delete", *uuids)
     lab.agent("sync", "--once")
