@@ -663,6 +663,12 @@ fn human_status(s: &Status, now: u64) -> String {
             ago(now, Some(i.last_seen.max(0) as u64))
         );
     }
+    let ob = &s.outbox;
+    let _ = writeln!(
+        o,
+        "outbox: {} actions pending ({} failing), {} dropped, {} unreadable",
+        ob.pending, ob.failing, ob.dropped, ob.corrupt
+    );
     for p in &s.presses {
         let _ = writeln!(o, "  button {}: {}", ago(now, Some(p.at)), p.action);
     }
