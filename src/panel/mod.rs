@@ -278,6 +278,18 @@ mod tests {
     }
 
     #[test]
+    fn a_dying_agent_leaves_red_alone() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let backends = shared(Recorder(seen.clone()));
+        fault(&mut backends.lock().unwrap());
+        let l = *seen.lock().unwrap().last().unwrap();
+        assert_eq!(
+            (l.green, l.amber, l.red),
+            (Led::Off, Led::Off, pattern::FAST)
+        );
+    }
+
+    #[test]
     fn condition_from_status() {
         let mut s = protected();
         s.alerts.last_block = Some(1000);
