@@ -170,6 +170,8 @@ pub struct AlertsStatus {
 const RESPOND_EVERY: Duration = Duration::from_secs(1);
 /// Outbox kind: a sighting on a MISP attribute.
 const SIGHTING: &str = "misp-sighting";
+/// Outbox kind: a MISP event for an incident.
+const MISP_EVENT: &str = "misp-event";
 
 /// Acknowledged incident ids, under the state directory.
 const ACKS_FILE: &str = "acks.json";
@@ -401,18 +403,41 @@ impl Agent {
         let Some(outbox) = self.outbox.as_mut() else {
             return;
         };
-        // A hit on a MISP attribute: tell that MISP it was seen here.
-        if let Some(p) = &inc.ioc {
-            let from_misp = self
-                .sources
-                .iter()
-                .any(|s| s.cfg.name() == p.source && matches!(s.cfg, SourceConfig::Misp(_)));
-            if let (true, Some(attr)) = (from_misp, &p.attribute_uuid) {
-                let payload = serde_json::json!({"source": p.source, "attribute_uuid": attr, "time": inc.first_seen});
-                let key = format!("{}:misp-sighting", inc.id);
-                if let Err(e) = outbox.put(SIGHTING, &key, payload, inc.high, unix_now()) {
+        let misp_sources: Vec<&str> = self
+            .sources
+            .iter()
+            .filter(|s| matches!(s.cfg, SourceConfig::Misp(_)))
+            .map(|s| s.cfg.name())
+            .collect();
+        let now = unix_now();
+        let sighted = match &inc.ioc {
+            // A hit on a MISP attribute: tell that MISP it was seen here.
+            Some(p) if misp_sources.contains(&p.source.as_str()) && p.attribute_uuid.is_some() => {
+                let payload = serde_json::json!({"source": p.source, "attribute_uuid": p.attribute_uuid, "time": inc.first_seen});
+                if let Err(e) = outbox.put(
+                    SIGHTING,
+                    &format!("{}:misp-sighting", inc.id),
+                    payload,
+                    inc.high,
+                    now,
+                ) {
                     tracing::error!("{e}");
                 }
+                true
+            }
+            _ => false,
+        };
+        // Any other high-severity incident: one MISP event, in the first MISP source.
+        if let (true, false, Some(source)) = (inc.high, sighted, misp_sources.first()) {
+            let payload = serde_json::json!({"source": source, "event": misp_event(inc)});
+            if let Err(e) = outbox.put(
+                MISP_EVENT,
+                &format!("{}:misp-event", inc.id),
+                payload,
+                true,
+                now,
+            ) {
+                tracing::error!("{e}");
             }
         }
     }
@@ -448,11 +473,22 @@ impl Agent {
         self.publish();
     }
 
+    /// The client of a configured MISP source.
+    fn misp_client(&self, name: &str) -> Result<&misp::Client, String> {
+        self.sources
+            .iter()
+            .find_map(|s| match (&s.client, s.cfg.name() == name) {
+                (Client::Misp(c), true) => Some(c),
+                _ => None,
+            })
+            .ok_or_else(|| format!("no MISP source {name:?} in the config any more"))
+    }
+
     /// Performs one outbox action.
     async fn perform(&self, item: &OutboxItem) -> Result<(), String> {
+        let p = &item.payload;
         match item.kind.as_str() {
             SIGHTING => {
-                let p = &item.payload;
                 let (Some(source), Some(attr), Some(time)) = (
                     p["source"].as_str(),
                     p["attribute_uuid"].as_str(),
@@ -460,18 +496,15 @@ impl Agent {
                 ) else {
                     return Err("malformed sighting action".into());
                 };
-                let client =
-                    self.sources
-                        .iter()
-                        .find_map(|s| match (&s.client, s.cfg.name() == source) {
-                            (Client::Misp(c), true) => Some(c),
-                            _ => None,
-                        });
-                let Some(client) = client else {
-                    return Err(format!("no MISP source {source:?} in the config any more"));
-                };
-                client
+                self.misp_client(source)?
                     .add_sighting(attr, &self.cfg.alerts.sighting_source, time)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            MISP_EVENT => {
+                let source = p["source"].as_str().ok_or("malformed event action")?;
+                self.misp_client(source)?
+                    .add_event(&p["event"])
                     .await
                     .map_err(|e| e.to_string())
             }
@@ -778,6 +811,46 @@ impl Agent {
         self.status.outbox = self.outbox.as_ref().map(Outbox::stats).unwrap_or_default();
         self.status_tx.send_replace(self.status.clone());
     }
+}
+
+/// The MISP event for a high-severity incident: your organisation only, TLP:AMBER,
+/// the remote endpoint as IoCs, the home device as context (never to_ids).
+fn misp_event(inc: &Incident) -> serde_json::Value {
+    let threat = match inc.severity {
+        1 => "1",
+        2 => "2",
+        _ => "3",
+    };
+    let home = |ip: &std::net::IpAddr| {
+        crate::intel::set::BUILTIN_ALLOW
+            .iter()
+            .filter_map(|n| n.parse::<ipnet::IpNet>().ok())
+            .any(|n| n.contains(ip))
+    };
+    let mut attributes = vec![serde_json::json!({
+        "type": "ip-dst", "category": "Network activity", "value": inc.remote_ip.to_string(),
+        "to_ids": !home(&inc.remote_ip), "comment": "remote endpoint",
+    })];
+    if inc.remote != inc.remote_ip.to_string() {
+        attributes.push(serde_json::json!({
+            "type": "domain", "category": "Network activity", "value": inc.remote, "to_ids": true,
+            "comment": "the name the device looked up or connected to",
+        }));
+    }
+    attributes.push(serde_json::json!({
+        "type": "ip-src", "category": "Network activity", "value": inc.local.to_string(),
+        "to_ids": false, "comment": "home device",
+    }));
+    serde_json::json!({"Event": {
+        "uuid": inc.uuid(),
+        "info": format!("homewarden: {}", inc.signature),
+        "threat_level_id": threat,
+        "distribution": "0",
+        "analysis": "0",
+        "published": false,
+        "Tag": [{"name": "tlp:amber"}, {"name": "homewarden"}],
+        "Attribute": attributes,
+    }})
 }
 
 /// Wait before retrying a source after its `failures`-th failure in a row:

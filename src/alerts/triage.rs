@@ -220,15 +220,45 @@ impl Triage {
     }
 }
 
-/// `inc-<first seen>-<hash of the key>`: the same alerts give the same id, on any run.
-fn incident_id(key: &Key, first_seen: i64) -> String {
-    // FNV-1a: stable across runs and builds, unlike std's randomised hasher.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let text = format!("{}|{}|{}", key.sid, key.remote, key.local);
+impl Incident {
+    /// A UUID derived from the id: the MISP event of this incident, whoever creates it and however often.
+    pub fn uuid(&self) -> String {
+        let a = fnv1a(0xcbf2_9ce4_8422_2325, &self.id);
+        let b = fnv1a(0x84222325_cbf29ce4, &self.id);
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&a.to_be_bytes());
+        bytes[8..].copy_from_slice(&b.to_be_bytes());
+        // RFC 9562 version 8 (custom) and variant bits: a well-formed UUID that says it is derived.
+        bytes[6] = (bytes[6] & 0x0f) | 0x80;
+        bytes[8] = (bytes[8] & 0x3f) | 0x80;
+        let h = crate::intel::ioc::hex(&bytes);
+        format!(
+            "{}-{}-{}-{}-{}",
+            &h[..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..]
+        )
+    }
+}
+
+fn fnv1a(seed: u64, text: &str) -> u64 {
+    let mut h = seed;
     for b in text.bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
+    h
+}
+
+/// `inc-<first seen>-<hash of the key>`: the same alerts give the same id, on any run.
+fn incident_id(key: &Key, first_seen: i64) -> String {
+    // FNV-1a: stable across runs and builds, unlike std's randomised hasher.
+    let h = fnv1a(
+        0xcbf2_9ce4_8422_2325,
+        &format!("{}|{}|{}", key.sid, key.remote, key.local),
+    );
     format!("inc-{first_seen}-{h:016x}")
 }
 
@@ -372,6 +402,24 @@ mod tests {
         }
         assert!(t.open().count() <= 1000);
         assert!(t.evicted > 0);
+    }
+
+    #[test]
+    fn event_uuids_are_well_formed_and_derived() {
+        let mut t = Triage::new(Settings::default());
+        let Outcome::New(a) = t.ingest(&alert(0, "10.0.0.2", "203.0.113.1", 1, 1), &none) else {
+            panic!()
+        };
+        let Outcome::New(b) = t.ingest(&alert(0, "10.0.0.2", "203.0.113.2", 1, 1), &none) else {
+            panic!()
+        };
+        let u = a.uuid();
+        assert_eq!(u, a.clone().uuid());
+        assert_ne!(u, b.uuid());
+        let parts: Vec<usize> = u.split('-').map(str::len).collect();
+        assert_eq!(parts, [8, 4, 4, 4, 12]);
+        assert_eq!(&u[14..15], "8", "version 8");
+        assert!(matches!(&u[19..20], "8" | "9" | "a" | "b"), "RFC variant");
     }
 
     #[test]

@@ -194,6 +194,17 @@ impl Client {
         self.post("sightings/add", &body).await.map(|_| ())
     }
 
+    /// Creates an event; one with the same uuid already there counts as created
+    /// (the uuid is the idempotency key: a retry never makes a second event).
+    pub async fn add_event(&self, event: &Value) -> Result<(), IntelError> {
+        match self.post("events/add", event).await {
+            Err(IntelError::Status {
+                status: 403, body, ..
+            }) if body.starts_with("Event already exists") => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
     /// Metadata (threat level, published) of the given events.
     async fn events(&self, ids: &[u64]) -> Result<Vec<EventMeta>, IntelError> {
         let mut out = Vec::new();

@@ -4,6 +4,7 @@ Runs inside the `pi` namespace (the double lives in `wan`):
   misp_admin.py add VALUE...       -> prints the attribute uuids, one per line
   misp_admin.py delete UUID...
   misp_admin.py sightings UUID     -> the source of each sighting, one per line
+  misp_admin.py events             -> the events this appliance created, one JSON line each
 """
 
 import os
@@ -31,6 +32,12 @@ elif sys.argv[1] == "delete":
     for uuid in sys.argv[2:]:
         r = misp.delete_attribute(uuid)
         assert "errors" not in r, r
+elif sys.argv[1] == "events":
+    import json
+    for ev in misp.search(controller="events", tags=["homewarden"], pythonify=True):
+        print(json.dumps({"uuid": ev.uuid, "info": ev.info, "threat_level_id": int(ev.threat_level_id),
+                          "distribution": int(ev.distribution), "tags": sorted(t.name for t in ev.tags),
+                          "attributes": sorted([a.type, a.value, bool(a.to_ids)] for a in ev.attributes)}))
 elif sys.argv[1] == "sightings":
     attr = misp.get_attribute(sys.argv[2], pythonify=True)
     for s in misp.sightings(attr, pythonify=True):

@@ -74,6 +74,21 @@ def test_a_blocked_c2_connection_reaches_the_agent_as_a_traced_incident(lab):
     assert not lab.http_ok(C2)
     assert wait_for(lambda: incident()["count"] > before, 10)
     assert sum(1 for i in lab.status()["alerts"]["recent"] if i["remote"] == C2) == 1
+    # A high incident not from MISP becomes one MISP event (organisation only, TLP:AMBER),
+    # the C2 as IoC, the home device as context only; more alerts add no second event.
+    import json
+
+    def events():
+        return [json.loads(line) for line in misp_admin(lab, "events").splitlines()
+                if any(a[1] == C2 for a in json.loads(line)["attributes"])]
+
+    assert wait_for(lambda: len(events()) == 1, 15), misp_admin(lab, "events")
+    ev = events()[0]
+    assert ["ip-dst", C2, True] in ev["attributes"] and ["ip-src", "198.18.1.2", False] in ev["attributes"], ev
+    assert ev["distribution"] == 0 and ev["threat_level_id"] == 1 and "tlp:amber" in ev["tags"], ev
+    assert not lab.http_ok(C2)
+    time.sleep(2)
+    assert len(events()) == 1
 
 
 def test_the_panel_shows_red_after_a_block_and_green_again_after_a_press(lab):
