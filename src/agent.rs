@@ -172,6 +172,8 @@ const RESPOND_EVERY: Duration = Duration::from_secs(1);
 const SIGHTING: &str = "misp-sighting";
 /// Outbox kind: a MISP event for an incident.
 const MISP_EVENT: &str = "misp-event";
+/// Outbox kind: an update of that event as alerts keep coming.
+const MISP_EVENT_UPDATE: &str = "misp-event-update";
 
 /// Acknowledged incident ids, under the state directory.
 const ACKS_FILE: &str = "acks.json";
@@ -400,35 +402,26 @@ impl Agent {
 
     /// Puts what should happen about a new incident into the outbox.
     fn queue_actions(&mut self, inc: &Incident) {
+        let now = unix_now();
+        let (sighting, event) = self.responders_for(inc);
         let Some(outbox) = self.outbox.as_mut() else {
             return;
         };
-        let misp_sources: Vec<&str> = self
-            .sources
-            .iter()
-            .filter(|s| matches!(s.cfg, SourceConfig::Misp(_)))
-            .map(|s| s.cfg.name())
-            .collect();
-        let now = unix_now();
-        let sighted = match &inc.ioc {
-            // A hit on a MISP attribute: tell that MISP it was seen here.
-            Some(p) if misp_sources.contains(&p.source.as_str()) && p.attribute_uuid.is_some() => {
-                let payload = serde_json::json!({"source": p.source, "attribute_uuid": p.attribute_uuid, "time": inc.first_seen});
-                if let Err(e) = outbox.put(
-                    SIGHTING,
-                    &format!("{}:misp-sighting", inc.id),
-                    payload,
-                    inc.high,
-                    now,
-                ) {
-                    tracing::error!("{e}");
-                }
-                true
+        // A hit on a MISP attribute: tell that MISP it was seen here.
+        if let (Some(source), Some(p)) = (sighting, &inc.ioc) {
+            let payload = serde_json::json!({"source": source, "attribute_uuid": p.attribute_uuid, "time": inc.first_seen});
+            if let Err(e) = outbox.put(
+                SIGHTING,
+                &format!("{}:misp-sighting", inc.id),
+                payload,
+                inc.high,
+                now,
+            ) {
+                tracing::error!("{e}");
             }
-            _ => false,
-        };
+        }
         // Any other high-severity incident: one MISP event, in the first MISP source.
-        if let (true, false, Some(source)) = (inc.high, sighted, misp_sources.first()) {
+        if let Some(source) = event {
             let payload = serde_json::json!({"source": source, "event": misp_event(inc)});
             if let Err(e) = outbox.put(
                 MISP_EVENT,
@@ -439,6 +432,49 @@ impl Agent {
             ) {
                 tracing::error!("{e}");
             }
+        }
+    }
+
+    /// Which MISP source gets a sighting, and which one an event, for an incident.
+    fn responders_for(&self, inc: &Incident) -> (Option<String>, Option<String>) {
+        let misp: Vec<&str> = self
+            .sources
+            .iter()
+            .filter(|s| matches!(s.cfg, SourceConfig::Misp(_)))
+            .map(|s| s.cfg.name())
+            .collect();
+        let sighting = inc
+            .ioc
+            .as_ref()
+            .filter(|p| p.attribute_uuid.is_some() && misp.contains(&p.source.as_str()))
+            .map(|p| p.source.clone());
+        let event = match (&sighting, inc.high) {
+            (None, true) => misp.first().map(|s| s.to_string()),
+            _ => None,
+        };
+        (sighting, event)
+    }
+
+    /// Later alerts of an incident update its MISP event (at 10, 100, 1000… alerts,
+    /// so a storm is a handful of edits, not thousands).
+    fn queue_update(&mut self, inc: &Incident) {
+        if !update_due(inc.count) {
+            return;
+        }
+        let (_, Some(source)) = self.responders_for(inc) else {
+            return;
+        };
+        let Some(outbox) = self.outbox.as_mut() else {
+            return;
+        };
+        let payload = serde_json::json!({
+            "source": source,
+            "uuid": inc.uuid(),
+            "event": {"Event": {"info": format!("homewarden: {} ({} alerts)", inc.signature, inc.count)}},
+        });
+        let key = format!("{}:misp-event-update:{}", inc.id, inc.count);
+        if let Err(e) = outbox.put(MISP_EVENT_UPDATE, &key, payload, true, unix_now()) {
+            tracing::error!("{e}");
         }
     }
 
@@ -505,6 +541,15 @@ impl Agent {
                 let source = p["source"].as_str().ok_or("malformed event action")?;
                 self.misp_client(source)?
                     .add_event(&p["event"])
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            MISP_EVENT_UPDATE => {
+                let (Some(source), Some(uuid)) = (p["source"].as_str(), p["uuid"].as_str()) else {
+                    return Err("malformed event update".into());
+                };
+                self.misp_client(source)?
+                    .edit_event(uuid, &p["event"])
                     .await
                     .map_err(|e| e.to_string())
             }
@@ -617,7 +662,11 @@ impl Agent {
                 .ok()
                 .and_then(|hit| lookup_in(sources, &hit).into_iter().next())
         };
-        if let Outcome::New(inc) = self.triage.ingest(a, &lookup) {
+        let outcome = self.triage.ingest(a, &lookup);
+        if let Outcome::Counted(inc) = &outcome {
+            self.queue_update(inc);
+        }
+        if let Outcome::New(inc) = outcome {
             self.queue_actions(&inc);
             if inc.high {
                 tracing::warn!(incident = %inc.id, local = %inc.local, remote = %inc.remote, sid = inc.sid, "high-severity incident: {}", inc.signature);
@@ -811,6 +860,11 @@ impl Agent {
         self.status.outbox = self.outbox.as_ref().map(Outbox::stats).unwrap_or_default();
         self.status_tx.send_replace(self.status.clone());
     }
+}
+
+/// Whether an incident's MISP event is updated at this many alerts: 10, 100, 1000…
+fn update_due(count: u64) -> bool {
+    count >= 10 && 10u64.pow(count.ilog10()) == count
 }
 
 /// The MISP event for a high-severity incident: your organisation only, TLP:AMBER,
@@ -1065,6 +1119,12 @@ mod tests {
         assert_eq!(saved.len(), 1);
         let again = Agent::open(agent.cfg.clone(), &Secrets::default()).unwrap();
         assert!(again.acked.contains(&saved[0]));
+    }
+
+    #[test]
+    fn event_updates_at_powers_of_ten_only() {
+        let due: Vec<u64> = (0..=100_000).filter(|&c| update_due(c)).collect();
+        assert_eq!(due, [10, 100, 1000, 10_000, 100_000]);
     }
 
     #[test]

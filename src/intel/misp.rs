@@ -205,6 +205,17 @@ impl Client {
         }
     }
 
+    /// Edits an event (by uuid) with the fields given.
+    pub async fn edit_event(&self, uuid: &str, event: &Value) -> Result<(), IntelError> {
+        // Only ever our own derived uuids; still, nothing but a uuid goes into the path.
+        if uuid.len() != 36 || !uuid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+            return Err(IntelError::Config(format!("{uuid:?} is not a uuid")));
+        }
+        self.post(&format!("events/edit/{uuid}"), event)
+            .await
+            .map(|_| ())
+    }
+
     /// Metadata (threat level, published) of the given events.
     async fn events(&self, ids: &[u64]) -> Result<Vec<EventMeta>, IntelError> {
         let mut out = Vec::new();

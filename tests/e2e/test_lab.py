@@ -89,6 +89,14 @@ def test_a_blocked_c2_connection_reaches_the_agent_as_a_traced_incident(lab):
     assert not lab.http_ok(C2)
     time.sleep(2)
     assert len(events()) == 1
+    # As alerts keep coming the event is updated (at 10, 100… alerts), never duplicated.
+    for _ in range(15):
+        if incident()["count"] >= 10:
+            break
+        lab.http_ok(C2)
+    assert incident()["count"] >= 10
+    assert wait_for(lambda: "(10 alerts)" in events()[0]["info"], 15), events()
+    assert len(events()) == 1
 
 
 def test_the_panel_shows_red_after_a_block_and_green_again_after_a_press(lab):
