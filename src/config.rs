@@ -57,6 +57,12 @@ pub struct Config {
     /// LEDs and button.
     #[serde(default)]
     pub panel: PanelConfig,
+    /// Who writes mitigation advice.
+    #[serde(default)]
+    pub advisor: crate::advisor::AdvisorConfig,
+    /// Incident mail.
+    #[serde(default)]
+    pub mail: crate::mail::MailConfig,
     /// Intel sources.
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
@@ -662,6 +668,23 @@ impl Config {
             ));
         }
         self.validate_network()?;
+        self.mail.check().map_err(|(k, m)| self.err(k, m))?;
+        if let Some(u) = &self.advisor.url {
+            check_url(u).map_err(|m| self.err("advisor.url", m))?;
+        }
+        if self.advisor.tries == 0 {
+            return Err(self.err("advisor.tries", "must be at least 1"));
+        }
+        for (key, ca) in [
+            ("advisor.ca_file", &self.advisor.ca_file),
+            ("mail.ca_file", &self.mail.ca_file),
+        ] {
+            if let Some(ca) = ca {
+                if !ca.is_file() {
+                    return Err(self.err(key, format!("{ca:?} is not a readable file")));
+                }
+            }
+        }
         let mut names = HashSet::new();
         for (i, s) in self.sources.iter().enumerate() {
             let at = |k: &str| format!("sources[{i}].{k}");
@@ -731,7 +754,10 @@ impl Config {
         if !iface_ok(&n.uplink) {
             return Err(self.err(
                 "network.uplink",
-                format!("{:?} is not an interface name (1-15 of [A-Za-z0-9._@-])", n.uplink),
+                format!(
+                    "{:?} is not an interface name (1-15 of [A-Za-z0-9._@-])",
+                    n.uplink
+                ),
             ));
         }
         if let Some(l) = &n.lan {
@@ -916,8 +942,9 @@ sources:
         assert_eq!(c.network.uplink, "eth0");
         assert_eq!(c.network.lan(), "eth1");
         assert_eq!(c.network.ap.ssid, "homewarden");
-        let c = parse("network: { placement: ap, ap: { ssid: Home IoT, country: DE, channel: 36 } }")
-            .unwrap();
+        let c =
+            parse("network: { placement: ap, ap: { ssid: Home IoT, country: DE, channel: 36 } }")
+                .unwrap();
         assert_eq!(c.network.lan(), "wlan0");
         assert_eq!(c.network.ap.ssid, "Home IoT");
         assert_eq!(c.network.ap.channel, 36);
@@ -975,21 +1002,33 @@ sources:
         assert!(e.contains("sources[0]") && e.contains("lsit"), "{e}");
 
         let e = error_of("network: { placement: router }");
-        assert!(e.contains("network.placement") && e.contains("router"), "{e}");
+        assert!(
+            e.contains("network.placement") && e.contains("router"),
+            "{e}"
+        );
 
         let e = error_of("network: { uplink: \"eth 0\" }");
         assert_eq!(e, "/etc/homewarden/homewarden.yaml: network.uplink: \"eth 0\" is not an interface name (1-15 of [A-Za-z0-9._@-])");
 
         let e = error_of("network: { placement: bridge, uplink: eth1 }");
-        assert!(e.contains("network.lan") && e.contains("two interfaces"), "{e}");
+        assert!(
+            e.contains("network.lan") && e.contains("two interfaces"),
+            "{e}"
+        );
 
         let e = error_of("network: { ap: { country: gb } }");
-        assert!(e.contains("network.ap.country") && e.contains("\"gb\""), "{e}");
+        assert!(
+            e.contains("network.ap.country") && e.contains("\"gb\""),
+            "{e}"
+        );
 
         let e = error_of("network: { ap: { channel: 15 } }");
         assert!(e.contains("network.ap.channel: 15"), "{e}");
 
-        let e = error_of(&format!("network: {{ ap: {{ ssid: {:?} }} }}", "x".repeat(33)));
+        let e = error_of(&format!(
+            "network: {{ ap: {{ ssid: {:?} }} }}",
+            "x".repeat(33)
+        ));
         assert!(e.contains("network.ap.ssid"), "{e}");
 
         let e = error_of("network: { gateway: [192.0.2.300] }");
