@@ -92,6 +92,16 @@ impl AdvisorConfig {
         }
     }
 
+    /// Who writes advice with this config, given whether its key is set.
+    pub fn describe(&self, key_set: bool) -> String {
+        match self.backend {
+            Backend::Cohere if key_set => format!("cohere {}", self.model()),
+            Backend::Cohere => "offline (no Cohere key)".to_string(),
+            Backend::Openai => format!("{} at {}", self.model(), self.url()),
+            Backend::Offline => "offline".to_string(),
+        }
+    }
+
     /// The secret's name, defaults applied (the seed project's `COHERE_API_KEY` for Cohere).
     pub fn api_key_env(&self) -> Option<&str> {
         match (&self.api_key_env, self.backend) {

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::time::Instant;
 
 use crate::alerts::eve::Alert;
@@ -20,9 +20,12 @@ use crate::intel::ioc::Ioc;
 use crate::intel::set::{Dropped, Effective, Provenance};
 use crate::intel::store::Store;
 use crate::intel::{feed, list, misp, unix_now, IntelError, PullStats, Pulled, SourceState};
-use crate::outbox::{Item as OutboxItem, Outbox, Stats as OutboxStats};
+use crate::outbox::{Outbox, Stats as OutboxStats};
 use crate::panel::button::Action as ButtonAction;
 use crate::panel::{Input as PanelInput, Press};
+use crate::respond::{
+    self, Responders, SharedOutbox, MAIL, MISP_EVENT, MISP_EVENT_UPDATE, SIGHTING,
+};
 use crate::secrets::Secrets;
 use crate::suricata::apply::{Applier, ApplyReport, Live};
 use crate::suricata::render::{self, Options};
@@ -44,6 +47,9 @@ pub enum AgentError {
         /// Why.
         error: IntelError,
     },
+    /// The advisor or the mailer cannot be set up (missing token, unreadable CA…).
+    #[error("{0}")]
+    Responder(String),
 }
 
 /// How a source is reached, built once at start.
@@ -141,6 +147,12 @@ pub struct Status {
     pub alerts: AlertsStatus,
     /// Responder actions waiting on disk.
     pub outbox: OutboxStats,
+    /// Who writes advice (`cohere command-a-03-2025`, `offline`).
+    #[serde(default)]
+    pub advisor: String,
+    /// Where incident mail goes (`off`, or recipients and server).
+    #[serde(default)]
+    pub mail: String,
     /// A source is failing or has not pulled for three intervals.
     pub intel_stale: bool,
     /// Button presses that did something, newest last.
@@ -165,15 +177,6 @@ pub struct AlertsStatus {
     /// Unix time of the last blocked alert.
     pub last_block: Option<i64>,
 }
-
-/// How often the outbox is looked at.
-const RESPOND_EVERY: Duration = Duration::from_secs(1);
-/// Outbox kind: a sighting on a MISP attribute.
-const SIGHTING: &str = "misp-sighting";
-/// Outbox kind: a MISP event for an incident.
-const MISP_EVENT: &str = "misp-event";
-/// Outbox kind: an update of that event as alerts keep coming.
-const MISP_EVENT_UPDATE: &str = "misp-event-update";
 
 /// Acknowledged incident ids, under the state directory.
 const ACKS_FILE: &str = "acks.json";
@@ -225,7 +228,11 @@ const PRESSES_SHOWN: usize = 10;
 
 /// The agent.
 pub struct Agent {
-    outbox: Option<Outbox>,
+    outbox: Option<SharedOutbox>,
+    /// Taken by `run`, which gives them a task of their own.
+    responders: Option<Responders>,
+    wake_responders: Arc<Notify>,
+    mail_on: bool,
     triage: Triage,
     acked: HashSet<String>,
     panel: Option<mpsc::Sender<PanelInput>>,
@@ -291,6 +298,12 @@ impl Agent {
                 FailMode::Closed => "closed".into(),
             },
             started: unix_now(),
+            advisor: cfg.advisor.describe(
+                cfg.advisor
+                    .api_key_env()
+                    .is_some_and(|k| secrets.get(k).is_some()),
+            ),
+            mail: cfg.mail.describe(),
             ..Status::default()
         };
         let (status_tx, _) = watch::channel(status.clone());
@@ -303,14 +316,21 @@ impl Agent {
             cfg.alerts.outbox_max,
             unix_now(),
         ) {
-            Ok(o) => Some(o),
+            Ok(o) => Some(Arc::new(std::sync::Mutex::new(o))),
             Err(e) => {
                 tracing::error!("{e}; responders are off");
                 None
             }
         };
+        let responders = match &outbox {
+            Some(o) => Some(build_responders(&cfg, secrets, &sources, o.clone())?),
+            None => None,
+        };
         Ok(Agent {
             outbox,
+            responders,
+            wake_responders: Arc::new(Notify::new()),
+            mail_on: !cfg.mail.to.is_empty(),
             acked,
             panel: None,
             triage: Triage::new(cfg.triage()),
@@ -346,11 +366,14 @@ impl Agent {
         self.check_suricata().await;
         let (alert_tx, mut alerts) = mpsc::channel(1024);
         let _intake = self.start_intake(alert_tx);
+        let responders = self
+            .responders
+            .take()
+            .map(|r| AbortOnDrop(tokio::spawn(r.run(self.wake_responders.clone()))));
         // systemd: started, and alive at every health tick (WatchdogSec restarts a hung agent).
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         tokio::pin!(shutdown);
         let mut health = tokio::time::interval_at(Instant::now() + HEALTH_EVERY, HEALTH_EVERY);
-        let mut respond = tokio::time::interval(RESPOND_EVERY);
         loop {
             let next = self.sources.iter().map(|s| s.next).min();
             let due = async {
@@ -382,12 +405,12 @@ impl Agent {
                     }
                     Request::Button(action) => {
                         if self.on_button(action).await == Exit::Restart {
+                            drop(responders);
                             return Exit::Restart;
                         }
                     }
                 },
                 Some(a) = alerts.recv() => self.on_alert(&a),
-                _ = respond.tick() => self.respond().await,
                 _ = health.tick() => {
                     let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
                     self.check_suricata().await;
@@ -396,6 +419,7 @@ impl Agent {
                 }
             }
         }
+        drop(responders);
         tracing::info!("agent stopped");
         Exit::Stopped
     }
@@ -404,9 +428,10 @@ impl Agent {
     fn queue_actions(&mut self, inc: &Incident) {
         let now = unix_now();
         let (sighting, event) = self.responders_for(inc);
-        let Some(outbox) = self.outbox.as_mut() else {
+        let Some(outbox) = self.outbox.as_ref() else {
             return;
         };
+        let mut outbox = respond::lock(outbox);
         // A hit on a MISP attribute: tell that MISP it was seen here.
         if let (Some(source), Some(p)) = (sighting, &inc.ioc) {
             let payload = serde_json::json!({"source": source, "attribute_uuid": p.attribute_uuid, "time": inc.first_seen});
@@ -433,6 +458,15 @@ impl Agent {
                 tracing::error!("{e}");
             }
         }
+        // The owner hears of every high-severity incident, with advice.
+        if self.mail_on && inc.high {
+            let payload = serde_json::json!({"incident": inc});
+            if let Err(e) = outbox.put(MAIL, &format!("{}:mail", inc.id), payload, true, now) {
+                tracing::error!("{e}");
+            }
+        }
+        drop(outbox);
+        self.wake_responders.notify_one();
     }
 
     /// Which MISP source gets a sighting, and which one an event, for an incident.
@@ -464,7 +498,7 @@ impl Agent {
         let (_, Some(source)) = self.responders_for(inc) else {
             return;
         };
-        let Some(outbox) = self.outbox.as_mut() else {
+        let Some(outbox) = self.outbox.as_ref() else {
             return;
         };
         let payload = serde_json::json!({
@@ -473,88 +507,11 @@ impl Agent {
             "event": {"Event": {"info": format!("homewarden: {} ({} alerts)", inc.signature, inc.count)}},
         });
         let key = format!("{}:misp-event-update:{}", inc.id, inc.count);
-        if let Err(e) = outbox.put(MISP_EVENT_UPDATE, &key, payload, true, unix_now()) {
+        let queued = respond::lock(outbox).put(MISP_EVENT_UPDATE, &key, payload, true, unix_now());
+        if let Err(e) = queued {
             tracing::error!("{e}");
         }
-    }
-
-    /// Works through what the outbox has due, one action at a time.
-    async fn respond(&mut self) {
-        let now = unix_now();
-        let Some(due) = self.outbox.as_ref().map(|o| o.due(now)) else {
-            return;
-        };
-        if due.is_empty() {
-            return;
-        }
-        for item in due {
-            let result = self.perform(&item).await;
-            let Some(outbox) = self.outbox.as_mut() else {
-                return;
-            };
-            let recorded = match &result {
-                Ok(()) => outbox.done(&item.key),
-                Err(e) => {
-                    tracing::warn!(key = %item.key, attempt = item.attempts + 1, "responder failed, will retry: {e}");
-                    outbox.failed(&item.key, e, unix_now())
-                }
-            };
-            if let Err(e) = recorded {
-                tracing::error!("{e}");
-            }
-            if result.is_ok() {
-                tracing::info!(key = %item.key, kind = %item.kind, "done");
-            }
-        }
-        self.publish();
-    }
-
-    /// The client of a configured MISP source.
-    fn misp_client(&self, name: &str) -> Result<&misp::Client, String> {
-        self.sources
-            .iter()
-            .find_map(|s| match (&s.client, s.cfg.name() == name) {
-                (Client::Misp(c), true) => Some(c),
-                _ => None,
-            })
-            .ok_or_else(|| format!("no MISP source {name:?} in the config any more"))
-    }
-
-    /// Performs one outbox action.
-    async fn perform(&self, item: &OutboxItem) -> Result<(), String> {
-        let p = &item.payload;
-        match item.kind.as_str() {
-            SIGHTING => {
-                let (Some(source), Some(attr), Some(time)) = (
-                    p["source"].as_str(),
-                    p["attribute_uuid"].as_str(),
-                    p["time"].as_i64(),
-                ) else {
-                    return Err("malformed sighting action".into());
-                };
-                self.misp_client(source)?
-                    .add_sighting(attr, &self.cfg.alerts.sighting_source, time)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-            MISP_EVENT => {
-                let source = p["source"].as_str().ok_or("malformed event action")?;
-                self.misp_client(source)?
-                    .add_event(&p["event"])
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-            MISP_EVENT_UPDATE => {
-                let (Some(source), Some(uuid)) = (p["source"].as_str(), p["uuid"].as_str()) else {
-                    return Err("malformed event update".into());
-                };
-                self.misp_client(source)?
-                    .edit_event(uuid, &p["event"])
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-            other => Err(format!("no responder for {other:?}")),
-        }
+        self.wake_responders.notify_one();
     }
 
     /// Acknowledges every open high incident; persisted so a restart keeps it.
@@ -857,7 +814,11 @@ impl Agent {
         .to_string();
         self.status.reasons = reasons;
         self.status.intel_stale = self.status.reasons.iter().any(|r| r.starts_with("source "));
-        self.status.outbox = self.outbox.as_ref().map(Outbox::stats).unwrap_or_default();
+        self.status.outbox = self
+            .outbox
+            .as_ref()
+            .map(|o| respond::lock(o).stats())
+            .unwrap_or_default();
         self.status_tx.send_replace(self.status.clone());
     }
 }
@@ -954,6 +915,46 @@ pub fn counts(eff: &Effective) -> Counts {
         md5: eff.md5.len(),
         sha256: eff.sha256.len(),
     }
+}
+
+/// Aborts a task when dropped, so no responder outlives the agent loop.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn build_responders(
+    cfg: &Config,
+    secrets: &Secrets,
+    sources: &[Source],
+    outbox: SharedOutbox,
+) -> Result<Responders, AgentError> {
+    let misp = sources
+        .iter()
+        .filter_map(|s| match &s.client {
+            Client::Misp(c) => Some((s.cfg.name().to_string(), c.clone())),
+            _ => None,
+        })
+        .collect();
+    let key = cfg.advisor.api_key_env().and_then(|k| secrets.get(k));
+    let advisor = crate::advisor::Client::new(&cfg.advisor, key, cfg.triage().home)
+        .map_err(|e| AgentError::Responder(format!("advisor: {e}")))?;
+    let mailer = crate::mail::Mailer::new(&cfg.mail, secrets.get(&cfg.mail.password_env))
+        .map_err(|e| AgentError::Responder(e.to_string()))?;
+    Ok(Responders {
+        outbox,
+        misp,
+        sighting_source: cfg.alerts.sighting_source.clone(),
+        advisor,
+        advice_tries: cfg.advisor.tries,
+        mailer,
+        max_per_hour: cfg.mail.max_per_hour,
+        state_dir: cfg.state_dir.clone(),
+        appliance: crate::mail::appliance_name(),
+    })
 }
 
 fn build_client(sc: &SourceConfig, secrets: &Secrets) -> Result<Client, IntelError> {

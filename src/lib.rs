@@ -12,5 +12,6 @@ pub mod intel;
 pub mod mail;
 pub mod outbox;
 pub mod panel;
+pub mod respond;
 pub mod secrets;
 pub mod suricata;

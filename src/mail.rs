@@ -82,6 +82,20 @@ impl MailConfig {
         })
     }
 
+    /// Where mail goes, for status and check-config.
+    pub fn describe(&self) -> String {
+        match self.to.len() {
+            0 => "off".to_string(),
+            _ => format!(
+                "to {} via {}:{} ({} an hour at most)",
+                self.to.join(", "),
+                self.host,
+                self.port(),
+                self.max_per_hour
+            ),
+        }
+    }
+
     /// Checks the addresses; the error names the key and the value.
     pub fn check(&self) -> Result<(), (String, String)> {
         for (i, to) in self.to.iter().enumerate() {
