@@ -180,6 +180,10 @@ pub struct AlertsStatus {
 
 /// Acknowledged incident ids, under the state directory.
 const ACKS_FILE: &str = "acks.json";
+/// Open incidents, under the state directory (so a restart does not report them again).
+const INCIDENTS_FILE: &str = "incidents.json";
+/// How often changed incidents are saved.
+const SAVE_EVERY: Duration = Duration::from_secs(1);
 
 /// Incidents listed in status.
 const RECENT_INCIDENTS: usize = 10;
@@ -233,6 +237,7 @@ pub struct Agent {
     responders: Option<Responders>,
     wake_responders: Arc<Notify>,
     mail_on: bool,
+    incidents_dirty: bool,
     triage: Triage,
     acked: HashSet<String>,
     panel: Option<mpsc::Sender<PanelInput>>,
@@ -331,6 +336,7 @@ impl Agent {
             responders,
             wake_responders: Arc::new(Notify::new()),
             mail_on: !cfg.mail.to.is_empty(),
+            incidents_dirty: false,
             acked,
             panel: None,
             triage: Triage::new(cfg.triage()),
@@ -364,6 +370,7 @@ impl Agent {
         // restart sends nothing twice. A failure is logged and shown in status.
         let _ = self.enforce().await;
         self.check_suricata().await;
+        self.restore_incidents();
         let (alert_tx, mut alerts) = mpsc::channel(1024);
         let _intake = self.start_intake(alert_tx);
         let responders = self
@@ -374,6 +381,7 @@ impl Agent {
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         tokio::pin!(shutdown);
         let mut health = tokio::time::interval_at(Instant::now() + HEALTH_EVERY, HEALTH_EVERY);
+        let mut save = tokio::time::interval(SAVE_EVERY);
         loop {
             let next = self.sources.iter().map(|s| s.next).min();
             let due = async {
@@ -411,17 +419,71 @@ impl Agent {
                     }
                 },
                 Some(a) = alerts.recv() => self.on_alert(&a),
+                _ = save.tick() => self.save_incidents(),
                 _ = health.tick() => {
                     let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
                     self.check_suricata().await;
-                    self.triage.expire(unix_now() as i64);
+                    if !self.triage.expire(unix_now() as i64).is_empty() {
+                        self.incidents_dirty = true;
+                    }
                     self.publish();
                 }
             }
         }
         drop(responders);
+        self.save_incidents();
         tracing::info!("agent stopped");
         Exit::Stopped
+    }
+
+    /// Takes back the incidents open before a restart and makes sure each has
+    /// its actions queued: the outbox's keys make this a no-op for what is
+    /// queued or done, and re-queue what a torn outbox file lost.
+    fn restore_incidents(&mut self) {
+        let path = self.cfg.state_dir.join(INCIDENTS_FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => {
+                tracing::error!("{}: {e}", path.display());
+                return;
+            }
+        };
+        let incidents: Vec<Incident> = match serde_json::from_slice(&bytes) {
+            Ok(v) => v,
+            Err(e) => {
+                let aside = path.with_extension("json.corrupt");
+                let _ = std::fs::rename(&path, &aside);
+                tracing::error!(
+                    "{}: unreadable ({e}); moved to {}",
+                    path.display(),
+                    aside.display()
+                );
+                return;
+            }
+        };
+        tracing::info!(incidents = incidents.len(), "incidents restored");
+        for inc in &incidents {
+            self.queue_actions(inc);
+        }
+        self.triage.restore(incidents);
+        self.triage.expire(unix_now() as i64);
+        self.publish();
+    }
+
+    fn save_incidents(&mut self) {
+        if !self.incidents_dirty {
+            return;
+        }
+        let path = self.cfg.state_dir.join(INCIDENTS_FILE);
+        let open: Vec<&Incident> = self.triage.open().collect();
+        let saved = serde_json::to_vec(&open)
+            .map_err(std::io::Error::other)
+            .and_then(|b| crate::fsutil::write_atomic(&path, &b));
+        match saved {
+            Ok(()) => self.incidents_dirty = false,
+            Err(e) => tracing::error!("{}: {e}", path.display()),
+        }
     }
 
     /// Puts what should happen about a new incident into the outbox.
@@ -578,6 +640,7 @@ impl Agent {
             std::fs::remove_dir_all(&intel)?;
         }
         let _ = std::fs::remove_file(self.cfg.state_dir.join(ACKS_FILE));
+        let _ = std::fs::remove_file(self.cfg.state_dir.join(INCIDENTS_FILE));
         tracing::warn!(config = %self.cfg.path.display(), "factory reset: config restored, state cleared; restarting");
         Ok(())
     }
@@ -620,6 +683,7 @@ impl Agent {
                 .and_then(|hit| lookup_in(sources, &hit).into_iter().next())
         };
         let outcome = self.triage.ingest(a, &lookup);
+        self.incidents_dirty = true;
         if let Outcome::Counted(inc) = &outcome {
             self.queue_update(inc);
         }
