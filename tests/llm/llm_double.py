@@ -40,8 +40,14 @@ the request. An ITEM is an object of:
   disconnect: true      close the connection without answering
   hostile: true         a valid reply whose text carries markup, control
                         characters and 100 kB of filler (max_tokens ignored)
-Faults act before authentication, like a gateway in front of the API.
-With the queue empty requests behave normally.
+delay, disconnect and status act before authentication, like a gateway in
+front of the API; malformed and hostile only shape a reply that would have
+succeeded. With the queue empty requests behave normally.
+
+Request records (GET /__admin/requests, and --request-log as JSON lines in the
+order requests are answered): time, api ("cohere"|"openai"), method, path,
+headers (authorization, content-type, user-agent, accept), json (the parsed
+body, or null with raw_body), fault (the item consumed, or null), status.
 
 Run `llm_double.py --help` for the CLI.
 """
@@ -369,11 +375,13 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(405, "Method Not Allowed" if api == "cohere"
                            else f"Invalid method for URL ({self.command} {path})")
         key = bearer_key(headers)
-        if key is None:
+        if api == "openai" and self.server.openai_no_auth:
+            pass  # a local llama.cpp/Ollama without --api-key takes any key or none
+        elif key is None:
             raise ApiError(401, "no api key supplied" if api == "cohere" else
                            "You didn't provide an API key. You need to provide your API key in an "
                            "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).", code=None)
-        if key not in self.server.api_keys:
+        elif key not in self.server.api_keys:
             raise ApiError(401, "invalid api token" if api == "cohere" else
                            f"Incorrect API key provided: {masked(key)}.", code="invalid_api_key")
         if body_error is not None or body is None:
@@ -395,8 +403,9 @@ class LlmDouble(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, addr, api_keys, request_log=None, hostile=False, verbose=False):
+    def __init__(self, addr, api_keys, request_log=None, hostile=False, verbose=False, openai_no_auth=False):
         super().__init__(addr, Handler)
+        self.openai_no_auth = openai_no_auth
         self.api_keys = set(api_keys)
         self.request_log = request_log
         self.hostile = hostile
@@ -486,12 +495,15 @@ def main(argv=None):
     p.add_argument("--request-log", help="append one JSON line per chat API request")
     p.add_argument("--port-file", help="write the bound port here once listening (for --listen HOST:0)")
     p.add_argument("--hostile", action="store_true", help="every reply is the hostile one")
+    p.add_argument("--openai-no-auth", action="store_true",
+                   help="/v1/chat/completions takes any key or none (llama.cpp/Ollama without a key)")
     p.add_argument("--verbose", action="store_true", help="log each request to stderr")
     args = p.parse_args(argv)
     if bool(args.tls_cert) != bool(args.tls_key):
         p.error("--tls-cert and --tls-key go together")
 
-    server = LlmDouble(parse_listen(args.listen), args.api_key, args.request_log, args.hostile, args.verbose)
+    server = LlmDouble(parse_listen(args.listen), args.api_key, args.request_log, args.hostile, args.verbose,
+                       args.openai_no_auth)
     scheme = "http"
     if args.tls_cert:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -322,3 +322,11 @@ def test_sigterm_exits_cleanly(double_process):
     t0 = time.monotonic()
     assert d.stop() == 0
     assert time.monotonic() - t0 < 2
+
+
+def test_openai_no_auth_mode_for_local_servers(double_process):
+    d = double_process(extra=("--openai-no-auth",))
+    r = requests.post(d.url + "/v1/chat/completions", json={"model": "llama", "messages": user(PROMPT)}, timeout=5)
+    assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"].endswith(marker(PROMPT))
+    r = requests.post(d.url + "/v2/chat", json={"model": MODEL, "messages": user(PROMPT)}, timeout=5)
+    assert r.status_code == 401  # Cohere still needs its key
