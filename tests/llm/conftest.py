@@ -58,13 +58,16 @@ def start_double(tmp: Path, tls=False, extra=()):
         paths = certs.make_ca_and_server_cert(tmp, common_name="llm-double")
         cmd += ["--tls-cert", str(paths["cert"]), "--tls-key", str(paths["key"])]
         ca = str(paths["ca"])
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Output to a file, not a pipe nobody reads: a chatty server must never block on a full pipe.
+    output = tmp / "output.log"
+    with open(output, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 15
     while not port_file.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            out, err = proc.communicate()
-            raise RuntimeError(f"llm double did not start: {out}\n{err}")
+            proc.wait()
+            raise RuntimeError(f"llm double did not start:\n{output.read_text()}")
         time.sleep(0.05)
     port = int(port_file.read_text())
     scheme = "https" if tls else "http"

@@ -34,7 +34,8 @@ Each request to a chat API path consumes exactly one ITEM, whatever comes of
 the request. An ITEM is an object of:
   delay: SECONDS        sleep first (combine with anything below)
   status: 4xx|5xx       answer with the API's error body (429 adds Retry-After)
-  retry_after: SECONDS  the Retry-After value for a 429 (default 1)
+  retry_after: SECONDS  Retry-After value (a 429 always has one, default 1;
+                        other statuses only when given)
   message: TEXT         override the error message
   malformed: true       200, application/json, truncated JSON body
   disconnect: true      close the connection without answering
@@ -366,7 +367,7 @@ class Handler(BaseHTTPRequestHandler):
         if fault.get("status"):
             st = int(fault["status"])
             extra = {}
-            if st == 429:
+            if st == 429 or "retry_after" in fault:
                 extra["Retry-After"] = str(fault.get("retry_after", 1))
             return st, error_body(api, st, fault.get("message")), extra, None
         if path not in (COHERE_PATH, OPENAI_PATH):

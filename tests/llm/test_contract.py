@@ -16,6 +16,9 @@ import requests
 from cohere.core.api_error import ApiError as CohereApiError
 
 
+# cohere 7.3.1 touches a pydantic v1 attribute on every parse; not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:cohere.core.unchecked_base_model")
+
 MODEL = "command-a-03-2025"
 PROMPT = "Suricata blocked 203.0.113.66 (ET CNC) contacted by the camera 192.0.2.10. What should I do?"
 
@@ -253,6 +256,14 @@ def test_openai_5xx_is_internal_server_error(double, status):
     with pytest.raises(openai.InternalServerError) as exc:
         oa(double).chat.completions.create(model="m", messages=user(PROMPT))
     assert exc.value.status_code == status and exc.value.type == "server_error"
+    assert "retry-after" not in exc.value.response.headers
+
+
+def test_503_can_carry_retry_after(double):
+    double.queue({"status": 503, "retry_after": 7})
+    with pytest.raises(openai.InternalServerError) as exc:
+        oa(double).chat.completions.create(model="m", messages=user(PROMPT))
+    assert exc.value.response.headers["retry-after"] == "7"
 
 
 def test_openai_sdk_retries_then_succeeds(double):

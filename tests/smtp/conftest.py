@@ -56,13 +56,16 @@ def smtp_factory(tmp_path, server_certs):
                "--user", USER, "--password", PASSWORD, "--maildir", str(maildir),
                "--tls-cert", str(server_certs["cert"]), "--tls-key", str(server_certs["key"]),
                "--mode", mode, *extra]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # Output to a file, not a pipe nobody reads: a chatty server must never block on a full pipe.
+        output = d / "output.log"
+        with open(output, "w") as out:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 15
         while not port_file.exists():
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                out, err = proc.communicate()
-                raise RuntimeError(f"smtp server did not start: {out}\n{err}")
+                proc.wait()
+                raise RuntimeError(f"smtp server did not start:\n{output.read_text()}")
             time.sleep(0.05)
         # "localhost", so clients check the certificate's name as well as its chain.
         s = SmtpServer("localhost", int(port_file.read_text()), maildir, str(server_certs["ca"]), proc, mode)

@@ -196,3 +196,24 @@ def test_bad_certificate_path_is_a_one_line_error(tmp_path):
     assert r.returncode != 0
     assert r.stderr.startswith("smtp-server: ") and len(r.stderr.strip().splitlines()) == 1
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("mode,scheme", [("starttls", "smtp"), ("implicit", "smtps")])
+def test_curl_as_a_second_independent_client(smtp_factory, tmp_path, mode, scheme):
+    """curl (libcurl's own SMTP code over OpenSSL) delivers too, and fails cleanly on a wrong token."""
+    s = smtp_factory(mode=mode)
+    msg = tmp_path / "msg.eml"
+    msg.write_bytes(b"From: <homewarden@home.test>\r\nTo: <owner@home.test>\r\nSubject: via curl\r\n\r\nbody\r\n")
+
+    def curl(password):
+        return subprocess.run(["curl", "-sS", "--max-time", "10", "--url", f"{scheme}://{s.host}:{s.port}",
+                               "--ssl-reqd", "--cacert", s.ca, "--user", f"{s.user}:{password}",
+                               "--mail-from", "homewarden@home.test", "--mail-rcpt", "owner@home.test",
+                               "--upload-file", str(msg)], capture_output=True, text=True, timeout=20)
+    bad = curl("wrong-token")
+    assert bad.returncode == 67, bad.stderr  # CURLE_LOGIN_DENIED, not a timeout (28)
+    assert s.messages() == []
+    good = curl(s.password)
+    assert good.returncode == 0, good.stderr
+    assert (s.maildir / "1.eml").read_bytes().endswith(b"Subject: via curl\r\n\r\nbody\r\n")
+    assert json.loads((s.maildir / "1.json").read_text())["rcpt_tos"] == ["owner@home.test"]
