@@ -99,6 +99,46 @@ def test_a_blocked_c2_connection_reaches_the_agent_as_a_traced_incident(lab):
     assert len(events()) == 1
 
 
+def test_a_blocked_c2_mails_the_owner_with_advice_over_starttls(lab):
+    import email
+    import email.policy
+    import json
+
+    assert not lab.http_ok(C2)
+    maildir = lab.dir / "mail"
+
+    def mails():
+        out = []
+        for eml in sorted(maildir.glob("*.eml"), key=lambda p: int(p.stem)):
+            msg = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+            meta = json.loads(eml.with_suffix(".json").read_text())
+            out.append((msg, meta))
+        return [(m, meta) for m, meta in out if C2 in m["Subject"]]
+
+    assert wait_for(lambda: len(mails()) == 1, 30), sorted(p.name for p in maildir.glob("*"))
+    msg, meta = mails()[0]
+    # Delivered over TLS after a checked login, to the configured owner.
+    assert meta["auth_user"] == "api" and meta["tls"].startswith("TLSv1."), meta
+    assert meta["rcpt_tos"] == ["owner@lab.test"], meta
+    assert msg["Subject"].startswith("[homewarden ") and "High: blocked 198.18.1.2" in msg["Subject"]
+    text = msg.get_body(("plain",)).get_content()
+    html = msg.get_body(("html",)).get_content()
+    # The advice came from the LLM (the double's marker), with the MISP context beside it.
+    assert "advice by cohere" in text and "[llm-double reply to " in text, text
+    assert "Lab C2 server" in text and "threat level high" in text, text
+    assert "[llm-double reply to " in html
+    # The prompt left the house without the home device's address.
+    prompts = [json.loads(line) for line in (lab.dir / "llm-requests.jsonl").read_text().splitlines()]
+    assert prompts and all("198.18.1.2" not in json.dumps(p["json"]) for p in prompts), prompts
+    # More blocked attempts are the same incident: no second mail.
+    assert not lab.http_ok(C2)
+    time.sleep(2)
+    assert len(mails()) == 1
+    st = lab.status()
+    assert st["mail"].startswith("to owner@lab.test via 203.0.113.25:587"), st["mail"]
+    assert st["advisor"].startswith("cohere "), st["advisor"]
+
+
 def test_the_panel_shows_red_after_a_block_and_green_again_after_a_press(lab):
     import json
 
