@@ -624,6 +624,7 @@ mod tests {
                 attribute_uuid: Some("5b1d7c8e-0000-4000-8000-000000000001".into()),
                 threat_level: Some(1),
                 event_info: Some("Mirai C2 192.168.1.23 seen".into()),
+                tags: vec![],
                 indicator: "203.0.113.66".into(),
             }),
         }

@@ -5,6 +5,7 @@
 pub mod advisor;
 pub mod agent;
 pub mod alerts;
+pub mod allow;
 pub mod config;
 pub mod control;
 pub mod fsutil;

@@ -557,6 +557,7 @@ mod tests {
                 attribute_uuid: None,
                 threat_level: Some(1),
                 event_info: Some("<b>C2</b> & friends".into()),
+                tags: vec![],
                 indicator: "c2.lab-evil.test".into(),
             }),
         }

@@ -219,6 +219,7 @@ fn incident() -> Incident {
             event_info: Some(
                 "C2 of camera botnet (seen from 198.18.1.2, 02:42:ac:11:00:02)".into(),
             ),
+            tags: vec!["tlp:amber".into()],
             indicator: "203.0.113.66".into(),
         }),
     }

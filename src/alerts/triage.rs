@@ -385,6 +385,7 @@ mod tests {
                 attribute_uuid: Some("a".into()),
                 threat_level: Some(1),
                 event_info: None,
+                tags: vec![],
                 indicator: "203.0.113.66".into(),
             })
         };

@@ -77,6 +77,15 @@ struct EventMeta {
     threat_level_id: Option<u64>,
     #[serde(default, deserialize_with = "de_bool")]
     published: bool,
+    #[serde(default, rename = "Tag")]
+    tags: Vec<TagRef>,
+}
+
+/// A tag as MISP embeds it in an event.
+#[derive(Debug, Deserialize)]
+pub(crate) struct TagRef {
+    #[serde(default)]
+    pub(crate) name: String,
 }
 
 /// Events asked about per `/events/restSearch` call.
@@ -302,6 +311,10 @@ pub async fn pull(
                 threat_level: known.event_by_uuid(&e.uuid).and_then(|k| k.threat_level),
                 info: e.info.clone(),
                 timestamp: 0,
+                tags: known
+                    .event_by_uuid(&e.uuid)
+                    .map(|k| k.tags.clone())
+                    .unwrap_or_default(),
             })
         });
         c.value(Some(&a.kind), &a.value, event, Some(&a.uuid));
@@ -321,6 +334,10 @@ pub async fn pull(
             if let Some(level) = meta.threat_level_id.and_then(|t| u8::try_from(t).ok()) {
                 c.set.set_threat_level(&meta.uuid, level);
             }
+            c.set.set_tags(
+                &meta.uuid,
+                super::set::clean_tags(meta.tags.iter().map(|t| t.name.as_str())),
+            );
             tracing::trace!(
                 event = meta.id,
                 published = meta.published,

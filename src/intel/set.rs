@@ -29,6 +29,23 @@ pub struct EventInfo {
     /// Event timestamp (feeds use it to skip unchanged events).
     #[serde(default)]
     pub timestamp: u64,
+    /// The event's tags (`tlp:amber`, `misp-galaxy:…`), as the source gave them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+}
+
+/// Tags from a feed are untrusted text: bounded in number and length, no control characters.
+pub fn clean_tags<'a>(tags: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    tags.into_iter()
+        .map(|t| {
+            t.chars()
+                .filter(|c| !c.is_control())
+                .take(128)
+                .collect::<String>()
+        })
+        .filter(|t| !t.is_empty())
+        .take(32)
+        .collect()
 }
 
 /// Marks "no event" / "no attribute" in an [`Entry`] (keeps entries at 32 bytes:
@@ -83,6 +100,9 @@ pub struct Provenance {
     /// Event title.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_info: Option<String>,
+    /// The event's tags.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
     /// The indicator as listed (a hit on `x.evil.example` may come from `evil.example`).
     pub indicator: String,
 }
@@ -100,8 +120,14 @@ impl SourceSet {
             // Keep what we knew if the newer record lacks it (attribute searches
             // do not carry the threat level).
             let threat = info.threat_level.or(slot.threat_level);
+            let tags = if info.tags.is_empty() {
+                std::mem::take(&mut slot.tags)
+            } else {
+                info.tags.clone()
+            };
             *slot = EventInfo {
                 threat_level: threat,
+                tags,
                 ..info
             };
             return i;
@@ -132,6 +158,13 @@ impl SourceSet {
         self.event_index
             .get(uuid)
             .map(|&i| &self.events[i as usize])
+    }
+
+    /// Sets the tags of a known event.
+    pub fn set_tags(&mut self, uuid: &str, tags: Vec<String>) {
+        if let Some(&i) = self.event_index.get(uuid) {
+            self.events[i as usize].tags = tags;
+        }
     }
 
     /// Sets the threat level of a known event.
@@ -269,6 +302,7 @@ impl SourceSet {
             attribute_uuid: self.attribute_of(entry).map(str::to_string),
             threat_level: ev.and_then(|e| e.threat_level),
             event_info: ev.map(|e| e.info.clone()),
+            tags: ev.map(|e| e.tags.clone()).unwrap_or_default(),
             indicator: entry.ioc.to_string(),
         }
     }
