@@ -625,6 +625,7 @@ mod tests {
                 threat_level: Some(1),
                 event_info: Some("Mirai C2 192.168.1.23 seen".into()),
                 tags: vec![],
+                since: None,
                 indicator: "203.0.113.66".into(),
             }),
         }

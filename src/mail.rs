@@ -558,6 +558,7 @@ mod tests {
                 threat_level: Some(1),
                 event_info: Some("<b>C2</b> & friends".into()),
                 tags: vec![],
+                since: None,
                 indicator: "c2.lab-evil.test".into(),
             }),
         }

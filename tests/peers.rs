@@ -220,6 +220,7 @@ fn incident() -> Incident {
                 "C2 of camera botnet (seen from 198.18.1.2, 02:42:ac:11:00:02)".into(),
             ),
             tags: vec!["tlp:amber".into()],
+            since: None,
             indicator: "203.0.113.66".into(),
         }),
     }

@@ -386,6 +386,7 @@ mod tests {
                 threat_level: Some(1),
                 event_info: None,
                 tags: vec![],
+                since: None,
                 indicator: "203.0.113.66".into(),
             })
         };

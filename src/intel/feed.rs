@@ -162,6 +162,7 @@ pub async fn pull(
             },
             timestamp: m.timestamp.or(ev.timestamp).unwrap_or(0),
             tags: super::set::clean_tags(ev.tags.iter().map(|t| t.name.as_str())),
+            seen: 0,
         });
         let attrs = ev
             .attributes

@@ -315,6 +315,7 @@ pub async fn pull(
                     .event_by_uuid(&e.uuid)
                     .map(|k| k.tags.clone())
                     .unwrap_or_default(),
+                seen: 0,
             })
         });
         c.value(Some(&a.kind), &a.value, event, Some(&a.uuid));

@@ -32,6 +32,9 @@ pub struct EventInfo {
     /// The event's tags (`tlp:amber`, `misp-galaxy:…`), as the source gave them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// When this appliance first held the event (unix seconds; 0 until stamped).
+    #[serde(default)]
+    pub seen: u64,
 }
 
 /// Tags from a feed are untrusted text: bounded in number and length, no control characters.
@@ -103,6 +106,9 @@ pub struct Provenance {
     /// The event's tags.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// When this appliance first held the event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<u64>,
     /// The indicator as listed (a hit on `x.evil.example` may come from `evil.example`).
     pub indicator: String,
 }
@@ -125,9 +131,14 @@ impl SourceSet {
             } else {
                 info.tags.clone()
             };
+            let seen = match (slot.seen, info.seen) {
+                (0, s) | (s, 0) => s,
+                (a, b) => a.min(b),
+            };
             *slot = EventInfo {
                 threat_level: threat,
                 tags,
+                seen,
                 ..info
             };
             return i;
@@ -158,6 +169,16 @@ impl SourceSet {
         self.event_index
             .get(uuid)
             .map(|&i| &self.events[i as usize])
+    }
+
+    /// Stamps events not seen before with when they were first held: the time
+    /// `earlier` knows for the uuid (a previous set of the source), else `now`.
+    pub fn stamp_seen(&mut self, earlier: impl Fn(&str) -> Option<u64>, now: u64) {
+        for ev in &mut self.events {
+            if ev.seen == 0 {
+                ev.seen = earlier(&ev.uuid).filter(|t| *t > 0).unwrap_or(now);
+            }
+        }
     }
 
     /// Sets the tags of a known event.
@@ -303,6 +324,7 @@ impl SourceSet {
             threat_level: ev.and_then(|e| e.threat_level),
             event_info: ev.map(|e| e.info.clone()),
             tags: ev.map(|e| e.tags.clone()).unwrap_or_default(),
+            since: ev.map(|e| e.seen).filter(|t| *t > 0),
             indicator: entry.ioc.to_string(),
         }
     }

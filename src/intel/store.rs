@@ -201,6 +201,7 @@ mod tests {
             info: "C2".into(),
             timestamp: 5,
             tags: vec!["tlp:green".into()],
+            seen: 0,
         });
         c.value(
             Some("domain|ip"),
