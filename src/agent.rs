@@ -12,8 +12,10 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::time::Instant;
 
 use crate::alerts::eve::Alert;
+use crate::alerts::hits::Hits;
 use crate::alerts::intake::{self, Counters, CountersSnapshot};
 use crate::alerts::triage::{Incident, Outcome, Triage};
+use crate::allow::LocalAllowlist;
 use crate::config::{Action, Config, FailMode, Mode, SourceConfig};
 use crate::intel::fetch::{self, Location};
 use crate::intel::ioc::Ioc;
@@ -216,6 +218,12 @@ pub enum Request {
     Button(ButtonAction),
     /// A simulated press of this length for the panel.
     Press(Duration),
+    /// The owner's question or correction, with who asked (peer credentials).
+    Owner(
+        crate::control::OwnerCommand,
+        String,
+        oneshot::Sender<Result<serde_json::Value, String>>,
+    ),
 }
 
 /// Why the agent loop ended.
@@ -238,6 +246,8 @@ pub struct Agent {
     wake_responders: Arc<Notify>,
     mail_on: bool,
     incidents_dirty: bool,
+    local_allow: LocalAllowlist,
+    hits: Hits,
     triage: Triage,
     acked: HashSet<String>,
     panel: Option<mpsc::Sender<PanelInput>>,
@@ -337,6 +347,8 @@ impl Agent {
             wake_responders: Arc::new(Notify::new()),
             mail_on: !cfg.mail.to.is_empty(),
             incidents_dirty: false,
+            local_allow: load_local_allowlist(&cfg.state_dir),
+            hits: Hits::default(),
             acked,
             panel: None,
             triage: Triage::new(cfg.triage()),
@@ -406,6 +418,9 @@ impl Agent {
                     Request::Lookup(value, reply) => {
                         let _ = reply.send(self.lookup(&value));
                     }
+                    Request::Owner(cmd, who, reply) => {
+                        let _ = reply.send(self.owner(cmd, &who).await);
+                    }
                     Request::Press(d) => {
                         if let Some(p) = &self.panel {
                             let _ = p.send(PanelInput::Press(d)).await;
@@ -426,6 +441,7 @@ impl Agent {
                     if !self.triage.expire(unix_now() as i64).is_empty() {
                         self.incidents_dirty = true;
                     }
+                    self.expire_allowances().await;
                     self.publish();
                 }
             }
@@ -684,6 +700,13 @@ impl Agent {
         };
         let outcome = self.triage.ingest(a, &lookup);
         self.incidents_dirty = true;
+        if a.action == "blocked" {
+            let inc = match &outcome {
+                Outcome::New(i) | Outcome::Counted(i) => i,
+            };
+            let value = inc.ioc.as_ref().map_or(&inc.remote, |p| &p.indicator);
+            self.hits.record(value, a.time);
+        }
         if let Outcome::Counted(inc) = &outcome {
             self.queue_update(inc);
         }
@@ -696,6 +719,150 @@ impl Agent {
             }
             // New incidents show at once; counts of open ones with the next periodic publish.
             self.publish();
+        }
+    }
+
+    /// Answers the owner: explain, allow, unallow, blocks.
+    async fn owner(
+        &mut self,
+        cmd: crate::control::OwnerCommand,
+        who: &str,
+    ) -> Result<serde_json::Value, String> {
+        use crate::control::OwnerCommand as C;
+        match cmd {
+            C::Explain { value } => {
+                serde_json::to_value(self.explain(&value)?).map_err(|e| e.to_string())
+            }
+            C::Allow {
+                value,
+                for_secs,
+                reason,
+            } => {
+                let before = self.explain(&value)?;
+                let now = unix_now();
+                let entry = self
+                    .local_allow
+                    .add(
+                        &value,
+                        who,
+                        now,
+                        for_secs.map(|s| now + s),
+                        reason.as_deref(),
+                    )
+                    .map_err(|e| e.to_string())?;
+                tracing::warn!(value = %entry.value, who = %entry.who, until = ?entry.until, "allowed by the owner");
+                let applied = self.enforce().await?;
+                let sightings = self.queue_false_positives(&before, &entry);
+                Ok(serde_json::json!({
+                    "allowed": entry,
+                    "applied": live_name(&applied.live),
+                    "removed": applied.removed,
+                    "false_positive_sightings": sightings,
+                }))
+            }
+            C::Unallow { value } => {
+                let gone = self.local_allow.remove(&value).map_err(|e| e.to_string())?;
+                let Some(gone) = gone else {
+                    return Err(format!("{value:?} is not on the owner's allowlist"));
+                };
+                tracing::warn!(value = %gone.value, who, "allowance taken back");
+                let applied = self.enforce().await?;
+                Ok(serde_json::json!({
+                    "unallowed": gone,
+                    "applied": live_name(&applied.live),
+                    "added": applied.added,
+                }))
+            }
+            C::Blocks => {
+                let now = unix_now() as i64;
+                let recent: Vec<serde_json::Value> = self
+                    .hits
+                    .recent(now)
+                    .into_iter()
+                    .map(|r| {
+                        let by = Ioc::parse_any(&r.value)
+                            .map(|i| lookup_in(&self.sources, &i))
+                            .unwrap_or_default();
+                        serde_json::json!({"value": r.value, "hits_24h": r.hits_24h, "last": r.last, "listed_by": by})
+                    })
+                    .collect();
+                Ok(serde_json::json!({
+                    "blocklist": self.status.blocklist,
+                    "recent": recent,
+                    "allowed": self.local_allow.entries(),
+                }))
+            }
+        }
+    }
+
+    /// The explanation of a value against the live sets.
+    pub fn explain(&self, value: &str) -> Result<crate::explain::Explanation, String> {
+        let views: Vec<crate::explain::SourceView> = self
+            .sources
+            .iter()
+            .map(|s| crate::explain::SourceView {
+                cfg: &s.cfg,
+                set: &s.state.set,
+            })
+            .collect();
+        crate::explain::explain(value, &views, &self.cfg, &self.local_allow)
+            .map_err(|e| format!("{value:?}: {e}"))
+    }
+
+    /// Tells each MISP that listed a value the owner allowed: a false positive here.
+    fn queue_false_positives(
+        &mut self,
+        before: &crate::explain::Explanation,
+        entry: &crate::allow::Allowed,
+    ) -> usize {
+        let misp: HashSet<&str> = self
+            .sources
+            .iter()
+            .filter(|s| matches!(s.cfg, SourceConfig::Misp(_)))
+            .map(|s| s.cfg.name())
+            .collect();
+        let Some(outbox) = self.outbox.as_ref() else {
+            return 0;
+        };
+        let mut ob = respond::lock(outbox);
+        let mut n = 0;
+        for l in &before.listings {
+            let p = &l.provenance;
+            let Some(attr) = p
+                .attribute_uuid
+                .as_deref()
+                .filter(|_| misp.contains(p.source.as_str()))
+            else {
+                continue;
+            };
+            let payload = serde_json::json!({
+                "source": p.source, "attribute_uuid": attr, "time": entry.at,
+                "type": crate::intel::misp::SightingType::FalsePositive,
+            });
+            let key = format!("fp-{attr}-{}", entry.at);
+            match ob.put(SIGHTING, &key, payload, true, unix_now()) {
+                Ok(_) => n += 1,
+                Err(e) => tracing::error!("{e}"),
+            }
+        }
+        drop(ob);
+        self.wake_responders.notify_one();
+        n
+    }
+
+    /// Drops allowances whose time is up and enforces again.
+    async fn expire_allowances(&mut self) {
+        match self.local_allow.expire(unix_now()) {
+            Ok(gone) if !gone.is_empty() => {
+                for g in &gone {
+                    tracing::warn!(value = %g.value, "allowance expired; enforced again");
+                }
+                if let Err(e) = self.enforce().await {
+                    tracing::error!("{e}");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!("{e}"),
         }
     }
 
@@ -748,7 +915,11 @@ impl Agent {
     /// Renders the effective set and applies it.
     async fn enforce(&mut self) -> Result<ApplyReport, String> {
         let allow = match self.cfg.allowlist() {
-            Ok(a) => a,
+            Ok(mut a) => {
+                let (nets, domains) = self.local_allow.targets();
+                a.extend(nets, domains);
+                a
+            }
             Err(e) => return Err(e.to_string()),
         };
         let (eff, dropped) = Effective::build(
@@ -987,6 +1158,23 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// The owner's allowlist; an unreadable one is set aside (never overwritten) and reported.
+fn load_local_allowlist(state_dir: &Path) -> LocalAllowlist {
+    match LocalAllowlist::load(state_dir) {
+        Ok(l) => l,
+        Err(e) => {
+            let path = state_dir.join(crate::allow::FILE);
+            let aside = path.with_extension("json.corrupt");
+            let _ = std::fs::rename(&path, &aside);
+            tracing::error!(
+                "{e}; moved to {}: the owner's allowances must be re-entered",
+                aside.display()
+            );
+            LocalAllowlist::load(state_dir).unwrap_or_default()
+        }
     }
 }
 

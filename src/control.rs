@@ -33,6 +33,37 @@ pub enum Command {
         /// An address, domain or hash, as seen in an alert.
         value: String,
     },
+    /// The owner's questions and corrections (explain, allow, unallow, blocks).
+    Owner(OwnerCommand),
+}
+
+/// What the owner asks of the daemon.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "owner", rename_all = "snake_case")]
+pub enum OwnerCommand {
+    /// Why is this value blocked (or not)?
+    Explain {
+        /// An address, domain, URL or hash.
+        value: String,
+    },
+    /// Lift a value from enforcement.
+    Allow {
+        /// An address, network, domain or URL.
+        value: String,
+        /// For how long (seconds); for good if absent.
+        #[serde(default)]
+        for_secs: Option<u64>,
+        /// Why, in the owner's words.
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    /// Take back an allowance.
+    Unallow {
+        /// The value as allowed.
+        value: String,
+    },
+    /// What is being blocked now.
+    Blocks,
 }
 
 /// A failure reaching the daemon.
@@ -124,6 +155,19 @@ async fn handle(
                 )
                 .await
             }
+            Ok(Command::Owner(cmd)) => {
+                let who = peer_name(&w);
+                let (tx, rx) = oneshot::channel();
+                if requests.send(Request::Owner(cmd, who, tx)).await.is_err() {
+                    serde_json::json!({"error": "agent is shutting down"})
+                } else {
+                    match rx.await {
+                        Ok(Ok(v)) => v,
+                        Ok(Err(e)) => serde_json::json!({ "error": e }),
+                        Err(_) => serde_json::json!({"error": "agent is shutting down"}),
+                    }
+                }
+            }
             Ok(Command::Lookup { value }) => {
                 let (tx, rx) = oneshot::channel();
                 if requests.send(Request::Lookup(value, tx)).await.is_err() {
@@ -143,6 +187,23 @@ async fn handle(
         w.write_all(out.as_bytes()).await?;
     }
     Ok(())
+}
+
+/// The user behind a control connection, from the kernel's peer credentials
+/// (a client cannot claim to be someone else).
+fn peer_name(w: &tokio::net::unix::OwnedWriteHalf) -> String {
+    let Ok(cred) = w.as_ref().peer_cred() else {
+        return "unknown".into();
+    };
+    let uid = cred.uid();
+    let name = std::fs::read_to_string("/etc/passwd").ok().and_then(|p| {
+        p.lines().find_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            (f.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_string())
+        })
+    });
+    name.unwrap_or_else(|| format!("uid {uid}"))
 }
 
 /// Hands a request to the agent; the reply says only that it was taken.

@@ -8,6 +8,7 @@ pub mod alerts;
 pub mod allow;
 pub mod config;
 pub mod control;
+pub mod explain;
 pub mod fsutil;
 pub mod intel;
 pub mod mail;

@@ -148,8 +148,11 @@ impl Responders {
                 else {
                     return Err("malformed sighting action".into());
                 };
+                // Older actions carry no type: they were all plain sightings.
+                let kind =
+                    serde_json::from_value(p["type"].clone()).unwrap_or(misp::SightingType::Seen);
                 client(p["source"].as_str())?
-                    .add_sighting(attr, &self.sighting_source, time)
+                    .add_sighting(attr, &self.sighting_source, time, kind)
                     .await
                     .map_err(|e| e.to_string())
             }

@@ -5,12 +5,24 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::set::{EventInfo, SourceSet};
 use super::{de_bool, de_num, Change, Collector, Cursor, IntelError, Pulled};
 use crate::config::MispSource;
+
+/// MISP's sighting types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SightingType {
+    /// Seen here.
+    Seen = 0,
+    /// Judged a false positive here.
+    FalsePositive = 1,
+    /// No longer enforced here.
+    Expiration = 2,
+}
 
 /// A MISP REST client for one instance.
 #[derive(Clone, Debug)]
@@ -186,18 +198,19 @@ impl Client {
         Ok(out)
     }
 
-    /// Adds a sighting to an attribute: "seen by this appliance at `timestamp`".
+    /// Adds a sighting to an attribute: "seen (or found false, or expired) by
+    /// this appliance at `timestamp`".
     pub async fn add_sighting(
         &self,
         attribute_uuid: &str,
         source: &str,
         timestamp: i64,
+        kind: SightingType,
     ) -> Result<(), IntelError> {
-        // Type 0 is a plain sighting (1 would be a false positive, 2 an expiration).
         let body = json!({
             "uuid": attribute_uuid,
             "source": source,
-            "type": "0",
+            "type": (kind as u8).to_string(),
             "timestamp": timestamp.to_string(),
         });
         self.post("sightings/add", &body).await.map(|_| ())

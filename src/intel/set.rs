@@ -367,6 +367,12 @@ impl Allowlist {
         Allowlist { nets, domains }
     }
 
+    /// Adds more never-block networks and domains (the owner's own allowances).
+    pub fn extend(&mut self, nets: Vec<IpNet>, domains: Vec<Domain>) {
+        self.nets.extend(nets);
+        self.domains.extend(domains);
+    }
+
     /// True if the address must never be blocked.
     pub fn allows_ip(&self, ip: IpAddr) -> bool {
         self.nets.iter().any(|n| n.contains(&ip))

@@ -4,6 +4,7 @@ Runs inside the `pi` namespace (the double lives in `wan`):
   misp_admin.py add VALUE...       -> prints the attribute uuids, one per line
   misp_admin.py delete UUID...
   misp_admin.py sightings UUID     -> the source of each sighting, one per line
+  misp_admin.py sighting-types UUID -> "source type" of each sighting (0 seen, 1 false positive, 2 expired)
   misp_admin.py events             -> the events this appliance created, one JSON line each
 """
 
@@ -23,6 +24,7 @@ if sys.argv[1] == "add":
     ev.info = "homewarden e2e: C2 seen at a neighbour"
     ev.threat_level_id = 1
     ev.distribution = 0
+    ev.add_tag("tlp:green")
     for value in sys.argv[2:]:
         ev.add_attribute("domain" if value[0].isalpha() else "ip-dst", value, to_ids=True)
     created = misp.add_event(ev, pythonify=True)
@@ -42,5 +44,9 @@ elif sys.argv[1] == "sightings":
     attr = misp.get_attribute(sys.argv[2], pythonify=True)
     for s in misp.sightings(attr, pythonify=True):
         print(s.source)
+elif sys.argv[1] == "sighting-types":
+    attr = misp.get_attribute(sys.argv[2], pythonify=True)
+    for s in misp.sightings(attr, pythonify=True):
+        print(s.source, s.type)
 else:
     sys.exit(f"unknown command {sys.argv[1]!r}")

@@ -1,9 +1,10 @@
 """End to end on real Suricata in the iot — pi — wan lab: intel in, packets dropped out."""
 
 import signal
+import subprocess
 import time
 
-from conftest import BENIGN, C2, LATE, REPO, wait_for
+from conftest import BENIGN, BIN, C2, LATE, REPO, wait_for
 
 PROBE = """
 import socket, sys, time
@@ -188,6 +189,57 @@ def test_a_misp_ioc_is_enforced_within_a_second_of_sync_without_restarting_suric
     assert lab.suricata_pid() == pid, "suricata was restarted"
     st = lab.status()
     assert st["suricata"]["last_live"] == "delta", st["suricata"]
+
+
+def test_the_owner_explains_allows_and_unallows_a_misp_ioc(lab):
+    import json
+    uuid = misp_admin(lab, "add", LATE).split()[0]
+    lab.agent("sync", "--once")
+    assert seconds_until(lab, LATE, "blocked") < 1.0
+    assert not lab.http_ok(LATE)
+
+    x = json.loads(lab.agent("explain", LATE, "--json").stdout)
+    assert x["verdict"] == "blocked", x
+    mine = [item for item in x["listings"] if item.get("attribute_uuid") == uuid]
+    assert len(mine) == 1, x
+    listing = mine[0]
+    assert listing["source"] == "lab-misp" and listing["threat_level"] == 1, listing
+    assert "tlp:green" in listing["tags"], listing
+    assert listing["link"] == f"https://203.0.113.10:8443/events/view/{listing['event_id']}", listing
+    assert listing["since"] > 0 and not x["allowed_by"], x
+    text = lab.agent("explain", f"http://{LATE}/index.html").stdout
+    assert text.startswith(f"{LATE}: BLOCKED"), text
+    assert f"attribute {uuid}" in text and "threat level high" in text, text
+    # The same answer without the daemon, from what it persisted.
+    offline = lab.dir / "offline.yaml"
+    offline.write_text(lab.config.read_text().replace(str(lab.dir / "control.sock"), str(lab.dir / "none.sock")))
+    r = subprocess.run([BIN, "--config", str(offline), "explain", LATE, "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["verdict"] == "blocked"
+    # What is being blocked now, with its hits.
+    blocks = json.loads(lab.agent("blocks", "--json").stdout)
+    assert any(b["value"] == LATE and b["hits_24h"] >= 1 for b in blocks["recent"]), blocks
+
+    out = lab.agent("allow", LATE, "--for", "1h", "--reason", "the camera vendor's update server").stdout
+    assert "allowed until" in out and "1 false-positive sighting" in out, out
+    assert seconds_until(lab, LATE, "open") < 1.0
+    x = json.loads(lab.agent("explain", LATE, "--json").stdout)
+    assert x["verdict"] == "overridden", x
+    assert x["allowed_by"][0].startswith("allowed by root on ") and "camera vendor" in x["allowed_by"][0], x
+    assert wait_for(lambda: "homewarden 1" in misp_admin(lab, "sighting-types", uuid).splitlines(), 15), \
+        misp_admin(lab, "sighting-types", uuid)
+    # The allowance survives an agent restart? It is persisted: the file says so.
+    saved = json.loads((lab.dir / "state" / "allowlist.json").read_text())
+    assert saved[0]["value"] == LATE and saved[0]["who"] == "root", saved
+
+    out = lab.agent("unallow", LATE).stdout
+    assert "enforced again" in out, out
+    assert seconds_until(lab, LATE, "blocked") < 1.0
+    assert json.loads(lab.agent("explain", LATE, "--json").stdout)["verdict"] == "blocked"
+    assert lab.agent("unallow", LATE, check=False).returncode != 0
+    misp_admin(lab, "delete", uuid)
+    lab.agent("sync", "--once")
+    assert seconds_until(lab, LATE, "open") < 1.0
 
 
 def test_our_misp_requests_match_the_openapi_spec(lab):
