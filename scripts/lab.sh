@@ -116,6 +116,8 @@ make_namespaces() {
     ip link add iot0 netns iot type veth peer name pi-iot netns pi
     ip link add pi-wan netns pi type veth peer name wan0 netns wan
     in_ns iot ip addr add 198.18.1.2/24 dev iot0
+    # A second device, on the do-not-break list (shadow mode holds what it talks to).
+    in_ns iot ip addr add 198.18.1.3/24 dev iot0
     in_ns pi ip addr add 198.18.1.1/24 dev pi-iot
     in_ns pi ip addr add 203.0.113.1/24 dev pi-wan
     in_ns wan ip addr add 203.0.113.2/24 dev wan0
@@ -166,6 +168,8 @@ enforcement:
   mode: ips
   action: drop
   fail: $FAIL
+  do_not_break: [198.18.1.3/32]
+  expiration_sightings: true
 suricata:
   rules_dir: $LAB/rules
   command_socket: $LAB/suricata.sock
@@ -191,6 +195,11 @@ sources:
     url: https://203.0.113.10:8443
     ca_file: $LAB/misp-ca.pem
     interval: 1h
+  - name: lab-watch
+    type: list
+    path: $LAB/watch-list.txt
+    interval: 1h
+    shadow: 4s
 advisor:
   backend: cohere
   url: https://203.0.113.30
@@ -202,6 +211,7 @@ mail:
   host: 203.0.113.25
   ca_file: $LAB/misp-ca.pem
 YAML
+    : >"$LAB/watch-list.txt"
     printf 'MISP_API_KEY=%s\nCOHERE_API_KEY=%s\nMAILTRAP_TOKEN=%s\n' "$KEY" "$COHERE_KEY" "$MAIL_TOKEN" >"$LAB/.env"
     chmod 600 "$LAB/.env"
 }

@@ -120,6 +120,17 @@ pub struct SuricataStatus {
     pub last_error: Option<String>,
 }
 
+/// Shadow mode in status.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShadowStatus {
+    /// Values observed (alert only) now.
+    pub observed: usize,
+    /// Of the observed indicators, those held because a do-not-break device talked to them.
+    pub held: usize,
+    /// When the next observed indicator is promoted to blocking.
+    pub next_promotion: Option<u64>,
+}
+
 /// The daemon's state, as served over the control socket.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
@@ -149,6 +160,9 @@ pub struct Status {
     pub alerts: AlertsStatus,
     /// Responder actions waiting on disk.
     pub outbox: OutboxStats,
+    /// Shadow mode: indicators observed before they block.
+    #[serde(default)]
+    pub shadow: ShadowStatus,
     /// Who writes advice (`cohere command-a-03-2025`, `offline`).
     #[serde(default)]
     pub advisor: String,
@@ -248,6 +262,7 @@ pub struct Agent {
     incidents_dirty: bool,
     local_allow: LocalAllowlist,
     hits: Hits,
+    shadow: crate::shadow::Shadow,
     triage: Triage,
     acked: HashSet<String>,
     panel: Option<mpsc::Sender<PanelInput>>,
@@ -349,6 +364,7 @@ impl Agent {
             incidents_dirty: false,
             local_allow: load_local_allowlist(&cfg.state_dir),
             hits: Hits::default(),
+            shadow: crate::shadow::Shadow::load(&cfg.state_dir),
             acked,
             panel: None,
             triage: Triage::new(cfg.triage()),
@@ -442,6 +458,11 @@ impl Agent {
                         self.incidents_dirty = true;
                     }
                     self.expire_allowances().await;
+                    if self.status.shadow.next_promotion.is_some_and(|t| t <= unix_now()) {
+                        if let Err(e) = self.enforce().await {
+                            tracing::error!("{e}");
+                        }
+                    }
                     self.publish();
                 }
             }
@@ -700,12 +721,29 @@ impl Agent {
         };
         let outcome = self.triage.ingest(a, &lookup);
         self.incidents_dirty = true;
+        let inc = match &outcome {
+            Outcome::New(i) | Outcome::Counted(i) => i,
+        };
+        let value = inc.ioc.as_ref().map_or(&inc.remote, |p| &p.indicator);
         if a.action == "blocked" {
-            let inc = match &outcome {
-                Outcome::New(i) | Outcome::Counted(i) => i,
-            };
-            let value = inc.ioc.as_ref().map_or(&inc.remote, |p| &p.indicator);
             self.hits.record(value, a.time);
+        }
+        // A device that must not break talked to an observed indicator: hold it for the owner.
+        let shadow_hit = a
+            .metadata
+            .get("homewarden_kind")
+            .is_some_and(|k| k.iter().any(|v| v.starts_with("shadow-")));
+        if shadow_hit
+            && self
+                .cfg
+                .enforcement
+                .do_not_break
+                .iter()
+                .any(|n| n.contains(&inc.local))
+            && self.shadow.hold(value, inc.local, a.time)
+        {
+            tracing::warn!(indicator = %value, device = %inc.local, "observed indicator held: a do-not-break device talks to it");
+            self.status.shadow.held = self.shadow.held();
         }
         if let Outcome::Counted(inc) = &outcome {
             self.queue_update(inc);
@@ -805,8 +843,15 @@ impl Agent {
                 set: &s.state.set,
             })
             .collect();
-        crate::explain::explain(value, &views, &self.cfg, &self.local_allow)
-            .map_err(|e| format!("{value:?}: {e}"))
+        crate::explain::explain(
+            value,
+            &views,
+            &self.cfg,
+            &self.local_allow,
+            &self.shadow,
+            unix_now(),
+        )
+        .map_err(|e| format!("{value:?}: {e}"))
     }
 
     /// Tells each MISP that listed a value the owner allowed: a false positive here.
@@ -850,6 +895,30 @@ impl Agent {
         n
     }
 
+    /// Tells MISP (expiration sightings) which of its attributes stopped being enforced here.
+    fn queue_expirations(&mut self, expired: &[(String, String)]) {
+        if expired.is_empty() {
+            return;
+        }
+        let Some(outbox) = self.outbox.as_ref() else {
+            return;
+        };
+        let now = unix_now();
+        let mut ob = respond::lock(outbox);
+        for (source, attr) in expired {
+            let payload = serde_json::json!({
+                "source": source, "attribute_uuid": attr, "time": now,
+                "type": crate::intel::misp::SightingType::Expiration,
+            });
+            if let Err(e) = ob.put(SIGHTING, &format!("exp-{attr}-{now}"), payload, false, now) {
+                tracing::error!("{e}");
+            }
+        }
+        drop(ob);
+        tracing::info!(attributes = expired.len(), "expiration sightings queued");
+        self.wake_responders.notify_one();
+    }
+
     /// Drops allowances whose time is up and enforces again.
     async fn expire_allowances(&mut self) {
         match self.local_allow.expire(unix_now()) {
@@ -875,13 +944,26 @@ impl Agent {
     async fn pull_and_enforce(&mut self, idx: &[usize]) -> SyncReport {
         let mut report = SyncReport::default();
         let mut changed = false;
+        let mut expired: Vec<(String, String)> = Vec::new();
         for &i in idx {
             let src = &mut self.sources[i];
             let name = src.cfg.name().to_string();
             let started = std::time::Instant::now();
             match pull(src).await {
                 Ok(pulled) => {
+                    let tell_expiry = self.cfg.enforcement.expiration_sightings
+                        && matches!(src.cfg, SourceConfig::Misp(_));
+                    let before = tell_expiry.then(|| attribute_uuids(&src.state.set));
                     src.state.apply(pulled, unix_now());
+                    if let Some(before) = before {
+                        let after = attribute_uuids(&src.state.set);
+                        expired.extend(
+                            before
+                                .into_iter()
+                                .filter(|a| !after.contains(a))
+                                .map(|a| (name.clone(), a)),
+                        );
+                    }
                     src.failures = 0;
                     src.next = Instant::now() + src.cfg.interval();
                     tracing::info!(source = %name, entries = src.state.set.len(), ms = started.elapsed().as_millis() as u64, "pulled");
@@ -901,6 +983,7 @@ impl Agent {
                 }
             }
         }
+        self.queue_expirations(&expired);
         if changed {
             match self.enforce().await {
                 Ok(r) => report.apply = Some(r),
@@ -922,12 +1005,46 @@ impl Agent {
             }
             Err(e) => return Err(e.to_string()),
         };
-        let (eff, dropped) = Effective::build(
-            self.sources.iter().map(|s| &s.state.set),
-            &allow,
-            self.cfg.expand_limits(),
+        let limits = self.cfg.expand_limits();
+        let global = self.cfg.enforcement.shadow;
+        let (eff, observed, dropped) =
+            if self.sources.iter().any(|s| s.cfg.shadow(global).is_some()) {
+                let sources = &self.sources;
+                let split = self.shadow.split(
+                    sources.iter().map(|s| (&s.state.set, s.cfg.shadow(global))),
+                    unix_now(),
+                );
+                let (eff, mut dropped) =
+                    Effective::from_iocs(split.enforce.iter().copied(), &allow, limits);
+                let (mut observed, more) =
+                    Effective::from_iocs(split.observe.iter().copied(), &allow, limits);
+                observed.remove_all(&eff);
+                dropped.allowlisted += more.allowlisted;
+                dropped.too_wide += more.too_wide;
+                if split.promoted > 0 {
+                    tracing::info!(
+                        promoted = split.promoted,
+                        "observed indicators promoted to blocking"
+                    );
+                }
+                self.status.shadow = ShadowStatus {
+                    observed: observed.len(),
+                    held: self.shadow.held(),
+                    next_promotion: split.next_promotion,
+                };
+                (eff, Some(observed), dropped)
+            } else {
+                self.status.shadow = ShadowStatus::default();
+                let (eff, dropped) =
+                    Effective::build(self.sources.iter().map(|s| &s.state.set), &allow, limits);
+                (eff, None, dropped)
+            };
+        let rendered = render::render(
+            &eff,
+            observed.as_ref(),
+            allow.domains(),
+            &Options::from(&self.cfg),
         );
-        let rendered = render::render(&eff, allow.domains(), &Options::from(&self.cfg));
         self.status.blocklist = counts(&eff);
         self.status.dropped = dropped;
         let result = self.applier.apply(&rendered).await;
@@ -1152,6 +1269,14 @@ pub fn counts(eff: &Effective) -> Counts {
     }
 }
 
+/// The MISP attribute uuids a set holds.
+fn attribute_uuids(set: &crate::intel::set::SourceSet) -> HashSet<String> {
+    set.entries()
+        .iter()
+        .filter_map(|e| set.attribute_of(e).map(str::to_string))
+        .collect()
+}
+
 /// Aborts a task when dropped, so no responder outlives the agent loop.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -1286,7 +1411,7 @@ pub async fn render_offline(
     let allow = cfg.allowlist()?;
     let (eff, dropped) =
         Effective::build(states.iter().map(|s| &s.set), &allow, cfg.expand_limits());
-    let rendered = render::render(&eff, allow.domains(), &Options::from(cfg));
+    let rendered = render::render(&eff, None, allow.domains(), &Options::from(cfg));
     Applier::new(out, None, Duration::from_secs(1))
         .apply(&rendered)
         .await?;

@@ -120,6 +120,15 @@ pub struct Enforcement {
     pub max_ipv4_prefix: u8,
     /// Widest IPv6 network expanded into the blocklist; wider ones are refused.
     pub max_ipv6_prefix: u8,
+    /// Shadow mode for every source: new indicators only raise alerts for this
+    /// long before they block (`true` is 24 h; `false`, the default, blocks at once).
+    #[serde(deserialize_with = "de_shadow")]
+    pub shadow: Option<Duration>,
+    /// Home devices that must not break: an indicator one of them talks to
+    /// while observed is held (alert only) for the owner to decide.
+    pub do_not_break: Vec<IpNet>,
+    /// Tell MISP (an expiration sighting) when one of its attributes stops being enforced here.
+    pub expiration_sightings: bool,
 }
 
 impl Default for Enforcement {
@@ -132,6 +141,9 @@ impl Default for Enforcement {
             match_subdomains: true,
             max_ipv4_prefix: l.max_v4_prefix,
             max_ipv6_prefix: l.max_v6_prefix,
+            shadow: None,
+            do_not_break: Vec::new(),
+            expiration_sightings: false,
         }
     }
 }
@@ -408,6 +420,17 @@ impl SourceConfig {
             SourceConfig::List(s) => s.interval,
         }
     }
+
+    /// How long this source's new indicators are observed before they block
+    /// (`None`: they block at once), given the appliance-wide setting.
+    pub fn shadow(&self, global: Option<Duration>) -> Option<Duration> {
+        let own = match self {
+            SourceConfig::Misp(s) => s.shadow,
+            SourceConfig::MispFeed(s) => s.shadow,
+            SourceConfig::List(s) => s.shadow,
+        };
+        own.unwrap_or(global)
+    }
 }
 
 /// MISP REST source.
@@ -448,6 +471,10 @@ pub struct MispSource {
     /// Attributes per page.
     #[serde(default = "defaults::page_limit")]
     pub page_limit: u32,
+    /// Observe new indicators first (alert only) for this long: `true` (24 h),
+    /// a duration, or `false`; absent: as `enforcement.shadow` says.
+    #[serde(default, deserialize_with = "de_source_shadow")]
+    pub shadow: Option<Option<Duration>>,
 }
 
 /// MISP feed source.
@@ -471,6 +498,10 @@ pub struct FeedSource {
     /// Only events whose `date` is newer than this are used (old events are mostly dead infrastructure).
     #[serde(default, deserialize_with = "de_opt_duration")]
     pub max_age: Option<Duration>,
+    /// Observe new indicators first (alert only) for this long: `true` (24 h),
+    /// a duration, or `false`; absent: as `enforcement.shadow` says.
+    #[serde(default, deserialize_with = "de_source_shadow")]
+    pub shadow: Option<Option<Duration>>,
 }
 
 /// Plain list source.
@@ -494,6 +525,10 @@ pub struct ListSource {
     /// For CSV: which column (0-based) holds the value; other columns are ignored.
     #[serde(default)]
     pub column: usize,
+    /// Observe new indicators first (alert only) for this long: `true` (24 h),
+    /// a duration, or `false`; absent: as `enforcement.shadow` says.
+    #[serde(default, deserialize_with = "de_source_shadow")]
+    pub shadow: Option<Option<Duration>>,
 }
 
 mod defaults {
@@ -563,6 +598,40 @@ pub(crate) fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D
             ))
         }),
     }
+}
+
+/// The default observation period of shadow mode.
+pub const SHADOW_DEFAULT: Duration = Duration::from_secs(24 * 3600);
+
+/// `true` (24 h), `false` (off), or a duration.
+fn de_shadow<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Flag(bool),
+        Secs(u64),
+        Text(String),
+    }
+    let bad = |t: String| {
+        serde::de::Error::custom(format!(
+            "invalid shadow setting {t:?}; write true (24h), false, or a duration such as \"12h\""
+        ))
+    };
+    match Raw::deserialize(d)? {
+        Raw::Flag(false) => Ok(None),
+        Raw::Flag(true) => Ok(Some(SHADOW_DEFAULT)),
+        Raw::Secs(0) => Ok(None),
+        Raw::Secs(s) => Ok(Some(Duration::from_secs(s))),
+        Raw::Text(t) => match humantime::parse_duration(&t) {
+            Ok(d) if d.is_zero() => Ok(None),
+            Ok(d) => Ok(Some(d)),
+            Err(_) => Err(bad(t)),
+        },
+    }
+}
+
+fn de_source_shadow<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<Duration>>, D::Error> {
+    de_shadow(d).map(Some)
 }
 
 fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {

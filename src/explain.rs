@@ -14,6 +14,7 @@ use crate::allow::LocalAllowlist;
 use crate::config::{Config, Mode, SourceConfig};
 use crate::intel::ioc::{Domain, Ioc, ParseError};
 use crate::intel::set::{Provenance, SourceSet, BUILTIN_ALLOW};
+use crate::shadow::{Shadow, Standing};
 
 /// What the appliance does with a value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,6 +24,8 @@ pub enum Verdict {
     Blocked,
     /// Listed and watched: alerts only (IDS mode).
     Alerted,
+    /// Listed, but still observed (shadow mode): alerts only for now.
+    Observed,
     /// Listed, but something keeps it from being enforced.
     Overridden,
     /// No source lists it.
@@ -41,6 +44,9 @@ pub struct Listing {
     /// Why this listing is not enforced, if it is not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_enforced: Option<String>,
+    /// Shadow mode: observed until when, or held for the owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<Standing>,
 }
 
 /// The whole answer.
@@ -72,6 +78,8 @@ pub fn explain(
     sources: &[SourceView],
     cfg: &Config,
     local: &LocalAllowlist,
+    shadow: &Shadow,
+    now: u64,
 ) -> Result<Explanation, ParseError> {
     let hit = Ioc::parse_any(value)?;
     let allowed_by = guards(&hit, cfg, local);
@@ -86,19 +94,33 @@ pub fn explain(
             } else {
                 hold_back(&e.ioc, &hit, cfg, local)
             };
+            let standing = shadow.standing(
+                &e.ioc.to_string(),
+                s.cfg.shadow(cfg.enforcement.shadow),
+                now,
+            );
             listings.push(Listing {
                 provenance,
                 link,
                 not_enforced,
+                shadow: standing,
             });
         }
     }
-    let enforced = listings.iter().any(|l| l.not_enforced.is_none());
-    let verdict = match (listings.is_empty(), enforced, cfg.enforcement.mode) {
-        (true, _, _) => Verdict::NotListed,
-        (false, false, _) => Verdict::Overridden,
-        (false, true, Mode::Ips) => Verdict::Blocked,
-        (false, true, Mode::Ids) => Verdict::Alerted,
+    let live = |l: &&Listing| l.not_enforced.is_none();
+    let enforced = listings.iter().filter(live).any(|l| l.shadow.is_none());
+    let observed = listings.iter().filter(live).any(|l| l.shadow.is_some());
+    let verdict = match (
+        listings.is_empty(),
+        enforced,
+        observed,
+        cfg.enforcement.mode,
+    ) {
+        (true, ..) => Verdict::NotListed,
+        (false, false, false, _) => Verdict::Overridden,
+        (false, false, true, _) => Verdict::Observed,
+        (false, true, _, Mode::Ips) => Verdict::Blocked,
+        (false, true, _, Mode::Ids) => Verdict::Alerted,
     };
     let mut notes = Vec::new();
     if cfg.enforcement.mode == Mode::Ids {
@@ -255,6 +277,7 @@ pub fn render(x: &Explanation) -> String {
         match x.verdict {
             Verdict::Blocked => "BLOCKED",
             Verdict::Alerted => "listed (alerts only, not blocked)",
+            Verdict::Observed => "OBSERVED (shadow mode: alerts only until promoted)",
             Verdict::Overridden => "listed but NOT blocked",
             Verdict::NotListed => "not listed by any source",
         }
@@ -296,6 +319,18 @@ pub fn render(x: &Explanation) -> String {
         }
         if let Some(why) = &l.not_enforced {
             o.push_str(&format!("    not enforced: {why}\n"));
+        }
+        match &l.shadow {
+            Some(Standing::Observed { until }) => o.push_str(&format!(
+                "    shadow mode: observed (alerts only) until {}\n",
+                format_timestamp(*until as i64)
+            )),
+            Some(Standing::Held(h)) => o.push_str(&format!(
+                "    shadow mode: held, alerts only, since {} (do-not-break device) talked to it at {}: allow it or take the device off enforcement.do_not_break\n",
+                h.device,
+                format_timestamp(h.at)
+            )),
+            None => {}
         }
     }
     for a in &x.allowed_by {
@@ -362,6 +397,8 @@ mod tests {
             &views,
             &c,
             &LocalAllowlist::default(),
+            &Shadow::default(),
+            0,
         )
         .unwrap();
         assert_eq!(x.value, "x.evil.example");
@@ -396,7 +433,7 @@ mod tests {
             set: &set,
         }];
         let none = LocalAllowlist::default();
-        let x = explain("203.0.113.66", &views, &c, &none).unwrap();
+        let x = explain("203.0.113.66", &views, &c, &none, &Shadow::default(), 0).unwrap();
         assert_eq!(x.verdict, Verdict::Overridden);
         assert!(
             x.allowed_by[0].contains("network.gateway"),
@@ -404,7 +441,7 @@ mod tests {
             x.allowed_by
         );
         // The /16 is listed but wider than the default /20 limit.
-        let x = explain("198.51.7.9", &views, &c, &none).unwrap();
+        let x = explain("198.51.7.9", &views, &c, &none, &Shadow::default(), 0).unwrap();
         assert_eq!(x.verdict, Verdict::Overridden);
         assert!(x.listings[0]
             .not_enforced
@@ -423,7 +460,7 @@ mod tests {
                 Some("false positive"),
             )
             .unwrap();
-        let x = explain("a.evil.example", &views, &c, &local).unwrap();
+        let x = explain("a.evil.example", &views, &c, &local, &Shadow::default(), 0).unwrap();
         assert_eq!(x.verdict, Verdict::Overridden);
         assert!(
             x.allowed_by[0].starts_with("allowed by alice on 2026-"),
@@ -435,13 +472,13 @@ mod tests {
             "{:?}",
             x.allowed_by
         );
-        let x = explain("192.168.1.20", &views, &c, &none).unwrap();
+        let x = explain("192.168.1.20", &views, &c, &none, &Shadow::default(), 0).unwrap();
         assert_eq!(x.verdict, Verdict::NotListed);
         assert!(
             x.allowed_by[0].contains("192.168.0.0/16"),
             "{:?}",
             x.allowed_by
         );
-        assert!(explain("not a value;", &views, &c, &none).is_err());
+        assert!(explain("not a value;", &views, &c, &none, &Shadow::default(), 0).is_err());
     }
 }

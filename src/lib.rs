@@ -16,4 +16,5 @@ pub mod outbox;
 pub mod panel;
 pub mod respond;
 pub mod secrets;
+pub mod shadow;
 pub mod suricata;

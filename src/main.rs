@@ -409,6 +409,7 @@ fn source_from_arg(i: usize, arg: &str) -> SourceConfig {
             interval,
             timeout,
             max_age: None,
+            shadow: None,
         }),
         None => SourceConfig::List(ListSource {
             name,
@@ -417,6 +418,7 @@ fn source_from_arg(i: usize, arg: &str) -> SourceConfig {
             interval,
             timeout,
             column: 0,
+            shadow: None,
         }),
     }
 }
@@ -481,8 +483,16 @@ async fn explain(path: &Path, value: String, json: bool) -> Result<ExitCode> {
                     })
                     .collect();
                 let local = homewarden::allow::LocalAllowlist::load(&cfg.state_dir)?;
-                explain::explain(&value, &views, &cfg, &local)
-                    .map_err(|e| anyhow::anyhow!("{value:?}: {e}"))?
+                let shadow = homewarden::shadow::Shadow::load(&cfg.state_dir);
+                explain::explain(
+                    &value,
+                    &views,
+                    &cfg,
+                    &local,
+                    &shadow,
+                    homewarden::intel::unix_now(),
+                )
+                .map_err(|e| anyhow::anyhow!("{value:?}: {e}"))?
             }
             Err(e) => return Err(e.into()),
         };

@@ -213,7 +213,8 @@ impl Client {
             "type": (kind as u8).to_string(),
             "timestamp": timestamp.to_string(),
         });
-        self.post("sightings/add", &body).await.map(|_| ())
+        let reply = self.post("sightings/add", &body).await?;
+        sighting_outcome(&reply, attribute_uuid)
     }
 
     /// Creates an event; one with the same uuid already there counts as created
@@ -251,6 +252,35 @@ impl Client {
         }
         Ok(out)
     }
+}
+
+/// MISP answers a sighting it could not add with 200 and a bare message.
+/// An attribute that is gone (deleted) will never take one: that is final,
+/// not worth retrying; anything else unexpected is an error.
+fn sighting_outcome(reply: &[u8], attribute_uuid: &str) -> Result<(), IntelError> {
+    let v: Value =
+        serde_json::from_slice(reply).map_err(|e| IntelError::malformed("sightings/add", e))?;
+    if v.get("Sighting").is_some() {
+        return Ok(());
+    }
+    let msg = v["message"].as_str().unwrap_or_default();
+    if msg.contains("No valid attributes") {
+        tracing::warn!(
+            attribute = attribute_uuid,
+            "MISP has no such attribute any more; sighting dropped"
+        );
+        return Ok(());
+    }
+    Err(IntelError::Malformed {
+        url: "sightings/add".into(),
+        message: format!(
+            "no sighting in the reply: {}",
+            msg.chars()
+                .filter(|c| !c.is_control())
+                .take(200)
+                .collect::<String>()
+        ),
+    })
 }
 
 /// Re-read this much before the last pull's start when asking for newly
@@ -378,4 +408,23 @@ pub async fn pull(
             publish_since: Some(now.saturating_sub(PUBLISH_OVERLAP)),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sighting_replies_added_gone_or_refused() {
+        assert!(sighting_outcome(br#"{"Sighting": {"id": "1"}}"#, "a").is_ok());
+        let gone = br#"{"message": "Could not add the Sighting. Reason: No valid attributes found that match the criteria."}"#;
+        assert!(
+            sighting_outcome(gone, "a").is_ok(),
+            "a deleted attribute never takes one: final"
+        );
+        let refused = br#"{"message": "Could not add the Sighting. Reason: Invalid type"}"#;
+        let e = sighting_outcome(refused, "a").unwrap_err().to_string();
+        assert!(e.contains("Invalid type"), "{e}");
+        assert!(sighting_outcome(b"<html>", "a").is_err());
+    }
 }

@@ -452,12 +452,25 @@ impl Effective {
         allow: &Allowlist,
         limits: ExpandLimits,
     ) -> (Effective, Dropped) {
+        Effective::from_iocs(
+            sources
+                .into_iter()
+                .flat_map(|s| s.entries().iter().map(|e| &e.ioc)),
+            allow,
+            limits,
+        )
+    }
+
+    /// The same from indicators picked one by one (shadow mode splits sources).
+    pub fn from_iocs<'a>(
+        iocs: impl IntoIterator<Item = &'a Ioc>,
+        allow: &Allowlist,
+        limits: ExpandLimits,
+    ) -> (Effective, Dropped) {
         let mut eff = Effective::default();
         let mut dropped = Dropped::default();
-        for src in sources {
-            for e in src.entries() {
-                eff.add(&e.ioc, allow, limits, &mut dropped);
-            }
+        for ioc in iocs {
+            eff.add(ioc, allow, limits, &mut dropped);
         }
         sort_dedup(&mut eff.ipv4);
         sort_dedup(&mut eff.ipv6);
@@ -520,6 +533,18 @@ impl Effective {
                 self.sha256.push(h.clone());
             }
         }
+    }
+
+    /// Removes every value `other` holds (what is enforced need not be shadowed).
+    pub fn remove_all(&mut self, other: &Effective) {
+        fn minus<T: Ord>(v: &mut Vec<T>, o: &[T]) {
+            v.retain(|x| o.binary_search(x).is_err());
+        }
+        minus(&mut self.ipv4, &other.ipv4);
+        minus(&mut self.ipv6, &other.ipv6);
+        minus(&mut self.domains, &other.domains);
+        minus(&mut self.md5, &other.md5);
+        minus(&mut self.sha256, &other.sha256);
     }
 
     /// Total number of blocked values.

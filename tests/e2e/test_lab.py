@@ -237,7 +237,65 @@ def test_the_owner_explains_allows_and_unallows_a_misp_ioc(lab):
     assert seconds_until(lab, LATE, "blocked") < 1.0
     assert json.loads(lab.agent("explain", LATE, "--json").stdout)["verdict"] == "blocked"
     assert lab.agent("unallow", LATE, check=False).returncode != 0
+    # Leaving enforcement (to_ids off in MISP) is told back as an expiration sighting.
+    misp_admin(lab, "ids-off", uuid)
+    lab.agent("sync", "--once")
+    assert seconds_until(lab, LATE, "open") < 1.0
+    assert wait_for(lambda: "homewarden 2" in misp_admin(lab, "sighting-types", uuid).splitlines(), 15), \
+        misp_admin(lab, "sighting-types", uuid)
     misp_admin(lab, "delete", uuid)
+
+
+def http_from(lab, source, addr, timeout=2):
+    r = lab.ns("iot", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", str(timeout),
+               "--interface", source, f"http://{addr}/", timeout=timeout + 5)
+    return r.returncode == 0 and r.stdout.strip() == "200"
+
+
+def test_shadow_mode_observes_then_blocks_and_holds_for_a_do_not_break_device(lab):
+    import json
+    watch = lab.dir / "watch-list.txt"   # source lab-watch: shadow 4s
+    watch.write_text(LATE + "\n")
+    lab.agent("sync", "--once")
+
+    def explained():
+        return json.loads(lab.agent("explain", LATE, "--json").stdout)
+
+    x = explained()
+    assert x["verdict"] == "observed", x
+    assert x["listings"][0]["source"] == "lab-watch" and x["listings"][0]["shadow"]["state"] == "observed", x
+    assert lab.status()["shadow"]["observed"] >= 1
+    # Observed: the traffic passes and raises an alert, which is no page (not high).
+    assert lab.http_ok(LATE)
+
+    def incident():
+        return next((i for i in lab.status()["alerts"]["recent"]
+                     if i["remote"] == LATE and "shadow" in i["signature"]), None)
+
+    assert wait_for(lambda: incident() is not None, 10), lab.status()["alerts"]
+    assert not incident()["high"] and not incident()["blocked"], incident()
+    # After the observation period (4 s; checked every 5 s) it is promoted, no sync needed.
+    assert wait_for(lambda: not lab.http_ok(LATE, timeout=1), 20)
+    assert explained()["verdict"] == "blocked"
+    assert lab.status()["shadow"]["observed"] == 0
+
+    # Gone from the list and back: observed afresh. This time a do-not-break device
+    # talks to it: it is held, alert only, past its period, until the owner decides.
+    watch.write_text("")
+    lab.agent("sync", "--once")
+    assert seconds_until(lab, LATE, "open") < 1.0
+    watch.write_text(LATE + "\n")
+    lab.agent("sync", "--once")
+    assert explained()["verdict"] == "observed"
+    assert http_from(lab, "198.18.1.3", LATE)
+    assert wait_for(lambda: (explained()["listings"][0].get("shadow") or {}).get("state") == "held", 10), explained()
+    held = explained()["listings"][0]["shadow"]
+    assert held["device"] == "198.18.1.3", held
+    time.sleep(10)
+    assert lab.http_ok(LATE) and explained()["verdict"] == "observed"
+    assert "held, alerts only" in lab.agent("explain", LATE).stdout
+    assert lab.status()["shadow"]["held"] == 1
+    watch.write_text("")
     lab.agent("sync", "--once")
     assert seconds_until(lab, LATE, "open") < 1.0
 
