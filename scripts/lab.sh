@@ -205,6 +205,8 @@ advisor:
   url: https://203.0.113.30
   ca_file: $LAB/misp-ca.pem
   timeout: 10s
+selftest:
+  pcap: $REPO/overlays/usr/share/homewarden/selftest.pcap
 mail:
   to: [owner@lab.test]
   from: homewarden <homewarden@lab.test>

@@ -31,6 +31,7 @@ use crate::respond::{
 use crate::secrets::Secrets;
 use crate::suricata::apply::{Applier, ApplyReport, Live};
 use crate::suricata::render::{self, Options};
+use crate::suricata::selftest::{self, Probe};
 use crate::suricata::socket::Connection;
 
 /// First retry after a failed pull; doubles up to the source's interval.
@@ -163,6 +164,9 @@ pub struct Status {
     /// Shadow mode: indicators observed before they block.
     #[serde(default)]
     pub shadow: ShadowStatus,
+    /// The self-test of enforcement.
+    #[serde(default)]
+    pub selftest: selftest::Status,
     /// Who writes advice (`cohere command-a-03-2025`, `offline`).
     #[serde(default)]
     pub advisor: String,
@@ -232,6 +236,8 @@ pub enum Request {
     Button(ButtonAction),
     /// A simulated press of this length for the panel.
     Press(Duration),
+    /// Run the self-test now (with the capture replay).
+    Selftest(oneshot::Sender<selftest::Status>),
     /// The owner's question or correction, with who asked (peer credentials).
     Owner(
         crate::control::OwnerCommand,
@@ -263,6 +269,16 @@ pub struct Agent {
     local_allow: LocalAllowlist,
     hits: Hits,
     shadow: crate::shadow::Shadow,
+    /// When the next self-test is due (unix seconds), and whether it replays the capture.
+    selftest_due: Option<(u64, bool)>,
+    /// Values the live self-test looks up, from the last rendering.
+    probes: Vec<Probe>,
+    /// A rendering that failed its self-test: not applied again.
+    bad_rendering: Option<u64>,
+    /// The fingerprint of the last rendering applied.
+    applied: Option<u64>,
+    /// The last self-test failed and the last good rendering was put back.
+    rolled_back: bool,
     triage: Triage,
     acked: HashSet<String>,
     panel: Option<mpsc::Sender<PanelInput>>,
@@ -365,6 +381,11 @@ impl Agent {
             local_allow: load_local_allowlist(&cfg.state_dir),
             hits: Hits::default(),
             shadow: crate::shadow::Shadow::load(&cfg.state_dir),
+            selftest_due: None,
+            probes: Vec::new(),
+            bad_rendering: None,
+            applied: None,
+            rolled_back: false,
             acked,
             panel: None,
             triage: Triage::new(cfg.triage()),
@@ -434,6 +455,9 @@ impl Agent {
                     Request::Lookup(value, reply) => {
                         let _ = reply.send(self.lookup(&value));
                     }
+                    Request::Selftest(reply) => {
+                        let _ = reply.send(self.selftest(true).await);
+                    }
                     Request::Owner(cmd, who, reply) => {
                         let _ = reply.send(self.owner(cmd, &who).await);
                     }
@@ -458,6 +482,10 @@ impl Agent {
                         self.incidents_dirty = true;
                     }
                     self.expire_allowances().await;
+                    if let Some((_, replay)) = self.selftest_due.filter(|(t, _)| *t <= unix_now()) {
+                        self.selftest_due = None;
+                        self.selftest(replay).await;
+                    }
                     if self.status.shadow.next_promotion.is_some_and(|t| t <= unix_now()) {
                         if let Err(e) = self.enforce().await {
                             tracing::error!("{e}");
@@ -622,6 +650,8 @@ impl Agent {
             .filter(|i| i.high && !self.acked.contains(&i.id))
             .map(|i| i.id.clone())
             .collect::<Vec<_>>();
+        // Acknowledging also puts out a self-test alarm (the mail said what happened).
+        self.status.selftest.alarm = None;
         // Only open incidents can light the LED: closed ones need no memory.
         self.acked.retain(|id| open.contains(id));
         self.acked.extend(new.iter().cloned());
@@ -895,6 +925,119 @@ impl Agent {
         n
     }
 
+    /// Proves enforcement: Suricata's live state, and (with `replay`) the
+    /// capture through `suricata -r`. A pass keeps the rendering as the last
+    /// good one; a failure puts the last good one back, lights amber and mails once.
+    async fn selftest(&mut self, replay: bool) -> selftest::Status {
+        let cfg = &self.cfg;
+        let mut checks = selftest::live(
+            &cfg.suricata.command_socket,
+            cfg.suricata.socket_timeout,
+            &self.probes,
+        )
+        .await;
+        if replay && cfg.selftest.replay {
+            checks.push(
+                selftest::replay(&selftest::Replay {
+                    suricata: cfg.selftest.suricata.clone(),
+                    config: cfg.selftest.suricata_config.clone(),
+                    pcap: cfg.selftest.pcap.clone(),
+                    rules_dir: cfg.suricata.rules_dir.clone(),
+                    sid: cfg.suricata.sid_base + selftest::CANARY_SID_OFFSET,
+                    timeout: cfg.selftest.timeout,
+                })
+                .await,
+            );
+        }
+        let now = unix_now();
+        let failed: Vec<String> = checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| format!("{} ({})", c.name, c.detail))
+            .collect();
+        let good_dir = cfg.state_dir.join("last-good");
+        let st = &mut self.status.selftest;
+        st.last_run = Some(now);
+        st.ok = Some(failed.is_empty());
+        st.checks = checks;
+        if failed.is_empty() {
+            tracing::info!(replay, "self-test passed");
+            if let Err(e) = selftest::copy_rendering(&cfg.suricata.rules_dir, &good_dir) {
+                tracing::error!(
+                    "{}: cannot keep the last good rendering: {e}",
+                    good_dir.display()
+                );
+            }
+            // A pass right after a rollback proves the old rendering, not a new one.
+            if !self.rolled_back {
+                st.alarm = None;
+            }
+            self.rolled_back = false;
+        } else {
+            let what = failed.join("; ");
+            tracing::error!("self-test failed: {what}");
+            let first = st.alarm.is_none();
+            st.alarm = Some(what.clone());
+            if !self.rolled_back && good_dir.join(render::RULES_FILE).exists() {
+                self.rolled_back = true;
+                st.rolled_back = Some(now);
+                self.bad_rendering = self.applied;
+                // What the bad rendering listed is gone again: only the canary is sure.
+                self.probes.truncate(1);
+                match selftest::copy_rendering(&good_dir, &cfg.suricata.rules_dir) {
+                    Ok(_) => {
+                        tracing::warn!("rolled back to the last good rendering");
+                        if let Ok(mut c) = Connection::open(
+                            &cfg.suricata.command_socket,
+                            cfg.suricata.socket_timeout,
+                        )
+                        .await
+                        {
+                            let _ = c.command("ruleset-reload-nonblocking", None).await;
+                        }
+                        self.selftest_due = Some((now + RELOAD_SETTLE, true));
+                    }
+                    Err(e) => tracing::error!("rollback failed: {e}"),
+                }
+            }
+            if first {
+                self.queue_notice(
+                    "Self-test failed: enforcement rolled back",
+                    &format!(
+                        "The appliance checked that Suricata enforces what it was given, and it does not:\n\n{what}\n\n{}\nThe amber light stays on until you acknowledge (short press, or `homewarden ack`). `homewarden selftest` runs the test again; `homewarden status` shows the checks.\n",
+                        if self.rolled_back {
+                            "The last rendering that passed was put back, so the home stays protected by the previous blocklist."
+                        } else {
+                            "No earlier good rendering was kept, so nothing could be rolled back."
+                        }
+                    ),
+                );
+            }
+        }
+        self.publish();
+        self.status.selftest.clone()
+    }
+
+    /// Queues a mail about the appliance itself.
+    fn queue_notice(&mut self, subject: &str, text: &str) {
+        let (Some(outbox), true) = (self.outbox.as_ref(), self.mail_on) else {
+            return;
+        };
+        let now = unix_now();
+        let payload = serde_json::json!({"subject": subject, "text": text});
+        let queued = respond::lock(outbox).put(
+            respond::MAIL_NOTICE,
+            &format!("notice-{now}"),
+            payload,
+            true,
+            now,
+        );
+        if let Err(e) = queued {
+            tracing::error!("{e}");
+        }
+        self.wake_responders.notify_one();
+    }
+
     /// Tells MISP (expiration sightings) which of its attributes stopped being enforced here.
     fn queue_expirations(&mut self, expired: &[(String, String)]) {
         if expired.is_empty() {
@@ -1039,18 +1182,42 @@ impl Agent {
                     Effective::build(self.sources.iter().map(|s| &s.state.set), &allow, limits);
                 (eff, None, dropped)
             };
+        let mut eff = eff;
+        // The self-test's canary: always listed, never a real host.
+        if let Err(i) = eff.ipv4.binary_search(&selftest::CANARY) {
+            eff.ipv4.insert(i, selftest::CANARY);
+        }
+        self.probes = probes(&eff, &self.local_allow);
         let rendered = render::render(
             &eff,
             observed.as_ref(),
             allow.domains(),
             &Options::from(&self.cfg),
         );
+        let fingerprint = render::fingerprint(&rendered);
+        if self.bad_rendering == Some(fingerprint) {
+            tracing::warn!("this rendering failed its self-test before; the last good one stays");
+            self.publish();
+            return Ok(ApplyReport {
+                added: 0,
+                removed: 0,
+                files_written: 0,
+                live: Live::Unchanged,
+            });
+        }
         self.status.blocklist = counts(&eff);
         self.status.dropped = dropped;
         let result = self.applier.apply(&rendered).await;
+        self.applied = Some(fingerprint);
         let s = &mut self.status.suricata;
         let out = match result {
             Ok(r) => {
+                // Prove the change: at once after a delta, once a reload has had time to land.
+                match r.live {
+                    Live::Delta => self.selftest_due = Some((unix_now(), false)),
+                    Live::Reload => self.selftest_due = Some((unix_now() + RELOAD_SETTLE, true)),
+                    _ => {}
+                }
                 if r.live != Live::Unchanged {
                     s.last_change = Some(unix_now());
                     s.last_live = Some(live_name(&r.live).to_string());
@@ -1089,6 +1256,7 @@ impl Agent {
         };
         if ok && !self.status.suricata.reachable {
             tracing::info!("suricata reachable");
+            self.selftest_due = Some((unix_now() + RELOAD_SETTLE, true));
             // It may have (re)started since our last change: make sure it has the files' state.
             self.status.suricata.reachable = true;
             if let Err(e) = self.enforce().await {
@@ -1113,6 +1281,9 @@ impl Agent {
         }
         if self.cfg.enforcement.mode == Mode::Ids {
             reasons.push("IDS mode: threats are reported, not blocked".to_string());
+        }
+        if let Some(a) = &self.status.selftest.alarm {
+            reasons.push(format!("self-test failed: {a}"));
         }
         self.status.sources = self
             .sources
@@ -1267,6 +1438,49 @@ pub fn counts(eff: &Effective) -> Counts {
         md5: eff.md5.len(),
         sha256: eff.sha256.len(),
     }
+}
+
+/// How long a non-blocking reload gets before the self-test looks.
+const RELOAD_SETTLE: u64 = 15;
+
+/// Values the live self-test looks up: the canary and a few listed values must
+/// be in their datasets, a few of the owner's allowances must not.
+fn probes(eff: &Effective, local: &LocalAllowlist) -> Vec<Probe> {
+    let v4 = |a: std::net::Ipv4Addr, want: bool| Probe {
+        set: "hw-ipv4",
+        settype: "ipv4",
+        value: a.to_string(),
+        label: a.to_string(),
+        want,
+    };
+    let mut out = vec![v4(selftest::CANARY, true)];
+    let listed: Vec<_> = eff
+        .ipv4
+        .iter()
+        .filter(|a| **a != selftest::CANARY)
+        .collect();
+    for i in [0, listed.len() / 2, listed.len().saturating_sub(1)] {
+        if let Some(a) = listed.get(i) {
+            if !out.iter().any(|p| p.value == a.to_string()) {
+                out.push(v4(**a, true));
+            }
+        }
+    }
+    if let Some(d) = eff.domains.first() {
+        out.push(Probe {
+            set: "hw-domain",
+            settype: "string",
+            value: render::b64(d.as_str()),
+            label: d.as_str().to_string(),
+            want: true,
+        });
+    }
+    let allowed = local.targets().0.into_iter().filter_map(|n| match n {
+        ipnet::IpNet::V4(n) if n.prefix_len() == 32 => Some(n.addr()),
+        _ => None,
+    });
+    out.extend(allowed.take(3).map(|a| v4(a, false)));
+    out
 }
 
 /// The MISP attribute uuids a set holds.

@@ -63,6 +63,9 @@ pub struct Config {
     /// Incident mail.
     #[serde(default)]
     pub mail: crate::mail::MailConfig,
+    /// The self-test of enforcement.
+    #[serde(default)]
+    pub selftest: crate::suricata::selftest::SelftestConfig,
     /// Intel sources.
     #[serde(default)]
     pub sources: Vec<SourceConfig>,

@@ -35,6 +35,8 @@ pub enum Command {
     },
     /// The owner's questions and corrections (explain, allow, unallow, blocks).
     Owner(OwnerCommand),
+    /// Run the self-test now.
+    Selftest,
 }
 
 /// What the owner asks of the daemon.
@@ -154,6 +156,17 @@ async fn handle(
                     Request::Press(std::time::Duration::from_millis(ms)),
                 )
                 .await
+            }
+            Ok(Command::Selftest) => {
+                let (tx, rx) = oneshot::channel();
+                if requests.send(Request::Selftest(tx)).await.is_err() {
+                    serde_json::json!({"error": "agent is shutting down"})
+                } else {
+                    match rx.await {
+                        Ok(st) => serde_json::to_value(st).unwrap_or(Value::Null),
+                        Err(_) => serde_json::json!({"error": "agent is shutting down"}),
+                    }
+                }
             }
             Ok(Command::Owner(cmd)) => {
                 let who = peer_name(&w);

@@ -349,6 +349,18 @@ pub fn digest_letter(appliance: &str, incs: &[(Incident, Advice)]) -> Letter {
     }
 }
 
+/// A mail about the appliance itself (a failed self-test, a rollback).
+pub fn notice_letter(appliance: &str, subject: &str, text: &str) -> Letter {
+    Letter {
+        subject: one_line(&format!("[homewarden {appliance}] {subject}"), 200),
+        html: format!(
+            "<!DOCTYPE html><html><body><p style=\"white-space:pre-wrap\">{}</p></body></html>",
+            escape_html(text)
+        ),
+        text: text.to_string(),
+    }
+}
+
 /// The mail `homewarden mail-test` sends.
 pub fn test_letter(appliance: &str) -> Letter {
     let text = format!("This is a test mail from the homewarden appliance {appliance}. Incident mails will look like this one's sender and subject line.\n");

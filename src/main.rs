@@ -115,6 +115,13 @@ enum Cmd {
         /// The value as allowed.
         value: String,
     },
+    /// Prove enforcement now: Suricata's live datasets and rule count, and the
+    /// self-test capture replayed through `suricata -r` (rolls back on failure).
+    Selftest {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// What is being blocked now: values hit in the last 24 hours, newest first.
     Blocks {
         /// Machine-readable output.
@@ -198,6 +205,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             owner(&cli.config, cmd, false).await
         }
         Cmd::Unallow { value } => owner(&cli.config, OwnerCommand::Unallow { value }, false).await,
+        Cmd::Selftest { json } => selftest(&cli.config, json).await,
         Cmd::Blocks { json } => owner(&cli.config, OwnerCommand::Blocks, json).await,
         Cmd::Status { json } => status(&cli.config, json).await,
         Cmd::Lookup { value, json } => lookup(&cli.config, value, json).await,
@@ -580,6 +588,43 @@ async fn owner(path: &Path, cmd: OwnerCommand, json: bool) -> Result<ExitCode> {
         OwnerCommand::Explain { .. } => {}
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn selftest(path: &Path, json: bool) -> Result<ExitCode> {
+    let cfg = Config::load(path)?;
+    let v = control::request(
+        &cfg.control_socket,
+        &Command::Selftest,
+        Duration::from_secs(300),
+    )
+    .await?;
+    let st: homewarden::suricata::selftest::Status =
+        serde_json::from_value(v.clone()).context("daemon's self-test reply")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        for c in &st.checks {
+            println!(
+                "{} {}: {}",
+                if c.ok { "ok  " } else { "FAIL" },
+                c.name,
+                c.detail
+            );
+        }
+        match (st.ok, st.rolled_back) {
+            (Some(true), _) => println!("self-test passed"),
+            (_, Some(t)) => println!(
+                "self-test FAILED; rolled back to the last good rendering at {}",
+                format_timestamp(t as i64)
+            ),
+            _ => println!("self-test FAILED"),
+        }
+    }
+    Ok(if st.ok == Some(true) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 async fn mail_test(path: &Path) -> Result<ExitCode> {

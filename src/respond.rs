@@ -25,6 +25,8 @@ pub const MISP_EVENT: &str = "misp-event";
 pub const MISP_EVENT_UPDATE: &str = "misp-event-update";
 /// Outbox kind: a mail about an incident, with advice.
 pub const MAIL: &str = "mail";
+/// Outbox kind: a mail about the appliance itself (a failed self-test).
+pub const MAIL_NOTICE: &str = "mail-notice";
 
 /// How often the outbox is looked at when nobody wakes the responders.
 const EVERY: Duration = Duration::from_secs(1);
@@ -164,6 +166,21 @@ impl Responders {
                 let uuid = p["uuid"].as_str().ok_or("malformed event update")?;
                 client(p["source"].as_str())?
                     .edit_event(uuid, &p["event"])
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            MAIL_NOTICE => {
+                let (Some(subject), Some(text)) = (p["subject"].as_str(), p["text"].as_str())
+                else {
+                    return Err("malformed notice".into());
+                };
+                let Some(mailer) = &self.mailer else {
+                    tracing::warn!(key = %item.key, "mail is off in the config; notice not sent");
+                    return Ok(());
+                };
+                let letter = mail::notice_letter(&self.appliance, subject, text);
+                mailer
+                    .send(&letter, &item.key)
                     .await
                     .map_err(|e| e.to_string())
             }

@@ -371,6 +371,27 @@ pub fn render<'a>(
     }
 }
 
+/// A digest of a whole rendering (rules and every list line), to recognise
+/// one that already failed its self-test.
+pub fn fingerprint(r: &Rendered<'_>) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |b: &[u8]| {
+        for &x in b {
+            h ^= u64::from(x);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    eat(r.rules.as_bytes());
+    for l in &r.lists {
+        eat(l.name.as_bytes());
+        for i in 0..l.values.len() {
+            eat(l.values.line(i).as_bytes());
+            eat(b"\n");
+        }
+    }
+    h
+}
+
 /// A transform keeping the last `labels` labels of a name that has more than that,
 /// so the dataset lookup sees the parent domain (`x.evil.example` → `evil.example`).
 fn suffix_transform(labels: usize) -> String {

@@ -300,6 +300,61 @@ def test_shadow_mode_observes_then_blocks_and_holds_for_a_do_not_break_device(la
     assert seconds_until(lab, LATE, "open") < 1.0
 
 
+def test_selftest_proves_each_change_and_rolls_a_broken_rendering_back(lab):
+    import email
+    import email.policy
+    import json
+    # A change of the enforced set is followed by a self-test of the live datasets.
+    before = lab.status()["selftest"].get("last_run") or 0
+    uuid = misp_admin(lab, "add", LATE).split()[0]
+    lab.agent("sync", "--once")
+    assert wait_for(lambda: (lab.status()["selftest"].get("last_run") or 0) > before, 15), lab.status()["selftest"]
+    st = lab.status()["selftest"]
+    assert st["ok"], st
+    assert any(c["name"] == f"{LATE} in hw-ipv4" and c["ok"] for c in st["checks"]), st["checks"]
+    misp_admin(lab, "delete", uuid)
+    lab.agent("sync", "--once")
+
+    # On demand, with the capture replayed through suricata -r.
+    r = lab.agent("selftest", "--json")
+    st = json.loads(r.stdout)
+    names = {c["name"]: c for c in st["checks"]}
+    assert st["ok"] and names["the capture's canary packet alerts"]["ok"], st
+    assert names["192.0.2.254 in hw-ipv4"]["ok"] and names["every rule loaded"]["ok"], st
+    good = (lab.dir / "rules" / "homewarden.rules").read_text()
+
+    # A broken rendering on disk: the replay sees the canary go quiet.
+    (lab.dir / "rules" / "homewarden.rules").write_text("# broken by the test\n")
+    r = lab.agent("selftest", check=False)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "FAIL the capture's canary packet alerts" in r.stdout and "rolled back" in r.stdout, r.stdout
+    assert (lab.dir / "rules" / "homewarden.rules").read_text() == good
+    st = lab.status()
+    assert st["state"] == "degraded" and any(x.startswith("self-test failed") for x in st["reasons"]), st
+    assert wait_for(lambda: json.loads((lab.dir / "panel.json").read_text())["amber"]["kind"] == "on", 10)
+    assert not lab.http_ok(C2) and lab.http_ok(BENIGN)
+
+    def notices():
+        out = []
+        for eml in (lab.dir / "mail").glob("*.eml"):
+            msg = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+            if "Self-test failed" in msg["Subject"]:
+                out.append(msg)
+        return out
+
+    assert wait_for(lambda: len(notices()) == 1, 20)
+    assert "The last rendering that passed was put back" in notices()[0].get_body(("plain",)).get_content()
+    # A second failure while the alarm is on sends no second mail.
+    (lab.dir / "rules" / "homewarden.rules").write_text("# broken again\n")
+    assert lab.agent("selftest", check=False).returncode == 1
+    time.sleep(3)
+    assert len(notices()) == 1
+    (lab.dir / "rules" / "homewarden.rules").write_text(good)
+    # Acknowledging puts the amber light out.
+    lab.agent("ack")
+    assert wait_for(lambda: not any(x.startswith("self-test") for x in lab.status()["reasons"]), 10)
+
+
 def test_our_misp_requests_match_the_openapi_spec(lab):
     import subprocess
     import sys
