@@ -259,7 +259,7 @@ impl Client {
         let resp = req
             .send()
             .await
-            .map_err(|e| AdvisorError::Transport(error_chain(&e)))?;
+            .map_err(|e| AdvisorError::Transport(crate::error_chain(&e)))?;
         let status = resp.status().as_u16();
         let retry_after = resp
             .headers()
@@ -270,7 +270,7 @@ impl Client {
         let bytes = resp
             .bytes()
             .await
-            .map_err(|e| AdvisorError::Transport(error_chain(&e)))?;
+            .map_err(|e| AdvisorError::Transport(crate::error_chain(&e)))?;
         let text = check_status(status, retry_after, &bytes).and_then(|()| match self.backend {
             Backend::Cohere => parse_cohere(&bytes),
             _ => parse_openai(&bytes),
@@ -288,17 +288,6 @@ impl Client {
             by: clean(&by),
         })
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// Maps an HTTP status to the error it means (both APIs use the same codes).

@@ -517,8 +517,7 @@ impl Agent {
         let incidents: Vec<Incident> = match serde_json::from_slice(&bytes) {
             Ok(v) => v,
             Err(e) => {
-                let aside = path.with_extension("json.corrupt");
-                let _ = std::fs::rename(&path, &aside);
+                let aside = crate::fsutil::set_aside(&path);
                 tracing::error!(
                     "{}: unreadable ({e}); moved to {}",
                     path.display(),
@@ -1505,9 +1504,7 @@ fn load_local_allowlist(state_dir: &Path) -> LocalAllowlist {
     match LocalAllowlist::load(state_dir) {
         Ok(l) => l,
         Err(e) => {
-            let path = state_dir.join(crate::allow::FILE);
-            let aside = path.with_extension("json.corrupt");
-            let _ = std::fs::rename(&path, &aside);
+            let aside = crate::fsutil::set_aside(&state_dir.join(crate::allow::FILE));
             tracing::error!(
                 "{e}; moved to {}: the owner's allowances must be re-entered",
                 aside.display()

@@ -132,17 +132,7 @@ async fn handle(
     while let Some(line) = lines.next_line().await? {
         let reply: Value = match serde_json::from_str::<Command>(&line) {
             Ok(Command::Status) => serde_json::to_value(&*status.borrow()).unwrap_or(Value::Null),
-            Ok(Command::Sync) => {
-                let (tx, rx) = oneshot::channel();
-                if requests.send(Request::Sync(tx)).await.is_err() {
-                    serde_json::json!({"error": "agent is shutting down"})
-                } else {
-                    match rx.await {
-                        Ok(report) => serde_json::to_value(report).unwrap_or(Value::Null),
-                        Err(_) => serde_json::json!({"error": "agent is shutting down"}),
-                    }
-                }
-            }
+            Ok(Command::Sync) => ask(&requests, Request::Sync, Ok).await,
             Ok(Command::Ack) => {
                 forward(
                     &requests,
@@ -157,41 +147,16 @@ async fn handle(
                 )
                 .await
             }
-            Ok(Command::Selftest) => {
-                let (tx, rx) = oneshot::channel();
-                if requests.send(Request::Selftest(tx)).await.is_err() {
-                    serde_json::json!({"error": "agent is shutting down"})
-                } else {
-                    match rx.await {
-                        Ok(st) => serde_json::to_value(st).unwrap_or(Value::Null),
-                        Err(_) => serde_json::json!({"error": "agent is shutting down"}),
-                    }
-                }
-            }
+            Ok(Command::Selftest) => ask(&requests, Request::Selftest, Ok).await,
             Ok(Command::Owner(cmd)) => {
                 let who = peer_name(&w);
-                let (tx, rx) = oneshot::channel();
-                if requests.send(Request::Owner(cmd, who, tx)).await.is_err() {
-                    serde_json::json!({"error": "agent is shutting down"})
-                } else {
-                    match rx.await {
-                        Ok(Ok(v)) => v,
-                        Ok(Err(e)) => serde_json::json!({ "error": e }),
-                        Err(_) => serde_json::json!({"error": "agent is shutting down"}),
-                    }
-                }
+                ask(&requests, |tx| Request::Owner(cmd, who, tx), |r| r).await
             }
             Ok(Command::Lookup { value }) => {
-                let (tx, rx) = oneshot::channel();
-                if requests.send(Request::Lookup(value, tx)).await.is_err() {
-                    serde_json::json!({"error": "agent is shutting down"})
-                } else {
-                    match rx.await {
-                        Ok(Ok(found)) => serde_json::json!({ "found": found }),
-                        Ok(Err(e)) => serde_json::json!({ "error": e }),
-                        Err(_) => serde_json::json!({"error": "agent is shutting down"}),
-                    }
-                }
+                let found = |r: Result<Vec<crate::intel::set::Provenance>, String>| {
+                    r.map(|found| serde_json::json!({ "found": found }))
+                };
+                ask(&requests, |tx| Request::Lookup(value, tx), found).await
             }
             Err(e) => serde_json::json!({"error": format!("bad request: {e}")}),
         };
@@ -217,6 +182,25 @@ fn peer_name(w: &tokio::net::unix::OwnedWriteHalf) -> String {
         })
     });
     name.unwrap_or_else(|| format!("uid {uid}"))
+}
+
+/// Hands a request to the agent and waits for its answer; `reply` turns the
+/// answer into a result (an `Err` is sent back as the error).
+async fn ask<T, V: Serialize>(
+    requests: &mpsc::Sender<Request>,
+    make: impl FnOnce(oneshot::Sender<T>) -> Request,
+    reply: impl FnOnce(T) -> Result<V, String>,
+) -> Value {
+    let gone = || serde_json::json!({"error": "agent is shutting down"});
+    let (tx, rx) = oneshot::channel();
+    if requests.send(make(tx)).await.is_err() {
+        return gone();
+    }
+    match rx.await.map(reply) {
+        Ok(Ok(v)) => serde_json::to_value(v).unwrap_or(Value::Null),
+        Ok(Err(e)) => serde_json::json!({ "error": e }),
+        Err(_) => gone(),
+    }
 }
 
 /// Hands a request to the agent; the reply says only that it was taken.

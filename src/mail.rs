@@ -517,20 +517,9 @@ impl Mailer {
             .map(|_| ())
             .map_err(|e| MailError::Smtp {
                 host: self.host.clone(),
-                message: error_chain(&e),
+                message: crate::error_chain(&e),
             })
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// This machine's name, for subjects and bodies.

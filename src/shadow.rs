@@ -82,8 +82,7 @@ impl Shadow {
             Ok(b) => match serde_json::from_slice(&b) {
                 Ok(s) => s,
                 Err(e) => {
-                    let aside = path.with_extension("json.corrupt");
-                    let _ = std::fs::rename(&path, &aside);
+                    let aside = crate::fsutil::set_aside(&path);
                     tracing::error!(
                         "{}: unreadable ({e}); moved to {}: observation starts afresh",
                         path.display(),

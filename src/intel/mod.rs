@@ -63,16 +63,9 @@ pub enum IntelError {
 
 impl IntelError {
     fn http(url: &str, e: reqwest::Error) -> IntelError {
-        let mut message = e.to_string();
-        let mut src = std::error::Error::source(&e);
-        while let Some(s) = src {
-            message.push_str(": ");
-            message.push_str(&s.to_string());
-            src = s.source();
-        }
         IntelError::Http {
             url: url.to_string(),
-            message,
+            message: crate::error_chain(&e),
         }
     }
 

@@ -201,25 +201,7 @@ pub fn render<'a>(
          # One rule per indicator kind; the indicators live in the .lst dataset files beside it.\n",
     );
 
-    for (off, field, dir) in [(1, "ip.dst", "destination"), (2, "ip.src", "source")] {
-        r.rule(
-            action,
-            "ip",
-            off,
-            &format!("IPv4 {dir} on blocklist"),
-            &format!("{field}; dataset:isset,hw-ipv4,type ipv4,load hw-ipv4.lst;"),
-            "ipv4",
-        );
-        r.rule(
-            action,
-            "ip",
-            off + 2,
-            &format!("IPv6 {dir} on blocklist"),
-            &format!("{field}; dataset:isset,hw-ipv6,type ip,load hw-ipv6.lst;"),
-            "ipv6",
-        );
-    }
-
+    r.address_rules(action, 0, "on blocklist", "hw", "");
     let protos = [
         ("dns", "dns.query", 10, "DNS query"),
         ("tls", "tls.sni", 20, "TLS SNI"),
@@ -269,26 +251,13 @@ pub fn render<'a>(
 
     if shadow.is_some() {
         // Shadow mode: newly listed addresses only raise alerts until they are promoted.
-        for (off, field, dir) in [(101, "ip.dst", "destination"), (102, "ip.src", "source")] {
-            r.rule(
-                "alert",
-                "ip",
-                off,
-                &format!("IPv4 {dir} in shadow (observed, not blocked)"),
-                &format!(
-                    "{field}; dataset:isset,hw-shadow-ipv4,type ipv4,load hw-shadow-ipv4.lst;"
-                ),
-                "shadow-ipv4",
-            );
-            r.rule(
-                "alert",
-                "ip",
-                off + 2,
-                &format!("IPv6 {dir} in shadow (observed, not blocked)"),
-                &format!("{field}; dataset:isset,hw-shadow-ipv6,type ip,load hw-shadow-ipv6.lst;"),
-                "shadow-ipv6",
-            );
-        }
+        r.address_rules(
+            "alert",
+            100,
+            "in shadow (observed, not blocked)",
+            "hw-shadow",
+            "shadow-",
+        );
     }
 
     if !eff.md5.is_empty() {
@@ -411,6 +380,22 @@ struct Rules {
 }
 
 impl Rules {
+    /// Source and destination rules on the IPv4 and IPv6 datasets `<prefix>-ipv4` / `<prefix>-ipv6`.
+    fn address_rules(&mut self, action: &str, base: u32, what: &str, prefix: &str, kind: &str) {
+        for (off, field, dir) in [(1, "ip.dst", "destination"), (2, "ip.src", "source")] {
+            for (family, settype, extra) in [("ipv4", "ipv4", 0), ("ipv6", "ip", 2)] {
+                self.rule(
+                    action,
+                    "ip",
+                    base + off + extra,
+                    &format!("{} {dir} {what}", if family == "ipv4" { "IPv4" } else { "IPv6" }),
+                    &format!("{field}; dataset:isset,{prefix}-{family},type {settype},load {prefix}-{family}.lst;"),
+                    &format!("{kind}{family}"),
+                );
+            }
+        }
+    }
+
     fn rule(
         &mut self,
         action: &str,
