@@ -321,7 +321,9 @@ impl Agent {
             cfg.alerts.outbox_max,
             unix_now(),
         ) {
-            Ok(o) => Some(Arc::new(std::sync::Mutex::new(o))),
+            Ok(o) => Some(Arc::new(std::sync::Mutex::new(
+                o.with_first_backoff(cfg.alerts.retry_first.as_secs()),
+            ))),
             Err(e) => {
                 tracing::error!("{e}; responders are off");
                 None
