@@ -1,0 +1,156 @@
+"""Peers and the agent failing under the outbox: every incident must still be
+reported exactly once — one MISP event, one mail (or one digest line).
+
+Outages are real: the peer process is stopped (connections refused) and
+started again on the same port with the state it had. `alerts.retry_first: 1s`
+keeps the retries within seconds.
+"""
+
+import json
+import time
+
+from conftest import (Incident, assert_events_once, assert_mailed_once, drained, mails_covering, part,
+                      reply_marker, wait_for)
+
+
+def incidents(n, first=10, net="203.0.113"):
+    t = int(time.time())
+    return [Incident(f"{net}.{first + i}", t) for i in range(n)]
+
+
+def kinds(agent, kind, min_attempts=0):
+    return [p for p in agent.pending() if p["kind"] == kind and p["attempts"] >= min_attempts]
+
+
+def test_misp_down_then_up(world):
+    agent = world.make_agent().start()
+    world.misp.stop()
+    incs = incidents(4)
+    # The first incident goes on to 12 alerts: its event update (due at 10) is queued during the outage too.
+    agent.send(b"".join(i.line() for i in incs) + incs[0].line() * 11)
+
+    wait_for(lambda: len(kinds(agent, "misp-event", 1)) == 4 and len(kinds(agent, "misp-event-update", 1)) == 1,
+             30, "every MISP action to fail at least once")
+    # Mail does not wait for MISP.
+    wait_for(lambda: len(world.smtp.mails()) == 4, 30, "the mails, while MISP is down")
+    assert world.misp.events() == []
+
+    world.misp.start()  # same port, same state file
+    wait_for(lambda: drained(agent), 60, "the outbox to drain once MISP is back")
+
+    events = assert_events_once(world.misp, incs)
+    updated = next(e for e in events if e["uuid"] == incs[0].uuid)
+    assert updated["info"].endswith("(10 alerts)"), updated
+    assert_mailed_once(world.smtp, incs)
+    st = wait_for(lambda: (s := agent.status())["outbox"]["pending"] == 0 and s, 15, "status to show the outbox empty")
+    assert st["outbox"]["dropped"] == 0 and st["outbox"]["corrupt"] == 0, st["outbox"]
+    assert agent.alive()
+
+
+def test_smtp_down_then_up(world):
+    agent = world.make_agent().start()
+    world.smtp.stop()
+    incs = incidents(4)
+    agent.send(b"".join(i.line() for i in incs))
+
+    # Two failed deliveries each: the advice obtained on the first try must be kept, not asked again.
+    wait_for(lambda: len(kinds(agent, "mail", 2)) == 4, 40, "every mail to fail twice")
+    assert all(p["payload"].get("advice") for p in kinds(agent, "mail")), "advice kept in the outbox item"
+    wait_for(lambda: len(world.misp.events()) == 4, 30, "the MISP events, while SMTP is down")
+
+    world.smtp.start()  # same port
+    wait_for(lambda: drained(agent), 60, "the outbox to drain once SMTP is back")
+
+    assert_events_once(world.misp, incs)
+    mails = assert_mailed_once(world.smtp, incs)
+    asked = world.llm.requests()
+    assert len(asked) == 4, f"{len(asked)} LLM calls for 4 incidents (advice must survive failed deliveries)"
+    markers = {reply_marker(r) for r in asked}
+    for m in mails:
+        text = part(m, "plain")
+        assert "advice by cohere" in text, text
+        assert sum(mk in text for mk in markers) == 1, f"the LLM's own words, once: {text}"
+
+
+def test_digest_past_the_hourly_limit(world):
+    agent = world.make_agent(mail={"max_per_hour": 3}).start()
+    incs = incidents(8, first=100)
+    agent.send(b"".join(i.line() for i in incs))
+
+    wait_for(lambda: drained(agent) and all(mails_covering(world.smtp.mails(), i) for i in incs), 60,
+             "every incident mailed and the outbox drained")
+    mails = assert_mailed_once(world.smtp, incs, singles=False)
+    assert len(mails) <= 3, [m["Subject"] for m in mails]
+    digests = [m for m in mails if "Digest:" in m["Subject"]]
+    assert len(digests) >= 1, [m["Subject"] for m in mails]
+    # A digest's count is the number of incidents it lists.
+    for d in digests:
+        n = sum(1 for i in incs if mails_covering([d], i))
+        assert f"Digest: {n} incidents ({n} high)" in d["Subject"], (d["Subject"], n)
+    assert_events_once(world.misp, incs)
+    # Nothing more may go out this hour: the window is persisted and full.
+    window = json.loads((agent.state / "mail-window.json").read_text())
+    assert len(window["sent"]) == len(mails), window
+
+
+def test_agent_killed_mid_delivery(world):
+    agent = world.make_agent(advisor={"timeout": "30s"}).start()
+    # The first advice comes at once, the second hangs: the agent is inside that delivery when killed.
+    world.llm.queue({}, {"delay": 20})
+    incs = incidents(3)
+    agent.send(b"".join(i.line() for i in incs))
+
+    def inside_second_delivery():
+        reqs = world.llm.requests()
+        return len(world.smtp.mails()) == 1 and len(reqs) == 2 and reqs[1]["status"] is None
+    wait_for(inside_second_delivery, 30, "one mail sent and the second delivery waiting on the LLM")
+    wait_for(lambda: len(agent.saved_incidents()) == 3, 10, "the incidents saved")
+    agent.kill()
+
+    agent.start()
+    wait_for(lambda: drained(agent), 60, "the outbox to drain after the restart")
+    assert_events_once(world.misp, incs)
+    assert_mailed_once(world.smtp, incs)
+
+    # Alerts after the restart count into the same incidents: nothing new is reported.
+    agent.send(incs[1].line() * 2)
+    st = wait_for(lambda: next((i for i in agent.status()["alerts"]["recent"]
+                                if i["id"] == incs[1].id and i["count"] == 3), None),
+                  15, "the restored incident to count the new alerts")
+    assert st["high"]
+    # The alerts were taken (status shows them), and queued nothing: no file, no mail, no event.
+    assert drained(agent) and len(world.smtp.mails()) == 3 and len(world.misp.events()) == 3
+
+
+def test_torn_outbox_files_come_back_from_the_saved_incidents(world):
+    agent = world.make_agent().start()
+    world.misp.stop()
+    world.smtp.stop()
+    incs = incidents(3)
+    agent.send(b"".join(i.line() for i in incs))
+
+    wait_for(lambda: len(kinds(agent, "misp-event", 1)) == 3 and len(kinds(agent, "mail", 1)) == 3,
+             30, "every action to fail at least once")
+    wait_for(lambda: len(agent.saved_incidents()) == 3, 10, "the incidents saved")
+    assert agent.stop() == 0
+
+    # A power cut's damage: one event and one mail item torn to half their length.
+    torn = []
+    for kind in ("misp-event", "mail"):
+        p = sorted(agent.outbox.glob(f"*_{kind}.json"))[0]
+        data = p.read_bytes()
+        p.write_bytes(data[:len(data) // 2])
+        torn.append(p.name)
+
+    world.misp.start()
+    world.smtp.start()
+    agent.start()
+    wait_for(lambda: drained(agent), 60, "the outbox to drain after the restart")
+
+    assert sorted(p.name for p in (agent.outbox / "corrupt").iterdir()) == sorted(torn), "kept for a human"
+    st = agent.status()
+    assert st["outbox"]["corrupt"] == 2, st["outbox"]
+    assert_events_once(world.misp, incs)
+    assert_mailed_once(world.smtp, incs)
+    # The torn mail item lost its advice with it, so that one incident was advised twice.
+    assert len(world.llm.requests()) == 4
