@@ -102,18 +102,26 @@ impl Responders {
         }
     }
 
-    /// One pass over what is due: MISP actions one by one, then mail as the
-    /// hourly limit allows.
+    /// One pass over what is due: MISP actions one by one and, side by side
+    /// with them, mail as the hourly limit allows. Side by side, because a
+    /// MISP that hangs until its timeout (a minute, for every due action)
+    /// must not keep the owner's mail waiting, nor a slow SMTP server MISP.
     pub async fn round(&mut self, window: &mut RateWindow, now: u64) {
         let due = lock(&self.outbox).due(now);
         let (mails, others): (Vec<Item>, Vec<Item>) = due.into_iter().partition(|i| i.kind == MAIL);
-        for item in others {
-            let result = self.perform(&item).await;
-            self.record(&item, result.map_err(|e| (e, None)));
-        }
-        if !mails.is_empty() {
-            self.deliver(mails, window, now).await;
-        }
+        let this = &*self;
+        let misp = async move {
+            for item in others {
+                let result = this.perform(&item).await;
+                this.record(&item, result.map_err(|e| (e, None)));
+            }
+        };
+        let mail = async move {
+            if !mails.is_empty() {
+                this.deliver(mails, window, now).await;
+            }
+        };
+        tokio::join!(misp, mail);
     }
 
     fn record(&self, item: &Item, result: Result<(), (String, Option<u64>)>) {
@@ -266,5 +274,68 @@ impl Responders {
                 Ok(advisor::offline(inc))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn a_hanging_misp_does_not_hold_back_mail() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Arc::new(Mutex::new(
+            Outbox::open(&dir.path().join("outbox"), 10, 1000).unwrap(),
+        ));
+        // A MISP that takes the connection and never answers.
+        let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", hole.local_addr().unwrap());
+        let client = misp::Client::new(
+            reqwest::Client::new(),
+            &url,
+            "key".into(),
+            Duration::from_secs(600),
+        )
+        .unwrap();
+        {
+            let mut ob = lock(&outbox);
+            let event = json!({"source": "misp", "event": {"Event": {"info": "x"}}});
+            ob.put(MISP_EVENT, "a:misp-event", event, true, 1000)
+                .unwrap();
+            ob.put(MAIL, "a:mail", json!({}), true, 1000).unwrap();
+        }
+        let mut r = Responders {
+            outbox: outbox.clone(),
+            misp: HashMap::from([("misp".to_string(), client)]),
+            sighting_source: "homewarden".into(),
+            advisor: None,
+            advice_tries: 1,
+            // Mail off: the mail action is settled at once, if it gets its turn.
+            mailer: None,
+            max_per_hour: 10,
+            state_dir: dir.path().to_path_buf(),
+            appliance: "pi".into(),
+        };
+        let round = tokio::spawn(async move {
+            let mut window = RateWindow::default();
+            r.round(&mut window, 1000).await;
+        });
+        let pending = || -> Vec<String> {
+            lock(&outbox)
+                .due(u64::MAX)
+                .into_iter()
+                .map(|i| i.key)
+                .collect()
+        };
+        for _ in 0..200 {
+            if pending().len() == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(pending(), ["a:misp-event"], "mail waited for MISP");
+        assert!(!round.is_finished(), "MISP is still hanging");
+        round.abort();
     }
 }
