@@ -7,6 +7,7 @@ keeps the retries within seconds.
 """
 
 import json
+import socket
 import time
 
 from conftest import (Incident, assert_events_once, assert_mailed_once, drained, mails_covering, part,
@@ -154,3 +155,25 @@ def test_torn_outbox_files_come_back_from_the_saved_incidents(world):
     assert_mailed_once(world.smtp, incs)
     # The torn mail item lost its advice with it, so that one incident was advised twice.
     assert len(world.llm.requests()) == 4
+
+
+def test_hanging_misp_does_not_hold_back_mail(world):
+    """A MISP that takes connections and never answers (the source's 60 s timeout applies)
+    must not keep the owner's mail waiting behind it."""
+    agent = world.make_agent().start()
+    world.misp.stop()
+    hole = socket.socket()
+    hole.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    hole.bind(("127.0.0.1", world.misp.port))
+    hole.listen(64)  # the kernel completes the handshakes; nobody ever reads or answers
+    try:
+        incs = incidents(3)
+        agent.send(b"".join(i.line() for i in incs))
+        wait_for(lambda: len(world.smtp.mails()) == 3, 20, "the mails while MISP hangs")
+        assert len(kinds(agent, "misp-event")) == 3, "the events still wait for MISP"
+    finally:
+        hole.close()  # the hanging requests fail now, and are retried
+    world.misp.start()
+    wait_for(lambda: drained(agent), 60, "the outbox to drain once MISP answers")
+    assert_events_once(world.misp, incs)
+    assert_mailed_once(world.smtp, incs)
