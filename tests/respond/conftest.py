@@ -258,12 +258,13 @@ def reply_marker(record):
 
 class Smtp(Peer):
     name = "smtp server"
+    extra = ()
 
     def command(self, listen, port_file):
         return [SYSTEM_PYTHON, str(TESTS / "smtp" / "smtp_server.py"), "--listen", listen,
                 "--port-file", str(port_file), "--user", SMTP_USER, "--password", SMTP_PASSWORD,
                 "--maildir", str(self.dir / "mail"),
-                "--tls-cert", str(self.tls["cert"]), "--tls-key", str(self.tls["key"])]
+                "--tls-cert", str(self.tls["cert"]), "--tls-key", str(self.tls["key"]), *self.extra]
 
     def mails(self):
         """Every message received, parsed, oldest first (with its envelope as .envelope)."""

@@ -8,6 +8,8 @@ import time
 import unicodedata
 from html.parser import HTMLParser
 
+import pytest
+
 from conftest import (DEVICE, Incident, assert_mailed_once, drained, part, reply_marker, wait_for)
 
 # The tags the agent's own mail template uses; anything else came from a value.
@@ -70,6 +72,19 @@ def test_rate_limited_then_answered_honours_retry_after(world):
     assert reply_marker(second) in text, text
     assert "advice by cohere" in text
     assert reply_marker(second) in part(mail, "html")
+
+
+@pytest.mark.parametrize("fault", [{"disconnect": True}, {"status": 500}, {"delay": 4}],
+                         ids=["disconnect", "500", "timeout"])
+def test_transient_llm_failure_is_retried_for_the_llms_advice(world, fault):
+    agent = world.make_agent(advisor={"timeout": "2s"}).start()
+    world.llm.queue(fault)
+    inc = one_incident(agent)
+    mail = the_mail(world, agent, inc)
+    reqs = world.llm.requests()
+    assert len(reqs) == 2 and reqs[1]["status"] == 200, [r["status"] for r in reqs]
+    text = part(mail, "plain")
+    assert reply_marker(reqs[1]) in text and "advice by cohere" in text, text
 
 
 def test_refused_key_means_offline_advice_at_once(world):

@@ -73,6 +73,20 @@ def test_smtp_down_then_up(world):
         assert sum(mk in text for mk in markers) == 1, f"the LLM's own words, once: {text}"
 
 
+def test_smtp_refusing_data_is_retried(world):
+    """451 after DATA (a greylisting or busy server): the mail comes again, and only once."""
+    world.smtp.stop()
+    world.smtp.extra = ["--fail-next", "2"]
+    world.smtp.start()  # same port
+    agent = world.make_agent().start()
+    incs = incidents(2)
+    agent.send(b"".join(i.line() for i in incs))
+    wait_for(lambda: drained(agent) and len(world.smtp.mails()) == 2, 30, "both mails")
+    assert_mailed_once(world.smtp, incs)
+    assert agent.log_text().count("451") >= 2, "both first deliveries were refused"
+    assert len(world.llm.requests()) == 2, "advice kept across the refused delivery"
+
+
 def test_digest_past_the_hourly_limit(world):
     agent = world.make_agent(mail={"max_per_hour": 3}).start()
     incs = incidents(8, first=100)
@@ -177,3 +191,30 @@ def test_hanging_misp_does_not_hold_back_mail(world):
     wait_for(lambda: drained(agent), 60, "the outbox to drain once MISP answers")
     assert_events_once(world.misp, incs)
     assert_mailed_once(world.smtp, incs)
+
+
+def test_event_resent_after_a_crash_is_found_not_duplicated(world):
+    """Killed after MISP made the event but before the done marker: the retry must find it."""
+    agent = world.make_agent(mail={"to": []}).start()  # mail off: only the MISP side here
+    world.misp.stop()
+    (inc,) = incidents(1)
+    agent.send(inc.line())
+    wait_for(lambda: len(kinds(agent, "misp-event", 1)) == 1, 30, "the event action to fail once")
+    assert agent.stop() == 0
+    (item,) = agent.outbox.glob("*_misp-event.json")
+    saved = item.read_bytes()
+
+    world.misp.start()
+    agent.start()
+    wait_for(lambda: drained(agent) and world.misp.events(), 30, "the event made")
+    assert agent.stop() == 0
+    # The state a SIGKILL between MISP's answer and the done marker leaves behind.
+    (agent.outbox / "done" / item.name).unlink()
+    item.write_bytes(saved)
+
+    agent.start()
+    wait_for(lambda: drained(agent), 30, "the action settled again")
+    assert_events_once(world.misp, [inc])
+    adds = [r["status"] for r in world.misp.requests() if r["path"].endswith("/events/add")]
+    assert adds == [200, 403], f"the second add must be refused as a duplicate: {adds}"
+    assert world.smtp.mails() == []
