@@ -246,10 +246,15 @@ impl Outbox {
 
     /// Actions due at `now`, high ones first, oldest first.
     pub fn due(&self, now: u64) -> Vec<Item> {
+        self.due_if(now, |_| true)
+    }
+
+    /// Those of the actions due at `now` that `keep` picks, in the same order.
+    pub fn due_if(&self, now: u64, keep: impl Fn(&Item) -> bool) -> Vec<Item> {
         let mut due: Vec<Item> = self
             .items
             .values()
-            .filter(|i| i.next_at <= now)
+            .filter(|i| i.next_at <= now && keep(i))
             .cloned()
             .collect();
         due.sort_by(|a, b| {

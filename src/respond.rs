@@ -74,15 +74,39 @@ pub struct Responders {
 
 impl Responders {
     /// Works until the task is dropped; `wake` makes it look at once.
-    pub async fn run(mut self, wake: Arc<Notify>) {
+    ///
+    /// MISP and mail each go their own way: a MISP that hangs until its
+    /// timeout (a minute, for every due action) must not keep the owner's
+    /// mail waiting, nor a slow LLM or SMTP server MISP.
+    pub async fn run(self, wake: Arc<Notify>) {
         let mut window = self.load_window();
-        loop {
-            self.round(&mut window, unix_now()).await;
-            tokio::select! {
-                _ = tokio::time::sleep(EVERY) => {}
-                _ = wake.notified() => {}
+        let (misp_wake, mail_wake) = (Notify::new(), Notify::new());
+        let fan_out = async {
+            loop {
+                wake.notified().await;
+                misp_wake.notify_one();
+                mail_wake.notify_one();
             }
-        }
+        };
+        let misp = async {
+            loop {
+                self.misp_round(unix_now()).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(EVERY) => {}
+                    _ = misp_wake.notified() => {}
+                }
+            }
+        };
+        let mail = async {
+            loop {
+                self.mail_round(&mut window, unix_now()).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(EVERY) => {}
+                    _ = mail_wake.notified() => {}
+                }
+            }
+        };
+        tokio::join!(fan_out, misp, mail);
     }
 
     fn load_window(&self) -> RateWindow {
@@ -102,26 +126,21 @@ impl Responders {
         }
     }
 
-    /// One pass over what is due: MISP actions one by one and, side by side
-    /// with them, mail as the hourly limit allows. Side by side, because a
-    /// MISP that hangs until its timeout (a minute, for every due action)
-    /// must not keep the owner's mail waiting, nor a slow SMTP server MISP.
-    pub async fn round(&mut self, window: &mut RateWindow, now: u64) {
-        let due = lock(&self.outbox).due(now);
-        let (mails, others): (Vec<Item>, Vec<Item>) = due.into_iter().partition(|i| i.kind == MAIL);
-        let this = &*self;
-        let misp = async move {
-            for item in others {
-                let result = this.perform(&item).await;
-                this.record(&item, result.map_err(|e| (e, None)));
-            }
-        };
-        let mail = async move {
-            if !mails.is_empty() {
-                this.deliver(mails, window, now).await;
-            }
-        };
-        tokio::join!(misp, mail);
+    /// One pass over the MISP actions that are due, one by one.
+    pub async fn misp_round(&self, now: u64) {
+        let due = lock(&self.outbox).due_if(now, |i| i.kind != MAIL);
+        for item in due {
+            let result = self.perform(&item).await;
+            self.record(&item, result.map_err(|e| (e, None)));
+        }
+    }
+
+    /// One pass over the mails that are due, as the hourly limit allows.
+    pub async fn mail_round(&self, window: &mut RateWindow, now: u64) {
+        let mails = lock(&self.outbox).due_if(now, |i| i.kind == MAIL);
+        if !mails.is_empty() {
+            self.deliver(mails, window, now).await;
+        }
     }
 
     fn record(&self, item: &Item, result: Result<(), (String, Option<u64>)>) {
@@ -298,29 +317,24 @@ mod tests {
             Duration::from_secs(600),
         )
         .unwrap();
-        {
-            let mut ob = lock(&outbox);
-            let event = json!({"source": "misp", "event": {"Event": {"info": "x"}}});
-            ob.put(MISP_EVENT, "a:misp-event", event, true, 1000)
-                .unwrap();
-            ob.put(MAIL, "a:mail", json!({}), true, 1000).unwrap();
-        }
-        let mut r = Responders {
+        let event = json!({"source": "misp", "event": {"Event": {"info": "x"}}});
+        lock(&outbox)
+            .put(MISP_EVENT, "a:misp-event", event, true, 1000)
+            .unwrap();
+        let r = Responders {
             outbox: outbox.clone(),
             misp: HashMap::from([("misp".to_string(), client)]),
             sighting_source: "homewarden".into(),
             advisor: None,
             advice_tries: 1,
-            // Mail off: the mail action is settled at once, if it gets its turn.
+            // Mail off: a mail action is settled at once, when it gets its turn.
             mailer: None,
             max_per_hour: 10,
             state_dir: dir.path().to_path_buf(),
             appliance: "pi".into(),
         };
-        let round = tokio::spawn(async move {
-            let mut window = RateWindow::default();
-            r.round(&mut window, 1000).await;
-        });
+        let wake = Arc::new(Notify::new());
+        let task = tokio::spawn(r.run(wake.clone()));
         let pending = || -> Vec<String> {
             lock(&outbox)
                 .due(u64::MAX)
@@ -328,14 +342,20 @@ mod tests {
                 .map(|i| i.key)
                 .collect()
         };
-        for _ in 0..200 {
+        // MISP is hanging by now; a mail comes in (the agent queues, then wakes).
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        lock(&outbox)
+            .put(MAIL, "a:mail", json!({}), true, unix_now())
+            .unwrap();
+        wake.notify_one();
+        for _ in 0..300 {
             if pending().len() == 1 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert_eq!(pending(), ["a:misp-event"], "mail waited for MISP");
-        assert!(!round.is_finished(), "MISP is still hanging");
-        round.abort();
+        assert!(!task.is_finished());
+        task.abort();
     }
 }
