@@ -526,3 +526,19 @@ def assert_mailed_once(smtp, incidents, singles=True):
 
 def drained(agent):
     return not agent.pending()
+
+
+def misp_add_event(misp, event):
+    """Adds an event through the double's REST API, as a MISP user would."""
+    import ssl
+    req = urllib.request.Request(misp.url + "/events/add", data=json.dumps({"Event": event}).encode(),
+                                 method="POST", headers={"Authorization": MISP_KEY, "Accept": "application/json",
+                                                         "Content-Type": "application/json"})
+    ctx = ssl.create_default_context(cafile=str(misp.tls["ca"]))
+    with urllib.request.urlopen(req, timeout=10, context=ctx) as resp:
+        return json.loads(resp.read())["Event"]
+
+
+def misp_sightings(misp):
+    path = misp.dir / "state.json"
+    return json.loads(path.read_text())["sightings"] if path.exists() else []

@@ -10,8 +10,8 @@ import json
 import socket
 import time
 
-from conftest import (Incident, assert_events_once, assert_mailed_once, drained, mails_covering, part,
-                      reply_marker, wait_for)
+from conftest import (Incident, assert_events_once, assert_mailed_once, drained, mails_covering,
+                      misp_add_event, misp_sightings, part, reply_marker, wait_for)
 
 
 def incidents(n, first=10, net="203.0.113"):
@@ -222,3 +222,30 @@ def test_event_resent_after_a_crash_is_found_not_duplicated(world):
     adds = [r["status"] for r in world.misp.requests() if r["path"].endswith("/events/add")]
     assert adds == [200, 403], f"the second add must be refused as a duplicate: {adds}"
     assert world.smtp.mails() == []
+
+
+def test_sighting_on_a_misp_attribute_survives_an_outage(world):
+    """A hit on an IoC from MISP is reported as a sighting on that very attribute, not a new event."""
+    seeded = misp_add_event(world.misp, {
+        "info": "Lab C2 server", "threat_level_id": "1", "distribution": "1", "published": True,
+        "Attribute": [{"type": "ip-dst", "category": "Network activity", "value": "203.0.113.66", "to_ids": True}]})
+    (attr,) = [a for a in seeded["Attribute"]]
+    agent = world.make_agent().start()
+    wait_for(lambda: agent.status()["sources"][0]["entries"] == 1, 20, "the agent to hold the MISP attribute")
+    world.misp.stop()
+    (inc,) = incidents(1, first=66)
+    # Suricata's rule for the dataset hit: severity 3, high only through the event's threat level.
+    agent.send(inc.line(severity=3, extra={"alert": {
+        "action": "blocked", "signature_id": inc.sid, "signature": "homewarden: ipv4 blocklist",
+        "category": "A Network Trojan was detected", "severity": 3, "metadata": {"homewarden_kind": ["ipv4"]}}}))
+    wait_for(lambda: len(kinds(agent, "misp-sighting", 1)) == 1, 30, "the sighting to fail once")
+    assert kinds(agent, "misp-event") == []
+
+    world.misp.start()
+    wait_for(lambda: drained(agent) and world.smtp.mails(), 60, "the sighting and the mail")
+    (s,) = misp_sightings(world.misp)
+    assert (s["attribute_id"], s["source"], s["type"]) == (int(attr["id"]), "homewarden", "0"), s
+    assert s["date_sighting"] == inc.t
+    assert [e["uuid"] for e in world.misp.events()] == [seeded["uuid"]], "no event of our own"
+    (mail,) = assert_mailed_once(world.smtp, [inc])
+    assert "Lab C2 server" in part(mail, "plain") and "threat level high" in part(mail, "plain")
