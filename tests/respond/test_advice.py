@@ -74,6 +74,16 @@ def test_rate_limited_then_answered_honours_retry_after(world):
     assert reply_marker(second) in part(mail, "html")
 
 
+def test_llm_asking_for_an_hour_does_not_hold_back_the_mail(world):
+    """A Retry-After far beyond a useful wait: the owner gets the offline advice now, not in an hour."""
+    agent = world.make_agent().start()
+    world.llm.queue({"status": 429, "retry_after": 3600})
+    inc = one_incident(agent)
+    mail = the_mail(world, agent, inc)
+    assert [r["status"] for r in world.llm.requests()] == [429]
+    assert "advice by offline" in part(mail, "plain")
+
+
 @pytest.mark.parametrize("fault", [{"disconnect": True}, {"status": 500}, {"delay": 4}],
                          ids=["disconnect", "500", "timeout"])
 def test_transient_llm_failure_is_retried_for_the_llms_advice(world, fault):
