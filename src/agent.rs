@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -17,9 +17,11 @@ use crate::alerts::triage::{Incident, Outcome, Triage};
 use crate::config::{Action, Config, FailMode, Mode, SourceConfig};
 use crate::intel::fetch::{self, Location};
 use crate::intel::ioc::Ioc;
-use crate::intel::set::{Dropped, Effective, Provenance};
+use crate::intel::set::{Dropped, Effective, Provenance, SourceSet};
 use crate::intel::store::Store;
-use crate::intel::{feed, list, misp, unix_now, IntelError, PullStats, Pulled, SourceState};
+use crate::intel::{
+    feed, list, misp, unix_now, Cursor, IntelError, PullStats, Pulled, SourceState,
+};
 use crate::outbox::{Outbox, Stats as OutboxStats};
 use crate::panel::button::Action as ButtonAction;
 use crate::panel::{Input as PanelInput, Press};
@@ -53,6 +55,7 @@ pub enum AgentError {
 }
 
 /// How a source is reached, built once at start.
+#[derive(Clone)]
 enum Client {
     Misp(misp::Client),
     Feed(Location, reqwest::Client),
@@ -65,7 +68,16 @@ struct Source {
     state: SourceState,
     next: Instant,
     failures: u32,
+    /// A scheduled pull is running in the background.
+    pulling: bool,
+    /// Bumped whenever a pull's result is taken: a background pull that
+    /// started from an older state is dropped, never applied over a newer one.
+    generation: u64,
 }
+
+/// What a background pull hands back: the source's index, the generation it
+/// started from, the result, and when it started.
+type PullDone = (usize, u64, Result<Pulled, IntelError>, std::time::Instant);
 
 /// Counts of the enforced blocklist, by kind.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -283,6 +295,8 @@ impl Agent {
                 state,
                 next,
                 failures: 0,
+                pulling: false,
+                generation: 0,
             });
         }
         let applier = Applier::new(
@@ -384,8 +398,17 @@ impl Agent {
         tokio::pin!(shutdown);
         let mut health = tokio::time::interval_at(Instant::now() + HEALTH_EVERY, HEALTH_EVERY);
         let mut save = tokio::time::interval(SAVE_EVERY);
+        // Scheduled pulls run beside the loop: a MISP that takes its full timeout
+        // must not hold up alert triage, requests or the watchdog.
+        let mut pulls: tokio::task::JoinSet<PullDone> = tokio::task::JoinSet::new();
+        let mut pulling: HashMap<tokio::task::Id, usize> = HashMap::new();
         loop {
-            let next = self.sources.iter().map(|s| s.next).min();
+            let next = self
+                .sources
+                .iter()
+                .filter(|s| !s.pulling)
+                .map(|s| s.next)
+                .min();
             let due = async {
                 match next {
                     Some(t) => tokio::time::sleep_until(t).await,
@@ -396,9 +419,46 @@ impl Agent {
                 _ = &mut shutdown => break,
                 _ = due => {
                     let now = Instant::now();
-                    let idx: Vec<usize> = (0..self.sources.len()).filter(|&i| self.sources[i].next <= now).collect();
-                    self.pull_and_enforce(&idx).await;
+                    for i in 0..self.sources.len() {
+                        let src = &mut self.sources[i];
+                        if src.next > now || src.pulling {
+                            continue;
+                        }
+                        src.pulling = true;
+                        let (cfg, client) = (src.cfg.clone(), src.client.clone());
+                        let (set, cursor) = (src.state.set.clone(), src.state.cursor.clone());
+                        let generation = src.generation;
+                        let task = pulls.spawn(async move {
+                            let started = std::time::Instant::now();
+                            let result = pull_from(&cfg, &client, &set, &cursor).await;
+                            (i, generation, result, started)
+                        });
+                        pulling.insert(task.id(), i);
+                    }
                 }
+                Some(done) = pulls.join_next_with_id(), if !pulls.is_empty() => match done {
+                    Ok((id, (i, generation, result, started))) => {
+                        pulling.remove(&id);
+                        self.sources[i].pulling = false;
+                        if self.sources[i].generation != generation {
+                            tracing::info!(source = %self.sources[i].cfg.name(), "a newer pull was taken meanwhile; this one is dropped");
+                        } else if self.settle(i, result, started) {
+                            let _ = self.enforce().await;
+                        } else {
+                            self.publish();
+                        }
+                    }
+                    Err(e) => {
+                        // A pull that panicked: schedule it again like a failed one.
+                        if let Some(i) = pulling.remove(&e.id()) {
+                            let src = &mut self.sources[i];
+                            src.pulling = false;
+                            src.failures += 1;
+                            src.next = Instant::now() + retry_delay(src.failures, src.cfg.interval());
+                            tracing::error!(source = %src.cfg.name(), "pull task failed: {e}");
+                        }
+                    }
+                },
                 Some(req) = requests.recv() => match req {
                     Request::Sync(reply) => {
                         let all: Vec<usize> = (0..self.sources.len()).collect();
@@ -711,30 +771,13 @@ impl Agent {
         let mut report = SyncReport::default();
         let mut changed = false;
         for &i in idx {
-            let src = &mut self.sources[i];
-            let name = src.cfg.name().to_string();
             let started = std::time::Instant::now();
-            match pull(src).await {
-                Ok(pulled) => {
-                    src.state.apply(pulled, unix_now());
-                    src.failures = 0;
-                    src.next = Instant::now() + src.cfg.interval();
-                    tracing::info!(source = %name, entries = src.state.set.len(), ms = started.elapsed().as_millis() as u64, "pulled");
-                    if let Err(e) = self.store.save(&name, &src.state) {
-                        tracing::error!("intel store: {e}");
-                    }
-                    changed = true;
-                    report.sources.push((name, None));
-                }
-                Err(e) => {
-                    src.failures += 1;
-                    let wait = retry_delay(src.failures, src.cfg.interval());
-                    src.next = Instant::now() + wait;
-                    tracing::warn!(source = %name, retry_in = ?wait, "pull failed, keeping the last good set: {e}");
-                    src.state.last_error = Some(e.to_string());
-                    report.sources.push((name, Some(e.to_string())));
-                }
-            }
+            let result = pull(&self.sources[i]).await;
+            let error = result.as_ref().err().map(|e| e.to_string());
+            changed |= self.settle(i, result, started);
+            report
+                .sources
+                .push((self.sources[i].cfg.name().to_string(), error));
         }
         if changed {
             match self.enforce().await {
@@ -745,6 +788,39 @@ impl Agent {
             self.publish();
         }
         report
+    }
+
+    /// Takes a pull's result into the source's state and schedules its next
+    /// pull; true if the state changed (and needs enforcing).
+    fn settle(
+        &mut self,
+        i: usize,
+        result: Result<Pulled, IntelError>,
+        started: std::time::Instant,
+    ) -> bool {
+        let src = &mut self.sources[i];
+        let name = src.cfg.name().to_string();
+        src.generation += 1;
+        match result {
+            Ok(pulled) => {
+                src.state.apply(pulled, unix_now());
+                src.failures = 0;
+                src.next = Instant::now() + src.cfg.interval();
+                tracing::info!(source = %name, entries = src.state.set.len(), ms = started.elapsed().as_millis() as u64, "pulled");
+                if let Err(e) = self.store.save(&name, &src.state) {
+                    tracing::error!("intel store: {e}");
+                }
+                true
+            }
+            Err(e) => {
+                src.failures += 1;
+                let wait = retry_delay(src.failures, src.cfg.interval());
+                src.next = Instant::now() + wait;
+                tracing::warn!(source = %name, retry_in = ?wait, "pull failed, keeping the last good set: {e}");
+                src.state.last_error = Some(e.to_string());
+                false
+            }
+        }
     }
 
     /// Renders the effective set and applies it.
@@ -1047,22 +1123,21 @@ fn build_client(sc: &SourceConfig, secrets: &Secrets) -> Result<Client, IntelErr
 }
 
 async fn pull(src: &Source) -> Result<Pulled, IntelError> {
+    pull_from(&src.cfg, &src.client, &src.state.set, &src.state.cursor).await
+}
+
+/// Pulls a source from what it held (its set and incremental cursor).
+async fn pull_from(
+    cfg: &SourceConfig,
+    client: &Client,
+    set: &SourceSet,
+    cursor: &Cursor,
+) -> Result<Pulled, IntelError> {
     let now = unix_now();
-    match (&src.cfg, &src.client) {
-        (SourceConfig::Misp(m), Client::Misp(c)) => {
-            misp::pull(m, c, &src.state.set, &src.state.cursor, now).await
-        }
+    match (cfg, client) {
+        (SourceConfig::Misp(m), Client::Misp(c)) => misp::pull(m, c, set, cursor, now).await,
         (SourceConfig::MispFeed(f), Client::Feed(loc, http)) => {
-            feed::pull(
-                &f.name,
-                loc,
-                &src.state.set,
-                f.max_age,
-                http,
-                f.timeout,
-                now,
-            )
-            .await
+            feed::pull(&f.name, loc, set, f.max_age, http, f.timeout, now).await
         }
         (SourceConfig::List(l), Client::List(loc, http)) => {
             list::pull(&l.name, loc, l.column, http, l.timeout).await
@@ -1088,6 +1163,8 @@ pub async fn render_offline(
             state: SourceState::default(),
             next: Instant::now(),
             failures: 0,
+            pulling: false,
+            generation: 0,
         };
         let pulled = pull(&src)
             .await
