@@ -294,7 +294,8 @@ def part(msg, subtype):
 class Agent:
     """homewarden run, with a config pointing at the peers; restartable on the same state."""
 
-    def __init__(self, directory: Path, misp, llm, smtp, tls, alerts=None, mail=None, advisor=None):
+    def __init__(self, directory: Path, misp, llm, smtp, tls, alerts=None, mail=None, advisor=None,
+                 source=None):
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self.misp, self.llm, self.smtp, self.tls = misp, llm, smtp, tls
@@ -311,6 +312,8 @@ class Agent:
                      "max_per_hour": 10, "timeout": "10s", **(mail or {})}
         self.advisor = {"backend": "cohere", "url": llm.url, "ca_file": str(tls["ca"]), "timeout": "5s",
                         "tries": 3, **(advisor or {})}
+        self.source = {"name": "misp", "type": "misp", "url": misp.url, "ca_file": str(tls["ca"]),
+                       "interval": "1h", **(source or {})}
         self.write_config()
 
     def write_config(self):
@@ -322,8 +325,7 @@ class Agent:
             "suricata": {"rules_dir": str(d / "rules"), "command_socket": str(d / "none.sock")},
             "alerts": self.alerts,
             "network": {"home": [HOME_NET]},
-            "sources": [{"name": "misp", "type": "misp", "url": self.misp.url, "ca_file": str(self.tls["ca"]),
-                         "interval": "1h"}],
+            "sources": [self.source],
             "advisor": self.advisor,
             "mail": self.mail,
         }
@@ -332,9 +334,9 @@ class Agent:
         (d / ".env").write_text(f"MISP_API_KEY={MISP_KEY}\nCOHERE_API_KEY={LLM_KEY}\n"
                                 f"MAILTRAP_TOKEN={SMTP_PASSWORD}\n")
 
-    def start(self):
+    def start(self, env=None):
         assert self.proc is None or self.proc.poll() is not None, "already running"
-        env = dict(os.environ, HOMEWARDEN_LOG="info")
+        env = dict(os.environ, HOMEWARDEN_LOG="info", **(env or {}))
         with open(self.log, "a") as out:
             out.write(f"---- start {time.time():.3f}\n")
             out.flush()
@@ -433,6 +435,7 @@ def world(tls, request):
         dir = d
 
         def __init__(self):
+            self.tls = tls
             self.misp = Misp(d / "misp", tls).start()
             started.append(self.misp)
             self.llm = Llm(d / "llm", tls).start()

@@ -8,6 +8,8 @@ keeps the retries within seconds.
 
 import json
 import socket
+import ssl
+import threading
 import time
 
 from conftest import (Incident, assert_events_once, assert_mailed_once, drained, mails_covering,
@@ -249,3 +251,67 @@ def test_sighting_on_a_misp_attribute_survives_an_outage(world):
     assert [e["uuid"] for e in world.misp.events()] == [seeded["uuid"]], "no event of our own"
     (mail,) = assert_mailed_once(world.smtp, [inc])
     assert "Lab C2 server" in part(mail, "plain") and "threat level high" in part(mail, "plain")
+
+
+class StalledTls(threading.Thread):
+    """A MISP that completes the TLS handshake, reads the request and never answers."""
+
+    def __init__(self, port, tls):
+        super().__init__(daemon=True)
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(str(tls["cert"]), str(tls["key"]))
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.listen(16)
+        self.held = []
+
+    def run(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+                s = self.ctx.wrap_socket(conn, server_side=True)
+                s.recv(65536)
+                self.held.append(s)
+            except OSError:
+                if self.sock.fileno() == -1:
+                    return
+
+    def close(self):
+        self.sock.close()
+        for s in self.held:
+            s.close()
+
+
+def test_a_hanging_misp_pull_holds_up_neither_alerts_nor_the_watchdog(world):
+    """The intel pull waits for MISP (here 15 s, its timeout; 60 s by default); alerts keep being
+    triaged and reported, and systemd's watchdog keeps hearing from the agent (WatchdogSec=30s,
+    a ping every 5 s)."""
+    world.misp.stop()
+    stall = StalledTls(world.misp.port, world.tls)
+    stall.start()
+    notify_path = world.dir / "notify.sock"
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(notify_path))
+    notify.settimeout(0.2)
+    try:
+        agent = world.make_agent(source={"timeout": "15s"})
+        agent.start(env={"NOTIFY_SOCKET": str(notify_path)})
+        wait_for(lambda: stall.held, 10, "the agent's pull to reach the stalled MISP")
+        started = time.monotonic()
+        (inc,) = incidents(1)
+        agent.send(inc.line())
+        pings = []
+        # A fixed window on purpose: what is measured is the gaps between pings within it.
+        while time.monotonic() - started < 11:
+            try:
+                if b"WATCHDOG=1" in notify.recv(512):
+                    pings.append(time.monotonic() - started)
+            except socket.timeout:
+                pass
+        gaps = [b - a for a, b in zip([0.0] + pings, pings + [11.0])]
+        assert max(gaps) < 8, f"watchdog pings at {pings}: the agent looked hung"
+        assert world.smtp.mails(), "the incident's mail while the pull hangs"
+    finally:
+        stall.close()
+        notify.close()
