@@ -439,10 +439,7 @@ impl Agent {
                 Some(done) = pulls.join_next_with_id(), if !pulls.is_empty() => match done {
                     Ok((id, (i, generation, result, started))) => {
                         pulling.remove(&id);
-                        self.sources[i].pulling = false;
-                        if self.sources[i].generation != generation {
-                            tracing::info!(source = %self.sources[i].cfg.name(), "a newer pull was taken meanwhile; this one is dropped");
-                        } else if self.settle(i, result, started) {
+                        if self.take_pull(i, generation, result, started) {
                             let _ = self.enforce().await;
                         } else {
                             self.publish();
@@ -788,6 +785,23 @@ impl Agent {
             self.publish();
         }
         report
+    }
+
+    /// Takes a background pull's result, unless a newer pull was taken since it
+    /// started; true if the state changed (and needs enforcing).
+    fn take_pull(
+        &mut self,
+        i: usize,
+        generation: u64,
+        result: Result<Pulled, IntelError>,
+        started: std::time::Instant,
+    ) -> bool {
+        self.sources[i].pulling = false;
+        if self.sources[i].generation != generation {
+            tracing::info!(source = %self.sources[i].cfg.name(), "a newer pull was taken meanwhile; this one is dropped");
+            return false;
+        }
+        self.settle(i, result, started)
     }
 
     /// Takes a pull's result into the source's state and schedules its next
@@ -1263,6 +1277,44 @@ mod tests {
         assert_eq!(saved.len(), 1);
         let again = Agent::open(agent.cfg.clone(), &Secrets::default()).unwrap();
         assert!(again.acked.contains(&saved[0]));
+    }
+
+    #[tokio::test]
+    async fn a_background_pull_overtaken_by_a_newer_one_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let list = dir.path().join("list.txt");
+        let cfg = dir.path().join("homewarden.yaml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "state_dir: {d}/state\nenforcement: {{ mode: ids }}\n\
+                 sources: [{{ name: l, type: list, path: {d}/list.txt }}]\n"
+            ),
+        )
+        .unwrap();
+        let mut agent = Agent::open(Config::load(&cfg).unwrap(), &Secrets::default()).unwrap();
+        // A scheduled pull starts from generation 0 and sees the old list…
+        std::fs::write(&list, "203.0.113.1\n").unwrap();
+        let old = pull(&agent.sources[0]).await;
+        // …meanwhile a manual sync takes the new one.
+        std::fs::write(&list, "203.0.113.2\n").unwrap();
+        let new = pull(&agent.sources[0]).await;
+        assert!(agent.settle(0, new, std::time::Instant::now()));
+        assert!(!agent.take_pull(0, 0, old, std::time::Instant::now()));
+        let held: Vec<String> = agent.sources[0]
+            .state
+            .set
+            .entries()
+            .iter()
+            .map(|e| e.ioc.to_string())
+            .collect();
+        assert_eq!(held, ["203.0.113.2"], "the older result must not win");
+        assert!(!agent.sources[0].pulling);
+        // A result from the current generation is taken.
+        let again = pull(&agent.sources[0]).await;
+        assert!(agent.take_pull(0, 1, again, std::time::Instant::now()));
+        assert_eq!(agent.sources[0].generation, 2);
     }
 
     #[test]
