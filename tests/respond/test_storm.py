@@ -141,7 +141,7 @@ def test_killed_in_a_storm_and_restarted(world):
     agent = world.make_agent().start()
     t0 = int(time.time())
     incs = [Incident(f"198.51.100.{1 + i}", t0) for i in range(20)]
-    first = Storm(agent.eve_socket, incs, rate=5000, seconds=6)
+    first = Storm(agent.eve_socket, incs, rate=5000, seconds=20)  # broken off by the kill well before
     first.start()
     wait_for(lambda: len(agent.saved_incidents()) == 20 and first.sent > 10_000, 20,
              "the incidents saved and the storm going")
