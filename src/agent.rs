@@ -79,6 +79,14 @@ struct Source {
 /// started from, the result, and when it started.
 type PullDone = (usize, u64, Result<Pulled, IntelError>, std::time::Instant);
 
+/// Who waits for a sync of every source.
+enum SyncAsker {
+    /// `homewarden sync`, over the control socket.
+    Control(oneshot::Sender<SyncReport>),
+    /// A 5 s press of the button.
+    Button,
+}
+
 /// Counts of the enforced blocklist, by kind.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
@@ -402,6 +410,11 @@ impl Agent {
         // must not hold up alert triage, requests or the watchdog.
         let mut pulls: tokio::task::JoinSet<PullDone> = tokio::task::JoinSet::new();
         let mut pulling: HashMap<tokio::task::Id, usize> = HashMap::new();
+        let mut scheduled: HashMap<usize, tokio::task::AbortHandle> = HashMap::new();
+        // A sync of every source (control socket, button) runs beside the loop too;
+        // whoever asks while one runs gets its report.
+        let mut syncs: tokio::task::JoinSet<Vec<PullDone>> = tokio::task::JoinSet::new();
+        let mut askers: Vec<SyncAsker> = Vec::new();
         loop {
             let next = self
                 .sources
@@ -434,20 +447,31 @@ impl Agent {
                             (i, generation, result, started)
                         });
                         pulling.insert(task.id(), i);
+                        scheduled.insert(i, task);
                     }
                 }
                 Some(done) = pulls.join_next_with_id(), if !pulls.is_empty() => match done {
                     Ok((id, (i, generation, result, started))) => {
                         pulling.remove(&id);
-                        if self.take_pull(i, generation, result, started) {
+                        scheduled.remove(&i);
+                        if !syncs.is_empty() {
+                            // Finished just as a sync began: the sync's own pull is newer.
+                        } else if self.take_pull(i, generation, result, started) {
                             let _ = self.enforce().await;
                         } else {
                             self.publish();
                         }
                     }
+                    Err(e) if e.is_cancelled() => {
+                        // Stopped for a sync, which pulls this source itself.
+                        if let Some(i) = pulling.remove(&e.id()) {
+                            scheduled.remove(&i);
+                        }
+                    }
                     Err(e) => {
                         // A pull that panicked: schedule it again like a failed one.
                         if let Some(i) = pulling.remove(&e.id()) {
+                            scheduled.remove(&i);
                             let src = &mut self.sources[i];
                             src.pulling = false;
                             src.failures += 1;
@@ -458,9 +482,10 @@ impl Agent {
                 },
                 Some(req) = requests.recv() => match req {
                     Request::Sync(reply) => {
-                        let all: Vec<usize> = (0..self.sources.len()).collect();
-                        let report = self.pull_and_enforce(&all).await;
-                        let _ = reply.send(report);
+                        if syncs.is_empty() {
+                            self.start_sync(&mut syncs, &mut scheduled);
+                        }
+                        askers.push(SyncAsker::Control(reply));
                     }
                     Request::Lookup(value, reply) => {
                         let _ = reply.send(self.lookup(&value));
@@ -470,6 +495,12 @@ impl Agent {
                             let _ = p.send(PanelInput::Press(d)).await;
                         }
                     }
+                    Request::Button(ButtonAction::Resync) => {
+                        if syncs.is_empty() {
+                            self.start_sync(&mut syncs, &mut scheduled);
+                        }
+                        askers.push(SyncAsker::Button);
+                    }
                     Request::Button(action) => {
                         if self.on_button(action).await == Exit::Restart {
                             drop(responders);
@@ -477,6 +508,20 @@ impl Agent {
                         }
                     }
                 },
+                Some(done) = syncs.join_next(), if !syncs.is_empty() => {
+                    let report = self.finish_sync(done).await;
+                    for asker in askers.drain(..) {
+                        match asker {
+                            SyncAsker::Control(reply) => {
+                                let _ = reply.send(report.clone());
+                            }
+                            SyncAsker::Button => self.pressed(format!(
+                                "re-sync: {}",
+                                if report.ok() { "ok" } else { "failed" }
+                            )),
+                        }
+                    }
+                }
                 Some(a) = alerts.recv() => self.on_alert(&a),
                 _ = save.tick() => self.save_incidents(),
                 _ = health.tick() => {
@@ -663,9 +708,9 @@ impl Agent {
         let label = match action {
             ButtonAction::Ack => format!("acknowledged {} incident(s)", self.acknowledge()),
             ButtonAction::Resync => {
-                let all: Vec<usize> = (0..self.sources.len()).collect();
-                let r = self.pull_and_enforce(&all).await;
-                format!("re-sync: {}", if r.ok() { "ok" } else { "failed" })
+                // Only the loop starts a re-sync (it owns the background pulls);
+                // the press is recorded when the pulls are done.
+                return Exit::Stopped;
             }
             ButtonAction::CountdownStarted => "factory reset countdown".into(),
             ButtonAction::CountdownCancelled => "factory reset cancelled".into(),
@@ -678,6 +723,12 @@ impl Agent {
                 }
             },
         };
+        self.pressed(label);
+        Exit::Stopped
+    }
+
+    /// Records what a press did, for status.
+    fn pressed(&mut self, label: String) {
         self.status.presses.push(Press {
             at: unix_now(),
             action: label,
@@ -685,7 +736,85 @@ impl Agent {
         let excess = self.status.presses.len().saturating_sub(PRESSES_SHOWN);
         self.status.presses.drain(..excess);
         self.publish();
-        Exit::Stopped
+    }
+
+    /// Starts pulling every source in the background, one after the other as
+    /// `sync --once` always did; scheduled pulls in flight are stopped (the
+    /// sync's are newer) and none start until it is done.
+    fn start_sync(
+        &mut self,
+        syncs: &mut tokio::task::JoinSet<Vec<PullDone>>,
+        scheduled: &mut HashMap<usize, tokio::task::AbortHandle>,
+    ) {
+        for (_, task) in scheduled.drain() {
+            task.abort();
+        }
+        let jobs: Vec<_> = self
+            .sources
+            .iter_mut()
+            .enumerate()
+            .map(|(i, src)| {
+                src.pulling = true;
+                (
+                    i,
+                    src.cfg.clone(),
+                    src.client.clone(),
+                    src.state.set.clone(),
+                    src.state.cursor.clone(),
+                    src.generation,
+                )
+            })
+            .collect();
+        syncs.spawn(async move {
+            let mut done = Vec::new();
+            for (i, cfg, client, set, cursor, generation) in jobs {
+                let started = std::time::Instant::now();
+                let result = pull_from(&cfg, &client, &set, &cursor).await;
+                done.push((i, generation, result, started));
+            }
+            done
+        });
+    }
+
+    /// Takes a sync's results and applies them: the report `sync` prints.
+    async fn finish_sync(
+        &mut self,
+        done: Result<Vec<PullDone>, tokio::task::JoinError>,
+    ) -> SyncReport {
+        let mut report = SyncReport::default();
+        let mut changed = false;
+        match done {
+            Ok(results) => {
+                for (i, generation, result, started) in results {
+                    let error = result.as_ref().err().map(|e| e.to_string());
+                    changed |= self.take_pull(i, generation, result, started);
+                    report
+                        .sources
+                        .push((self.sources[i].cfg.name().to_string(), error));
+                }
+            }
+            Err(e) => {
+                tracing::error!("sync task failed: {e}");
+                report.sources = self
+                    .sources
+                    .iter()
+                    .map(|s| (s.cfg.name().to_string(), Some(format!("sync failed: {e}"))))
+                    .collect();
+            }
+        }
+        // Whatever came of it, every source is free for its schedule again.
+        for src in &mut self.sources {
+            src.pulling = false;
+        }
+        if changed {
+            match self.enforce().await {
+                Ok(r) => report.apply = Some(r),
+                Err(e) => report.apply_error = Some(e),
+            }
+        } else {
+            self.publish();
+        }
+        report
     }
 
     /// Restores the factory config and forgets all state (IoC store, acknowledgements).
