@@ -9,10 +9,11 @@ keeps the retries within seconds.
 import json
 import socket
 import ssl
+import subprocess
 import threading
 import time
 
-from conftest import (Incident, assert_events_once, assert_mailed_once, drained, mails_covering,
+from conftest import (BIN, Incident, assert_events_once, assert_mailed_once, drained, mails_covering,
                       misp_add_event, misp_sightings, part, reply_marker, wait_for)
 
 
@@ -284,9 +285,9 @@ class StalledTls(threading.Thread):
 
 
 def test_a_hanging_misp_pull_holds_up_neither_alerts_nor_the_watchdog(world):
-    """The intel pull waits for MISP (here 15 s, its timeout; 60 s by default); alerts keep being
-    triaged and reported, and systemd's watchdog keeps hearing from the agent (WatchdogSec=30s,
-    a ping every 5 s)."""
+    """The intel pulls wait for MISP (here 15 s, its timeout; 60 s by default), the scheduled one
+    and a `homewarden sync` alike; alerts keep being triaged and reported, and systemd's watchdog
+    keeps hearing from the agent (WatchdogSec=30s, a ping every 5 s)."""
     world.misp.stop()
     stall = StalledTls(world.misp.port, world.tls)
     stall.start()
@@ -294,11 +295,15 @@ def test_a_hanging_misp_pull_holds_up_neither_alerts_nor_the_watchdog(world):
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(notify_path))
     notify.settimeout(0.2)
+    sync = None
     try:
         agent = world.make_agent(source={"timeout": "15s"})
         agent.start(env={"NOTIFY_SOCKET": str(notify_path)})
-        wait_for(lambda: stall.held, 10, "the agent's pull to reach the stalled MISP")
+        wait_for(lambda: stall.held, 10, "the agent's scheduled pull to reach the stalled MISP")
         started = time.monotonic()
+        sync = subprocess.Popen([BIN, "--config", str(agent.config), "sync", "--once"], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        wait_for(lambda: len(stall.held) == 2, 10, "the sync's own pull to reach the stalled MISP")
         (inc,) = incidents(1)
         agent.send(inc.line())
         pings = []
@@ -311,7 +316,37 @@ def test_a_hanging_misp_pull_holds_up_neither_alerts_nor_the_watchdog(world):
                 pass
         gaps = [b - a for a, b in zip([0.0] + pings, pings + [11.0])]
         assert max(gaps) < 8, f"watchdog pings at {pings}: the agent looked hung"
-        assert world.smtp.mails(), "the incident's mail while the pull hangs"
+        assert world.smtp.mails(), "the incident's mail while the pulls hang"
+        assert agent.status()["alerts"]["high_open"] == 1
+        out, _ = sync.communicate(timeout=30)
+        assert sync.returncode == 1 and "misp: FAILED" in out, out
     finally:
+        if sync and sync.poll() is None:
+            sync.kill()
+            sync.wait()
         stall.close()
         notify.close()
+
+
+def test_sync_through_the_daemon_reports_and_applies(world):
+    """`homewarden sync` asks the running daemon, which pulls beside its loop and answers when done."""
+    agent = world.make_agent().start()
+    wait_for(lambda: agent.status()["sources"][0]["last_ok"], 20, "the first scheduled pull")
+    misp_add_event(world.misp, {
+        "info": "published later", "threat_level_id": "2", "distribution": "1", "published": True,
+        "Attribute": [{"type": "ip-dst", "category": "Network activity", "value": "203.0.113.77", "to_ids": True}]})
+    r = subprocess.run([BIN, "--config", str(agent.config), "sync", "--once"], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "misp: ok" in r.stdout and "applied: +1 -0" in r.stdout, r.stdout
+    st = agent.status()
+    assert st["blocklist"]["ipv4"] == 1 and st["sources"][0]["entries"] == 1, st["blocklist"]
+    rules = (agent.dir / "rules").rglob("*")
+    assert any("203.0.113.77" in p.read_text(errors="replace") for p in rules if p.is_file()), \
+        "the new address is in the dataset files Suricata reads"
+    # The button's 5 s press re-syncs the same way; the press is recorded when the pulls are done.
+    r = subprocess.run([BIN, "--config", str(agent.config), "press", "--hold", "5500ms"], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr
+    wait_for(lambda: any(p["action"] == "re-sync: ok" for p in agent.status()["presses"]), 20,
+             "the re-sync recorded in status")
