@@ -418,7 +418,7 @@ pub fn clean(text: &str) -> String {
 }
 
 /// Bidirectional overrides can make text read differently from what it is.
-fn is_bidi_control(c: char) -> bool {
+pub(crate) fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}')
 }
 

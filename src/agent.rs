@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -19,9 +19,11 @@ use crate::allow::LocalAllowlist;
 use crate::config::{Action, Config, FailMode, Mode, SourceConfig};
 use crate::intel::fetch::{self, Location};
 use crate::intel::ioc::Ioc;
-use crate::intel::set::{Dropped, Effective, Provenance};
+use crate::intel::set::{Dropped, Effective, Provenance, SourceSet};
 use crate::intel::store::Store;
-use crate::intel::{feed, list, misp, unix_now, IntelError, PullStats, Pulled, SourceState};
+use crate::intel::{
+    feed, list, misp, unix_now, Cursor, IntelError, PullStats, Pulled, SourceState,
+};
 use crate::outbox::{Outbox, Stats as OutboxStats};
 use crate::panel::button::Action as ButtonAction;
 use crate::panel::{Input as PanelInput, Press};
@@ -56,6 +58,7 @@ pub enum AgentError {
 }
 
 /// How a source is reached, built once at start.
+#[derive(Clone)]
 enum Client {
     Misp(misp::Client),
     Feed(Location, reqwest::Client),
@@ -68,6 +71,23 @@ struct Source {
     state: SourceState,
     next: Instant,
     failures: u32,
+    /// A scheduled pull is running in the background.
+    pulling: bool,
+    /// Bumped whenever a pull's result is taken: a background pull that
+    /// started from an older state is dropped, never applied over a newer one.
+    generation: u64,
+}
+
+/// What a background pull hands back: the source's index, the generation it
+/// started from, the result, and when it started.
+type PullDone = (usize, u64, Result<Pulled, IntelError>, std::time::Instant);
+
+/// Who waits for a sync of every source.
+enum SyncAsker {
+    /// `homewarden sync`, over the control socket.
+    Control(oneshot::Sender<SyncReport>),
+    /// A 5 s press of the button.
+    Button,
 }
 
 /// Counts of the enforced blocklist, by kind.
@@ -324,6 +344,8 @@ impl Agent {
                 state,
                 next,
                 failures: 0,
+                pulling: false,
+                generation: 0,
             });
         }
         let applier = Applier::new(
@@ -362,7 +384,9 @@ impl Agent {
             cfg.alerts.outbox_max,
             unix_now(),
         ) {
-            Ok(o) => Some(Arc::new(std::sync::Mutex::new(o))),
+            Ok(o) => Some(Arc::new(std::sync::Mutex::new(
+                o.with_first_backoff(cfg.alerts.retry_first.as_secs()),
+            ))),
             Err(e) => {
                 tracing::error!("{e}; responders are off");
                 None
@@ -431,8 +455,22 @@ impl Agent {
         tokio::pin!(shutdown);
         let mut health = tokio::time::interval_at(Instant::now() + HEALTH_EVERY, HEALTH_EVERY);
         let mut save = tokio::time::interval(SAVE_EVERY);
+        // Scheduled pulls run beside the loop: a MISP that takes its full timeout
+        // must not hold up alert triage, requests or the watchdog.
+        let mut pulls: tokio::task::JoinSet<PullDone> = tokio::task::JoinSet::new();
+        let mut pulling: HashMap<tokio::task::Id, usize> = HashMap::new();
+        let mut scheduled: HashMap<usize, tokio::task::AbortHandle> = HashMap::new();
+        // A sync of every source (control socket, button) runs beside the loop too;
+        // whoever asks while one runs gets its report.
+        let mut syncs: tokio::task::JoinSet<Vec<PullDone>> = tokio::task::JoinSet::new();
+        let mut askers: Vec<SyncAsker> = Vec::new();
         loop {
-            let next = self.sources.iter().map(|s| s.next).min();
+            let next = self
+                .sources
+                .iter()
+                .filter(|s| !s.pulling)
+                .map(|s| s.next)
+                .min();
             let due = async {
                 match next {
                     Some(t) => tokio::time::sleep_until(t).await,
@@ -443,14 +481,60 @@ impl Agent {
                 _ = &mut shutdown => break,
                 _ = due => {
                     let now = Instant::now();
-                    let idx: Vec<usize> = (0..self.sources.len()).filter(|&i| self.sources[i].next <= now).collect();
-                    self.pull_and_enforce(&idx).await;
+                    for i in 0..self.sources.len() {
+                        let src = &mut self.sources[i];
+                        if src.next > now || src.pulling {
+                            continue;
+                        }
+                        src.pulling = true;
+                        let (cfg, client) = (src.cfg.clone(), src.client.clone());
+                        let (set, cursor) = (src.state.set.clone(), src.state.cursor.clone());
+                        let generation = src.generation;
+                        let task = pulls.spawn(async move {
+                            let started = std::time::Instant::now();
+                            let result = pull_from(&cfg, &client, &set, &cursor).await;
+                            (i, generation, result, started)
+                        });
+                        pulling.insert(task.id(), i);
+                        scheduled.insert(i, task);
+                    }
                 }
+                Some(done) = pulls.join_next_with_id(), if !pulls.is_empty() => match done {
+                    Ok((id, (i, generation, result, started))) => {
+                        pulling.remove(&id);
+                        scheduled.remove(&i);
+                        if !syncs.is_empty() {
+                            // Finished just as a sync began: the sync's own pull is newer.
+                        } else if self.take_pull(i, generation, result, started) {
+                            let _ = self.enforce().await;
+                        } else {
+                            self.publish();
+                        }
+                    }
+                    Err(e) if e.is_cancelled() => {
+                        // Stopped for a sync, which pulls this source itself.
+                        if let Some(i) = pulling.remove(&e.id()) {
+                            scheduled.remove(&i);
+                        }
+                    }
+                    Err(e) => {
+                        // A pull that panicked: schedule it again like a failed one.
+                        if let Some(i) = pulling.remove(&e.id()) {
+                            scheduled.remove(&i);
+                            let src = &mut self.sources[i];
+                            src.pulling = false;
+                            src.failures += 1;
+                            src.next = Instant::now() + retry_delay(src.failures, src.cfg.interval());
+                            tracing::error!(source = %src.cfg.name(), "pull task failed: {e}");
+                        }
+                    }
+                },
                 Some(req) = requests.recv() => match req {
                     Request::Sync(reply) => {
-                        let all: Vec<usize> = (0..self.sources.len()).collect();
-                        let report = self.pull_and_enforce(&all).await;
-                        let _ = reply.send(report);
+                        if syncs.is_empty() {
+                            self.start_sync(&mut syncs, &mut scheduled);
+                        }
+                        askers.push(SyncAsker::Control(reply));
                     }
                     Request::Lookup(value, reply) => {
                         let _ = reply.send(self.lookup(&value));
@@ -466,6 +550,12 @@ impl Agent {
                             let _ = p.send(PanelInput::Press(d)).await;
                         }
                     }
+                    Request::Button(ButtonAction::Resync) => {
+                        if syncs.is_empty() {
+                            self.start_sync(&mut syncs, &mut scheduled);
+                        }
+                        askers.push(SyncAsker::Button);
+                    }
                     Request::Button(action) => {
                         if self.on_button(action).await == Exit::Restart {
                             drop(responders);
@@ -473,6 +563,20 @@ impl Agent {
                         }
                     }
                 },
+                Some(done) = syncs.join_next(), if !syncs.is_empty() => {
+                    let report = self.finish_sync(done).await;
+                    for asker in askers.drain(..) {
+                        match asker {
+                            SyncAsker::Control(reply) => {
+                                let _ = reply.send(report.clone());
+                            }
+                            SyncAsker::Button => self.pressed(format!(
+                                "re-sync: {}",
+                                if report.ok() { "ok" } else { "failed" }
+                            )),
+                        }
+                    }
+                }
                 Some(a) = alerts.recv() => self.on_alert(&a),
                 _ = save.tick() => self.save_incidents(),
                 _ = health.tick() => {
@@ -670,9 +774,9 @@ impl Agent {
         let label = match action {
             ButtonAction::Ack => format!("acknowledged {} incident(s)", self.acknowledge()),
             ButtonAction::Resync => {
-                let all: Vec<usize> = (0..self.sources.len()).collect();
-                let r = self.pull_and_enforce(&all).await;
-                format!("re-sync: {}", if r.ok() { "ok" } else { "failed" })
+                // Only the loop starts a re-sync (it owns the background pulls);
+                // the press is recorded when the pulls are done.
+                return Exit::Stopped;
             }
             ButtonAction::CountdownStarted => "factory reset countdown".into(),
             ButtonAction::CountdownCancelled => "factory reset cancelled".into(),
@@ -685,6 +789,12 @@ impl Agent {
                 }
             },
         };
+        self.pressed(label);
+        Exit::Stopped
+    }
+
+    /// Records what a press did, for status.
+    fn pressed(&mut self, label: String) {
         self.status.presses.push(Press {
             at: unix_now(),
             action: label,
@@ -692,7 +802,85 @@ impl Agent {
         let excess = self.status.presses.len().saturating_sub(PRESSES_SHOWN);
         self.status.presses.drain(..excess);
         self.publish();
-        Exit::Stopped
+    }
+
+    /// Starts pulling every source in the background, one after the other as
+    /// `sync --once` always did; scheduled pulls in flight are stopped (the
+    /// sync's are newer) and none start until it is done.
+    fn start_sync(
+        &mut self,
+        syncs: &mut tokio::task::JoinSet<Vec<PullDone>>,
+        scheduled: &mut HashMap<usize, tokio::task::AbortHandle>,
+    ) {
+        for (_, task) in scheduled.drain() {
+            task.abort();
+        }
+        let jobs: Vec<_> = self
+            .sources
+            .iter_mut()
+            .enumerate()
+            .map(|(i, src)| {
+                src.pulling = true;
+                (
+                    i,
+                    src.cfg.clone(),
+                    src.client.clone(),
+                    src.state.set.clone(),
+                    src.state.cursor.clone(),
+                    src.generation,
+                )
+            })
+            .collect();
+        syncs.spawn(async move {
+            let mut done = Vec::new();
+            for (i, cfg, client, set, cursor, generation) in jobs {
+                let started = std::time::Instant::now();
+                let result = pull_from(&cfg, &client, &set, &cursor).await;
+                done.push((i, generation, result, started));
+            }
+            done
+        });
+    }
+
+    /// Takes a sync's results and applies them: the report `sync` prints.
+    async fn finish_sync(
+        &mut self,
+        done: Result<Vec<PullDone>, tokio::task::JoinError>,
+    ) -> SyncReport {
+        let mut report = SyncReport::default();
+        let mut changed = false;
+        match done {
+            Ok(results) => {
+                for (i, generation, result, started) in results {
+                    let error = result.as_ref().err().map(|e| e.to_string());
+                    changed |= self.take_pull(i, generation, result, started);
+                    report
+                        .sources
+                        .push((self.sources[i].cfg.name().to_string(), error));
+                }
+            }
+            Err(e) => {
+                tracing::error!("sync task failed: {e}");
+                report.sources = self
+                    .sources
+                    .iter()
+                    .map(|s| (s.cfg.name().to_string(), Some(format!("sync failed: {e}"))))
+                    .collect();
+            }
+        }
+        // Whatever came of it, every source is free for its schedule again.
+        for src in &mut self.sources {
+            src.pulling = false;
+        }
+        if changed {
+            match self.enforce().await {
+                Ok(r) => report.apply = Some(r),
+                Err(e) => report.apply_error = Some(e),
+            }
+        } else {
+            self.publish();
+        }
+        report
     }
 
     /// Restores the factory config and forgets all state (IoC store, acknowledgements).
@@ -1086,46 +1274,15 @@ impl Agent {
     async fn pull_and_enforce(&mut self, idx: &[usize]) -> SyncReport {
         let mut report = SyncReport::default();
         let mut changed = false;
-        let mut expired: Vec<(String, String)> = Vec::new();
         for &i in idx {
-            let src = &mut self.sources[i];
-            let name = src.cfg.name().to_string();
             let started = std::time::Instant::now();
-            match pull(src).await {
-                Ok(pulled) => {
-                    let tell_expiry = self.cfg.enforcement.expiration_sightings
-                        && matches!(src.cfg, SourceConfig::Misp(_));
-                    let before = tell_expiry.then(|| attribute_uuids(&src.state.set));
-                    src.state.apply(pulled, unix_now());
-                    if let Some(before) = before {
-                        let after = attribute_uuids(&src.state.set);
-                        expired.extend(
-                            before
-                                .into_iter()
-                                .filter(|a| !after.contains(a))
-                                .map(|a| (name.clone(), a)),
-                        );
-                    }
-                    src.failures = 0;
-                    src.next = Instant::now() + src.cfg.interval();
-                    tracing::info!(source = %name, entries = src.state.set.len(), ms = started.elapsed().as_millis() as u64, "pulled");
-                    if let Err(e) = self.store.save(&name, &src.state) {
-                        tracing::error!("intel store: {e}");
-                    }
-                    changed = true;
-                    report.sources.push((name, None));
-                }
-                Err(e) => {
-                    src.failures += 1;
-                    let wait = retry_delay(src.failures, src.cfg.interval());
-                    src.next = Instant::now() + wait;
-                    tracing::warn!(source = %name, retry_in = ?wait, "pull failed, keeping the last good set: {e}");
-                    src.state.last_error = Some(e.to_string());
-                    report.sources.push((name, Some(e.to_string())));
-                }
-            }
+            let result = pull(&self.sources[i]).await;
+            let error = result.as_ref().err().map(|e| e.to_string());
+            changed |= self.settle(i, result, started);
+            report
+                .sources
+                .push((self.sources[i].cfg.name().to_string(), error));
         }
-        self.queue_expirations(&expired);
         if changed {
             match self.enforce().await {
                 Ok(r) => report.apply = Some(r),
@@ -1135,6 +1292,71 @@ impl Agent {
             self.publish();
         }
         report
+    }
+
+    /// Takes a background pull's result, unless a newer pull was taken since it
+    /// started; true if the state changed (and needs enforcing).
+    fn take_pull(
+        &mut self,
+        i: usize,
+        generation: u64,
+        result: Result<Pulled, IntelError>,
+        started: std::time::Instant,
+    ) -> bool {
+        self.sources[i].pulling = false;
+        if self.sources[i].generation != generation {
+            tracing::info!(source = %self.sources[i].cfg.name(), "a newer pull was taken meanwhile; this one is dropped");
+            return false;
+        }
+        self.settle(i, result, started)
+    }
+
+    /// Takes a pull's result into the source's state and schedules its next
+    /// pull; true if the state changed (and needs enforcing).
+    fn settle(
+        &mut self,
+        i: usize,
+        result: Result<Pulled, IntelError>,
+        started: std::time::Instant,
+    ) -> bool {
+        let src = &mut self.sources[i];
+        let name = src.cfg.name().to_string();
+        src.generation += 1;
+        match result {
+            Ok(pulled) => {
+                let tell_expiry = self.cfg.enforcement.expiration_sightings
+                    && matches!(src.cfg, SourceConfig::Misp(_));
+                let before = tell_expiry.then(|| attribute_uuids(&src.state.set));
+                src.state.apply(pulled, unix_now());
+                let expired: Vec<(String, String)> = match before {
+                    Some(before) => {
+                        let after = attribute_uuids(&src.state.set);
+                        before
+                            .into_iter()
+                            .filter(|a| !after.contains(a))
+                            .map(|a| (name.clone(), a))
+                            .collect()
+                    }
+                    None => Vec::new(),
+                };
+                src.failures = 0;
+                src.next = Instant::now() + src.cfg.interval();
+                tracing::info!(source = %name, entries = src.state.set.len(), ms = started.elapsed().as_millis() as u64, "pulled");
+                if let Err(e) = self.store.save(&name, &src.state) {
+                    tracing::error!("intel store: {e}");
+                }
+                self.queue_expirations(&expired);
+                true
+            }
+            Err(e) => {
+                src.failures += 1;
+                let wait = retry_delay(src.failures, src.cfg.interval());
+                src.next = Instant::now() + wait;
+                tracing::warn!(source = %name, retry_in = ?wait, "pull failed, keeping the last good set: {e}");
+                src.state.last_error = Some(e.to_string());
+                false
+            }
+        }
     }
 
     /// Renders the effective set and applies it.
@@ -1569,22 +1791,21 @@ fn build_client(sc: &SourceConfig, secrets: &Secrets) -> Result<Client, IntelErr
 }
 
 async fn pull(src: &Source) -> Result<Pulled, IntelError> {
+    pull_from(&src.cfg, &src.client, &src.state.set, &src.state.cursor).await
+}
+
+/// Pulls a source from what it held (its set and incremental cursor).
+async fn pull_from(
+    cfg: &SourceConfig,
+    client: &Client,
+    set: &SourceSet,
+    cursor: &Cursor,
+) -> Result<Pulled, IntelError> {
     let now = unix_now();
-    match (&src.cfg, &src.client) {
-        (SourceConfig::Misp(m), Client::Misp(c)) => {
-            misp::pull(m, c, &src.state.set, &src.state.cursor, now).await
-        }
+    match (cfg, client) {
+        (SourceConfig::Misp(m), Client::Misp(c)) => misp::pull(m, c, set, cursor, now).await,
         (SourceConfig::MispFeed(f), Client::Feed(loc, http)) => {
-            feed::pull(
-                &f.name,
-                loc,
-                &src.state.set,
-                f.max_age,
-                http,
-                f.timeout,
-                now,
-            )
-            .await
+            feed::pull(&f.name, loc, set, f.max_age, http, f.timeout, now).await
         }
         (SourceConfig::List(l), Client::List(loc, http)) => {
             list::pull(&l.name, loc, l.column, http, l.timeout).await
@@ -1610,6 +1831,8 @@ pub async fn render_offline(
             state: SourceState::default(),
             next: Instant::now(),
             failures: 0,
+            pulling: false,
+            generation: 0,
         };
         let pulled = pull(&src)
             .await
@@ -1708,6 +1931,44 @@ mod tests {
         assert_eq!(saved.len(), 1);
         let again = Agent::open(agent.cfg.clone(), &Secrets::default()).unwrap();
         assert!(again.acked.contains(&saved[0]));
+    }
+
+    #[tokio::test]
+    async fn a_background_pull_overtaken_by_a_newer_one_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let list = dir.path().join("list.txt");
+        let cfg = dir.path().join("homewarden.yaml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "state_dir: {d}/state\nenforcement: {{ mode: ids }}\n\
+                 sources: [{{ name: l, type: list, path: {d}/list.txt }}]\n"
+            ),
+        )
+        .unwrap();
+        let mut agent = Agent::open(Config::load(&cfg).unwrap(), &Secrets::default()).unwrap();
+        // A scheduled pull starts from generation 0 and sees the old list…
+        std::fs::write(&list, "203.0.113.1\n").unwrap();
+        let old = pull(&agent.sources[0]).await;
+        // …meanwhile a manual sync takes the new one.
+        std::fs::write(&list, "203.0.113.2\n").unwrap();
+        let new = pull(&agent.sources[0]).await;
+        assert!(agent.settle(0, new, std::time::Instant::now()));
+        assert!(!agent.take_pull(0, 0, old, std::time::Instant::now()));
+        let held: Vec<String> = agent.sources[0]
+            .state
+            .set
+            .entries()
+            .iter()
+            .map(|e| e.ioc.to_string())
+            .collect();
+        assert_eq!(held, ["203.0.113.2"], "the older result must not win");
+        assert!(!agent.sources[0].pulling);
+        // A result from the current generation is taken.
+        let again = pull(&agent.sources[0]).await;
+        assert!(agent.take_pull(0, 1, again, std::time::Instant::now()));
+        assert_eq!(agent.sources[0].generation, 2);
     }
 
     #[test]

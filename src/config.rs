@@ -318,6 +318,10 @@ pub struct AlertsConfig {
     pub outbox_max: usize,
     /// The `source` of sightings this appliance adds to MISP.
     pub sighting_source: String,
+    /// First wait after a failed MISP, LLM or mail action; doubles with each
+    /// further failure, up to an hour (a peer's `Retry-After` wins).
+    #[serde(deserialize_with = "de_duration")]
+    pub retry_first: Duration,
 }
 
 impl Default for AlertsConfig {
@@ -330,6 +334,7 @@ impl Default for AlertsConfig {
             high_threat_levels: vec![1],
             outbox_max: 10_000,
             sighting_source: "homewarden".to_string(),
+            retry_first: Duration::from_secs(crate::outbox::FIRST_BACKOFF_SECS),
         }
     }
 }
@@ -739,6 +744,18 @@ impl Config {
                 ),
             ));
         }
+        let retry = self.alerts.retry_first;
+        if retry < Duration::from_secs(1)
+            || retry > Duration::from_secs(crate::outbox::MAX_BACKOFF_SECS)
+        {
+            return Err(self.err(
+                "alerts.retry_first",
+                format!(
+                    "{} is out of range: write 1s to 1h",
+                    humantime::format_duration(retry)
+                ),
+            ));
+        }
         self.validate_network()?;
         self.mail.check().map_err(|(k, m)| self.err(k, m))?;
         if let Some(u) = &self.advisor.url {
@@ -1102,6 +1119,20 @@ sources:
             "x".repeat(33)
         ));
         assert!(e.contains("network.ap.ssid"), "{e}");
+
+        let e = error_of("alerts: { retry_first: 500ms }");
+        assert_eq!(
+            e,
+            "/etc/homewarden/homewarden.yaml: alerts.retry_first: 500ms is out of range: write 1s to 1h"
+        );
+        assert!(error_of("alerts: { retry_first: 2h }").contains("alerts.retry_first: 2h"));
+        assert_eq!(
+            parse("alerts: { retry_first: 2s }")
+                .unwrap()
+                .alerts
+                .retry_first,
+            Duration::from_secs(2)
+        );
 
         let e = error_of("network: { gateway: [192.0.2.300] }");
         assert!(e.contains("network.gateway[0]"), "{e}");
