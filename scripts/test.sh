@@ -27,3 +27,6 @@ step "pytest: MISP double vs PyMISP and the OpenAPI spec, LLM double vs the cohe
 cargo build --locked
 HOMEWARDEN_BIN="$repo/target/debug/homewarden" target/pyenv/bin/python -m pytest -q -p no:cacheprovider \
     tests/misp tests/llm tests/smtp tests/e2e
+
+step "pytest: responders under faults (peer outages, SIGKILL, torn outbox, LLM faults, hostile eve, 60 s alert storm)"
+HOMEWARDEN_BIN="$repo/target/debug/homewarden" target/pyenv/bin/python -m pytest -q -p no:cacheprovider tests/respond
