@@ -1404,6 +1404,8 @@ impl Agent {
                 (eff, None, dropped)
             };
         let mut eff = eff;
+        // What the owner's sources list (the canary is ours, not theirs).
+        self.status.blocklist = counts(&eff);
         // The self-test's canary: always listed, never a real host.
         if let Err(i) = eff.ipv4.binary_search(&selftest::CANARY) {
             eff.ipv4.insert(i, selftest::CANARY);
@@ -1426,7 +1428,6 @@ impl Agent {
                 live: Live::Unchanged,
             });
         }
-        self.status.blocklist = counts(&eff);
         self.status.dropped = dropped;
         let result = self.applier.apply(&rendered).await;
         self.applied = Some(fingerprint);
