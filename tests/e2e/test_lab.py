@@ -138,6 +138,11 @@ def test_a_blocked_c2_mails_the_owner_with_advice_over_starttls(lab):
     st = lab.status()
     assert st["mail"].startswith("to owner@lab.test via 203.0.113.25:587"), st["mail"]
     assert st["advisor"].startswith("cohere "), st["advisor"]
+    # The owner can try the mail settings by hand.
+    out = lab.ns("pi", BIN, "--config", str(lab.config), "mail-test")
+    assert out.returncode == 0 and "test mail sent to owner@lab.test via 203.0.113.25:587" in out.stdout, out
+    assert wait_for(lambda: any("Test mail" in email.message_from_bytes(p.read_bytes())["Subject"]
+                                for p in maildir.glob("*.eml")), 10)
 
 
 def test_the_panel_shows_red_after_a_block_and_green_again_after_a_press(lab):
