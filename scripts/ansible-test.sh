@@ -103,6 +103,11 @@ if [ ! -f "$tarball" ]; then
     mv "$WORK/partial-$ARCH.tar" "$tarball"
 fi
 
+# A snapshot of the agent: a rebuild while the test runs must not look like
+# a role that is not idempotent.
+cp "$AGENT" "$WORK/homewarden-$ARCH"
+AGENT=$WORK/homewarden-$ARCH
+
 mounted=()
 cleanup() {
     local i
@@ -177,8 +182,9 @@ check grep -qx "MISP_API_KEY='homewarden-lab-key-00000000000000000000'" "$ROOT/e
 check grep -qx "COHERE_API_KEY='test-cohere-key'" "$ROOT/etc/homewarden/.env"
 check grep -qx "MAILTRAP_TOKEN='test-mailtrap-token'" "$ROOT/etc/homewarden/.env"
 check grep -qx "EXTRA_SECRET='s3cret with spaces'" "$ROOT/etc/homewarden/.env"
+check grep -qx "HOMEWARDEN_WIFI_PASSPHRASE='correct horse battery staple'" "$ROOT/etc/homewarden/.env"
 # An unset secret is left out, not written empty.
-check test "$(grep -c '^HOMEWARDEN_WIFI_PASSPHRASE=' "$ROOT/etc/homewarden/.env")" = 0
+check test "$(grep -c "=''$" "$ROOT/etc/homewarden/.env")" = 0
 # The config carries the variables, the extra keys merged over them.
 check python3 - "$ROOT/etc/homewarden/homewarden.yaml" <<'PY'
 import sys, yaml
@@ -187,7 +193,9 @@ want = {
     ("enforcement", "mode"): "ips", ("enforcement", "action"): "reject", ("enforcement", "fail"): "open",
     ("network", "gateway"): ["203.0.113.1"], ("network", "dns"): ["203.0.113.53"],
     ("network", "home"): ["198.18.1.0/24"], ("allowlist", "domains"): ["lab-good.test"],
-    ("alerts", "window"): "5m",
+    ("alerts", "window"): "5m", ("mail", "to"): ["owner@example.org"], ("mail", "port"): 2525,
+    ("mail", "user"): "api", ("advisor", "backend"): "offline", ("network", "placement"): "ap",
+    ("network", "lan"): "wlan1", ("network", "ap"): {"ssid": "homewarden-test", "country": "DE", "channel": 36},
 }
 bad = [f"{'.'.join(k)} = {c.get(k[0], {}).get(k[1])!r}, want {v!r}" for k, v in want.items()
        if c.get(k[0], {}).get(k[1]) != v]
