@@ -158,6 +158,17 @@ step "playbook --check --diff: nothing to change"
 playbook "$WORK/check.log" --check --diff
 [ "$(changed_of "$WORK/check.log")" = 0 ] || die "--check --diff reports changes (log: $WORK/check.log)"
 
+step "a variable the agent rejects: the run fails with its message, the config stays"
+before=$(sha256sum "$ROOT/etc/homewarden/homewarden.yaml")
+if ansible-playbook -c community.general.chroot -i "$ROOT," "$REPO/ansible/site.yml" \
+    -e homewarden_binary_src="$AGENT" -e @"$REPO/tests/ansible/vars.yml" \
+    -e '{"homewarden_config_extra": {"alerts": {"window": "5x"}}}' >"$WORK/bad.log" 2>&1; then
+    die "a config the agent rejects was accepted (log: $WORK/bad.log)"
+fi
+grep -q 'alerts.window: .*invalid duration' "$WORK/bad.log" || die "no agent message naming alerts.window in $WORK/bad.log"
+[ "$(sha256sum "$ROOT/etc/homewarden/homewarden.yaml")" = "$before" ] || die "a rejected config reached the root"
+grep -o 'homewarden: [^ ]*: alerts.window: [^(]*' "$WORK/bad.log" | head -n 1
+
 step "what the role left in the root"
 fail=0
 check() { if ! "$@"; then echo "  FAILED: $*" >&2; fail=1; fi; }
