@@ -144,30 +144,30 @@ playbook() {
 changed_of() { grep -E '^\S+ +: ok=' "$1" | tail -n 1 | sed -n 's/.* changed=\([0-9]*\).*/\1/p'; }
 
 step "playbook, first run"
-playbook "$WORK/run1.log"
-[ "$(changed_of "$WORK/run1.log")" -gt 0 ] || die "the first run changed nothing on a fresh root"
+playbook "$WORK/$ARCH-run1.log"
+[ "$(changed_of "$WORK/$ARCH-run1.log")" -gt 0 ] || die "the first run changed nothing on a fresh root"
 
 step "playbook, second run: nothing may change"
-playbook "$WORK/run2.log"
-if [ "$(changed_of "$WORK/run2.log")" != 0 ]; then
-    grep -E '^changed:' -B2 "$WORK/run2.log" >&2 || true
-    die "the second run changed something (not idempotent; log: $WORK/run2.log)"
+playbook "$WORK/$ARCH-run2.log"
+if [ "$(changed_of "$WORK/$ARCH-run2.log")" != 0 ]; then
+    grep -E '^changed:' -B2 "$WORK/$ARCH-run2.log" >&2 || true
+    die "the second run changed something (not idempotent; log: $WORK/$ARCH-run2.log)"
 fi
 
 step "playbook --check --diff: nothing to change"
-playbook "$WORK/check.log" --check --diff
-[ "$(changed_of "$WORK/check.log")" = 0 ] || die "--check --diff reports changes (log: $WORK/check.log)"
+playbook "$WORK/$ARCH-check.log" --check --diff
+[ "$(changed_of "$WORK/$ARCH-check.log")" = 0 ] || die "--check --diff reports changes (log: $WORK/$ARCH-check.log)"
 
 step "a variable the agent rejects: the run fails with its message, the config stays"
 before=$(sha256sum "$ROOT/etc/homewarden/homewarden.yaml")
 if ansible-playbook -c community.general.chroot -i "$ROOT," "$REPO/ansible/site.yml" \
     -e homewarden_binary_src="$AGENT" -e @"$REPO/tests/ansible/vars.yml" \
-    -e '{"homewarden_config_extra": {"alerts": {"window": "5x"}}}' >"$WORK/bad.log" 2>&1; then
-    die "a config the agent rejects was accepted (log: $WORK/bad.log)"
+    -e '{"homewarden_config_extra": {"alerts": {"window": "5x"}}}' >"$WORK/$ARCH-bad.log" 2>&1; then
+    die "a config the agent rejects was accepted (log: $WORK/$ARCH-bad.log)"
 fi
-grep -q 'alerts.window: .*invalid duration' "$WORK/bad.log" || die "no agent message naming alerts.window in $WORK/bad.log"
+grep -q 'alerts.window: .*invalid duration' "$WORK/$ARCH-bad.log" || die "no agent message naming alerts.window in $WORK/$ARCH-bad.log"
 [ "$(sha256sum "$ROOT/etc/homewarden/homewarden.yaml")" = "$before" ] || die "a rejected config reached the root"
-grep -o 'homewarden: [^ ]*: alerts.window: [^(]*' "$WORK/bad.log" | head -n 1
+grep -o 'homewarden: [^ ]*: alerts.window: [^(]*' "$WORK/$ARCH-bad.log" | head -n 1
 
 step "what the role left in the root"
 fail=0
@@ -244,8 +244,8 @@ printf '203.0.113.66\nc2.lab-evil.test\n' >"$ROOT/etc/homewarden/blocklist.txt"
 in_root /usr/bin/homewarden --config /etc/homewarden/homewarden.yaml --log warn \
     render --out /var/lib/homewarden/suricata --source /etc/homewarden/blocklist.txt >/dev/null
 in_root suricata -T -c /etc/suricata/suricata.yaml --include /etc/suricata/homewarden.yaml \
-    -l /tmp >"$WORK/suricata-T.log" 2>&1 || { cat "$WORK/suricata-T.log" >&2; die "suricata -T failed inside the root"; }
-grep -E 'rules successfully loaded|Configuration provided was successfully loaded' "$WORK/suricata-T.log" | tail -n 2
+    -l /tmp >"$WORK/$ARCH-suricata-T.log" 2>&1 || { cat "$WORK/$ARCH-suricata-T.log" >&2; die "suricata -T failed inside the root"; }
+grep -E 'rules successfully loaded|Configuration provided was successfully loaded' "$WORK/$ARCH-suricata-T.log" | tail -n 2
 grep -q 'dataset' "$ROOT/var/lib/homewarden/suricata/homewarden.rules" || die "rendered rules carry no dataset rule"
 umount "$ROOT/dev"; unset 'mounted[-1]'
 umount "$ROOT/proc"; unset 'mounted[-1]'
