@@ -18,11 +18,15 @@ cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
 
 step "cargo test (unit + integration, suricata -T on every rendering)"
-HOMEWARDEN_REQUIRE_SURICATA=1 cargo test --locked
+HOMEWARDEN_REQUIRE_SURICATA=1 HOMEWARDEN_REQUIRE_PEERS=1 cargo test --locked
 
 step "aarch64 cross build (Debian multiarch toolchain), run under qemu-user"
 scripts/build-aarch64.sh --check
 
-step "pytest: MISP double vs PyMISP and the OpenAPI spec; end-to-end lab on real Suricata"
+step "pytest: MISP double vs PyMISP and the OpenAPI spec, LLM double vs the cohere and openai SDKs, SMTP server; end-to-end lab on real Suricata"
 cargo build --locked
-HOMEWARDEN_BIN="$repo/target/debug/homewarden" target/pyenv/bin/python -m pytest -q -p no:cacheprovider tests/misp tests/e2e
+HOMEWARDEN_BIN="$repo/target/debug/homewarden" target/pyenv/bin/python -m pytest -q -p no:cacheprovider \
+    tests/misp tests/llm tests/smtp tests/e2e
+
+step "pytest: responders under faults (peer outages, SIGKILL, torn outbox, LLM faults, hostile eve, 60 s alert storm)"
+HOMEWARDEN_BIN="$repo/target/debug/homewarden" target/pyenv/bin/python -m pytest -q -p no:cacheprovider tests/respond
