@@ -219,7 +219,7 @@ advisor:
   ca_file: $LAB/misp-ca.pem
   timeout: 10s
 selftest:
-  pcap: $REPO/overlays/usr/share/homewarden/selftest.pcap
+  pcap: $FILES/usr/share/homewarden/selftest.pcap
 mail:
   to: [owner@lab.test]
   from: homewarden <homewarden@lab.test>
