@@ -2,7 +2,7 @@
 # The whole test suite, as CI runs it: `sudo scripts/test.sh` on a fresh Debian 12.
 # Installs what it needs (apt packages, a Python venv for the MISP double's tests),
 # then runs lint, unit and integration tests, the MISP contract tests and the
-# end-to-end lab tests on real Suricata.
+# end-to-end lab tests on real Suricata, then the Ansible role.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -31,3 +31,6 @@ for suite in tests/misp tests/llm tests/smtp tests/e2e \
     echo "--- $suite"
     HOMEWARDEN_BIN="$repo/target/debug/homewarden" target/pyenv/bin/python -m pytest -q -p no:cacheprovider "$suite"
 done
+
+step "Ansible role: provisioned into an mmdebstrap root twice (idempotent), lint, checks inside, the lab on what it laid down"
+scripts/ansible-test.sh
