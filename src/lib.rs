@@ -6,6 +6,7 @@ pub mod agent;
 pub mod alerts;
 pub mod config;
 pub mod control;
+pub mod firstboot;
 pub mod fsutil;
 pub mod intel;
 pub mod outbox;
