@@ -11,8 +11,12 @@ build_base() {
     mkdir -p "$debs"
     local meta
     meta=$(mktemp -d)
+    # $1 in the hooks is mmdebstrap's (the root), expanded by the hook's shell.
     # Downloads land in DEB_CACHE (sync-out) and are reused (sync-in): apt takes a
-    # cached name_version_arch.deb instead of fetching it again.
+    # cached name_version_arch.deb instead of fetching it again. The package
+    # lists stay until the appliance step (the role's apt tasks then find every
+    # package installed without fetching lists in an emulated chroot).
+    # shellcheck disable=SC2016
     mmdebstrap --mode=root --format=tar --architectures=arm64 --variant=minbase \
         --components=main,non-free-firmware \
         --include="$include" \
@@ -24,6 +28,7 @@ build_base() {
         --dpkgopt='path-exclude=/usr/share/doc/*' \
         --dpkgopt='path-include=/usr/share/doc/*/copyright' \
         --skip=essential/unlink \
+        --skip=cleanup/apt/lists \
         --setup-hook='mkdir -p "$1/var/cache/apt/archives"' \
         --setup-hook="sync-in $debs /var/cache/apt/archives/" \
         --customize-hook="sync-out /var/cache/apt/archives $debs" \

@@ -51,7 +51,7 @@ err=absent
 [ -e /boot/firmware/homewarden-error.txt ] && err=present
 say "boot-yaml secrets=$(grep -c 'boot-test-misp-key\|boot-test-mailtrap\|boot test passphrase' "$b") ssh-key-lines=$(grep -c "AAAAC3NzaC1lZDI1NTE5AAAAIGhvbWV3" "$b") error-file=$err"
 sed 's/^/HWTEST boot-yaml| /' "$b"
-say "ssh-host-keys $(ls /etc/ssh/ssh_host_*_key 2>/dev/null | wc -l)"
+say "ssh-host-keys $(find /etc/ssh -name "ssh_host_*_key" | wc -l)"
 say "authorized-keys $(grep -c 'boot-test@homewarden' /root/.ssh/authorized_keys 2>/dev/null || echo 0)"
 say "machine-id $(cat /etc/machine-id)"
 size=$(df -B1M --output=size / | tail -n 1 | tr -d ' ')

@@ -51,7 +51,7 @@ fat="$disk@@$boot_off"
 mcopy -n -i "$fat" ::cmdline.txt "$WORK/cmdline.txt"
 kernel=$(mdir -b -i "$fat" :: | sed -n 's|^::/||p' | grep -E '^vmlinuz' | sort | tail -n 1)
 initrd=$(mdir -b -i "$fat" :: | sed -n 's|^::/||p' | grep -E '^initrd' | sort | tail -n 1)
-[ -n "$kernel" ] && [ -n "$initrd" ] || die "no vmlinuz/initrd on the boot partition"
+if [ -z "$kernel" ] || [ -z "$initrd" ]; then die "no vmlinuz/initrd on the boot partition"; fi
 mcopy -n -i "$fat" "::$kernel" "$WORK/vmlinuz"
 mcopy -n -i "$fat" "::$initrd" "$WORK/initrd"
 log "image $(basename "$IMG"): kernel $kernel, initrd $initrd, cmdline: $(cat "$WORK/cmdline.txt")"
