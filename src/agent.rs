@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::time::Instant;
 
 use crate::alerts::eve::Alert;
@@ -20,9 +20,12 @@ use crate::intel::ioc::Ioc;
 use crate::intel::set::{Dropped, Effective, Provenance};
 use crate::intel::store::Store;
 use crate::intel::{feed, list, misp, unix_now, IntelError, PullStats, Pulled, SourceState};
-use crate::outbox::{Item as OutboxItem, Outbox, Stats as OutboxStats};
+use crate::outbox::{Outbox, Stats as OutboxStats};
 use crate::panel::button::Action as ButtonAction;
 use crate::panel::{Input as PanelInput, Press};
+use crate::respond::{
+    self, Responders, SharedOutbox, MAIL, MISP_EVENT, MISP_EVENT_UPDATE, SIGHTING,
+};
 use crate::secrets::Secrets;
 use crate::suricata::apply::{Applier, ApplyReport, Live};
 use crate::suricata::render::{self, Options};
@@ -44,6 +47,9 @@ pub enum AgentError {
         /// Why.
         error: IntelError,
     },
+    /// The advisor or the mailer cannot be set up (missing token, unreadable CA…).
+    #[error("{0}")]
+    Responder(String),
 }
 
 /// How a source is reached, built once at start.
@@ -141,6 +147,12 @@ pub struct Status {
     pub alerts: AlertsStatus,
     /// Responder actions waiting on disk.
     pub outbox: OutboxStats,
+    /// Who writes advice (`cohere command-a-03-2025`, `offline`).
+    #[serde(default)]
+    pub advisor: String,
+    /// Where incident mail goes (`off`, or recipients and server).
+    #[serde(default)]
+    pub mail: String,
     /// A source is failing or has not pulled for three intervals.
     pub intel_stale: bool,
     /// Button presses that did something, newest last.
@@ -166,17 +178,12 @@ pub struct AlertsStatus {
     pub last_block: Option<i64>,
 }
 
-/// How often the outbox is looked at.
-const RESPOND_EVERY: Duration = Duration::from_secs(1);
-/// Outbox kind: a sighting on a MISP attribute.
-const SIGHTING: &str = "misp-sighting";
-/// Outbox kind: a MISP event for an incident.
-const MISP_EVENT: &str = "misp-event";
-/// Outbox kind: an update of that event as alerts keep coming.
-const MISP_EVENT_UPDATE: &str = "misp-event-update";
-
 /// Acknowledged incident ids, under the state directory.
 const ACKS_FILE: &str = "acks.json";
+/// Open incidents, under the state directory (so a restart does not report them again).
+const INCIDENTS_FILE: &str = "incidents.json";
+/// How often changed incidents are saved.
+const SAVE_EVERY: Duration = Duration::from_secs(1);
 
 /// Incidents listed in status.
 const RECENT_INCIDENTS: usize = 10;
@@ -225,7 +232,12 @@ const PRESSES_SHOWN: usize = 10;
 
 /// The agent.
 pub struct Agent {
-    outbox: Option<Outbox>,
+    outbox: Option<SharedOutbox>,
+    /// Taken by `run`, which gives them a task of their own.
+    responders: Option<Responders>,
+    wake_responders: Arc<Notify>,
+    mail_on: bool,
+    incidents_dirty: bool,
     triage: Triage,
     acked: HashSet<String>,
     panel: Option<mpsc::Sender<PanelInput>>,
@@ -291,6 +303,12 @@ impl Agent {
                 FailMode::Closed => "closed".into(),
             },
             started: unix_now(),
+            advisor: cfg.advisor.describe(
+                cfg.advisor
+                    .api_key_env()
+                    .is_some_and(|k| secrets.get(k).is_some()),
+            ),
+            mail: cfg.mail.describe(),
             ..Status::default()
         };
         let (status_tx, _) = watch::channel(status.clone());
@@ -303,14 +321,22 @@ impl Agent {
             cfg.alerts.outbox_max,
             unix_now(),
         ) {
-            Ok(o) => Some(o),
+            Ok(o) => Some(Arc::new(std::sync::Mutex::new(o))),
             Err(e) => {
                 tracing::error!("{e}; responders are off");
                 None
             }
         };
+        let responders = match &outbox {
+            Some(o) => Some(build_responders(&cfg, secrets, &sources, o.clone())?),
+            None => None,
+        };
         Ok(Agent {
             outbox,
+            responders,
+            wake_responders: Arc::new(Notify::new()),
+            mail_on: !cfg.mail.to.is_empty(),
+            incidents_dirty: false,
             acked,
             panel: None,
             triage: Triage::new(cfg.triage()),
@@ -344,13 +370,18 @@ impl Agent {
         // restart sends nothing twice. A failure is logged and shown in status.
         let _ = self.enforce().await;
         self.check_suricata().await;
+        self.restore_incidents();
         let (alert_tx, mut alerts) = mpsc::channel(1024);
         let _intake = self.start_intake(alert_tx);
+        let responders = self
+            .responders
+            .take()
+            .map(|r| AbortOnDrop(tokio::spawn(r.run(self.wake_responders.clone()))));
         // systemd: started, and alive at every health tick (WatchdogSec restarts a hung agent).
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         tokio::pin!(shutdown);
         let mut health = tokio::time::interval_at(Instant::now() + HEALTH_EVERY, HEALTH_EVERY);
-        let mut respond = tokio::time::interval(RESPOND_EVERY);
+        let mut save = tokio::time::interval(SAVE_EVERY);
         loop {
             let next = self.sources.iter().map(|s| s.next).min();
             let due = async {
@@ -382,31 +413,87 @@ impl Agent {
                     }
                     Request::Button(action) => {
                         if self.on_button(action).await == Exit::Restart {
+                            drop(responders);
                             return Exit::Restart;
                         }
                     }
                 },
                 Some(a) = alerts.recv() => self.on_alert(&a),
-                _ = respond.tick() => self.respond().await,
+                _ = save.tick() => self.save_incidents(),
                 _ = health.tick() => {
                     let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
                     self.check_suricata().await;
-                    self.triage.expire(unix_now() as i64);
+                    if !self.triage.expire(unix_now() as i64).is_empty() {
+                        self.incidents_dirty = true;
+                    }
                     self.publish();
                 }
             }
         }
+        drop(responders);
+        self.save_incidents();
         tracing::info!("agent stopped");
         Exit::Stopped
+    }
+
+    /// Takes back the incidents open before a restart and makes sure each has
+    /// its actions queued: the outbox's keys make this a no-op for what is
+    /// queued or done, and re-queue what a torn outbox file lost.
+    fn restore_incidents(&mut self) {
+        let path = self.cfg.state_dir.join(INCIDENTS_FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => {
+                tracing::error!("{}: {e}", path.display());
+                return;
+            }
+        };
+        let incidents: Vec<Incident> = match serde_json::from_slice(&bytes) {
+            Ok(v) => v,
+            Err(e) => {
+                let aside = path.with_extension("json.corrupt");
+                let _ = std::fs::rename(&path, &aside);
+                tracing::error!(
+                    "{}: unreadable ({e}); moved to {}",
+                    path.display(),
+                    aside.display()
+                );
+                return;
+            }
+        };
+        tracing::info!(incidents = incidents.len(), "incidents restored");
+        for inc in &incidents {
+            self.queue_actions(inc);
+        }
+        self.triage.restore(incidents);
+        self.triage.expire(unix_now() as i64);
+        self.publish();
+    }
+
+    fn save_incidents(&mut self) {
+        if !self.incidents_dirty {
+            return;
+        }
+        let path = self.cfg.state_dir.join(INCIDENTS_FILE);
+        let open: Vec<&Incident> = self.triage.open().collect();
+        let saved = serde_json::to_vec(&open)
+            .map_err(std::io::Error::other)
+            .and_then(|b| crate::fsutil::write_atomic(&path, &b));
+        match saved {
+            Ok(()) => self.incidents_dirty = false,
+            Err(e) => tracing::error!("{}: {e}", path.display()),
+        }
     }
 
     /// Puts what should happen about a new incident into the outbox.
     fn queue_actions(&mut self, inc: &Incident) {
         let now = unix_now();
         let (sighting, event) = self.responders_for(inc);
-        let Some(outbox) = self.outbox.as_mut() else {
+        let Some(outbox) = self.outbox.as_ref() else {
             return;
         };
+        let mut outbox = respond::lock(outbox);
         // A hit on a MISP attribute: tell that MISP it was seen here.
         if let (Some(source), Some(p)) = (sighting, &inc.ioc) {
             let payload = serde_json::json!({"source": source, "attribute_uuid": p.attribute_uuid, "time": inc.first_seen});
@@ -433,6 +520,15 @@ impl Agent {
                 tracing::error!("{e}");
             }
         }
+        // The owner hears of every high-severity incident, with advice.
+        if self.mail_on && inc.high {
+            let payload = serde_json::json!({"incident": inc});
+            if let Err(e) = outbox.put(MAIL, &format!("{}:mail", inc.id), payload, true, now) {
+                tracing::error!("{e}");
+            }
+        }
+        drop(outbox);
+        self.wake_responders.notify_one();
     }
 
     /// Which MISP source gets a sighting, and which one an event, for an incident.
@@ -464,7 +560,7 @@ impl Agent {
         let (_, Some(source)) = self.responders_for(inc) else {
             return;
         };
-        let Some(outbox) = self.outbox.as_mut() else {
+        let Some(outbox) = self.outbox.as_ref() else {
             return;
         };
         let payload = serde_json::json!({
@@ -473,88 +569,11 @@ impl Agent {
             "event": {"Event": {"info": format!("homewarden: {} ({} alerts)", inc.signature, inc.count)}},
         });
         let key = format!("{}:misp-event-update:{}", inc.id, inc.count);
-        if let Err(e) = outbox.put(MISP_EVENT_UPDATE, &key, payload, true, unix_now()) {
+        let queued = respond::lock(outbox).put(MISP_EVENT_UPDATE, &key, payload, true, unix_now());
+        if let Err(e) = queued {
             tracing::error!("{e}");
         }
-    }
-
-    /// Works through what the outbox has due, one action at a time.
-    async fn respond(&mut self) {
-        let now = unix_now();
-        let Some(due) = self.outbox.as_ref().map(|o| o.due(now)) else {
-            return;
-        };
-        if due.is_empty() {
-            return;
-        }
-        for item in due {
-            let result = self.perform(&item).await;
-            let Some(outbox) = self.outbox.as_mut() else {
-                return;
-            };
-            let recorded = match &result {
-                Ok(()) => outbox.done(&item.key),
-                Err(e) => {
-                    tracing::warn!(key = %item.key, attempt = item.attempts + 1, "responder failed, will retry: {e}");
-                    outbox.failed(&item.key, e, unix_now())
-                }
-            };
-            if let Err(e) = recorded {
-                tracing::error!("{e}");
-            }
-            if result.is_ok() {
-                tracing::info!(key = %item.key, kind = %item.kind, "done");
-            }
-        }
-        self.publish();
-    }
-
-    /// The client of a configured MISP source.
-    fn misp_client(&self, name: &str) -> Result<&misp::Client, String> {
-        self.sources
-            .iter()
-            .find_map(|s| match (&s.client, s.cfg.name() == name) {
-                (Client::Misp(c), true) => Some(c),
-                _ => None,
-            })
-            .ok_or_else(|| format!("no MISP source {name:?} in the config any more"))
-    }
-
-    /// Performs one outbox action.
-    async fn perform(&self, item: &OutboxItem) -> Result<(), String> {
-        let p = &item.payload;
-        match item.kind.as_str() {
-            SIGHTING => {
-                let (Some(source), Some(attr), Some(time)) = (
-                    p["source"].as_str(),
-                    p["attribute_uuid"].as_str(),
-                    p["time"].as_i64(),
-                ) else {
-                    return Err("malformed sighting action".into());
-                };
-                self.misp_client(source)?
-                    .add_sighting(attr, &self.cfg.alerts.sighting_source, time)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-            MISP_EVENT => {
-                let source = p["source"].as_str().ok_or("malformed event action")?;
-                self.misp_client(source)?
-                    .add_event(&p["event"])
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-            MISP_EVENT_UPDATE => {
-                let (Some(source), Some(uuid)) = (p["source"].as_str(), p["uuid"].as_str()) else {
-                    return Err("malformed event update".into());
-                };
-                self.misp_client(source)?
-                    .edit_event(uuid, &p["event"])
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-            other => Err(format!("no responder for {other:?}")),
-        }
+        self.wake_responders.notify_one();
     }
 
     /// Acknowledges every open high incident; persisted so a restart keeps it.
@@ -621,6 +640,7 @@ impl Agent {
             std::fs::remove_dir_all(&intel)?;
         }
         let _ = std::fs::remove_file(self.cfg.state_dir.join(ACKS_FILE));
+        let _ = std::fs::remove_file(self.cfg.state_dir.join(INCIDENTS_FILE));
         tracing::warn!(config = %self.cfg.path.display(), "factory reset: config restored, state cleared; restarting");
         Ok(())
     }
@@ -663,6 +683,7 @@ impl Agent {
                 .and_then(|hit| lookup_in(sources, &hit).into_iter().next())
         };
         let outcome = self.triage.ingest(a, &lookup);
+        self.incidents_dirty = true;
         if let Outcome::Counted(inc) = &outcome {
             self.queue_update(inc);
         }
@@ -857,7 +878,11 @@ impl Agent {
         .to_string();
         self.status.reasons = reasons;
         self.status.intel_stale = self.status.reasons.iter().any(|r| r.starts_with("source "));
-        self.status.outbox = self.outbox.as_ref().map(Outbox::stats).unwrap_or_default();
+        self.status.outbox = self
+            .outbox
+            .as_ref()
+            .map(|o| respond::lock(o).stats())
+            .unwrap_or_default();
         self.status_tx.send_replace(self.status.clone());
     }
 }
@@ -954,6 +979,46 @@ pub fn counts(eff: &Effective) -> Counts {
         md5: eff.md5.len(),
         sha256: eff.sha256.len(),
     }
+}
+
+/// Aborts a task when dropped, so no responder outlives the agent loop.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn build_responders(
+    cfg: &Config,
+    secrets: &Secrets,
+    sources: &[Source],
+    outbox: SharedOutbox,
+) -> Result<Responders, AgentError> {
+    let misp = sources
+        .iter()
+        .filter_map(|s| match &s.client {
+            Client::Misp(c) => Some((s.cfg.name().to_string(), c.clone())),
+            _ => None,
+        })
+        .collect();
+    let key = cfg.advisor.api_key_env().and_then(|k| secrets.get(k));
+    let advisor = crate::advisor::Client::new(&cfg.advisor, key, cfg.triage().home)
+        .map_err(|e| AgentError::Responder(format!("advisor: {e}")))?;
+    let mailer = crate::mail::Mailer::new(&cfg.mail, secrets.get(&cfg.mail.password_env))
+        .map_err(|e| AgentError::Responder(e.to_string()))?;
+    Ok(Responders {
+        outbox,
+        misp,
+        sighting_source: cfg.alerts.sighting_source.clone(),
+        advisor,
+        advice_tries: cfg.advisor.tries,
+        mailer,
+        max_per_hour: cfg.mail.max_per_hour,
+        state_dir: cfg.state_dir.clone(),
+        appliance: crate::mail::appliance_name(),
+    })
 }
 
 fn build_client(sc: &SourceConfig, secrets: &Secrets) -> Result<Client, IntelError> {

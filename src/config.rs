@@ -57,6 +57,12 @@ pub struct Config {
     /// LEDs and button.
     #[serde(default)]
     pub panel: PanelConfig,
+    /// Who writes mitigation advice.
+    #[serde(default)]
+    pub advisor: crate::advisor::AdvisorConfig,
+    /// Incident mail.
+    #[serde(default)]
+    pub mail: crate::mail::MailConfig,
     /// Intel sources.
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
@@ -157,7 +163,7 @@ impl Default for SuricataConfig {
 }
 
 /// The home network's own infrastructure.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Network {
     /// Gateway addresses (never blocked).
@@ -167,6 +173,75 @@ pub struct Network {
     /// Networks of the home's devices, to tell the local side of an alert
     /// (default: the private, link-local and unique-local ranges).
     pub home: Vec<IpNet>,
+    /// Where the Pi sits between the home's devices and the internet.
+    pub placement: Placement,
+    /// The interface towards the internet router.
+    pub uplink: String,
+    /// The interface towards the home's devices (default: `wlan0` for `ap`, `eth1` otherwise).
+    pub lan: Option<String>,
+    /// The Wi-Fi access point of the `ap` placement (its passphrase is the
+    /// secret `HOMEWARDEN_WIFI_PASSPHRASE`).
+    pub ap: AccessPoint,
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        Network {
+            gateway: Vec::new(),
+            dns: Vec::new(),
+            home: Vec::new(),
+            placement: Placement::default(),
+            uplink: "eth0".to_string(),
+            lan: None,
+            ap: AccessPoint::default(),
+        }
+    }
+}
+
+impl Network {
+    /// The interface towards the home's devices, defaults applied.
+    pub fn lan(&self) -> &str {
+        match (&self.lan, self.placement) {
+            (Some(l), _) => l,
+            (None, Placement::Ap) => "wlan0",
+            (None, _) => "eth1",
+        }
+    }
+}
+
+/// How forwarded traffic reaches the Pi (all three send it through the same queue).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Placement {
+    /// The Pi's Wi-Fi is the IoT network, NATed to the uplink (no extra hardware).
+    Ap,
+    /// A transparent bridge between two interfaces.
+    Bridge,
+    /// The devices use the Pi as their router.
+    #[default]
+    Gateway,
+}
+
+/// The `ap` placement's Wi-Fi network.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessPoint {
+    /// Network name (1-32 bytes).
+    pub ssid: String,
+    /// ISO 3166 country code: the regulatory domain decides the legal channels.
+    pub country: String,
+    /// 2.4 GHz (1-14) or 5 GHz (36-177) channel.
+    pub channel: u8,
+}
+
+impl Default for AccessPoint {
+    fn default() -> Self {
+        AccessPoint {
+            ssid: "homewarden".to_string(),
+            country: "GB".to_string(),
+            channel: 6,
+        }
+    }
 }
 
 /// A panel backend.
@@ -473,7 +548,7 @@ mod defaults {
 }
 
 /// Accepts `"90s"`, `"5m"`, `"1h 30m"` or a number of seconds.
-fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+pub(crate) fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Raw {
@@ -592,6 +667,24 @@ impl Config {
                 ),
             ));
         }
+        self.validate_network()?;
+        self.mail.check().map_err(|(k, m)| self.err(k, m))?;
+        if let Some(u) = &self.advisor.url {
+            check_url(u).map_err(|m| self.err("advisor.url", m))?;
+        }
+        if self.advisor.tries == 0 {
+            return Err(self.err("advisor.tries", "must be at least 1"));
+        }
+        for (key, ca) in [
+            ("advisor.ca_file", &self.advisor.ca_file),
+            ("mail.ca_file", &self.mail.ca_file),
+        ] {
+            if let Some(ca) = ca {
+                if !ca.is_file() {
+                    return Err(self.err(key, format!("{ca:?} is not a readable file")));
+                }
+            }
+        }
         let mut names = HashSet::new();
         for (i, s) in self.sources.iter().enumerate() {
             let at = |k: &str| format!("sources[{i}].{k}");
@@ -645,6 +738,69 @@ impl Config {
                     _ => return Err(self.err(at("url"), "give exactly one of url and path")),
                 },
             }
+        }
+        Ok(())
+    }
+
+    fn validate_network(&self) -> Result<(), ConfigError> {
+        let n = &self.network;
+        // Linux interface names: at most 15 bytes, no '/', no whitespace.
+        let iface_ok = |i: &str| {
+            !i.is_empty()
+                && i.len() <= 15
+                && i.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b))
+        };
+        if !iface_ok(&n.uplink) {
+            return Err(self.err(
+                "network.uplink",
+                format!(
+                    "{:?} is not an interface name (1-15 of [A-Za-z0-9._@-])",
+                    n.uplink
+                ),
+            ));
+        }
+        if let Some(l) = &n.lan {
+            if !iface_ok(l) {
+                return Err(self.err(
+                    "network.lan",
+                    format!("{l:?} is not an interface name (1-15 of [A-Za-z0-9._@-])"),
+                ));
+            }
+        }
+        if n.lan() == n.uplink && n.placement != Placement::Gateway {
+            return Err(self.err(
+                "network.lan",
+                format!(
+                    "{:?} is also the uplink: {} placement needs two interfaces",
+                    n.lan(),
+                    match n.placement {
+                        Placement::Ap => "the ap",
+                        _ => "the bridge",
+                    }
+                ),
+            ));
+        }
+        let ssid = &n.ap.ssid;
+        if ssid.is_empty() || ssid.len() > 32 || ssid.chars().any(char::is_control) {
+            return Err(self.err(
+                "network.ap.ssid",
+                format!("{ssid:?} must be 1-32 bytes without control characters"),
+            ));
+        }
+        let cc = &n.ap.country;
+        if cc.len() != 2 || !cc.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(self.err(
+                "network.ap.country",
+                format!("{cc:?} is not a two-letter country code such as \"GB\" or \"DE\""),
+            ));
+        }
+        let ch = n.ap.channel;
+        if !((1..=14).contains(&ch) || (36..=177).contains(&ch)) {
+            return Err(self.err(
+                "network.ap.channel",
+                format!("{ch} is not a Wi-Fi channel (1-14 or 36-177)"),
+            ));
         }
         Ok(())
     }
@@ -779,6 +935,25 @@ sources:
         assert!(!allow.allows_ip("203.0.113.8".parse().unwrap()));
     }
 
+    #[test]
+    fn placement_defaults_and_lan_per_placement() {
+        let c = parse("").unwrap();
+        assert_eq!(c.network.placement, Placement::Gateway);
+        assert_eq!(c.network.uplink, "eth0");
+        assert_eq!(c.network.lan(), "eth1");
+        assert_eq!(c.network.ap.ssid, "homewarden");
+        let c =
+            parse("network: { placement: ap, ap: { ssid: Home IoT, country: DE, channel: 36 } }")
+                .unwrap();
+        assert_eq!(c.network.lan(), "wlan0");
+        assert_eq!(c.network.ap.ssid, "Home IoT");
+        assert_eq!(c.network.ap.channel, 36);
+        let c = parse("network: { placement: bridge, lan: enx1 }").unwrap();
+        assert_eq!(c.network.lan(), "enx1");
+        // One NIC: the devices route through the Pi on the same link.
+        assert!(parse("network: { placement: gateway, lan: eth0 }").is_ok());
+    }
+
     fn error_of(yaml: &str) -> String {
         parse(yaml).unwrap_err().to_string()
     }
@@ -825,6 +1000,36 @@ sources:
 
         let e = error_of("sources:\n  - {name: a, type: lsit, path: /x}\n");
         assert!(e.contains("sources[0]") && e.contains("lsit"), "{e}");
+
+        let e = error_of("network: { placement: router }");
+        assert!(
+            e.contains("network.placement") && e.contains("router"),
+            "{e}"
+        );
+
+        let e = error_of("network: { uplink: \"eth 0\" }");
+        assert_eq!(e, "/etc/homewarden/homewarden.yaml: network.uplink: \"eth 0\" is not an interface name (1-15 of [A-Za-z0-9._@-])");
+
+        let e = error_of("network: { placement: bridge, uplink: eth1 }");
+        assert!(
+            e.contains("network.lan") && e.contains("two interfaces"),
+            "{e}"
+        );
+
+        let e = error_of("network: { ap: { country: gb } }");
+        assert!(
+            e.contains("network.ap.country") && e.contains("\"gb\""),
+            "{e}"
+        );
+
+        let e = error_of("network: { ap: { channel: 15 } }");
+        assert!(e.contains("network.ap.channel: 15"), "{e}");
+
+        let e = error_of(&format!(
+            "network: {{ ap: {{ ssid: {:?} }} }}",
+            "x".repeat(33)
+        ));
+        assert!(e.contains("network.ap.ssid"), "{e}");
 
         let e = error_of("network: { gateway: [192.0.2.300] }");
         assert!(e.contains("network.gateway[0]"), "{e}");

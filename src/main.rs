@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use homewarden::advisor;
 use homewarden::agent::{Agent, Status, SyncReport};
 use homewarden::config::{self, Config, FeedSource, ListSource, SourceConfig};
 use homewarden::control::{self, Command};
 use homewarden::intel::set::Provenance;
+use homewarden::mail::Mailer;
 use homewarden::secrets::Secrets;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -95,6 +97,8 @@ enum Cmd {
         #[arg(long)]
         show_fault: bool,
     },
+    /// Send a test mail with the configured SMTP settings.
+    MailTest,
     /// Show the daemon's state.
     Status {
         /// Machine-readable output.
@@ -157,6 +161,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Cmd::Sync { once: _ } => sync(&cli.config).await,
         Cmd::Render { out, sources } => render(&cli.config, &out, &sources).await,
         Cmd::CheckConfig => check_config(&cli.config),
+        Cmd::MailTest => mail_test(&cli.config).await,
         Cmd::Status { json } => status(&cli.config, json).await,
         Cmd::Lookup { value, json } => lookup(&cli.config, value, json).await,
         Cmd::Triage { eve, json } => triage(&cli.config, &eve, json).await,
@@ -438,6 +443,14 @@ fn check_config(path: &Path) -> Result<ExitCode> {
             }
         }
     }
+    if let Err(e) = Mailer::new(&cfg.mail, secrets.get(&cfg.mail.password_env)) {
+        missing.push(e.to_string());
+    }
+    let key = cfg.advisor.api_key_env().and_then(|k| secrets.get(k));
+    let advisor = cfg.advisor.describe(key.is_some());
+    if let Err(e) = advisor::Client::new(&cfg.advisor, key, cfg.triage().home) {
+        missing.push(format!("advisor: {e}"));
+    }
     if !missing.is_empty() {
         for m in &missing {
             eprintln!("{}: {m}", path.display());
@@ -445,10 +458,29 @@ fn check_config(path: &Path) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     println!(
-        "{}: ok ({} sources, {} mode)",
+        "{}: ok ({} sources, {} mode; advice: {advisor}; mail: {})",
         path.display(),
         cfg.sources.len(),
-        cfg.enforcement.mode
+        cfg.enforcement.mode,
+        cfg.mail.describe()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn mail_test(path: &Path) -> Result<ExitCode> {
+    let (cfg, secrets) = load(path)?;
+    let mailer = Mailer::new(&cfg.mail, secrets.get(&cfg.mail.password_env))?
+        .context("mail is off: set mail.to (and mail.from) in the config")?;
+    let name = homewarden::mail::appliance_name();
+    let id = format!("test-{}", homewarden::intel::unix_now());
+    mailer
+        .send(&homewarden::mail::test_letter(&name), &id)
+        .await?;
+    println!(
+        "test mail sent to {} via {}:{}",
+        cfg.mail.to.join(", "),
+        cfg.mail.host,
+        cfg.mail.port()
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -728,6 +760,7 @@ fn human_status(s: &Status, now: u64) -> String {
         "outbox: {} actions pending ({} failing), {} dropped, {} unreadable",
         ob.pending, ob.failing, ob.dropped, ob.corrupt
     );
+    let _ = writeln!(o, "advice: {}; mail: {}", s.advisor, s.mail);
     for p in &s.presses {
         let _ = writeln!(o, "  button {}: {}", ago(now, Some(p.at)), p.action);
     }

@@ -265,11 +265,27 @@ impl Outbox {
 
     /// Records a failure: the next attempt waits longer.
     pub fn failed(&mut self, key: &str, error: &str, now: u64) -> Result<(), OutboxError> {
+        self.failed_until(key, error, now, None)
+    }
+
+    /// Records a failure; the next attempt waits until `retry_at` if the peer
+    /// said when (HTTP `Retry-After`), else the usual backoff.
+    pub fn failed_until(
+        &mut self,
+        key: &str,
+        error: &str,
+        now: u64,
+        retry_at: Option<u64>,
+    ) -> Result<(), OutboxError> {
         let Some(mut item) = self.items.get(key).cloned() else {
             return Ok(());
         };
         item.attempts += 1;
-        item.next_at = now + backoff(item.attempts);
+        item.next_at = retry_at
+            .filter(|t| *t > now)
+            .map_or(now + backoff(item.attempts), |t| {
+                t.min(now + MAX_BACKOFF_SECS)
+            });
         item.last_error = Some(
             error
                 .chars()
@@ -277,6 +293,18 @@ impl Outbox {
                 .take(300)
                 .collect(),
         );
+        self.write(&item)?;
+        self.items.insert(key.to_string(), item);
+        Ok(())
+    }
+
+    /// Replaces a pending item's payload (e.g. with advice obtained, so a retry
+    /// of the delivery does not ask again).
+    pub fn amend(&mut self, key: &str, payload: serde_json::Value) -> Result<(), OutboxError> {
+        let Some(mut item) = self.items.get(key).cloned() else {
+            return Ok(());
+        };
+        item.payload = payload;
         self.write(&item)?;
         self.items.insert(key.to_string(), item);
         Ok(())
@@ -314,6 +342,30 @@ impl Outbox {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn retry_after_is_honoured_within_bounds_and_amendments_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ob = open(dir.path());
+        ob.put("mail", "k", json!({"advice": null}), true, 1000)
+            .unwrap();
+        ob.failed_until("k", "429", 1000, Some(1007)).unwrap();
+        assert!(ob.due(1006).is_empty());
+        assert_eq!(ob.due(1007).len(), 1);
+        // A peer asking for a day is held to the outbox's longest wait.
+        ob.failed_until("k", "429", 1007, Some(1007 + 86400))
+            .unwrap();
+        assert_eq!(ob.due(u64::MAX)[0].next_at, 1007 + MAX_BACKOFF_SECS);
+        // A time in the past falls back to the usual backoff.
+        ob.failed_until("k", "500", 5000, Some(10)).unwrap();
+        assert_eq!(ob.due(u64::MAX)[0].next_at, 5000 + backoff(3));
+        ob.amend("k", json!({"advice": "unplug it"})).unwrap();
+        drop(ob);
+        let ob = open(dir.path());
+        let item = &ob.due(u64::MAX)[0];
+        assert_eq!(item.payload, json!({"advice": "unplug it"}));
+        assert_eq!(item.attempts, 3);
+    }
 
     fn open(dir: &Path) -> Outbox {
         Outbox::open(dir, 100, 1000).unwrap()

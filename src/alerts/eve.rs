@@ -209,9 +209,44 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// Seconds since the epoch as `2026-11-25 03:50:26 UTC` (for people: mails, status).
+pub fn format_timestamp(t: i64) -> String {
+    let (days, secs) = (t.div_euclid(86400), t.rem_euclid(86400));
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// The inverse of [`days_from_civil`] (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formatted_timestamps_parse_back() {
+        for t in [0, 951_782_400, 1_795_578_626, 4_102_444_799] {
+            let f = format_timestamp(t);
+            let iso = format!("{}T{}+0000", &f[..10], &f[11..19]);
+            assert_eq!(parse_timestamp(&iso), Some(t), "{f}");
+        }
+        assert_eq!(format_timestamp(951_782_400), "2000-02-29 00:00:00 UTC");
+    }
 
     const ALERT: &str = r#"{"timestamp":"2026-11-25T03:50:26.154016+0000","flow_id":351376889538518,"event_type":"alert","src_ip":"198.18.1.2","src_port":34388,"dest_ip":"203.0.113.66","dest_port":80,"proto":"TCP","pkt_src":"wire/pcap","alert":{"action":"blocked","gid":1,"signature_id":1666001,"rev":1,"signature":"homewarden: IPv4 destination on blocklist","category":"A Network Trojan was detected","severity":1,"metadata":{"homewarden_kind":["ipv4"]}},"app_proto":"failed","direction":"to_server","flow":{"pkts_toserver":1}}"#;
 

@@ -193,6 +193,19 @@ impl Triage {
         self.open.values()
     }
 
+    /// Takes back incidents saved before a restart, so alerts that keep coming
+    /// count into them instead of opening (and reporting) new ones.
+    pub fn restore(&mut self, incidents: Vec<Incident>) {
+        for inc in incidents {
+            let key = Key {
+                sid: inc.sid,
+                remote: inc.remote.clone(),
+                local: inc.local,
+            };
+            self.open.insert(key, inc);
+        }
+    }
+
     /// Expires, then drops the least recently seen tenth: a storm of distinct keys
     /// costs one sort per many alerts, not a scan per alert.
     fn make_room(&mut self, now: i64) {
@@ -265,6 +278,25 @@ fn incident_id(key: &Key, first_seen: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn restored_incidents_keep_counting_under_their_old_id() {
+        let mut t = Triage::new(Settings::default());
+        let a = alert(1000, "192.168.1.5", "203.0.113.9", 7, 1);
+        let Outcome::New(first) = t.ingest(&a, &|_| None) else {
+            panic!("not new")
+        };
+        let saved: Vec<Incident> = t.open().cloned().collect();
+        let mut after = Triage::new(Settings::default());
+        after.restore(serde_json::from_str(&serde_json::to_string(&saved).unwrap()).unwrap());
+        let Outcome::Counted(inc) =
+            after.ingest(&alert(1030, "192.168.1.5", "203.0.113.9", 7, 1), &|_| None)
+        else {
+            panic!("a restored incident must count the alert")
+        };
+        assert_eq!(inc.id, first.id);
+        assert_eq!(inc.count, 2);
+    }
     use std::collections::BTreeMap;
 
     fn alert(time: i64, src: &str, dst: &str, sid: u32, severity: u8) -> Alert {

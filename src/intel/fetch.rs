@@ -168,6 +168,16 @@ impl std::fmt::Display for Location {
 
 /// An HTTP client for intel sources: rustls, our user agent, an optional private CA.
 pub fn client(ca_file: Option<&Path>, verify_tls: bool) -> Result<reqwest::Client, IntelError> {
+    builder(ca_file, verify_tls)?
+        .build()
+        .map_err(|e| IntelError::Config(format!("cannot build HTTP client: {e}")))
+}
+
+/// The builder behind [`client`], for callers that set more (timeouts).
+pub fn builder(
+    ca_file: Option<&Path>,
+    verify_tls: bool,
+) -> Result<reqwest::ClientBuilder, IntelError> {
     let mut b = reqwest::Client::builder()
         .user_agent(concat!("homewarden/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(10))
@@ -190,6 +200,5 @@ pub fn client(ca_file: Option<&Path>, verify_tls: bool) -> Result<reqwest::Clien
     if !verify_tls {
         b = b.danger_accept_invalid_certs(true);
     }
-    b.build()
-        .map_err(|e| IntelError::Config(format!("cannot build HTTP client: {e}")))
+    Ok(b)
 }

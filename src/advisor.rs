@@ -1,0 +1,769 @@
+//! Mitigation advice for an incident, in words a home owner can follow.
+//!
+//! An LLM writes it when one is configured (Cohere v2 chat, or an
+//! OpenAI-compatible endpoint such as llama.cpp or Ollama); the offline
+//! advisor writes it from the rule's classification and the MISP context when
+//! no key is set or the call fails, so every incident mail has advice. Home
+//! addresses and MACs are redacted from prompts by default, and what an LLM
+//! says is untrusted plain text: cleaned here, escaped where it becomes HTML.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::alerts::triage::Incident;
+
+/// Longest advice kept from an LLM (characters).
+pub const MAX_ADVICE_CHARS: usize = 4000;
+/// Most lines kept from an LLM.
+pub const MAX_ADVICE_LINES: usize = 40;
+
+/// Which advisor writes the steps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Cohere's v2 chat API.
+    #[default]
+    Cohere,
+    /// Any OpenAI-compatible `/v1/chat/completions` (llama.cpp, Ollama, vLLM…).
+    Openai,
+    /// No LLM: steps from the rule's classification and the MISP context.
+    Offline,
+}
+
+/// Advisor settings (the `advisor:` section).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdvisorConfig {
+    /// `cohere`, `openai` or `offline`.
+    pub backend: Backend,
+    /// Base URL (default: Cohere's API, or a local llama.cpp server for `openai`).
+    pub url: Option<String>,
+    /// Model name (default: `command-a-03-2025` for Cohere, `default` otherwise).
+    pub model: Option<String>,
+    /// Name of the secret holding the API key (optional for `openai`).
+    pub api_key_env: Option<String>,
+    /// How long one call may take.
+    #[serde(deserialize_with = "crate::config::de_duration")]
+    pub timeout: Duration,
+    /// Replace home addresses and MACs in prompts (off only for a model you run yourself).
+    pub redact: bool,
+    /// CA bundle for an endpoint with a private certificate.
+    pub ca_file: Option<PathBuf>,
+    /// Calls per incident before the offline advice is used instead.
+    pub tries: u32,
+}
+
+impl Default for AdvisorConfig {
+    fn default() -> Self {
+        AdvisorConfig {
+            backend: Backend::Cohere,
+            url: None,
+            model: None,
+            api_key_env: None,
+            timeout: Duration::from_secs(30),
+            redact: true,
+            ca_file: None,
+            tries: 3,
+        }
+    }
+}
+
+impl AdvisorConfig {
+    /// The base URL, defaults applied.
+    pub fn url(&self) -> &str {
+        match (&self.url, self.backend) {
+            (Some(u), _) => u,
+            (None, Backend::Openai) => "http://127.0.0.1:8080",
+            (None, _) => "https://api.cohere.com",
+        }
+    }
+
+    /// The model, defaults applied.
+    pub fn model(&self) -> &str {
+        match (&self.model, self.backend) {
+            (Some(m), _) => m,
+            (None, Backend::Cohere) => "command-a-03-2025",
+            (None, _) => "default",
+        }
+    }
+
+    /// Who writes advice with this config, given whether its key is set.
+    pub fn describe(&self, key_set: bool) -> String {
+        match self.backend {
+            Backend::Cohere if key_set => format!("cohere {}", self.model()),
+            Backend::Cohere => "offline (no Cohere key)".to_string(),
+            Backend::Openai => format!("{} at {}", self.model(), self.url()),
+            Backend::Offline => "offline".to_string(),
+        }
+    }
+
+    /// The secret's name, defaults applied (the seed project's `COHERE_API_KEY` for Cohere).
+    pub fn api_key_env(&self) -> Option<&str> {
+        match (&self.api_key_env, self.backend) {
+            (Some(k), _) => Some(k),
+            (None, Backend::Cohere) => Some("COHERE_API_KEY"),
+            (None, _) => None,
+        }
+    }
+}
+
+/// Advice for one incident.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Advice {
+    /// The steps, plain text.
+    pub text: String,
+    /// Who wrote them (`cohere command-a-03-2025`, `offline`).
+    pub by: String,
+}
+
+/// Why an LLM gave no advice.
+#[derive(Debug, thiserror::Error)]
+pub enum AdvisorError {
+    /// The key was refused: no point retrying.
+    #[error("the API key was refused ({0})")]
+    Unauthorized(String),
+    /// Too many requests; try again after the given delay.
+    #[error("rate limited (retry after {retry_after:?})")]
+    RateLimited {
+        /// From the `Retry-After` header.
+        retry_after: Option<Duration>,
+    },
+    /// The service failed; a later call may work.
+    #[error("server error {status}: {message}")]
+    Server {
+        /// HTTP status.
+        status: u16,
+        /// The service's message, shortened.
+        message: String,
+    },
+    /// The request was refused as invalid: retrying will not help.
+    #[error("request refused with {status}: {message}")]
+    Rejected {
+        /// HTTP status.
+        status: u16,
+        /// The service's message, shortened.
+        message: String,
+    },
+    /// A 200 whose body is not the API's answer.
+    #[error("malformed reply: {0}")]
+    Malformed(String),
+    /// Timeout, refused connection, TLS failure.
+    #[error("{0}")]
+    Transport(String),
+    /// The advisor cannot be built from the config.
+    #[error("{0}")]
+    Config(String),
+}
+
+impl AdvisorError {
+    /// Whether the same call may succeed later.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            AdvisorError::RateLimited { .. }
+                | AdvisorError::Server { .. }
+                | AdvisorError::Transport(_)
+        )
+    }
+
+    /// How long the service asked us to wait.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            AdvisorError::RateLimited { retry_after } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// An LLM advisor, built once from the config.
+#[derive(Debug)]
+pub struct Client {
+    backend: Backend,
+    http: reqwest::Client,
+    endpoint: url::Url,
+    model: String,
+    key: Option<String>,
+    redact: bool,
+    home: Vec<IpNet>,
+}
+
+impl Client {
+    /// The configured LLM, or `None` when the offline advisor is to be used
+    /// (backend `offline`, or Cohere without a key).
+    pub fn new(
+        cfg: &AdvisorConfig,
+        key: Option<String>,
+        home: Vec<IpNet>,
+    ) -> Result<Option<Client>, AdvisorError> {
+        if cfg.backend == Backend::Offline || (cfg.backend == Backend::Cohere && key.is_none()) {
+            return Ok(None);
+        }
+        let path = match cfg.backend {
+            Backend::Cohere => "v2/chat",
+            _ => "v1/chat/completions",
+        };
+        let mut base = url::Url::parse(cfg.url())
+            .map_err(|e| AdvisorError::Config(format!("advisor.url {:?}: {e}", cfg.url())))?;
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        // An OpenAI base URL is often given with its `/v1`: don't double it.
+        let path = if base.path().ends_with("/v1/") {
+            "chat/completions"
+        } else {
+            path
+        };
+        let endpoint = base
+            .join(path)
+            .map_err(|e| AdvisorError::Config(format!("advisor.url: {e}")))?;
+        let http = crate::intel::fetch::builder(cfg.ca_file.as_deref(), true)
+            .map_err(|e| AdvisorError::Config(e.to_string()))?
+            .timeout(cfg.timeout)
+            .build()
+            .map_err(|e| AdvisorError::Config(format!("cannot build HTTP client: {e}")))?;
+        Ok(Some(Client {
+            backend: cfg.backend,
+            http,
+            endpoint,
+            model: cfg.model().to_string(),
+            key,
+            redact: cfg.redact,
+            home,
+        }))
+    }
+
+    /// Asks the LLM for steps about one incident.
+    pub async fn advise(&self, inc: &Incident) -> Result<Advice, AdvisorError> {
+        let (system, user) = prompt(inc, self.redact.then_some(self.home.as_slice()));
+        // Cohere v2 and the OpenAI API take the same request shape.
+        let body = json!({
+            "model": self.model,
+            "stream": false,
+            "temperature": 0.3,
+            "max_tokens": 600,
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
+        });
+        let mut req = self
+            .http
+            .post(self.endpoint.clone())
+            .header("Accept", "application/json")
+            .json(&body);
+        if let Some(k) = &self.key {
+            req = req.bearer_auth(k);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| AdvisorError::Transport(error_chain(&e)))?;
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| AdvisorError::Transport(error_chain(&e)))?;
+        let text = check_status(status, retry_after, &bytes).and_then(|()| match self.backend {
+            Backend::Cohere => parse_cohere(&bytes),
+            _ => parse_openai(&bytes),
+        })?;
+        let by = match self.backend {
+            Backend::Cohere => format!("cohere {}", self.model),
+            _ => format!(
+                "{} {}",
+                self.endpoint.host_str().unwrap_or("llm"),
+                self.model
+            ),
+        };
+        Ok(Advice {
+            text: clean(&text),
+            by: clean(&by),
+        })
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Maps an HTTP status to the error it means (both APIs use the same codes).
+fn check_status(
+    status: u16,
+    retry_after: Option<Duration>,
+    body: &[u8],
+) -> Result<(), AdvisorError> {
+    let message = || {
+        let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let m = v["message"]
+            .as_str()
+            .or_else(|| v["error"]["message"].as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
+        m.chars()
+            .filter(|c| !c.is_control())
+            .take(200)
+            .collect::<String>()
+    };
+    match status {
+        200..=299 => Ok(()),
+        401 | 403 => Err(AdvisorError::Unauthorized(message())),
+        429 => Err(AdvisorError::RateLimited { retry_after }),
+        408 | 500..=599 => Err(AdvisorError::Server {
+            status,
+            message: message(),
+        }),
+        _ => Err(AdvisorError::Rejected {
+            status,
+            message: message(),
+        }),
+    }
+}
+
+/// The text of a Cohere v2 chat reply: `message.content[]` items of type `text`.
+pub fn parse_cohere(body: &[u8]) -> Result<String, AdvisorError> {
+    #[derive(Deserialize)]
+    struct Reply {
+        message: Message,
+    }
+    #[derive(Deserialize)]
+    struct Message {
+        #[serde(default)]
+        content: Vec<Content>,
+    }
+    #[derive(Deserialize)]
+    struct Content {
+        #[serde(rename = "type")]
+        kind: String,
+        #[serde(default)]
+        text: Option<String>,
+    }
+    let r: Reply =
+        serde_json::from_slice(body).map_err(|e| AdvisorError::Malformed(e.to_string()))?;
+    let text: Vec<String> = r
+        .message
+        .content
+        .into_iter()
+        .filter(|c| c.kind == "text")
+        .filter_map(|c| c.text)
+        .collect();
+    non_empty(text.join("\n"))
+}
+
+/// The text of an OpenAI chat completion: `choices[0].message.content`.
+pub fn parse_openai(body: &[u8]) -> Result<String, AdvisorError> {
+    #[derive(Deserialize)]
+    struct Reply {
+        choices: Vec<Choice>,
+    }
+    #[derive(Deserialize)]
+    struct Choice {
+        message: Message,
+    }
+    #[derive(Deserialize)]
+    struct Message {
+        content: Option<String>,
+    }
+    let r: Reply =
+        serde_json::from_slice(body).map_err(|e| AdvisorError::Malformed(e.to_string()))?;
+    let text = r
+        .choices
+        .into_iter()
+        .next()
+        .and_then(|c| c.message.content)
+        .unwrap_or_default();
+    non_empty(text)
+}
+
+fn non_empty(text: String) -> Result<String, AdvisorError> {
+    if text.trim().is_empty() {
+        Err(AdvisorError::Malformed("the reply has no text".into()))
+    } else {
+        Ok(text)
+    }
+}
+
+/// Makes untrusted LLM text safe to carry as plain text: no control
+/// characters but newlines, bounded in lines and length.
+pub fn clean(text: &str) -> String {
+    let mut out = String::new();
+    let mut lines = 0;
+    for line in text.replace("\r\n", "\n").split('\n') {
+        let line: String = line
+            .chars()
+            .map(|c| if c == '\t' { ' ' } else { c })
+            .filter(|c| !c.is_control() && !is_bidi_control(*c))
+            .collect();
+        let line = line.trim_end();
+        if line.is_empty() && out.ends_with("\n\n") {
+            continue;
+        }
+        if lines == MAX_ADVICE_LINES {
+            break;
+        }
+        out.push_str(line);
+        out.push('\n');
+        lines += 1;
+    }
+    let out = out.trim();
+    if out.chars().count() > MAX_ADVICE_CHARS {
+        let cut: String = out.chars().take(MAX_ADVICE_CHARS).collect();
+        format!("{cut}…")
+    } else {
+        out.to_string()
+    }
+}
+
+/// Bidirectional overrides can make text read differently from what it is.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}')
+}
+
+/// The system and user messages for an incident. With `redact`, addresses in
+/// those home networks and anything shaped like a MAC are replaced.
+pub fn prompt(inc: &Incident, redact: Option<&[IpNet]>) -> (String, String) {
+    let system = "You help the owner of a home network. Their security appliance (homewarden, \
+        a Suricata intrusion prevention system) reported the incident below. Reply with 3 to 5 \
+        short, concrete, numbered steps a non-expert can follow now, most important first. Plain \
+        text only: no markdown, no links, no questions."
+        .to_string();
+    let device = match redact {
+        Some(_) => "a device on the home network".to_string(),
+        None => format!("the home device {}", inc.local),
+    };
+    let mut user = format!(
+        "What happened: {} (classification: {}).\nWho: {device}, talking to {}.\n{} alerts between {} and {}; {}.\n",
+        inc.signature,
+        if inc.category.is_empty() { "none" } else { &inc.category },
+        inc.remote,
+        inc.count,
+        crate::alerts::eve::format_timestamp(inc.first_seen),
+        crate::alerts::eve::format_timestamp(inc.last_seen),
+        if inc.blocked {
+            "the appliance blocked the traffic"
+        } else {
+            "the traffic was only observed, not blocked"
+        },
+    );
+    if let Some(p) = &inc.ioc {
+        user.push_str(&format!(
+            "Threat intelligence: listed as {} by {}",
+            p.indicator, p.source
+        ));
+        if let Some(info) = &p.event_info {
+            user.push_str(&format!(" in the report \"{info}\""));
+        }
+        if let Some(t) = p.threat_level {
+            user.push_str(&format!(" (threat level {})", threat_level_name(t)));
+        }
+        user.push_str(".\n");
+    }
+    match redact {
+        Some(home) => (system, redact_text(&user, home)),
+        None => (system, user),
+    }
+}
+
+/// MISP's threat level names.
+pub fn threat_level_name(t: u8) -> &'static str {
+    match t {
+        1 => "high",
+        2 => "medium",
+        3 => "low",
+        _ => "undefined",
+    }
+}
+
+/// Replaces addresses inside `home` and MAC-shaped tokens.
+pub fn redact_text(text: &str, home: &[IpNet]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut token = String::new();
+    let flush = |token: &mut String, out: &mut String| {
+        if !token.is_empty() {
+            // A trailing dot ends a sentence, not an address.
+            let (core, tail) = match token.strip_suffix('.') {
+                Some(c) => (c, "."),
+                None => (token.as_str(), ""),
+            };
+            if is_mac(core) {
+                out.push_str("[MAC]");
+                out.push_str(tail);
+            } else if core
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| home.iter().any(|n| n.contains(&ip)))
+            {
+                out.push_str("[home address]");
+                out.push_str(tail);
+            } else {
+                out.push_str(token);
+            }
+            token.clear();
+        }
+    };
+    for c in text.chars() {
+        if c.is_ascii_hexdigit() || c == '.' || c == ':' || c == '-' {
+            token.push(c);
+        } else {
+            flush(&mut token, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut token, &mut out);
+    out
+}
+
+fn is_mac(s: &str) -> bool {
+    let parts: Vec<&str> = s.split([':', '-']).collect();
+    parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Steps written without an LLM, from the rule's classification and the MISP context.
+pub fn offline(inc: &Incident) -> Advice {
+    let cat = inc.category.to_ascii_lowercase();
+    let hash_hit = inc.signature.contains("file") && inc.signature.contains("hash");
+    let steps: &[&str] = if hash_hit {
+        &[
+            "A device downloaded a file that threat intelligence lists as malicious. Find out which app or update fetched it, and do not open or install it.",
+            "If the device is a computer or phone, run its security scan; if it is a smart-home device, reset it to factory settings.",
+            "Update the device's firmware or software from the maker's official app or site.",
+            "Change the passwords of the device and of the account it uses.",
+        ]
+    } else if cat.contains("trojan")
+        || cat.contains("command and control")
+        || cat.contains("c2")
+        || cat.contains("malware")
+    {
+        &[
+            "Treat the device as infected: take it off the network now (unplug it or remove it from the Wi-Fi).",
+            "Reset it to factory settings, then install the latest firmware from the maker's official app or site before using it again.",
+            "Change the device's password and the password of the account or app that controls it; use a new, unique password.",
+            "Reconnect it and watch the panel: if the red light comes back for the same device, keep it offline and contact the maker's support.",
+        ]
+    } else if cat.contains("scan")
+        || cat.contains("privilege")
+        || cat.contains("web application attack")
+        || cat.contains("information leak")
+    {
+        &[
+            "Something tried to break into or probe a device. Check that the device runs the latest firmware from its maker.",
+            "Change any default or weak password on the device, and turn off remote access features you do not use.",
+            "On your internet router, close port forwards (UPnP) you do not need.",
+            "If the alerts keep coming from the same device, take it off the network until it is updated.",
+        ]
+    } else {
+        &[
+            "A device talked to an address or name that threat intelligence lists as suspicious.",
+            "Find the device (the mail names its address; your router's device list shows its name) and check what it was doing at that time.",
+            "Update its firmware or apps and change its password.",
+            "If you know the traffic is harmless, allow the address on the appliance so it is no longer blocked.",
+        ]
+    };
+    let mut text: String = steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| format!("{}. {s}\n", i + 1))
+        .collect();
+    if let Some(p) = &inc.ioc {
+        let mut context = format!("\nWhy: {} is listed by {}", p.indicator, p.source);
+        if let Some(info) = &p.event_info {
+            context.push_str(&format!(" in \"{info}\""));
+        }
+        if let Some(t) = p.threat_level {
+            context.push_str(&format!(", threat level {}", threat_level_name(t)));
+        }
+        context.push('.');
+        text.push_str(&clean(&context));
+    }
+    Advice {
+        text: text.trim_end().to_string(),
+        by: "offline".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::intel::set::Provenance;
+
+    fn incident() -> Incident {
+        Incident {
+            id: "inc-1-abc".into(),
+            sid: 1666001,
+            signature: "homewarden: IPv4 destination on blocklist".into(),
+            category: "A Network Trojan was detected".into(),
+            remote: "203.0.113.66".into(),
+            remote_ip: "203.0.113.66".parse().unwrap(),
+            local: "192.168.1.23".parse().unwrap(),
+            severity: 1,
+            high: true,
+            blocked: true,
+            first_seen: 1_795_000_000,
+            last_seen: 1_795_000_060,
+            count: 7,
+            ioc: Some(Provenance {
+                source: "misp".into(),
+                event_uuid: None,
+                event_id: Some(12),
+                attribute_uuid: Some("5b1d7c8e-0000-4000-8000-000000000001".into()),
+                threat_level: Some(1),
+                event_info: Some("Mirai C2 192.168.1.23 seen".into()),
+                indicator: "203.0.113.66".into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn prompts_redact_home_addresses_and_macs_by_default() {
+        let mut inc = incident();
+        inc.signature = "beacon from 192.168.1.23 (aa:bb:cc:dd:ee:ff) to 203.0.113.66.".into();
+        let home: Vec<IpNet> = vec!["192.168.0.0/16".parse().unwrap()];
+        let (_, user) = prompt(&inc, Some(&home));
+        assert!(!user.contains("192.168.1.23"), "{user}");
+        assert!(!user.contains("aa:bb:cc:dd:ee:ff"), "{user}");
+        assert!(
+            user.contains("[home address]") && user.contains("[MAC]"),
+            "{user}"
+        );
+        assert!(user.contains("a device on the home network"), "{user}");
+        // Public addresses are what the advice is about: they stay.
+        assert!(user.contains("203.0.113.66"), "{user}");
+        assert!(user.contains("threat level high"), "{user}");
+
+        let (_, plain) = prompt(&inc, None);
+        assert!(plain.contains("the home device 192.168.1.23"), "{plain}");
+    }
+
+    #[test]
+    fn redaction_keeps_other_text_intact() {
+        let home: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        assert_eq!(
+            redact_text("at 12:30, 10.1.2.3 called 8.8.8.8; dead-beef ok.", &home),
+            "at 12:30, [home address] called 8.8.8.8; dead-beef ok."
+        );
+        assert_eq!(redact_text("AA-BB-CC-DD-EE-FF", &home), "[MAC]");
+        assert_eq!(
+            redact_text("fe80::1 10.0.0.1.", &home),
+            "fe80::1 [home address]."
+        );
+    }
+
+    #[test]
+    fn cohere_reply_text_is_the_text_items_joined() {
+        let body = br#"{"id":"x","finish_reason":"COMPLETE","message":{"role":"assistant","content":[{"type":"text","text":"1. Unplug it."},{"type":"thinking","thinking":"hm"},{"type":"text","text":"2. Reset it."}]},"usage":{"billed_units":{"input_tokens":1,"output_tokens":2}}}"#;
+        assert_eq!(parse_cohere(body).unwrap(), "1. Unplug it.\n2. Reset it.");
+        assert!(matches!(
+            parse_cohere(br#"{"message":{"role":"assistant","content":[]}}"#),
+            Err(AdvisorError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_cohere(b"{\"message\": {"),
+            Err(AdvisorError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn openai_reply_text_is_the_first_choice() {
+        let body = br#"{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"1. Update it."},"finish_reason":"stop"}]}"#;
+        assert_eq!(parse_openai(body).unwrap(), "1. Update it.");
+        assert!(matches!(
+            parse_openai(br#"{"choices":[]}"#),
+            Err(AdvisorError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn statuses_map_to_retry_decisions() {
+        let e = check_status(401, None, br#"{"message":"invalid api token"}"#).unwrap_err();
+        assert!(
+            !e.retryable() && e.to_string().contains("invalid api token"),
+            "{e}"
+        );
+        let e = check_status(429, Some(Duration::from_secs(7)), b"{}").unwrap_err();
+        assert!(e.retryable());
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
+        let e = check_status(503, None, br#"{"error":{"message":"overloaded"}}"#).unwrap_err();
+        assert!(e.retryable() && e.to_string().contains("overloaded"), "{e}");
+        let e = check_status(400, None, b"not json").unwrap_err();
+        assert!(!e.retryable() && e.to_string().contains("not json"), "{e}");
+        assert!(check_status(200, None, b"").is_ok());
+    }
+
+    #[test]
+    fn llm_text_is_cleaned_and_bounded() {
+        let hostile = "1. <script>alert(1)</script>\r\n\u{7}2. ring\u{202e}txt.exe\n\n\n\n3. ok\t!";
+        let c = clean(hostile);
+        assert_eq!(c, "1. <script>alert(1)</script>\n2. ringtxt.exe\n\n3. ok !");
+        let long = "x".repeat(10_000);
+        assert_eq!(clean(&long).chars().count(), MAX_ADVICE_CHARS + 1);
+        let many = "line\n".repeat(100);
+        assert_eq!(clean(&many).lines().count(), MAX_ADVICE_LINES);
+    }
+
+    #[test]
+    fn offline_advice_follows_the_classification_and_cites_misp() {
+        let a = offline(&incident());
+        assert_eq!(a.by, "offline");
+        assert!(
+            a.text.starts_with("1. Treat the device as infected"),
+            "{}",
+            a.text
+        );
+        assert!(a.text.contains("threat level high"), "{}", a.text);
+        assert!(a.text.contains("Mirai C2"), "{}", a.text);
+
+        let mut scan = incident();
+        scan.category = "Detection of a Network Scan".into();
+        scan.ioc = None;
+        let a = offline(&scan);
+        assert!(a.text.contains("probe"), "{}", a.text);
+        assert!(!a.text.contains("Why:"), "{}", a.text);
+
+        let mut other = incident();
+        other.category = String::new();
+        assert!(offline(&other).text.contains("allow the address"));
+    }
+
+    #[test]
+    fn no_key_for_cohere_means_offline() {
+        let cfg = AdvisorConfig::default();
+        assert!(Client::new(&cfg, None, vec![]).unwrap().is_none());
+        let c = Client::new(&cfg, Some("k".into()), vec![])
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.endpoint.as_str(), "https://api.cohere.com/v2/chat");
+        let cfg = AdvisorConfig {
+            backend: Backend::Openai,
+            url: Some("http://127.0.0.1:11434/v1".into()),
+            ..Default::default()
+        };
+        let c = Client::new(&cfg, None, vec![]).unwrap().unwrap();
+        assert_eq!(
+            c.endpoint.as_str(),
+            "http://127.0.0.1:11434/v1/chat/completions"
+        );
+        let cfg = AdvisorConfig {
+            backend: Backend::Offline,
+            ..Default::default()
+        };
+        assert!(Client::new(&cfg, Some("k".into()), vec![])
+            .unwrap()
+            .is_none());
+    }
+}

@@ -1,0 +1,270 @@
+//! Responders: work through the outbox in a task of their own, so a slow
+//! MISP, LLM or SMTP server never delays enforcement, alert intake or the
+//! watchdog. Each action leaves the outbox only when done; failures retry
+//! with backoff (or when the peer asked, `Retry-After`).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use crate::advisor::{self, Advice};
+use crate::alerts::triage::Incident;
+use crate::intel::{misp, unix_now};
+use crate::mail::{self, Mailer, Plan, RateWindow};
+use crate::outbox::{Item, Outbox};
+
+/// Outbox kind: a sighting on a MISP attribute.
+pub const SIGHTING: &str = "misp-sighting";
+/// Outbox kind: a MISP event for an incident.
+pub const MISP_EVENT: &str = "misp-event";
+/// Outbox kind: an update of that event as alerts keep coming.
+pub const MISP_EVENT_UPDATE: &str = "misp-event-update";
+/// Outbox kind: a mail about an incident, with advice.
+pub const MAIL: &str = "mail";
+
+/// How often the outbox is looked at when nobody wakes the responders.
+const EVERY: Duration = Duration::from_secs(1);
+/// The hourly mail window, under the state directory.
+const MAIL_WINDOW_FILE: &str = "mail-window.json";
+
+/// The outbox, shared by the agent (which queues) and the responders (which deliver).
+pub type SharedOutbox = Arc<Mutex<Outbox>>;
+
+/// Locks the outbox; a panic elsewhere while it was held leaves it usable
+/// (every change is on disk before it is in memory).
+pub fn lock(outbox: &SharedOutbox) -> MutexGuard<'_, Outbox> {
+    outbox.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What a mail action carries.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MailPayload {
+    /// The incident as it was when queued.
+    pub incident: Incident,
+    /// Advice, once obtained (so a failed delivery does not ask again).
+    #[serde(default)]
+    pub advice: Option<Advice>,
+}
+
+/// Everything the responders need, built once at start.
+pub struct Responders {
+    /// The outbox.
+    pub outbox: SharedOutbox,
+    /// MISP clients by source name.
+    pub misp: HashMap<String, misp::Client>,
+    /// The `source` of our sightings.
+    pub sighting_source: String,
+    /// The LLM, if one is configured (else the offline advisor).
+    pub advisor: Option<advisor::Client>,
+    /// LLM calls per incident before the offline advice is used.
+    pub advice_tries: u32,
+    /// The mailer, if mail is configured.
+    pub mailer: Option<Mailer>,
+    /// Most mails an hour.
+    pub max_per_hour: u32,
+    /// Where the hourly window is kept.
+    pub state_dir: PathBuf,
+    /// This appliance's name, for mails.
+    pub appliance: String,
+}
+
+impl Responders {
+    /// Works until the task is dropped; `wake` makes it look at once.
+    pub async fn run(mut self, wake: Arc<Notify>) {
+        let mut window = self.load_window();
+        loop {
+            self.round(&mut window, unix_now()).await;
+            tokio::select! {
+                _ = tokio::time::sleep(EVERY) => {}
+                _ = wake.notified() => {}
+            }
+        }
+    }
+
+    fn load_window(&self) -> RateWindow {
+        std::fs::read(self.state_dir.join(MAIL_WINDOW_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    fn save_window(&self, w: &RateWindow) {
+        let path = self.state_dir.join(MAIL_WINDOW_FILE);
+        let saved = serde_json::to_vec(w)
+            .map_err(std::io::Error::other)
+            .and_then(|b| crate::fsutil::write_atomic(&path, &b));
+        if let Err(e) = saved {
+            tracing::error!("{}: {e}", path.display());
+        }
+    }
+
+    /// One pass over what is due: MISP actions one by one, then mail as the
+    /// hourly limit allows.
+    pub async fn round(&mut self, window: &mut RateWindow, now: u64) {
+        let due = lock(&self.outbox).due(now);
+        let (mails, others): (Vec<Item>, Vec<Item>) = due.into_iter().partition(|i| i.kind == MAIL);
+        for item in others {
+            let result = self.perform(&item).await;
+            self.record(&item, result.map_err(|e| (e, None)));
+        }
+        if !mails.is_empty() {
+            self.deliver(mails, window, now).await;
+        }
+    }
+
+    fn record(&self, item: &Item, result: Result<(), (String, Option<u64>)>) {
+        let mut ob = lock(&self.outbox);
+        let recorded = match &result {
+            Ok(()) => {
+                tracing::info!(key = %item.key, kind = %item.kind, "done");
+                ob.done(&item.key)
+            }
+            Err((e, retry_at)) => {
+                tracing::warn!(key = %item.key, attempt = item.attempts + 1, "responder failed, will retry: {e}");
+                ob.failed_until(&item.key, e, unix_now(), *retry_at)
+            }
+        };
+        if let Err(e) = recorded {
+            tracing::error!("{e}");
+        }
+    }
+
+    /// Performs one MISP action.
+    async fn perform(&self, item: &Item) -> Result<(), String> {
+        let p = &item.payload;
+        let client = |name: Option<&str>| {
+            let name = name.ok_or("malformed action: no source")?;
+            self.misp
+                .get(name)
+                .ok_or_else(|| format!("no MISP source {name:?} in the config any more"))
+        };
+        match item.kind.as_str() {
+            SIGHTING => {
+                let (Some(attr), Some(time)) = (p["attribute_uuid"].as_str(), p["time"].as_i64())
+                else {
+                    return Err("malformed sighting action".into());
+                };
+                client(p["source"].as_str())?
+                    .add_sighting(attr, &self.sighting_source, time)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            MISP_EVENT => client(p["source"].as_str())?
+                .add_event(&p["event"])
+                .await
+                .map_err(|e| e.to_string()),
+            MISP_EVENT_UPDATE => {
+                let uuid = p["uuid"].as_str().ok_or("malformed event update")?;
+                client(p["source"].as_str())?
+                    .edit_event(uuid, &p["event"])
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            other => Err(format!("no responder for {other:?}")),
+        }
+    }
+
+    /// Sends the due mails one by one while the hour allows, else as one digest.
+    async fn deliver(&self, mails: Vec<Item>, window: &mut RateWindow, now: u64) {
+        let Some(mailer) = &self.mailer else {
+            // Mail was switched off since these were queued: that is the owner's word.
+            for item in &mails {
+                tracing::warn!(key = %item.key, "mail is off in the config; not sending");
+                self.record(item, Ok(()));
+            }
+            return;
+        };
+        let mut parsed = Vec::new();
+        for item in mails {
+            match serde_json::from_value::<MailPayload>(item.payload.clone()) {
+                Ok(p) => parsed.push((item, p)),
+                Err(e) => self.record(&item, Err((format!("malformed mail action: {e}"), None))),
+            }
+        }
+        match window.plan(now, self.max_per_hour, parsed.len()) {
+            Plan::Wait(_) => {}
+            Plan::Each(n) => {
+                for (item, mut p) in parsed.into_iter().take(n) {
+                    let advice = match p.advice.clone() {
+                        Some(a) => a,
+                        None => match self.advise(&item, &p.incident).await {
+                            Ok(a) => {
+                                p.advice = Some(a.clone());
+                                if let Ok(v) = serde_json::to_value(&p) {
+                                    if let Err(e) = lock(&self.outbox).amend(&item.key, v) {
+                                        tracing::error!("{e}");
+                                    }
+                                }
+                                a
+                            }
+                            Err(retry) => {
+                                self.record(&item, Err(retry));
+                                continue;
+                            }
+                        },
+                    };
+                    let letter = mail::incident_letter(&self.appliance, &p.incident, &advice);
+                    let sent = mailer.send(&letter, &item.key).await;
+                    if sent.is_ok() {
+                        window.record(unix_now());
+                        self.save_window(window);
+                    }
+                    self.record(&item, sent.map_err(|e| (e.to_string(), None)));
+                }
+            }
+            Plan::Digest => {
+                // Advice written offline: a storm must not become a storm of LLM calls.
+                let incs: Vec<(Incident, Advice)> = parsed
+                    .iter()
+                    .map(|(_, p)| {
+                        let a = p
+                            .advice
+                            .clone()
+                            .unwrap_or_else(|| advisor::offline(&p.incident));
+                        (p.incident.clone(), a)
+                    })
+                    .collect();
+                let letter = mail::digest_letter(&self.appliance, &incs);
+                let id = format!("digest-{}", parsed[0].0.key);
+                match mailer.send(&letter, &id).await {
+                    Ok(()) => {
+                        window.record(unix_now());
+                        self.save_window(window);
+                        tracing::info!(incidents = parsed.len(), "digest mail sent");
+                        for (item, _) in &parsed {
+                            self.record(item, Ok(()));
+                        }
+                    }
+                    Err(e) => {
+                        for (item, _) in &parsed {
+                            self.record(item, Err((e.to_string(), None)));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Advice for an incident: the LLM's, or offline steps once it has failed
+    /// for good; `Err` (with the time to retry) while a retry is worth it.
+    async fn advise(&self, item: &Item, inc: &Incident) -> Result<Advice, (String, Option<u64>)> {
+        let Some(llm) = &self.advisor else {
+            return Ok(advisor::offline(inc));
+        };
+        match llm.advise(inc).await {
+            Ok(a) => Ok(a),
+            Err(e) if e.retryable() && item.attempts + 1 < self.advice_tries => {
+                let at = e.retry_after().map(|d| unix_now() + d.as_secs());
+                Err((format!("advisor: {e}"), at))
+            }
+            Err(e) => {
+                tracing::warn!(key = %item.key, "advisor failed, using offline advice: {e}");
+                Ok(advisor::offline(inc))
+            }
+        }
+    }
+}
