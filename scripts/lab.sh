@@ -13,13 +13,26 @@
 #
 # Environment: HW_LAB_DIR (default /tmp/homewarden-lab), HW_LAB_FAIL=open|closed
 # (default open), HOMEWARDEN_BIN (default target/debug/homewarden, built if missing).
+# HW_LAB_ROOT=DIR: a root the Ansible role provisioned (scripts/ansible-test.sh):
+# `pi` then runs DIR's firewall script (reading its fail mode from DIR's
+# homewarden.yaml, as the unit does), DIR's suricata.yaml and homewarden
+# include, instead of overlays/ and the host's suricata.yaml.
 # Everything stays inside the namespaces: the host's own network is not touched.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LAB=${HW_LAB_DIR:-/tmp/homewarden-lab}
 BIN=${HOMEWARDEN_BIN:-$REPO/target/debug/homewarden}
-FAIL=${HW_LAB_FAIL:-open}
+ROOT=${HW_LAB_ROOT:-}
+FILES=${ROOT:-$REPO/overlays}
+SURICATA_YAML=$ROOT/etc/suricata/suricata.yaml
+if [ -n "$ROOT" ] && [ -z "${HW_LAB_FAIL:-}" ]; then
+    # The firewall script's own reading of enforcement.fail.
+    FAIL=$(sed -n 's/^[[:space:]]*fail:[[:space:]]*\([a-z]*\).*/\1/p' "$ROOT/etc/homewarden/homewarden.yaml" 2>/dev/null | head -n 1)
+    FAIL=${FAIL:-open}
+else
+    FAIL=${HW_LAB_FAIL:-open}
+fi
 KEY=homewarden-lab-key-00000000000000000000
 NAMESPACES=(iot pi wan)
 PY=/usr/bin/python3
@@ -182,9 +195,9 @@ YAML
 start_suricata() {
     # The overlay's include, with the lab's eve socket path: `--set` cannot reach
     # into the include's outputs list (Suricata then keeps Debian's outputs).
-    sed "s#/run/homewarden/eve.sock#$LAB/eve.sock#" "$REPO/overlays/etc/suricata/homewarden.yaml" \
+    sed "s#/run/homewarden/eve.sock#$LAB/eve.sock#" "$FILES/etc/suricata/homewarden.yaml" \
         >"$LAB/suricata-include.yaml"
-    in_ns pi suricata -c /etc/suricata/suricata.yaml --include "$LAB/suricata-include.yaml" -q 0 \
+    in_ns pi suricata -c "$SURICATA_YAML" --include "$LAB/suricata-include.yaml" -q 0 \
         --set default-rule-path="$LAB/rules" --set unix-command.filename="$LAB/suricata.sock" \
         -l "$LAB/log" --pidfile "$LAB/suricata.pid" -D >>"$LAB/log/suricata-start.log" 2>&1
     wait_until "Suricata" 150 suricata_answers
@@ -193,6 +206,12 @@ start_suricata() {
 up() {
     [ "$(id -u)" -eq 0 ] || die "run as root (namespaces, firewall)"
     case $FAIL in open|closed) ;; *) die "HW_LAB_FAIL must be open or closed" ;; esac
+    if [ -n "$ROOT" ]; then
+        for f in usr/lib/homewarden/firewall etc/suricata/homewarden.yaml etc/suricata/suricata.yaml \
+            etc/homewarden/homewarden.yaml; do
+            [ -e "$ROOT/$f" ] || die "HW_LAB_ROOT: $ROOT/$f missing (not a provisioned root?)"
+        done
+    fi
     "$REPO/scripts/install-deps.sh"
     if [ ! -x "$BIN" ]; then
         say "building the agent"
@@ -208,7 +227,12 @@ up() {
     say "first sync (rules and datasets for Suricata to start with)"
     in_ns pi "$BIN" --config "$LAB/homewarden.yaml" --log warn sync --once >"$LAB/log/first-sync.log" 2>&1 \
         || die "first sync failed: $(cat "$LAB/log/first-sync.log")"
-    say "pi: firewall (fail-$FAIL)"; in_ns pi "$REPO/overlays/usr/lib/homewarden/firewall" up --fail "$FAIL" >&2
+    if [ -n "$ROOT" ] && [ -z "${HW_LAB_FAIL:-}" ]; then
+        say "pi: firewall from $ROOT, as its unit runs it"
+        in_ns pi "$ROOT/usr/lib/homewarden/firewall" up --config "$ROOT/etc/homewarden/homewarden.yaml" >&2
+    else
+        say "pi: firewall (fail-$FAIL)"; in_ns pi "$FILES/usr/lib/homewarden/firewall" up --fail "$FAIL" >&2
+    fi
     # The agent first: it listens on the eve socket Suricata's alert output connects to.
     say "pi: agent"
     spawn pi homewarden "$BIN" --config "$LAB/homewarden.yaml" run
