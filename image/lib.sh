@@ -2,32 +2,63 @@
 # The appliance steps of scripts/build-image.sh (sourced): what goes onto the
 # base root, what comes off it, the boot line, and the ext4 check.
 
-# The packages of the image, one per line.
+# The packages of the image, one per line: the Ansible role's own list
+# (ansible/roles/homewarden/vars/main.yml, homewarden_packages), what the role
+# needs in a target (python3, python3-apt), and what only an image needs
+# (image/packages.txt: kernel, boot firmware, networking, SSH, ap mode).
+# mmdebstrap installs them all natively; the role then finds them present.
 appliance_packages() {
-    sed -e 's/#.*//' -e 's/[[:space:]]//g' "$REPO/image/packages.txt" | grep -v '^$'
+    {
+        awk '/^homewarden_packages:/ { on = 1; next } on && /^  - / { print $2; next } on { exit }' \
+            "$REPO/ansible/roles/homewarden/vars/main.yml"
+        printf '%s\n' python3 python3-apt
+        sed -e 's/#.*//' -e 's/[[:space:]]//g' "$REPO/image/packages.txt"
+    } | grep -v '^$' | sort -u
 }
 
-# TEMPORARY (until the Ansible role lands): lays the agent and overlays/ onto
-# ROOT and enables the units, the way the role will.
+ansible_venv() {
+    local venv=$REPO/target/ansible-venv want
+    want=$(sha256sum "$REPO/ansible/requirements.txt" | cut -d' ' -f1)
+    # The same venv and stamp as scripts/ansible-test.sh: one download for both.
+    if ! [ -x "$venv/bin/ansible-playbook" ] || [ "$(cat "$venv/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
+        log "creating $venv (Ansible from PyPI)"
+        rm -rf "$venv"
+        /usr/bin/python3 -m venv "$venv"
+        "$venv/bin/pip" install -q --disable-pip-version-check -r "$REPO/ansible/requirements.txt"
+        echo "$want" >"$venv/.requirements.sha256"
+    fi
+    echo "$venv"
+}
+
+# Lays the appliance onto ROOT by applying the Ansible role
+# (ansible/site.yml) through the community.general.chroot connection: the
+# image and a Pi provisioned with the role get the same packages, agent,
+# overlays, config and units. Then the image's own units are enabled.
 appliance_lay() {
-    local root=$1 agent=$2
-    install -D -m 0755 -o root -g root "$agent" "$root/usr/bin/homewarden"
-    # Modes from git's executable bit only: a checkout's umask and owner must
-    # not reach the image.
-    (cd "$REPO/overlays" && find . -type d | sort | while read -r d; do
-        install -d -m 0755 -o root -g root "$root/${d#./}"
-    done
-    find . -type f | sort | while read -r f; do
-        mode=0644
-        [ -x "$f" ] && mode=0755
-        install -m "$mode" -o root -g root "$f" "$root/${f#./}"
-    done)
-    # The .env and the boot copy hold secrets: never readable by others.
-    chmod 0700 "$root/etc/homewarden"
-    local units=(systemd-networkd.service systemd-resolved.service ssh.service suricata.service
-        homewarden-firewall.service homewarden.service)
-    [ -f "$root/etc/systemd/system/homewarden-firstboot.service" ] && units+=(homewarden-firstboot.service)
-    systemctl --root="$root" enable "${units[@]}" >/dev/null 2>&1
+    local root=$1 agent=$2 venv log
+    venv=$(ansible_venv)
+    log=$OUT/ansible.log
+    mkdir -p "$root/var/lib/apt/periodic"
+    # The lists came with the base a moment ago: the role's apt tasks
+    # (cache_valid_time) need not fetch them again in an emulated chroot.
+    touch "$root/var/lib/apt/periodic/update-success-stamp"
+    cp /etc/resolv.conf "$root/etc/resolv.conf"
+    mount -t proc proc "$root/proc"
+    local rc=0
+    ANSIBLE_CONFIG=$REPO/ansible/ansible.cfg ANSIBLE_NOCOLOR=1 \
+        "$venv/bin/ansible-playbook" -c community.general.chroot -i "$root," "$REPO/ansible/site.yml" \
+        -e homewarden_image_build=true -e "homewarden_binary_src=$agent" \
+        -e ansible_python_interpreter=/usr/bin/python3 >"$log" 2>&1 || rc=$?
+    umount "$root/proc"
+    if [ $rc -ne 0 ]; then
+        tail -n 40 "$log" >&2
+        echo "build-image: the Ansible role failed on the image root (log: $log)" >&2
+        return 1
+    fi
+    log "role applied: $(grep -E '^\S+ +: ok=' "$log" | tail -n 1 | sed 's/^\S* *: //')"
+    # The image's own units: networking, remote access and first boot.
+    systemctl --root="$root" enable systemd-networkd.service systemd-resolved.service ssh.service \
+        homewarden-firstboot.service >/dev/null 2>&1
     # Nothing on the appliance fetches packages by itself.
     systemctl --root="$root" mask apt-daily.timer apt-daily-upgrade.timer >/dev/null 2>&1 || true
     chroot "$root" /usr/bin/homewarden --config /etc/homewarden/homewarden.yaml check-config >/dev/null
@@ -40,7 +71,7 @@ appliance_cleanup() {
     : >"$root/etc/machine-id"
     rm -f "$root/var/lib/dbus/machine-id" "$root/var/lib/systemd/random-seed" \
         "$root/var/cache/ldconfig/aux-cache" "$root"/var/cache/debconf/*-old "$root"/var/lib/dpkg/*-old
-    rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb \
+    rm -rf "$root"/var/lib/apt/lists/* "$root"/var/lib/apt/periodic/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb \
         "$root"/tmp/* "$root"/var/tmp/* "$root"/root/.cache
     find "$root/var/log" -type f -delete
     echo homewarden >"$root/etc/hostname"

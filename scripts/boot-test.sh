@@ -113,7 +113,7 @@ expect 'inline (nftables queue num 0 bypass|iptables-nft NFQUEUE 0).*' "forwarde
 expect 'suricata -q 0 running' "Suricata runs on NFQUEUE 0"
 expect 'firstboot result=success' "first boot succeeded"
 expect 'env mode=600 owner=root MISP_API_KEY=set MAILTRAP_TOKEN=set HOMEWARDEN_WIFI_PASSPHRASE=set' "secrets moved to /etc/homewarden/.env, 0600"
-expect 'boot-yaml secrets=0 ssh-key-lines=0 error-file=absent' "boot partition copy rewritten without secrets"
+expect 'boot-yaml secrets=0 ssh-key-lines=1 error-file=absent' "boot partition copy rewritten without secrets (public key kept)"
 expect 'ssh-host-keys [1-9][0-9]*' "SSH host keys generated"
 expect 'authorized-keys 1' "SSH public key installed"
 expect 'machine-id [0-9a-f]{32}' "machine-id generated"

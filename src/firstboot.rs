@@ -108,7 +108,9 @@ pub struct Split {
     /// The user's text with the `secrets:` and `ssh_authorized_keys:` blocks
     /// blanked (line numbers kept, so errors point at the user's lines).
     pub config: String,
-    /// The user's text with those blocks replaced by a note: the new boot copy.
+    /// The user's text without those blocks: the agent's config file.
+    pub etc_config: String,
+    /// The user's text with the secrets' values wiped: the new boot copy.
     pub boot_copy: String,
     /// `.env` name and value, in the order of [`SECRETS`].
     pub secrets: Vec<(String, String)>,
@@ -176,34 +178,50 @@ fn block_ranges(text: &str, name: &str) -> Vec<(usize, usize)> {
     out
 }
 
-fn strip_blocks(text: &str, note: impl Fn(&str) -> Option<String>) -> (String, String) {
-    let mut blank: Vec<Option<&str>> = vec![None; text.lines().count()];
+/// The config text with the first-boot blocks blanked (line numbers kept), and
+/// the new boot copy: a block is replaced by what `replace` returns for its
+/// name, or kept as it is for `None`.
+fn strip_blocks(text: &str, replace: impl Fn(&str) -> Option<String>) -> (String, String, String) {
+    let mut cut: Vec<Option<&str>> = vec![None; text.lines().count()];
     for name in ["secrets", "ssh_authorized_keys"] {
         for (a, b) in block_ranges(text, name) {
-            for slot in blank.iter_mut().take(b).skip(a) {
+            for slot in cut.iter_mut().take(b).skip(a) {
                 *slot = Some("");
             }
-            blank[a] = Some(name);
+            cut[a] = Some(name);
         }
     }
-    let (mut config, mut boot) = (String::new(), String::new());
-    for (line, cut) in text.lines().zip(&blank) {
-        match cut {
+    let (mut config, mut boot, mut etc) = (String::new(), String::new(), String::new());
+    let mut replacing = false;
+    for (line, c) in text.lines().zip(&cut) {
+        match c {
             None => {
+                replacing = false;
                 config.push_str(line);
                 boot.push_str(line);
                 boot.push('\n');
+                etc.push_str(line);
+                etc.push('\n');
             }
             Some(name) => {
-                if let Some(n) = note(name) {
-                    boot.push_str(&n);
+                if !name.is_empty() {
+                    match replace(name) {
+                        Some(r) => {
+                            replacing = true;
+                            boot.push_str(&r);
+                        }
+                        None => replacing = false,
+                    }
+                }
+                if !replacing {
+                    boot.push_str(line);
                     boot.push('\n');
                 }
             }
         }
         config.push('\n');
     }
-    (config, boot)
+    (config, boot, etc)
 }
 
 fn check_secret(file: &Path, key: &str, env: &str, v: &Value) -> Result<String, ConfigError> {
@@ -337,16 +355,20 @@ fn split_rest(
             ))
         }
     }
-    let n_secrets = secrets.len();
-    let n_keys = ssh_keys.len();
-    let (config, boot_copy) = strip_blocks(text, |name| {
-        Some(match name {
-            "secrets" => format!(
-                "# secrets: {n_secrets} moved to /etc/homewarden/.env (0600) at first boot; add new ones here the same way"
-            ),
-            _ => format!(
-                "# ssh_authorized_keys: {n_keys} installed in /root/.ssh/authorized_keys at first boot"
-            ),
+    // The secrets block loses its values (the names stay, for the next
+    // edit); public keys are no secret and stay as the user wrote them.
+    let moved: Vec<&str> = secrets.iter().map(|(k, _)| k.as_str()).collect();
+    let (config, boot_copy, etc_config) = strip_blocks(text, |name| {
+        (name == "secrets" && !moved.is_empty()).then(|| {
+            let mut r = format!(
+                "# secrets: moved to /etc/homewarden/.env (root only) at boot: {}.\n\
+                 # Write a value here again to replace it at the next boot.\nsecrets:\n",
+                moved.join(", ")
+            );
+            for (name, _) in SECRETS {
+                let _ = writeln!(r, "  {name}: \"\"");
+            }
+            r
         })
     });
     // The blocks must be gone from what the agent reads (a key written in an
@@ -365,6 +387,7 @@ fn split_rest(
     Config::parse(&config, file)?;
     Ok(Split {
         config,
+        etc_config,
         boot_copy,
         secrets,
         ssh_keys,
@@ -515,8 +538,12 @@ pub fn import(paths: &Paths) -> Result<Report, FirstbootError> {
         text.push('\n');
         write_private(&paths.authorized_keys, text.as_bytes())?;
     }
-    write_atomic(&paths.config, split.boot_copy.as_bytes())
-        .map_err(|e| io_err(&paths.config, e))?;
+    let etc = format!(
+        "# From {} (its secrets are in .env beside this file).\n{}",
+        paths.boot_config.display(),
+        split.etc_config
+    );
+    write_atomic(&paths.config, etc.as_bytes()).map_err(|e| io_err(&paths.config, e))?;
 
     // 2. …and only then does the boot copy lose its secrets.
     if split.boot_copy != text {
@@ -620,14 +647,26 @@ mod tests {
         assert_eq!(s.ssh_keys, vec![KEY.to_string()]);
         assert_eq!(s.config.lines().count(), user_file().lines().count());
         assert!(!s.config.contains("abc123") && !s.boot_copy.contains("abc123"));
-        assert!(!s.boot_copy.contains("correct horse") && !s.boot_copy.contains("AAAAC3Nza"));
+        assert!(!s.etc_config.contains("abc123") && !s.etc_config.contains("secrets"));
+        assert!(
+            !s.etc_config.contains("ssh_authorized_keys") && s.etc_config.contains("mode: ips")
+        );
+        assert!(!s.boot_copy.contains("correct horse"));
         assert!(s.boot_copy.contains("# my Pi") && s.boot_copy.contains("sources: []"));
+        assert!(s.boot_copy.contains(
+            "# secrets: moved to /etc/homewarden/.env (root only) at boot: MISP_API_KEY, HOMEWARDEN_WIFI_PASSPHRASE."
+        ));
         assert!(s
             .boot_copy
-            .contains("# secrets: 2 moved to /etc/homewarden/.env"));
+            .contains("\nsecrets:\n  misp_api_key: \"\"\n  cohere_api_key: \"\"\n"));
+        // Public keys stay where the user wrote them.
+        assert!(s
+            .boot_copy
+            .contains(&format!("ssh_authorized_keys:\n  - {KEY}\nsources: []\n")));
         // The rewritten copy is itself a valid boot copy with nothing left to move.
         let again = split(&s.boot_copy, Path::new("b")).unwrap();
-        assert!(again.secrets.is_empty() && again.ssh_keys.is_empty());
+        assert!(again.secrets.is_empty());
+        assert_eq!(again.ssh_keys, s.ssh_keys);
     }
 
     #[test]
@@ -699,7 +738,7 @@ mod tests {
         // The user edits the card again (a new key): imported, old ones kept.
         fs::write(
             &p.boot_config,
-            format!("{boot}secrets:\n  cohere_api_key: co\n"),
+            boot.replace("cohere_api_key: \"\"", "cohere_api_key: co"),
         )
         .unwrap();
         let r = import(&p).unwrap();
@@ -727,6 +766,18 @@ mod tests {
         import(&p).unwrap();
         assert!(!p.error_file.exists());
         assert!(fs::read_to_string(&env).unwrap().contains("keep-me"));
+    }
+
+    #[test]
+    fn the_images_example_is_a_valid_boot_copy_with_nothing_to_move() {
+        let s = split(
+            include_str!("../image/homewarden.yaml"),
+            Path::new("image/homewarden.yaml"),
+        )
+        .unwrap();
+        assert!(s.secrets.is_empty() && s.ssh_keys.is_empty());
+        // Nothing to move: the boot copy stays byte for byte.
+        assert_eq!(s.boot_copy, include_str!("../image/homewarden.yaml"));
     }
 
     #[test]
