@@ -12,6 +12,9 @@ build_base() {
     local meta
     meta=$(mktemp -d)
     # $1 in the hooks is mmdebstrap's (the root), expanded by the hook's shell.
+    # update-initramfs is a no-op while packages install (under emulation the
+    # kernel's postinst and the triggers would build the initramfs twice, ~4 min
+    # each) and runs once at the end, when every package's hooks are in.
     # Downloads land in DEB_CACHE (sync-out) and are reused (sync-in): apt takes a
     # cached name_version_arch.deb instead of fetching it again. The package
     # lists stay until the appliance step (the role's apt tasks then find every
@@ -31,6 +34,10 @@ build_base() {
         --skip=cleanup/apt/lists \
         --setup-hook='mkdir -p "$1/var/cache/apt/archives"' \
         --setup-hook="sync-in $debs /var/cache/apt/archives/" \
+        --essential-hook='chroot "$1" dpkg-divert --quiet --local --rename --add /usr/sbin/update-initramfs' \
+        --essential-hook='printf "#!/bin/sh\nexit 0\n" >"$1/usr/sbin/update-initramfs"; chmod 755 "$1/usr/sbin/update-initramfs"' \
+        --customize-hook='rm "$1/usr/sbin/update-initramfs"; chroot "$1" dpkg-divert --quiet --local --rename --remove /usr/sbin/update-initramfs' \
+        --customize-hook='for k in "$1"/lib/modules/*; do chroot "$1" update-initramfs -c -k "${k##*/}"; done' \
         --customize-hook="sync-out /var/cache/apt/archives $debs" \
         --customize-hook="copy-out /var/lib/dpkg $meta" \
         trixie "$out" "$mirror_line"

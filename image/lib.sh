@@ -102,6 +102,8 @@ write_boot_config() {
 # <device>                 <mount>         <type> <options>                               <dump> <pass>
 PARTUUID=$PARTUUID_ROOT    /               ext4   rw,noatime,commit=60,errors=remount-ro  0      1
 PARTUUID=$PARTUUID_BOOT    /boot/firmware  vfat   rw,noatime,fmask=0077,dmask=0077        0      2
+# Suricata's logs (eve.json alerts and drops, suricata.log) in RAM: no steady writes to the card.
+tmpfs                      /var/log/suricata tmpfs nosuid,nodev,noexec,size=64M,mode=0755 0    0
 FSTAB
     # Kernel upgrades rewrite cmdline.txt from this file (raspi-firmware's hook).
     if [ -f "$root/etc/default/raspi-firmware" ]; then

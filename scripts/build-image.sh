@@ -21,14 +21,20 @@
 #   HW_OUT                       output directory (default target/image)
 #   HOMEWARDEN_AARCH64_BIN       use this agent binary instead of building one (a shortcut for development)
 #   HW_XZ_LEVEL                  xz preset of the compressed copy (default 6)
+#   HW_BASE_CACHE                where base roots are cached (default target/image-cache)
 set -euo pipefail
+# The body is one function, parsed whole before it runs: editing this file
+# during a 15-minute build cannot derail the build.
+main() {
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
 
 SUITE=trixie
 MIRROR=${HW_MIRROR:-http://deb.debian.org/debian}
 OUT=${HW_OUT:-$REPO/target/image}
-CACHE=$REPO/target/image-cache
+# Base roots are cached by their inputs; .debs by name_version_arch.
+CACHE=${HW_BASE_CACHE:-$REPO/target/image-cache}
+DEBS=$REPO/target/image-cache/debs
 XZ_LEVEL=${HW_XZ_LEVEL:-6}
 # Fixed identities: a build must not pick random ones. The disk signature makes
 # the partitions' PARTUUIDs <sig>-01 and <sig>-02; the boot line names root by it.
@@ -142,10 +148,10 @@ qemu-aarch64-static "$AGENT" --version >/dev/null || die "$AGENT does not run as
 log "agent $(sha256sum "$AGENT" | cut -c1-16)…, $(stat -c %s "$AGENT") bytes"
 
 # ---------------------------------------------------------------------------
-mkdir -p "$OUT" "$CACHE"
+mkdir -p "$OUT" "$CACHE" "$DEBS"
 work=$OUT/work
 # A run killed while /proc was mounted in its root must not be deleted through it.
-findmnt -rn -o TARGET | grep "^$work/" | sort -r | while read -r m; do umount -l "$m"; done
+{ findmnt -rn -o TARGET | grep "^$work/" || true; } | sort -r | while read -r m; do umount -l "$m"; done
 rm -rf --one-file-system "$work"
 mkdir -p "$work"
 # shellcheck source=image/lib.sh
@@ -179,7 +185,7 @@ else
     # shellcheck source=image/base.sh
     . "$REPO/image/base.sh"
     rm -rf "$base_tar.tmp"
-    build_base "$base_tar.tmp" "$mirror_line" "$CACHE/debs" "$base_tar.manifest.tmp" "${PACKAGES[@]}"
+    build_base "$base_tar.tmp" "$mirror_line" "$DEBS" "$base_tar.manifest.tmp" "${PACKAGES[@]}"
     mv "$base_tar.manifest.tmp" "$base_tar.manifest"
     mv "$base_tar.tmp" "$base_tar"
     find "$CACHE" -maxdepth 1 -name 'base-*.tar' ! -name "base-$base_key.tar" -mmin +60 -delete
@@ -283,3 +289,6 @@ printf '%s\n' "image:       $img ($(( $(stat -c %s "$img") / 1048576 )) MB raw)"
     "sha256:      $(cut -d' ' -f1 "$img.sha256") (img), $(cut -d' ' -f1 "$img.xz.sha256") (xz)" \
     "manifest:    $OUT/$NAME.manifest ($(grep -vc '^#' "$OUT/$NAME.manifest") packages)" \
     "build time:  ${elapsed} s"
+}
+
+main "$@"
