@@ -42,6 +42,7 @@ appliance_lay() {
     # The lists came with the base a moment ago: the role's apt tasks
     # (cache_valid_time) need not fetch them again in an emulated chroot.
     touch "$root/var/lib/apt/periodic/update-success-stamp"
+    rm -f "$root/etc/resolv.conf"
     cp /etc/resolv.conf "$root/etc/resolv.conf"
     mount -t proc proc "$root/proc"
     local rc=0
