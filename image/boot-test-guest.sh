@@ -1,8 +1,9 @@
 #!/bin/sh
-# Runs inside the VM of scripts/boot-test.sh (systemd.run= on the kernel line):
-# waits until the appliance is up, then prints what the host checks, one
-# "HWTEST" line each, on the serial console. The VM powers off when it exits.
+# Runs inside the VM of scripts/boot-test.sh (a unit started from systemd.run=
+# on the kernel line): waits until the appliance is up, prints what the host
+# checks, one "HWTEST" line each, on the serial console, and powers off.
 set -u
+trap 'systemctl poweroff --no-block' EXIT
 say() { echo "HWTEST $*"; }
 limit=${HW_GUEST_LIMIT:-720}
 

@@ -75,12 +75,19 @@ mcopy -o -i "$fat" "$WORK/homewarden.yaml" ::homewarden.yaml
 cp "$REPO/image/boot-test-guest.sh" "$WORK/guest.sh"
 mcopy -o -i "$fat" "$WORK/guest.sh" ::homewarden-boot-test.sh
 
-# The image's own boot line, with qemu's serial console instead of the Pi's,
-# and the in-guest check run once the system is up (systemd.run), then poweroff.
+# The image's own boot line, with qemu's serial console instead of the Pi's.
+# The in-guest check starts as a unit of its own (systemd-run --no-block from
+# systemd.run=): run directly, systemd's boot would wait for it while it waits
+# for the boot. systemd.run= alone would boot to kernel-command-line.target
+# instead of the appliance: systemd.unit= keeps multi-user.target and
+# systemd.wants= adds the command to it. The check prints to the console and
+# powers the VM off at its end.
 root=$(grep -o 'root=[^ ]*' "$WORK/cmdline.txt")
-append="console=ttyAMA0 $root rw rootwait fsck.repair=yes net.ifnames=0 systemd.show_status=auto \
-systemd.run=\"/bin/sh /boot/firmware/homewarden-boot-test.sh\" \
-systemd.run_success_action=poweroff systemd.run_failure_action=poweroff"
+append="console=ttyAMA0 $root rw rootwait fsck.repair=yes net.ifnames=0 systemd.show_status=1 \
+systemd.run=\"/usr/bin/systemd-run --no-block --unit=homewarden-boot-test -p StandardOutput=tty \
+/bin/sh /boot/firmware/homewarden-boot-test.sh\" \
+systemd.run_success_action=none systemd.run_failure_action=poweroff \
+systemd.unit=multi-user.target systemd.wants=kernel-command-line.service"
 
 log "booting under qemu-system-aarch64 -M virt (software emulation, 2 vCPU, 2 GiB)"
 serial=$WORK/serial.log
