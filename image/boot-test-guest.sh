@@ -8,6 +8,8 @@ say() { echo "HWTEST $*"; }
 limit=${HW_GUEST_LIMIT:-720}
 
 state=""
+last=0
+shown=""
 while :; do
     up=$(cut -d' ' -f1 /proc/uptime)
     a=$(systemctl is-active homewarden.service)
@@ -16,6 +18,18 @@ while :; do
         state=$(homewarden status --json 2>/dev/null | sed -n 's/.*"state": *"\([a-z]*\)".*/\1/p' | head -n 1)
         [ "$state" = protected ] && break
     fi
+    # Progress every 30 s, and the journal of a unit the first time it fails.
+    if [ $((${up%.*} - last)) -ge 30 ]; then
+        last=${up%.*}
+        echo "HWWAIT ${up}s homewarden=$a suricata=$s state=$state firstboot=$(systemctl is-active homewarden-firstboot.service)"
+    fi
+    for u in homewarden homewarden-firstboot suricata homewarden-firewall; do
+        case " $shown " in *" $u "*) continue ;; esac
+        if [ "$(systemctl show -P NRestarts "$u.service")" != 0 ] || systemctl is-failed -q "$u.service"; then
+            shown="$shown $u"
+            journalctl -b -u "$u.service" --no-pager -o cat -n 25 2>&1 | sed "s/^/HWTEST journal-$u| /"
+        fi
+    done
     if [ "${up%.*}" -ge "$limit" ]; then
         say "gave-up after ${up}s: homewarden=$a suricata=$s state=$state"
         break

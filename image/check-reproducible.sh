@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Builds the image twice from scratch (no cached base root; the .deb download
-# cache is shared, it does not change a byte) with the same SOURCE_DATE_EPOCH
-# and compares the results. On a mismatch it names what differs: entries of the
+# Builds the image twice from scratch (no cached base root) with the same
+# SOURCE_DATE_EPOCH and compares the results: build a from the mirror, build b
+# from the local cache of exactly the .debs build a used (--from-cache), so one
+# run shows both that a build repeats and that the cache rebuilds it. With
+# --from-cache DIR both builds use DIR. On a mismatch it names what differs: entries of the
 # two root tars (content or metadata), files of the two boot partitions, and
 # for differences below the file level, the first differing byte offsets.
 #
@@ -19,10 +21,20 @@ rm -rf --one-file-system "$R"
 mkdir -p "$R"
 
 secs=()
+debs=$REPO/target/image-cache/debs
 for run in a b; do
+    args=("$@")
+    if [ $# -eq 0 ] && [ $run = b ]; then
+        # Exactly the .debs of build a's manifest, in a directory of their own.
+        mkdir -p "$R/debs-a"
+        grep -v '^#' "$R/a/$NAME.manifest" | while read -r name version arch _; do
+            ln "$debs/${name}_${version//:/%3a}_${arch}.deb" "$R/debs-a/"
+        done
+        args=(--from-cache "$R/debs-a")
+    fi
     printf '\n[check-reproducible] build %s of 2 (SOURCE_DATE_EPOCH=%s)\n' "$run" "$SOURCE_DATE_EPOCH" >&2
     t=$(date +%s)
-    HW_OUT=$R/$run HW_BASE_CACHE=$R/$run/cache "$REPO/scripts/build-image.sh" "$@" >"$R/$run.log" 2>&1 || {
+    HW_OUT=$R/$run HW_BASE_CACHE=$R/$run/cache "$REPO/scripts/build-image.sh" "${args[@]}" >"$R/$run.log" 2>&1 || {
         tail -n 30 "$R/$run.log" >&2
         echo "check-reproducible: build $run failed (log: $R/$run.log)" >&2
         exit 1
@@ -35,7 +47,8 @@ a=$R/a/$NAME.img
 b=$R/b/$NAME.img
 {
     echo "SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH commit=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo none)"
-    echo "build a: ${secs[0]} s, build b: ${secs[1]} s (each from scratch: base root, agent cached)"
+    echo "build a: ${secs[0]} s, build b: ${secs[1]} s (each from scratch: base root; agent cached)"
+    [ $# -gt 0 ] || echo "build a from the mirror, build b from the .deb cache of build a's manifest"
     for f in "$NAME.img" "$NAME.img.xz" "$NAME.rootfs.tar" "$NAME.manifest"; do
         echo "$(sha256sum "$R/a/$f" | cut -d' ' -f1)  a/$f"
         echo "$(sha256sum "$R/b/$f" | cut -d' ' -f1)  b/$f"

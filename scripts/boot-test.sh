@@ -81,13 +81,15 @@ mcopy -o -i "$fat" "$WORK/guest.sh" ::homewarden-boot-test.sh
 # for the boot. systemd.run= alone would boot to kernel-command-line.target
 # instead of the appliance: systemd.unit= keeps multi-user.target and
 # systemd.wants= adds the command to it. The check prints to the console and
-# powers the VM off at its end.
+# powers the VM off at its end; the serial getty is masked, its vhangup of the
+# console would cut the check's output.
 root=$(grep -o 'root=[^ ]*' "$WORK/cmdline.txt")
 append="console=ttyAMA0 $root rw rootwait fsck.repair=yes net.ifnames=0 systemd.show_status=1 \
 systemd.run=\"/usr/bin/systemd-run --no-block --unit=homewarden-boot-test -p StandardOutput=tty \
 /bin/sh /boot/firmware/homewarden-boot-test.sh\" \
 systemd.run_success_action=none systemd.run_failure_action=poweroff \
-systemd.unit=multi-user.target systemd.wants=kernel-command-line.service"
+systemd.unit=multi-user.target systemd.wants=kernel-command-line.service \
+systemd.mask=serial-getty@ttyAMA0.service"
 
 log "booting under qemu-system-aarch64 -M virt (software emulation, 2 vCPU, 2 GiB)"
 serial=$WORK/serial.log
