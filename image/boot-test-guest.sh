@@ -48,7 +48,13 @@ else
     say "inline none"
     nft list ruleset 2>&1 | sed 's/^/HWTEST nft| /'
 fi
-if pgrep -a suricata | grep -q -- '-q 0'; then say "suricata -q 0 running"; else say "suricata not on a queue"; fi
+# No procps on the image: the command line from /proc.
+pid=$(cat /run/suricata.pid 2>/dev/null || echo 0)
+if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- ' -q 0 '; then
+    say "suricata -q 0 running"
+else
+    say "suricata not on a queue: $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)"
+fi
 say "firstboot result=$(systemctl show -P Result homewarden-firstboot.service)"
 journalctl -b -u homewarden-firstboot.service --no-pager -o cat 2>&1 | sed 's/^/HWTEST firstboot| /'
 env=/etc/homewarden/.env
