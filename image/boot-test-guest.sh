@@ -7,6 +7,22 @@ trap 'systemctl poweroff --no-block' EXIT
 say() { echo "HWTEST $*"; }
 limit=${HW_GUEST_LIMIT:-720}
 
+# A config the appliance cannot use: the fault shows, the agent stays down,
+# the secret stays on the card, the error is on the card.
+if grep -q 'hwtest.mode=bad-config' /proc/cmdline; then
+    while [ "$(systemctl is-active homewarden-config-fault.service)" != active ]; do
+        up=$(cut -d' ' -f1 /proc/uptime)
+        [ "${up%.*}" -lt "$limit" ] || break
+        sleep 2
+    done
+    say "bad-config fault=$(systemctl is-active homewarden-config-fault.service) firstboot=$(systemctl show -P Result homewarden-firstboot.service) homewarden=$(systemctl is-active homewarden.service)"
+    sed 's/^/HWTEST error-file| /' /boot/firmware/homewarden-error.txt 2>&1
+    say "bad-config env-secret $(grep -c boot-test-misp-key /etc/homewarden/.env 2>/dev/null || echo 0) boot-secret-kept $(grep -c boot-test-misp-key /boot/firmware/homewarden.yaml)"
+    journalctl -b -u homewarden-firstboot.service -u homewarden-config-fault.service --no-pager -o cat 2>&1 | sed 's/^/HWTEST journal| /'
+    say "done"
+    exit 0
+fi
+
 state=""
 last=0
 shown=""

@@ -6,16 +6,27 @@
 # inline (NFQUEUE), that `homewarden status` says protected and what first boot
 # did, then the VM powers off.
 #
-#   scripts/boot-test.sh [IMAGE]     default: target/image/homewarden-<version>-arm64.img
+#   scripts/boot-test.sh [--bad-config] [IMAGE]     default: target/image/homewarden-<version>-arm64.img
+#
+# --bad-config boots with a homewarden.yaml the appliance cannot use instead:
+# the error must be on the boot partition, the fault unit running, the agent
+# down, and the secret still on the card (nothing lost).
 #
 # The image itself is not changed: the test boots a sparse copy, 1 GiB larger
 # (first boot must grow the root to it). The VM's NIC is qemu user networking
 # with restrict=on: DHCP from qemu, nothing leaves the host.
 set -euo pipefail
+# One function, parsed whole before it runs (edits during a run cannot derail it).
+main() {
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
 
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+mode=good
+if [ "${1:-}" = --bad-config ]; then
+    mode=bad-config
+    shift
+fi
 IMG=${1:-$REPO/target/image/homewarden-$VERSION-arm64.img}
 WORK=$REPO/target/image/boot-test
 TIMEOUT=${HW_BOOT_TIMEOUT:-900}
@@ -71,6 +82,9 @@ secrets:
 ssh_authorized_keys:
   - ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGhvbWV3YXJkZW4tYm9vdC10ZXN0LWtleS0wMTIzNDU2 boot-test@homewarden
 YAML
+if [ $mode = bad-config ]; then
+    sed -i 's/^  mode: ips$/  mode: ipz/' "$WORK/homewarden.yaml"
+fi
 mcopy -o -i "$fat" "$WORK/homewarden.yaml" ::homewarden.yaml
 cp "$REPO/image/boot-test-guest.sh" "$WORK/guest.sh"
 mcopy -o -i "$fat" "$WORK/guest.sh" ::homewarden-boot-test.sh
@@ -89,7 +103,7 @@ systemd.run=\"/usr/bin/systemd-run --no-block --unit=homewarden-boot-test -p Sta
 /bin/sh /boot/firmware/homewarden-boot-test.sh\" \
 systemd.run_success_action=none systemd.run_failure_action=poweroff \
 systemd.unit=multi-user.target systemd.wants=kernel-command-line.service \
-systemd.mask=serial-getty@ttyAMA0.service"
+systemd.mask=serial-getty@ttyAMA0.service hwtest.mode=$mode"
 
 log "booting under qemu-system-aarch64 -M virt (software emulation, 2 vCPU, 2 GiB)"
 serial=$WORK/serial.log
@@ -116,6 +130,17 @@ expect() {
         fail=1
     fi
 }
+if [ $mode = bad-config ]; then
+    expect 'bad-config fault=active firstboot=exit-code homewarden=inactive' "bad config: fault pattern unit running, first boot failed, the agent not started"
+    expect 'error-file\| .*homewarden.yaml: enforcement.mode: .*ipz.*' "bad config: one line naming file, key and value in homewarden-error.txt"
+    expect 'bad-config env-secret 0 boot-secret-kept 1' "bad config: the secret stays on the card, nothing moved"
+    if [ $fail -ne 0 ]; then
+        tail -n 60 "$WORK/serial.txt" >&2
+        die "boot test (bad config) failed (serial log: $WORK/serial.txt)"
+    fi
+    echo "boot-test: passed (bad config): error on the boot partition, fault shown, agent down, secret kept; VM run ${boot_secs}s"
+    exit 0
+fi
 expect 'units homewarden=active suricata=active homewarden-firewall=active' "systemd reports the agent, Suricata and the firewall active"
 expect 'state protected' "homewarden status says protected"
 expect 'inline (nftables queue num 0 bypass|iptables-nft NFQUEUE 0).*' "forwarded traffic is queued to Suricata (NFQUEUE)"
@@ -136,3 +161,6 @@ if [ $fail -ne 0 ]; then
 fi
 log "image $(( orig_bytes / 1048576 )) MB; protected ${protected_at}s after kernel start (guest uptime); VM powered off after ${boot_secs}s"
 echo "boot-test: passed: protected after ${protected_at}s of guest uptime, whole VM run ${boot_secs}s"
+}
+
+main "$@"
