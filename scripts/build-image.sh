@@ -79,10 +79,10 @@ NAME=homewarden-$VERSION-arm64
 export LC_ALL=C.UTF-8 TZ=UTC
 
 # ---------------------------------------------------------------------------
-step "tools (mmdebstrap, qemu-user binfmt, mke2fs 1.47.2, dosfstools, mtools, sfdisk, xz, qemu-system-arm)"
+step "tools (mmdebstrap, qemu-user binfmt, mke2fs 1.47.2, dosfstools, mtools, sfdisk, xz, qemu-system-arm, python3-venv)"
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for pkg in mmdebstrap qemu-user-static dosfstools mtools fdisk xz-utils dpkg-dev arch-test python3; do
+for pkg in mmdebstrap qemu-user-static dosfstools mtools fdisk xz-utils dpkg-dev arch-test python3 python3-venv; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || need+=("$pkg")
 done
 # qemu-system-arm from bookworm-backports (10.x): it boots trixie's kernel, and a
