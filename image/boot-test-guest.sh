@@ -5,6 +5,8 @@
 set -u
 trap 'systemctl poweroff --no-block' EXIT
 say() { echo "HWTEST $*"; }
+# Matching lines of a file; 0 when none or no file (one word, whatever happens).
+count() { c=$(grep -c "$1" "$2" 2>/dev/null); echo "${c:-0}"; }
 limit=${HW_GUEST_LIMIT:-720}
 
 # A config the appliance cannot use: the fault shows, the agent stays down,
@@ -17,7 +19,7 @@ if grep -q 'hwtest.mode=bad-config' /proc/cmdline; then
     done
     say "bad-config fault=$(systemctl is-active homewarden-config-fault.service) firstboot=$(systemctl show -P Result homewarden-firstboot.service) homewarden=$(systemctl is-active homewarden.service)"
     sed 's/^/HWTEST error-file| /' /boot/firmware/homewarden-error.txt 2>&1
-    say "bad-config env-secret $(grep -c boot-test-misp-key /etc/homewarden/.env 2>/dev/null || echo 0) boot-secret-kept $(grep -c boot-test-misp-key /boot/firmware/homewarden.yaml)"
+    say "bad-config env-secret $(count boot-test-misp-key /etc/homewarden/.env) boot-secret-kept $(count boot-test-misp-key /boot/firmware/homewarden.yaml)"
     journalctl -b -u homewarden-firstboot.service -u homewarden-config-fault.service --no-pager -o cat 2>&1 | sed 's/^/HWTEST journal| /'
     say "done"
     exit 0
@@ -86,10 +88,10 @@ fi
 b=/boot/firmware/homewarden.yaml
 err=absent
 [ -e /boot/firmware/homewarden-error.txt ] && err=present
-say "boot-yaml secrets=$(grep -c 'boot-test-misp-key\|boot-test-mailtrap\|boot test passphrase' "$b") ssh-key-lines=$(grep -c "AAAAC3NzaC1lZDI1NTE5AAAAIGhvbWV3" "$b") error-file=$err"
+say "boot-yaml secrets=$(count 'boot-test-misp-key\|boot-test-mailtrap\|boot test passphrase' "$b") ssh-key-lines=$(count "AAAAC3NzaC1lZDI1NTE5AAAAIGhvbWV3" "$b") error-file=$err"
 sed 's/^/HWTEST boot-yaml| /' "$b"
 say "ssh-host-keys $(find /etc/ssh -name "ssh_host_*_key" | wc -l)"
-say "authorized-keys $(grep -c 'boot-test@homewarden' /root/.ssh/authorized_keys 2>/dev/null || echo 0)"
+say "authorized-keys $(count 'boot-test@homewarden' /root/.ssh/authorized_keys)"
 say "machine-id $(cat /etc/machine-id)"
 size=$(df -B1M --output=size / | tail -n 1 | tr -d ' ')
 # The image's root is ~1 GiB smaller than the test disk: grown means over +768 MiB.
