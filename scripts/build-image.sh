@@ -168,6 +168,13 @@ if [ -n "$from_cache" ]; then
     mkdir -p "$repo_dir"
     ln -s "$from_cache"/*.deb "$repo_dir"/
     (cd "$repo_dir" && dpkg-scanpackages --multiversion . /dev/null 2>/dev/null >Packages)
+    # A Release file naming the index: mmdebstrap takes apt's warning about a
+    # repository without one for an error.
+    {
+        printf 'Origin: homewarden-deb-cache\nLabel: homewarden-deb-cache\nArchitectures: arm64 all\n'
+        printf 'Date: %s\nSHA256:\n' "$(date -u -R -d "@$SOURCE_DATE_EPOCH")"
+        printf ' %s %s Packages\n' "$(sha256sum "$repo_dir/Packages" | cut -d' ' -f1)" "$(stat -c %s "$repo_dir/Packages")"
+    } >"$repo_dir/Release"
     mirror_line="deb [trusted=yes] copy://$repo_dir ./"
     base_key=cache-$( (printf '%s\n' "${PACKAGES[@]}"; cat "$repo_dir/Packages"; echo "$SOURCE_DATE_EPOCH"; \
         sha256sum "$REPO/image/base.sh") | sha256sum | cut -c1-16)
