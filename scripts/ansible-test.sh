@@ -7,12 +7,15 @@
 #   sudo scripts/ansible-test.sh --arm64    arm64 trixie root under qemu-user, the aarch64 cross build
 #
 # Steps: ansible-lint + yamllint; the playbook twice (the second run must
-# change nothing) and once more with --check --diff (nothing either); the
+# change nothing) and once more with --check --diff (nothing either); a value
+# the agent rejects fails the run and leaves the config (amd64); the
 # files, modes, secrets and enabled units in the root; the agent's
 # check-config and `suricata -T` inside the root; then the lab (scripts/lab.sh
 # with HW_LAB_ROOT) runs its `pi` namespace on the firewall script, Suricata
 # config and fail mode the role laid into the root, and iot -> C2 must be
-# dropped while the benign server answers.
+# dropped while the benign server answers; then (amd64) a changed setting
+# restarts only the units it concerns, and forwarding switched off by a
+# hardening baseline's sysctl file is set back.
 #
 # Environment: HOMEWARDEN_BIN (amd64: default target/debug/homewarden, built if
 # missing), HW_ANSIBLE_KEEP=1 keeps the provisioned root in target/ansible-test/.
@@ -103,6 +106,11 @@ if [ ! -f "$tarball" ]; then
     mv "$WORK/partial-$ARCH.tar" "$tarball"
 fi
 
+# A snapshot of the agent: a rebuild while the test runs must not look like
+# a role that is not idempotent.
+cp "$AGENT" "$WORK/homewarden-$ARCH"
+AGENT=$WORK/homewarden-$ARCH
+
 mounted=()
 cleanup() {
     local i
@@ -139,19 +147,32 @@ playbook() {
 changed_of() { grep -E '^\S+ +: ok=' "$1" | tail -n 1 | sed -n 's/.* changed=\([0-9]*\).*/\1/p'; }
 
 step "playbook, first run"
-playbook "$WORK/run1.log"
-[ "$(changed_of "$WORK/run1.log")" -gt 0 ] || die "the first run changed nothing on a fresh root"
+playbook "$WORK/$ARCH-run1.log"
+[ "$(changed_of "$WORK/$ARCH-run1.log")" -gt 0 ] || die "the first run changed nothing on a fresh root"
 
 step "playbook, second run: nothing may change"
-playbook "$WORK/run2.log"
-if [ "$(changed_of "$WORK/run2.log")" != 0 ]; then
-    grep -E '^changed:' -B2 "$WORK/run2.log" >&2 || true
-    die "the second run changed something (not idempotent; log: $WORK/run2.log)"
+playbook "$WORK/$ARCH-run2.log"
+if [ "$(changed_of "$WORK/$ARCH-run2.log")" != 0 ]; then
+    grep -E '^changed:' -B2 "$WORK/$ARCH-run2.log" >&2 || true
+    die "the second run changed something (not idempotent; log: $WORK/$ARCH-run2.log)"
 fi
 
 step "playbook --check --diff: nothing to change"
-playbook "$WORK/check.log" --check --diff
-[ "$(changed_of "$WORK/check.log")" = 0 ] || die "--check --diff reports changes (log: $WORK/check.log)"
+playbook "$WORK/$ARCH-check.log" --check --diff
+[ "$(changed_of "$WORK/$ARCH-check.log")" = 0 ] || die "--check --diff reports changes (log: $WORK/$ARCH-check.log)"
+
+if [ "$ARCH" = amd64 ]; then
+    step "a variable the agent rejects: the run fails with its message, the config stays"
+    before=$(sha256sum "$ROOT/etc/homewarden/homewarden.yaml")
+    if ansible-playbook -c community.general.chroot -i "$ROOT," "$REPO/ansible/site.yml" \
+        -e homewarden_binary_src="$AGENT" -e @"$REPO/tests/ansible/vars.yml" \
+        -e '{"homewarden_config_extra": {"alerts": {"window": "5x"}}}' >"$WORK/$ARCH-bad.log" 2>&1; then
+        die "a config the agent rejects was accepted (log: $WORK/$ARCH-bad.log)"
+    fi
+    grep -q 'alerts.window: .*invalid duration' "$WORK/$ARCH-bad.log" || die "no agent message naming alerts.window in $WORK/$ARCH-bad.log"
+    [ "$(sha256sum "$ROOT/etc/homewarden/homewarden.yaml")" = "$before" ] || die "a rejected config reached the root"
+    grep -o 'homewarden: [^ ]*: alerts.window: [^(]*' "$WORK/$ARCH-bad.log" | head -n 1
+fi
 
 step "what the role left in the root"
 fail=0
@@ -177,8 +198,9 @@ check grep -qx "MISP_API_KEY='homewarden-lab-key-00000000000000000000'" "$ROOT/e
 check grep -qx "COHERE_API_KEY='test-cohere-key'" "$ROOT/etc/homewarden/.env"
 check grep -qx "MAILTRAP_TOKEN='test-mailtrap-token'" "$ROOT/etc/homewarden/.env"
 check grep -qx "EXTRA_SECRET='s3cret with spaces'" "$ROOT/etc/homewarden/.env"
+check grep -qx "HOMEWARDEN_WIFI_PASSPHRASE='correct horse battery staple'" "$ROOT/etc/homewarden/.env"
 # An unset secret is left out, not written empty.
-check test "$(grep -c '^HOMEWARDEN_WIFI_PASSPHRASE=' "$ROOT/etc/homewarden/.env")" = 0
+check test "$(grep -c "=''$" "$ROOT/etc/homewarden/.env")" = 0
 # The config carries the variables, the extra keys merged over them.
 check python3 - "$ROOT/etc/homewarden/homewarden.yaml" <<'PY'
 import sys, yaml
@@ -187,7 +209,9 @@ want = {
     ("enforcement", "mode"): "ips", ("enforcement", "action"): "reject", ("enforcement", "fail"): "open",
     ("network", "gateway"): ["203.0.113.1"], ("network", "dns"): ["203.0.113.53"],
     ("network", "home"): ["198.18.1.0/24"], ("allowlist", "domains"): ["lab-good.test"],
-    ("alerts", "window"): "5m",
+    ("alerts", "window"): "5m", ("mail", "to"): ["owner@example.org"], ("mail", "port"): 2525,
+    ("mail", "user"): "api", ("advisor", "backend"): "offline", ("network", "placement"): "ap",
+    ("network", "lan"): "wlan1", ("network", "ap"): {"ssid": "homewarden-test", "country": "DE", "channel": 36},
 }
 bad = [f"{'.'.join(k)} = {c.get(k[0], {}).get(k[1])!r}, want {v!r}" for k, v in want.items()
        if c.get(k[0], {}).get(k[1]) != v]
@@ -202,7 +226,7 @@ for unit in homewarden-firewall.service homewarden.service suricata.service; do 
 check test ! -e "$ROOT/etc/systemd/system/multi-user.target.wants/nftables.service"
 check test ! -e "$ROOT/etc/systemd/system/sysinit.target.wants/nftables.service"
 check chroot "$ROOT" sh -c 'suricata -V | grep -q "version 7\."'
-for pkg in suricata nftables iptables; do
+for pkg in suricata nftables iptables procps; do
     check chroot "$ROOT" dpkg-query -W "$pkg" >/dev/null
 done
 if [ "$SUITE" = bookworm ]; then
@@ -225,8 +249,8 @@ printf '203.0.113.66\nc2.lab-evil.test\n' >"$ROOT/etc/homewarden/blocklist.txt"
 in_root /usr/bin/homewarden --config /etc/homewarden/homewarden.yaml --log warn \
     render --out /var/lib/homewarden/suricata --source /etc/homewarden/blocklist.txt >/dev/null
 in_root suricata -T -c /etc/suricata/suricata.yaml --include /etc/suricata/homewarden.yaml \
-    -l /tmp >"$WORK/suricata-T.log" 2>&1 || { cat "$WORK/suricata-T.log" >&2; die "suricata -T failed inside the root"; }
-grep -E 'rules successfully loaded|Configuration provided was successfully loaded' "$WORK/suricata-T.log" | tail -n 2
+    -l /tmp >"$WORK/$ARCH-suricata-T.log" 2>&1 || { cat "$WORK/$ARCH-suricata-T.log" >&2; die "suricata -T failed inside the root"; }
+grep -E 'rules successfully loaded|Configuration provided was successfully loaded' "$WORK/$ARCH-suricata-T.log" | tail -n 2
 grep -q 'dataset' "$ROOT/var/lib/homewarden/suricata/homewarden.rules" || die "rendered rules carry no dataset rule"
 umount "$ROOT/dev"; unset 'mounted[-1]'
 umount "$ROOT/proc"; unset 'mounted[-1]'
@@ -237,6 +261,44 @@ HW_LAB_UP=1
 HW_ANSIBLE_ROOT=$ROOT HW_LAB_DIR=$LABDIR HOMEWARDEN_BIN=$LAB_BIN \
     target/pyenv/bin/python -m pytest -q -p no:cacheprovider tests/ansible
 HW_LAB_UP=0
+
+# The role's logic, the same on every architecture: in the fast suite only
+# (under qemu-user each further run costs minutes).
+if [ "$ARCH" = amd64 ]; then
+    step "a changed setting restarts only what it concerns"
+    # Live hosts restart exactly the units the role lists here; the chroot shows the list.
+    restarts_of() { grep -o 'homewarden restarts: [^(]*' "$1" | tail -n 1 | sed 's/ *$//'; }
+    expect_restarts() {
+        local log=$1 want=$2
+        [ "$(changed_of "$log")" -gt 0 ] || die "no change in $log"
+        [ "$(restarts_of "$log")" = "homewarden restarts: $want" ] ||
+            die "$(restarts_of "$log"), want: $want (log: $log)"
+        echo "  $(restarts_of "$log")"
+    }
+    mount -t proc proc "$ROOT/proc"; mounted+=("$ROOT/proc")
+    playbook "$WORK/$ARCH-fail-closed.log" -e homewarden_fail=closed >/dev/null
+    expect_restarts "$WORK/$ARCH-fail-closed.log" "homewarden, homewarden-firewall"
+    rm -rf "$WORK/overlays-changed"
+    cp -a overlays "$WORK/overlays-changed"
+    echo "# changed by ansible-test" >>"$WORK/overlays-changed/etc/suricata/homewarden.yaml"
+    playbook "$WORK/$ARCH-overlay.log" -e homewarden_fail=closed -e homewarden_overlays_dir="$WORK/overlays-changed" >/dev/null
+    expect_restarts "$WORK/$ARCH-overlay.log" "suricata"
+    playbook "$WORK/$ARCH-same.log" -e homewarden_fail=closed -e homewarden_overlays_dir="$WORK/overlays-changed" >/dev/null
+    [ "$(restarts_of "$WORK/$ARCH-same.log")" = "homewarden restarts: nothing" ] || die "an unchanged run restarts something"
+    echo "  $(restarts_of "$WORK/$ARCH-same.log")"
+
+    step "a hardening baseline switched forwarding off: set back where it wins at boot"
+    # What dev-sec's os_hardening leaves: /etc/sysctl.conf, read as 99-sysctl.conf.
+    printf '# hardening\nnet.ipv4.ip_forward = 0\nkernel.kptr_restrict = 2\n' >"$ROOT/etc/sysctl.conf"
+    ln -sf ../sysctl.conf "$ROOT/etc/sysctl.d/99-sysctl.conf"
+    playbook "$WORK/$ARCH-hardened.log" -e homewarden_fail=closed -e homewarden_overlays_dir="$WORK/overlays-changed" >/dev/null
+    [ "$(restarts_of "$WORK/$ARCH-hardened.log")" = "homewarden restarts: nothing" ] || die "a sysctl file fix restarted units"
+    grep -qx 'net.ipv4.ip_forward *= *1' "$ROOT/etc/sysctl.conf" || die "forwarding still off in /etc/sysctl.conf"
+    grep -qx 'kernel.kptr_restrict *= *2' "$ROOT/etc/sysctl.conf" || die "the hardening's other settings were changed"
+    [ -L "$ROOT/etc/sysctl.d/99-sysctl.conf" ] || die "99-sysctl.conf is no longer a link"
+    in_root /usr/lib/systemd/systemd-sysctl --cat-config 2>/dev/null | grep 'ip_forward' | tail -n 1
+    umount "$ROOT/proc"; unset 'mounted[-1]'
+fi
 
 if [ "${HW_ANSIBLE_KEEP:-0}" != 1 ]; then rm -rf --one-file-system "$ROOT"; fi
 step "ansible-test ($ARCH): passed"

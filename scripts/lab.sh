@@ -6,7 +6,9 @@
 # with real Suricata inline (NFQUEUE) in `pi`, configured from overlays/, the
 # agent running in `pi`, and in `wan`: a known-bad C2 (.66), a benign web
 # server (.80), a second web server the tests turn bad through MISP (.67), a
-# DNS server (.53) and the MISP double over HTTPS (.10:8443). The embedded
+# DNS server (.53), the MISP double over HTTPS (.10:8443), a real SMTP server
+# (.25:587, STARTTLS and login required; mail lands in $LAB/mail) and the LLM
+# double answering as Cohere's API (.30:443). The embedded
 # lab feed (tests/data/lab-feed) makes 203.0.113.66 / c2.lab-evil.test bad.
 #
 #   scripts/lab.sh up | down | status | exec NS CMD...
@@ -34,6 +36,8 @@ else
     FAIL=${HW_LAB_FAIL:-open}
 fi
 KEY=homewarden-lab-key-00000000000000000000
+COHERE_KEY=homewarden-lab-cohere-key-0000000000
+MAIL_TOKEN=homewarden-lab-mailtrap-token-000000
 NAMESPACES=(iot pi wan)
 PY=/usr/bin/python3
 T0=${EPOCHREALTIME/./}
@@ -101,15 +105,20 @@ down() {
     rm -f "$LAB"/*.pid "$LAB"/*.sock
 }
 
+# One private CA (as a home's own servers would have) and a certificate per wan service.
 make_certs() {
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
         -subj "/CN=homewarden lab CA" -keyout "$LAB/misp-ca.key" -out "$LAB/misp-ca.pem" \
         -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
-    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-        -subj "/CN=misp.lab" -keyout "$LAB/misp.key" -out "$LAB/misp.csr" 2>/dev/null
-    printf 'subjectAltName=IP:203.0.113.10,DNS:misp.lab\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$LAB/misp.ext"
-    openssl x509 -req -in "$LAB/misp.csr" -CA "$LAB/misp-ca.pem" -CAkey "$LAB/misp-ca.key" \
-        -CAcreateserial -days 2 -extfile "$LAB/misp.ext" -out "$LAB/misp.pem" 2>/dev/null
+    for svc in misp:10 smtp:25 llm:30; do
+        local name=${svc%%:*} ip=203.0.113.${svc#*:}
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+            -subj "/CN=$name.lab" -keyout "$LAB/$name.key" -out "$LAB/$name.csr" 2>/dev/null
+        printf 'subjectAltName=IP:%s,DNS:%s.lab\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' \
+            "$ip" "$name" >"$LAB/$name.ext"
+        openssl x509 -req -in "$LAB/$name.csr" -CA "$LAB/misp-ca.pem" -CAkey "$LAB/misp-ca.key" \
+            -CAcreateserial -days 2 -extfile "$LAB/$name.ext" -out "$LAB/$name.pem" 2>/dev/null
+    done
 }
 
 make_namespaces() {
@@ -120,10 +129,12 @@ make_namespaces() {
     ip link add iot0 netns iot type veth peer name pi-iot netns pi
     ip link add pi-wan netns pi type veth peer name wan0 netns wan
     in_ns iot ip addr add 198.18.1.2/24 dev iot0
+    # A second device, on the do-not-break list (shadow mode holds what it talks to).
+    in_ns iot ip addr add 198.18.1.3/24 dev iot0
     in_ns pi ip addr add 198.18.1.1/24 dev pi-iot
     in_ns pi ip addr add 203.0.113.1/24 dev pi-wan
     in_ns wan ip addr add 203.0.113.2/24 dev wan0
-    for a in 10 53 66 67 80; do in_ns wan ip addr add "203.0.113.$a/32" dev wan0; done
+    for a in 10 25 30 53 66 67 80; do in_ns wan ip addr add "203.0.113.$a/32" dev wan0; done
     for pair in iot:iot0 pi:pi-iot pi:pi-wan wan:wan0; do
         ns=${pair%%:*} dev=${pair#*:}
         in_ns "$ns" ip link set "$dev" up
@@ -148,9 +159,17 @@ start_wan_services() {
     spawn wan misp "$PY" "$REPO/tests/misp/misp_double.py" --listen 203.0.113.10:8443 \
         --tls-cert "$LAB/misp.pem" --tls-key "$LAB/misp.key" --api-key "$KEY" \
         --request-log "$LAB/misp-requests.jsonl"
+    spawn wan smtp "$PY" "$REPO/tests/smtp/smtp_server.py" --listen 203.0.113.25:587 --mode starttls \
+        --user api --password "$MAIL_TOKEN" --maildir "$LAB/mail" --hostname smtp.lab \
+        --tls-cert "$LAB/smtp.pem" --tls-key "$LAB/smtp.key"
+    spawn wan llm "$PY" "$REPO/tests/llm/llm_double.py" --listen 203.0.113.30:443 --api-key "$COHERE_KEY" \
+        --tls-cert "$LAB/llm.pem" --tls-key "$LAB/llm.key" --request-log "$LAB/llm-requests.jsonl"
     wait_until "web server" 50 in_ns wan curl -sf -m 1 http://203.0.113.80/
     wait_until "MISP double" 50 in_ns pi curl -sf -m 1 --cacert "$LAB/misp-ca.pem" \
         -H "Authorization: $KEY" -H "Accept: application/json" https://203.0.113.10:8443/servers/getVersion
+    wait_until "SMTP server" 50 in_ns pi bash -c 'exec 3<>/dev/tcp/203.0.113.25/587'
+    wait_until "LLM double" 50 in_ns pi curl -s -m 1 --cacert "$LAB/misp-ca.pem" -o /dev/null \
+        https://203.0.113.30/__admin/faults
 }
 
 write_config() {
@@ -162,6 +181,8 @@ enforcement:
   mode: ips
   action: drop
   fail: $FAIL
+  do_not_break: [198.18.1.3/32]
+  expiration_sightings: true
 suricata:
   rules_dir: $LAB/rules
   command_socket: $LAB/suricata.sock
@@ -187,8 +208,26 @@ sources:
     url: https://203.0.113.10:8443
     ca_file: $LAB/misp-ca.pem
     interval: 1h
+  - name: lab-watch
+    type: list
+    path: $LAB/watch-list.txt
+    interval: 1h
+    shadow: 4s
+advisor:
+  backend: cohere
+  url: https://203.0.113.30
+  ca_file: $LAB/misp-ca.pem
+  timeout: 10s
+selftest:
+  pcap: $FILES/usr/share/homewarden/selftest.pcap
+mail:
+  to: [owner@lab.test]
+  from: homewarden <homewarden@lab.test>
+  host: 203.0.113.25
+  ca_file: $LAB/misp-ca.pem
 YAML
-    echo "MISP_API_KEY=$KEY" >"$LAB/.env"
+    : >"$LAB/watch-list.txt"
+    printf 'MISP_API_KEY=%s\nCOHERE_API_KEY=%s\nMAILTRAP_TOKEN=%s\n' "$KEY" "$COHERE_KEY" "$MAIL_TOKEN" >"$LAB/.env"
     chmod 600 "$LAB/.env"
 }
 
@@ -222,7 +261,7 @@ up() {
     mkdir -p "$LAB/log" "$LAB/rules" "$LAB/state"
     say "certificates"; make_certs
     say "namespaces iot — pi — wan"; make_namespaces
-    say "wan: web servers, DNS, MISP double"; start_wan_services
+    say "wan: web servers, DNS, MISP double, SMTP server, LLM double"; start_wan_services
     write_config
     say "first sync (rules and datasets for Suricata to start with)"
     in_ns pi "$BIN" --config "$LAB/homewarden.yaml" --log warn sync --once >"$LAB/log/first-sync.log" 2>&1 \

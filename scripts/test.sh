@@ -2,7 +2,7 @@
 # The whole test suite, as CI runs it: `sudo scripts/test.sh` on a fresh Debian 12.
 # Installs what it needs (apt packages, a Python venv for the MISP double's tests),
 # then runs lint, unit and integration tests, the MISP contract tests and the
-# end-to-end lab tests on real Suricata.
+# end-to-end lab tests on real Suricata, then the Ansible role.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -18,11 +18,19 @@ cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
 
 step "cargo test (unit + integration, suricata -T on every rendering)"
-HOMEWARDEN_REQUIRE_SURICATA=1 cargo test --locked
+HOMEWARDEN_REQUIRE_SURICATA=1 HOMEWARDEN_REQUIRE_PEERS=1 cargo test --locked
 
 step "aarch64 cross build (Debian multiarch toolchain), run under qemu-user"
 scripts/build-aarch64.sh --check
 
-step "pytest: MISP double vs PyMISP and the OpenAPI spec; end-to-end lab on real Suricata"
+step "pytest: MISP double vs PyMISP and the OpenAPI spec, LLM double vs the cohere and openai SDKs, SMTP server, end-to-end lab on real Suricata, responders under faults"
 cargo build --locked
-HOMEWARDEN_BIN="$repo/target/debug/homewarden" target/pyenv/bin/python -m pytest -q -p no:cacheprovider tests/misp tests/e2e
+# One pytest per directory: each has a conftest of its own that its tests import.
+for suite in tests/misp tests/llm tests/smtp tests/e2e \
+    tests/respond; do  # responders under faults: outages, SIGKILL, torn outbox, LLM faults, hostile eve, 60 s storm
+    echo "--- $suite"
+    HOMEWARDEN_BIN="$repo/target/debug/homewarden" target/pyenv/bin/python -m pytest -q -p no:cacheprovider "$suite"
+done
+
+step "Ansible role: provisioned into an mmdebstrap root twice (idempotent), lint, checks inside, the lab on what it laid down"
+scripts/ansible-test.sh

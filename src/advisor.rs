@@ -259,7 +259,7 @@ impl Client {
         let resp = req
             .send()
             .await
-            .map_err(|e| AdvisorError::Transport(error_chain(&e)))?;
+            .map_err(|e| AdvisorError::Transport(crate::error_chain(&e)))?;
         let status = resp.status().as_u16();
         let retry_after = resp
             .headers()
@@ -270,7 +270,7 @@ impl Client {
         let bytes = resp
             .bytes()
             .await
-            .map_err(|e| AdvisorError::Transport(error_chain(&e)))?;
+            .map_err(|e| AdvisorError::Transport(crate::error_chain(&e)))?;
         let text = check_status(status, retry_after, &bytes).and_then(|()| match self.backend {
             Backend::Cohere => parse_cohere(&bytes),
             _ => parse_openai(&bytes),
@@ -288,17 +288,6 @@ impl Client {
             by: clean(&by),
         })
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// Maps an HTTP status to the error it means (both APIs use the same codes).
@@ -429,7 +418,7 @@ pub fn clean(text: &str) -> String {
 }
 
 /// Bidirectional overrides can make text read differently from what it is.
-fn is_bidi_control(c: char) -> bool {
+pub(crate) fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}')
 }
 
@@ -624,6 +613,8 @@ mod tests {
                 attribute_uuid: Some("5b1d7c8e-0000-4000-8000-000000000001".into()),
                 threat_level: Some(1),
                 event_info: Some("Mirai C2 192.168.1.23 seen".into()),
+                tags: vec![],
+                since: None,
                 indicator: "203.0.113.66".into(),
             }),
         }

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -12,14 +12,18 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::time::Instant;
 
 use crate::alerts::eve::Alert;
+use crate::alerts::hits::Hits;
 use crate::alerts::intake::{self, Counters, CountersSnapshot};
 use crate::alerts::triage::{Incident, Outcome, Triage};
+use crate::allow::LocalAllowlist;
 use crate::config::{Action, Config, FailMode, Mode, SourceConfig};
 use crate::intel::fetch::{self, Location};
 use crate::intel::ioc::Ioc;
-use crate::intel::set::{Dropped, Effective, Provenance};
+use crate::intel::set::{Dropped, Effective, Provenance, SourceSet};
 use crate::intel::store::Store;
-use crate::intel::{feed, list, misp, unix_now, IntelError, PullStats, Pulled, SourceState};
+use crate::intel::{
+    feed, list, misp, unix_now, Cursor, IntelError, PullStats, Pulled, SourceState,
+};
 use crate::outbox::{Outbox, Stats as OutboxStats};
 use crate::panel::button::Action as ButtonAction;
 use crate::panel::{Input as PanelInput, Press};
@@ -29,6 +33,7 @@ use crate::respond::{
 use crate::secrets::Secrets;
 use crate::suricata::apply::{Applier, ApplyReport, Live};
 use crate::suricata::render::{self, Options};
+use crate::suricata::selftest::{self, Probe};
 use crate::suricata::socket::Connection;
 
 /// First retry after a failed pull; doubles up to the source's interval.
@@ -53,6 +58,7 @@ pub enum AgentError {
 }
 
 /// How a source is reached, built once at start.
+#[derive(Clone)]
 enum Client {
     Misp(misp::Client),
     Feed(Location, reqwest::Client),
@@ -65,6 +71,23 @@ struct Source {
     state: SourceState,
     next: Instant,
     failures: u32,
+    /// A scheduled pull is running in the background.
+    pulling: bool,
+    /// Bumped whenever a pull's result is taken: a background pull that
+    /// started from an older state is dropped, never applied over a newer one.
+    generation: u64,
+}
+
+/// What a background pull hands back: the source's index, the generation it
+/// started from, the result, and when it started.
+type PullDone = (usize, u64, Result<Pulled, IntelError>, std::time::Instant);
+
+/// Who waits for a sync of every source.
+enum SyncAsker {
+    /// `homewarden sync`, over the control socket.
+    Control(oneshot::Sender<SyncReport>),
+    /// A 5 s press of the button.
+    Button,
 }
 
 /// Counts of the enforced blocklist, by kind.
@@ -118,6 +141,17 @@ pub struct SuricataStatus {
     pub last_error: Option<String>,
 }
 
+/// Shadow mode in status.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShadowStatus {
+    /// Values observed (alert only) now.
+    pub observed: usize,
+    /// Of the observed indicators, those held because a do-not-break device talked to them.
+    pub held: usize,
+    /// When the next observed indicator is promoted to blocking.
+    pub next_promotion: Option<u64>,
+}
+
 /// The daemon's state, as served over the control socket.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
@@ -147,6 +181,12 @@ pub struct Status {
     pub alerts: AlertsStatus,
     /// Responder actions waiting on disk.
     pub outbox: OutboxStats,
+    /// Shadow mode: indicators observed before they block.
+    #[serde(default)]
+    pub shadow: ShadowStatus,
+    /// The self-test of enforcement.
+    #[serde(default)]
+    pub selftest: selftest::Status,
     /// Who writes advice (`cohere command-a-03-2025`, `offline`).
     #[serde(default)]
     pub advisor: String,
@@ -216,6 +256,14 @@ pub enum Request {
     Button(ButtonAction),
     /// A simulated press of this length for the panel.
     Press(Duration),
+    /// Run the self-test now (with the capture replay).
+    Selftest(oneshot::Sender<selftest::Status>),
+    /// The owner's question or correction, with who asked (peer credentials).
+    Owner(
+        crate::control::OwnerCommand,
+        String,
+        oneshot::Sender<Result<serde_json::Value, String>>,
+    ),
 }
 
 /// Why the agent loop ended.
@@ -238,6 +286,19 @@ pub struct Agent {
     wake_responders: Arc<Notify>,
     mail_on: bool,
     incidents_dirty: bool,
+    local_allow: LocalAllowlist,
+    hits: Hits,
+    shadow: crate::shadow::Shadow,
+    /// When the next self-test is due (unix seconds), and whether it replays the capture.
+    selftest_due: Option<(u64, bool)>,
+    /// Values the live self-test looks up, from the last rendering.
+    probes: Vec<Probe>,
+    /// A rendering that failed its self-test: not applied again.
+    bad_rendering: Option<u64>,
+    /// The fingerprint of the last rendering applied.
+    applied: Option<u64>,
+    /// The last self-test failed and the last good rendering was put back.
+    rolled_back: bool,
     triage: Triage,
     acked: HashSet<String>,
     panel: Option<mpsc::Sender<PanelInput>>,
@@ -283,6 +344,8 @@ impl Agent {
                 state,
                 next,
                 failures: 0,
+                pulling: false,
+                generation: 0,
             });
         }
         let applier = Applier::new(
@@ -321,7 +384,9 @@ impl Agent {
             cfg.alerts.outbox_max,
             unix_now(),
         ) {
-            Ok(o) => Some(Arc::new(std::sync::Mutex::new(o))),
+            Ok(o) => Some(Arc::new(std::sync::Mutex::new(
+                o.with_first_backoff(cfg.alerts.retry_first.as_secs()),
+            ))),
             Err(e) => {
                 tracing::error!("{e}; responders are off");
                 None
@@ -337,6 +402,14 @@ impl Agent {
             wake_responders: Arc::new(Notify::new()),
             mail_on: !cfg.mail.to.is_empty(),
             incidents_dirty: false,
+            local_allow: load_local_allowlist(&cfg.state_dir),
+            hits: Hits::default(),
+            shadow: crate::shadow::Shadow::load(&cfg.state_dir),
+            selftest_due: None,
+            probes: Vec::new(),
+            bad_rendering: None,
+            applied: None,
+            rolled_back: false,
             acked,
             panel: None,
             triage: Triage::new(cfg.triage()),
@@ -382,8 +455,22 @@ impl Agent {
         tokio::pin!(shutdown);
         let mut health = tokio::time::interval_at(Instant::now() + HEALTH_EVERY, HEALTH_EVERY);
         let mut save = tokio::time::interval(SAVE_EVERY);
+        // Scheduled pulls run beside the loop: a MISP that takes its full timeout
+        // must not hold up alert triage, requests or the watchdog.
+        let mut pulls: tokio::task::JoinSet<PullDone> = tokio::task::JoinSet::new();
+        let mut pulling: HashMap<tokio::task::Id, usize> = HashMap::new();
+        let mut scheduled: HashMap<usize, tokio::task::AbortHandle> = HashMap::new();
+        // A sync of every source (control socket, button) runs beside the loop too;
+        // whoever asks while one runs gets its report.
+        let mut syncs: tokio::task::JoinSet<Vec<PullDone>> = tokio::task::JoinSet::new();
+        let mut askers: Vec<SyncAsker> = Vec::new();
         loop {
-            let next = self.sources.iter().map(|s| s.next).min();
+            let next = self
+                .sources
+                .iter()
+                .filter(|s| !s.pulling)
+                .map(|s| s.next)
+                .min();
             let due = async {
                 match next {
                     Some(t) => tokio::time::sleep_until(t).await,
@@ -394,22 +481,80 @@ impl Agent {
                 _ = &mut shutdown => break,
                 _ = due => {
                     let now = Instant::now();
-                    let idx: Vec<usize> = (0..self.sources.len()).filter(|&i| self.sources[i].next <= now).collect();
-                    self.pull_and_enforce(&idx).await;
+                    for i in 0..self.sources.len() {
+                        let src = &mut self.sources[i];
+                        if src.next > now || src.pulling {
+                            continue;
+                        }
+                        src.pulling = true;
+                        let (cfg, client) = (src.cfg.clone(), src.client.clone());
+                        let (set, cursor) = (src.state.set.clone(), src.state.cursor.clone());
+                        let generation = src.generation;
+                        let task = pulls.spawn(async move {
+                            let started = std::time::Instant::now();
+                            let result = pull_from(&cfg, &client, &set, &cursor).await;
+                            (i, generation, result, started)
+                        });
+                        pulling.insert(task.id(), i);
+                        scheduled.insert(i, task);
+                    }
                 }
+                Some(done) = pulls.join_next_with_id(), if !pulls.is_empty() => match done {
+                    Ok((id, (i, generation, result, started))) => {
+                        pulling.remove(&id);
+                        scheduled.remove(&i);
+                        if !syncs.is_empty() {
+                            // Finished just as a sync began: the sync's own pull is newer.
+                        } else if self.take_pull(i, generation, result, started) {
+                            let _ = self.enforce().await;
+                        } else {
+                            self.publish();
+                        }
+                    }
+                    Err(e) if e.is_cancelled() => {
+                        // Stopped for a sync, which pulls this source itself.
+                        if let Some(i) = pulling.remove(&e.id()) {
+                            scheduled.remove(&i);
+                        }
+                    }
+                    Err(e) => {
+                        // A pull that panicked: schedule it again like a failed one.
+                        if let Some(i) = pulling.remove(&e.id()) {
+                            scheduled.remove(&i);
+                            let src = &mut self.sources[i];
+                            src.pulling = false;
+                            src.failures += 1;
+                            src.next = Instant::now() + retry_delay(src.failures, src.cfg.interval());
+                            tracing::error!(source = %src.cfg.name(), "pull task failed: {e}");
+                        }
+                    }
+                },
                 Some(req) = requests.recv() => match req {
                     Request::Sync(reply) => {
-                        let all: Vec<usize> = (0..self.sources.len()).collect();
-                        let report = self.pull_and_enforce(&all).await;
-                        let _ = reply.send(report);
+                        if syncs.is_empty() {
+                            self.start_sync(&mut syncs, &mut scheduled);
+                        }
+                        askers.push(SyncAsker::Control(reply));
                     }
                     Request::Lookup(value, reply) => {
                         let _ = reply.send(self.lookup(&value));
+                    }
+                    Request::Selftest(reply) => {
+                        let _ = reply.send(self.selftest(true).await);
+                    }
+                    Request::Owner(cmd, who, reply) => {
+                        let _ = reply.send(self.owner(cmd, &who).await);
                     }
                     Request::Press(d) => {
                         if let Some(p) = &self.panel {
                             let _ = p.send(PanelInput::Press(d)).await;
                         }
+                    }
+                    Request::Button(ButtonAction::Resync) => {
+                        if syncs.is_empty() {
+                            self.start_sync(&mut syncs, &mut scheduled);
+                        }
+                        askers.push(SyncAsker::Button);
                     }
                     Request::Button(action) => {
                         if self.on_button(action).await == Exit::Restart {
@@ -418,6 +563,20 @@ impl Agent {
                         }
                     }
                 },
+                Some(done) = syncs.join_next(), if !syncs.is_empty() => {
+                    let report = self.finish_sync(done).await;
+                    for asker in askers.drain(..) {
+                        match asker {
+                            SyncAsker::Control(reply) => {
+                                let _ = reply.send(report.clone());
+                            }
+                            SyncAsker::Button => self.pressed(format!(
+                                "re-sync: {}",
+                                if report.ok() { "ok" } else { "failed" }
+                            )),
+                        }
+                    }
+                }
                 Some(a) = alerts.recv() => self.on_alert(&a),
                 _ = save.tick() => self.save_incidents(),
                 _ = health.tick() => {
@@ -425,6 +584,16 @@ impl Agent {
                     self.check_suricata().await;
                     if !self.triage.expire(unix_now() as i64).is_empty() {
                         self.incidents_dirty = true;
+                    }
+                    self.expire_allowances().await;
+                    if let Some((_, replay)) = self.selftest_due.filter(|(t, _)| *t <= unix_now()) {
+                        self.selftest_due = None;
+                        self.selftest(replay).await;
+                    }
+                    if self.status.shadow.next_promotion.is_some_and(|t| t <= unix_now()) {
+                        if let Err(e) = self.enforce().await {
+                            tracing::error!("{e}");
+                        }
                     }
                     self.publish();
                 }
@@ -452,8 +621,7 @@ impl Agent {
         let incidents: Vec<Incident> = match serde_json::from_slice(&bytes) {
             Ok(v) => v,
             Err(e) => {
-                let aside = path.with_extension("json.corrupt");
-                let _ = std::fs::rename(&path, &aside);
+                let aside = crate::fsutil::set_aside(&path);
                 tracing::error!(
                     "{}: unreadable ({e}); moved to {}",
                     path.display(),
@@ -585,6 +753,8 @@ impl Agent {
             .filter(|i| i.high && !self.acked.contains(&i.id))
             .map(|i| i.id.clone())
             .collect::<Vec<_>>();
+        // Acknowledging also puts out a self-test alarm (the mail said what happened).
+        self.status.selftest.alarm = None;
         // Only open incidents can light the LED: closed ones need no memory.
         self.acked.retain(|id| open.contains(id));
         self.acked.extend(new.iter().cloned());
@@ -604,9 +774,9 @@ impl Agent {
         let label = match action {
             ButtonAction::Ack => format!("acknowledged {} incident(s)", self.acknowledge()),
             ButtonAction::Resync => {
-                let all: Vec<usize> = (0..self.sources.len()).collect();
-                let r = self.pull_and_enforce(&all).await;
-                format!("re-sync: {}", if r.ok() { "ok" } else { "failed" })
+                // Only the loop starts a re-sync (it owns the background pulls);
+                // the press is recorded when the pulls are done.
+                return Exit::Stopped;
             }
             ButtonAction::CountdownStarted => "factory reset countdown".into(),
             ButtonAction::CountdownCancelled => "factory reset cancelled".into(),
@@ -619,6 +789,12 @@ impl Agent {
                 }
             },
         };
+        self.pressed(label);
+        Exit::Stopped
+    }
+
+    /// Records what a press did, for status.
+    fn pressed(&mut self, label: String) {
         self.status.presses.push(Press {
             at: unix_now(),
             action: label,
@@ -626,7 +802,85 @@ impl Agent {
         let excess = self.status.presses.len().saturating_sub(PRESSES_SHOWN);
         self.status.presses.drain(..excess);
         self.publish();
-        Exit::Stopped
+    }
+
+    /// Starts pulling every source in the background, one after the other as
+    /// `sync --once` always did; scheduled pulls in flight are stopped (the
+    /// sync's are newer) and none start until it is done.
+    fn start_sync(
+        &mut self,
+        syncs: &mut tokio::task::JoinSet<Vec<PullDone>>,
+        scheduled: &mut HashMap<usize, tokio::task::AbortHandle>,
+    ) {
+        for (_, task) in scheduled.drain() {
+            task.abort();
+        }
+        let jobs: Vec<_> = self
+            .sources
+            .iter_mut()
+            .enumerate()
+            .map(|(i, src)| {
+                src.pulling = true;
+                (
+                    i,
+                    src.cfg.clone(),
+                    src.client.clone(),
+                    src.state.set.clone(),
+                    src.state.cursor.clone(),
+                    src.generation,
+                )
+            })
+            .collect();
+        syncs.spawn(async move {
+            let mut done = Vec::new();
+            for (i, cfg, client, set, cursor, generation) in jobs {
+                let started = std::time::Instant::now();
+                let result = pull_from(&cfg, &client, &set, &cursor).await;
+                done.push((i, generation, result, started));
+            }
+            done
+        });
+    }
+
+    /// Takes a sync's results and applies them: the report `sync` prints.
+    async fn finish_sync(
+        &mut self,
+        done: Result<Vec<PullDone>, tokio::task::JoinError>,
+    ) -> SyncReport {
+        let mut report = SyncReport::default();
+        let mut changed = false;
+        match done {
+            Ok(results) => {
+                for (i, generation, result, started) in results {
+                    let error = result.as_ref().err().map(|e| e.to_string());
+                    changed |= self.take_pull(i, generation, result, started);
+                    report
+                        .sources
+                        .push((self.sources[i].cfg.name().to_string(), error));
+                }
+            }
+            Err(e) => {
+                tracing::error!("sync task failed: {e}");
+                report.sources = self
+                    .sources
+                    .iter()
+                    .map(|s| (s.cfg.name().to_string(), Some(format!("sync failed: {e}"))))
+                    .collect();
+            }
+        }
+        // Whatever came of it, every source is free for its schedule again.
+        for src in &mut self.sources {
+            src.pulling = false;
+        }
+        if changed {
+            match self.enforce().await {
+                Ok(r) => report.apply = Some(r),
+                Err(e) => report.apply_error = Some(e),
+            }
+        } else {
+            self.publish();
+        }
+        report
     }
 
     /// Restores the factory config and forgets all state (IoC store, acknowledgements).
@@ -684,6 +938,30 @@ impl Agent {
         };
         let outcome = self.triage.ingest(a, &lookup);
         self.incidents_dirty = true;
+        let inc = match &outcome {
+            Outcome::New(i) | Outcome::Counted(i) => i,
+        };
+        let value = inc.ioc.as_ref().map_or(&inc.remote, |p| &p.indicator);
+        if a.action == "blocked" {
+            self.hits.record(value, a.time);
+        }
+        // A device that must not break talked to an observed indicator: hold it for the owner.
+        let shadow_hit = a
+            .metadata
+            .get("homewarden_kind")
+            .is_some_and(|k| k.iter().any(|v| v.starts_with("shadow-")));
+        if shadow_hit
+            && self
+                .cfg
+                .enforcement
+                .do_not_break
+                .iter()
+                .any(|n| n.contains(&inc.local))
+            && self.shadow.hold(value, inc.local, a.time)
+        {
+            tracing::warn!(indicator = %value, device = %inc.local, "observed indicator held: a do-not-break device talks to it");
+            self.status.shadow.held = self.shadow.held();
+        }
         if let Outcome::Counted(inc) = &outcome {
             self.queue_update(inc);
         }
@@ -699,6 +977,294 @@ impl Agent {
         }
     }
 
+    /// Answers the owner: explain, allow, unallow, blocks.
+    async fn owner(
+        &mut self,
+        cmd: crate::control::OwnerCommand,
+        who: &str,
+    ) -> Result<serde_json::Value, String> {
+        use crate::control::OwnerCommand as C;
+        match cmd {
+            C::Explain { value } => {
+                serde_json::to_value(self.explain(&value)?).map_err(|e| e.to_string())
+            }
+            C::Allow {
+                value,
+                for_secs,
+                reason,
+            } => {
+                let before = self.explain(&value)?;
+                let now = unix_now();
+                let entry = self
+                    .local_allow
+                    .add(
+                        &value,
+                        who,
+                        now,
+                        for_secs.map(|s| now + s),
+                        reason.as_deref(),
+                    )
+                    .map_err(|e| e.to_string())?;
+                tracing::warn!(value = %entry.value, who = %entry.who, until = ?entry.until, "allowed by the owner");
+                let applied = self.enforce().await?;
+                let sightings = self.queue_false_positives(&before, &entry);
+                Ok(serde_json::json!({
+                    "allowed": entry,
+                    "applied": live_name(&applied.live),
+                    "removed": applied.removed,
+                    "false_positive_sightings": sightings,
+                }))
+            }
+            C::Unallow { value } => {
+                let gone = self.local_allow.remove(&value).map_err(|e| e.to_string())?;
+                let Some(gone) = gone else {
+                    return Err(format!("{value:?} is not on the owner's allowlist"));
+                };
+                tracing::warn!(value = %gone.value, who, "allowance taken back");
+                let applied = self.enforce().await?;
+                Ok(serde_json::json!({
+                    "unallowed": gone,
+                    "applied": live_name(&applied.live),
+                    "added": applied.added,
+                }))
+            }
+            C::Blocks => {
+                let now = unix_now() as i64;
+                let recent: Vec<serde_json::Value> = self
+                    .hits
+                    .recent(now)
+                    .into_iter()
+                    .map(|r| {
+                        let by = Ioc::parse_any(&r.value)
+                            .map(|i| lookup_in(&self.sources, &i))
+                            .unwrap_or_default();
+                        serde_json::json!({"value": r.value, "hits_24h": r.hits_24h, "last": r.last, "listed_by": by})
+                    })
+                    .collect();
+                Ok(serde_json::json!({
+                    "blocklist": self.status.blocklist,
+                    "recent": recent,
+                    "allowed": self.local_allow.entries(),
+                }))
+            }
+        }
+    }
+
+    /// The explanation of a value against the live sets.
+    pub fn explain(&self, value: &str) -> Result<crate::explain::Explanation, String> {
+        let views: Vec<crate::explain::SourceView> = self
+            .sources
+            .iter()
+            .map(|s| crate::explain::SourceView {
+                cfg: &s.cfg,
+                set: &s.state.set,
+            })
+            .collect();
+        crate::explain::explain(
+            value,
+            &views,
+            &self.cfg,
+            &self.local_allow,
+            &self.shadow,
+            unix_now(),
+        )
+        .map_err(|e| format!("{value:?}: {e}"))
+    }
+
+    /// Tells each MISP that listed a value the owner allowed: a false positive here.
+    fn queue_false_positives(
+        &mut self,
+        before: &crate::explain::Explanation,
+        entry: &crate::allow::Allowed,
+    ) -> usize {
+        let misp: HashSet<&str> = self
+            .sources
+            .iter()
+            .filter(|s| matches!(s.cfg, SourceConfig::Misp(_)))
+            .map(|s| s.cfg.name())
+            .collect();
+        let Some(outbox) = self.outbox.as_ref() else {
+            return 0;
+        };
+        let mut ob = respond::lock(outbox);
+        let mut n = 0;
+        for l in &before.listings {
+            let p = &l.provenance;
+            let Some(attr) = p
+                .attribute_uuid
+                .as_deref()
+                .filter(|_| misp.contains(p.source.as_str()))
+            else {
+                continue;
+            };
+            let payload = serde_json::json!({
+                "source": p.source, "attribute_uuid": attr, "time": entry.at,
+                "type": crate::intel::misp::SightingType::FalsePositive,
+            });
+            let key = format!("fp-{attr}-{}", entry.at);
+            match ob.put(SIGHTING, &key, payload, true, unix_now()) {
+                Ok(_) => n += 1,
+                Err(e) => tracing::error!("{e}"),
+            }
+        }
+        drop(ob);
+        self.wake_responders.notify_one();
+        n
+    }
+
+    /// Proves enforcement: Suricata's live state, and (with `replay`) the
+    /// capture through `suricata -r`. A pass keeps the rendering as the last
+    /// good one; a failure puts the last good one back, lights amber and mails once.
+    async fn selftest(&mut self, replay: bool) -> selftest::Status {
+        let cfg = &self.cfg;
+        let mut checks = selftest::live(
+            &cfg.suricata.command_socket,
+            cfg.suricata.socket_timeout,
+            &self.probes,
+        )
+        .await;
+        if replay && cfg.selftest.replay {
+            checks.push(
+                selftest::replay(&selftest::Replay {
+                    suricata: cfg.selftest.suricata.clone(),
+                    config: cfg.selftest.suricata_config.clone(),
+                    pcap: cfg.selftest.pcap.clone(),
+                    rules_dir: cfg.suricata.rules_dir.clone(),
+                    sid: cfg.suricata.sid_base + selftest::CANARY_SID_OFFSET,
+                    timeout: cfg.selftest.timeout,
+                })
+                .await,
+            );
+        }
+        let now = unix_now();
+        let failed: Vec<String> = checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| format!("{} ({})", c.name, c.detail))
+            .collect();
+        let good_dir = cfg.state_dir.join("last-good");
+        let st = &mut self.status.selftest;
+        st.last_run = Some(now);
+        st.ok = Some(failed.is_empty());
+        st.checks = checks;
+        if failed.is_empty() {
+            tracing::info!(replay, "self-test passed");
+            if let Err(e) = selftest::copy_rendering(&cfg.suricata.rules_dir, &good_dir) {
+                tracing::error!(
+                    "{}: cannot keep the last good rendering: {e}",
+                    good_dir.display()
+                );
+            }
+            // A pass right after a rollback proves the old rendering, not a new one.
+            if !self.rolled_back {
+                st.alarm = None;
+            }
+            self.rolled_back = false;
+        } else {
+            let what = failed.join("; ");
+            tracing::error!("self-test failed: {what}");
+            let first = st.alarm.is_none();
+            st.alarm = Some(what.clone());
+            if !self.rolled_back && good_dir.join(render::RULES_FILE).exists() {
+                self.rolled_back = true;
+                st.rolled_back = Some(now);
+                self.bad_rendering = self.applied;
+                // What the bad rendering listed is gone again: only the canary is sure.
+                self.probes.truncate(1);
+                match selftest::copy_rendering(&good_dir, &cfg.suricata.rules_dir) {
+                    Ok(_) => {
+                        tracing::warn!("rolled back to the last good rendering");
+                        if let Ok(mut c) = Connection::open(
+                            &cfg.suricata.command_socket,
+                            cfg.suricata.socket_timeout,
+                        )
+                        .await
+                        {
+                            let _ = c.command("ruleset-reload-nonblocking", None).await;
+                        }
+                        self.selftest_due = Some((now + RELOAD_SETTLE, true));
+                    }
+                    Err(e) => tracing::error!("rollback failed: {e}"),
+                }
+            }
+            if first {
+                self.queue_notice(
+                    "Self-test failed: enforcement rolled back",
+                    &format!(
+                        "The appliance checked that Suricata enforces what it was given, and it does not:\n\n{what}\n\n{}\nThe amber light stays on until you acknowledge (short press, or `homewarden ack`). `homewarden selftest` runs the test again; `homewarden status` shows the checks.\n",
+                        if self.rolled_back {
+                            "The last rendering that passed was put back, so the home stays protected by the previous blocklist."
+                        } else {
+                            "No earlier good rendering was kept, so nothing could be rolled back."
+                        }
+                    ),
+                );
+            }
+        }
+        self.publish();
+        self.status.selftest.clone()
+    }
+
+    /// Queues a mail about the appliance itself.
+    fn queue_notice(&mut self, subject: &str, text: &str) {
+        let (Some(outbox), true) = (self.outbox.as_ref(), self.mail_on) else {
+            return;
+        };
+        let now = unix_now();
+        let payload = serde_json::json!({"subject": subject, "text": text});
+        let queued = respond::lock(outbox).put(
+            respond::MAIL_NOTICE,
+            &format!("notice-{now}"),
+            payload,
+            true,
+            now,
+        );
+        if let Err(e) = queued {
+            tracing::error!("{e}");
+        }
+        self.wake_responders.notify_one();
+    }
+
+    /// Tells MISP (expiration sightings) which of its attributes stopped being enforced here.
+    fn queue_expirations(&mut self, expired: &[(String, String)]) {
+        if expired.is_empty() {
+            return;
+        }
+        let Some(outbox) = self.outbox.as_ref() else {
+            return;
+        };
+        let now = unix_now();
+        let mut ob = respond::lock(outbox);
+        for (source, attr) in expired {
+            let payload = serde_json::json!({
+                "source": source, "attribute_uuid": attr, "time": now,
+                "type": crate::intel::misp::SightingType::Expiration,
+            });
+            if let Err(e) = ob.put(SIGHTING, &format!("exp-{attr}-{now}"), payload, false, now) {
+                tracing::error!("{e}");
+            }
+        }
+        drop(ob);
+        tracing::info!(attributes = expired.len(), "expiration sightings queued");
+        self.wake_responders.notify_one();
+    }
+
+    /// Drops allowances whose time is up and enforces again.
+    async fn expire_allowances(&mut self) {
+        match self.local_allow.expire(unix_now()) {
+            Ok(gone) if !gone.is_empty() => {
+                for g in &gone {
+                    tracing::warn!(value = %g.value, "allowance expired; enforced again");
+                }
+                if let Err(e) = self.enforce().await {
+                    tracing::error!("{e}");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!("{e}"),
+        }
+    }
+
     /// Pulls every source once and applies (the `sync --once` path).
     pub async fn sync_once(&mut self) -> SyncReport {
         let all: Vec<usize> = (0..self.sources.len()).collect();
@@ -709,30 +1275,13 @@ impl Agent {
         let mut report = SyncReport::default();
         let mut changed = false;
         for &i in idx {
-            let src = &mut self.sources[i];
-            let name = src.cfg.name().to_string();
             let started = std::time::Instant::now();
-            match pull(src).await {
-                Ok(pulled) => {
-                    src.state.apply(pulled, unix_now());
-                    src.failures = 0;
-                    src.next = Instant::now() + src.cfg.interval();
-                    tracing::info!(source = %name, entries = src.state.set.len(), ms = started.elapsed().as_millis() as u64, "pulled");
-                    if let Err(e) = self.store.save(&name, &src.state) {
-                        tracing::error!("intel store: {e}");
-                    }
-                    changed = true;
-                    report.sources.push((name, None));
-                }
-                Err(e) => {
-                    src.failures += 1;
-                    let wait = retry_delay(src.failures, src.cfg.interval());
-                    src.next = Instant::now() + wait;
-                    tracing::warn!(source = %name, retry_in = ?wait, "pull failed, keeping the last good set: {e}");
-                    src.state.last_error = Some(e.to_string());
-                    report.sources.push((name, Some(e.to_string())));
-                }
-            }
+            let result = pull(&self.sources[i]).await;
+            let error = result.as_ref().err().map(|e| e.to_string());
+            changed |= self.settle(i, result, started);
+            report
+                .sources
+                .push((self.sources[i].cfg.name().to_string(), error));
         }
         if changed {
             match self.enforce().await {
@@ -745,24 +1294,152 @@ impl Agent {
         report
     }
 
+    /// Takes a background pull's result, unless a newer pull was taken since it
+    /// started; true if the state changed (and needs enforcing).
+    fn take_pull(
+        &mut self,
+        i: usize,
+        generation: u64,
+        result: Result<Pulled, IntelError>,
+        started: std::time::Instant,
+    ) -> bool {
+        self.sources[i].pulling = false;
+        if self.sources[i].generation != generation {
+            tracing::info!(source = %self.sources[i].cfg.name(), "a newer pull was taken meanwhile; this one is dropped");
+            return false;
+        }
+        self.settle(i, result, started)
+    }
+
+    /// Takes a pull's result into the source's state and schedules its next
+    /// pull; true if the state changed (and needs enforcing).
+    fn settle(
+        &mut self,
+        i: usize,
+        result: Result<Pulled, IntelError>,
+        started: std::time::Instant,
+    ) -> bool {
+        let src = &mut self.sources[i];
+        let name = src.cfg.name().to_string();
+        src.generation += 1;
+        match result {
+            Ok(pulled) => {
+                let tell_expiry = self.cfg.enforcement.expiration_sightings
+                    && matches!(src.cfg, SourceConfig::Misp(_));
+                let before = tell_expiry.then(|| attribute_uuids(&src.state.set));
+                src.state.apply(pulled, unix_now());
+                let expired: Vec<(String, String)> = match before {
+                    Some(before) => {
+                        let after = attribute_uuids(&src.state.set);
+                        before
+                            .into_iter()
+                            .filter(|a| !after.contains(a))
+                            .map(|a| (name.clone(), a))
+                            .collect()
+                    }
+                    None => Vec::new(),
+                };
+                src.failures = 0;
+                src.next = Instant::now() + src.cfg.interval();
+                tracing::info!(source = %name, entries = src.state.set.len(), ms = started.elapsed().as_millis() as u64, "pulled");
+                if let Err(e) = self.store.save(&name, &src.state) {
+                    tracing::error!("intel store: {e}");
+                }
+                self.queue_expirations(&expired);
+                true
+            }
+            Err(e) => {
+                src.failures += 1;
+                let wait = retry_delay(src.failures, src.cfg.interval());
+                src.next = Instant::now() + wait;
+                tracing::warn!(source = %name, retry_in = ?wait, "pull failed, keeping the last good set: {e}");
+                src.state.last_error = Some(e.to_string());
+                false
+            }
+        }
+    }
+
     /// Renders the effective set and applies it.
     async fn enforce(&mut self) -> Result<ApplyReport, String> {
         let allow = match self.cfg.allowlist() {
-            Ok(a) => a,
+            Ok(mut a) => {
+                let (nets, domains) = self.local_allow.targets();
+                a.extend(nets, domains);
+                a
+            }
             Err(e) => return Err(e.to_string()),
         };
-        let (eff, dropped) = Effective::build(
-            self.sources.iter().map(|s| &s.state.set),
-            &allow,
-            self.cfg.expand_limits(),
-        );
-        let rendered = render::render(&eff, allow.domains(), &Options::from(&self.cfg));
+        let limits = self.cfg.expand_limits();
+        let global = self.cfg.enforcement.shadow;
+        let (eff, observed, dropped) =
+            if self.sources.iter().any(|s| s.cfg.shadow(global).is_some()) {
+                let sources = &self.sources;
+                let split = self.shadow.split(
+                    sources.iter().map(|s| (&s.state.set, s.cfg.shadow(global))),
+                    unix_now(),
+                );
+                let (eff, mut dropped) =
+                    Effective::from_iocs(split.enforce.iter().copied(), &allow, limits);
+                let (mut observed, more) =
+                    Effective::from_iocs(split.observe.iter().copied(), &allow, limits);
+                observed.remove_all(&eff);
+                dropped.allowlisted += more.allowlisted;
+                dropped.too_wide += more.too_wide;
+                if split.promoted > 0 {
+                    tracing::info!(
+                        promoted = split.promoted,
+                        "observed indicators promoted to blocking"
+                    );
+                }
+                self.status.shadow = ShadowStatus {
+                    observed: observed.len(),
+                    held: self.shadow.held(),
+                    next_promotion: split.next_promotion,
+                };
+                (eff, Some(observed), dropped)
+            } else {
+                self.status.shadow = ShadowStatus::default();
+                let (eff, dropped) =
+                    Effective::build(self.sources.iter().map(|s| &s.state.set), &allow, limits);
+                (eff, None, dropped)
+            };
+        let mut eff = eff;
+        // What the owner's sources list (the canary is ours, not theirs).
         self.status.blocklist = counts(&eff);
+        // The self-test's canary: always listed, never a real host.
+        if let Err(i) = eff.ipv4.binary_search(&selftest::CANARY) {
+            eff.ipv4.insert(i, selftest::CANARY);
+        }
+        self.probes = probes(&eff, &self.local_allow);
+        let rendered = render::render(
+            &eff,
+            observed.as_ref(),
+            allow.domains(),
+            &Options::from(&self.cfg),
+        );
+        let fingerprint = render::fingerprint(&rendered);
+        if self.bad_rendering == Some(fingerprint) {
+            tracing::warn!("this rendering failed its self-test before; the last good one stays");
+            self.publish();
+            return Ok(ApplyReport {
+                added: 0,
+                removed: 0,
+                files_written: 0,
+                live: Live::Unchanged,
+            });
+        }
         self.status.dropped = dropped;
         let result = self.applier.apply(&rendered).await;
+        self.applied = Some(fingerprint);
         let s = &mut self.status.suricata;
         let out = match result {
             Ok(r) => {
+                // Prove the change: at once after a delta, once a reload has had time to land.
+                match r.live {
+                    Live::Delta => self.selftest_due = Some((unix_now(), false)),
+                    Live::Reload => self.selftest_due = Some((unix_now() + RELOAD_SETTLE, true)),
+                    _ => {}
+                }
                 if r.live != Live::Unchanged {
                     s.last_change = Some(unix_now());
                     s.last_live = Some(live_name(&r.live).to_string());
@@ -801,6 +1478,7 @@ impl Agent {
         };
         if ok && !self.status.suricata.reachable {
             tracing::info!("suricata reachable");
+            self.selftest_due = Some((unix_now() + RELOAD_SETTLE, true));
             // It may have (re)started since our last change: make sure it has the files' state.
             self.status.suricata.reachable = true;
             if let Err(e) = self.enforce().await {
@@ -825,6 +1503,9 @@ impl Agent {
         }
         if self.cfg.enforcement.mode == Mode::Ids {
             reasons.push("IDS mode: threats are reported, not blocked".to_string());
+        }
+        if let Some(a) = &self.status.selftest.alarm {
+            reasons.push(format!("self-test failed: {a}"));
         }
         self.status.sources = self
             .sources
@@ -981,12 +1662,78 @@ pub fn counts(eff: &Effective) -> Counts {
     }
 }
 
+/// How long a non-blocking reload gets before the self-test looks.
+const RELOAD_SETTLE: u64 = 15;
+
+/// Values the live self-test looks up: the canary and a few listed values must
+/// be in their datasets, a few of the owner's allowances must not.
+fn probes(eff: &Effective, local: &LocalAllowlist) -> Vec<Probe> {
+    let v4 = |a: std::net::Ipv4Addr, want: bool| Probe {
+        set: "hw-ipv4",
+        settype: "ipv4",
+        value: a.to_string(),
+        label: a.to_string(),
+        want,
+    };
+    let mut out = vec![v4(selftest::CANARY, true)];
+    let listed: Vec<_> = eff
+        .ipv4
+        .iter()
+        .filter(|a| **a != selftest::CANARY)
+        .collect();
+    for i in [0, listed.len() / 2, listed.len().saturating_sub(1)] {
+        if let Some(a) = listed.get(i) {
+            if !out.iter().any(|p| p.value == a.to_string()) {
+                out.push(v4(**a, true));
+            }
+        }
+    }
+    if let Some(d) = eff.domains.first() {
+        out.push(Probe {
+            set: "hw-domain",
+            settype: "string",
+            value: render::b64(d.as_str()),
+            label: d.as_str().to_string(),
+            want: true,
+        });
+    }
+    let allowed = local.targets().0.into_iter().filter_map(|n| match n {
+        ipnet::IpNet::V4(n) if n.prefix_len() == 32 => Some(n.addr()),
+        _ => None,
+    });
+    out.extend(allowed.take(3).map(|a| v4(a, false)));
+    out
+}
+
+/// The MISP attribute uuids a set holds.
+fn attribute_uuids(set: &crate::intel::set::SourceSet) -> HashSet<String> {
+    set.entries()
+        .iter()
+        .filter_map(|e| set.attribute_of(e).map(str::to_string))
+        .collect()
+}
+
 /// Aborts a task when dropped, so no responder outlives the agent loop.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// The owner's allowlist; an unreadable one is set aside (never overwritten) and reported.
+fn load_local_allowlist(state_dir: &Path) -> LocalAllowlist {
+    match LocalAllowlist::load(state_dir) {
+        Ok(l) => l,
+        Err(e) => {
+            let aside = crate::fsutil::set_aside(&state_dir.join(crate::allow::FILE));
+            tracing::error!(
+                "{e}; moved to {}: the owner's allowances must be re-entered",
+                aside.display()
+            );
+            LocalAllowlist::load(state_dir).unwrap_or_default()
+        }
     }
 }
 
@@ -1045,22 +1792,21 @@ fn build_client(sc: &SourceConfig, secrets: &Secrets) -> Result<Client, IntelErr
 }
 
 async fn pull(src: &Source) -> Result<Pulled, IntelError> {
+    pull_from(&src.cfg, &src.client, &src.state.set, &src.state.cursor).await
+}
+
+/// Pulls a source from what it held (its set and incremental cursor).
+async fn pull_from(
+    cfg: &SourceConfig,
+    client: &Client,
+    set: &SourceSet,
+    cursor: &Cursor,
+) -> Result<Pulled, IntelError> {
     let now = unix_now();
-    match (&src.cfg, &src.client) {
-        (SourceConfig::Misp(m), Client::Misp(c)) => {
-            misp::pull(m, c, &src.state.set, &src.state.cursor, now).await
-        }
+    match (cfg, client) {
+        (SourceConfig::Misp(m), Client::Misp(c)) => misp::pull(m, c, set, cursor, now).await,
         (SourceConfig::MispFeed(f), Client::Feed(loc, http)) => {
-            feed::pull(
-                &f.name,
-                loc,
-                &src.state.set,
-                f.max_age,
-                http,
-                f.timeout,
-                now,
-            )
-            .await
+            feed::pull(&f.name, loc, set, f.max_age, http, f.timeout, now).await
         }
         (SourceConfig::List(l), Client::List(loc, http)) => {
             list::pull(&l.name, loc, l.column, http, l.timeout).await
@@ -1086,6 +1832,8 @@ pub async fn render_offline(
             state: SourceState::default(),
             next: Instant::now(),
             failures: 0,
+            pulling: false,
+            generation: 0,
         };
         let pulled = pull(&src)
             .await
@@ -1098,7 +1846,7 @@ pub async fn render_offline(
     let allow = cfg.allowlist()?;
     let (eff, dropped) =
         Effective::build(states.iter().map(|s| &s.set), &allow, cfg.expand_limits());
-    let rendered = render::render(&eff, allow.domains(), &Options::from(cfg));
+    let rendered = render::render(&eff, None, allow.domains(), &Options::from(cfg));
     Applier::new(out, None, Duration::from_secs(1))
         .apply(&rendered)
         .await?;
@@ -1184,6 +1932,44 @@ mod tests {
         assert_eq!(saved.len(), 1);
         let again = Agent::open(agent.cfg.clone(), &Secrets::default()).unwrap();
         assert!(again.acked.contains(&saved[0]));
+    }
+
+    #[tokio::test]
+    async fn a_background_pull_overtaken_by_a_newer_one_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let list = dir.path().join("list.txt");
+        let cfg = dir.path().join("homewarden.yaml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "state_dir: {d}/state\nenforcement: {{ mode: ids }}\n\
+                 sources: [{{ name: l, type: list, path: {d}/list.txt }}]\n"
+            ),
+        )
+        .unwrap();
+        let mut agent = Agent::open(Config::load(&cfg).unwrap(), &Secrets::default()).unwrap();
+        // A scheduled pull starts from generation 0 and sees the old list…
+        std::fs::write(&list, "203.0.113.1\n").unwrap();
+        let old = pull(&agent.sources[0]).await;
+        // …meanwhile a manual sync takes the new one.
+        std::fs::write(&list, "203.0.113.2\n").unwrap();
+        let new = pull(&agent.sources[0]).await;
+        assert!(agent.settle(0, new, std::time::Instant::now()));
+        assert!(!agent.take_pull(0, 0, old, std::time::Instant::now()));
+        let held: Vec<String> = agent.sources[0]
+            .state
+            .set
+            .entries()
+            .iter()
+            .map(|e| e.ioc.to_string())
+            .collect();
+        assert_eq!(held, ["203.0.113.2"], "the older result must not win");
+        assert!(!agent.sources[0].pulling);
+        // A result from the current generation is taken.
+        let again = pull(&agent.sources[0]).await;
+        assert!(agent.take_pull(0, 1, again, std::time::Instant::now()));
+        assert_eq!(agent.sources[0].generation, 2);
     }
 
     #[test]

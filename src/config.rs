@@ -63,6 +63,9 @@ pub struct Config {
     /// Incident mail.
     #[serde(default)]
     pub mail: crate::mail::MailConfig,
+    /// The self-test of enforcement.
+    #[serde(default)]
+    pub selftest: crate::suricata::selftest::SelftestConfig,
     /// Intel sources.
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
@@ -120,6 +123,15 @@ pub struct Enforcement {
     pub max_ipv4_prefix: u8,
     /// Widest IPv6 network expanded into the blocklist; wider ones are refused.
     pub max_ipv6_prefix: u8,
+    /// Shadow mode for every source: new indicators only raise alerts for this
+    /// long before they block (`true` is 24 h; `false`, the default, blocks at once).
+    #[serde(deserialize_with = "de_shadow")]
+    pub shadow: Option<Duration>,
+    /// Home devices that must not break: an indicator one of them talks to
+    /// while observed is held (alert only) for the owner to decide.
+    pub do_not_break: Vec<IpNet>,
+    /// Tell MISP (an expiration sighting) when one of its attributes stops being enforced here.
+    pub expiration_sightings: bool,
 }
 
 impl Default for Enforcement {
@@ -132,6 +144,9 @@ impl Default for Enforcement {
             match_subdomains: true,
             max_ipv4_prefix: l.max_v4_prefix,
             max_ipv6_prefix: l.max_v6_prefix,
+            shadow: None,
+            do_not_break: Vec::new(),
+            expiration_sightings: false,
         }
     }
 }
@@ -303,6 +318,10 @@ pub struct AlertsConfig {
     pub outbox_max: usize,
     /// The `source` of sightings this appliance adds to MISP.
     pub sighting_source: String,
+    /// First wait after a failed MISP, LLM or mail action; doubles with each
+    /// further failure, up to an hour (a peer's `Retry-After` wins).
+    #[serde(deserialize_with = "de_duration")]
+    pub retry_first: Duration,
 }
 
 impl Default for AlertsConfig {
@@ -315,6 +334,7 @@ impl Default for AlertsConfig {
             high_threat_levels: vec![1],
             outbox_max: 10_000,
             sighting_source: "homewarden".to_string(),
+            retry_first: Duration::from_secs(crate::outbox::FIRST_BACKOFF_SECS),
         }
     }
 }
@@ -408,6 +428,17 @@ impl SourceConfig {
             SourceConfig::List(s) => s.interval,
         }
     }
+
+    /// How long this source's new indicators are observed before they block
+    /// (`None`: they block at once), given the appliance-wide setting.
+    pub fn shadow(&self, global: Option<Duration>) -> Option<Duration> {
+        let own = match self {
+            SourceConfig::Misp(s) => s.shadow,
+            SourceConfig::MispFeed(s) => s.shadow,
+            SourceConfig::List(s) => s.shadow,
+        };
+        own.unwrap_or(global)
+    }
 }
 
 /// MISP REST source.
@@ -448,6 +479,10 @@ pub struct MispSource {
     /// Attributes per page.
     #[serde(default = "defaults::page_limit")]
     pub page_limit: u32,
+    /// Observe new indicators first (alert only) for this long: `true` (24 h),
+    /// a duration, or `false`; absent: as `enforcement.shadow` says.
+    #[serde(default, deserialize_with = "de_source_shadow")]
+    pub shadow: Option<Option<Duration>>,
 }
 
 /// MISP feed source.
@@ -471,6 +506,10 @@ pub struct FeedSource {
     /// Only events whose `date` is newer than this are used (old events are mostly dead infrastructure).
     #[serde(default, deserialize_with = "de_opt_duration")]
     pub max_age: Option<Duration>,
+    /// Observe new indicators first (alert only) for this long: `true` (24 h),
+    /// a duration, or `false`; absent: as `enforcement.shadow` says.
+    #[serde(default, deserialize_with = "de_source_shadow")]
+    pub shadow: Option<Option<Duration>>,
 }
 
 /// Plain list source.
@@ -494,6 +533,10 @@ pub struct ListSource {
     /// For CSV: which column (0-based) holds the value; other columns are ignored.
     #[serde(default)]
     pub column: usize,
+    /// Observe new indicators first (alert only) for this long: `true` (24 h),
+    /// a duration, or `false`; absent: as `enforcement.shadow` says.
+    #[serde(default, deserialize_with = "de_source_shadow")]
+    pub shadow: Option<Option<Duration>>,
 }
 
 mod defaults {
@@ -563,6 +606,40 @@ pub(crate) fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D
             ))
         }),
     }
+}
+
+/// The default observation period of shadow mode.
+pub const SHADOW_DEFAULT: Duration = Duration::from_secs(24 * 3600);
+
+/// `true` (24 h), `false` (off), or a duration.
+fn de_shadow<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Flag(bool),
+        Secs(u64),
+        Text(String),
+    }
+    let bad = |t: String| {
+        serde::de::Error::custom(format!(
+            "invalid shadow setting {t:?}; write true (24h), false, or a duration such as \"12h\""
+        ))
+    };
+    match Raw::deserialize(d)? {
+        Raw::Flag(false) => Ok(None),
+        Raw::Flag(true) => Ok(Some(SHADOW_DEFAULT)),
+        Raw::Secs(0) => Ok(None),
+        Raw::Secs(s) => Ok(Some(Duration::from_secs(s))),
+        Raw::Text(t) => match humantime::parse_duration(&t) {
+            Ok(d) if d.is_zero() => Ok(None),
+            Ok(d) => Ok(Some(d)),
+            Err(_) => Err(bad(t)),
+        },
+    }
+}
+
+fn de_source_shadow<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<Duration>>, D::Error> {
+    de_shadow(d).map(Some)
 }
 
 fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -664,6 +741,18 @@ impl Config {
                 format!(
                     "{} is not a Suricata severity (1-4)",
                     self.alerts.high_severity
+                ),
+            ));
+        }
+        let retry = self.alerts.retry_first;
+        if retry < Duration::from_secs(1)
+            || retry > Duration::from_secs(crate::outbox::MAX_BACKOFF_SECS)
+        {
+            return Err(self.err(
+                "alerts.retry_first",
+                format!(
+                    "{} is out of range: write 1s to 1h",
+                    humantime::format_duration(retry)
                 ),
             ));
         }
@@ -1030,6 +1119,20 @@ sources:
             "x".repeat(33)
         ));
         assert!(e.contains("network.ap.ssid"), "{e}");
+
+        let e = error_of("alerts: { retry_first: 500ms }");
+        assert_eq!(
+            e,
+            "/etc/homewarden/homewarden.yaml: alerts.retry_first: 500ms is out of range: write 1s to 1h"
+        );
+        assert!(error_of("alerts: { retry_first: 2h }").contains("alerts.retry_first: 2h"));
+        assert_eq!(
+            parse("alerts: { retry_first: 2s }")
+                .unwrap()
+                .alerts
+                .retry_first,
+            Duration::from_secs(2)
+        );
 
         let e = error_of("network: { gateway: [192.0.2.300] }");
         assert!(e.contains("network.gateway[0]"), "{e}");

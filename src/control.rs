@@ -33,6 +33,39 @@ pub enum Command {
         /// An address, domain or hash, as seen in an alert.
         value: String,
     },
+    /// The owner's questions and corrections (explain, allow, unallow, blocks).
+    Owner(OwnerCommand),
+    /// Run the self-test now.
+    Selftest,
+}
+
+/// What the owner asks of the daemon.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "owner", rename_all = "snake_case")]
+pub enum OwnerCommand {
+    /// Why is this value blocked (or not)?
+    Explain {
+        /// An address, domain, URL or hash.
+        value: String,
+    },
+    /// Lift a value from enforcement.
+    Allow {
+        /// An address, network, domain or URL.
+        value: String,
+        /// For how long (seconds); for good if absent.
+        #[serde(default)]
+        for_secs: Option<u64>,
+        /// Why, in the owner's words.
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    /// Take back an allowance.
+    Unallow {
+        /// The value as allowed.
+        value: String,
+    },
+    /// What is being blocked now.
+    Blocks,
 }
 
 /// A failure reaching the daemon.
@@ -99,17 +132,7 @@ async fn handle(
     while let Some(line) = lines.next_line().await? {
         let reply: Value = match serde_json::from_str::<Command>(&line) {
             Ok(Command::Status) => serde_json::to_value(&*status.borrow()).unwrap_or(Value::Null),
-            Ok(Command::Sync) => {
-                let (tx, rx) = oneshot::channel();
-                if requests.send(Request::Sync(tx)).await.is_err() {
-                    serde_json::json!({"error": "agent is shutting down"})
-                } else {
-                    match rx.await {
-                        Ok(report) => serde_json::to_value(report).unwrap_or(Value::Null),
-                        Err(_) => serde_json::json!({"error": "agent is shutting down"}),
-                    }
-                }
-            }
+            Ok(Command::Sync) => ask(&requests, Request::Sync, Ok).await,
             Ok(Command::Ack) => {
                 forward(
                     &requests,
@@ -124,17 +147,16 @@ async fn handle(
                 )
                 .await
             }
+            Ok(Command::Selftest) => ask(&requests, Request::Selftest, Ok).await,
+            Ok(Command::Owner(cmd)) => {
+                let who = peer_name(&w);
+                ask(&requests, |tx| Request::Owner(cmd, who, tx), |r| r).await
+            }
             Ok(Command::Lookup { value }) => {
-                let (tx, rx) = oneshot::channel();
-                if requests.send(Request::Lookup(value, tx)).await.is_err() {
-                    serde_json::json!({"error": "agent is shutting down"})
-                } else {
-                    match rx.await {
-                        Ok(Ok(found)) => serde_json::json!({ "found": found }),
-                        Ok(Err(e)) => serde_json::json!({ "error": e }),
-                        Err(_) => serde_json::json!({"error": "agent is shutting down"}),
-                    }
-                }
+                let found = |r: Result<Vec<crate::intel::set::Provenance>, String>| {
+                    r.map(|found| serde_json::json!({ "found": found }))
+                };
+                ask(&requests, |tx| Request::Lookup(value, tx), found).await
             }
             Err(e) => serde_json::json!({"error": format!("bad request: {e}")}),
         };
@@ -143,6 +165,42 @@ async fn handle(
         w.write_all(out.as_bytes()).await?;
     }
     Ok(())
+}
+
+/// The user behind a control connection, from the kernel's peer credentials
+/// (a client cannot claim to be someone else).
+fn peer_name(w: &tokio::net::unix::OwnedWriteHalf) -> String {
+    let Ok(cred) = w.as_ref().peer_cred() else {
+        return "unknown".into();
+    };
+    let uid = cred.uid();
+    let name = std::fs::read_to_string("/etc/passwd").ok().and_then(|p| {
+        p.lines().find_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            (f.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_string())
+        })
+    });
+    name.unwrap_or_else(|| format!("uid {uid}"))
+}
+
+/// Hands a request to the agent and waits for its answer; `reply` turns the
+/// answer into a result (an `Err` is sent back as the error).
+async fn ask<T, V: Serialize>(
+    requests: &mpsc::Sender<Request>,
+    make: impl FnOnce(oneshot::Sender<T>) -> Request,
+    reply: impl FnOnce(T) -> Result<V, String>,
+) -> Value {
+    let gone = || serde_json::json!({"error": "agent is shutting down"});
+    let (tx, rx) = oneshot::channel();
+    if requests.send(make(tx)).await.is_err() {
+        return gone();
+    }
+    match rx.await.map(reply) {
+        Ok(Ok(v)) => serde_json::to_value(v).unwrap_or(Value::Null),
+        Ok(Err(e)) => serde_json::json!({ "error": e }),
+        Err(_) => gone(),
+    }
 }
 
 /// Hands a request to the agent; the reply says only that it was taken.

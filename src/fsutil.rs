@@ -5,6 +5,16 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
+/// Moves an unreadable file aside (`x.json` → `x.json.corrupt`) so it is kept
+/// for a person to look at and never overwritten; returns where it went.
+pub fn set_aside(path: &Path) -> std::path::PathBuf {
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(".corrupt");
+    let aside = std::path::PathBuf::from(aside);
+    let _ = fs::rename(path, &aside);
+    aside
+}
+
 /// Writes `path` atomically with whatever `fill` writes.
 pub fn write_atomic_with<F>(path: &Path, fill: F) -> io::Result<()>
 where

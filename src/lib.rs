@@ -5,8 +5,10 @@
 pub mod advisor;
 pub mod agent;
 pub mod alerts;
+pub mod allow;
 pub mod config;
 pub mod control;
+pub mod explain;
 pub mod firstboot;
 pub mod fsutil;
 pub mod intel;
@@ -15,4 +17,17 @@ pub mod outbox;
 pub mod panel;
 pub mod respond;
 pub mod secrets;
+pub mod shadow;
 pub mod suricata;
+
+/// An error and its causes on one line (`connect: tls: certificate expired`).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

@@ -178,10 +178,20 @@ pub fn escape_html(s: &str) -> String {
     out
 }
 
+/// A value from the network as a mail may show it: no control characters and
+/// no bidirectional overrides, which make text read other than it is (a
+/// signature or host name ending in U+202E `exe.txt` reads as `txt.exe`).
+fn inert(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_control() && !crate::advisor::is_bidi_control(*c))
+        .collect()
+}
+
 /// A subject must stay one line of printable text.
 fn one_line(s: &str, max: usize) -> String {
     let s: String = s
         .chars()
+        .filter(|c| !crate::advisor::is_bidi_control(*c))
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
     let s = s.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -228,7 +238,7 @@ fn facts(inc: &Incident) -> Vec<(&'static str, String)> {
         rows.push(("Threat intel", v));
     }
     rows.push(("Incident", inc.id.clone()));
-    rows
+    rows.into_iter().map(|(k, v)| (k, inert(&v))).collect()
 }
 
 const FOOTER: &str = "Press the appliance's button briefly (or run `homewarden ack`) to acknowledge: the red light goes off.";
@@ -298,17 +308,18 @@ pub fn digest_letter(appliance: &str, incs: &[(Incident, Advice)]) -> Letter {
     for (inc, _) in incs.iter().take(DIGEST_LISTED) {
         let level = if inc.high { "High" } else { "Notice" };
         let last = format_timestamp(inc.last_seen);
+        let (remote, signature) = (inert(&inc.remote), inert(&inc.signature));
         text.push_str(&format!(
-            "{last}  {level:6}  {} -> {}  ({} alerts)  {}\n",
-            inc.local, inc.remote, inc.count, inc.signature
+            "{last}  {level:6}  {} -> {remote}  ({} alerts)  {signature}\n",
+            inc.local, inc.count
         ));
         html.push_str(&format!(
             "<tr><td>{}</td><td>{level}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape_html(&last),
             escape_html(&inc.local.to_string()),
-            escape_html(&inc.remote),
+            escape_html(&remote),
             inc.count,
-            escape_html(&inc.signature)
+            escape_html(&signature)
         ));
     }
     if incs.len() > DIGEST_LISTED {
@@ -346,6 +357,18 @@ pub fn digest_letter(appliance: &str, incs: &[(Incident, Advice)]) -> Letter {
         subject,
         text,
         html,
+    }
+}
+
+/// A mail about the appliance itself (a failed self-test, a rollback).
+pub fn notice_letter(appliance: &str, subject: &str, text: &str) -> Letter {
+    Letter {
+        subject: one_line(&format!("[homewarden {appliance}] {subject}"), 200),
+        html: format!(
+            "<!DOCTYPE html><html><body><p style=\"white-space:pre-wrap\">{}</p></body></html>",
+            escape_html(text)
+        ),
+        text: text.to_string(),
     }
 }
 
@@ -505,20 +528,9 @@ impl Mailer {
             .map(|_| ())
             .map_err(|e| MailError::Smtp {
                 host: self.host.clone(),
-                message: error_chain(&e),
+                message: crate::error_chain(&e),
             })
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// This machine's name, for subjects and bodies.
@@ -557,6 +569,8 @@ mod tests {
                 attribute_uuid: None,
                 threat_level: Some(1),
                 event_info: Some("<b>C2</b> & friends".into()),
+                tags: vec![],
+                since: None,
                 indicator: "c2.lab-evil.test".into(),
             }),
         }
@@ -598,6 +612,25 @@ mod tests {
             .text
             .contains("event \"<b>C2</b> & friends\" #42, threat level high"));
         assert!(l.text.contains("advice by cohere command-a-03-2025"));
+    }
+
+    #[test]
+    fn bidi_overrides_and_controls_from_the_network_never_reach_a_mail() {
+        // U+202E makes "gnp.exe" read as "exe.png"; a mail must show what was there.
+        let mut inc = incident("update \u{202e}gnp.exe\u{202c} \u{1b}[31mred");
+        inc.remote = "evil\u{2066}.test".into();
+        let l = incident_letter("pi", &inc, &advice("a"));
+        let d = digest_letter("pi", &[(inc, advice("a"))]);
+        for text in [&l.subject, &l.text, &l.html, &d.text, &d.html] {
+            assert!(
+                !text.chars().any(crate::advisor::is_bidi_control),
+                "{text:?}"
+            );
+            assert!(!text.contains('\u{1b}'), "{text:?}");
+        }
+        assert!(l.text.contains("update gnp.exe [31mred"), "{}", l.text);
+        assert!(l.subject.contains("evil.test: update gnp.exe [31mred"));
+        assert!(d.text.contains("-> evil.test "), "{}", d.text);
     }
 
     #[test]

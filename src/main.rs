@@ -8,8 +8,9 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use homewarden::advisor;
 use homewarden::agent::{Agent, Status, SyncReport};
+use homewarden::alerts::eve::format_timestamp;
 use homewarden::config::{self, Config, FeedSource, ListSource, SourceConfig};
-use homewarden::control::{self, Command};
+use homewarden::control::{self, Command, OwnerCommand};
 use homewarden::intel::set::Provenance;
 use homewarden::mail::Mailer;
 use homewarden::secrets::Secrets;
@@ -99,6 +100,44 @@ enum Cmd {
     },
     /// Send a test mail with the configured SMTP settings.
     MailTest,
+    /// Why is this value blocked (or not)? Sources, MISP event and attribute,
+    /// since when, and what overrides it. Works without the daemon too.
+    Explain {
+        /// An address, domain, URL or hash.
+        value: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lift a value from enforcement at once (and tell MISP it was a false positive).
+    Allow {
+        /// An address, network, domain or URL (its host).
+        value: String,
+        /// Only for this long (e.g. 2h, 7d).
+        #[arg(long = "for", value_parser = humantime::parse_duration)]
+        for_: Option<Duration>,
+        /// Why (kept with the allowance).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Take back an allowance: the value is enforced again.
+    Unallow {
+        /// The value as allowed.
+        value: String,
+    },
+    /// Prove enforcement now: Suricata's live datasets and rule count, and the
+    /// self-test capture replayed through `suricata -r` (rolls back on failure).
+    Selftest {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// What is being blocked now: values hit in the last 24 hours, newest first.
+    Blocks {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the daemon's state.
     Status {
         /// Machine-readable output.
@@ -162,6 +201,22 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Cmd::Render { out, sources } => render(&cli.config, &out, &sources).await,
         Cmd::CheckConfig => check_config(&cli.config),
         Cmd::MailTest => mail_test(&cli.config).await,
+        Cmd::Explain { value, json } => explain(&cli.config, value, json).await,
+        Cmd::Allow {
+            value,
+            for_,
+            reason,
+        } => {
+            let cmd = OwnerCommand::Allow {
+                value,
+                for_secs: for_.map(|d| d.as_secs().max(1)),
+                reason,
+            };
+            owner(&cli.config, cmd, false).await
+        }
+        Cmd::Unallow { value } => owner(&cli.config, OwnerCommand::Unallow { value }, false).await,
+        Cmd::Selftest { json } => selftest(&cli.config, json).await,
+        Cmd::Blocks { json } => owner(&cli.config, OwnerCommand::Blocks, json).await,
         Cmd::Status { json } => status(&cli.config, json).await,
         Cmd::Lookup { value, json } => lookup(&cli.config, value, json).await,
         Cmd::Triage { eve, json } => triage(&cli.config, &eve, json).await,
@@ -421,6 +476,7 @@ fn source_from_arg(i: usize, arg: &str) -> SourceConfig {
             interval,
             timeout,
             max_age: None,
+            shadow: None,
         }),
         None => SourceConfig::List(ListSource {
             name,
@@ -429,6 +485,7 @@ fn source_from_arg(i: usize, arg: &str) -> SourceConfig {
             interval,
             timeout,
             column: 0,
+            shadow: None,
         }),
     }
 }
@@ -465,6 +522,168 @@ fn check_config(path: &Path) -> Result<ExitCode> {
         cfg.mail.describe()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+async fn explain(path: &Path, value: String, json: bool) -> Result<ExitCode> {
+    use homewarden::explain::{self, Explanation, SourceView};
+    let (cfg, _) = load(path)?;
+    let cmd = Command::Owner(OwnerCommand::Explain {
+        value: value.clone(),
+    });
+    let x: Explanation =
+        match control::request(&cfg.control_socket, &cmd, Duration::from_secs(30)).await {
+            Ok(v) => serde_json::from_value(v).context("daemon's explain reply")?,
+            // No daemon: the same answer from what it persisted.
+            Err(control::ControlError::NotRunning { .. }) => {
+                let store = homewarden::intel::store::Store::new(&cfg.state_dir);
+                let mut states = Vec::new();
+                for s in &cfg.sources {
+                    states.push(store.load(s.name())?.unwrap_or_default());
+                }
+                let views: Vec<SourceView> = cfg
+                    .sources
+                    .iter()
+                    .zip(&states)
+                    .map(|(c, st)| SourceView {
+                        cfg: c,
+                        set: &st.set,
+                    })
+                    .collect();
+                let local = homewarden::allow::LocalAllowlist::load(&cfg.state_dir)?;
+                let shadow = homewarden::shadow::Shadow::load(&cfg.state_dir);
+                explain::explain(
+                    &value,
+                    &views,
+                    &cfg,
+                    &local,
+                    &shadow,
+                    homewarden::intel::unix_now(),
+                )
+                .map_err(|e| anyhow::anyhow!("{value:?}: {e}"))?
+            }
+            Err(e) => return Err(e.into()),
+        };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&x)?);
+    } else {
+        print!("{}", explain::render(&x));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Allow, unallow and blocks: they change or read the live state, so they need the daemon.
+async fn owner(path: &Path, cmd: OwnerCommand, json: bool) -> Result<ExitCode> {
+    let cfg = Config::load(path)?;
+    let v = control::request(
+        &cfg.control_socket,
+        &Command::Owner(cmd.clone()),
+        Duration::from_secs(120),
+    )
+    .await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+    match cmd {
+        OwnerCommand::Allow { .. } => {
+            let a = &v["allowed"];
+            let until = a["until"]
+                .as_i64()
+                .map(|u| format!(" until {}", format_timestamp(u)))
+                .unwrap_or_default();
+            println!(
+                "{}: allowed{until} ({} blocklist values lifted, {}); {} false-positive sighting(s) queued for MISP",
+                s(&a["value"]),
+                v["removed"],
+                s(&v["applied"]),
+                v["false_positive_sightings"]
+            );
+        }
+        OwnerCommand::Unallow { .. } => println!(
+            "{}: enforced again ({} blocklist values back, {})",
+            s(&v["unallowed"]["value"]),
+            v["added"],
+            s(&v["applied"])
+        ),
+        OwnerCommand::Blocks => {
+            let now = homewarden::intel::unix_now();
+            let b = &v["blocklist"];
+            println!(
+                "blocklist: {} IPv4, {} IPv6, {} domains, {} md5, {} sha256",
+                b["ipv4"], b["ipv6"], b["domains"], b["md5"], b["sha256"]
+            );
+            let recent = v["recent"].as_array().cloned().unwrap_or_default();
+            if recent.is_empty() {
+                println!("no blocked traffic in the last 24 hours");
+            } else {
+                println!("blocked in the last 24 hours (newest first):");
+            }
+            for r in &recent {
+                let by: Vec<String> = r["listed_by"]
+                    .as_array()
+                    .map(|a| a.iter().map(|p| s(&p["source"])).collect())
+                    .unwrap_or_default();
+                println!(
+                    "  {:<40} {:>6} hits, last {}  ({})",
+                    s(&r["value"]),
+                    r["hits_24h"],
+                    ago(now, r["last"].as_u64()),
+                    by.join(", ")
+                );
+            }
+            for a in v["allowed"].as_array().into_iter().flatten() {
+                println!(
+                    "  allowed: {} by {}{}",
+                    s(&a["value"]),
+                    s(&a["who"]),
+                    a["reason"]
+                        .as_str()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        OwnerCommand::Explain { .. } => {}
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn selftest(path: &Path, json: bool) -> Result<ExitCode> {
+    let cfg = Config::load(path)?;
+    let v = control::request(
+        &cfg.control_socket,
+        &Command::Selftest,
+        Duration::from_secs(300),
+    )
+    .await?;
+    let st: homewarden::suricata::selftest::Status =
+        serde_json::from_value(v.clone()).context("daemon's self-test reply")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        for c in &st.checks {
+            println!(
+                "{} {}: {}",
+                if c.ok { "ok  " } else { "FAIL" },
+                c.name,
+                c.detail
+            );
+        }
+        match (st.ok, st.rolled_back) {
+            (Some(true), _) => println!("self-test passed"),
+            (_, Some(t)) => println!(
+                "self-test FAILED; rolled back to the last good rendering at {}",
+                format_timestamp(t as i64)
+            ),
+            _ => println!("self-test FAILED"),
+        }
+    }
+    Ok(if st.ok == Some(true) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 async fn mail_test(path: &Path) -> Result<ExitCode> {

@@ -15,7 +15,7 @@ use crate::fsutil;
 
 /// Longest wait between two attempts of one action.
 pub const MAX_BACKOFF_SECS: u64 = 3600;
-/// First wait after a failure; doubles with each further failure.
+/// First wait after a failure by default (`alerts.retry_first`); doubles with each further failure.
 pub const FIRST_BACKOFF_SECS: u64 = 30;
 /// Done markers older than this are forgotten (the keys they guard are long gone).
 pub const DONE_KEEP_SECS: u64 = 30 * 86400;
@@ -83,6 +83,7 @@ pub struct Stats {
 pub struct Outbox {
     dir: PathBuf,
     max_items: usize,
+    first_backoff: u64,
     items: HashMap<String, Item>,
     stats: Stats,
 }
@@ -103,9 +104,11 @@ fn file_name(key: &str) -> String {
     format!("{safe}.json")
 }
 
-/// Wait before attempt `attempts + 1`: 30 s, 60 s, 120 s… up to an hour.
-pub fn backoff(attempts: u32) -> u64 {
-    FIRST_BACKOFF_SECS
+/// Wait before attempt `attempts + 1`: `first` (30 s by default), then
+/// doubling, up to an hour.
+pub fn backoff(first: u64, attempts: u32) -> u64 {
+    first
+        .max(1)
         .saturating_mul(1 << attempts.saturating_sub(1).min(16))
         .min(MAX_BACKOFF_SECS)
 }
@@ -122,6 +125,7 @@ impl Outbox {
         let mut ob = Outbox {
             dir: dir.to_path_buf(),
             max_items,
+            first_backoff: FIRST_BACKOFF_SECS,
             items: HashMap::new(),
             stats: Stats::default(),
         };
@@ -159,6 +163,12 @@ impl Outbox {
         }
         ob.prune_done(now);
         Ok(ob)
+    }
+
+    /// Sets the first wait after a failure (`alerts.retry_first`, in seconds).
+    pub fn with_first_backoff(mut self, secs: u64) -> Outbox {
+        self.first_backoff = secs.clamp(1, MAX_BACKOFF_SECS);
+        self
     }
 
     fn path(&self, key: &str) -> PathBuf {
@@ -236,10 +246,15 @@ impl Outbox {
 
     /// Actions due at `now`, high ones first, oldest first.
     pub fn due(&self, now: u64) -> Vec<Item> {
+        self.due_if(now, |_| true)
+    }
+
+    /// Those of the actions due at `now` that `keep` picks, in the same order.
+    pub fn due_if(&self, now: u64, keep: impl Fn(&Item) -> bool) -> Vec<Item> {
         let mut due: Vec<Item> = self
             .items
             .values()
-            .filter(|i| i.next_at <= now)
+            .filter(|i| i.next_at <= now && keep(i))
             .cloned()
             .collect();
         due.sort_by(|a, b| {
@@ -283,7 +298,7 @@ impl Outbox {
         item.attempts += 1;
         item.next_at = retry_at
             .filter(|t| *t > now)
-            .map_or(now + backoff(item.attempts), |t| {
+            .map_or(now + backoff(self.first_backoff, item.attempts), |t| {
                 t.min(now + MAX_BACKOFF_SECS)
             });
         item.last_error = Some(
@@ -358,7 +373,10 @@ mod tests {
         assert_eq!(ob.due(u64::MAX)[0].next_at, 1007 + MAX_BACKOFF_SECS);
         // A time in the past falls back to the usual backoff.
         ob.failed_until("k", "500", 5000, Some(10)).unwrap();
-        assert_eq!(ob.due(u64::MAX)[0].next_at, 5000 + backoff(3));
+        assert_eq!(
+            ob.due(u64::MAX)[0].next_at,
+            5000 + backoff(FIRST_BACKOFF_SECS, 3)
+        );
         ob.amend("k", json!({"advice": "unplug it"})).unwrap();
         drop(ob);
         let ob = open(dir.path());
@@ -493,9 +511,27 @@ mod tests {
 
     #[test]
     fn backoff_doubles_to_an_hour() {
-        assert_eq!([backoff(1), backoff(2), backoff(3)], [30, 60, 120]);
-        assert_eq!(backoff(8), 3600);
-        assert_eq!(backoff(1000), 3600);
+        let b = |n| backoff(FIRST_BACKOFF_SECS, n);
+        assert_eq!([b(1), b(2), b(3)], [30, 60, 120]);
+        assert_eq!(b(8), 3600);
+        assert_eq!(b(1000), 3600);
+        // A shorter first wait (alerts.retry_first) doubles the same way.
+        assert_eq!([backoff(1, 1), backoff(1, 2), backoff(1, 5)], [1, 2, 16]);
+        assert_eq!(backoff(1, 40), 3600);
+    }
+
+    #[test]
+    fn the_first_wait_is_configurable() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ob = Outbox::open(dir.path(), 10, 1000)
+            .unwrap()
+            .with_first_backoff(2);
+        ob.put("mail", "k", json!({}), true, 1000).unwrap();
+        ob.failed("k", "down", 1000).unwrap();
+        assert!(ob.due(1001).is_empty());
+        assert_eq!(ob.due(1002).len(), 1);
+        ob.failed("k", "down", 1002).unwrap();
+        assert_eq!(ob.due(u64::MAX)[0].next_at, 1006);
     }
 
     #[test]

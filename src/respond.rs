@@ -25,9 +25,15 @@ pub const MISP_EVENT: &str = "misp-event";
 pub const MISP_EVENT_UPDATE: &str = "misp-event-update";
 /// Outbox kind: a mail about an incident, with advice.
 pub const MAIL: &str = "mail";
+/// Outbox kind: a mail about the appliance itself (a failed self-test).
+pub const MAIL_NOTICE: &str = "mail-notice";
 
 /// How often the outbox is looked at when nobody wakes the responders.
 const EVERY: Duration = Duration::from_secs(1);
+/// Longest an incident mail waits for an LLM that asked to be left alone
+/// (`Retry-After`); asked for longer, the offline advice goes out now: the
+/// owner must hear of an incident in minutes, not when the LLM's quota resets.
+pub const MAX_ADVICE_WAIT: Duration = Duration::from_secs(120);
 /// The hourly mail window, under the state directory.
 const MAIL_WINDOW_FILE: &str = "mail-window.json";
 
@@ -74,15 +80,39 @@ pub struct Responders {
 
 impl Responders {
     /// Works until the task is dropped; `wake` makes it look at once.
-    pub async fn run(mut self, wake: Arc<Notify>) {
+    ///
+    /// MISP and mail each go their own way: a MISP that hangs until its
+    /// timeout (a minute, for every due action) must not keep the owner's
+    /// mail waiting, nor a slow LLM or SMTP server MISP.
+    pub async fn run(self, wake: Arc<Notify>) {
         let mut window = self.load_window();
-        loop {
-            self.round(&mut window, unix_now()).await;
-            tokio::select! {
-                _ = tokio::time::sleep(EVERY) => {}
-                _ = wake.notified() => {}
+        let (misp_wake, mail_wake) = (Notify::new(), Notify::new());
+        let fan_out = async {
+            loop {
+                wake.notified().await;
+                misp_wake.notify_one();
+                mail_wake.notify_one();
             }
-        }
+        };
+        let misp = async {
+            loop {
+                self.misp_round(unix_now()).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(EVERY) => {}
+                    _ = misp_wake.notified() => {}
+                }
+            }
+        };
+        let mail = async {
+            loop {
+                self.mail_round(&mut window, unix_now()).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(EVERY) => {}
+                    _ = mail_wake.notified() => {}
+                }
+            }
+        };
+        tokio::join!(fan_out, misp, mail);
     }
 
     fn load_window(&self) -> RateWindow {
@@ -102,15 +132,18 @@ impl Responders {
         }
     }
 
-    /// One pass over what is due: MISP actions one by one, then mail as the
-    /// hourly limit allows.
-    pub async fn round(&mut self, window: &mut RateWindow, now: u64) {
-        let due = lock(&self.outbox).due(now);
-        let (mails, others): (Vec<Item>, Vec<Item>) = due.into_iter().partition(|i| i.kind == MAIL);
-        for item in others {
+    /// One pass over the MISP actions that are due, one by one.
+    pub async fn misp_round(&self, now: u64) {
+        let due = lock(&self.outbox).due_if(now, |i| i.kind != MAIL);
+        for item in due {
             let result = self.perform(&item).await;
             self.record(&item, result.map_err(|e| (e, None)));
         }
+    }
+
+    /// One pass over the mails that are due, as the hourly limit allows.
+    pub async fn mail_round(&self, window: &mut RateWindow, now: u64) {
+        let mails = lock(&self.outbox).due_if(now, |i| i.kind == MAIL);
         if !mails.is_empty() {
             self.deliver(mails, window, now).await;
         }
@@ -148,8 +181,11 @@ impl Responders {
                 else {
                     return Err("malformed sighting action".into());
                 };
+                // Older actions carry no type: they were all plain sightings.
+                let kind =
+                    serde_json::from_value(p["type"].clone()).unwrap_or(misp::SightingType::Seen);
                 client(p["source"].as_str())?
-                    .add_sighting(attr, &self.sighting_source, time)
+                    .add_sighting(attr, &self.sighting_source, time, kind)
                     .await
                     .map_err(|e| e.to_string())
             }
@@ -161,6 +197,21 @@ impl Responders {
                 let uuid = p["uuid"].as_str().ok_or("malformed event update")?;
                 client(p["source"].as_str())?
                     .edit_event(uuid, &p["event"])
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            MAIL_NOTICE => {
+                let (Some(subject), Some(text)) = (p["subject"].as_str(), p["text"].as_str())
+                else {
+                    return Err("malformed notice".into());
+                };
+                let Some(mailer) = &self.mailer else {
+                    tracing::warn!(key = %item.key, "mail is off in the config; notice not sent");
+                    return Ok(());
+                };
+                let letter = mail::notice_letter(&self.appliance, subject, text);
+                mailer
+                    .send(&letter, &item.key)
                     .await
                     .map_err(|e| e.to_string())
             }
@@ -257,7 +308,11 @@ impl Responders {
         };
         match llm.advise(inc).await {
             Ok(a) => Ok(a),
-            Err(e) if e.retryable() && item.attempts + 1 < self.advice_tries => {
+            Err(e)
+                if e.retryable()
+                    && item.attempts + 1 < self.advice_tries
+                    && e.retry_after().is_none_or(|d| d <= MAX_ADVICE_WAIT) =>
+            {
                 let at = e.retry_after().map(|d| unix_now() + d.as_secs());
                 Err((format!("advisor: {e}"), at))
             }
@@ -266,5 +321,148 @@ impl Responders {
                 Ok(advisor::offline(inc))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// An LLM endpoint that answers every request with 429 and this Retry-After.
+    async fn rate_limited_llm(retry_after: u64) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = vec![0u8; 65536];
+                let _ = s.read(&mut buf).await;
+                let body = r#"{"message":"You are past the per minute request limit"}"#;
+                let reply = format!(
+                    "HTTP/1.1 429 Too Many Requests\r\nRetry-After: {retry_after}\r\n\
+                     Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(reply.as_bytes()).await;
+            }
+        });
+        url
+    }
+
+    fn responders(dir: &std::path::Path, llm: Option<advisor::Client>) -> Responders {
+        Responders {
+            outbox: Arc::new(Mutex::new(
+                Outbox::open(&dir.join("outbox"), 10, 1000).unwrap(),
+            )),
+            misp: HashMap::new(),
+            sighting_source: "homewarden".into(),
+            advisor: llm,
+            advice_tries: 3,
+            mailer: None,
+            max_per_hour: 10,
+            state_dir: dir.to_path_buf(),
+            appliance: "pi".into(),
+        }
+    }
+
+    fn incident() -> Incident {
+        serde_json::from_value(json!({
+            "id": "inc-1-1", "sid": 1, "signature": "s", "category": "A Network Trojan was detected",
+            "remote": "203.0.113.9", "remote_ip": "203.0.113.9", "local": "198.18.1.2",
+            "severity": 1, "high": true, "blocked": true, "first_seen": 1, "last_seen": 1, "count": 1,
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_llm_asking_for_a_short_wait_gets_it_a_long_one_means_offline_advice_now() {
+        let dir = tempfile::tempdir().unwrap();
+        for (retry_after, waits) in [(30, true), (3600, false)] {
+            let cfg = advisor::AdvisorConfig {
+                url: Some(rate_limited_llm(retry_after).await),
+                ..Default::default()
+            };
+            let llm = advisor::Client::new(&cfg, Some("key".into()), Vec::new())
+                .unwrap()
+                .unwrap();
+            let r = responders(dir.path(), Some(llm));
+            let item = Item {
+                key: "inc-1-1:mail".into(),
+                kind: MAIL.into(),
+                payload: json!({}),
+                high: true,
+                created: 1,
+                attempts: 0,
+                next_at: 1,
+                last_error: None,
+            };
+            let got = r.advise(&item, &incident()).await;
+            match (waits, got) {
+                (true, Err((_, Some(at)))) => {
+                    assert!(at >= unix_now() + 29 && at <= unix_now() + 30)
+                }
+                (false, Ok(a)) => assert_eq!(a.by, "offline"),
+                (w, other) => panic!("Retry-After {retry_after} (wait: {w}): {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_hanging_misp_does_not_hold_back_mail() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Arc::new(Mutex::new(
+            Outbox::open(&dir.path().join("outbox"), 10, 1000).unwrap(),
+        ));
+        // A MISP that takes the connection and never answers.
+        let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", hole.local_addr().unwrap());
+        let client = misp::Client::new(
+            reqwest::Client::new(),
+            &url,
+            "key".into(),
+            Duration::from_secs(600),
+        )
+        .unwrap();
+        let event = json!({"source": "misp", "event": {"Event": {"info": "x"}}});
+        lock(&outbox)
+            .put(MISP_EVENT, "a:misp-event", event, true, 1000)
+            .unwrap();
+        let r = Responders {
+            outbox: outbox.clone(),
+            misp: HashMap::from([("misp".to_string(), client)]),
+            sighting_source: "homewarden".into(),
+            advisor: None,
+            advice_tries: 1,
+            // Mail off: a mail action is settled at once, when it gets its turn.
+            mailer: None,
+            max_per_hour: 10,
+            state_dir: dir.path().to_path_buf(),
+            appliance: "pi".into(),
+        };
+        let wake = Arc::new(Notify::new());
+        let task = tokio::spawn(r.run(wake.clone()));
+        let pending = || -> Vec<String> {
+            lock(&outbox)
+                .due(u64::MAX)
+                .into_iter()
+                .map(|i| i.key)
+                .collect()
+        };
+        // MISP is hanging by now; a mail comes in (the agent queues, then wakes).
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        lock(&outbox)
+            .put(MAIL, "a:mail", json!({}), true, unix_now())
+            .unwrap();
+        wake.notify_one();
+        for _ in 0..300 {
+            if pending().len() == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(pending(), ["a:misp-event"], "mail waited for MISP");
+        assert!(!task.is_finished());
+        task.abort();
     }
 }

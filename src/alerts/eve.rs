@@ -161,10 +161,11 @@ fn dns_name(dns: Option<&serde_json::Value>) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Bounds a field and drops control characters (they have no business in a mail or a log line).
+/// Bounds a field and drops control and bidi-override characters (they have no
+/// business in a mail, a log line or status).
 fn clip(s: &str) -> String {
     s.chars()
-        .filter(|c| !c.is_control())
+        .filter(|c| !c.is_control() && !crate::advisor::is_bidi_control(*c))
         .take(MAX_FIELD)
         .collect()
 }
@@ -315,6 +316,10 @@ mod tests {
         let a = parse(line.as_bytes()).unwrap();
         assert_eq!(a.signature.chars().count(), MAX_FIELD);
         assert!(!a.signature.contains('\n') && !a.signature.contains('\0'));
+        // A right-to-left override would make "gnp.exe" read as "exe.png" in status and logs.
+        let line = ALERT.replace("homewarden: IPv4", "\\u202egnp.exe IPv4");
+        let a = parse(line.as_bytes()).unwrap();
+        assert!(a.signature.starts_with("gnp.exe IPv4"), "{}", a.signature);
     }
 
     #[test]

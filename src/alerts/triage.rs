@@ -117,10 +117,11 @@ impl Triage {
     /// Takes one alert; `lookup` traces a value (address or name) to the IoC behind it.
     pub fn ingest(&mut self, a: &Alert, lookup: &dyn Fn(&str) -> Option<Provenance>) -> Outcome {
         let (local, remote_ip) = self.sides(a);
-        let domain_rule = a
-            .metadata
-            .get("homewarden_kind")
-            .is_some_and(|k| k.iter().any(|v| v == "domain"));
+        let kind = a.metadata.get("homewarden_kind");
+        let domain_rule =
+            kind.is_some_and(|k| k.iter().any(|v| v == "domain" || v == "shadow-domain"));
+        // Shadow mode's rules observe: their hits are worth a look, not a page.
+        let shadow_rule = kind.is_some_and(|k| k.iter().any(|v| v.starts_with("shadow-")));
         let remote = match (&a.hostname, domain_rule) {
             (Some(h), true) => h.to_ascii_lowercase(),
             _ => remote_ip.to_string(),
@@ -137,7 +138,7 @@ impl Triage {
                 inc.last_seen = inc.last_seen.max(a.time);
                 inc.severity = inc.severity.min(a.severity);
                 inc.blocked |= a.action == "blocked";
-                inc.high |= a.severity <= self.settings.high_severity;
+                inc.high |= !shadow_rule && a.severity <= self.settings.high_severity;
                 return Outcome::Counted(inc.clone());
             }
         }
@@ -146,11 +147,12 @@ impl Triage {
         } else {
             None
         };
-        let high = a.severity <= self.settings.high_severity
-            || ioc
-                .as_ref()
-                .and_then(|p| p.threat_level)
-                .is_some_and(|t| self.settings.high_threat_levels.contains(&t));
+        let high = !shadow_rule
+            && (a.severity <= self.settings.high_severity
+                || ioc
+                    .as_ref()
+                    .and_then(|p| p.threat_level)
+                    .is_some_and(|t| self.settings.high_threat_levels.contains(&t)));
         let inc = Incident {
             id: incident_id(&key, a.time),
             sid: a.sid,
@@ -280,6 +282,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn shadow_rule_hits_are_never_high() {
+        let mut t = Triage::new(Settings::default());
+        let mut a = alert(0, "10.0.0.2", "203.0.113.1", 1_666_101, 1);
+        a.metadata
+            .insert("homewarden_kind".into(), vec!["shadow-ipv4".into()]);
+        let Outcome::New(inc) = t.ingest(&a, &|_| None) else {
+            panic!("not new")
+        };
+        assert!(!inc.high, "an observed indicator's hit is not a page");
+    }
+
+    #[test]
     fn restored_incidents_keep_counting_under_their_old_id() {
         let mut t = Triage::new(Settings::default());
         let a = alert(1000, "192.168.1.5", "203.0.113.9", 7, 1);
@@ -385,6 +399,8 @@ mod tests {
                 attribute_uuid: Some("a".into()),
                 threat_level: Some(1),
                 event_info: None,
+                tags: vec![],
+                since: None,
                 indicator: "203.0.113.66".into(),
             })
         };

@@ -45,6 +45,8 @@ struct FeedEvent {
     attributes: Vec<FeedAttribute>,
     #[serde(default, rename = "Object")]
     objects: Vec<FeedObject>,
+    #[serde(default, rename = "Tag")]
+    tags: Vec<super::misp::TagRef>,
 }
 
 fn yes() -> bool {
@@ -159,6 +161,8 @@ pub async fn pull(
                 ev.info
             },
             timestamp: m.timestamp.or(ev.timestamp).unwrap_or(0),
+            tags: super::set::clean_tags(ev.tags.iter().map(|t| t.name.as_str())),
+            seen: 0,
         });
         let attrs = ev
             .attributes

@@ -5,12 +5,24 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::set::{EventInfo, SourceSet};
 use super::{de_bool, de_num, Change, Collector, Cursor, IntelError, Pulled};
 use crate::config::MispSource;
+
+/// MISP's sighting types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SightingType {
+    /// Seen here.
+    Seen = 0,
+    /// Judged a false positive here.
+    FalsePositive = 1,
+    /// No longer enforced here.
+    Expiration = 2,
+}
 
 /// A MISP REST client for one instance.
 #[derive(Clone, Debug)]
@@ -77,6 +89,15 @@ struct EventMeta {
     threat_level_id: Option<u64>,
     #[serde(default, deserialize_with = "de_bool")]
     published: bool,
+    #[serde(default, rename = "Tag")]
+    tags: Vec<TagRef>,
+}
+
+/// A tag as MISP embeds it in an event.
+#[derive(Debug, Deserialize)]
+pub(crate) struct TagRef {
+    #[serde(default)]
+    pub(crate) name: String,
 }
 
 /// Events asked about per `/events/restSearch` call.
@@ -177,21 +198,23 @@ impl Client {
         Ok(out)
     }
 
-    /// Adds a sighting to an attribute: "seen by this appliance at `timestamp`".
+    /// Adds a sighting to an attribute: "seen (or found false, or expired) by
+    /// this appliance at `timestamp`".
     pub async fn add_sighting(
         &self,
         attribute_uuid: &str,
         source: &str,
         timestamp: i64,
+        kind: SightingType,
     ) -> Result<(), IntelError> {
-        // Type 0 is a plain sighting (1 would be a false positive, 2 an expiration).
         let body = json!({
             "uuid": attribute_uuid,
             "source": source,
-            "type": "0",
+            "type": (kind as u8).to_string(),
             "timestamp": timestamp.to_string(),
         });
-        self.post("sightings/add", &body).await.map(|_| ())
+        let reply = self.post("sightings/add", &body).await?;
+        sighting_outcome(&reply, attribute_uuid)
     }
 
     /// Creates an event; one with the same uuid already there counts as created
@@ -229,6 +252,35 @@ impl Client {
         }
         Ok(out)
     }
+}
+
+/// MISP answers a sighting it could not add with 200 and a bare message.
+/// An attribute that is gone (deleted) will never take one: that is final,
+/// not worth retrying; anything else unexpected is an error.
+fn sighting_outcome(reply: &[u8], attribute_uuid: &str) -> Result<(), IntelError> {
+    let v: Value =
+        serde_json::from_slice(reply).map_err(|e| IntelError::malformed("sightings/add", e))?;
+    if v.get("Sighting").is_some() {
+        return Ok(());
+    }
+    let msg = v["message"].as_str().unwrap_or_default();
+    if msg.contains("No valid attributes") {
+        tracing::warn!(
+            attribute = attribute_uuid,
+            "MISP has no such attribute any more; sighting dropped"
+        );
+        return Ok(());
+    }
+    Err(IntelError::Malformed {
+        url: "sightings/add".into(),
+        message: format!(
+            "no sighting in the reply: {}",
+            msg.chars()
+                .filter(|c| !c.is_control())
+                .take(200)
+                .collect::<String>()
+        ),
+    })
 }
 
 /// Re-read this much before the last pull's start when asking for newly
@@ -302,6 +354,11 @@ pub async fn pull(
                 threat_level: known.event_by_uuid(&e.uuid).and_then(|k| k.threat_level),
                 info: e.info.clone(),
                 timestamp: 0,
+                tags: known
+                    .event_by_uuid(&e.uuid)
+                    .map(|k| k.tags.clone())
+                    .unwrap_or_default(),
+                seen: 0,
             })
         });
         c.value(Some(&a.kind), &a.value, event, Some(&a.uuid));
@@ -321,6 +378,10 @@ pub async fn pull(
             if let Some(level) = meta.threat_level_id.and_then(|t| u8::try_from(t).ok()) {
                 c.set.set_threat_level(&meta.uuid, level);
             }
+            c.set.set_tags(
+                &meta.uuid,
+                super::set::clean_tags(meta.tags.iter().map(|t| t.name.as_str())),
+            );
             tracing::trace!(
                 event = meta.id,
                 published = meta.published,
@@ -347,4 +408,23 @@ pub async fn pull(
             publish_since: Some(now.saturating_sub(PUBLISH_OVERLAP)),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sighting_replies_added_gone_or_refused() {
+        assert!(sighting_outcome(br#"{"Sighting": {"id": "1"}}"#, "a").is_ok());
+        let gone = br#"{"message": "Could not add the Sighting. Reason: No valid attributes found that match the criteria."}"#;
+        assert!(
+            sighting_outcome(gone, "a").is_ok(),
+            "a deleted attribute never takes one: final"
+        );
+        let refused = br#"{"message": "Could not add the Sighting. Reason: Invalid type"}"#;
+        let e = sighting_outcome(refused, "a").unwrap_err().to_string();
+        assert!(e.contains("Invalid type"), "{e}");
+        assert!(sighting_outcome(b"<html>", "a").is_err());
+    }
 }

@@ -63,16 +63,9 @@ pub enum IntelError {
 
 impl IntelError {
     fn http(url: &str, e: reqwest::Error) -> IntelError {
-        let mut message = e.to_string();
-        let mut src = std::error::Error::source(&e);
-        while let Some(s) = src {
-            message.push_str(": ");
-            message.push_str(&s.to_string());
-            src = s.source();
-        }
         IntelError::Http {
             url: url.to_string(),
-            message,
+            message: crate::error_chain(&e),
         }
     }
 
@@ -179,16 +172,28 @@ impl SourceState {
     /// Applies a successful pull.
     pub fn apply(&mut self, pulled: Pulled, now: u64) {
         match pulled.change {
-            Change::Replace(set) => self.set = set,
+            Change::Replace(mut set) => {
+                // A full re-pull replaces the set, not the memory of when events arrived.
+                set.stamp_seen(|uuid| self.set.event_by_uuid(uuid).map(|e| e.seen), now);
+                self.set = set;
+            }
             Change::Patch {
                 remove_attributes,
                 remove_events,
                 add,
             } => {
+                // Dropped events are gone from the lookup before they are re-added.
+                let earlier: std::collections::HashMap<String, u64> = self
+                    .set
+                    .events()
+                    .iter()
+                    .map(|e| (e.uuid.clone(), e.seen))
+                    .collect();
                 self.set.remove_attributes(&remove_attributes);
                 self.set.remove_events(&remove_events);
                 merge(&mut self.set, add);
                 self.set.compact_events();
+                self.set.stamp_seen(|uuid| earlier.get(uuid).copied(), now);
             }
         }
         self.cursor = pulled.cursor;
@@ -352,6 +357,32 @@ mod tests {
         let p = st.set.provenance("m", &st.set.entries()[0]);
         assert_eq!(p.threat_level, Some(1));
         assert_eq!(st.last_ok, Some(20));
+        // So does when the event first arrived, through a patch and a full re-pull,
+        // while a new event is stamped with the pull that brought it.
+        assert_eq!(p.since, Some(10));
+        let mut c = Collector::new("m");
+        for uuid in ["e1", "e2"] {
+            let ev = c.event(EventInfo {
+                uuid: uuid.into(),
+                ..Default::default()
+            });
+            c.value(Some("domain"), &format!("{uuid}.example"), Some(ev), None);
+        }
+        st.apply(
+            Pulled {
+                change: Change::Replace(c.set),
+                stats: c.stats,
+                cursor: Cursor::default(),
+            },
+            30,
+        );
+        let since: Vec<Option<u64>> = st
+            .set
+            .entries()
+            .iter()
+            .map(|e| st.set.provenance("m", e).since)
+            .collect();
+        assert_eq!(since, [Some(10), Some(30)]);
     }
 
     #[test]

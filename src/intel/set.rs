@@ -29,6 +29,26 @@ pub struct EventInfo {
     /// Event timestamp (feeds use it to skip unchanged events).
     #[serde(default)]
     pub timestamp: u64,
+    /// The event's tags (`tlp:amber`, `misp-galaxy:…`), as the source gave them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// When this appliance first held the event (unix seconds; 0 until stamped).
+    #[serde(default)]
+    pub seen: u64,
+}
+
+/// Tags from a feed are untrusted text: bounded in number and length, no control characters.
+pub fn clean_tags<'a>(tags: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    tags.into_iter()
+        .map(|t| {
+            t.chars()
+                .filter(|c| !c.is_control())
+                .take(128)
+                .collect::<String>()
+        })
+        .filter(|t| !t.is_empty())
+        .take(32)
+        .collect()
 }
 
 /// Marks "no event" / "no attribute" in an [`Entry`] (keeps entries at 32 bytes:
@@ -83,6 +103,12 @@ pub struct Provenance {
     /// Event title.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_info: Option<String>,
+    /// The event's tags.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// When this appliance first held the event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<u64>,
     /// The indicator as listed (a hit on `x.evil.example` may come from `evil.example`).
     pub indicator: String,
 }
@@ -100,8 +126,19 @@ impl SourceSet {
             // Keep what we knew if the newer record lacks it (attribute searches
             // do not carry the threat level).
             let threat = info.threat_level.or(slot.threat_level);
+            let tags = if info.tags.is_empty() {
+                std::mem::take(&mut slot.tags)
+            } else {
+                info.tags.clone()
+            };
+            let seen = match (slot.seen, info.seen) {
+                (0, s) | (s, 0) => s,
+                (a, b) => a.min(b),
+            };
             *slot = EventInfo {
                 threat_level: threat,
+                tags,
+                seen,
                 ..info
             };
             return i;
@@ -132,6 +169,23 @@ impl SourceSet {
         self.event_index
             .get(uuid)
             .map(|&i| &self.events[i as usize])
+    }
+
+    /// Stamps events not seen before with when they were first held: the time
+    /// `earlier` knows for the uuid (a previous set of the source), else `now`.
+    pub fn stamp_seen(&mut self, earlier: impl Fn(&str) -> Option<u64>, now: u64) {
+        for ev in &mut self.events {
+            if ev.seen == 0 {
+                ev.seen = earlier(&ev.uuid).filter(|t| *t > 0).unwrap_or(now);
+            }
+        }
+    }
+
+    /// Sets the tags of a known event.
+    pub fn set_tags(&mut self, uuid: &str, tags: Vec<String>) {
+        if let Some(&i) = self.event_index.get(uuid) {
+            self.events[i as usize].tags = tags;
+        }
     }
 
     /// Sets the threat level of a known event.
@@ -269,6 +323,8 @@ impl SourceSet {
             attribute_uuid: self.attribute_of(entry).map(str::to_string),
             threat_level: ev.and_then(|e| e.threat_level),
             event_info: ev.map(|e| e.info.clone()),
+            tags: ev.map(|e| e.tags.clone()).unwrap_or_default(),
+            since: ev.map(|e| e.seen).filter(|t| *t > 0),
             indicator: entry.ioc.to_string(),
         }
     }
@@ -309,6 +365,12 @@ impl Allowlist {
             nets.extend(BUILTIN_ALLOW.iter().filter_map(|s| s.parse::<IpNet>().ok()));
         }
         Allowlist { nets, domains }
+    }
+
+    /// Adds more never-block networks and domains (the owner's own allowances).
+    pub fn extend(&mut self, nets: Vec<IpNet>, domains: Vec<Domain>) {
+        self.nets.extend(nets);
+        self.domains.extend(domains);
     }
 
     /// True if the address must never be blocked.
@@ -390,12 +452,25 @@ impl Effective {
         allow: &Allowlist,
         limits: ExpandLimits,
     ) -> (Effective, Dropped) {
+        Effective::from_iocs(
+            sources
+                .into_iter()
+                .flat_map(|s| s.entries().iter().map(|e| &e.ioc)),
+            allow,
+            limits,
+        )
+    }
+
+    /// The same from indicators picked one by one (shadow mode splits sources).
+    pub fn from_iocs<'a>(
+        iocs: impl IntoIterator<Item = &'a Ioc>,
+        allow: &Allowlist,
+        limits: ExpandLimits,
+    ) -> (Effective, Dropped) {
         let mut eff = Effective::default();
         let mut dropped = Dropped::default();
-        for src in sources {
-            for e in src.entries() {
-                eff.add(&e.ioc, allow, limits, &mut dropped);
-            }
+        for ioc in iocs {
+            eff.add(ioc, allow, limits, &mut dropped);
         }
         sort_dedup(&mut eff.ipv4);
         sort_dedup(&mut eff.ipv6);
@@ -458,6 +533,18 @@ impl Effective {
                 self.sha256.push(h.clone());
             }
         }
+    }
+
+    /// Removes every value `other` holds (what is enforced need not be shadowed).
+    pub fn remove_all(&mut self, other: &Effective) {
+        fn minus<T: Ord>(v: &mut Vec<T>, o: &[T]) {
+            v.retain(|x| o.binary_search(x).is_err());
+        }
+        minus(&mut self.ipv4, &other.ipv4);
+        minus(&mut self.ipv6, &other.ipv6);
+        minus(&mut self.domains, &other.domains);
+        minus(&mut self.md5, &other.md5);
+        minus(&mut self.sha256, &other.sha256);
     }
 
     /// Total number of blocked values.

@@ -200,6 +200,8 @@ mod tests {
             threat_level: Some(1),
             info: "C2".into(),
             timestamp: 5,
+            tags: vec!["tlp:green".into()],
+            seen: 0,
         });
         c.value(
             Some("domain|ip"),

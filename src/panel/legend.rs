@@ -29,7 +29,7 @@ pub fn situations() -> Vec<(&'static str, Condition)> {
             },
         ),
         (
-            "Intel stale or a source failing",
+            "Needs care: intel stale, MISP or mail out of reach, or a failed self-test",
             Condition {
                 intel_stale: true,
                 ..ok

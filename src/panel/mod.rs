@@ -43,6 +43,7 @@ pub fn condition(s: &Status, now: i64) -> Condition {
         suricata_down: !s.suricata.reachable,
         // Actions that failed three times or more: a responder (MISP, mail) is out of reach.
         outbox_backlog: s.outbox.failing > 0,
+        selftest_failed: s.selftest.alarm.is_some(),
         unacked_high: s.alerts.high_unacked > 0,
         blocking_now: s
             .alerts

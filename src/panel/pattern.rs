@@ -3,7 +3,8 @@
 //!
 //! Legend (README has the picture):
 //! * green steady: traffic is inspected and blocked (protected);
-//! * amber steady: needs care (intel stale or a source failing, outbox backlog);
+//! * amber steady: needs care (intel stale or a source failing, outbox backlog,
+//!   a failed self-test);
 //!   amber blinking slowly: Suricata down or bypassed, traffic passes uninspected;
 //! * red steady: a high-severity incident nobody acknowledged yet;
 //!   red blinking: blocking is happening right now;
@@ -25,6 +26,8 @@ pub struct Condition {
     pub suricata_down: bool,
     /// Responder actions are piling up.
     pub outbox_backlog: bool,
+    /// The last self-test failed (and rolled back); cleared by acknowledging.
+    pub selftest_failed: bool,
     /// A high-severity incident waits for acknowledgement.
     pub unacked_high: bool,
     /// Something was blocked within the last seconds.
@@ -108,7 +111,7 @@ pub fn lights(c: &Condition) -> Lights {
     };
     let amber = if c.suricata_down {
         SLOW
-    } else if c.intel_stale || c.outbox_backlog || !c.protected {
+    } else if c.intel_stale || c.outbox_backlog || c.selftest_failed || !c.protected {
         Led::On
     } else {
         Led::Off
@@ -176,7 +179,7 @@ mod tests {
     /// Every combination of the boolean inputs, with and without a countdown.
     fn all_conditions() -> Vec<Condition> {
         let mut out = Vec::new();
-        for bits in 0u32..(1 << 7) {
+        for bits in 0u32..(1 << 8) {
             let b = |i: u32| bits & (1 << i) != 0;
             for countdown in [None, Some(3)] {
                 out.push(Condition {
@@ -187,6 +190,7 @@ mod tests {
                     unacked_high: b(4),
                     blocking_now: b(5),
                     agent_fault: b(6),
+                    selftest_failed: b(7),
                     reset_countdown: countdown,
                 });
             }
@@ -217,7 +221,8 @@ mod tests {
             assert_eq!(l.amber == SLOW, c.suricata_down, "{c:?}");
             assert_eq!(
                 l.amber == Led::On,
-                !c.suricata_down && (c.intel_stale || c.outbox_backlog || !c.protected),
+                !c.suricata_down
+                    && (c.intel_stale || c.outbox_backlog || c.selftest_failed || !c.protected),
                 "{c:?}"
             );
             // Red: blinking while blocking, steady for an unacknowledged high incident.

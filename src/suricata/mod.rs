@@ -3,4 +3,5 @@
 
 pub mod apply;
 pub mod render;
+pub mod selftest;
 pub mod socket;

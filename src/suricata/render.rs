@@ -179,8 +179,14 @@ pub fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
 }
 
-/// Renders rules and lists.
-pub fn render<'a>(eff: &'a Effective, allow_domains: &[Domain], opts: &Options) -> Rendered<'a> {
+/// Renders rules and lists; `shadow` holds indicators still being observed
+/// (alert only, in datasets of their own) when shadow mode is on.
+pub fn render<'a>(
+    eff: &'a Effective,
+    shadow: Option<&'a Effective>,
+    allow_domains: &[Domain],
+    opts: &Options,
+) -> Rendered<'a> {
     let action = match (opts.mode, opts.action) {
         (Mode::Ids, _) => "alert",
         (Mode::Ips, Action::Drop) => "drop",
@@ -195,25 +201,7 @@ pub fn render<'a>(eff: &'a Effective, allow_domains: &[Domain], opts: &Options) 
          # One rule per indicator kind; the indicators live in the .lst dataset files beside it.\n",
     );
 
-    for (off, field, dir) in [(1, "ip.dst", "destination"), (2, "ip.src", "source")] {
-        r.rule(
-            action,
-            "ip",
-            off,
-            &format!("IPv4 {dir} on blocklist"),
-            &format!("{field}; dataset:isset,hw-ipv4,type ipv4,load hw-ipv4.lst;"),
-            "ipv4",
-        );
-        r.rule(
-            action,
-            "ip",
-            off + 2,
-            &format!("IPv6 {dir} on blocklist"),
-            &format!("{field}; dataset:isset,hw-ipv6,type ip,load hw-ipv6.lst;"),
-            "ipv6",
-        );
-    }
-
+    r.address_rules(action, 0, "on blocklist", "hw", "");
     let protos = [
         ("dns", "dns.query", 10, "DNS query"),
         ("tls", "tls.sni", 20, "TLS SNI"),
@@ -224,6 +212,15 @@ pub fn render<'a>(eff: &'a Effective, allow_domains: &[Domain], opts: &Options) 
     let mut families = vec![(action, 0, "blocklisted", "hw-domain", "domain")];
     if !allow_domains.is_empty() {
         families.push(("pass", 40, "allowlisted", "hw-allow-domain", "allow-domain"));
+    }
+    if shadow.is_some() {
+        families.push((
+            "alert",
+            100,
+            "shadowed",
+            "hw-shadow-domain",
+            "shadow-domain",
+        ));
     }
     // Depth 0: the name itself; 2..: the name's parent with that many labels.
     let depths: Vec<usize> = if opts.match_subdomains {
@@ -250,6 +247,17 @@ pub fn render<'a>(eff: &'a Effective, allow_domains: &[Domain], opts: &Options) 
                 );
             }
         }
+    }
+
+    if shadow.is_some() {
+        // Shadow mode: newly listed addresses only raise alerts until they are promoted.
+        r.address_rules(
+            "alert",
+            100,
+            "in shadow (observed, not blocked)",
+            "hw-shadow",
+            "shadow-",
+        );
     }
 
     if !eff.md5.is_empty() {
@@ -300,6 +308,25 @@ pub fn render<'a>(eff: &'a Effective, allow_domains: &[Domain], opts: &Options) 
             values: Values::Sha256(&eff.sha256),
         },
     ];
+    if let Some(sh) = shadow {
+        lists.extend([
+            ListFile {
+                name: "hw-shadow-ipv4",
+                kind: ListKind::Ipv4,
+                values: Values::Ipv4(&sh.ipv4),
+            },
+            ListFile {
+                name: "hw-shadow-ipv6",
+                kind: ListKind::Ip,
+                values: Values::Ipv6(&sh.ipv6),
+            },
+            ListFile {
+                name: "hw-shadow-domain",
+                kind: ListKind::String,
+                values: Values::Base64(sorted(sh.domains.iter().map(|d| b64(d.as_str())))),
+            },
+        ]);
+    }
     if !allow_domains.is_empty() {
         lists.push(ListFile {
             name: "hw-allow-domain",
@@ -311,6 +338,27 @@ pub fn render<'a>(eff: &'a Effective, allow_domains: &[Domain], opts: &Options) 
         rules: r.text,
         lists,
     }
+}
+
+/// A digest of a whole rendering (rules and every list line), to recognise
+/// one that already failed its self-test.
+pub fn fingerprint(r: &Rendered<'_>) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |b: &[u8]| {
+        for &x in b {
+            h ^= u64::from(x);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    eat(r.rules.as_bytes());
+    for l in &r.lists {
+        eat(l.name.as_bytes());
+        for i in 0..l.values.len() {
+            eat(l.values.line(i).as_bytes());
+            eat(b"\n");
+        }
+    }
+    h
 }
 
 /// A transform keeping the last `labels` labels of a name that has more than that,
@@ -332,6 +380,22 @@ struct Rules {
 }
 
 impl Rules {
+    /// Source and destination rules on the IPv4 and IPv6 datasets `<prefix>-ipv4` / `<prefix>-ipv6`.
+    fn address_rules(&mut self, action: &str, base: u32, what: &str, prefix: &str, kind: &str) {
+        for (off, field, dir) in [(1, "ip.dst", "destination"), (2, "ip.src", "source")] {
+            for (family, settype, extra) in [("ipv4", "ipv4", 0), ("ipv6", "ip", 2)] {
+                self.rule(
+                    action,
+                    "ip",
+                    base + off + extra,
+                    &format!("{} {dir} {what}", if family == "ipv4" { "IPv4" } else { "IPv6" }),
+                    &format!("{field}; dataset:isset,{prefix}-{family},type {settype},load {prefix}-{family}.lst;"),
+                    &format!("{kind}{family}"),
+                );
+            }
+        }
+    }
+
     fn rule(
         &mut self,
         action: &str,
@@ -375,14 +439,54 @@ mod tests {
     }
 
     #[test]
+    fn shadow_mode_observes_in_datasets_of_its_own() {
+        let e = eff(&["203.0.113.1", "evil.example"]);
+        let sh = eff(&["203.0.113.2", "new.example"]);
+        let r = render(&e, Some(&sh), &[], &opts(Mode::Ips, Action::Drop));
+        let shadow_rules: Vec<&str> = r
+            .rules
+            .lines()
+            .filter(|l| l.contains("hw-shadow-"))
+            .collect();
+        assert_eq!(shadow_rules.len(), 4 + 3 * 6, "{}", r.rules);
+        assert!(
+            shadow_rules.iter().all(|l| l.starts_with("alert ")),
+            "{}",
+            r.rules
+        );
+        assert!(r
+            .rules
+            .lines()
+            .any(|l| l.starts_with("drop ") && l.contains("hw-ipv4")));
+        let mut sids: Vec<&str> = r
+            .rules
+            .lines()
+            .filter_map(|l| l.split("sid:").nth(1))
+            .collect();
+        let n = sids.len();
+        sids.sort();
+        sids.dedup();
+        assert_eq!(sids.len(), n, "sids must be unique");
+        let names: Vec<&str> = r.lists.iter().map(|l| l.name).collect();
+        for n in ["hw-shadow-ipv4", "hw-shadow-ipv6", "hw-shadow-domain"] {
+            assert!(names.contains(&n), "{names:?}");
+        }
+        let shadow4 = r.lists.iter().find(|l| l.name == "hw-shadow-ipv4").unwrap();
+        assert_eq!(shadow4.values.line(0), "203.0.113.2");
+        // Without shadow mode nothing of it is rendered.
+        let plain = render(&e, None, &[], &opts(Mode::Ips, Action::Drop));
+        assert!(!plain.rules.contains("shadow"));
+    }
+
+    #[test]
     fn one_rule_per_kind_whatever_the_size() {
         let many: Vec<String> = (0..5000)
             .map(|i| format!("203.0.{}.{}", i / 256, i % 256))
             .collect();
         let refs: Vec<&str> = many.iter().map(String::as_str).collect();
         let (e_small, e_big) = (eff(&["203.0.113.1"]), eff(&refs));
-        let small = render(&e_small, &[], &opts(Mode::Ips, Action::Drop));
-        let big = render(&e_big, &[], &opts(Mode::Ips, Action::Drop));
+        let small = render(&e_small, None, &[], &opts(Mode::Ips, Action::Drop));
+        let big = render(&e_big, None, &[], &opts(Mode::Ips, Action::Drop));
         assert_eq!(small.rules, big.rules);
         assert_eq!(big.lists[0].values.len(), 5000);
     }
@@ -396,9 +500,9 @@ mod tests {
                 .filter(|l| l.starts_with(&format!("{a} ")))
                 .count()
         };
-        let ips = render(&e, &[], &opts(Mode::Ips, Action::Drop));
-        let rej = render(&e, &[], &opts(Mode::Ips, Action::Reject));
-        let ids = render(&e, &[], &opts(Mode::Ids, Action::Reject));
+        let ips = render(&e, None, &[], &opts(Mode::Ips, Action::Drop));
+        let rej = render(&e, None, &[], &opts(Mode::Ips, Action::Reject));
+        let ids = render(&e, None, &[], &opts(Mode::Ids, Action::Reject));
         let rules = ips.rules.lines().filter(|l| !l.starts_with('#')).count();
         assert_eq!(count(&ips, "drop"), rules);
         assert_eq!(count(&rej, "reject"), rules);
@@ -411,7 +515,7 @@ mod tests {
     fn sids_are_unique_and_stable() {
         let allow = [Domain::parse("good.example").unwrap()];
         let e = eff(&["evil.example", "d41d8cd98f00b204e9800998ecf8427e"]);
-        let r = render(&e, &allow, &opts(Mode::Ips, Action::Drop));
+        let r = render(&e, None, &allow, &opts(Mode::Ips, Action::Drop));
         let sids: Vec<&str> = r
             .rules
             .lines()
@@ -427,7 +531,7 @@ mod tests {
     #[test]
     fn domains_are_base64_and_sorted() {
         let e = eff(&["b.example", "A.example"]);
-        let r = render(&e, &[], &opts(Mode::Ips, Action::Drop));
+        let r = render(&e, None, &[], &opts(Mode::Ips, Action::Drop));
         let d = r.lists.iter().find(|l| l.name == "hw-domain").unwrap();
         assert_eq!(
             d.values,
@@ -449,7 +553,7 @@ mod tests {
         let mut o = opts(Mode::Ips, Action::Drop);
         o.match_subdomains = false;
         let e = eff(&["evil.example"]);
-        let r = render(&e, &[], &o);
+        let r = render(&e, None, &[], &o);
         assert!(!r.rules.contains("pcrexform"));
     }
 }

@@ -3,7 +3,9 @@
 Runs inside the `pi` namespace (the double lives in `wan`):
   misp_admin.py add VALUE...       -> prints the attribute uuids, one per line
   misp_admin.py delete UUID...
+  misp_admin.py ids-off UUID...    -> the attributes stay, but are no longer for IDSes
   misp_admin.py sightings UUID     -> the source of each sighting, one per line
+  misp_admin.py sighting-types UUID -> "source type" of each sighting (0 seen, 1 false positive, 2 expired)
   misp_admin.py events             -> the events this appliance created, one JSON line each
 """
 
@@ -23,6 +25,7 @@ if sys.argv[1] == "add":
     ev.info = "homewarden e2e: C2 seen at a neighbour"
     ev.threat_level_id = 1
     ev.distribution = 0
+    ev.add_tag("tlp:green")
     for value in sys.argv[2:]:
         ev.add_attribute("domain" if value[0].isalpha() else "ip-dst", value, to_ids=True)
     created = misp.add_event(ev, pythonify=True)
@@ -31,6 +34,12 @@ if sys.argv[1] == "add":
 elif sys.argv[1] == "delete":
     for uuid in sys.argv[2:]:
         r = misp.delete_attribute(uuid)
+        assert "errors" not in r, r
+elif sys.argv[1] == "ids-off":
+    for uuid in sys.argv[2:]:
+        a = misp.get_attribute(uuid, pythonify=True)
+        a.to_ids = False
+        r = misp.update_attribute(a)
         assert "errors" not in r, r
 elif sys.argv[1] == "events":
     import json
@@ -42,5 +51,9 @@ elif sys.argv[1] == "sightings":
     attr = misp.get_attribute(sys.argv[2], pythonify=True)
     for s in misp.sightings(attr, pythonify=True):
         print(s.source)
+elif sys.argv[1] == "sighting-types":
+    attr = misp.get_attribute(sys.argv[2], pythonify=True)
+    for s in misp.sightings(attr, pythonify=True):
+        print(s.source, s.type)
 else:
     sys.exit(f"unknown command {sys.argv[1]!r}")

@@ -1,9 +1,10 @@
 """End to end on real Suricata in the iot — pi — wan lab: intel in, packets dropped out."""
 
 import signal
+import subprocess
 import time
 
-from conftest import BENIGN, C2, LATE, REPO, wait_for
+from conftest import BENIGN, BIN, C2, LATE, REPO, wait_for
 
 PROBE = """
 import socket, sys, time
@@ -99,6 +100,51 @@ def test_a_blocked_c2_connection_reaches_the_agent_as_a_traced_incident(lab):
     assert len(events()) == 1
 
 
+def test_a_blocked_c2_mails_the_owner_with_advice_over_starttls(lab):
+    import email
+    import email.policy
+    import json
+
+    assert not lab.http_ok(C2)
+    maildir = lab.dir / "mail"
+
+    def mails():
+        out = []
+        for eml in sorted(maildir.glob("*.eml"), key=lambda p: int(p.stem)):
+            msg = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+            meta = json.loads(eml.with_suffix(".json").read_text())
+            out.append((msg, meta))
+        return [(m, meta) for m, meta in out if C2 in m["Subject"]]
+
+    assert wait_for(lambda: len(mails()) == 1, 30), sorted(p.name for p in maildir.glob("*"))
+    msg, meta = mails()[0]
+    # Delivered over TLS after a checked login, to the configured owner.
+    assert meta["auth_user"] == "api" and meta["tls"].startswith("TLSv1."), meta
+    assert meta["rcpt_tos"] == ["owner@lab.test"], meta
+    assert msg["Subject"].startswith("[homewarden ") and "High: blocked 198.18.1.2" in msg["Subject"]
+    text = msg.get_body(("plain",)).get_content()
+    html = msg.get_body(("html",)).get_content()
+    # The advice came from the LLM (the double's marker), with the MISP context beside it.
+    assert "advice by cohere" in text and "[llm-double reply to " in text, text
+    assert "Lab C2 server" in text and "threat level high" in text, text
+    assert "[llm-double reply to " in html
+    # The prompt left the house without the home device's address.
+    prompts = [json.loads(line) for line in (lab.dir / "llm-requests.jsonl").read_text().splitlines()]
+    assert prompts and all("198.18.1.2" not in json.dumps(p["json"]) for p in prompts), prompts
+    # More blocked attempts are the same incident: no second mail.
+    assert not lab.http_ok(C2)
+    time.sleep(2)
+    assert len(mails()) == 1
+    st = lab.status()
+    assert st["mail"].startswith("to owner@lab.test via 203.0.113.25:587"), st["mail"]
+    assert st["advisor"].startswith("cohere "), st["advisor"]
+    # The owner can try the mail settings by hand.
+    out = lab.ns("pi", BIN, "--config", str(lab.config), "mail-test")
+    assert out.returncode == 0 and "test mail sent to owner@lab.test via 203.0.113.25:587" in out.stdout, out
+    assert wait_for(lambda: any("Test mail" in email.message_from_bytes(p.read_bytes())["Subject"]
+                                for p in maildir.glob("*.eml")), 10)
+
+
 def test_the_panel_shows_red_after_a_block_and_green_again_after_a_press(lab):
     import json
 
@@ -148,6 +194,170 @@ def test_a_misp_ioc_is_enforced_within_a_second_of_sync_without_restarting_suric
     assert lab.suricata_pid() == pid, "suricata was restarted"
     st = lab.status()
     assert st["suricata"]["last_live"] == "delta", st["suricata"]
+
+
+def test_the_owner_explains_allows_and_unallows_a_misp_ioc(lab):
+    import json
+    uuid = misp_admin(lab, "add", LATE).split()[0]
+    lab.agent("sync", "--once")
+    assert seconds_until(lab, LATE, "blocked") < 1.0
+    assert not lab.http_ok(LATE)
+
+    x = json.loads(lab.agent("explain", LATE, "--json").stdout)
+    assert x["verdict"] == "blocked", x
+    mine = [item for item in x["listings"] if item.get("attribute_uuid") == uuid]
+    assert len(mine) == 1, x
+    listing = mine[0]
+    assert listing["source"] == "lab-misp" and listing["threat_level"] == 1, listing
+    assert "tlp:green" in listing["tags"], listing
+    assert listing["link"] == f"https://203.0.113.10:8443/events/view/{listing['event_id']}", listing
+    assert listing["since"] > 0 and not x["allowed_by"], x
+    text = lab.agent("explain", f"http://{LATE}/index.html").stdout
+    assert text.startswith(f"{LATE}: BLOCKED"), text
+    assert f"attribute {uuid}" in text and "threat level high" in text, text
+    # The same answer without the daemon, from what it persisted.
+    offline = lab.dir / "offline.yaml"
+    offline.write_text(lab.config.read_text().replace(str(lab.dir / "control.sock"), str(lab.dir / "none.sock")))
+    r = subprocess.run([BIN, "--config", str(offline), "explain", LATE, "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["verdict"] == "blocked"
+    # What is being blocked now, with its hits.
+    blocks = json.loads(lab.agent("blocks", "--json").stdout)
+    assert any(b["value"] == LATE and b["hits_24h"] >= 1 for b in blocks["recent"]), blocks
+
+    out = lab.agent("allow", LATE, "--for", "1h", "--reason", "the camera vendor's update server").stdout
+    assert "allowed until" in out and "1 false-positive sighting" in out, out
+    assert seconds_until(lab, LATE, "open") < 1.0
+    x = json.loads(lab.agent("explain", LATE, "--json").stdout)
+    assert x["verdict"] == "overridden", x
+    assert x["allowed_by"][0].startswith("allowed by root on ") and "camera vendor" in x["allowed_by"][0], x
+    assert wait_for(lambda: "homewarden 1" in misp_admin(lab, "sighting-types", uuid).splitlines(), 15), \
+        misp_admin(lab, "sighting-types", uuid)
+    # The allowance survives an agent restart? It is persisted: the file says so.
+    saved = json.loads((lab.dir / "state" / "allowlist.json").read_text())
+    assert saved[0]["value"] == LATE and saved[0]["who"] == "root", saved
+
+    out = lab.agent("unallow", LATE).stdout
+    assert "enforced again" in out, out
+    assert seconds_until(lab, LATE, "blocked") < 1.0
+    assert json.loads(lab.agent("explain", LATE, "--json").stdout)["verdict"] == "blocked"
+    assert lab.agent("unallow", LATE, check=False).returncode != 0
+    # Leaving enforcement (to_ids off in MISP) is told back as an expiration sighting.
+    misp_admin(lab, "ids-off", uuid)
+    lab.agent("sync", "--once")
+    assert seconds_until(lab, LATE, "open") < 1.0
+    assert wait_for(lambda: "homewarden 2" in misp_admin(lab, "sighting-types", uuid).splitlines(), 15), \
+        misp_admin(lab, "sighting-types", uuid)
+    misp_admin(lab, "delete", uuid)
+
+
+def http_from(lab, source, addr, timeout=2):
+    r = lab.ns("iot", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", str(timeout),
+               "--interface", source, f"http://{addr}/", timeout=timeout + 5)
+    return r.returncode == 0 and r.stdout.strip() == "200"
+
+
+def test_shadow_mode_observes_then_blocks_and_holds_for_a_do_not_break_device(lab):
+    import json
+    watch = lab.dir / "watch-list.txt"   # source lab-watch: shadow 4s
+    watch.write_text(LATE + "\n")
+    lab.agent("sync", "--once")
+
+    def explained():
+        return json.loads(lab.agent("explain", LATE, "--json").stdout)
+
+    x = explained()
+    assert x["verdict"] == "observed", x
+    assert x["listings"][0]["source"] == "lab-watch" and x["listings"][0]["shadow"]["state"] == "observed", x
+    assert lab.status()["shadow"]["observed"] >= 1
+    # Observed: the traffic passes and raises an alert, which is no page (not high).
+    assert lab.http_ok(LATE)
+
+    def incident():
+        return next((i for i in lab.status()["alerts"]["recent"]
+                     if i["remote"] == LATE and "shadow" in i["signature"]), None)
+
+    assert wait_for(lambda: incident() is not None, 10), lab.status()["alerts"]
+    assert not incident()["high"] and not incident()["blocked"], incident()
+    # After the observation period (4 s; checked every 5 s) it is promoted, no sync needed.
+    assert wait_for(lambda: not lab.http_ok(LATE, timeout=1), 20)
+    assert explained()["verdict"] == "blocked"
+    assert lab.status()["shadow"]["observed"] == 0
+
+    # Gone from the list and back: observed afresh. This time a do-not-break device
+    # talks to it: it is held, alert only, past its period, until the owner decides.
+    watch.write_text("")
+    lab.agent("sync", "--once")
+    assert seconds_until(lab, LATE, "open") < 1.0
+    watch.write_text(LATE + "\n")
+    lab.agent("sync", "--once")
+    assert explained()["verdict"] == "observed"
+    assert http_from(lab, "198.18.1.3", LATE)
+    assert wait_for(lambda: (explained()["listings"][0].get("shadow") or {}).get("state") == "held", 10), explained()
+    held = explained()["listings"][0]["shadow"]
+    assert held["device"] == "198.18.1.3", held
+    time.sleep(10)
+    assert lab.http_ok(LATE) and explained()["verdict"] == "observed"
+    assert "held, alerts only" in lab.agent("explain", LATE).stdout
+    assert lab.status()["shadow"]["held"] == 1
+    watch.write_text("")
+    lab.agent("sync", "--once")
+    assert seconds_until(lab, LATE, "open") < 1.0
+
+
+def test_selftest_proves_each_change_and_rolls_a_broken_rendering_back(lab):
+    import email
+    import email.policy
+    import json
+    # A change of the enforced set is followed by a self-test of the live datasets.
+    before = lab.status()["selftest"].get("last_run") or 0
+    uuid = misp_admin(lab, "add", LATE).split()[0]
+    lab.agent("sync", "--once")
+    assert wait_for(lambda: (lab.status()["selftest"].get("last_run") or 0) > before, 15), lab.status()["selftest"]
+    st = lab.status()["selftest"]
+    assert st["ok"], st
+    assert any(c["name"] == f"{LATE} in hw-ipv4" and c["ok"] for c in st["checks"]), st["checks"]
+    misp_admin(lab, "delete", uuid)
+    lab.agent("sync", "--once")
+
+    # On demand, with the capture replayed through suricata -r.
+    r = lab.agent("selftest", "--json")
+    st = json.loads(r.stdout)
+    names = {c["name"]: c for c in st["checks"]}
+    assert st["ok"] and names["the capture's canary packet alerts"]["ok"], st
+    assert names["192.0.2.254 in hw-ipv4"]["ok"] and names["every rule loaded"]["ok"], st
+    good = (lab.dir / "rules" / "homewarden.rules").read_text()
+
+    # A broken rendering on disk: the replay sees the canary go quiet.
+    (lab.dir / "rules" / "homewarden.rules").write_text("# broken by the test\n")
+    r = lab.agent("selftest", check=False)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "FAIL the capture's canary packet alerts" in r.stdout and "rolled back" in r.stdout, r.stdout
+    assert (lab.dir / "rules" / "homewarden.rules").read_text() == good
+    st = lab.status()
+    assert st["state"] == "degraded" and any(x.startswith("self-test failed") for x in st["reasons"]), st
+    assert wait_for(lambda: json.loads((lab.dir / "panel.json").read_text())["amber"]["kind"] == "on", 10)
+    assert not lab.http_ok(C2) and lab.http_ok(BENIGN)
+
+    def notices():
+        out = []
+        for eml in (lab.dir / "mail").glob("*.eml"):
+            msg = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+            if "Self-test failed" in msg["Subject"]:
+                out.append(msg)
+        return out
+
+    assert wait_for(lambda: len(notices()) == 1, 20)
+    assert "The last rendering that passed was put back" in notices()[0].get_body(("plain",)).get_content()
+    # A second failure while the alarm is on sends no second mail.
+    (lab.dir / "rules" / "homewarden.rules").write_text("# broken again\n")
+    assert lab.agent("selftest", check=False).returncode == 1
+    time.sleep(3)
+    assert len(notices()) == 1
+    (lab.dir / "rules" / "homewarden.rules").write_text(good)
+    # Acknowledging puts the amber light out.
+    lab.agent("ack")
+    assert wait_for(lambda: not any(x.startswith("self-test") for x in lab.status()["reasons"]), 10)
 
 
 def test_our_misp_requests_match_the_openapi_spec(lab):
