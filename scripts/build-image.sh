@@ -163,20 +163,24 @@ mapfile -t PACKAGES < <(appliance_packages)
 if [ -n "$from_cache" ]; then
     step "base root from the local .deb cache $from_cache (mmdebstrap, ${#PACKAGES[@]} packages)"
     ls "$from_cache"/*.deb >/dev/null 2>&1 || die "$from_cache: no .deb files"
-    # A flat repository of exactly these .debs: apt can only pick these versions.
+    # A repository of exactly these .debs: apt can only pick these versions.
+    # Not a flat one: mmdebstrap finds the essential set through the indices'
+    # architecture, which a flat repository does not have.
     repo_dir=$work/local-repo
-    mkdir -p "$repo_dir"
-    ln -s "$from_cache"/*.deb "$repo_dir"/
-    (cd "$repo_dir" && dpkg-scanpackages --multiversion . /dev/null 2>/dev/null >Packages)
-    # A Release file naming the index: mmdebstrap takes apt's warning about a
-    # repository without one for an error.
+    mkdir -p "$repo_dir/pool" "$repo_dir/dists/$SUITE/main/binary-arm64"
+    ln -s "$from_cache"/*.deb "$repo_dir/pool/"
+    (cd "$repo_dir" && dpkg-scanpackages --multiversion pool /dev/null 2>/dev/null \
+        >"dists/$SUITE/main/binary-arm64/Packages")
+    # mmdebstrap takes apt's warning about a repository without a Release file
+    # for an error.
+    local idx=$repo_dir/dists/$SUITE/main/binary-arm64/Packages
     {
-        printf 'Origin: homewarden-deb-cache\nLabel: homewarden-deb-cache\nArchitectures: arm64 all\n'
-        printf 'Date: %s\nSHA256:\n' "$(date -u -R -d "@$SOURCE_DATE_EPOCH")"
-        printf ' %s %s Packages\n' "$(sha256sum "$repo_dir/Packages" | cut -d' ' -f1)" "$(stat -c %s "$repo_dir/Packages")"
-    } >"$repo_dir/Release"
-    mirror_line="deb [trusted=yes] copy://$repo_dir ./"
-    base_key=cache-$( (printf '%s\n' "${PACKAGES[@]}"; cat "$repo_dir/Packages"; echo "$SOURCE_DATE_EPOCH"; \
+        printf 'Origin: homewarden-deb-cache\nLabel: homewarden-deb-cache\nSuite: %s\nCodename: %s\n' "$SUITE" "$SUITE"
+        printf 'Components: main\nArchitectures: arm64\nDate: %s\nSHA256:\n' "$(date -u -R -d "@$SOURCE_DATE_EPOCH")"
+        printf ' %s %s main/binary-arm64/Packages\n' "$(sha256sum "$idx" | cut -d' ' -f1)" "$(stat -c %s "$idx")"
+    } >"$repo_dir/dists/$SUITE/Release"
+    mirror_line="deb [trusted=yes] copy://$repo_dir $SUITE main"
+    base_key=cache-$( (printf '%s\n' "${PACKAGES[@]}"; cat "$idx"; echo "$SOURCE_DATE_EPOCH"; \
         sha256sum "$REPO/image/base.sh") | sha256sum | cut -c1-16)
 else
     step "base root: mmdebstrap $SUITE arm64 (${#PACKAGES[@]} packages; maintainer scripts under qemu-user)"
@@ -193,7 +197,9 @@ else
     # shellcheck source=image/base.sh
     . "$REPO/image/base.sh"
     rm -rf "$base_tar.tmp"
-    build_base "$base_tar.tmp" "$mirror_line" "$DEBS" "$base_tar.manifest.tmp" "${PACKAGES[@]}"
+    # From a cache, its .debs are also what apt finds in the root's archive
+    # directory: the packages installed inside the chroot come from there.
+    build_base "$base_tar.tmp" "$mirror_line" "${from_cache:-$DEBS}" "$base_tar.manifest.tmp" "${PACKAGES[@]}"
     mv "$base_tar.manifest.tmp" "$base_tar.manifest"
     mv "$base_tar.tmp" "$base_tar"
     find "$CACHE" -maxdepth 1 -name 'base-*.tar' ! -name "base-$base_key.tar" -mmin +60 -delete
