@@ -88,6 +88,16 @@ enum Cmd {
         #[arg(long)]
         watch: bool,
     },
+    /// First boot of the SD-card image: import homewarden.yaml from the boot
+    /// partition (secrets to .env, SSH keys, config), or show why it cannot be.
+    Firstboot {
+        /// The user's file on the boot partition.
+        #[arg(long, default_value = "/boot/firmware/homewarden.yaml")]
+        boot_config: PathBuf,
+        /// Blink the fault pattern on the LEDs until stopped (after a failed import).
+        #[arg(long)]
+        show_fault: bool,
+    },
     /// Send a test mail with the configured SMTP settings.
     MailTest,
     /// Why is this value blocked (or not)? Sources, MISP event and attribute,
@@ -212,6 +222,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Cmd::Triage { eve, json } => triage(&cli.config, &eve, json).await,
         Cmd::Ack => tell(&cli.config, Command::Ack).await,
         Cmd::Panel { watch } => panel_view(&cli.config, watch).await,
+        Cmd::Firstboot {
+            boot_config,
+            show_fault,
+        } => firstboot(&cli.config, boot_config, show_fault).await,
         Cmd::Legend => {
             print!("{}", homewarden::panel::legend::svg());
             Ok(ExitCode::SUCCESS)
@@ -226,6 +240,51 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             .await
         }
     }
+}
+
+async fn firstboot(config: &Path, boot_config: PathBuf, show_fault: bool) -> Result<ExitCode> {
+    if show_fault {
+        // The last good config's panel; without one, the board's ACT LED.
+        let mut backends = Config::load(config)
+            .ok()
+            .filter(|c| !c.panel.backends.is_empty())
+            .map(|c| panel_backends(&c))
+            .unwrap_or_default();
+        if backends.is_empty() {
+            match homewarden::panel::backend::ActLed::new(Path::new("/sys/class/leds/ACT")) {
+                Ok(a) => backends.push(Box::new(a)),
+                Err(e) => tracing::warn!("{e}"),
+            }
+        }
+        let mut term = signal(SignalKind::terminate())?;
+        homewarden::firstboot::show_fault(&mut backends, async move {
+            term.recv().await;
+        })
+        .await;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let paths = homewarden::firstboot::Paths {
+        error_file: boot_config.with_file_name("homewarden-error.txt"),
+        boot_config,
+        config: config.to_path_buf(),
+        ..Default::default()
+    };
+    let r = homewarden::firstboot::import(&paths)?;
+    if r.unchanged {
+        println!(
+            "firstboot: {}: nothing new to import",
+            paths.boot_config.display()
+        );
+    } else {
+        println!(
+            "firstboot: imported {} into {}; secrets moved to .env: [{}]; SSH keys added: {}",
+            paths.boot_config.display(),
+            paths.config.display(),
+            r.secrets.join(", "),
+            r.ssh_keys_added
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn tell(path: &Path, cmd: Command) -> Result<ExitCode> {

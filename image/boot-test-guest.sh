@@ -1,0 +1,108 @@
+#!/bin/sh
+# Runs inside the VM of scripts/boot-test.sh (a unit started from systemd.run=
+# on the kernel line): waits until the appliance is up, prints what the host
+# checks, one "HWTEST" line each, on the serial console, and powers off.
+set -u
+trap 'systemctl poweroff --no-block' EXIT
+say() { echo "HWTEST $*"; }
+# Matching lines of a file; 0 when none or no file (one word, whatever happens).
+count() { c=$(grep -c "$1" "$2" 2>/dev/null); echo "${c:-0}"; }
+limit=${HW_GUEST_LIMIT:-720}
+
+# A config the appliance cannot use: the fault shows, the agent stays down,
+# the secret stays on the card, the error is on the card.
+if grep -q 'hwtest.mode=bad-config' /proc/cmdline; then
+    while [ "$(systemctl is-active homewarden-config-fault.service)" != active ]; do
+        up=$(cut -d' ' -f1 /proc/uptime)
+        [ "${up%.*}" -lt "$limit" ] || break
+        sleep 2
+    done
+    say "bad-config fault=$(systemctl is-active homewarden-config-fault.service) firstboot=$(systemctl show -P Result homewarden-firstboot.service) homewarden=$(systemctl is-active homewarden.service)"
+    sed 's/^/HWTEST error-file| /' /boot/firmware/homewarden-error.txt 2>&1
+    say "bad-config env-secret $(count boot-test-misp-key /etc/homewarden/.env) boot-secret-kept $(count boot-test-misp-key /boot/firmware/homewarden.yaml)"
+    journalctl -b -u homewarden-firstboot.service -u homewarden-config-fault.service --no-pager -o cat 2>&1 | sed 's/^/HWTEST journal| /'
+    say "done"
+    exit 0
+fi
+
+state=""
+last=0
+shown=""
+while :; do
+    up=$(cut -d' ' -f1 /proc/uptime)
+    a=$(systemctl is-active homewarden.service)
+    s=$(systemctl is-active suricata.service)
+    if [ "$a" = active ] && [ "$s" = active ]; then
+        state=$(homewarden status --json 2>/dev/null | sed -n 's/.*"state": *"\([a-z]*\)".*/\1/p' | head -n 1)
+        [ "$state" = protected ] && break
+    fi
+    # Progress every 30 s, and the journal of a unit the first time it fails.
+    if [ $((${up%.*} - last)) -ge 30 ]; then
+        last=${up%.*}
+        echo "HWWAIT ${up}s homewarden=$a suricata=$s state=$state firstboot=$(systemctl is-active homewarden-firstboot.service)"
+    fi
+    for u in homewarden homewarden-firstboot suricata homewarden-firewall; do
+        case " $shown " in *" $u "*) continue ;; esac
+        if [ "$(systemctl show -P NRestarts "$u.service")" != 0 ] || systemctl is-failed -q "$u.service"; then
+            shown="$shown $u"
+            journalctl -b -u "$u.service" --no-pager -o cat -n 25 2>&1 | sed "s/^/HWTEST journal-$u| /"
+        fi
+    done
+    if [ "${up%.*}" -ge "$limit" ]; then
+        say "gave-up after ${up}s: homewarden=$a suricata=$s state=$state"
+        break
+    fi
+    sleep 2
+done
+say "protected-after ${up}s"
+say "units homewarden=$(systemctl is-active homewarden.service) suricata=$(systemctl is-active suricata.service) homewarden-firewall=$(systemctl is-active homewarden-firewall.service)"
+say "state $(homewarden status --json 2>/dev/null | sed -n 's/.*"state": *"\([a-z]*\)".*/\1/p' | head -n 1)"
+homewarden status 2>&1 | sed 's/^/HWTEST status| /'
+if nft list table inet homewarden 2>/dev/null | grep -q 'queue.*num 0.*bypass\|queue to 0 bypass\|queue flags bypass to 0'; then
+    say "inline nftables queue num 0 bypass"
+elif iptables-nft -S HOMEWARDEN 2>/dev/null | grep -q 'NFQUEUE --queue-num 0'; then
+    say "inline iptables-nft NFQUEUE 0"
+else
+    say "inline none"
+    nft list ruleset 2>&1 | sed 's/^/HWTEST nft| /'
+fi
+# No procps on the image: the command line from /proc.
+pid=$(cat /run/suricata.pid 2>/dev/null || echo 0)
+if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- ' -q 0 '; then
+    say "suricata -q 0 running"
+else
+    say "suricata not on a queue: $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)"
+fi
+say "firstboot result=$(systemctl show -P Result homewarden-firstboot.service)"
+journalctl -b -u homewarden-firstboot.service --no-pager -o cat 2>&1 | sed 's/^/HWTEST firstboot| /'
+env=/etc/homewarden/.env
+if [ -f "$env" ]; then
+    line="env mode=$(stat -c %a "$env") owner=$(stat -c %U "$env")"
+    for k in MISP_API_KEY MAILTRAP_TOKEN HOMEWARDEN_WIFI_PASSPHRASE; do
+        if grep -q "^$k=." "$env"; then line="$line $k=set"; else line="$line $k=unset"; fi
+    done
+    say "$line"
+else
+    say "env missing"
+fi
+b=/boot/firmware/homewarden.yaml
+err=absent
+[ -e /boot/firmware/homewarden-error.txt ] && err=present
+say "boot-yaml secrets=$(count 'boot-test-misp-key\|boot-test-mailtrap\|boot test passphrase' "$b") ssh-key-lines=$(count "AAAAC3NzaC1lZDI1NTE5AAAAIGhvbWV3" "$b") error-file=$err"
+sed 's/^/HWTEST boot-yaml| /' "$b"
+say "ssh-host-keys $(find /etc/ssh -name "ssh_host_*_key" | wc -l)"
+say "authorized-keys $(count 'boot-test@homewarden' /root/.ssh/authorized_keys)"
+say "machine-id $(cat /etc/machine-id)"
+size=$(df -B1M --output=size / | tail -n 1 | tr -d ' ')
+# The image's root is ~1 GiB smaller than the test disk: grown means over +768 MiB.
+part=$(cat /sys/class/block/vda2/size 2>/dev/null || echo 0)
+disk=$(cat /sys/class/block/vda/size 2>/dev/null || echo 0)
+if [ $((disk - part)) -lt $((300 * 2048)) ]; then g=yes; else g=no; fi
+say "root-grown $g fs=${size}MiB part=$((part / 2048))MiB disk=$((disk / 2048))MiB"
+if [ -d /run/log/journal ] && [ -z "$(ls -A /var/log/journal 2>/dev/null)" ]; then
+    say "journal volatile"
+else
+    say "journal persistent"
+fi
+systemctl --failed --no-legend 2>&1 | sed 's/^/HWTEST failed-unit| /'
+say "done"
