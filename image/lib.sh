@@ -76,6 +76,23 @@ appliance_cleanup() {
     rm -rf "$root"/var/lib/apt/lists/* "$root"/var/lib/apt/periodic/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb \
         "$root"/tmp/* "$root"/var/tmp/* "$root"/root/.cache
     find "$root/var/log" -type f -delete
+    # apt's record of automatically installed packages depends on the
+    # priorities in the index it installed from (Debian's overrides, or a
+    # local cache's control fields): written from the installed set instead.
+    # Manual: the image's package list, essential and required/important
+    # packages; everything else automatic; sorted.
+    local manual
+    manual=$( { printf '%s\n' "${PACKAGES[@]}"
+        dpkg-query --admindir="$root/var/lib/dpkg" -W -f='${Package}|${Essential}|${Priority}\n' |
+            awk -F'|' '$2 == "yes" || $3 == "required" || $3 == "important" { print $1 }'; } | sort -u)
+    dpkg-query --admindir="$root/var/lib/dpkg" -W -f='${Package}\n' | LC_ALL=C sort -u |
+        while read -r p; do
+            grep -qxF "$p" <<<"$manual" || printf 'Package: %s\nArchitecture: arm64\nAuto-Installed: 1\n\n' "$p"
+        done >"$root/var/lib/apt/extended_states"
+    # sync-in brings the host cache directory's lock and partial/ along, with
+    # the host's times.
+    touch -c -h -d "@$SOURCE_DATE_EPOCH" "$root/var/cache/apt/archives" "$root"/var/cache/apt/archives/lock \
+        "$root/var/cache/apt/archives/partial" 2>/dev/null || true
     echo homewarden >"$root/etc/hostname"
     printf '127.0.0.1\tlocalhost\n127.0.1.1\thomewarden\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$root/etc/hosts"
     ln -sfn ../run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"

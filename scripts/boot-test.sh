@@ -163,4 +163,4 @@ log "image $(( orig_bytes / 1048576 )) MB; protected ${protected_at}s after kern
 echo "boot-test: passed: protected after ${protected_at}s of guest uptime, whole VM run ${boot_secs}s"
 }
 
-main "$@"
+main "$@"; exit

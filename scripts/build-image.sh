@@ -305,4 +305,4 @@ printf '%s\n' "image:       $img ($(( $(stat -c %s "$img") / 1048576 )) MB raw)"
     "build time:  ${elapsed} s"
 }
 
-main "$@"
+main "$@"; exit
