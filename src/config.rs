@@ -675,6 +675,10 @@ impl Config {
                 key = format!("{key}.{inner_key}");
                 message = rest;
             }
+            // serde_yaml_ng puts the path in some messages itself: say it once.
+            if let Some(rest) = message.strip_prefix(&format!("{key}: ")) {
+                message = rest.to_string();
+            }
             ConfigError {
                 file: file.clone(),
                 key: if key == "." { "-".into() } else { key },
@@ -1059,6 +1063,7 @@ sources:
 
         let e = error_of("enforcement: { mode: ipx }");
         assert!(e.contains("enforcement.mode"), "{e}");
+        assert_eq!(e.matches("enforcement.mode").count(), 1, "{e}");
         assert!(e.contains("ipx"), "{e}");
 
         let e = error_of("allowlist: { cidrs: [10.0.0.0/40] }");
