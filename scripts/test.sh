@@ -2,7 +2,8 @@
 # The whole test suite, as CI runs it: `sudo scripts/test.sh` on a fresh Debian 12.
 # Installs what it needs (apt packages, a Python venv for the MISP double's tests),
 # then runs lint, unit and integration tests, the MISP contract tests and the
-# end-to-end lab tests on real Suricata, then the Ansible role.
+# end-to-end lab tests on real Suricata, then the Ansible role, then the SD-card
+# image: built, and booted under qemu to "protected".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -34,3 +35,8 @@ done
 
 step "Ansible role: provisioned into an mmdebstrap root twice (idempotent), lint, checks inside, the lab on what it laid down"
 scripts/ansible-test.sh
+
+step "SD-card image: build (mmdebstrap trixie arm64 + the Ansible role, no loop devices), boot under qemu to protected, and with a bad config"
+scripts/build-image.sh
+scripts/boot-test.sh
+scripts/boot-test.sh --bad-config
