@@ -1371,6 +1371,9 @@ impl Agent {
         };
         let limits = self.cfg.expand_limits();
         let global = self.cfg.enforcement.shadow;
+        // The self-test's canary, always listed, never a real host; built in with
+        // the rest, so a million-entry list is never copied to make room for it.
+        let canary = Ioc::Ipv4(selftest::CANARY);
         let (eff, observed, dropped) =
             if self.sources.iter().any(|s| s.cfg.shadow(global).is_some()) {
                 let sources = &self.sources;
@@ -1378,8 +1381,11 @@ impl Agent {
                     sources.iter().map(|s| (&s.state.set, s.cfg.shadow(global))),
                     unix_now(),
                 );
-                let (eff, mut dropped) =
-                    Effective::from_iocs(split.enforce.iter().copied(), &allow, limits);
+                let (eff, mut dropped) = Effective::from_iocs(
+                    split.enforce.iter().copied().chain([&canary]),
+                    &allow,
+                    limits,
+                );
                 let (mut observed, more) =
                     Effective::from_iocs(split.observe.iter().copied(), &allow, limits);
                 observed.remove_all(&eff);
@@ -1399,16 +1405,20 @@ impl Agent {
                 (eff, Some(observed), dropped)
             } else {
                 self.status.shadow = ShadowStatus::default();
-                let (eff, dropped) =
-                    Effective::build(self.sources.iter().map(|s| &s.state.set), &allow, limits);
+                let (eff, dropped) = Effective::from_iocs(
+                    self.sources
+                        .iter()
+                        .flat_map(|s| s.state.set.entries().iter().map(|e| &e.ioc))
+                        .chain([&canary]),
+                    &allow,
+                    limits,
+                );
                 (eff, None, dropped)
             };
-        let mut eff = eff;
-        // What the owner's sources list (the canary is ours, not theirs).
+        // What the owner's sources list: the canary is ours, not theirs.
         self.status.blocklist = counts(&eff);
-        // The self-test's canary: always listed, never a real host.
-        if let Err(i) = eff.ipv4.binary_search(&selftest::CANARY) {
-            eff.ipv4.insert(i, selftest::CANARY);
+        if eff.ipv4.binary_search(&selftest::CANARY).is_ok() {
+            self.status.blocklist.ipv4 -= 1;
         }
         self.probes = probes(&eff, &self.local_allow);
         let rendered = render::render(
