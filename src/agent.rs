@@ -872,15 +872,7 @@ impl Agent {
         for src in &mut self.sources {
             src.pulling = false;
         }
-        if changed {
-            match self.enforce().await {
-                Ok(r) => report.apply = Some(r),
-                Err(e) => report.apply_error = Some(e),
-            }
-        } else {
-            self.publish();
-        }
-        report
+        self.enforce_into(report, changed).await
     }
 
     /// Restores the factory config and forgets all state (IoC store, acknowledgements).
@@ -1283,6 +1275,12 @@ impl Agent {
                 .sources
                 .push((self.sources[i].cfg.name().to_string(), error));
         }
+        self.enforce_into(report, changed).await
+    }
+
+    /// Ends a sync: enforces what changed (recording how in the report), or just
+    /// publishes the sources' new state.
+    async fn enforce_into(&mut self, mut report: SyncReport, changed: bool) -> SyncReport {
         if changed {
             match self.enforce().await {
                 Ok(r) => report.apply = Some(r),
