@@ -4,11 +4,11 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net};
 use serde::{Deserialize, Deserializer};
 
 use crate::intel::ioc::Domain;
@@ -194,6 +194,9 @@ pub struct Network {
     pub uplink: String,
     /// The interface towards the home's devices (default: `wlan0` for `ap`, `eth1` otherwise).
     pub lan: Option<String>,
+    /// The Pi's address and prefix on the devices' side in `ap` and two-interface
+    /// `gateway` placement; the devices get leases from the rest of the subnet.
+    pub lan_address: Ipv4Net,
     /// The Wi-Fi access point of the `ap` placement (its passphrase is the
     /// secret `HOMEWARDEN_WIFI_PASSPHRASE`).
     pub ap: AccessPoint,
@@ -208,6 +211,8 @@ impl Default for Network {
             placement: Placement::default(),
             uplink: "eth0".to_string(),
             lan: None,
+            lan_address: Ipv4Net::new(Ipv4Addr::new(192, 168, 73, 1), 24)
+                .expect("a /24 is a valid prefix"),
             ap: AccessPoint::default(),
         }
     }
@@ -220,6 +225,16 @@ impl Network {
             (Some(l), _) => l,
             (None, Placement::Ap) => "wlan0",
             (None, _) => "eth1",
+        }
+    }
+
+    /// Whether the devices sit on a subnet of their own behind the Pi (served
+    /// by its DHCP and NATed), rather than on the uplink's (bridge, one-armed gateway).
+    pub fn routes_own_subnet(&self) -> bool {
+        match self.placement {
+            Placement::Ap => true,
+            Placement::Gateway => self.lan() != self.uplink,
+            Placement::Bridge => false,
         }
     }
 }
@@ -235,6 +250,17 @@ pub enum Placement {
     /// The devices use the Pi as their router.
     #[default]
     Gateway,
+}
+
+impl Placement {
+    /// The name as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Placement::Ap => "ap",
+            Placement::Bridge => "bridge",
+            Placement::Gateway => "gateway",
+        }
+    }
 }
 
 /// The `ap` placement's Wi-Fi network.
@@ -895,6 +921,14 @@ impl Config {
                 format!("{ch} is not a Wi-Fi channel (1-14 or 36-177)"),
             ));
         }
+        let a = n.lan_address;
+        let host = a.addr();
+        if !(8..=30).contains(&a.prefix_len()) || host == a.network() || host == a.broadcast() {
+            return Err(self.err(
+                "network.lan_address",
+                format!("\"{a}\" must be the Pi's own address with a /8 to /30 prefix, such as \"192.168.73.1/24\""),
+            ));
+        }
         Ok(())
     }
 
@@ -1043,8 +1077,32 @@ sources:
         assert_eq!(c.network.ap.channel, 36);
         let c = parse("network: { placement: bridge, lan: enx1 }").unwrap();
         assert_eq!(c.network.lan(), "enx1");
+        assert!(!c.network.routes_own_subnet());
         // One NIC: the devices route through the Pi on the same link.
-        assert!(parse("network: { placement: gateway, lan: eth0 }").is_ok());
+        let c = parse("network: { placement: gateway, lan: eth0 }").unwrap();
+        assert!(!c.network.routes_own_subnet());
+        let c = parse("network: { lan_address: 10.3.0.254/16 }").unwrap();
+        assert!(c.network.routes_own_subnet());
+        assert_eq!(c.network.lan_address.addr(), Ipv4Addr::new(10, 3, 0, 254));
+        assert_eq!(c.network.lan_address.prefix_len(), 16);
+    }
+
+    #[test]
+    fn lan_address_must_be_a_host_of_a_usable_subnet() {
+        for bad in [
+            "192.168.73.0/24",
+            "192.168.73.255/24",
+            "192.168.73.1/31",
+            "10.0.0.1/7",
+        ] {
+            let e = error_of(&format!("network: {{ lan_address: {bad} }}"));
+            assert_eq!(
+                e,
+                format!("/etc/homewarden/homewarden.yaml: network.lan_address: \"{bad}\" must be the Pi's own address with a /8 to /30 prefix, such as \"192.168.73.1/24\"")
+            );
+        }
+        let e = error_of("network: { lan_address: 192.168.73.1 }");
+        assert!(e.contains("network.lan_address"), "{e}");
     }
 
     fn error_of(yaml: &str) -> String {

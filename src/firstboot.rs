@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
 use std::io;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use serde_yaml_ng::Value;
@@ -116,6 +116,8 @@ pub struct Split {
     pub secrets: Vec<(String, String)>,
     /// One key per entry, as `type base64 [comment]`.
     pub ssh_keys: Vec<String>,
+    /// The placement makes a Wi-Fi access point, which needs a passphrase.
+    pub needs_wifi_passphrase: bool,
 }
 
 /// What an import did.
@@ -384,13 +386,14 @@ fn split_rest(
             }
         }
     }
-    Config::parse(&config, file)?;
+    let cfg = Config::parse(&config, file)?;
     Ok(Split {
         config,
         etc_config,
         boot_copy,
         secrets,
         ssh_keys,
+        needs_wifi_passphrase: cfg.network.placement == crate::config::Placement::Ap,
     })
 }
 
@@ -433,30 +436,7 @@ pub fn merge_env(existing: &[String], secrets: &[(String, String)]) -> String {
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), FirstbootError> {
-    // The temp file must never be readable by others, even for a moment.
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("f"),
-        std::process::id()
-    ));
-    let r = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.set_permissions(fs::Permissions::from_mode(0o600))?;
-        io::Write::write_all(&mut f, bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        fs::File::open(dir)?.sync_all()
-    })();
-    if r.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    r.map_err(|e| io_err(path, e))
+    crate::fsutil::write_atomic_mode(path, bytes, 0o600).map_err(|e| io_err(path, e))
 }
 
 fn ensure_dir(dir: &Path, mode: u32) -> Result<(), FirstbootError> {
@@ -508,6 +488,34 @@ pub fn import(paths: &Paths) -> Result<Report, FirstbootError> {
             return Err(e.into());
         }
     };
+    // An access point without a passphrase would be open to anyone in range:
+    // refused here, where the user reads the error, rather than by the
+    // network unit at every boot.
+    if split.needs_wifi_passphrase {
+        let env = paths
+            .config
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .join(".env");
+        let in_env = read_env(&env)?.iter().any(|l| {
+            l.strip_prefix("HOMEWARDEN_WIFI_PASSPHRASE=")
+                .is_some_and(|v| !v.trim_matches(['\'', '"']).is_empty())
+        });
+        let given = split
+            .secrets
+            .iter()
+            .any(|(k, _)| k == "HOMEWARDEN_WIFI_PASSPHRASE");
+        if !given && !in_env {
+            let e = cerr(
+                &paths.boot_config,
+                "secrets.wifi_passphrase",
+                "network.placement ap makes a Wi-Fi network for your devices: give it a passphrase of 8 to 63 characters".into(),
+            );
+            report_error(paths, &e.to_string());
+            return Err(e.into());
+        }
+    }
     let mut report = Report::default();
 
     // 1. Everything lands on the root file system first…
@@ -766,6 +774,35 @@ mod tests {
         import(&p).unwrap();
         assert!(!p.error_file.exists());
         assert!(fs::read_to_string(&env).unwrap().contains("keep-me"));
+    }
+
+    #[test]
+    fn an_access_point_needs_a_passphrase_on_the_card_or_already_in_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = paths(dir.path());
+        let ap = "network:\n  placement: ap\nsecrets:\n  wifi_passphrase: \"\"\n  misp_api_key: keep-me\n";
+        fs::write(&p.boot_config, ap).unwrap();
+        let e = import(&p).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!("{}: secrets.wifi_passphrase: network.placement ap makes a Wi-Fi network for your devices: give it a passphrase of 8 to 63 characters", p.boot_config.display())
+        );
+        assert!(fs::read_to_string(&p.error_file).unwrap().contains(&e));
+        assert_eq!(fs::read_to_string(&p.boot_config).unwrap(), ap);
+        // Given on the card: imported, and wiped from it.
+        fs::write(&p.boot_config, ap.replace("\"\"", "\"correct horse\"")).unwrap();
+        import(&p).unwrap();
+        assert!(!p.error_file.exists());
+        // A later edit need not repeat it: the one in .env counts.
+        let boot = fs::read_to_string(&p.boot_config).unwrap();
+        assert!(!boot.contains("correct horse"), "{boot}");
+        fs::write(
+            &p.boot_config,
+            boot.replace("placement: ap", "placement: ap\n  uplink: end0"),
+        )
+        .unwrap();
+        import(&p).unwrap();
+        assert!(fs::read_to_string(&p.config).unwrap().contains("end0"));
     }
 
     #[test]

@@ -20,6 +20,19 @@ pub fn write_atomic_with<F>(path: &Path, fill: F) -> io::Result<()>
 where
     F: FnOnce(&mut BufWriter<&File>) -> io::Result<()>,
 {
+    write_atomic_inner(path, None, fill)
+}
+
+/// Writes `bytes` to `path` atomically with permission bits `mode`, set before
+/// any byte is written: a secret is never readable by others, not even the temp file.
+pub fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    write_atomic_inner(path, Some(mode), |w| w.write_all(bytes))
+}
+
+fn write_atomic_inner<F>(path: &Path, mode: Option<u32>, fill: F) -> io::Result<()>
+where
+    F: FnOnce(&mut BufWriter<&File>) -> io::Result<()>,
+{
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -33,7 +46,21 @@ where
         std::process::id()
     ));
     let result = (|| {
-        let file = File::create(&tmp)?;
+        let file = match mode {
+            None => File::create(&tmp)?,
+            Some(m) => {
+                use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+                let f = fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(m)
+                    .open(&tmp)?;
+                // The umask may have narrowed `mode`, and an old temp file kept its own.
+                f.set_permissions(fs::Permissions::from_mode(m))?;
+                f
+            }
+        };
         {
             let mut w = BufWriter::with_capacity(1 << 16, &file);
             fill(&mut w)?;

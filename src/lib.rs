@@ -15,6 +15,7 @@ pub mod intel;
 pub mod mail;
 pub mod outbox;
 pub mod panel;
+pub mod placement;
 pub mod respond;
 pub mod secrets;
 pub mod shadow;

@@ -98,6 +98,11 @@ enum Cmd {
         #[arg(long)]
         show_fault: bool,
     },
+    /// Network placement (ap, bridge, gateway) from `network:` of the config.
+    Network {
+        #[command(subcommand)]
+        action: NetworkAction,
+    },
     /// Send a test mail with the configured SMTP settings.
     MailTest,
     /// Why is this value blocked (or not)? Sources, MISP event and attribute,
@@ -143,6 +148,17 @@ enum Cmd {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum NetworkAction {
+    /// Write the systemd-networkd, hostapd, dnsmasq and nftables files for the
+    /// placement under /run (what homewarden-network.service does at boot).
+    Apply {
+        /// Where `/` is (a directory for a look at the files without applying them).
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
     },
 }
 
@@ -201,6 +217,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Cmd::Render { out, sources } => render(&cli.config, &out, &sources).await,
         Cmd::CheckConfig => check_config(&cli.config),
         Cmd::MailTest => mail_test(&cli.config).await,
+        Cmd::Network {
+            action: NetworkAction::Apply { root },
+        } => network_apply(&cli.config, &root),
         Cmd::Explain { value, json } => explain(&cli.config, value, json).await,
         Cmd::Allow {
             value,
@@ -284,6 +303,32 @@ async fn firstboot(config: &Path, boot_config: PathBuf, show_fault: bool) -> Res
             r.ssh_keys_added
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn network_apply(config: &Path, root: &Path) -> Result<ExitCode> {
+    let (cfg, secrets) = load(config)?;
+    let pass = secrets.get("HOMEWARDEN_WIFI_PASSPHRASE");
+    let files = homewarden::placement::render(&cfg.network, root, pass.as_deref())?;
+    let written = homewarden::placement::apply(&files, root)?;
+    let n = &cfg.network;
+    println!(
+        "network: {} placement, uplink {}{}; wrote {}",
+        n.placement.as_str(),
+        n.uplink,
+        if n.lan() == n.uplink {
+            String::new()
+        } else if n.routes_own_subnet() {
+            format!(", devices on {} at {}", n.lan(), n.lan_address)
+        } else {
+            format!(", devices on {}", n.lan())
+        },
+        written
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     Ok(ExitCode::SUCCESS)
 }
 
