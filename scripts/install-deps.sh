@@ -13,27 +13,15 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 
-bp=/etc/apt/sources.list.d/homewarden-backports.sources
-if [ ! -f "$bp" ]; then
-    log "adding bookworm-backports (pinned low)"
-    cat >"$bp" <<'SRC'
-Types: deb
-URIs: http://deb.debian.org/debian
-Suites: bookworm-backports
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SRC
-    cat >/etc/apt/preferences.d/homewarden-backports <<'PIN'
-Package: *
-Pin: release n=bookworm-backports
-Pin-Priority: 100
-PIN
+. "$(dirname "$0")/backports.sh"
+if add_backports; then
+    log "added bookworm-backports (pinned low)"
     rm -f /var/lib/apt/periodic/homewarden-updated
 fi
 
 need=()
 for pkg in nftables iproute2 iptables ethtool curl python3 python3-venv python3-aiosmtpd \
-    iperf3 procps psmisc jq ca-certificates openssl time; do
+    iperf3 procps psmisc jq ca-certificates openssl time dnsmasq-base hostapd udhcpc; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || need+=("$pkg")
 done
 have_suricata=0

@@ -44,17 +44,17 @@ class Lab:
                     f"http://{addr}/", timeout=timeout + 5)
         return r.returncode == 0 and r.stdout.strip() == "200"
 
-    def dns_answers(self, name, timeout=2):
-        """True if the lab resolver answers a query for name sent from the iot namespace."""
+    def dns_answers(self, name, timeout=2, server=DNS, netns="iot"):
+        """True if a resolver (the lab's by default) answers a query for name sent from netns."""
         code = (
             "import socket,struct,sys\n"
             f"n={name!r};q=struct.pack('>HHHHHH',0x1234,0x0100,1,0,0,0)"
             "+b''.join(bytes([len(p)])+p.encode() for p in n.split('.'))+b'\\0'+struct.pack('>HH',1,1)\n"
             f"s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.settimeout({timeout})\n"
-            f"s.sendto(q,({DNS!r},53))\n"
+            f"s.sendto(q,({server!r},53))\n"
             "try:\n d=s.recv(512);sys.exit(0 if d[:2]==q[:2] else 1)\n"
             "except socket.timeout:\n sys.exit(1)\n")
-        return self.ns("iot", "/usr/bin/python3", "-c", code, timeout=timeout + 5).returncode == 0
+        return self.ns(netns, "/usr/bin/python3", "-c", code, timeout=timeout + 5).returncode == 0
 
     def agent(self, *args, check=True):
         r = subprocess.run([BIN, "--config", str(self.config), *args], capture_output=True, text=True,

@@ -1,8 +1,11 @@
 """End to end on real Suricata in the iot — pi — wan lab: intel in, packets dropped out."""
 
 import signal
+import shutil
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 from conftest import BENIGN, BIN, C2, LATE, REPO, wait_for
 
@@ -391,6 +394,42 @@ def test_an_agent_restart_sends_suricata_nothing_twice(lab):
     assert not lab.http_ok(C2) and lab.http_ok(BENIGN)
     # Suricata reconnects its eve output to the new agent: alerts keep coming.
     assert wait_for(lambda: (lab.http_ok(C2) or True) and lab.status()["alerts"]["intake"]["alerts"] > 0, 20)
+
+
+def test_queries_to_the_pis_own_resolver_are_inspected_too(lab, tmp_path):
+    """In the ap and gateway placements the devices ask the Pi's dnsmasq, not a
+    resolver beyond it: the firewall's input queue puts those queries before
+    Suricata as well."""
+    import shlex
+    top = Path(tempfile.mkdtemp(prefix="hw-lab-dns-"))
+    top.chmod(0o755)  # dnsmasq reads its resolv-file after dropping root
+    try:
+        cfg = top / "homewarden.yaml"
+        cfg.write_text("network: { placement: gateway, uplink: pi-wan, lan: pi-iot, lan_address: 198.18.1.1/24 }\n")
+        root = top / "root"
+        lab_agent = subprocess.run([BIN, "--config", str(cfg), "network", "apply", "--root", str(root)],
+                                   capture_output=True, text=True, timeout=30)
+        assert lab_agent.returncode == 0, lab_agent.stderr
+        resolv = root / "run/systemd/resolve/resolv.conf"
+        resolv.parent.mkdir(parents=True)
+        resolv.write_text("nameserver 203.0.113.53\n")
+        unit = (REPO / "overlays/etc/systemd/system/homewarden-dhcp.service").read_text()
+        cmd = shlex.split(next(l for l in unit.splitlines() if l.startswith("ExecStart=")).split("=", 1)[1])
+        cmd = [a.replace("/run/homewarden/", f"{root}/run/homewarden/") for a in cmd]
+        dnsmasq = subprocess.Popen(["ip", "netns", "exec", "pi", *cmd], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        try:
+            assert wait_for(lambda: lab.dns_answers("www.lab-good.test", server="198.18.1.1"), 10)
+            assert not lab.dns_answers("c2.lab-evil.test", server="198.18.1.1")
+            assert not lab.dns_answers("x.c2.lab-evil.test", server="198.18.1.1")
+            # Dropped by Suricata on the way in, not refused by dnsmasq: the
+            # same query from the Pi itself (over lo, not queued) is answered.
+            assert lab.dns_answers("c2.lab-evil.test", server="198.18.1.1", netns="pi")
+        finally:
+            dnsmasq.kill()
+            dnsmasq.wait()
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
 
 
 def test_suricata_down_fails_open_or_closed_as_configured(lab):
