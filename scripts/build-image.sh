@@ -97,22 +97,9 @@ if dpkg --compare-versions "$(dpkg-query -W -f='${Version}' e2fsprogs 2>/dev/nul
 fi
 [ $mke2fs_ok -eq 1 ] || need_bp+=(e2fsprogs libarchive13)
 if [ ${#need[@]} -gt 0 ] || [ ${#need_bp[@]} -gt 0 ]; then
-    if [ ! -f /etc/apt/sources.list.d/homewarden-backports.sources ] && \
-        ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
-        log "adding bookworm-backports (pinned low)"
-        cat >/etc/apt/sources.list.d/homewarden-backports.sources <<'SRC'
-Types: deb
-URIs: http://deb.debian.org/debian
-Suites: bookworm-backports
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SRC
-        cat >/etc/apt/preferences.d/homewarden-backports <<'PIN'
-Package: *
-Pin: release n=bookworm-backports
-Pin-Priority: 100
-PIN
-    fi
+    # shellcheck source=scripts/backports.sh
+    . "$REPO/scripts/backports.sh"
+    if add_backports; then log "added bookworm-backports (pinned low)"; fi
     apt-get update -qq
     if [ ${#need[@]} -gt 0 ]; then
         log "installing ${need[*]}"
