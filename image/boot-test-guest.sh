@@ -73,6 +73,14 @@ if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- ' -q 0 '; then
 else
     say "suricata not on a queue: $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)"
 fi
+p=/run/homewarden/placement
+lanaddr=$(ip -4 -o addr show dev "$(sed -n 's/^lan=//p' "$p" 2>/dev/null)" 2>/dev/null | awk '{print $4}' | head -n 1)
+nat=$(nft list table ip homewarden_nat 2>/dev/null | grep -c masquerade)
+dnsq=no
+nft list chain inet homewarden input 2>/dev/null | grep -q 'dport 53 queue' && dnsq=yes
+iptables-nft -S INPUT 2>/dev/null | grep -q 'dport 53 -j HOMEWARDEN' && dnsq=yes
+say "network $(tr '\n' ' ' <"$p" 2>/dev/null)lan-addr=${lanaddr:-none} dhcp=$(systemctl is-active homewarden-dhcp.service) ap=$(systemctl is-active homewarden-ap.service) nat=$nat dns-queued=$dnsq"
+journalctl -b -u homewarden-network.service -u homewarden-dhcp.service --no-pager -o cat 2>&1 | sed 's/^/HWTEST network| /'
 say "firstboot result=$(systemctl show -P Result homewarden-firstboot.service)"
 journalctl -b -u homewarden-firstboot.service --no-pager -o cat 2>&1 | sed 's/^/HWTEST firstboot| /'
 env=/etc/homewarden/.env

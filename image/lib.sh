@@ -49,7 +49,7 @@ appliance_lay() {
     # Pipelining: one emulated python per task instead of copy-then-run.
     ANSIBLE_CONFIG=$REPO/ansible/ansible.cfg ANSIBLE_NOCOLOR=1 ANSIBLE_PIPELINING=1 \
         "$venv/bin/ansible-playbook" -c community.general.chroot -i "$root," "$REPO/ansible/site.yml" \
-        -e homewarden_image_build=true -e "homewarden_binary_src=$agent" \
+        -e homewarden_image_build=true -e homewarden_manage_network=true -e "homewarden_binary_src=$agent" \
         -e ansible_python_interpreter=/usr/bin/python3 >"$log" 2>&1 || rc=$?
     umount "$root/proc"
     if [ $rc -ne 0 ]; then

@@ -68,7 +68,8 @@ mcopy -n -i "$fat" "::$initrd" "$WORK/initrd"
 log "image $(basename "$IMG"): kernel $kernel, initrd $initrd, cmdline: $(cat "$WORK/cmdline.txt")"
 
 # What a user does: edit homewarden.yaml on the boot partition. The VM has no
-# Wi-Fi, so the placement is a gateway on its one virtio NIC.
+# Wi-Fi, so the placement is the default: a gateway between its two virtio
+# NICs, eth0 the uplink and eth1 the devices' side.
 cat >"$WORK/homewarden.yaml" <<'YAML'
 # boot test: a user's config with secrets, as written on the boot partition
 enforcement:
@@ -113,6 +114,7 @@ timeout "$TIMEOUT" qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 2 -m 2048 -n
     -kernel "$WORK/vmlinuz" -initrd "$WORK/initrd" -append "$append" \
     -drive "file=$disk,if=virtio,format=raw" \
     -netdev user,id=n0,restrict=on -device virtio-net-pci,netdev=n0,romfile= \
+    -netdev user,id=n1,restrict=on -device virtio-net-pci,netdev=n1,romfile= \
     -serial "file:$serial" -monitor none -display none </dev/null >"$WORK/qemu.out" 2>&1
 rc=$?
 set -e
@@ -145,6 +147,8 @@ expect 'units homewarden=active suricata=active homewarden-firewall=active' "sys
 expect 'state protected' "homewarden status says protected"
 expect 'inline (nftables queue num 0 bypass|iptables-nft NFQUEUE 0).*' "forwarded traffic is queued to Suricata (NFQUEUE)"
 expect 'suricata -q 0 running' "Suricata runs on NFQUEUE 0"
+expect 'network placement=gateway uplink=eth0 lan=eth1 lan-addr=192.168.73.1/24 dhcp=active ap=inactive nat=1 dns-queued=yes' \
+    "gateway placement rendered: eth1 at 192.168.73.1/24, dnsmasq serving it, NAT to eth0, the devices' DNS queued to Suricata"
 expect 'firstboot result=success' "first boot succeeded"
 expect 'env mode=600 owner=root MISP_API_KEY=set MAILTRAP_TOKEN=set HOMEWARDEN_WIFI_PASSPHRASE=set' "secrets moved to /etc/homewarden/.env, 0600"
 expect 'boot-yaml secrets=0 ssh-key-lines=1 error-file=absent' "boot partition copy rewritten without secrets (public key kept)"
