@@ -324,9 +324,12 @@ pub fn digest_letter(appliance: &str, incs: &[(Incident, Advice)]) -> Letter {
     }
     if incs.len() > DIGEST_LISTED {
         let more = incs.len() - DIGEST_LISTED;
-        text.push_str(&format!("… and {more} more (see `homewarden status`).\n"));
+        // `status` shows only the latest few: point at what lists them all.
+        let rest = "`homewarden blocks` lists everything blocked in the last 24 hours, /var/log/suricata/eve.json every alert";
+        text.push_str(&format!("… and {more} more ({rest}).\n"));
         html.push_str(&format!(
-            "<tr><td colspan=\"6\">… and {more} more</td></tr>"
+            "<tr><td colspan=\"6\">… and {more} more ({})</td></tr>",
+            escape_html(rest)
         ));
     }
     html.push_str("</table>");
@@ -659,7 +662,10 @@ mod tests {
         );
         assert!(l.text.contains("sig 0\n") && l.text.contains("sig 199\n"));
         assert!(!l.text.contains("sig 200\n"));
-        assert!(l.text.contains("… and 50 more"));
+        assert!(l.text.contains(
+            "… and 50 more (`homewarden blocks` lists everything blocked in the last 24 hours"
+        ));
+        assert!(l.html.contains("… and 50 more (`homewarden blocks`"));
         assert_eq!(l.text.matches("What to do").count(), 2);
         assert_eq!(l.html.matches("<tr><td>").count(), 200);
     }
