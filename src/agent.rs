@@ -607,7 +607,8 @@ impl Agent {
 
     /// Takes back the incidents open before a restart and makes sure each has
     /// its actions queued: the outbox's keys make this a no-op for what is
-    /// queued or done, and re-queue what a torn outbox file lost.
+    /// queued or done, and re-queue what a torn outbox file lost (the latest
+    /// event update included).
     fn restore_incidents(&mut self) {
         let path = self.cfg.state_dir.join(INCIDENTS_FILE);
         let bytes = match std::fs::read(&path) {
@@ -633,6 +634,11 @@ impl Agent {
         tracing::info!(incidents = incidents.len(), "incidents restored");
         for inc in &incidents {
             self.queue_actions(inc);
+            // The latest update due: its key makes this a no-op if it was
+            // queued or sent, and brings it back if a torn file lost it.
+            if inc.count >= 10 {
+                self.queue_update_at(inc, 10u64.pow(inc.count.ilog10()));
+            }
         }
         self.triage.restore(incidents);
         self.triage.expire(unix_now() as i64);
@@ -722,9 +728,13 @@ impl Agent {
     /// Later alerts of an incident update its MISP event (at 10, 100, 1000… alerts,
     /// so a storm is a handful of edits, not thousands).
     fn queue_update(&mut self, inc: &Incident) {
-        if !update_due(inc.count) {
-            return;
+        if update_due(inc.count) {
+            self.queue_update_at(inc, inc.count);
         }
+    }
+
+    /// Queues the event update for the moment the incident reached `count` alerts.
+    fn queue_update_at(&mut self, inc: &Incident, count: u64) {
         let (_, Some(source)) = self.responders_for(inc) else {
             return;
         };
@@ -734,9 +744,9 @@ impl Agent {
         let payload = serde_json::json!({
             "source": source,
             "uuid": inc.uuid(),
-            "event": {"Event": {"info": format!("homewarden: {} ({} alerts)", inc.signature, inc.count)}},
+            "event": {"Event": {"info": format!("homewarden: {} ({count} alerts)", inc.signature)}},
         });
-        let key = format!("{}:misp-event-update:{}", inc.id, inc.count);
+        let key = format!("{}:misp-event-update:{count}", inc.id);
         let queued = respond::lock(outbox).put(MISP_EVENT_UPDATE, &key, payload, true, unix_now());
         if let Err(e) = queued {
             tracing::error!("{e}");

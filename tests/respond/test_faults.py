@@ -145,17 +145,19 @@ def test_torn_outbox_files_come_back_from_the_saved_incidents(world):
     world.misp.stop()
     world.smtp.stop()
     incs = incidents(3)
-    agent.send(b"".join(i.line() for i in incs))
+    # The first incident goes on to 12 alerts: an event update (due at 10) is queued too.
+    agent.send(b"".join(i.line() for i in incs) + incs[0].line() * 11)
 
-    wait_for(lambda: len(kinds(agent, "misp-event", 1)) == 3 and len(kinds(agent, "mail", 1)) == 3,
-             30, "every action to fail at least once")
-    wait_for(lambda: len(agent.saved_incidents()) == 3, 10, "the incidents saved")
+    wait_for(lambda: len(kinds(agent, "misp-event", 1)) == 3 and len(kinds(agent, "mail", 1)) == 3
+             and len(kinds(agent, "misp-event-update", 1)) == 1, 30, "every action to fail at least once")
+    wait_for(lambda: len(agent.saved_incidents()) == 3
+             and any(i["count"] == 12 for i in agent.saved_incidents()), 10, "the incidents saved")
     assert agent.stop() == 0
 
-    # A power cut's damage: one event and one mail item torn to half their length.
+    # A power cut's damage: one event, one mail and the update torn to half their length.
     torn = []
-    for kind in ("misp-event", "mail"):
-        p = sorted(agent.outbox.glob(f"*_{kind}.json"))[0]
+    for pattern in ("*_misp-event.json", "*_mail.json", "*_misp-event-update_10.json"):
+        p = sorted(agent.outbox.glob(pattern))[0]
         data = p.read_bytes()
         p.write_bytes(data[:len(data) // 2])
         torn.append(p.name)
@@ -167,8 +169,10 @@ def test_torn_outbox_files_come_back_from_the_saved_incidents(world):
 
     assert sorted(p.name for p in (agent.outbox / "corrupt").iterdir()) == sorted(torn), "kept for a human"
     st = agent.status()
-    assert st["outbox"]["corrupt"] == 2, st["outbox"]
-    assert_events_once(world.misp, incs)
+    assert st["outbox"]["corrupt"] == 3, st["outbox"]
+    events = assert_events_once(world.misp, incs)
+    updated = next(e for e in events if e["uuid"] == incs[0].uuid)
+    assert updated["info"].endswith("(10 alerts)"), updated
     assert_mailed_once(world.smtp, incs)
     # The torn mail item lost its advice with it, so that one incident was advised twice.
     assert len(world.llm.requests()) == 4
