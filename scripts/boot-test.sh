@@ -149,6 +149,7 @@ expect 'inline (nftables queue num 0 bypass|iptables-nft NFQUEUE 0).*' "forwarde
 expect 'suricata -q 0 running' "Suricata runs on NFQUEUE 0"
 expect 'network placement=gateway uplink=eth0 lan=eth1 lan-addr=192.168.73.1/24 dhcp=active ap=inactive nat=1 dns-queued=yes' \
     "gateway placement rendered: eth1 at 192.168.73.1/24, dnsmasq serving it, NAT to eth0, the devices' DNS queued to Suricata"
+expect 'status\| network: gateway placement, uplink eth0, devices on eth1 \(0 DHCP leases\)' "homewarden status shows the placement"
 expect 'firstboot result=success' "first boot succeeded"
 expect 'env mode=600 owner=root MISP_API_KEY=set MAILTRAP_TOKEN=set HOMEWARDEN_WIFI_PASSPHRASE=set' "secrets moved to /etc/homewarden/.env, 0600"
 expect 'boot-yaml secrets=0 ssh-key-lines=1 error-file=absent' "boot partition copy rewritten without secrets (public key kept)"

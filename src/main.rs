@@ -762,7 +762,18 @@ async fn status(path: &Path, json: bool) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let s: Status = serde_json::from_value(v).context("daemon's status reply")?;
-    print!("{}", human_status(&s, homewarden::intel::unix_now()));
+    let now = homewarden::intel::unix_now();
+    print!("{}", human_status(&s, now));
+    // Where the Pi sits, when homewarden-network rendered it.
+    if let Ok(p) = std::fs::read_to_string("/run/homewarden/placement") {
+        let leases = std::fs::read_to_string("/run/homewarden/dnsmasq.leases").ok();
+        let has_dhcp = Path::new("/run/homewarden/dnsmasq.conf").exists();
+        let leases = leases.or_else(|| has_dhcp.then(String::new));
+        println!(
+            "{}",
+            homewarden::placement::describe(&p, leases.as_deref(), now)
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

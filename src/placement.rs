@@ -268,6 +268,37 @@ fn hostapd(net: &Network, passphrase: &str) -> String {
     )
 }
 
+/// One line for `homewarden status` from the rendered placement file and
+/// dnsmasq's lease file (`expiry mac ip name client-id` a line): where the Pi
+/// sits and how many devices hold a lease now.
+pub fn describe(placement: &str, leases: Option<&str>, now: u64) -> String {
+    let get = |k: &str| {
+        placement
+            .lines()
+            .find_map(|l| l.strip_prefix(k)?.strip_prefix('='))
+            .unwrap_or("?")
+    };
+    let mut line = format!(
+        "network: {} placement, uplink {}, devices on {}",
+        get("placement"),
+        get("uplink"),
+        get("lan")
+    );
+    if let Some(leases) = leases {
+        // Expiry 0 is an infinite lease.
+        let live = leases
+            .lines()
+            .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+            .filter(|&exp| exp == 0 || exp > now)
+            .count();
+        line.push_str(&format!(
+            " ({live} DHCP lease{})",
+            if live == 1 { "" } else { "s" }
+        ));
+    }
+    line
+}
+
 /// Writes the placement's files under `root` (each atomically, with its
 /// mode) and removes the ones of another placement. Returns the written paths.
 pub fn apply(files: &[File], root: &Path) -> Result<Vec<PathBuf>, PlacementError> {
@@ -506,6 +537,27 @@ mod tests {
         assert_eq!(
             pool(a("10.0.0.1/30")),
             (Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 2))
+        );
+    }
+
+    #[test]
+    fn status_line_counts_live_leases_only() {
+        let p = "placement=ap\nuplink=eth0\nlan=wlan0\n";
+        let leases = "1000 aa:bb:cc:dd:ee:01 192.168.73.20 cam *\n\
+                      3000 aa:bb:cc:dd:ee:02 192.168.73.21 plug 01:aa\n\
+                      0 aa:bb:cc:dd:ee:03 192.168.73.22 * *\n\
+                      garbage\n";
+        assert_eq!(
+            describe(p, Some(leases), 2000),
+            "network: ap placement, uplink eth0, devices on wlan0 (2 DHCP leases)"
+        );
+        assert_eq!(
+            describe("placement=bridge\nuplink=end0\nlan=enx1\n", None, 0),
+            "network: bridge placement, uplink end0, devices on enx1"
+        );
+        assert_eq!(
+            describe(p, Some(""), 0),
+            "network: ap placement, uplink eth0, devices on wlan0 (0 DHCP leases)"
         );
     }
 

@@ -1,0 +1,216 @@
+//! Incidents across restarts, and the actions they queue in the outbox
+//! (MISP sightings, events and their updates, mail).
+
+use crate::alerts::triage::Incident;
+use crate::config::SourceConfig;
+use crate::intel::unix_now;
+use crate::respond::{self, MAIL, MISP_EVENT, MISP_EVENT_UPDATE, SIGHTING};
+
+use super::{Agent, INCIDENTS_FILE};
+
+impl Agent {
+    /// Takes back the incidents open before a restart and makes sure each has
+    /// its actions queued: the outbox's keys make this a no-op for what is
+    /// queued or done, and re-queue what a torn outbox file lost (the latest
+    /// event update included).
+    pub(super) fn restore_incidents(&mut self) {
+        let path = self.cfg.state_dir.join(INCIDENTS_FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => {
+                tracing::error!("{}: {e}", path.display());
+                return;
+            }
+        };
+        let incidents: Vec<Incident> = match serde_json::from_slice(&bytes) {
+            Ok(v) => v,
+            Err(e) => {
+                let aside = crate::fsutil::set_aside(&path);
+                tracing::error!(
+                    "{}: unreadable ({e}); moved to {}",
+                    path.display(),
+                    aside.display()
+                );
+                return;
+            }
+        };
+        tracing::info!(incidents = incidents.len(), "incidents restored");
+        for inc in &incidents {
+            self.queue_actions(inc);
+            // The latest update due: its key makes this a no-op if it was
+            // queued or sent, and brings it back if a torn file lost it.
+            if inc.count >= 10 {
+                self.queue_update_at(inc, 10u64.pow(inc.count.ilog10()));
+            }
+        }
+        self.triage.restore(incidents);
+        self.triage.expire(unix_now() as i64);
+        self.publish();
+    }
+
+    pub(super) fn save_incidents(&mut self) {
+        if !self.incidents_dirty {
+            return;
+        }
+        let path = self.cfg.state_dir.join(INCIDENTS_FILE);
+        let open: Vec<&Incident> = self.triage.open().collect();
+        let saved = serde_json::to_vec(&open)
+            .map_err(std::io::Error::other)
+            .and_then(|b| crate::fsutil::write_atomic(&path, &b));
+        match saved {
+            Ok(()) => self.incidents_dirty = false,
+            Err(e) => tracing::error!("{}: {e}", path.display()),
+        }
+    }
+
+    /// Puts what should happen about a new incident into the outbox.
+    pub(super) fn queue_actions(&mut self, inc: &Incident) {
+        let now = unix_now();
+        let (sighting, event) = self.responders_for(inc);
+        let Some(outbox) = self.outbox.as_ref() else {
+            return;
+        };
+        let mut outbox = respond::lock(outbox);
+        // A hit on a MISP attribute: tell that MISP it was seen here.
+        if let (Some(source), Some(p)) = (sighting, &inc.ioc) {
+            let payload = serde_json::json!({"source": source, "attribute_uuid": p.attribute_uuid, "time": inc.first_seen});
+            if let Err(e) = outbox.put(
+                SIGHTING,
+                &format!("{}:misp-sighting", inc.id),
+                payload,
+                inc.high,
+                now,
+            ) {
+                tracing::error!("{e}");
+            }
+        }
+        // Any other high-severity incident: one MISP event, in the first MISP source.
+        if let Some(source) = event {
+            let payload = serde_json::json!({"source": source, "event": misp_event(inc)});
+            if let Err(e) = outbox.put(
+                MISP_EVENT,
+                &format!("{}:misp-event", inc.id),
+                payload,
+                true,
+                now,
+            ) {
+                tracing::error!("{e}");
+            }
+        }
+        // The owner hears of every high-severity incident, with advice.
+        if self.mail_on && inc.high {
+            let payload = serde_json::json!({"incident": inc});
+            if let Err(e) = outbox.put(MAIL, &format!("{}:mail", inc.id), payload, true, now) {
+                tracing::error!("{e}");
+            }
+        }
+        drop(outbox);
+        self.wake_responders.notify_one();
+    }
+
+    /// Which MISP source gets a sighting, and which one an event, for an incident.
+    pub(super) fn responders_for(&self, inc: &Incident) -> (Option<String>, Option<String>) {
+        let misp: Vec<&str> = self
+            .sources
+            .iter()
+            .filter(|s| matches!(s.cfg, SourceConfig::Misp(_)))
+            .map(|s| s.cfg.name())
+            .collect();
+        let sighting = inc
+            .ioc
+            .as_ref()
+            .filter(|p| p.attribute_uuid.is_some() && misp.contains(&p.source.as_str()))
+            .map(|p| p.source.clone());
+        let event = match (&sighting, inc.high) {
+            (None, true) => misp.first().map(|s| s.to_string()),
+            _ => None,
+        };
+        (sighting, event)
+    }
+
+    /// Later alerts of an incident update its MISP event (at 10, 100, 1000… alerts,
+    /// so a storm is a handful of edits, not thousands).
+    pub(super) fn queue_update(&mut self, inc: &Incident) {
+        if update_due(inc.count) {
+            self.queue_update_at(inc, inc.count);
+        }
+    }
+
+    /// Queues the event update for the moment the incident reached `count` alerts.
+    pub(super) fn queue_update_at(&mut self, inc: &Incident, count: u64) {
+        let (_, Some(source)) = self.responders_for(inc) else {
+            return;
+        };
+        let Some(outbox) = self.outbox.as_ref() else {
+            return;
+        };
+        let payload = serde_json::json!({
+            "source": source,
+            "uuid": inc.uuid(),
+            "event": {"Event": {"info": format!("homewarden: {} ({count} alerts)", inc.signature)}},
+        });
+        let key = format!("{}:misp-event-update:{count}", inc.id);
+        let queued = respond::lock(outbox).put(MISP_EVENT_UPDATE, &key, payload, true, unix_now());
+        if let Err(e) = queued {
+            tracing::error!("{e}");
+        }
+        self.wake_responders.notify_one();
+    }
+}
+
+/// Whether an incident's MISP event is updated at this many alerts: 10, 100, 1000…
+pub(super) fn update_due(count: u64) -> bool {
+    count >= 10 && 10u64.pow(count.ilog10()) == count
+}
+
+/// The MISP event for a high-severity incident: your organisation only, TLP:AMBER,
+/// the remote endpoint as IoCs, the home device as context (never to_ids).
+pub(super) fn misp_event(inc: &Incident) -> serde_json::Value {
+    let threat = match inc.severity {
+        1 => "1",
+        2 => "2",
+        _ => "3",
+    };
+    let home = |ip: &std::net::IpAddr| {
+        crate::intel::set::BUILTIN_ALLOW
+            .iter()
+            .filter_map(|n| n.parse::<ipnet::IpNet>().ok())
+            .any(|n| n.contains(ip))
+    };
+    let mut attributes = vec![serde_json::json!({
+        "type": "ip-dst", "category": "Network activity", "value": inc.remote_ip.to_string(),
+        "to_ids": !home(&inc.remote_ip), "comment": "remote endpoint",
+    })];
+    if inc.remote != inc.remote_ip.to_string() {
+        attributes.push(serde_json::json!({
+            "type": "domain", "category": "Network activity", "value": inc.remote, "to_ids": true,
+            "comment": "the name the device looked up or connected to",
+        }));
+    }
+    attributes.push(serde_json::json!({
+        "type": "ip-src", "category": "Network activity", "value": inc.local.to_string(),
+        "to_ids": false, "comment": "home device",
+    }));
+    serde_json::json!({"Event": {
+        "uuid": inc.uuid(),
+        "info": format!("homewarden: {}", inc.signature),
+        "threat_level_id": threat,
+        "distribution": "0",
+        "analysis": "0",
+        "published": false,
+        "Tag": [{"name": "tlp:amber"}, {"name": "homewarden"}],
+        "Attribute": attributes,
+    }})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::update_due;
+
+    #[test]
+    fn event_updates_at_powers_of_ten_only() {
+        let due: Vec<u64> = (0..=100_000).filter(|&c| update_due(c)).collect();
+        assert_eq!(due, [10, 100, 1000, 10_000, 100_000]);
+    }
+}

@@ -1,0 +1,205 @@
+//! The owner's commands on the running agent: allow, unallow, blocks, explain,
+//! and what they tell MISP (false positives, expirations).
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use crate::allow::LocalAllowlist;
+use crate::config::SourceConfig;
+use crate::intel::ioc::Ioc;
+use crate::intel::unix_now;
+use crate::respond::{self, SIGHTING};
+
+use super::{live_name, lookup_in, Agent};
+
+impl Agent {
+    /// Answers the owner: explain, allow, unallow, blocks.
+    pub(super) async fn owner(
+        &mut self,
+        cmd: crate::control::OwnerCommand,
+        who: &str,
+    ) -> Result<serde_json::Value, String> {
+        use crate::control::OwnerCommand as C;
+        match cmd {
+            C::Explain { value } => {
+                serde_json::to_value(self.explain(&value)?).map_err(|e| e.to_string())
+            }
+            C::Allow {
+                value,
+                for_secs,
+                reason,
+            } => {
+                let before = self.explain(&value)?;
+                let now = unix_now();
+                let entry = self
+                    .local_allow
+                    .add(
+                        &value,
+                        who,
+                        now,
+                        for_secs.map(|s| now + s),
+                        reason.as_deref(),
+                    )
+                    .map_err(|e| e.to_string())?;
+                tracing::warn!(value = %entry.value, who = %entry.who, until = ?entry.until, "allowed by the owner");
+                let applied = self.enforce().await?;
+                let sightings = self.queue_false_positives(&before, &entry);
+                Ok(serde_json::json!({
+                    "allowed": entry,
+                    "applied": live_name(&applied.live),
+                    "removed": applied.removed,
+                    "false_positive_sightings": sightings,
+                }))
+            }
+            C::Unallow { value } => {
+                let gone = self.local_allow.remove(&value).map_err(|e| e.to_string())?;
+                let Some(gone) = gone else {
+                    return Err(format!("{value:?} is not on the owner's allowlist"));
+                };
+                tracing::warn!(value = %gone.value, who, "allowance taken back");
+                let applied = self.enforce().await?;
+                Ok(serde_json::json!({
+                    "unallowed": gone,
+                    "applied": live_name(&applied.live),
+                    "added": applied.added,
+                }))
+            }
+            C::Blocks => {
+                let now = unix_now() as i64;
+                let recent: Vec<serde_json::Value> = self
+                    .hits
+                    .recent(now)
+                    .into_iter()
+                    .map(|r| {
+                        let by = Ioc::parse_any(&r.value)
+                            .map(|i| lookup_in(&self.sources, &i))
+                            .unwrap_or_default();
+                        serde_json::json!({"value": r.value, "hits_24h": r.hits_24h, "last": r.last, "listed_by": by})
+                    })
+                    .collect();
+                Ok(serde_json::json!({
+                    "blocklist": self.status.blocklist,
+                    "recent": recent,
+                    "allowed": self.local_allow.entries(),
+                }))
+            }
+        }
+    }
+
+    /// The explanation of a value against the live sets.
+    pub fn explain(&self, value: &str) -> Result<crate::explain::Explanation, String> {
+        let views: Vec<crate::explain::SourceView> = self
+            .sources
+            .iter()
+            .map(|s| crate::explain::SourceView {
+                cfg: &s.cfg,
+                set: &s.state.set,
+            })
+            .collect();
+        crate::explain::explain(
+            value,
+            &views,
+            &self.cfg,
+            &self.local_allow,
+            &self.shadow,
+            unix_now(),
+        )
+        .map_err(|e| format!("{value:?}: {e}"))
+    }
+
+    /// Tells each MISP that listed a value the owner allowed: a false positive here.
+    pub(super) fn queue_false_positives(
+        &mut self,
+        before: &crate::explain::Explanation,
+        entry: &crate::allow::Allowed,
+    ) -> usize {
+        let misp: HashSet<&str> = self
+            .sources
+            .iter()
+            .filter(|s| matches!(s.cfg, SourceConfig::Misp(_)))
+            .map(|s| s.cfg.name())
+            .collect();
+        let Some(outbox) = self.outbox.as_ref() else {
+            return 0;
+        };
+        let mut ob = respond::lock(outbox);
+        let mut n = 0;
+        for l in &before.listings {
+            let p = &l.provenance;
+            let Some(attr) = p
+                .attribute_uuid
+                .as_deref()
+                .filter(|_| misp.contains(p.source.as_str()))
+            else {
+                continue;
+            };
+            let payload = serde_json::json!({
+                "source": p.source, "attribute_uuid": attr, "time": entry.at,
+                "type": crate::intel::misp::SightingType::FalsePositive,
+            });
+            let key = format!("fp-{attr}-{}", entry.at);
+            match ob.put(SIGHTING, &key, payload, true, unix_now()) {
+                Ok(_) => n += 1,
+                Err(e) => tracing::error!("{e}"),
+            }
+        }
+        drop(ob);
+        self.wake_responders.notify_one();
+        n
+    }
+
+    /// Tells MISP (expiration sightings) which of its attributes stopped being enforced here.
+    pub(super) fn queue_expirations(&mut self, expired: &[(String, String)]) {
+        if expired.is_empty() {
+            return;
+        }
+        let Some(outbox) = self.outbox.as_ref() else {
+            return;
+        };
+        let now = unix_now();
+        let mut ob = respond::lock(outbox);
+        for (source, attr) in expired {
+            let payload = serde_json::json!({
+                "source": source, "attribute_uuid": attr, "time": now,
+                "type": crate::intel::misp::SightingType::Expiration,
+            });
+            if let Err(e) = ob.put(SIGHTING, &format!("exp-{attr}-{now}"), payload, false, now) {
+                tracing::error!("{e}");
+            }
+        }
+        drop(ob);
+        tracing::info!(attributes = expired.len(), "expiration sightings queued");
+        self.wake_responders.notify_one();
+    }
+
+    /// Drops allowances whose time is up and enforces again.
+    pub(super) async fn expire_allowances(&mut self) {
+        match self.local_allow.expire(unix_now()) {
+            Ok(gone) if !gone.is_empty() => {
+                for g in &gone {
+                    tracing::warn!(value = %g.value, "allowance expired; enforced again");
+                }
+                if let Err(e) = self.enforce().await {
+                    tracing::error!("{e}");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!("{e}"),
+        }
+    }
+}
+
+/// The owner's allowlist; an unreadable one is set aside (never overwritten) and reported.
+pub(super) fn load_local_allowlist(state_dir: &Path) -> LocalAllowlist {
+    match LocalAllowlist::load(state_dir) {
+        Ok(l) => l,
+        Err(e) => {
+            let aside = crate::fsutil::set_aside(&state_dir.join(crate::allow::FILE));
+            tracing::error!(
+                "{e}; moved to {}: the owner's allowances must be re-entered",
+                aside.display()
+            );
+            LocalAllowlist::load(state_dir).unwrap_or_default()
+        }
+    }
+}

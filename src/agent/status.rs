@@ -1,0 +1,251 @@
+//! What `homewarden status` shows, and how the agent publishes it.
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::alerts::intake::CountersSnapshot;
+use crate::alerts::triage::Incident;
+use crate::config::{Mode, SourceConfig};
+use crate::intel::set::{Dropped, Effective};
+use crate::intel::{unix_now, PullStats};
+use crate::outbox::Stats as OutboxStats;
+use crate::panel::Press;
+use crate::respond;
+use crate::suricata::apply::Live;
+use crate::suricata::selftest;
+
+use super::{Agent, RECENT_INCIDENTS};
+
+/// Counts of the enforced blocklist, by kind.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// IPv4 addresses.
+    pub ipv4: usize,
+    /// IPv6 addresses.
+    pub ipv6: usize,
+    /// Domains.
+    pub domains: usize,
+    /// File MD5s.
+    pub md5: usize,
+    /// File SHA-256s.
+    pub sha256: usize,
+}
+
+/// One source as shown by `homewarden status`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceStatus {
+    /// Name.
+    pub name: String,
+    /// `misp`, `misp_feed` or `list`.
+    pub kind: String,
+    /// Indicators held.
+    pub entries: usize,
+    /// Unix time of the last good pull.
+    pub last_ok: Option<u64>,
+    /// Error of the last attempt, if it failed.
+    pub last_error: Option<String>,
+    /// Counters of the last good pull.
+    pub stats: PullStats,
+    /// Seconds until the next pull.
+    pub next_pull_in: u64,
+}
+
+/// Suricata as the agent last saw it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuricataStatus {
+    /// Socket answered at the last check.
+    pub reachable: bool,
+    /// Unix time of the last apply that changed something.
+    pub last_change: Option<u64>,
+    /// How that change reached Suricata (`delta`, `reload`, `suricata_down`).
+    pub last_live: Option<String>,
+    /// Values added and removed by it.
+    pub last_added: usize,
+    /// Values removed by it.
+    pub last_removed: usize,
+    /// Error writing our files, if the last apply failed.
+    pub last_error: Option<String>,
+}
+
+/// Shadow mode in status.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShadowStatus {
+    /// Values observed (alert only) now.
+    pub observed: usize,
+    /// Of the observed indicators, those held because a do-not-break device talked to them.
+    pub held: usize,
+    /// When the next observed indicator is promoted to blocking.
+    pub next_promotion: Option<u64>,
+}
+
+/// The daemon's state, as served over the control socket.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// Agent version.
+    pub version: String,
+    /// `protected`, `degraded` or `starting`.
+    pub state: String,
+    /// Why not protected.
+    pub reasons: Vec<String>,
+    /// `ips` or `ids`.
+    pub mode: String,
+    /// `drop` or `reject`.
+    pub action: String,
+    /// `open` or `closed`.
+    pub fail: String,
+    /// Unix time the daemon started.
+    pub started: u64,
+    /// Enforced blocklist.
+    pub blocklist: Counts,
+    /// What the allowlist and limits kept out.
+    pub dropped: Dropped,
+    /// Suricata side.
+    pub suricata: SuricataStatus,
+    /// Sources.
+    pub sources: Vec<SourceStatus>,
+    /// Alert intake and incidents.
+    pub alerts: AlertsStatus,
+    /// Responder actions waiting on disk.
+    pub outbox: OutboxStats,
+    /// Shadow mode: indicators observed before they block.
+    #[serde(default)]
+    pub shadow: ShadowStatus,
+    /// The self-test of enforcement.
+    #[serde(default)]
+    pub selftest: selftest::Status,
+    /// Who writes advice (`cohere command-a-03-2025`, `offline`).
+    #[serde(default)]
+    pub advisor: String,
+    /// Where incident mail goes (`off`, or recipients and server).
+    #[serde(default)]
+    pub mail: String,
+    /// A source is failing or has not pulled for three intervals.
+    pub intel_stale: bool,
+    /// Button presses that did something, newest last.
+    pub presses: Vec<Press>,
+}
+
+/// Alerts as `homewarden status` shows them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertsStatus {
+    /// What the eve intake received.
+    pub intake: CountersSnapshot,
+    /// Incidents still open (alerts within the window).
+    pub open: usize,
+    /// Of those, high-severity ones.
+    pub high_open: usize,
+    /// The most recently active incidents, newest first.
+    pub recent: Vec<Incident>,
+    /// High incidents nobody acknowledged (button or `homewarden ack`).
+    pub high_unacked: usize,
+    /// Ids of open incidents that were acknowledged.
+    pub acknowledged: Vec<String>,
+    /// Unix time of the last blocked alert.
+    pub last_block: Option<i64>,
+}
+
+impl Agent {
+    pub(super) fn publish(&mut self) {
+        let now_i = Instant::now();
+        let now = unix_now();
+        let mut reasons = Vec::new();
+        if !self.status.suricata.reachable {
+            reasons.push("suricata is not reachable".to_string());
+        }
+        if let Some(e) = &self.status.suricata.last_error {
+            reasons.push(format!("cannot write rules: {e}"));
+        }
+        if self.cfg.enforcement.mode == Mode::Ids {
+            reasons.push("IDS mode: threats are reported, not blocked".to_string());
+        }
+        if let Some(a) = &self.status.selftest.alarm {
+            reasons.push(format!("self-test failed: {a}"));
+        }
+        self.status.sources = self
+            .sources
+            .iter()
+            .map(|s| {
+                let stale_after = 3 * s.cfg.interval().as_secs();
+                if let Some(err) = &s.state.last_error {
+                    reasons.push(format!("source {} failing: {err}", s.cfg.name()));
+                } else if s
+                    .state
+                    .last_ok
+                    .is_some_and(|t| now.saturating_sub(t) > stale_after)
+                {
+                    reasons.push(format!("source {} is stale", s.cfg.name()));
+                }
+                SourceStatus {
+                    name: s.cfg.name().to_string(),
+                    kind: kind_name(&s.cfg).to_string(),
+                    entries: s.state.set.len(),
+                    last_ok: s.state.last_ok,
+                    last_error: s.state.last_error.clone(),
+                    stats: s.state.stats.clone(),
+                    next_pull_in: s.next.saturating_duration_since(now_i).as_secs(),
+                }
+            })
+            .collect();
+        let mut recent: Vec<Incident> = self.triage.open().cloned().collect();
+        recent.sort_by_key(|i| std::cmp::Reverse(i.last_seen));
+        let acked = &self.acked;
+        self.status.alerts = AlertsStatus {
+            intake: self.intake.snapshot(),
+            open: recent.len(),
+            high_open: recent.iter().filter(|i| i.high).count(),
+            high_unacked: recent
+                .iter()
+                .filter(|i| i.high && !acked.contains(&i.id))
+                .count(),
+            acknowledged: recent
+                .iter()
+                .filter(|i| acked.contains(&i.id))
+                .map(|i| i.id.clone())
+                .collect(),
+            last_block: self.status.alerts.last_block,
+            recent: recent.into_iter().take(RECENT_INCIDENTS).collect(),
+        };
+        self.status.state = if reasons.is_empty() {
+            "protected"
+        } else {
+            "degraded"
+        }
+        .to_string();
+        self.status.reasons = reasons;
+        self.status.intel_stale = self.status.reasons.iter().any(|r| r.starts_with("source "));
+        self.status.outbox = self
+            .outbox
+            .as_ref()
+            .map(|o| respond::lock(o).stats())
+            .unwrap_or_default();
+        self.status_tx.send_replace(self.status.clone());
+    }
+}
+
+/// Blocklist counts by kind.
+pub fn counts(eff: &Effective) -> Counts {
+    Counts {
+        ipv4: eff.ipv4.len(),
+        ipv6: eff.ipv6.len(),
+        domains: eff.domains.len(),
+        md5: eff.md5.len(),
+        sha256: eff.sha256.len(),
+    }
+}
+
+pub(super) fn live_name(l: &Live) -> &'static str {
+    match l {
+        Live::Unchanged => "unchanged",
+        Live::Delta => "delta",
+        Live::Reload => "reload",
+        Live::SuricataDown(_) => "suricata_down",
+    }
+}
+
+pub(super) fn kind_name(c: &SourceConfig) -> &'static str {
+    match c {
+        SourceConfig::Misp(_) => "misp",
+        SourceConfig::MispFeed(_) => "misp_feed",
+        SourceConfig::List(_) => "list",
+    }
+}

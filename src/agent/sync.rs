@@ -1,0 +1,422 @@
+//! Syncs: pulling the sources (in the background, one generation at a time),
+//! settling the effective set, and enforcing it on Suricata.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::config::{Config, SourceConfig};
+use crate::intel::ioc::Ioc;
+use crate::intel::set::{Dropped, Effective, SourceSet};
+use crate::intel::{
+    feed, list, misp, unix_now, Cursor, IntelError, PullStats, Pulled, SourceState,
+};
+use crate::secrets::Secrets;
+use crate::suricata::apply::{Applier, ApplyReport, Live};
+use crate::suricata::render::{self, Options};
+use crate::suricata::selftest;
+use crate::suricata::socket::Connection;
+
+use super::verify::probes;
+use super::{
+    build_client, counts, live_name, Agent, Client, Counts, PullDone, ShadowStatus, Source,
+    SyncReport, FIRST_RETRY, RELOAD_SETTLE,
+};
+
+impl Agent {
+    /// Starts pulling every source in the background, one after the other as
+    /// `sync --once` always did; scheduled pulls in flight are stopped (the
+    /// sync's are newer) and none start until it is done.
+    pub(super) fn start_sync(
+        &mut self,
+        syncs: &mut tokio::task::JoinSet<Vec<PullDone>>,
+        scheduled: &mut HashMap<usize, tokio::task::AbortHandle>,
+    ) {
+        for (_, task) in scheduled.drain() {
+            task.abort();
+        }
+        let jobs: Vec<_> = self
+            .sources
+            .iter_mut()
+            .enumerate()
+            .map(|(i, src)| {
+                src.pulling = true;
+                (
+                    i,
+                    src.cfg.clone(),
+                    src.client.clone(),
+                    src.state.set.clone(),
+                    src.state.cursor.clone(),
+                    src.generation,
+                )
+            })
+            .collect();
+        syncs.spawn(async move {
+            let mut done = Vec::new();
+            for (i, cfg, client, set, cursor, generation) in jobs {
+                let started = std::time::Instant::now();
+                let result = pull_from(&cfg, &client, &set, &cursor).await;
+                done.push((i, generation, result, started));
+            }
+            done
+        });
+    }
+
+    /// Takes a sync's results and applies them: the report `sync` prints.
+    pub(super) async fn finish_sync(
+        &mut self,
+        done: Result<Vec<PullDone>, tokio::task::JoinError>,
+    ) -> SyncReport {
+        let mut report = SyncReport::default();
+        let mut changed = false;
+        match done {
+            Ok(results) => {
+                for (i, generation, result, started) in results {
+                    let error = result.as_ref().err().map(|e| e.to_string());
+                    changed |= self.take_pull(i, generation, result, started);
+                    report
+                        .sources
+                        .push((self.sources[i].cfg.name().to_string(), error));
+                }
+            }
+            Err(e) => {
+                tracing::error!("sync task failed: {e}");
+                report.sources = self
+                    .sources
+                    .iter()
+                    .map(|s| (s.cfg.name().to_string(), Some(format!("sync failed: {e}"))))
+                    .collect();
+            }
+        }
+        // Whatever came of it, every source is free for its schedule again.
+        for src in &mut self.sources {
+            src.pulling = false;
+        }
+        self.enforce_into(report, changed).await
+    }
+
+    /// Pulls every source once and applies (the `sync --once` path).
+    pub async fn sync_once(&mut self) -> SyncReport {
+        let all: Vec<usize> = (0..self.sources.len()).collect();
+        self.pull_and_enforce(&all).await
+    }
+
+    pub(super) async fn pull_and_enforce(&mut self, idx: &[usize]) -> SyncReport {
+        let mut report = SyncReport::default();
+        let mut changed = false;
+        for &i in idx {
+            let started = std::time::Instant::now();
+            let result = pull(&self.sources[i]).await;
+            let error = result.as_ref().err().map(|e| e.to_string());
+            changed |= self.settle(i, result, started);
+            report
+                .sources
+                .push((self.sources[i].cfg.name().to_string(), error));
+        }
+        self.enforce_into(report, changed).await
+    }
+
+    /// Ends a sync: enforces what changed (recording how in the report), or just
+    /// publishes the sources' new state.
+    pub(super) async fn enforce_into(
+        &mut self,
+        mut report: SyncReport,
+        changed: bool,
+    ) -> SyncReport {
+        if changed {
+            match self.enforce().await {
+                Ok(r) => report.apply = Some(r),
+                Err(e) => report.apply_error = Some(e),
+            }
+        } else {
+            self.publish();
+        }
+        report
+    }
+
+    /// Takes a background pull's result, unless a newer pull was taken since it
+    /// started; true if the state changed (and needs enforcing).
+    pub(super) fn take_pull(
+        &mut self,
+        i: usize,
+        generation: u64,
+        result: Result<Pulled, IntelError>,
+        started: std::time::Instant,
+    ) -> bool {
+        self.sources[i].pulling = false;
+        if self.sources[i].generation != generation {
+            tracing::info!(source = %self.sources[i].cfg.name(), "a newer pull was taken meanwhile; this one is dropped");
+            return false;
+        }
+        self.settle(i, result, started)
+    }
+
+    /// Takes a pull's result into the source's state and schedules its next
+    /// pull; true if the state changed (and needs enforcing).
+    pub(super) fn settle(
+        &mut self,
+        i: usize,
+        result: Result<Pulled, IntelError>,
+        started: std::time::Instant,
+    ) -> bool {
+        let src = &mut self.sources[i];
+        let name = src.cfg.name().to_string();
+        src.generation += 1;
+        match result {
+            Ok(pulled) => {
+                let tell_expiry = self.cfg.enforcement.expiration_sightings
+                    && matches!(src.cfg, SourceConfig::Misp(_));
+                let before = tell_expiry.then(|| attribute_uuids(&src.state.set));
+                src.state.apply(pulled, unix_now());
+                let expired: Vec<(String, String)> = match before {
+                    Some(before) => {
+                        let after = attribute_uuids(&src.state.set);
+                        before
+                            .into_iter()
+                            .filter(|a| !after.contains(a))
+                            .map(|a| (name.clone(), a))
+                            .collect()
+                    }
+                    None => Vec::new(),
+                };
+                src.failures = 0;
+                src.next = Instant::now() + src.cfg.interval();
+                tracing::info!(source = %name, entries = src.state.set.len(), ms = started.elapsed().as_millis() as u64, "pulled");
+                if let Err(e) = self.store.save(&name, &src.state) {
+                    tracing::error!("intel store: {e}");
+                }
+                self.queue_expirations(&expired);
+                true
+            }
+            Err(e) => {
+                src.failures += 1;
+                let wait = retry_delay(src.failures, src.cfg.interval());
+                src.next = Instant::now() + wait;
+                tracing::warn!(source = %name, retry_in = ?wait, "pull failed, keeping the last good set: {e}");
+                src.state.last_error = Some(e.to_string());
+                false
+            }
+        }
+    }
+
+    /// Renders the effective set and applies it.
+    pub(super) async fn enforce(&mut self) -> Result<ApplyReport, String> {
+        let allow = match self.cfg.allowlist() {
+            Ok(mut a) => {
+                let (nets, domains) = self.local_allow.targets();
+                a.extend(nets, domains);
+                a
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        let limits = self.cfg.expand_limits();
+        let global = self.cfg.enforcement.shadow;
+        // The self-test's canary, always listed, never a real host; built in with
+        // the rest, so a million-entry list is never copied to make room for it.
+        let canary = Ioc::Ipv4(selftest::CANARY);
+        let (eff, observed, dropped) =
+            if self.sources.iter().any(|s| s.cfg.shadow(global).is_some()) {
+                let sources = &self.sources;
+                let split = self.shadow.split(
+                    sources.iter().map(|s| (&s.state.set, s.cfg.shadow(global))),
+                    unix_now(),
+                );
+                let (eff, mut dropped) = Effective::from_iocs(
+                    split.enforce.iter().copied().chain([&canary]),
+                    &allow,
+                    limits,
+                );
+                let (mut observed, more) =
+                    Effective::from_iocs(split.observe.iter().copied(), &allow, limits);
+                observed.remove_all(&eff);
+                dropped.allowlisted += more.allowlisted;
+                dropped.too_wide += more.too_wide;
+                if split.promoted > 0 {
+                    tracing::info!(
+                        promoted = split.promoted,
+                        "observed indicators promoted to blocking"
+                    );
+                }
+                self.status.shadow = ShadowStatus {
+                    observed: observed.len(),
+                    held: self.shadow.held(),
+                    next_promotion: split.next_promotion,
+                };
+                (eff, Some(observed), dropped)
+            } else {
+                self.status.shadow = ShadowStatus::default();
+                let (eff, dropped) = Effective::from_iocs(
+                    self.sources
+                        .iter()
+                        .flat_map(|s| s.state.set.entries().iter().map(|e| &e.ioc))
+                        .chain([&canary]),
+                    &allow,
+                    limits,
+                );
+                (eff, None, dropped)
+            };
+        // What the owner's sources list: the canary is ours, not theirs.
+        self.status.blocklist = counts(&eff);
+        if eff.ipv4.binary_search(&selftest::CANARY).is_ok() {
+            self.status.blocklist.ipv4 -= 1;
+        }
+        self.probes = probes(&eff, &self.local_allow);
+        let rendered = render::render(
+            &eff,
+            observed.as_ref(),
+            allow.domains(),
+            &Options::from(&self.cfg),
+        );
+        let fingerprint = render::fingerprint(&rendered);
+        if self.bad_rendering == Some(fingerprint) {
+            tracing::warn!("this rendering failed its self-test before; the last good one stays");
+            self.publish();
+            return Ok(ApplyReport {
+                added: 0,
+                removed: 0,
+                files_written: 0,
+                live: Live::Unchanged,
+            });
+        }
+        self.status.dropped = dropped;
+        let result = self.applier.apply(&rendered).await;
+        self.applied = Some(fingerprint);
+        let s = &mut self.status.suricata;
+        let out = match result {
+            Ok(r) => {
+                // Prove the change: at once after a delta, once a reload has had time to land.
+                match r.live {
+                    Live::Delta => self.selftest_due = Some((unix_now(), false)),
+                    Live::Reload => self.selftest_due = Some((unix_now() + RELOAD_SETTLE, true)),
+                    _ => {}
+                }
+                if r.live != Live::Unchanged {
+                    s.last_change = Some(unix_now());
+                    s.last_live = Some(live_name(&r.live).to_string());
+                    s.last_added = r.added;
+                    s.last_removed = r.removed;
+                    s.reachable = !matches!(r.live, Live::SuricataDown(_));
+                    tracing::info!(
+                        added = r.added,
+                        removed = r.removed,
+                        live = live_name(&r.live),
+                        "blocklist applied"
+                    );
+                }
+                s.last_error = None;
+                Ok(r)
+            }
+            Err(e) => {
+                tracing::error!("cannot write suricata files: {e}");
+                s.last_error = Some(e.to_string());
+                Err(e.to_string())
+            }
+        };
+        self.publish();
+        out
+    }
+
+    pub(super) async fn check_suricata(&mut self) {
+        let sock = &self.cfg.suricata.command_socket;
+        let ok = match Connection::open(sock, Duration::from_secs(5)).await {
+            Ok(mut c) => c
+                .command("uptime", None)
+                .await
+                .map(|r| r.ok)
+                .unwrap_or(false),
+            Err(_) => false,
+        };
+        if ok && !self.status.suricata.reachable {
+            tracing::info!("suricata reachable");
+            self.selftest_due = Some((unix_now() + RELOAD_SETTLE, true));
+            // It may have (re)started since our last change: make sure it has the files' state.
+            self.status.suricata.reachable = true;
+            if let Err(e) = self.enforce().await {
+                tracing::error!("{e}");
+            }
+        } else if !ok && self.status.suricata.reachable {
+            tracing::warn!(socket = %sock.display(), "suricata not reachable");
+        }
+        self.status.suricata.reachable = ok;
+        self.publish();
+    }
+}
+
+/// Wait before retrying a source after its `failures`-th failure in a row:
+/// 15 s, 30 s, 60 s… but never longer than its interval.
+pub(super) fn retry_delay(failures: u32, interval: Duration) -> Duration {
+    let doublings = failures.clamp(1, 11) - 1;
+    FIRST_RETRY.saturating_mul(1 << doublings).min(interval)
+}
+
+/// The MISP attribute uuids a set holds.
+pub(super) fn attribute_uuids(set: &crate::intel::set::SourceSet) -> HashSet<String> {
+    set.entries()
+        .iter()
+        .filter_map(|e| set.attribute_of(e).map(str::to_string))
+        .collect()
+}
+
+pub(super) async fn pull(src: &Source) -> Result<Pulled, IntelError> {
+    pull_from(&src.cfg, &src.client, &src.state.set, &src.state.cursor).await
+}
+
+/// Pulls a source from what it held (its set and incremental cursor).
+pub(super) async fn pull_from(
+    cfg: &SourceConfig,
+    client: &Client,
+    set: &SourceSet,
+    cursor: &Cursor,
+) -> Result<Pulled, IntelError> {
+    let now = unix_now();
+    match (cfg, client) {
+        (SourceConfig::Misp(m), Client::Misp(c)) => misp::pull(m, c, set, cursor, now).await,
+        (SourceConfig::MispFeed(f), Client::Feed(loc, http)) => {
+            feed::pull(&f.name, loc, set, f.max_age, http, f.timeout, now).await
+        }
+        (SourceConfig::List(l), Client::List(loc, http)) => {
+            list::pull(&l.name, loc, l.column, http, l.timeout).await
+        }
+        _ => Err(IntelError::Config("source and client disagree".into())),
+    }
+}
+
+/// Pulls the given sources once and writes the rendering to `out`, touching no Suricata.
+pub async fn render_offline(
+    cfg: &Config,
+    secrets: &Secrets,
+    out: &Path,
+) -> anyhow::Result<(Counts, Dropped, Vec<(String, PullStats)>)> {
+    let mut stats = Vec::new();
+    let mut states = Vec::new();
+    for sc in &cfg.sources {
+        let client = build_client(sc, secrets)
+            .map_err(|e| anyhow::anyhow!("source {:?}: {e}", sc.name()))?;
+        let src = Source {
+            cfg: sc.clone(),
+            client,
+            state: SourceState::default(),
+            next: Instant::now(),
+            failures: 0,
+            pulling: false,
+            generation: 0,
+        };
+        let pulled = pull(&src)
+            .await
+            .map_err(|e| anyhow::anyhow!("source {:?}: {e}", sc.name()))?;
+        let mut st = SourceState::default();
+        stats.push((sc.name().to_string(), pulled.stats.clone()));
+        st.apply(pulled, unix_now());
+        states.push(st);
+    }
+    let allow = cfg.allowlist()?;
+    let (eff, dropped) =
+        Effective::build(states.iter().map(|s| &s.set), &allow, cfg.expand_limits());
+    let rendered = render::render(&eff, None, allow.domains(), &Options::from(cfg));
+    Applier::new(out, None, Duration::from_secs(1))
+        .apply(&rendered)
+        .await?;
+    Ok((counts(&eff), dropped, stats))
+}
