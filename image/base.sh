@@ -2,10 +2,11 @@
 # The base root: Debian trixie arm64 from mmdebstrap. Sourced by
 # scripts/build-image.sh; a change here invalidates the cached base.
 
-# build_base OUT_TAR MIRROR_LINE DEB_CACHE MANIFEST PACKAGE...
+# build_base OUT_TAR DEB_CACHE MANIFEST PACKAGE...; the sources are the
+# mirror lines in MIRRORS.
 build_base() {
-    local out=$1 mirror_line=$2 debs=$3 manifest=$4
-    shift 4
+    local out=$1 debs=$2 manifest=$3
+    shift 3
     local include
     include=$(IFS=,; echo "$*")
     mkdir -p "$debs"
@@ -40,17 +41,17 @@ build_base() {
         --customize-hook='for k in "$1"/lib/modules/*; do chroot "$1" update-initramfs -c -k "${k##*/}"; done' \
         --customize-hook="sync-out /var/cache/apt/archives $debs" \
         --customize-hook="copy-out /var/lib/dpkg $meta" \
-        trixie "$out" "$mirror_line"
-    write_manifest "$meta/dpkg" "$debs" "$mirror_line" >"$manifest"
+        trixie "$out" "${MIRRORS[@]}"
+    write_manifest "$meta/dpkg" "$debs" "$(IFS='|'; echo "${MIRRORS[*]}")" >"$manifest"
     rm -rf "$meta"
 }
 
-# write_manifest ADMINDIR DEB_CACHE MIRROR_LINE: one line per installed package,
+# write_manifest ADMINDIR DEB_CACHE SOURCES: one line per installed package,
 # name version arch sha256-of-the-.deb, sorted.
 write_manifest() {
-    local admindir=$1 debs=$2 mirror_line=$3
+    local admindir=$1 debs=$2 sources=$3
     printf '# homewarden image package manifest: package version architecture sha256(.deb)\n'
-    printf '# source: %s (fetched %s), SOURCE_DATE_EPOCH=%s\n' "$mirror_line" "$(date -u +%F)" "$SOURCE_DATE_EPOCH"
+    printf '# source: %s (fetched %s), SOURCE_DATE_EPOCH=%s\n' "$sources" "$(date -u +%F)" "$SOURCE_DATE_EPOCH"
     dpkg-query --admindir="$admindir" -W -f='${Package} ${Version} ${Architecture}\n' | sort |
         while read -r name version arch; do
             local deb=$debs/${name}_${version//:/%3a}_${arch}.deb

@@ -7,7 +7,7 @@
 # two root tars (content or metadata), files of the two boot partitions, and
 # for differences below the file level, the first differing byte offsets.
 #
-#   scripts/build-image.sh --check-reproducible [--from-cache DIR]
+#   scripts/build-image.sh --check-reproducible [--flavour F] [--from-cache DIR]
 #
 # Results (hashes, build times): target/repro/result.txt
 set -euo pipefail
@@ -15,7 +15,18 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$REPO" log -1 --format=%ct 2>/dev/null || echo 0)}
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
-NAME=homewarden-$VERSION-arm64
+flavour=debian
+from_cache=()
+while [ $# -gt 0 ]; do
+    case $1 in
+        --flavour) flavour=$2; shift 2 ;;
+        --from-cache) from_cache=(--from-cache "$2"); shift 2 ;;
+        *) echo "check-reproducible: unknown option '$1'" >&2; exit 2 ;;
+    esac
+done
+# shellcheck source=image/flavours/debian.sh
+. "$REPO/image/flavours/$flavour.sh"
+NAME=homewarden-$VERSION$FLAVOUR_SUFFIX-arm64
 R=$REPO/target/repro
 rm -rf --one-file-system "$R"
 mkdir -p "$R"
@@ -23,14 +34,14 @@ mkdir -p "$R"
 secs=()
 debs=$REPO/target/image-cache/debs
 for run in a b; do
-    args=("$@")
-    if [ $# -eq 0 ] && [ $run = b ]; then
+    args=(--flavour "$flavour" "${from_cache[@]}")
+    if [ ${#from_cache[@]} -eq 0 ] && [ $run = b ]; then
         # Exactly the .debs of build a's manifest, in a directory of their own.
         mkdir -p "$R/debs-a"
         grep -v '^#' "$R/a/$NAME.manifest" | while read -r name version arch _; do
             ln "$debs/${name}_${version//:/%3a}_${arch}.deb" "$R/debs-a/"
         done
-        args=(--from-cache "$R/debs-a")
+        args=(--flavour "$flavour" --from-cache "$R/debs-a")
     fi
     printf '\n[check-reproducible] build %s of 2 (SOURCE_DATE_EPOCH=%s)\n' "$run" "$SOURCE_DATE_EPOCH" >&2
     t=$(date +%s)
@@ -48,7 +59,7 @@ b=$R/b/$NAME.img
 {
     echo "SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH commit=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo none)"
     echo "build a: ${secs[0]} s, build b: ${secs[1]} s (each from scratch: base root; agent cached)"
-    [ $# -gt 0 ] || echo "build a from the mirror, build b from the .deb cache of build a's manifest"
+    [ ${#from_cache[@]} -gt 0 ] || echo "build a from the mirror, build b from the .deb cache of build a's manifest"
     for f in "$NAME.img" "$NAME.img.xz" "$NAME.rootfs.tar" "$NAME.manifest"; do
         echo "$(sha256sum "$R/a/$f" | cut -d' ' -f1)  a/$f"
         echo "$(sha256sum "$R/b/$f" | cut -d' ' -f1)  b/$f"

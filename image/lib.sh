@@ -4,8 +4,9 @@
 
 # The packages of the image, one per line: the Ansible role's own list
 # (ansible/roles/homewarden/vars/main.yml, homewarden_packages), what the role
-# needs in a target (python3, python3-apt), and what only an image needs
-# (image/packages.txt: kernel, boot firmware, networking, SSH, ap mode).
+# needs in a target (python3, python3-apt), what only an image needs
+# (image/packages.txt: networking, SSH, ap mode, first boot) and what boots
+# the flavour (flavour_packages: kernel, boot and Wi-Fi firmware).
 # mmdebstrap installs them all natively; the role then finds them present.
 appliance_packages() {
     {
@@ -13,6 +14,7 @@ appliance_packages() {
             "$REPO/ansible/roles/homewarden/vars/main.yml"
         printf '%s\n' python3 python3-apt
         sed -e 's/#.*//' -e 's/[[:space:]]//g' "$REPO/image/packages.txt"
+        flavour_packages
     } | grep -v '^$' | sort -u
 }
 
@@ -96,8 +98,15 @@ appliance_cleanup() {
     echo homewarden >"$root/etc/hostname"
     printf '127.0.0.1\tlocalhost\n127.0.1.1\thomewarden\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$root/etc/hosts"
     ln -sfn ../run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"
-    # Whatever mirror the build used (a local cache, a proxy), the Pi updates from Debian.
+    # Whatever mirror the build used (a local cache, a proxy), the Pi updates
+    # from its flavour's archives.
     rm -f "$root/etc/apt/sources.list"
+    flavour_apt_sources "$root"
+}
+
+# Debian trixie's archives, for every flavour.
+debian_apt_sources() {
+    local root=$1
     cat >"$root/etc/apt/sources.list.d/debian.sources" <<'SRC'
 Types: deb
 URIs: http://deb.debian.org/debian
@@ -114,7 +123,8 @@ SRC
 }
 
 # The root is named by PARTUUID (the fixed disk signature), so the same line
-# boots from an SD card (mmcblk0p2), a USB disk (sda2) or qemu's virtio (vda2).
+# boots from an SD card (mmcblk0p2), a USB disk (sda2) or qemu's virtio (vda2);
+# the flavour writes or fixes the firmware's boot line (cmdline.txt).
 write_boot_config() {
     local root=$1
     cat >"$root/etc/fstab" <<FSTAB
@@ -124,15 +134,8 @@ PARTUUID=$PARTUUID_BOOT    /boot/firmware  vfat   rw,noatime,fmask=0077,dmask=00
 # Suricata's logs (eve.json alerts and drops, suricata.log) in RAM: no steady writes to the card.
 tmpfs                      /var/log/suricata tmpfs nosuid,nodev,noexec,size=64M,mode=0755 0    0
 FSTAB
-    # Kernel upgrades rewrite cmdline.txt from this file (raspi-firmware's hook).
-    if [ -f "$root/etc/default/raspi-firmware" ]; then
-        sed -i -e '/^#\?ROOTPART=/c\ROOTPART=PARTUUID='"$PARTUUID_ROOT" "$root/etc/default/raspi-firmware"
-    fi
-    local cmdline=$root/boot/firmware/cmdline.txt
-    [ -f "$cmdline" ] || { echo "build-image: raspi-firmware wrote no cmdline.txt" >&2; return 1; }
-    sed -i -e "s|root=[^ ]*|root=PARTUUID=$PARTUUID_ROOT|" "$cmdline"
-    grep -q "root=PARTUUID=$PARTUUID_ROOT" "$cmdline" || sed -i -e "s|\$| root=PARTUUID=$PARTUUID_ROOT|" "$cmdline"
-    log "cmdline.txt: $(cat "$cmdline")"
+    flavour_boot_config "$root"
+    log "cmdline.txt: $(cat "$root/boot/firmware/cmdline.txt")"
 }
 
 # Every path of TAR must be in the ext4 IMG with the same type and size:

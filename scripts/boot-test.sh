@@ -62,7 +62,12 @@ fat="$disk@@$boot_off"
 mcopy -n -i "$fat" ::cmdline.txt "$WORK/cmdline.txt"
 kernel=$(mdir -b -i "$fat" :: | sed -n 's|^::/||p' | grep -E '^vmlinuz' | sort | tail -n 1)
 initrd=$(mdir -b -i "$fat" :: | sed -n 's|^::/||p' | grep -E '^initrd' | sort | tail -n 1)
-if [ -z "$kernel" ] || [ -z "$initrd" ]; then die "no vmlinuz/initrd on the boot partition"; fi
+if [ -z "$kernel" ] || [ -z "$initrd" ]; then
+    if mdir -b -i "$fat" ::kernel8.img >/dev/null 2>&1; then
+        die "$(basename "$IMG") is a raspios image: its Raspberry Pi kernels boot on a Pi, not on qemu's virt machine"
+    fi
+    die "no vmlinuz/initrd on the boot partition"
+fi
 mcopy -n -i "$fat" "::$kernel" "$WORK/vmlinuz"
 mcopy -n -i "$fat" "::$initrd" "$WORK/initrd"
 log "image $(basename "$IMG"): kernel $kernel, initrd $initrd, cmdline: $(cat "$WORK/cmdline.txt")"

@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# Builds the homewarden SD-card image for Raspberry Pi 3/4/400/CM4 from Debian
-# trixie arm64, without loop devices and without Docker:
+# Builds the homewarden SD-card image from Debian trixie arm64, without loop
+# devices and without Docker:
 #
 #   scripts/build-image.sh                       -> target/image/homewarden-<version>-arm64.img (+ .img.xz, .sha256)
+#   scripts/build-image.sh --flavour raspios     -> target/image/homewarden-<version>-raspios-arm64.img
 #   scripts/build-image.sh --from-cache DIR      rebuild from exactly the .debs in DIR (a previous build's debs/)
 #   scripts/build-image.sh --check-reproducible  build twice from scratch, compare, name the differing files
+#
+# Flavours (image/flavours/*.sh): debian (default), Debian's kernel and
+# firmware, for Raspberry Pi 3/3+/4/400/CM4; raspios, the Raspberry Pi OS
+# kernels and firmware from the Raspberry Pi archive (which the builder must
+# reach), adding Zero 2 W and Pi 5/500/CM5.
 #
 # Steps: tools -> agent (aarch64 cross build) -> base root (mmdebstrap, qemu-user
 # binfmt runs the maintainer scripts) -> appliance laid on -> cleanup -> rootfs
@@ -18,6 +24,8 @@
 # Environment:
 #   SOURCE_DATE_EPOCH            the build's time (default: last commit)
 #   HW_MIRROR                    Debian mirror (default http://deb.debian.org/debian)
+#   HW_RASPIOS_MIRROR            Raspberry Pi archive (raspios flavour; default http://archive.raspberrypi.com/debian)
+#   HW_RASPIOS_KEY               its signing key as a file or URL (default: fetched from the archive); pinned by fingerprint
 #   HW_OUT                       output directory (default target/image)
 #   HOMEWARDEN_AARCH64_BIN       use this agent binary instead of building one (a shortcut for development)
 #   HW_XZ_LEVEL                  xz preset of the compressed copy (default 2)
@@ -49,11 +57,13 @@ BOOT_MIB=256
 
 from_cache=""
 check_repro=0
+flavour=debian
 while [ $# -gt 0 ]; do
     case $1 in
         --from-cache) from_cache=$(realpath "${2:?--from-cache needs a directory}"); shift 2 ;;
+        --flavour) flavour=${2:?--flavour needs a name (debian, raspios)}; shift 2 ;;
         --check-reproducible) check_repro=1; shift ;;
-        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
         *) echo "build-image: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -69,20 +79,34 @@ step() {
 log() { printf '[build-image %4ds]   %s\n' "$(( $(date +%s) - T0 ))" "$*" >&2; }
 die() { printf 'build-image: %s\n' "$*" >&2; exit 1; }
 
+case $flavour in
+    */*|.*|"") flavour_file="" ;;
+    *) flavour_file=$REPO/image/flavours/$flavour.sh ;;
+esac
+if [ -z "$flavour_file" ] || [ ! -f "$flavour_file" ]; then
+    known=("$REPO"/image/flavours/*.sh)
+    known=("${known[@]##*/}")
+    printf -v known_list '%s, ' "${known[@]%.sh}"
+    echo "build-image: --flavour: unknown flavour '$flavour' (known: ${known_list%, })" >&2
+    exit 2
+fi
+# shellcheck source=image/flavours/debian.sh
+. "$flavour_file"
+
 if [ $check_repro -eq 1 ]; then
-    exec "$REPO/image/check-reproducible.sh" ${from_cache:+--from-cache "$from_cache"}
+    exec "$REPO/image/check-reproducible.sh" --flavour "$flavour" ${from_cache:+--from-cache "$from_cache"}
 fi
 
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$REPO" log -1 --format=%ct 2>/dev/null || echo 0)}
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
-NAME=homewarden-$VERSION-arm64
+NAME=homewarden-$VERSION$FLAVOUR_SUFFIX-arm64
 export LC_ALL=C.UTF-8 TZ=UTC
 
 # ---------------------------------------------------------------------------
-step "tools (mmdebstrap, qemu-user binfmt, mke2fs 1.47.2, dosfstools, mtools, sfdisk, xz, qemu-system-arm, python3-venv)"
+step "tools (mmdebstrap, qemu-user binfmt, mke2fs 1.47.2, dosfstools, mtools, sfdisk, xz, qemu-system-arm, python3-venv, gpg)"
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for pkg in mmdebstrap qemu-user-static dosfstools mtools fdisk xz-utils dpkg-dev arch-test python3 python3-venv; do
+for pkg in mmdebstrap qemu-user-static dosfstools mtools fdisk xz-utils dpkg-dev arch-test python3 python3-venv gpg curl; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || need+=("$pkg")
 done
 # qemu-system-arm from bookworm-backports (10.x): it boots trixie's kernel, and a
@@ -123,6 +147,16 @@ arch-test arm64 >/dev/null || die "arm64 binaries do not run here (qemu-user bin
 log "mke2fs $(dpkg-query -W -f='${Version}' e2fsprogs), mmdebstrap $(dpkg-query -W -f='${Version}' mmdebstrap), SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH"
 
 # ---------------------------------------------------------------------------
+# Before the long steps: a flavour whose archive cannot be reached or whose key
+# does not match fails here, not after the agent's build.
+mkdir -p "$OUT" "$CACHE" "$DEBS"
+if [ -z "$from_cache" ]; then
+    step "sources: flavour $flavour ($FLAVOUR_BOARDS)"
+    flavour_mirrors || exit 1
+    for m in "${MIRRORS[@]}"; do log "$m"; done
+fi
+
+# ---------------------------------------------------------------------------
 step "agent: aarch64 cross build"
 if [ -n "${HOMEWARDEN_AARCH64_BIN:-}" ]; then
     AGENT=$HOMEWARDEN_AARCH64_BIN
@@ -136,7 +170,6 @@ qemu-aarch64-static "$AGENT" --version >/dev/null || die "$AGENT does not run as
 log "agent $(sha256sum "$AGENT" | cut -c1-16)…, $(stat -c %s "$AGENT") bytes"
 
 # ---------------------------------------------------------------------------
-mkdir -p "$OUT" "$CACHE" "$DEBS"
 work=$OUT/work
 # A run killed while /proc was mounted in its root must not be deleted through it.
 { findmnt -rn -o TARGET | grep "^$work/" || true; } | sort -r | while read -r m; do umount -l "$m"; done
@@ -166,15 +199,14 @@ if [ -n "$from_cache" ]; then
         printf 'Components: main\nArchitectures: arm64\nDate: %s\nSHA256:\n' "$(date -u -R -d "@$SOURCE_DATE_EPOCH")"
         printf ' %s %s main/binary-arm64/Packages\n' "$(sha256sum "$idx" | cut -d' ' -f1)" "$(stat -c %s "$idx")"
     } >"$repo_dir/dists/$SUITE/Release"
-    mirror_line="deb [trusted=yes] copy://$repo_dir $SUITE main"
+    MIRRORS=("deb [trusted=yes] copy://$repo_dir $SUITE main")
     base_key=cache-$( (printf '%s\n' "${PACKAGES[@]}"; cat "$idx"; echo "$SOURCE_DATE_EPOCH"; \
         sha256sum "$REPO/image/base.sh") | sha256sum | cut -c1-16)
 else
     step "base root: mmdebstrap $SUITE arm64 (${#PACKAGES[@]} packages; maintainer scripts under qemu-user)"
-    mirror_line="deb $MIRROR $SUITE main non-free-firmware"
     # Keyed by everything that goes in: a base is rebuilt when any input moves,
     # and the mirror's state on that day (recorded in the manifest).
-    base_key=$( (printf '%s\n' "${PACKAGES[@]}"; echo "$mirror_line"; echo "$SOURCE_DATE_EPOCH"; date -u +%F; \
+    base_key=$( (printf '%s\n' "${PACKAGES[@]}" "${MIRRORS[@]}"; echo "$SOURCE_DATE_EPOCH"; date -u +%F; \
         sha256sum "$REPO/image/base.sh") | sha256sum | cut -c1-16)
 fi
 base_tar=$CACHE/base-$base_key.tar
@@ -186,7 +218,7 @@ else
     rm -rf "$base_tar.tmp"
     # From a cache, its .debs are also what apt finds in the root's archive
     # directory: the packages installed inside the chroot come from there.
-    build_base "$base_tar.tmp" "$mirror_line" "${from_cache:-$DEBS}" "$base_tar.manifest.tmp" "${PACKAGES[@]}"
+    build_base "$base_tar.tmp" "${from_cache:-$DEBS}" "$base_tar.manifest.tmp" "${PACKAGES[@]}"
     mv "$base_tar.manifest.tmp" "$base_tar.manifest"
     mv "$base_tar.tmp" "$base_tar"
     find "$CACHE" -maxdepth 1 -name 'base-*.tar' ! -name "base-$base_key.tar" -mmin +60 -delete

@@ -3,7 +3,7 @@
 # Installs what it needs (apt packages, a Python venv for the MISP double's tests),
 # then runs lint, unit and integration tests, the MISP contract tests and the
 # end-to-end lab tests on real Suricata, then the Ansible role, then the SD-card
-# image: built, and booted under qemu to "protected".
+# image: built, and booted under qemu to "protected"; then its flavours.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -40,3 +40,6 @@ step "SD-card image: build (mmdebstrap trixie arm64 + the Ansible role, no loop 
 scripts/build-image.sh
 scripts/boot-test.sh
 scripts/boot-test.sh --bad-config
+
+step "image flavours: package sets, boot files, the raspios flavour's pinned key and sources (real gpg, mmdebstrap and apt against a stand-in archive on 127.0.0.1)"
+target/pyenv/bin/python -m pytest -q -p no:cacheprovider tests/image
