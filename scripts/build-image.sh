@@ -12,10 +12,11 @@
 # kernels and firmware from the Raspberry Pi archive (which the builder must
 # reach), adding Zero 2 W and Pi 5/500/CM5.
 #
-# Steps: tools -> agent (aarch64 cross build) -> base root (mmdebstrap, qemu-user
-# binfmt runs the maintainer scripts) -> appliance laid on -> cleanup -> rootfs
-# tar -> boot FAT (mkfs.vfat + mtools) and root ext4 (mke2fs -d tar) -> partition
-# table (sfdisk) written into the file -> compressed copy and sha256.
+# Steps: tools -> sources (the flavour's archives and keys) -> agent (aarch64
+# cross build) -> base root (mmdebstrap, qemu-user binfmt runs the maintainer
+# scripts) -> appliance laid on -> cleanup -> rootfs tar -> boot FAT
+# (mkfs.vfat + mtools) and root ext4 (mke2fs -d tar) -> partition table
+# (sfdisk) written into the file -> compressed copy and sha256.
 #
 # Reproducible: the same SOURCE_DATE_EPOCH (default: the last commit's time) and
 # the same packages give the same bytes: fixed disk signature, file system UUIDs
@@ -63,7 +64,7 @@ while [ $# -gt 0 ]; do
         --from-cache) from_cache=$(realpath "${2:?--from-cache needs a directory}"); shift 2 ;;
         --flavour) flavour=${2:?--flavour needs a name (debian, raspios)}; shift 2 ;;
         --check-reproducible) check_repro=1; shift ;;
-        -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
         *) echo "build-image: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
