@@ -28,8 +28,9 @@ done
 . "$REPO/image/flavours/$flavour.sh"
 NAME=homewarden-$VERSION$FLAVOUR_SUFFIX-arm64
 R=$REPO/target/repro
-rm -rf --one-file-system "$R"
-mkdir -p "$R"
+# shellcheck source=image/lib.sh
+. "$REPO/image/lib.sh"
+fresh_dir "$R"
 
 secs=()
 debs=$REPO/target/image-cache/debs

@@ -2,6 +2,18 @@
 # The appliance steps of scripts/build-image.sh (sourced): what goes onto the
 # base root, what comes off it, the boot line, and the ext4 check.
 
+# Empties DIR for a new run. A run killed while /proc was mounted in its root
+# leaves that mount behind: it is unmounted first, so nothing is deleted
+# through it and rm does not stop at it.
+fresh_dir() {
+    local dir=$1 m
+    { findmnt -rn -o TARGET | grep -F "$dir/" || true; } | sort -r | while read -r m; do
+        case $m in "$dir"/*) umount -l "$m" ;; esac
+    done
+    rm -rf --one-file-system "$dir"
+    mkdir -p "$dir"
+}
+
 # The packages of the image, one per line: the Ansible role's own list
 # (ansible/roles/homewarden/vars/main.yml, homewarden_packages), what the role
 # needs in a target (python3, python3-apt), what only an image needs

@@ -172,12 +172,9 @@ log "agent $(sha256sum "$AGENT" | cut -c1-16)…, $(stat -c %s "$AGENT") bytes"
 
 # ---------------------------------------------------------------------------
 work=$OUT/work
-# A run killed while /proc was mounted in its root must not be deleted through it.
-{ findmnt -rn -o TARGET | grep "^$work/" || true; } | sort -r | while read -r m; do umount -l "$m"; done
-rm -rf --one-file-system "$work"
-mkdir -p "$work"
 # shellcheck source=image/lib.sh
 . "$REPO/image/lib.sh"
+fresh_dir "$work"
 mapfile -t PACKAGES < <(appliance_packages)
 [ ${#PACKAGES[@]} -gt 0 ] || die "empty package list"
 
