@@ -1,5 +1,6 @@
 //! The daemon under a service manager: READY=1 and WATCHDOG=1 on $NOTIFY_SOCKET
-//! (so `WatchdogSec` restarts a hung agent), the simulated panel showing that
+//! (so `WatchdogSec` restarts a hung agent, and not a busy one: a slow self-test
+//! replay keeps WATCHDOG=1 coming), the simulated panel showing that
 //! Suricata is missing, and every LED dark after a clean stop.
 
 use std::os::unix::net::UnixDatagram;
@@ -77,4 +78,95 @@ fn ready_watchdog_and_a_dark_panel_after_stop() {
     for led in ["green", "amber", "red", "act"] {
         assert_eq!(stopped[led]["kind"], "off", "{led} after stop: {stopped}");
     }
+}
+
+#[test]
+fn a_slow_selftest_replay_keeps_the_watchdog_fed() {
+    // A Pi 3 may take longer over `suricata -r` than WatchdogSec (30 s) allows
+    // one step of the loop; systemd must still hear from the agent meanwhile.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let notify = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&notify).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let slow = dir.path().join("slow-suricata");
+    std::fs::write(&slow, "#!/bin/sh\nsleep 13\n").unwrap();
+    let mut perms = std::fs::metadata(&slow).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&slow, perms).unwrap();
+    let cfg = dir.path().join("homewarden.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir: {d}/state\ncontrol_socket: {d}/control.sock\n\
+             suricata: {{ rules_dir: {d}/rules, command_socket: {d}/no-suricata.sock }}\n\
+             alerts: {{ eve_socket: {d}/eve.sock }}\n\
+             panel: {{ backends: [simulated], state_file: {d}/panel.json }}\n\
+             selftest: {{ suricata: {}, timeout: 60s }}\n",
+            slow.display()
+        ),
+    )
+    .unwrap();
+    let mut daemon = Command::new(BIN)
+        .args(["--config", &cfg.to_string_lossy(), "run"])
+        .env("NOTIFY_SOCKET", &notify)
+        .env("HOMEWARDEN_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut ready = false;
+    while !ready && Instant::now() < deadline {
+        if let Ok(n) = sock.recv(&mut buf) {
+            ready = String::from_utf8_lossy(&buf[..n]).contains("READY=1");
+        }
+    }
+
+    let started = Instant::now();
+    let mut selftest = Command::new(BIN)
+        .args(["--config", &cfg.to_string_lossy(), "selftest"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pings = Vec::new();
+    let finished = loop {
+        if let Ok(n) = sock.recv(&mut buf) {
+            if String::from_utf8_lossy(&buf[..n]).contains("WATCHDOG=1") {
+                pings.push(started.elapsed());
+            }
+        }
+        if let Some(status) = selftest.try_wait().unwrap() {
+            break Some(status);
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            break None;
+        }
+    };
+    let took = started.elapsed();
+    let out = selftest.wait_with_output().unwrap();
+    let _ = Command::new("kill").arg(daemon.id().to_string()).status();
+    let _ = daemon.wait();
+
+    assert!(ready, "no READY=1");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(finished.is_some(), "selftest did not answer in 60 s");
+    // It did run the slow replay (and failed it: no canary alert from a sleep).
+    assert!(took >= Duration::from_secs(12), "took {took:?}: {stdout}");
+    assert!(
+        stdout.contains("FAIL the capture's canary packet alerts"),
+        "{stdout}"
+    );
+    let mut gaps = vec![pings.first().copied().unwrap_or(took)];
+    gaps.extend(pings.windows(2).map(|w| w[1] - w[0]));
+    gaps.push(took - pings.last().copied().unwrap_or_default());
+    assert!(
+        gaps.iter().all(|g| *g < Duration::from_secs(8)),
+        "watchdog silent too long while the replay ran: pings at {pings:?}, took {took:?}"
+    );
 }

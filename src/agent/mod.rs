@@ -459,7 +459,7 @@ impl Agent {
                 Some(a) = alerts.recv() => self.on_alert(&a),
                 _ = save.tick() => self.save_incidents(),
                 _ = health.tick() => {
-                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                    watchdog_ping();
                     self.check_suricata().await;
                     if !self.triage.expire(unix_now() as i64).is_empty() {
                         self.incidents_dirty = true;
@@ -640,6 +640,30 @@ impl Agent {
 }
 
 /// Every held indicator that explains a hit, with its provenance.
+/// Tells systemd the agent is alive.
+fn watchdog_ping() {
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+}
+
+/// Awaits `work`, calling `ping` every `every` meanwhile. The loop waits on
+/// bounded steps (a `suricata -r` replay may take its 120 s timeout, past
+/// WatchdogSec): busy is not hung, so the watchdog must not restart it.
+async fn alive_while<F: std::future::Future>(
+    work: F,
+    every: Duration,
+    mut ping: impl FnMut(),
+) -> F::Output {
+    tokio::pin!(work);
+    let mut tick = tokio::time::interval_at(Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut work => return out,
+            _ = tick.tick() => ping(),
+        }
+    }
+}
+
 fn lookup_in(sources: &[Source], hit: &Ioc) -> Vec<Provenance> {
     sources
         .iter()
@@ -723,6 +747,33 @@ fn build_client(sc: &SourceConfig, secrets: &Secrets) -> Result<Client, IntelErr
 mod tests {
     use super::sync::pull;
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_bounded_step_keeps_the_watchdog_fed() {
+        // A 2-minute replay with 5 s pings: systemd hears from the agent every 5 s.
+        let mut pings = Vec::new();
+        let start = Instant::now();
+        let out = alive_while(
+            async {
+                tokio::time::sleep(Duration::from_secs(120)).await;
+                "replayed"
+            },
+            HEALTH_EVERY,
+            || pings.push(start.elapsed()),
+        )
+        .await;
+        assert_eq!(out, "replayed");
+        assert_eq!(pings.len(), 23, "{pings:?}");
+        assert_eq!(pings[0], HEALTH_EVERY);
+        assert!(pings.windows(2).all(|w| w[1] - w[0] == HEALTH_EVERY));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_quick_step_pings_nothing() {
+        let mut pings = 0;
+        let out = alive_while(async { 7 }, HEALTH_EVERY, || pings += 1).await;
+        assert_eq!((out, pings), (7, 0));
+    }
 
     fn agent_in(dir: &std::path::Path, factory: Option<&str>) -> Agent {
         let d = dir.display();

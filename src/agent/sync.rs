@@ -21,8 +21,8 @@ use crate::suricata::socket::Connection;
 
 use super::verify::probes;
 use super::{
-    build_client, counts, live_name, Agent, Client, Counts, PullDone, ShadowStatus, Source,
-    SyncReport, FIRST_RETRY, RELOAD_SETTLE,
+    alive_while, build_client, counts, live_name, watchdog_ping, Agent, Client, Counts, PullDone,
+    ShadowStatus, Source, SyncReport, FIRST_RETRY, HEALTH_EVERY, RELOAD_SETTLE,
 };
 
 impl Agent {
@@ -281,7 +281,7 @@ impl Agent {
             });
         }
         self.status.dropped = dropped;
-        let result = self.applier.apply(&rendered).await;
+        let result = alive_while(self.applier.apply(&rendered), HEALTH_EVERY, watchdog_ping).await;
         self.applied = Some(fingerprint);
         let s = &mut self.status.suricata;
         let out = match result {

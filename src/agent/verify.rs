@@ -9,7 +9,7 @@ use crate::suricata::render;
 use crate::suricata::selftest::{self, Probe};
 use crate::suricata::socket::Connection;
 
-use super::{Agent, RELOAD_SETTLE};
+use super::{alive_while, watchdog_ping, Agent, HEALTH_EVERY, RELOAD_SETTLE};
 
 impl Agent {
     /// Proves enforcement: Suricata's live state, and (with `replay`) the
@@ -17,25 +17,29 @@ impl Agent {
     /// good one; a failure puts the last good one back, lights amber and mails once.
     pub(super) async fn selftest(&mut self, replay: bool) -> selftest::Status {
         let cfg = &self.cfg;
-        let mut checks = selftest::live(
-            &cfg.suricata.command_socket,
-            cfg.suricata.socket_timeout,
-            &self.probes,
-        )
-        .await;
-        if replay && cfg.selftest.replay {
-            checks.push(
-                selftest::replay(&selftest::Replay {
-                    suricata: cfg.selftest.suricata.clone(),
-                    config: cfg.selftest.suricata_config.clone(),
-                    pcap: cfg.selftest.pcap.clone(),
-                    rules_dir: cfg.suricata.rules_dir.clone(),
-                    sid: cfg.suricata.sid_base + selftest::CANARY_SID_OFFSET,
-                    timeout: cfg.selftest.timeout,
-                })
-                .await,
-            );
-        }
+        let checks = async {
+            let mut checks = selftest::live(
+                &cfg.suricata.command_socket,
+                cfg.suricata.socket_timeout,
+                &self.probes,
+            )
+            .await;
+            if replay && cfg.selftest.replay {
+                checks.push(
+                    selftest::replay(&selftest::Replay {
+                        suricata: cfg.selftest.suricata.clone(),
+                        config: cfg.selftest.suricata_config.clone(),
+                        pcap: cfg.selftest.pcap.clone(),
+                        rules_dir: cfg.suricata.rules_dir.clone(),
+                        sid: cfg.suricata.sid_base + selftest::CANARY_SID_OFFSET,
+                        timeout: cfg.selftest.timeout,
+                    })
+                    .await,
+                );
+            }
+            checks
+        };
+        let checks = alive_while(checks, HEALTH_EVERY, watchdog_ping).await;
         let now = unix_now();
         let failed: Vec<String> = checks
             .iter()
