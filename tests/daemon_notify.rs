@@ -14,55 +14,88 @@ fn panel(path: &std::path::Path) -> serde_json::Value {
         .unwrap_or(serde_json::Value::Null)
 }
 
+/// The agent under a stand-in service manager: our datagram socket as
+/// $NOTIFY_SOCKET, no Suricata, a simulated panel.
+struct Daemon {
+    dir: tempfile::TempDir,
+    cfg: std::path::PathBuf,
+    notify: UnixDatagram,
+    child: std::process::Child,
+}
+
+impl Daemon {
+    /// Starts `homewarden run` with the base config plus `extra` YAML lines.
+    fn start(extra: &str, recv_timeout: Duration) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let path = dir.path().join("notify.sock");
+        let notify = UnixDatagram::bind(&path).unwrap();
+        notify.set_read_timeout(Some(recv_timeout)).unwrap();
+        let cfg = dir.path().join("homewarden.yaml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "state_dir: {d}/state\ncontrol_socket: {d}/control.sock\n\
+                 suricata: {{ rules_dir: {d}/rules, command_socket: {d}/no-suricata.sock }}\n\
+                 alerts: {{ eve_socket: {d}/eve.sock }}\n\
+                 panel: {{ backends: [simulated], state_file: {d}/panel.json }}\n{extra}"
+            ),
+        )
+        .unwrap();
+        let child = Command::new(BIN)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("run")
+            .env("NOTIFY_SOCKET", &path)
+            .env("HOMEWARDEN_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Daemon {
+            dir,
+            cfg,
+            notify,
+            child,
+        }
+    }
+
+    /// The lines of one notification, or none within the read timeout.
+    fn recv(&self) -> Vec<String> {
+        let mut buf = [0u8; 512];
+        match self.notify.recv(&mut buf) {
+            Ok(n) => String::from_utf8_lossy(&buf[..n])
+                .lines()
+                .map(str::to_string)
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// SIGTERM, as systemd stops it; its exit status.
+    fn stop(mut self) -> (tempfile::TempDir, std::process::ExitStatus) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let status = self.child.wait().unwrap();
+        (self.dir, status)
+    }
+}
+
 #[test]
 fn ready_watchdog_and_a_dark_panel_after_stop() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display();
-    let notify = dir.path().join("notify.sock");
-    let sock = UnixDatagram::bind(&notify).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    let cfg = dir.path().join("homewarden.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "state_dir: {d}/state\ncontrol_socket: {d}/control.sock\n\
-             suricata: {{ rules_dir: {d}/rules, command_socket: {d}/no-suricata.sock }}\n\
-             alerts: {{ eve_socket: {d}/eve.sock }}\n\
-             panel: {{ backends: [simulated], state_file: {d}/panel.json }}\n"
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("run")
-        .env("NOTIFY_SOCKET", &notify)
-        .env("HOMEWARDEN_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-
+    let daemon = Daemon::start("", Duration::from_millis(500));
     let mut seen = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(15);
-    let mut buf = [0u8; 512];
     while Instant::now() < deadline
         && !(seen.contains(&"READY=1".to_string()) && seen.contains(&"WATCHDOG=1".to_string()))
     {
-        if let Ok(n) = sock.recv(&mut buf) {
-            seen.extend(
-                String::from_utf8_lossy(&buf[..n])
-                    .lines()
-                    .map(str::to_string),
-            );
-        }
+        seen.extend(daemon.recv());
     }
-    let panel_file = dir.path().join("panel.json");
+    let panel_file = daemon.dir.path().join("panel.json");
     let running = panel(&panel_file);
-    let _ = Command::new("kill").arg(child.id().to_string()).status();
-    let status = child.wait().unwrap();
+    let (_dir, status) = daemon.stop();
 
     assert!(seen.contains(&"READY=1".to_string()), "{seen:?}");
     assert!(seen.contains(&"WATCHDOG=1".to_string()), "{seen:?}");
@@ -84,51 +117,30 @@ fn ready_watchdog_and_a_dark_panel_after_stop() {
 fn a_slow_selftest_replay_keeps_the_watchdog_fed() {
     // A Pi 3 may take longer over `suricata -r` than WatchdogSec (30 s) allows
     // one step of the loop; systemd must still hear from the agent meanwhile.
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display();
-    let notify = dir.path().join("notify.sock");
-    let sock = UnixDatagram::bind(&notify).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let slow = dir.path().join("slow-suricata");
+    let slow_dir = tempfile::tempdir().unwrap();
+    let slow = slow_dir.path().join("slow-suricata");
     std::fs::write(&slow, "#!/bin/sh\nsleep 13\n").unwrap();
     let mut perms = std::fs::metadata(&slow).unwrap().permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
     std::fs::set_permissions(&slow, perms).unwrap();
-    let cfg = dir.path().join("homewarden.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "state_dir: {d}/state\ncontrol_socket: {d}/control.sock\n\
-             suricata: {{ rules_dir: {d}/rules, command_socket: {d}/no-suricata.sock }}\n\
-             alerts: {{ eve_socket: {d}/eve.sock }}\n\
-             panel: {{ backends: [simulated], state_file: {d}/panel.json }}\n\
-             selftest: {{ suricata: {}, timeout: 60s }}\n",
+    let daemon = Daemon::start(
+        &format!(
+            "selftest: {{ suricata: {}, timeout: 60s }}\n",
             slow.display()
         ),
-    )
-    .unwrap();
-    let mut daemon = Command::new(BIN)
-        .args(["--config", &cfg.to_string_lossy(), "run"])
-        .env("NOTIFY_SOCKET", &notify)
-        .env("HOMEWARDEN_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut buf = [0u8; 512];
+        Duration::from_millis(200),
+    );
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut ready = false;
     while !ready && Instant::now() < deadline {
-        if let Ok(n) = sock.recv(&mut buf) {
-            ready = String::from_utf8_lossy(&buf[..n]).contains("READY=1");
-        }
+        ready = daemon.recv().iter().any(|l| l == "READY=1");
     }
 
     let started = Instant::now();
     let mut selftest = Command::new(BIN)
-        .args(["--config", &cfg.to_string_lossy(), "selftest"])
+        .arg("--config")
+        .arg(&daemon.cfg)
+        .arg("selftest")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -136,10 +148,8 @@ fn a_slow_selftest_replay_keeps_the_watchdog_fed() {
         .unwrap();
     let mut pings = Vec::new();
     let finished = loop {
-        if let Ok(n) = sock.recv(&mut buf) {
-            if String::from_utf8_lossy(&buf[..n]).contains("WATCHDOG=1") {
-                pings.push(started.elapsed());
-            }
+        if daemon.recv().iter().any(|l| l == "WATCHDOG=1") {
+            pings.push(started.elapsed());
         }
         if let Some(status) = selftest.try_wait().unwrap() {
             break Some(status);
@@ -150,8 +160,7 @@ fn a_slow_selftest_replay_keeps_the_watchdog_fed() {
     };
     let took = started.elapsed();
     let out = selftest.wait_with_output().unwrap();
-    let _ = Command::new("kill").arg(daemon.id().to_string()).status();
-    let _ = daemon.wait();
+    daemon.stop();
 
     assert!(ready, "no READY=1");
     let stdout = String::from_utf8_lossy(&out.stdout);
