@@ -639,7 +639,6 @@ impl Agent {
     }
 }
 
-/// Every held indicator that explains a hit, with its provenance.
 /// Tells systemd the agent is alive.
 fn watchdog_ping() {
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
@@ -664,6 +663,7 @@ async fn alive_while<F: std::future::Future>(
     }
 }
 
+/// Every held indicator that explains a hit, with its provenance.
 fn lookup_in(sources: &[Source], hit: &Ioc) -> Vec<Provenance> {
     sources
         .iter()
