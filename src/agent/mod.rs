@@ -334,6 +334,9 @@ impl Agent {
         tokio::pin!(shutdown);
         let mut health = tokio::time::interval_at(Instant::now() + HEALTH_EVERY, HEALTH_EVERY);
         let mut save = tokio::time::interval(SAVE_EVERY);
+        // After a long step (a slow replay) one catch-up tick does, not a burst of them.
+        health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        save.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Scheduled pulls run beside the loop: a MISP that takes its full timeout
         // must not hold up alert triage, requests or the watchdog.
         let mut pulls: tokio::task::JoinSet<PullDone> = tokio::task::JoinSet::new();
