@@ -112,5 +112,22 @@ if [ -d /run/log/journal ] && [ -z "$(ls -A /var/log/journal 2>/dev/null)" ]; th
 else
     say "journal persistent"
 fi
+# The first self-test (RELOAD_SETTLE after Suricata answers) replays the
+# canary capture through suricata -r, slowest of all under TCG: it must pass,
+# and the agent's watchdog must not have restarted it meanwhile.
+replay=none
+while :; do
+    replay=$(homewarden status --json 2>/dev/null | python3 -c '
+import json, sys
+st = json.load(sys.stdin).get("selftest") or {}
+c = [c for c in st.get("checks", []) if c.get("name") == "the capture'"'"'s canary packet alerts"]
+print(("pass" if c[0]["ok"] else "fail") + " " + c[0]["detail"] if c else "none")
+' 2>/dev/null || echo none)
+    up=$(cut -d' ' -f1 /proc/uptime)
+    if [ "${replay%% *}" != none ] || [ "${up%.*}" -ge "$limit" ]; then break; fi
+    sleep 2
+done
+say "selftest replay=$replay after ${up}s"
+say "restarts homewarden=$(systemctl show -P NRestarts homewarden.service) suricata=$(systemctl show -P NRestarts suricata.service)"
 systemctl --failed --no-legend 2>&1 | sed 's/^/HWTEST failed-unit| /'
 say "done"

@@ -4,7 +4,8 @@
 # boot partition, first boot, then the appliance. It reads over the serial
 # console that systemd reports the agent and Suricata active, that Suricata is
 # inline (NFQUEUE), that `homewarden status` says protected and what first boot
-# did, then the VM powers off.
+# did, waits for the first self-test's replay to pass without a restart, then
+# the VM powers off.
 #
 #   scripts/boot-test.sh [--bad-config] [IMAGE]     default: target/image/homewarden-<version>-arm64.img
 #
@@ -163,6 +164,8 @@ expect 'authorized-keys 1' "SSH public key installed"
 expect 'machine-id [0-9a-f]{32}' "machine-id generated"
 expect 'root-grown yes .*' "root file system grown to the card"
 expect 'journal volatile' "journal in RAM (/run/log/journal), nothing under /var/log/journal"
+expect 'selftest replay=pass sid [0-9]+ fired after .*' "the first self-test replayed the canary capture through suricata -r on the image: the canary rule fired"
+expect 'restarts homewarden=0 suricata=0' "neither the agent nor Suricata restarted (the watchdog did not fire during the slow replay)"
 protected_at=$(sed -n 's/^HWTEST protected-after \([0-9.]*\)s.*/\1/p' "$WORK/serial.txt")
 [ -n "$protected_at" ] || { log "FAIL: no protected-after line"; fail=1; }
 if [ $fail -ne 0 ]; then
