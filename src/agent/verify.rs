@@ -78,14 +78,17 @@ impl Agent {
                 match selftest::copy_rendering(&good_dir, &cfg.suricata.rules_dir) {
                     Ok(_) => {
                         tracing::warn!("rolled back to the last good rendering");
-                        if let Ok(mut c) = Connection::open(
-                            &cfg.suricata.command_socket,
-                            cfg.suricata.socket_timeout,
-                        )
-                        .await
-                        {
-                            let _ = c.command("ruleset-reload-nonblocking", None).await;
-                        }
+                        let reload = async {
+                            if let Ok(mut c) = Connection::open(
+                                &cfg.suricata.command_socket,
+                                cfg.suricata.socket_timeout,
+                            )
+                            .await
+                            {
+                                let _ = c.command("ruleset-reload-nonblocking", None).await;
+                            }
+                        };
+                        alive_while(reload, HEALTH_EVERY, watchdog_ping).await;
                         self.selftest_due = Some((now + RELOAD_SETTLE, true));
                     }
                     Err(e) => tracing::error!("rollback failed: {e}"),
