@@ -7,7 +7,7 @@
 # through it and rm does not stop at it.
 fresh_dir() {
     local dir=$1 m
-    { findmnt -rn -o TARGET | grep -F "$dir/" || true; } | sort -r | while read -r m; do
+    findmnt -rn -o TARGET | sort -r | while read -r m; do
         case $m in "$dir"/*) umount -l "$m" ;; esac
     done
     rm -rf --one-file-system "$dir"
