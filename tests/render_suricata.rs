@@ -1,8 +1,11 @@
 //! Offline rendering end to end: hostile values never reach a rule or a dataset
 //! file unparsed, and real Suricata accepts every rendering (`suricata -T`).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+mod capture;
 
 const BIN: &str = env!("CARGO_BIN_EXE_homewarden");
 
@@ -238,4 +241,93 @@ fn a_bad_config_is_one_clear_line() {
         err.contains(&format!("{}: enforcement.mode:", cfg.display())) && err.contains("ipz"),
         "{err}"
     );
+}
+
+/// Replays a capture through `suricata -r` with a rendering and returns the
+/// sids that fired for each client port.
+fn replay(rules_dir: &Path, pcap: &[u8]) -> BTreeMap<u16, Vec<u64>> {
+    let log = tempfile::tempdir().unwrap();
+    let file = log.path().join("events.pcap");
+    std::fs::write(&file, pcap).unwrap();
+    let o = Command::new("suricata")
+        .args(["-r"])
+        .arg(&file)
+        .args(["-k", "none", "-c", "/etc/suricata/suricata.yaml", "--set"])
+        .arg(format!("default-rule-path={}", rules_dir.display()))
+        .args(["--set", "rule-files.0=homewarden.rules", "-l"])
+        .arg(log.path())
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "suricata -r failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let eve = std::fs::read_to_string(log.path().join("eve.json")).unwrap();
+    let mut fired: BTreeMap<u16, Vec<u64>> = BTreeMap::new();
+    for line in eve.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if v["event_type"] == "alert" {
+            let port = v["src_port"].as_u64().unwrap() as u16;
+            let sid = v["alert"]["signature_id"].as_u64().unwrap();
+            fired.entry(port).or_default().push(sid);
+        }
+    }
+    fired
+}
+
+#[test]
+fn one_query_handshake_or_request_for_a_listed_name_raises_one_alert() {
+    if !suricata_available() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let list = work.path().join("names.txt");
+    // `c2.evil.example` sits under a listed parent: one alert still, not two.
+    std::fs::write(
+        &list,
+        "c2.bad-example.test\nevil.example\nc2.evil.example\na.b.c.d.e.f.example\n",
+    )
+    .unwrap();
+    let out = work.path().join("rules");
+    render(&out, None, &[&list]);
+    let expect = [
+        ("c2.bad-example.test", 1),
+        ("x.c2.bad-example.test", 1),
+        ("bad-example.test", 0),
+        ("other.test", 0),
+        ("c2.evil.example", 1),
+        ("x.y.z.w.evil.example", 1),
+        ("a.b.c.d.e.f.example", 1),
+        ("deep.a.b.c.d.e.f.example", 0),
+        ("b.c.d.e.f.example", 0),
+    ];
+    let mut cap = capture::Capture::default();
+    let mut flows = Vec::new();
+    for (name, want) in expect {
+        flows.push(("DNS query", name, want, cap.dns_query(name)));
+        flows.push(("TLS SNI", name, want, cap.tls_client_hello(name)));
+        flows.push(("HTTP host", name, want, cap.http_request(name)));
+    }
+    let fired = replay(&out, &cap.bytes());
+    let mut wrong = Vec::new();
+    for (what, name, want, port) in flows {
+        let sids = fired.get(&port).cloned().unwrap_or_default();
+        if sids.len() != want {
+            wrong.push(format!(
+                "{what} {name}: {} alerts (sids {sids:?}), want {want}",
+                sids.len()
+            ));
+        } else if want == 1 {
+            // The right family fired (a DNS query is not caught by the SNI rule).
+            let offset = sids[0] - 1_666_000;
+            let family = match what {
+                "DNS query" => 10..20,
+                "TLS SNI" => 20..30,
+                _ => 30..40,
+            };
+            assert!(family.contains(&offset), "{what} {name}: sid {}", sids[0]);
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }

@@ -262,7 +262,11 @@ impl Agent {
         if eff.ipv4.binary_search(&selftest::CANARY).is_ok() {
             self.status.blocklist.ipv4 -= 1;
         }
-        self.probes = probes(&eff, &self.local_allow);
+        self.probes = probes(
+            &eff,
+            &self.local_allow,
+            self.cfg.enforcement.match_subdomains,
+        );
         let rendered = render::render(
             &eff,
             observed.as_ref(),

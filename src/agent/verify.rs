@@ -135,7 +135,11 @@ impl Agent {
 
 /// Values the live self-test looks up: the canary and a few listed values must
 /// be in their datasets, a few of the owner's allowances must not.
-pub(super) fn probes(eff: &Effective, local: &LocalAllowlist) -> Vec<Probe> {
+pub(super) fn probes(
+    eff: &Effective,
+    local: &LocalAllowlist,
+    match_subdomains: bool,
+) -> Vec<Probe> {
     let v4 = |a: std::net::Ipv4Addr, want: bool| Probe {
         set: "hw-ipv4",
         settype: "ipv4",
@@ -156,7 +160,8 @@ pub(super) fn probes(eff: &Effective, local: &LocalAllowlist) -> Vec<Probe> {
             }
         }
     }
-    if let Some(d) = eff.domains.first() {
+    // A name under another listed one is not in the dataset: its parent catches it.
+    if let Some(d) = render::enforced_names(&eff.domains, &[], match_subdomains).next() {
         out.push(Probe {
             set: "hw-domain",
             settype: "string",

@@ -295,7 +295,9 @@ pub fn render<'a>(
         ListFile {
             name: "hw-domain",
             kind: ListKind::String,
-            values: Values::Base64(sorted(eff.domains.iter().map(|d| b64(d.as_str())))),
+            values: Values::Base64(sorted(
+                enforced_names(&eff.domains, &[], opts.match_subdomains).map(|d| b64(d.as_str())),
+            )),
         },
         ListFile {
             name: "hw-md5",
@@ -323,7 +325,10 @@ pub fn render<'a>(
             ListFile {
                 name: "hw-shadow-domain",
                 kind: ListKind::String,
-                values: Values::Base64(sorted(sh.domains.iter().map(|d| b64(d.as_str())))),
+                values: Values::Base64(sorted(
+                    enforced_names(&sh.domains, &eff.domains, opts.match_subdomains)
+                        .map(|d| b64(d.as_str())),
+                )),
             },
         ]);
     }
@@ -361,10 +366,49 @@ pub fn fingerprint(r: &Rendered<'_>) -> u64 {
     h
 }
 
-/// A transform keeping the last `labels` labels of a name that has more than that,
-/// so the dataset lookup sees the parent domain (`x.evil.example` → `evil.example`).
+/// The names of `names` a dataset must hold for one query to raise one
+/// alert: with subdomain matching, a name under another listed one (within
+/// the suffix depths) is already caught by its parent's rule, so listing it
+/// too would fire two rules; `covered_by` names another set that catches them
+/// as well (the blocklist, for the shadow set).
+pub fn enforced_names<'a>(
+    names: &'a [Domain],
+    covered_by: &'a [Domain],
+    match_subdomains: bool,
+) -> impl Iterator<Item = &'a Domain> {
+    let listed: std::collections::HashSet<&str> =
+        names.iter().chain(covered_by).map(Domain::as_str).collect();
+    let outer: std::collections::HashSet<&str> = covered_by.iter().map(Domain::as_str).collect();
+    names.iter().filter(move |d| {
+        let name = d.as_str();
+        if outer.contains(name) {
+            return false;
+        }
+        !match_subdomains || !parents(name).any(|p| listed.contains(p))
+    })
+}
+
+/// The parents of `name` that a suffix rule can match: those of 2 to
+/// `MAX_SUFFIX_LABELS` labels, nearest first.
+fn parents(name: &str) -> impl Iterator<Item = &str> {
+    let labels = name.split('.').count();
+    name.match_indices('.')
+        .map(move |(i, _)| &name[i + 1..])
+        .enumerate()
+        .filter(move |(n, _)| (2..=MAX_SUFFIX_LABELS).contains(&(labels - n - 1)))
+        .map(|(_, parent)| parent)
+}
+
+/// A transform keeping the last `labels` labels of a name that has more than
+/// that, so the dataset lookup sees the parent domain (`x.evil.example` →
+/// `evil.example`). A name with `labels` labels or fewer becomes empty, which
+/// no dataset holds: a pcrexform that does not match leaves the whole name in
+/// the buffer, and every depth would then fire on a listed name once more.
 fn suffix_transform(labels: usize) -> String {
-    format!("pcrexform:\"\\.([^.]+(?:\\.[^.]+){{{}}})$\";", labels - 1)
+    format!(
+        "pcrexform:\"^(?:.+?\\.(?=[^.]+(?:\\.[^.]+){{{}}}$)|.*)(.*)$\";",
+        labels - 1
+    )
 }
 
 fn sorted(it: impl Iterator<Item = String>) -> Vec<String> {
@@ -544,7 +588,53 @@ mod tests {
     fn suffix_transform_captures_the_parent() {
         assert_eq!(
             suffix_transform(2),
-            r#"pcrexform:"\.([^.]+(?:\.[^.]+){1})$";"#
+            r#"pcrexform:"^(?:.+?\.(?=[^.]+(?:\.[^.]+){1}$)|.*)(.*)$";"#
+        );
+    }
+
+    #[test]
+    fn a_name_under_a_listed_parent_is_left_to_the_parent() {
+        let names: Vec<Domain> = [
+            "evil.example",
+            "c2.evil.example",
+            "a.b.c.d.e.evil.example",
+            "deep.a.b.c.d.e.f.example",
+            "a.b.c.d.e.f.example",
+            "other.example",
+        ]
+        .iter()
+        .map(|d| Domain::parse(d).unwrap())
+        .collect();
+        let kept = |covered: &[Domain], sub: bool| -> Vec<String> {
+            enforced_names(&names, covered, sub)
+                .map(|d| d.as_str().to_string())
+                .collect()
+        };
+        // `a.b.c.d.e.f.example` has 7 labels: beyond the suffix rules, so it
+        // only catches itself and `deep.…` stays.
+        assert_eq!(
+            kept(&[], true),
+            [
+                "evil.example",
+                "deep.a.b.c.d.e.f.example",
+                "a.b.c.d.e.f.example",
+                "other.example"
+            ]
+        );
+        assert_eq!(kept(&[], false).len(), names.len());
+        // The shadow set: what the blocklist catches is not observed twice.
+        let blocked = [Domain::parse("other.example").unwrap()];
+        assert_eq!(
+            kept(&blocked, true),
+            [
+                "evil.example",
+                "deep.a.b.c.d.e.f.example",
+                "a.b.c.d.e.f.example"
+            ]
+        );
+        assert_eq!(
+            parents("y.x.a.b.c.d.e.f").collect::<Vec<_>>(),
+            ["a.b.c.d.e.f", "b.c.d.e.f", "c.d.e.f", "d.e.f", "e.f"]
         );
     }
 

@@ -1,0 +1,154 @@
+//! Captures made byte by byte for `suricata -r`: a DNS query, a TLS
+//! ClientHello with SNI and an HTTP request, each from a home device, each on
+//! a flow of its own, so a test can count the alerts one event raises.
+
+use std::net::Ipv4Addr;
+
+/// One IPv4 packet over Ethernet, timestamped by its place in the capture.
+struct Packet(Vec<u8>);
+
+/// A pcap file being built: flows get distinct client ports.
+#[derive(Default)]
+pub struct Capture {
+    packets: Vec<Packet>,
+    next_port: u16,
+}
+
+const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 2);
+const SERVER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 9);
+
+impl Capture {
+    fn port(&mut self) -> u16 {
+        self.next_port += 1;
+        40000 + self.next_port
+    }
+
+    /// A DNS query (type A) for `name` over UDP; returns the client's port.
+    pub fn dns_query(&mut self, name: &str) -> u16 {
+        let mut dns = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        for label in name.split('.') {
+            dns.push(label.len() as u8);
+            dns.extend_from_slice(label.as_bytes());
+        }
+        dns.extend_from_slice(&[0, 0, 1, 0, 1]);
+        let sport = self.port();
+        let mut udp = Vec::new();
+        udp.extend_from_slice(&sport.to_be_bytes());
+        udp.extend_from_slice(&53u16.to_be_bytes());
+        udp.extend_from_slice(&((8 + dns.len()) as u16).to_be_bytes());
+        udp.extend_from_slice(&[0, 0]);
+        udp.extend_from_slice(&dns);
+        self.packets.push(ip(CLIENT, SERVER, 17, &udp));
+        sport
+    }
+
+    /// A TLS 1.2 ClientHello naming `sni`, on a TCP connection to port 443;
+    /// returns the client's port.
+    pub fn tls_client_hello(&mut self, sni: &str) -> u16 {
+        let name = sni.as_bytes();
+        let mut sni_ext = Vec::new();
+        sni_ext.extend_from_slice(&((name.len() + 3) as u16).to_be_bytes());
+        sni_ext.push(0);
+        sni_ext.extend_from_slice(&(name.len() as u16).to_be_bytes());
+        sni_ext.extend_from_slice(name);
+        let mut exts = vec![0, 0];
+        exts.extend_from_slice(&(sni_ext.len() as u16).to_be_bytes());
+        exts.extend_from_slice(&sni_ext);
+        let mut hello = vec![0x03, 0x03];
+        hello.extend_from_slice(&[7; 32]);
+        hello.extend_from_slice(&[0, 0, 2, 0xc0, 0x2f, 1, 0]);
+        hello.extend_from_slice(&(exts.len() as u16).to_be_bytes());
+        hello.extend_from_slice(&exts);
+        let mut hs = vec![1];
+        hs.extend_from_slice(&(hello.len() as u32).to_be_bytes()[1..]);
+        hs.extend_from_slice(&hello);
+        let mut record = vec![0x16, 0x03, 0x01];
+        record.extend_from_slice(&(hs.len() as u16).to_be_bytes());
+        record.extend_from_slice(&hs);
+        self.tcp_request(443, &record)
+    }
+
+    /// An HTTP/1.1 GET with `Host: host`, on a TCP connection to port 80;
+    /// returns the client's port.
+    pub fn http_request(&mut self, host: &str) -> u16 {
+        let req =
+            format!("GET / HTTP/1.1\r\nHost: {host}\r\nUser-Agent: test\r\nAccept: */*\r\n\r\n");
+        self.tcp_request(80, req.as_bytes())
+    }
+
+    /// Handshake, the client's data, the server's acknowledgement: what
+    /// Suricata needs to reassemble and parse the data in IDS (`-r`) mode.
+    fn tcp_request(&mut self, dport: u16, data: &[u8]) -> u16 {
+        let sport = self.port();
+        let (c, s) = (1000u32, 5000u32);
+        let seg = |src, dst, sp, dp, seq, ack, flags, payload: &[u8]| {
+            let mut t = Vec::new();
+            t.extend_from_slice(&u16::to_be_bytes(sp));
+            t.extend_from_slice(&u16::to_be_bytes(dp));
+            t.extend_from_slice(&u32::to_be_bytes(seq));
+            t.extend_from_slice(&u32::to_be_bytes(ack));
+            t.extend_from_slice(&[5 << 4, flags, 0xfa, 0xf0, 0, 0, 0, 0]);
+            t.extend_from_slice(payload);
+            ip(src, dst, 6, &t)
+        };
+        const SYN: u8 = 0x02;
+        const ACK: u8 = 0x10;
+        const PSH: u8 = 0x08;
+        self.packets.extend([
+            seg(CLIENT, SERVER, sport, dport, c, 0, SYN, &[]),
+            seg(SERVER, CLIENT, dport, sport, s, c + 1, SYN | ACK, &[]),
+            seg(CLIENT, SERVER, sport, dport, c + 1, s + 1, ACK, &[]),
+            seg(CLIENT, SERVER, sport, dport, c + 1, s + 1, PSH | ACK, data),
+            seg(
+                SERVER,
+                CLIENT,
+                dport,
+                sport,
+                s + 1,
+                c + 1 + data.len() as u32,
+                ACK,
+                &[],
+            ),
+        ]);
+        sport
+    }
+
+    /// The capture as a pcap file (Ethernet link type, one packet a millisecond).
+    pub fn bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for v in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 65535, 1] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        for (i, Packet(p)) in self.packets.iter().enumerate() {
+            let usec = i as u32 * 1000;
+            for v in [1_795_000_000 + usec / 1_000_000, usec % 1_000_000] {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            out.extend_from_slice(&(p.len() as u32).to_le_bytes());
+            out.extend_from_slice(&(p.len() as u32).to_le_bytes());
+            out.extend_from_slice(p);
+        }
+        out
+    }
+}
+
+/// An Ethernet frame holding an IPv4 packet; transport checksums are left at
+/// zero (the replay runs with `-k none`), the IP header's is computed.
+fn ip(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, payload: &[u8]) -> Packet {
+    let mut h = vec![0x45, 0];
+    h.extend_from_slice(&((20 + payload.len()) as u16).to_be_bytes());
+    h.extend_from_slice(&[0, 1, 0x40, 0, 64, proto, 0, 0]);
+    h.extend_from_slice(&src.octets());
+    h.extend_from_slice(&dst.octets());
+    let sum = h
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum::<u32>();
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let sum = !((sum & 0xffff) + (sum >> 16)) as u16;
+    h[10..12].copy_from_slice(&sum.to_be_bytes());
+    let mut frame = Vec::from(*b"\x02\0\0\0\0\x02\x02\0\0\0\0\x01\x08\x00");
+    frame.extend_from_slice(&h);
+    frame.extend_from_slice(payload);
+    Packet(frame)
+}
