@@ -11,7 +11,7 @@
 # the agent rejects fails the run and leaves the config (amd64); the
 # files, modes, secrets and enabled units in the root; the agent's
 # check-config and `suricata -T` inside the root; then the lab (scripts/lab.sh
-# with HW_LAB_ROOT) runs its `pi` namespace on the firewall script, Suricata
+# with HW_LAB_ROOT) runs its `pi` namespace on the firewall settings, Suricata
 # config and fail mode the role laid into the root, and iot -> C2 must be
 # dropped while the benign server answers; then (amd64) a changed setting
 # restarts only the units it concerns, and forwarding switched off by a
@@ -189,7 +189,6 @@ while IFS= read -r -d '' f; do
     check same "$f" "$ROOT$dest"
     check mode_owner "$dest" "$(stat -c '%a' "$f") root:root"
 done < <(find overlays -type f -print0)
-check mode_owner /usr/lib/homewarden/firewall "755 root:root"
 check same "$AGENT" "$ROOT/usr/bin/homewarden"
 check mode_owner /usr/bin/homewarden "755 root:root"
 check mode_owner /etc/homewarden/homewarden.yaml "644 root:root"
@@ -277,7 +276,7 @@ if [ "$ARCH" = amd64 ]; then
     }
     mount -t proc proc "$ROOT/proc"; mounted+=("$ROOT/proc")
     playbook "$WORK/$ARCH-fail-closed.log" -e homewarden_fail=closed >/dev/null
-    expect_restarts "$WORK/$ARCH-fail-closed.log" "homewarden, homewarden-firewall"
+    expect_restarts "$WORK/$ARCH-fail-closed.log" "homewarden, homewarden-firewall, suricata"
     rm -rf "$WORK/overlays-changed"
     cp -a overlays "$WORK/overlays-changed"
     echo "# changed by ansible-test" >>"$WORK/overlays-changed/etc/suricata/homewarden.yaml"

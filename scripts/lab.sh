@@ -11,14 +11,14 @@
 # double answering as Cohere's API (.30:443). The embedded
 # lab feed (tests/data/lab-feed) makes 203.0.113.66 / c2.lab-evil.test bad.
 #
-#   scripts/lab.sh up | down | status | exec NS CMD...
+#   scripts/lab.sh up | down | status | restart-suricata | exec NS CMD...
 #
 # Environment: HW_LAB_DIR (default /tmp/homewarden-lab), HW_LAB_FAIL=open|closed
 # (default open), HOMEWARDEN_BIN (default target/debug/homewarden, built if missing).
 # HW_LAB_ROOT=DIR: a root the Ansible role provisioned (scripts/ansible-test.sh):
-# `pi` then runs DIR's firewall script (reading its fail mode from DIR's
-# homewarden.yaml, as the unit does), DIR's suricata.yaml and homewarden
-# include, instead of overlays/ and the host's suricata.yaml.
+# `pi` then runs the firewall on DIR's homewarden.yaml (its fail mode, queues
+# and flow bypass, as homewarden-firewall.service does), DIR's suricata.yaml
+# and homewarden include, instead of overlays/ and the host's suricata.yaml.
 # Everything stays inside the namespaces: the host's own network is not touched.
 set -euo pipefail
 
@@ -28,13 +28,7 @@ BIN=${HOMEWARDEN_BIN:-$REPO/target/debug/homewarden}
 ROOT=${HW_LAB_ROOT:-}
 FILES=${ROOT:-$REPO/overlays}
 SURICATA_YAML=$ROOT/etc/suricata/suricata.yaml
-if [ -n "$ROOT" ] && [ -z "${HW_LAB_FAIL:-}" ]; then
-    # The firewall script's own reading of enforcement.fail.
-    FAIL=$(sed -n 's/^[[:space:]]*fail:[[:space:]]*\([a-z]*\).*/\1/p' "$ROOT/etc/homewarden/homewarden.yaml" 2>/dev/null | head -n 1)
-    FAIL=${FAIL:-open}
-else
-    FAIL=${HW_LAB_FAIL:-open}
-fi
+FAIL=${HW_LAB_FAIL:-open}
 KEY=homewarden-lab-key-00000000000000000000
 COHERE_KEY=homewarden-lab-cohere-key-0000000000
 MAIL_TOKEN=homewarden-lab-mailtrap-token-000000
@@ -231,12 +225,32 @@ YAML
     chmod 600 "$LAB/.env"
 }
 
+# The packet path as homewarden-firewall.service installs it: the queue rules
+# in `pi`, and Suricata's arguments for them in $LAB/suricata.env. With a
+# root, from the root's config (before the lab's own config is written, which
+# then follows the root's fail mode); otherwise from the lab's config.
+firewall_up() {
+    if [ -n "$ROOT" ] && [ -z "${HW_LAB_FAIL:-}" ]; then
+        say "pi: firewall on $ROOT's config, as its unit runs it"
+        in_ns pi "$BIN" --config "$ROOT/etc/homewarden/homewarden.yaml" firewall up \
+            --suricata-env "$LAB/suricata.env" >&2
+        grep -q 'nfq.fail-open=no' "$LAB/suricata.env" && FAIL=closed || FAIL=open
+    else
+        say "pi: firewall (fail-$FAIL)"
+        in_ns pi "$BIN" --config "$LAB/homewarden.yaml" firewall up --suricata-env "$LAB/suricata.env" >&2
+    fi
+}
+
 start_suricata() {
     # The overlay's include, with the lab's eve socket path: `--set` cannot reach
     # into the include's outputs list (Suricata then keeps Debian's outputs).
     sed "s#/run/homewarden/eve.sock#$LAB/eve.sock#" "$FILES/etc/suricata/homewarden.yaml" \
         >"$LAB/suricata-include.yaml"
-    in_ns pi suricata -c "$SURICATA_YAML" --include "$LAB/suricata-include.yaml" -q 0 \
+    local args
+    args=$(sed -n 's/^HOMEWARDEN_SURICATA_ARGS=//p' "$LAB/suricata.env")
+    [ -n "$args" ] || die "$LAB/suricata.env holds no Suricata arguments"
+    # shellcheck disable=SC2086 # the arguments are words, as systemd splits them
+    in_ns pi suricata -c "$SURICATA_YAML" --include "$LAB/suricata-include.yaml" $args \
         --set default-rule-path="$LAB/rules" --set unix-command.filename="$LAB/suricata.sock" \
         -l "$LAB/log" --pidfile "$LAB/suricata.pid" -D >>"$LAB/log/suricata-start.log" 2>&1
     wait_until "Suricata" 150 suricata_answers
@@ -246,7 +260,7 @@ up() {
     [ "$(id -u)" -eq 0 ] || die "run as root (namespaces, firewall)"
     case $FAIL in open|closed) ;; *) die "HW_LAB_FAIL must be open or closed" ;; esac
     if [ -n "$ROOT" ]; then
-        for f in usr/lib/homewarden/firewall etc/suricata/homewarden.yaml etc/suricata/suricata.yaml \
+        for f in etc/systemd/system/homewarden-firewall.service etc/suricata/homewarden.yaml etc/suricata/suricata.yaml \
             etc/homewarden/homewarden.yaml; do
             [ -e "$ROOT/$f" ] || die "HW_LAB_ROOT: $ROOT/$f missing (not a provisioned root?)"
         done
@@ -262,21 +276,17 @@ up() {
     say "certificates"; make_certs
     say "namespaces iot — pi — wan"; make_namespaces
     say "wan: web servers, DNS, MISP double, SMTP server, LLM double"; start_wan_services
+    [ -z "$ROOT" ] || firewall_up
     write_config
+    [ -n "$ROOT" ] || firewall_up
     say "first sync (rules and datasets for Suricata to start with)"
     in_ns pi "$BIN" --config "$LAB/homewarden.yaml" --log warn sync --once >"$LAB/log/first-sync.log" 2>&1 \
         || die "first sync failed: $(cat "$LAB/log/first-sync.log")"
-    if [ -n "$ROOT" ] && [ -z "${HW_LAB_FAIL:-}" ]; then
-        say "pi: firewall from $ROOT, as its unit runs it"
-        in_ns pi "$ROOT/usr/lib/homewarden/firewall" up --config "$ROOT/etc/homewarden/homewarden.yaml" >&2
-    else
-        say "pi: firewall (fail-$FAIL)"; in_ns pi "$FILES/usr/lib/homewarden/firewall" up --fail "$FAIL" >&2
-    fi
     # The agent first: it listens on the eve socket Suricata's alert output connects to.
     say "pi: agent"
     spawn pi homewarden "$BIN" --config "$LAB/homewarden.yaml" run
     wait_until "agent" 50 test -S "$LAB/eve.sock"
-    say "pi: Suricata inline on NFQUEUE 0"; start_suricata
+    say "pi: Suricata inline on NFQUEUE"; start_suricata
     wait_until "agent" 100 agent_protected
     wait_until "iot -> benign" 25 in_ns iot curl -sf -m 1 http://203.0.113.80/
     say "up"
@@ -301,10 +311,27 @@ status() {
     [ -S "$LAB/control.sock" ] && "$BIN" --config "$LAB/homewarden.yaml" status || true
 }
 
+# Suricata again with what $LAB/suricata.env says now, as its unit restarts
+# it after `homewarden firewall up` changed the queues or the fail mode.
+restart_suricata() {
+    local pid
+    pid=$(cat "$LAB/suricata.pid" 2>/dev/null || true)
+    if [ -n "$pid" ]; then
+        kill -CONT "$pid" 2>/dev/null || true
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$pid" 2>/dev/null || true
+    fi
+    rm -f "$LAB/suricata.pid"
+    say "pi: Suricata inline on NFQUEUE"; start_suricata
+    wait_until "agent" 100 agent_protected
+}
+
 case ${1:-} in
     up) up ;;
+    restart-suricata) restart_suricata ;;
     down) down; echo "lab: down" >&2 ;;
     status) status ;;
     exec) shift; [ $# -ge 2 ] || die "usage: lab.sh exec NS CMD..."; ns=$1; shift; exec ip netns exec "$ns" "$@" ;;
-    *) echo "usage: scripts/lab.sh up | down | status | exec NS CMD..." >&2; exit 2 ;;
+    *) echo "usage: scripts/lab.sh up | down | status | restart-suricata | exec NS CMD..." >&2; exit 2 ;;
 esac

@@ -115,7 +115,8 @@ pub struct Enforcement {
     pub mode: Mode,
     /// `drop` or `reject` (IPS only).
     pub action: Action,
-    /// `open` or `closed`; applied by the firewall script, shown in status.
+    /// `open` or `closed`: the firewall's queue and Suricata's `nfq.fail-open`
+    /// both follow it (`homewarden firewall up`), shown in status.
     pub fail: FailMode,
     /// Also block subdomains of a listed domain (`x.evil.example` for `evil.example`).
     pub match_subdomains: bool,
@@ -164,6 +165,13 @@ pub struct SuricataConfig {
     /// How long one socket conversation may take.
     #[serde(deserialize_with = "de_duration")]
     pub socket_timeout: Duration,
+    /// NFQUEUE queues Suricata reads, one worker each (`auto`, the default:
+    /// one per core, at most 4).
+    #[serde(deserialize_with = "de_queues")]
+    pub queues: Option<u16>,
+    /// Flows leave the queue once Suricata has seen what the rules need
+    /// (past the stream depth, once TLS is encrypted): near line rate.
+    pub flow_bypass: bool,
 }
 
 impl Default for SuricataConfig {
@@ -173,6 +181,8 @@ impl Default for SuricataConfig {
             command_socket: PathBuf::from("/run/suricata/suricata-command.socket"),
             sid_base: 1_666_000,
             socket_timeout: Duration::from_secs(30),
+            queues: None,
+            flow_bypass: true,
         }
     }
 }
@@ -631,6 +641,29 @@ pub(crate) fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D
                 "invalid duration {t:?} ({e}); write e.g. \"30s\", \"5m\", \"1h\""
             ))
         }),
+    }
+}
+
+/// Most NFQUEUE queues a config may ask for.
+pub const MAX_QUEUES: u16 = 16;
+
+/// `auto` (one queue per core) or a number of queues.
+fn de_queues<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Count(i64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Text(t) if t == "auto" => Ok(None),
+        Raw::Count(n) if (1..=i64::from(MAX_QUEUES)).contains(&n) => Ok(Some(n as u16)),
+        Raw::Count(n) => Err(serde::de::Error::custom(format!(
+            "{n} queues: write auto or a number from 1 to {MAX_QUEUES}"
+        ))),
+        Raw::Text(t) => Err(serde::de::Error::custom(format!(
+            "invalid queue count {t:?}: write auto or a number from 1 to {MAX_QUEUES}"
+        ))),
     }
 }
 
@@ -1107,6 +1140,51 @@ sources:
 
     fn error_of(yaml: &str) -> String {
         parse(yaml).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn every_yaml_spelling_of_the_fail_mode_is_read_alike() {
+        // The firewall takes the mode from this parser, never from a grep of the file.
+        for yaml in [
+            "enforcement:\n  fail: closed\n",
+            "enforcement:\n  fail: \"closed\"\n",
+            "enforcement:\n  fail: 'closed'\n",
+            "enforcement: { mode: ips, fail: closed }\n",
+            "enforcement: {fail: \"closed\"}\n",
+            "enforcement:\n  # fail: open\n  mode: ips\n  fail: closed # the door lock matters more\n",
+            "---\nenforcement:\n    fail: !!str closed\n",
+        ] {
+            let c = parse(yaml).unwrap_or_else(|e| panic!("{yaml:?}: {e}"));
+            assert_eq!(c.enforcement.fail, FailMode::Closed, "{yaml:?}");
+        }
+        for (yaml, want) in [
+            ("", FailMode::Open),
+            ("enforcement: { fail: open }", FailMode::Open),
+        ] {
+            assert_eq!(parse(yaml).unwrap().enforcement.fail, want, "{yaml:?}");
+        }
+        for bad in ["Closed", "close", "yes", "true", "\"\""] {
+            let e = error_of(&format!("enforcement: {{ fail: {bad} }}"));
+            assert!(e.contains("enforcement.fail"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn queues_are_auto_or_a_sane_count() {
+        assert_eq!(parse("").unwrap().suricata.queues, None);
+        assert_eq!(
+            parse("suricata: { queues: auto }").unwrap().suricata.queues,
+            None
+        );
+        assert_eq!(
+            parse("suricata: { queues: 3 }").unwrap().suricata.queues,
+            Some(3)
+        );
+        for bad in ["0", "17", "many", "-1"] {
+            let e = error_of(&format!("suricata: {{ queues: {bad} }}"));
+            assert!(e.contains("suricata.queues") && e.contains(bad), "{e}");
+        }
+        assert!(parse("").unwrap().suricata.flow_bypass);
     }
 
     #[test]

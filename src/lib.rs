@@ -9,6 +9,7 @@ pub mod allow;
 pub mod config;
 pub mod control;
 pub mod explain;
+pub mod firewall;
 pub mod firstboot;
 pub mod fsutil;
 pub mod intel;

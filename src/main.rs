@@ -103,6 +103,12 @@ enum Cmd {
         #[command(subcommand)]
         action: NetworkAction,
     },
+    /// The packet path: forwarded traffic (and DNS queries to the Pi) through
+    /// Suricata's queues, flows that Suricata is done with left to the kernel.
+    Firewall {
+        #[command(subcommand)]
+        action: FirewallAction,
+    },
     /// Send a test mail with the configured SMTP settings.
     MailTest,
     /// Why is this value blocked (or not)? Sources, MISP event and attribute,
@@ -160,6 +166,24 @@ enum NetworkAction {
         #[arg(long, default_value = "/")]
         root: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum FirewallAction {
+    /// Install the queue rules and write Suricata's arguments for them (what
+    /// homewarden-firewall.service does; restart Suricata after a change).
+    Up {
+        /// Override `enforcement.fail` of the config.
+        #[arg(long, value_parser = ["open", "closed"])]
+        fail: Option<String>,
+        /// Where Suricata's unit reads its arguments (`EnvironmentFile=`).
+        #[arg(long, default_value = homewarden::firewall::SURICATA_ENV)]
+        suricata_env: PathBuf,
+    },
+    /// Remove the queue rules: forwarded traffic is no longer inspected.
+    Down,
+    /// The rules as the kernel has them.
+    Status,
 }
 
 fn main() -> ExitCode {
@@ -220,6 +244,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Cmd::Network {
             action: NetworkAction::Apply { root },
         } => network_apply(&cli.config, &root),
+        Cmd::Firewall { action } => firewall(&cli.config, action),
         Cmd::Explain { value, json } => explain(&cli.config, value, json).await,
         Cmd::Allow {
             value,
@@ -329,6 +354,50 @@ fn network_apply(config: &Path, root: &Path) -> Result<ExitCode> {
             .collect::<Vec<_>>()
             .join(" ")
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn firewall(config: &Path, action: FirewallAction) -> Result<ExitCode> {
+    use homewarden::config::FailMode;
+    use homewarden::firewall::{self, Backend, PacketPath};
+    match action {
+        FirewallAction::Up { fail, suricata_env } => {
+            let cfg = Config::load(config)?;
+            let fail = fail.map(|f| {
+                if f == "closed" {
+                    FailMode::Closed
+                } else {
+                    FailMode::Open
+                }
+            });
+            let path = PacketPath::from_config(&cfg, fail);
+            let backend = path.up(&suricata_env)?;
+            println!(
+                "firewall: {} queue{} {}, fail-{}, flow bypass {}; Suricata: {}",
+                match backend {
+                    Backend::Nft => "nftables",
+                    Backend::Xtables => "iptables-nft NFQUEUE (kernel has no nft queue)",
+                },
+                if path.queues > 1 { "s" } else { "" },
+                if path.queues > 1 {
+                    format!("0-{}", path.queues - 1)
+                } else {
+                    "0".into()
+                },
+                match path.fail {
+                    FailMode::Open => "open",
+                    FailMode::Closed => "closed",
+                },
+                if path.flow_bypass { "on" } else { "off" },
+                path.suricata_args().join(" ")
+            );
+        }
+        FirewallAction::Down => {
+            firewall::down();
+            println!("firewall: down (forwarded traffic is not inspected)");
+        }
+        FirewallAction::Status => print!("{}", firewall::show()),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

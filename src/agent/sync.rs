@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::config::{Config, SourceConfig};
+use crate::firewall::conntrack;
 use crate::intel::ioc::Ioc;
 use crate::intel::set::{Dropped, Effective, SourceSet};
 use crate::intel::{
@@ -310,6 +311,9 @@ impl Agent {
                     );
                 }
                 s.last_error = None;
+                if r.added > 0 && self.cfg.suricata.flow_bypass {
+                    cut_bypassed(&eff).await;
+                }
                 Ok(r)
             }
             Err(e) => {
@@ -423,4 +427,29 @@ pub async fn render_offline(
         .apply(&rendered)
         .await?;
     Ok((counts(&eff), dropped, stats))
+}
+
+/// Cuts the flows Suricata let out of the queue whose remote is now listed:
+/// Suricata never sees them again, so only the kernel can stop them.
+async fn cut_bypassed(eff: &Effective) {
+    let flows = match conntrack::bypassed().await {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!("cannot list the flows Suricata bypassed (to cut listed ones): {e}");
+            return;
+        }
+    };
+    let listed: Vec<_> = flows
+        .into_iter()
+        .filter(|f| !f.cut && f.touches(|a| eff.contains_ip(a)))
+        .collect();
+    if listed.is_empty() {
+        return;
+    }
+    let n = conntrack::cut(&listed).await;
+    tracing::info!(
+        cut = n,
+        of = listed.len(),
+        "bypassed flows to newly listed addresses cut"
+    );
 }

@@ -547,6 +547,14 @@ impl Effective {
         minus(&mut self.sha256, &other.sha256);
     }
 
+    /// True if `ip` is on the address blocklist.
+    pub fn contains_ip(&self, ip: std::net::IpAddr) -> bool {
+        match ip {
+            std::net::IpAddr::V4(a) => self.ipv4.binary_search(&a).is_ok(),
+            std::net::IpAddr::V6(a) => self.ipv6.binary_search(&a).is_ok(),
+        }
+    }
+
     /// Total number of blocked values.
     pub fn len(&self) -> usize {
         self.ipv4.len() + self.ipv6.len() + self.domains.len() + self.md5.len() + self.sha256.len()

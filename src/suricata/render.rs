@@ -161,6 +161,9 @@ pub struct Options {
     pub match_subdomains: bool,
     /// First sid of ours.
     pub sid_base: u32,
+    /// Flows of a protocol no rule of ours reads leave the queue once
+    /// Suricata knows it (`suricata.flow_bypass`).
+    pub flow_bypass: bool,
 }
 
 impl From<&crate::config::Config> for Options {
@@ -170,6 +173,7 @@ impl From<&crate::config::Config> for Options {
             action: cfg.enforcement.action,
             match_subdomains: cfg.enforcement.match_subdomains,
             sid_base: cfg.suricata.sid_base,
+            flow_bypass: cfg.suricata.flow_bypass,
         }
     }
 }
@@ -279,6 +283,23 @@ pub fn render<'a>(
             "filesha256:hw-sha256.lst;",
             "sha256",
         );
+    }
+
+    if opts.flow_bypass {
+        // A flow whose protocol Suricata could not tell (a game, a video call,
+        // a proprietary IoT protocol) holds no DNS name, SNI or Host: once the
+        // address rules have seen its first packets, nothing of ours can match
+        // it any more, so the kernel forwards the rest. A remote listed later
+        // is cut by the agent (conntrack). DNS, TLS and HTTP flows leave by
+        // Suricata's own stream and TLS bypass instead.
+        for (proto, sid_off) in [("tcp", 95), ("udp", 96)] {
+            let _ = writeln!(
+                r.text,
+                "alert {proto} any any -> any any (msg:\"homewarden: flow bypass, protocol without names\"; \
+                 flow:established; app-layer-protocol:failed; noalert; bypass; sid:{}; rev:1;)",
+                r.base + sid_off
+            );
+        }
     }
 
     let mut lists = vec![
@@ -479,6 +500,7 @@ mod tests {
             action,
             match_subdomains: true,
             sid_base: 1_666_000,
+            flow_bypass: false,
         }
     }
 

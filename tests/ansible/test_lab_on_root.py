@@ -2,8 +2,9 @@
 
 scripts/ansible-test.sh provisions a root through the chroot connection and
 runs this with HW_ANSIBLE_ROOT pointing at it: `scripts/lab.sh up` with
-HW_LAB_ROOT then takes the firewall script, its fail mode, suricata.yaml and
-the homewarden include from that root. The provisioned configuration must
+HW_LAB_ROOT then takes the firewall's settings (fail mode, queues, flow
+bypass) from that root's config, and suricata.yaml and the homewarden include
+from that root. The provisioned configuration must
 block the feed's C2 and pass the benign server.
 """
 
@@ -59,7 +60,7 @@ def up():
 
 def test_pi_runs_the_roots_files(up):
     root = Path(ROOT)
-    assert f"pi: firewall from {root}" in up.stderr
+    assert f"pi: firewall on {root}'s config" in up.stderr
     pid = int((Path(LAB_DIR) / "suricata.pid").read_text().strip())
     cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     assert str(root / "etc/suricata/suricata.yaml").encode() in cmdline
@@ -67,10 +68,12 @@ def test_pi_runs_the_roots_files(up):
     include = (Path(LAB_DIR) / "suricata-include.yaml").read_text()
     laid = (root / "etc/suricata/homewarden.yaml").read_text()
     assert include == laid.replace("/run/homewarden/eve.sock", f"{LAB_DIR}/eve.sock")
-    # fail-open, read by the root's firewall script from the config the role wrote.
-    status = ns("pi", str(root / "usr/lib/homewarden/firewall"), "status").stdout
+    # fail-open, from the config the role wrote, in the kernel and in Suricata.
+    config = str(root / "etc/homewarden/homewarden.yaml")
+    status = ns("pi", BIN, "--config", config, "firewall", "status").stdout
     assert "queue" in status.lower()
     assert "bypass" in status
+    assert b"nfq.fail-open=yes" in cmdline and b"-q" in cmdline
 
 
 def test_benign_answers(up):

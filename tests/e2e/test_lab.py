@@ -199,6 +199,78 @@ def test_a_misp_ioc_is_enforced_within_a_second_of_sync_without_restarting_suric
     assert st["suricata"]["last_live"] == "delta", st["suricata"]
 
 
+STREAM_SERVER = """
+import os, socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(1)
+c, _ = s.accept(); c.settimeout(20)
+c.recv(64)
+end = time.monotonic() + 20
+try:
+    while time.monotonic() < end:
+        c.sendall(os.urandom(32768)); time.sleep(0.005)
+except OSError:
+    pass
+"""
+
+STREAM_CLIENT = """
+import os, socket, sys, time
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+c.sendall(os.urandom(48))
+c.settimeout(2.5)
+total, last = 0, time.monotonic()
+try:
+    while time.monotonic() - last < 2.5:
+        d = c.recv(65536)
+        if not d:
+            break
+        total += len(d); last = time.monotonic()
+        print(f"{last:.3f} {total}", flush=True)
+except OSError:
+    pass
+"""
+
+
+def test_a_bypassed_flow_is_cut_when_its_remote_becomes_listed(lab):
+    """Flow bypass lets a long download leave Suricata's queue after its first
+    packets; Suricata never sees it again. When the remote is published as an
+    IoC, the agent cuts the flow in the kernel within a second of the sync."""
+    server = subprocess.Popen(["ip", "netns", "exec", "wan", "/usr/bin/python3", "-c", STREAM_SERVER,
+                               LATE, "9100"], stdin=subprocess.DEVNULL)
+    time.sleep(0.3)
+    client = subprocess.Popen(["ip", "netns", "exec", "iot", "/usr/bin/python3", "-c", STREAM_CLIENT,
+                               LATE, "9100"], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    uuids = []
+    try:
+        def bypassed():
+            out = lab.ns("pi", "conntrack", "-L", "-m", "0x20000000/0x20000000").stdout
+            return any(f"dst={LATE}" in line and "dport=9100" in line for line in out.splitlines())
+        assert wait_for(bypassed, 5), lab.ns("pi", "conntrack", "-L").stdout
+        time.sleep(0.5)
+        uuids = misp_admin(lab, "add", LATE).split()
+        lab.agent("sync", "--once")
+        synced = time.monotonic()
+        out, _ = client.communicate(timeout=30)
+        samples = [line.split() for line in out.splitlines()]
+        received = [(float(t), int(n)) for t, n in samples]
+        before = [n for t, n in received if t < synced]
+        after = [t for t, n in received if t >= synced]
+        assert before and before[-1] > 4 << 20, f"the download never got going: {received[-3:]}"
+        last = after[-1] if after else received[-1][0]
+        assert last - synced < 1.0, f"data still arrived {last - synced:.2f}s after the sync"
+        st = lab.ns("pi", "conntrack", "-L", "-m", "0x40000000/0x40000000").stdout
+        assert f"dst={LATE}" in st, st
+        # New connections are Suricata's again, and dropped there.
+        assert not lab.http_ok(LATE)
+    finally:
+        client.kill()
+        server.kill()
+        if uuids:
+            misp_admin(lab, "delete", *uuids)
+            lab.agent("sync", "--once")
+    assert seconds_until(lab, LATE, "open") < 1.0
+
+
 def test_the_owner_explains_allows_and_unallows_a_misp_ioc(lab):
     import json
     uuid = misp_admin(lab, "add", LATE).split()[0]
@@ -432,8 +504,58 @@ def test_queries_to_the_pis_own_resolver_are_inspected_too(lab, tmp_path):
         shutil.rmtree(top, ignore_errors=True)
 
 
+FLOOD = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(int(sys.argv[2])):
+    s.sendto(b"homewarden queue flood", (sys.argv[1], 9))
+"""
+
+
+def test_a_full_queue_passes_everything_when_open_and_nothing_when_closed(lab):
+    """Suricata alive but stalled (SIGSTOP) keeps its queues: the firewall's
+    `bypass` does not apply, only Suricata's nfq.fail-open, which follows
+    enforcement.fail. Flood both queues (one per core) until they are full."""
+    import os
+
+    def switch(fail):
+        r = lab.ns("pi", BIN, "--config", str(lab.config), "firewall", "up", "--fail", fail,
+                   "--suricata-env", str(lab.dir / "suricata.env"))
+        assert r.returncode == 0, r.stdout + r.stderr
+        lab.run("restart-suricata")
+        cmdline = Path(f"/proc/{lab.suricata_pid()}/cmdline").read_bytes().split(b"\0")
+        assert f"nfq.fail-open={'yes' if fail == 'open' else 'no'}".encode() in cmdline, cmdline
+
+    def stalled_and_flooded():
+        os.kill(lab.suricata_pid(), signal.SIGSTOP)
+        floods = [subprocess.Popen(["ip", "netns", "exec", "iot", "taskset", "-c", str(cpu),
+                                    "/usr/bin/python3", "-c", FLOOD, BENIGN, "6000"])
+                  for cpu in range(os.cpu_count() or 1)]
+        for f in floods:
+            assert f.wait(timeout=60) == 0
+
+    try:
+        stalled_and_flooded()
+        # fail-open: with the queues full, packets pass uninspected.
+        assert wait_for(lambda: lab.http_ok(BENIGN), 5)
+        assert lab.http_ok(C2), "fail-open passes what Suricata would drop: that is its cost"
+    finally:
+        os.kill(lab.suricata_pid(), signal.SIGCONT)
+    assert wait_for(lambda: not lab.http_ok(C2), 10)
+
+    switch("closed")
+    try:
+        stalled_and_flooded()
+        assert not lab.http_ok(BENIGN)
+        assert not lab.http_ok(C2)
+    finally:
+        os.kill(lab.suricata_pid(), signal.SIGCONT)
+    assert wait_for(lambda: lab.http_ok(BENIGN), 10)
+    assert not lab.http_ok(C2)
+    switch("open")
+
+
 def test_suricata_down_fails_open_or_closed_as_configured(lab):
-    firewall = str(REPO / "overlays/usr/lib/homewarden/firewall")
     import os
     os.kill(lab.suricata_pid(), signal.SIGKILL)
     # fail-open: with nobody on the queue, traffic passes uninspected.
@@ -442,7 +564,8 @@ def test_suricata_down_fails_open_or_closed_as_configured(lab):
     assert wait_for(lambda: lab.status()["state"] == "degraded", 15)
     assert any("suricata" in r for r in lab.status()["reasons"])
     # fail-closed: the same outage stops forwarded traffic.
-    r = lab.ns("pi", firewall, "up", "--fail", "closed")
+    r = lab.ns("pi", BIN, "--config", str(lab.config), "firewall", "up", "--fail", "closed",
+               "--suricata-env", str(lab.dir / "suricata.env"))
     assert r.returncode == 0, r.stdout + r.stderr
     assert not lab.http_ok(BENIGN)
     assert not lab.http_ok(C2)

@@ -257,20 +257,21 @@ def test_bridge_sends_bridged_traffic_through_the_firewall_queue(net):
     assert wait_for(ping, 10)
     # Fail-closed with no Suricata on the queue: bridged traffic stops, so it
     # goes through the queue like routed traffic does.
-    firewall = str(REPO / "overlays/usr/lib/homewarden/firewall")
-    ns("hwpl-pi", firewall, "up", "--fail", "closed")
+    firewall = [BIN, "--config", "/dev/null", "firewall"]
+    up = [*firewall, "up", "--fail", "closed", "--suricata-env", str(net.root / "suricata.env")]
+    ns("hwpl-pi", *up)
     try:
         assert not ping()
     finally:
-        ns("hwpl-pi", firewall, "down")
+        ns("hwpl-pi", *firewall, "down")
     assert ping()
     # Without br_netfilter's hand-over the bridge would bypass the queue.
     ns("hwpl-pi", "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=0")
-    ns("hwpl-pi", firewall, "up", "--fail", "closed")
+    ns("hwpl-pi", *up)
     try:
         assert ping()
     finally:
-        ns("hwpl-pi", firewall, "down")
+        ns("hwpl-pi", *firewall, "down")
     # The rendered NAT file of a bridge only removes the table.
     ns("hwpl-pi", "nft", "-f", str(net.root / "run/homewarden/network.nft"))
     assert ns("hwpl-pi", "nft", "list", "table", "ip", "homewarden_nat", check=False).returncode != 0

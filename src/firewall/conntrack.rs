@@ -1,0 +1,160 @@
+//! Cutting bypassed flows: a flow Suricata let out of the queue is never
+//! inspected again, so when its remote address becomes listed the kernel must
+//! stop it. The agent lists the bypassed conntrack entries (a home has a few
+//! hundred) and marks the ones touching a listed address; the firewall drops
+//! (or resets) marked flows before anything else.
+
+use std::net::IpAddr;
+
+use tokio::process::Command;
+
+use super::{first_line, FirewallError, BYPASS_MARK, CUT_MARK};
+
+/// Most flows cut in one go: beyond this a list change is a new set, not a
+/// few late additions, and the rest is logged rather than waited for.
+pub const MAX_CUT: usize = 512;
+
+/// The original direction of one conntrack entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Flow {
+    /// Protocol name as conntrack prints it (`tcp`, `udp`, `icmp`…).
+    pub proto: String,
+    /// Who opened it.
+    pub src: IpAddr,
+    /// Whom it went to.
+    pub dst: IpAddr,
+    /// Ports, for protocols that have them.
+    pub ports: Option<(u16, u16)>,
+    /// Already cut.
+    pub cut: bool,
+}
+
+impl Flow {
+    /// True if either end is `listed`.
+    pub fn touches(&self, listed: impl Fn(IpAddr) -> bool) -> bool {
+        listed(self.src) || listed(self.dst)
+    }
+}
+
+/// Reads `conntrack -L` output; lines it does not understand are skipped.
+pub fn parse(text: &str) -> Vec<Flow> {
+    text.lines().filter_map(parse_line).collect()
+}
+
+fn parse_line(line: &str) -> Option<Flow> {
+    let mut words = line.split_whitespace();
+    let proto = words.next()?.to_string();
+    let (mut src, mut dst, mut sport, mut dport, mut mark) = (None, None, None, None, 0u32);
+    for w in words {
+        let Some((k, v)) = w.split_once('=') else {
+            continue;
+        };
+        // The first of each key is the original direction; the reply's follow.
+        match k {
+            "src" if src.is_none() => src = v.parse().ok(),
+            "dst" if dst.is_none() => dst = v.parse().ok(),
+            "sport" if sport.is_none() => sport = v.parse().ok(),
+            "dport" if dport.is_none() => dport = v.parse().ok(),
+            "mark" => mark = v.parse().unwrap_or(0),
+            _ => {}
+        }
+    }
+    Some(Flow {
+        proto,
+        src: src?,
+        dst: dst?,
+        ports: sport.zip(dport),
+        cut: mark & CUT_MARK != 0,
+    })
+}
+
+/// The flows Suricata bypassed, IPv4 and IPv6.
+pub async fn bypassed() -> Result<Vec<Flow>, FirewallError> {
+    let mark = format!("{BYPASS_MARK:#x}/{BYPASS_MARK:#x}");
+    let mut flows = Vec::new();
+    for family in ["ipv4", "ipv6"] {
+        let out = conntrack(&["-L", "-f", family, "-m", &mark]).await?;
+        flows.extend(parse(&out));
+    }
+    Ok(flows)
+}
+
+/// Marks each flow as cut; returns how many the kernel updated.
+pub async fn cut(flows: &[Flow]) -> usize {
+    let mark = format!("{CUT_MARK:#x}/{CUT_MARK:#x}");
+    let mut n = 0;
+    for f in flows.iter().take(MAX_CUT) {
+        let family = if f.src.is_ipv4() { "ipv4" } else { "ipv6" };
+        let (src, dst) = (f.src.to_string(), f.dst.to_string());
+        let mut args = vec![
+            "-U", "-f", family, "-p", &f.proto, "-s", &src, "-d", &dst, "-m", &mark,
+        ];
+        let ports = f.ports.map(|(s, d)| (s.to_string(), d.to_string()));
+        if let Some((s, d)) = &ports {
+            args.extend(["--sport", s, "--dport", d]);
+        }
+        // Gone in between (it ended by itself) is not a failure.
+        if conntrack(&args).await.is_ok() {
+            n += 1;
+        }
+    }
+    if flows.len() > MAX_CUT {
+        tracing::warn!(
+            listed = flows.len(),
+            cut = MAX_CUT,
+            "more bypassed flows to listed addresses than one pass cuts; the rest end by themselves"
+        );
+    }
+    n
+}
+
+async fn conntrack(args: &[&str]) -> Result<String, FirewallError> {
+    let out = Command::new("conntrack")
+        .args(args)
+        .output()
+        .await
+        .map_err(|e| FirewallError::Tool {
+            tool: "conntrack".into(),
+            message: e.to_string(),
+        })?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(FirewallError::Tool {
+            tool: "conntrack".into(),
+            message: first_line(&out.stderr),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_original_direction_and_the_cut_bit() {
+        let text = "\
+tcp      6 431999 ESTABLISHED src=198.18.1.2 dst=203.0.113.67 sport=40000 dport=5201 src=203.0.113.67 dst=198.18.1.2 sport=5201 dport=40000 [ASSURED] mark=536870912 use=1
+udp      17 29 src=198.18.1.2 dst=203.0.113.53 sport=5353 dport=53 [UNREPLIED] src=203.0.113.53 dst=198.18.1.2 sport=53 dport=5353 mark=1610612736 use=1
+icmp     1 29 src=2001:db8::2 dst=2001:db8::1 type=8 code=0 id=7 src=2001:db8::1 dst=2001:db8::2 type=0 code=0 id=7 mark=536870912 use=1
+garbage line
+";
+        let flows = parse(text);
+        assert_eq!(flows.len(), 3);
+        assert_eq!(
+            flows[0],
+            Flow {
+                proto: "tcp".into(),
+                src: "198.18.1.2".parse().unwrap(),
+                dst: "203.0.113.67".parse().unwrap(),
+                ports: Some((40000, 5201)),
+                cut: false,
+            }
+        );
+        assert!(flows[1].cut);
+        assert_eq!(flows[2].ports, None);
+        let listed: IpAddr = "203.0.113.67".parse().unwrap();
+        assert!(flows[0].touches(|a| a == listed));
+        assert!(!flows[1].touches(|a| a == listed));
+    }
+}

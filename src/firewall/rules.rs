@@ -1,0 +1,246 @@
+//! Pure rendering of the packet path: the nftables table, the xtables
+//! fallback for kernels without nft queue, and Suricata's side of it.
+
+use std::fmt::Write as _;
+
+use super::{PacketPath, BYPASS_MARK, CUT_MARK, TABLE, XT_CHAIN};
+use crate::config::{Action, FailMode};
+
+/// Where a DNS query to the Pi itself comes in: not over loopback, to port 53.
+const DNS_IN: &str = "iifname != \"lo\" meta l4proto { tcp, udp } th dport 53";
+
+impl PacketPath {
+    /// The nft `queue` statement, or `None` where the xtables target queues.
+    fn nft_queue(&self) -> String {
+        let mut flags = Vec::new();
+        if self.queues > 1 {
+            flags.push("fanout");
+        }
+        if self.fail == FailMode::Open {
+            flags.push("bypass");
+        }
+        let num = if self.queues > 1 {
+            format!("0-{}", self.queues - 1)
+        } else {
+            "0".to_string()
+        };
+        if flags.is_empty() {
+            format!("queue num {num}")
+        } else {
+            format!("queue num {num} {}", flags.join(","))
+        }
+    }
+
+    /// The nftables table, replacing any earlier one in one transaction;
+    /// `native_queue: false` leaves the queueing to the xtables chain.
+    pub fn nft(&self, native_queue: bool) -> String {
+        let mut t = String::new();
+        // Declaring the table first makes the delete succeed on a fresh host:
+        // the old table goes and the new one comes in the same transaction,
+        // so no packet ever meets the path half set up.
+        let _ = writeln!(t, "table inet {TABLE} {{}}\ndelete table inet {TABLE}");
+        let _ = writeln!(t, "table inet {TABLE} {{");
+        let cut = match self.action {
+            Action::Drop => "drop".to_string(),
+            Action::Reject => format!(
+                "meta l4proto tcp reject with tcp reset\n        ct mark and {CUT_MARK:#x} == {CUT_MARK:#x} reject"
+            ),
+        };
+        for (hook, matching) in [("forward", ""), ("input", DNS_IN)] {
+            let sep = if matching.is_empty() { "" } else { " " };
+            let _ = writeln!(
+                t,
+                "    chain {hook} {{\n        type filter hook {hook} priority filter; policy accept;"
+            );
+            if hook == "forward" {
+                // A flow that left the queue before its remote was listed.
+                let _ = writeln!(
+                    t,
+                    "        ct mark and {CUT_MARK:#x} == {CUT_MARK:#x} {cut}"
+                );
+            }
+            if self.flow_bypass {
+                // Suricata has seen what the rules need: the flow stays out of the queue.
+                let _ = writeln!(
+                    t,
+                    "        {matching}{sep}ct mark and {BYPASS_MARK:#x} == {BYPASS_MARK:#x} accept"
+                );
+            }
+            if native_queue {
+                let _ = writeln!(t, "        {matching}{sep}{}", self.nft_queue());
+            }
+            let _ = writeln!(t, "    }}");
+            if self.flow_bypass {
+                // Suricata's verdict marks the packet of a flow it bypasses; the
+                // verdict resumes at the next priority, where the mark is kept
+                // in the flow's conntrack entry for every later packet.
+                let _ = writeln!(
+                    t,
+                    "    chain {hook}_bypassed {{\n        type filter hook {hook} priority filter + 10; policy accept;\n        \
+                     meta mark and {BYPASS_MARK:#x} == {BYPASS_MARK:#x} ct mark set ct mark or {BYPASS_MARK:#x}\n    }}"
+                );
+            }
+        }
+        let _ = writeln!(t, "}}");
+        t
+    }
+
+    /// iptables-nft / ip6tables-nft arguments, in order, that queue what the
+    /// nft table would where the kernel has only the xtables NFQUEUE target.
+    pub fn xtables(&self) -> Vec<Vec<String>> {
+        let own = |s: &str| s.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+        let mut target = if self.queues > 1 {
+            own(&format!(
+                "-A {XT_CHAIN} -j NFQUEUE --queue-balance 0:{} --queue-cpu-fanout",
+                self.queues - 1
+            ))
+        } else {
+            own(&format!("-A {XT_CHAIN} -j NFQUEUE --queue-num 0"))
+        };
+        if self.fail == FailMode::Open {
+            target.push("--queue-bypass".into());
+        }
+        let mut cmds = vec![own(&format!("-N {XT_CHAIN}"))];
+        if self.flow_bypass {
+            cmds.push(own(&format!(
+                "-A {XT_CHAIN} -m connmark --mark {BYPASS_MARK:#x}/{BYPASS_MARK:#x} -j RETURN"
+            )));
+        }
+        cmds.push(target);
+        cmds.push(own(&format!("-I FORWARD 1 -j {XT_CHAIN}")));
+        for p in ["udp", "tcp"] {
+            cmds.push(own(&format!(
+                "-I INPUT 1 ! -i lo -p {p} --dport 53 -j {XT_CHAIN}"
+            )));
+        }
+        cmds
+    }
+
+    /// Suricata's command-line arguments for this path: the queues it reads,
+    /// one worker each, and the NFQ settings that must agree with the table.
+    pub fn suricata_args(&self) -> Vec<String> {
+        let mut a = Vec::new();
+        for q in 0..self.queues {
+            a.extend(["-q".to_string(), q.to_string()]);
+        }
+        a.extend(["--runmode".into(), "workers".into()]);
+        let mut set = |k: &str, v: String| a.extend(["--set".to_string(), format!("{k}={v}")]);
+        // A full queue (a flooding device, a stalled Suricata) passes packets
+        // uninspected only when the owner chose fail-open.
+        let open = if self.fail == FailMode::Open {
+            "yes"
+        } else {
+            "no"
+        };
+        set("nfq.fail-open", open.into());
+        if self.flow_bypass {
+            set("nfq.bypass-mark", BYPASS_MARK.to_string());
+            set("nfq.bypass-mask", BYPASS_MARK.to_string());
+            // Past the stream's reassembly depth, and once a TLS session is
+            // encrypted, no rule of ours can match: let the kernel forward it.
+            set("stream.bypass", "yes".into());
+            set(
+                "app-layer.protocols.tls.encryption-handling",
+                "bypass".into(),
+            );
+        }
+        a
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(queues: u16, fail: FailMode, flow_bypass: bool) -> PacketPath {
+        PacketPath {
+            queues,
+            fail,
+            flow_bypass,
+            action: Action::Drop,
+        }
+    }
+
+    #[test]
+    fn fail_open_is_bypass_in_the_kernel_and_fail_open_in_suricata() {
+        let open = path(2, FailMode::Open, true);
+        let closed = path(2, FailMode::Closed, true);
+        assert!(open.nft(true).contains("queue num 0-1 fanout,bypass"));
+        assert!(closed.nft(true).contains("queue num 0-1 fanout\n"));
+        assert!(!closed.nft(true).contains("bypass\n"));
+        assert!(open
+            .suricata_args()
+            .contains(&"nfq.fail-open=yes".to_string()));
+        assert!(closed
+            .suricata_args()
+            .contains(&"nfq.fail-open=no".to_string()));
+        let xt = |p: &PacketPath| p.xtables().concat().join(" ");
+        assert!(xt(&open).contains("--queue-balance 0:1 --queue-cpu-fanout --queue-bypass"));
+        assert!(!xt(&closed).contains("--queue-bypass"));
+        assert!(path(1, FailMode::Closed, false)
+            .nft(true)
+            .contains("queue num 0\n"));
+    }
+
+    #[test]
+    fn suricata_reads_every_queue_the_table_feeds() {
+        let p = path(3, FailMode::Open, true);
+        let args = p.suricata_args().join(" ");
+        assert!(
+            args.starts_with("-q 0 -q 1 -q 2 --runmode workers"),
+            "{args}"
+        );
+        assert!(p.nft(true).contains("queue num 0-2 "));
+        assert!(p.xtables().concat().join(" ").contains("0:2"));
+    }
+
+    #[test]
+    fn bypassed_flows_skip_the_queue_and_cut_ones_stop() {
+        let p = path(2, FailMode::Open, true);
+        let t = p.nft(true);
+        let forward: Vec<&str> = t
+            .split("chain forward {")
+            .nth(1)
+            .unwrap()
+            .split('}')
+            .next()
+            .unwrap()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        // Order matters: cut before bypass before queue.
+        assert_eq!(
+            forward[1..],
+            [
+                "ct mark and 0x40000000 == 0x40000000 drop",
+                "ct mark and 0x20000000 == 0x20000000 accept",
+                "queue num 0-1 fanout,bypass",
+            ]
+        );
+        assert!(
+            t.contains("meta mark and 0x20000000 == 0x20000000 ct mark set ct mark or 0x20000000")
+        );
+        assert!(p
+            .suricata_args()
+            .contains(&format!("nfq.bypass-mark={BYPASS_MARK}")));
+        let xt = p.xtables();
+        assert_eq!(
+            xt[1].join(" "),
+            "-A HOMEWARDEN -m connmark --mark 0x20000000/0x20000000 -j RETURN"
+        );
+        // Without flow bypass every packet goes to Suricata.
+        let full = path(2, FailMode::Open, false);
+        assert!(!full.nft(true).contains("0x20000000"));
+        assert!(!full.suricata_args().join(" ").contains("bypass"));
+        // The xtables fallback: the table keeps marks and cuts, the queue moves out.
+        assert!(!p.nft(false).contains("queue"));
+    }
+
+    #[test]
+    fn reject_answers_a_cut_flow() {
+        let mut p = path(1, FailMode::Open, true);
+        p.action = Action::Reject;
+        assert!(p.nft(true).contains("reject with tcp reset"));
+    }
+}
