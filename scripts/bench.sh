@@ -10,8 +10,14 @@
 #    naive run is stopped at 5 minutes (and kept under a 12 GiB address-space cap
 #    so it cannot take the machine down);
 # 3. in the lab: `homewarden sync --once` applying the set to a running Suricata
-#    (time, agent peak RSS), how long until it is enforced, Suricata's RSS, and
-#    iperf3 throughput iot -> wan through `pi` with the lab's tiny set and the big one.
+#    (time, agent peak RSS), how long until it is enforced, Suricata's RSS;
+# 4. the packet path, all in one run on the same machine, three ways: plain
+#    forwarding (firewall down), inline with an empty set, inline with the big
+#    set: bulk TCP (iperf3, 1 and 8 streams), short flows (HTTP requests a
+#    second, a new connection each, wrk against nginx) and the round trip
+#    (ping p50/p99 through `pi` while 8 iperf3 streams load it). Each figure
+#    is the median of BENCH_RUNS (3) runs of BENCH_SECONDS (8) seconds, the
+#    three ways interleaved run by run so a noisy neighbour hits them alike.
 # Results go to target/bench/results.md.
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,6 +32,14 @@ export HOMEWARDEN_BIN=$BIN
 
 [ "$(id -u)" -eq 0 ] || { echo "bench: run as root (lab namespaces)" >&2; exit 1; }
 scripts/install-deps.sh
+# wrk and nginx for the short-flow figure (nginx only ever runs in `wan`), ping for the round trip.
+if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null || ! command -v ping >/dev/null; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
+    apt-get install -y -qq --no-install-recommends wrk nginx-light iputils-ping >/dev/null
+    rm -f /usr/sbin/policy-rc.d
+fi
+RUNS=${BENCH_RUNS:-3}
+SECS=${BENCH_SECONDS:-8}
 cargo build --release --locked --quiet
 rm -rf "$OUT/ours" "$OUT/naive" "$OUT/state" "$OUT/log" "$OUT/bench.yaml"
 mkdir -p "$OUT/ours" "$OUT/naive" "$OUT/log"
@@ -88,10 +102,26 @@ case $naive_rc in
     *) naive_note="failed (exit $naive_rc; see target/bench/log/naive.out)" ;;
 esac
 
-echo "== lab: throughput with an empty set, then applying the big set live" >&2
+echo "== lab: the packet path (plain forwarding, inline empty, inline with the set)" >&2
 scripts/lab.sh up 2>"$OUT/log/lab-up.log"
 LAB=$HW_LAB_DIR
 ip netns exec wan iperf3 -s -B 203.0.113.80 -D --logfile "$OUT/log/iperf3-server.log"
+mkdir -p "$OUT/www"
+head -c 512 /dev/zero | tr '\0' x >"$OUT/www/index.html"
+cat >"$OUT/nginx.conf" <<NGINX
+worker_processes 2;
+pid $OUT/nginx.pid;
+error_log $OUT/log/nginx-error.log;
+events { worker_connections 4096; }
+http {
+    access_log off;
+$(for port in $(seq 8080 8095); do
+    echo "    server { listen 203.0.113.80:$port reuseport backlog=4096; root $OUT/www; keepalive_timeout 0; }"
+done)
+}
+NGINX
+ip netns exec wan nginx -c "$OUT/nginx.conf"
+ip netns exec iot sysctl -qw net.ipv4.ip_local_port_range="1024 65535"
 # From here on the bench's own agent runs: first with an empty list, then the big one.
 kill "$(cat "$LAB/homewarden.pid")"
 sleep 0.5
@@ -99,20 +129,65 @@ bench_config() {  # bench_config LIST -> $OUT/bench.yaml: the lab's config with 
     sed -e '/^sources:/,$d' -e "s#^state_dir:.*#state_dir: $OUT/state#" "$LAB/homewarden.yaml" >"$OUT/bench.yaml"
     printf 'sources:\n  - name: bench\n    type: list\n    path: %s\n    interval: 1h\n' "$1" >>"$OUT/bench.yaml"
 }
+firewall() { ip netns exec pi "$BIN" --config "$OUT/bench.yaml" firewall "$@" --suricata-env "$LAB/suricata.env" >/dev/null; }
+firewall_down() { ip netns exec pi "$BIN" --config "$OUT/bench.yaml" firewall down >/dev/null; }
+
+iperf_mbps() {  # iperf_mbps STREAMS
+    ip netns exec iot iperf3 -c 203.0.113.80 -t "$SECS" -P "$1" -J | /usr/bin/python3 -c \
+        'import json,sys; print(round(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e6))'
+}
+# Requests a second, every request on a new connection. Spread over 16
+# server ports and the whole client port range, so no client port comes back
+# to the same server port within Suricata's 100 s memory of a bypassed flow
+# (README, "The packet path"): a home's devices rarely do that; a load
+# generator cycling through 28,000 ports to one server does it every few seconds.
+http_rps() {
+    local port pids=() total=0 n
+    for port in $(seq 8080 8095); do
+        ip netns exec iot wrk -t 1 -c 2 -d "${SECS}s" -H 'Connection: close' "http://203.0.113.80:$port/" \
+            >"$OUT/log/wrk-$port.txt" &
+        pids+=($!)
+    done
+    wait "${pids[@]}"
+    for port in $(seq 8080 8095); do
+        n=$(awk '/Requests\/sec/ { printf "%d", $2 }' "$OUT/log/wrk-$port.txt")
+        total=$((total + ${n:-0}))
+    done
+    echo "$total"
+}
+rtt_under_load() {  # p50 p99 of 500 pings (ms) while 8 streams load the path
+    ip netns exec iot iperf3 -c 203.0.113.80 -t 9 -P 8 >/dev/null &
+    local load=$!
+    sleep 1
+    ip netns exec iot ping -q -n -i 0.01 -c 100 203.0.113.80 >/dev/null  # the load ramps up
+    ip netns exec iot ping -n -i 0.01 -c 500 203.0.113.80 | /usr/bin/python3 -c '
+import re, sys
+r = sorted(float(m.group(1)) for m in re.finditer(r"time=([0-9.]+)", sys.stdin.read()))
+print("%.3f %.3f" % (r[len(r) // 2], r[int(len(r) * 0.99) - 1]))'
+    wait "$load"
+}
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
 : >"$OUT/empty.txt"
 bench_config "$OUT/empty.txt"
 ip netns exec pi "$BIN" --config "$OUT/bench.yaml" --log warn sync --once >/dev/null
 sleep 3  # the reload of the now empty sets
 ip netns exec iot curl -sf -m 2 -o /dev/null http://203.0.113.66/ || { echo "bench: the empty set still blocks" >&2; exit 1; }
-# Median of three 10-second runs: single runs on a shared 2-core VM vary by ±15 %.
-iperf() {
-    for _ in 1 2 3; do
-        ip netns exec iot iperf3 -c 203.0.113.80 -t 10 -J | /usr/bin/python3 -c \
-            'import json,sys; print(round(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e6))'
-    done | sort -n | sed -n 2p
+
+declare -A fig
+measure_path() {  # measure_path WAY: one run of every packet-path figure, appended to $OUT/path-WAY-*.txt
+    local way=$1
+    iperf_mbps 1 >>"$OUT/path-$way-bulk1.txt"
+    iperf_mbps 8 >>"$OUT/path-$way-bulk8.txt"
+    http_rps >>"$OUT/path-$way-rps.txt"
+    rtt_under_load >>"$OUT/path-$way-rtt.txt"
 }
-mbps_small=$(iperf)
-echo "   iperf3 with an empty set: $mbps_small Mbit/s" >&2
+rm -f "$OUT"/path-*.txt
+for run in $(seq "$RUNS"); do
+    echo "   run $run/$RUNS: plain forwarding, then inline (empty set)" >&2
+    firewall_down; measure_path plain
+    firewall up; measure_path empty
+done
 
 bench_config "$OUT/iocs.txt"
 start=${EPOCHREALTIME/./}
@@ -124,13 +199,26 @@ end=${EPOCHREALTIME/./}
 enforced_s=$(( (end - start) / 100000 ))
 enforced_s="$((enforced_s / 10)).$((enforced_s % 10))"
 echo "   enforced ${enforced_s}s after the sync started" >&2
+for run in $(seq "$RUNS"); do
+    echo "   run $run/$RUNS: plain forwarding, then inline (the set)" >&2
+    firewall_down; measure_path plain
+    firewall up; measure_path big
+done
 suricata_mb=$(( $(awk '/VmRSS/ {print $2}' "/proc/$(cat "$LAB/suricata.pid")/status") / 1024 ))
-mbps_big=$(iperf)
-echo "   iperf3 with the big set: $mbps_big Mbit/s" >&2
+bypassed=$(ip netns exec pi conntrack -L -m 0x20000000/0x20000000 2>/dev/null | wc -l)
+ip netns exec wan sh -c 'kill $(cat '"$OUT"'/nginx.pid)' || true
 scripts/lab.sh down 2>/dev/null
 
+for way in plain empty big; do
+    for f in bulk1 bulk8 rps; do fig[$way-$f]=$(median <"$OUT/path-$way-$f.txt"); done
+    fig[$way-p50]=$(awk '{print $1}' "$OUT/path-$way-rtt.txt" | median)
+    fig[$way-p99]=$(awk '{print $2}' "$OUT/path-$way-rtt.txt" | median)
+done
+pct() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%d %%", (b > 0 ? 100 * a / b : 0) }'; }
+added() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.3f ms", a - b }'; }
+
 cat >"$OUT/results.md" <<MD
-Measured $(date -u +%Y-%m-%d) on $(nproc) cores, Suricata $(suricata -V | grep -o '[0-9][0-9.]*' | head -1), $N4 IPv4 + $ND domains:
+Measured $(date -u +%Y-%m-%d) on $(nproc) cores, Suricata $(suricata -V | grep -o '[0-9][0-9.]*' | head -1), $N4 IPv4 + $ND domains; packet path: median of $RUNS runs of $SECS s, plain forwarding measured in the same runs:
 
 | what | figure |
 |------|--------|
@@ -139,8 +227,14 @@ Measured $(date -u +%Y-%m-%d) on $(nproc) cores, Suricata $(suricata -V | grep -
 | Suricata start-up, naive one rule per IoC | ${naive_s} s, ${naive_mb} MB peak RSS: ${naive_note} |
 | live apply to a running Suricata (\`homewarden sync --once\`) | ${apply_s} s, agent ${apply_mb} MB peak RSS |
 | from sync start until a listed address is dropped | ${enforced_s} s (non-blocking reload, no restart) |
-| Suricata RSS with the set loaded (lab) | ${suricata_mb} MB |
-| iperf3 iot -> wan through \`pi\`, empty set | ${mbps_small} Mbit/s |
-| iperf3 iot -> wan through \`pi\`, big set | ${mbps_big} Mbit/s ($(( mbps_big * 100 / (mbps_small > 0 ? mbps_small : 1) ))%) |
+| Suricata RSS with the set loaded and flows bypassed (lab) | ${suricata_mb} MB (${bypassed} bypassed flows in conntrack at the end) |
+
+| packet path | plain forwarding | inline, empty set | inline, the set | set vs empty |
+|-------------|------------------|-------------------|-----------------|--------------|
+| bulk TCP, 1 stream (Mbit/s) | ${fig[plain-bulk1]} | ${fig[empty-bulk1]} ($(pct "${fig[empty-bulk1]}" "${fig[plain-bulk1]}")) | ${fig[big-bulk1]} ($(pct "${fig[big-bulk1]}" "${fig[plain-bulk1]}")) | $(pct "${fig[big-bulk1]}" "${fig[empty-bulk1]}") |
+| bulk TCP, 8 streams (Mbit/s) | ${fig[plain-bulk8]} | ${fig[empty-bulk8]} ($(pct "${fig[empty-bulk8]}" "${fig[plain-bulk8]}")) | ${fig[big-bulk8]} ($(pct "${fig[big-bulk8]}" "${fig[plain-bulk8]}")) | $(pct "${fig[big-bulk8]}" "${fig[empty-bulk8]}") |
+| short flows (HTTP requests/s, new connection each) | ${fig[plain-rps]} | ${fig[empty-rps]} ($(pct "${fig[empty-rps]}" "${fig[plain-rps]}")) | ${fig[big-rps]} ($(pct "${fig[big-rps]}" "${fig[plain-rps]}")) | $(pct "${fig[big-rps]}" "${fig[empty-rps]}") |
+| ping under load, p50 (ms) | ${fig[plain-p50]} | ${fig[empty-p50]} ($(added "${fig[empty-p50]}" "${fig[plain-p50]}")) | ${fig[big-p50]} ($(added "${fig[big-p50]}" "${fig[plain-p50]}")) | |
+| ping under load, p99 (ms) | ${fig[plain-p99]} | ${fig[empty-p99]} ($(added "${fig[empty-p99]}" "${fig[plain-p99]}")) | ${fig[big-p99]} ($(added "${fig[big-p99]}" "${fig[plain-p99]}")) | |
 MD
 cat "$OUT/results.md"

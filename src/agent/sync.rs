@@ -312,7 +312,7 @@ impl Agent {
                 }
                 s.last_error = None;
                 if r.added > 0 && self.cfg.suricata.flow_bypass {
-                    cut_bypassed(&eff).await;
+                    cut_listed(&eff).await;
                 }
                 Ok(r)
             }
@@ -429,13 +429,13 @@ pub async fn render_offline(
     Ok((counts(&eff), dropped, stats))
 }
 
-/// Cuts the flows Suricata let out of the queue whose remote is now listed:
-/// Suricata never sees them again, so only the kernel can stop them.
-async fn cut_bypassed(eff: &Effective) {
-    let flows = match conntrack::bypassed().await {
+/// Cuts the flows whose remote is now listed: Suricata never sees the ones
+/// it bypassed again, so only the kernel can stop them.
+async fn cut_listed(eff: &Effective) {
+    let flows = match conntrack::flows().await {
         Ok(f) => f,
         Err(e) => {
-            tracing::warn!("cannot list the flows Suricata bypassed (to cut listed ones): {e}");
+            tracing::warn!("cannot list the kernel's flows (to cut listed ones): {e}");
             return;
         }
     };
@@ -450,6 +450,6 @@ async fn cut_bypassed(eff: &Effective) {
     tracing::info!(
         cut = n,
         of = listed.len(),
-        "bypassed flows to newly listed addresses cut"
+        "flows to newly listed addresses cut"
     );
 }

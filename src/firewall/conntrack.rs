@@ -1,14 +1,18 @@
-//! Cutting bypassed flows: a flow Suricata let out of the queue is never
-//! inspected again, so when its remote address becomes listed the kernel must
-//! stop it. The agent lists the bypassed conntrack entries (a home has a few
-//! hundred) and marks the ones touching a listed address; the firewall drops
-//! (or resets) marked flows before anything else.
+//! Cutting flows: a flow Suricata let out of the queue is never inspected
+//! again, so when its remote address becomes listed the kernel must stop it.
+//! The agent lists the conntrack entries and marks the ones touching a listed
+//! address; the firewall drops (or resets) marked flows before anything else.
+//!
+//! Every flow, not only the marked ones: Suricata 7 remembers a bypassed flow
+//! for a fixed 100 s and takes a new connection on the same addresses and
+//! ports for it, so that connection reaches Suricata unmarked but is not
+//! inspected either. Flows Suricata does inspect are dropped there anyway.
 
 use std::net::IpAddr;
 
 use tokio::process::Command;
 
-use super::{first_line, FirewallError, BYPASS_MARK, CUT_MARK};
+use super::{first_line, FirewallError, CUT_MARK};
 
 /// Most flows cut in one go: beyond this a list change is a new set, not a
 /// few late additions, and the rest is logged rather than waited for.
@@ -68,12 +72,11 @@ fn parse_line(line: &str) -> Option<Flow> {
     })
 }
 
-/// The flows Suricata bypassed, IPv4 and IPv6.
-pub async fn bypassed() -> Result<Vec<Flow>, FirewallError> {
-    let mark = format!("{BYPASS_MARK:#x}/{BYPASS_MARK:#x}");
+/// Every flow the kernel tracks, IPv4 and IPv6.
+pub async fn flows() -> Result<Vec<Flow>, FirewallError> {
     let mut flows = Vec::new();
     for family in ["ipv4", "ipv6"] {
-        let out = conntrack(&["-L", "-f", family, "-m", &mark]).await?;
+        let out = conntrack(&["-L", "-f", family]).await?;
         flows.extend(parse(&out));
     }
     Ok(flows)
@@ -102,7 +105,7 @@ pub async fn cut(flows: &[Flow]) -> usize {
         tracing::warn!(
             listed = flows.len(),
             cut = MAX_CUT,
-            "more bypassed flows to listed addresses than one pass cuts; the rest end by themselves"
+            "more flows to listed addresses than one pass cuts; the rest end by themselves"
         );
     }
     n

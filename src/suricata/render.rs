@@ -286,20 +286,7 @@ pub fn render<'a>(
     }
 
     if opts.flow_bypass {
-        // A flow whose protocol Suricata could not tell (a game, a video call,
-        // a proprietary IoT protocol) holds no DNS name, SNI or Host: once the
-        // address rules have seen its first packets, nothing of ours can match
-        // it any more, so the kernel forwards the rest. A remote listed later
-        // is cut by the agent (conntrack). DNS, TLS and HTTP flows leave by
-        // Suricata's own stream and TLS bypass instead.
-        for (proto, sid_off) in [("tcp", 95), ("udp", 96)] {
-            let _ = writeln!(
-                r.text,
-                "alert {proto} any any -> any any (msg:\"homewarden: flow bypass, protocol without names\"; \
-                 flow:established; app-layer-protocol:failed; noalert; bypass; sid:{}; rev:1;)",
-                r.base + sid_off
-            );
-        }
+        bypass_rules(&mut r, eff.md5.is_empty() && eff.sha256.is_empty());
     }
 
     let mut lists = vec![
@@ -442,6 +429,56 @@ fn sorted(it: impl Iterator<Item = String>) -> Vec<String> {
 struct Rules {
     text: String,
     base: u32,
+}
+
+/// Rules that only let a flow leave the queue once nothing of ours can
+/// match the rest of it (Suricata's stream and TLS bypass cover the others).
+/// A flow dropped on the same packet stays dropped: Suricata's flow drop
+/// wins over bypass.
+fn bypass_rules(r: &mut Rules, no_file_hashes: bool) {
+    let mut rules = vec![
+        // A protocol Suricata could not tell (a game, a video call, a
+        // proprietary IoT protocol) holds no DNS name, SNI or Host: the
+        // address rules have seen its first packets.
+        (
+            "tcp",
+            95,
+            "protocol without names",
+            "flow:established; app-layer-protocol:failed;",
+        ),
+        (
+            "udp",
+            96,
+            "protocol without names",
+            "flow:established; app-layer-protocol:failed;",
+        ),
+        // The SNI is in the ClientHello: the rest of the handshake and the
+        // session hold nothing the rules read.
+        (
+            "tls",
+            97,
+            "TLS SNI inspected",
+            "flow:established,to_server; tls.sni; bsize:>0;",
+        ),
+    ];
+    // The Host is in the request; a response body only matters to the file
+    // hash rules.
+    if no_file_hashes {
+        rules.push((
+            "http",
+            98,
+            "HTTP request inspected",
+            "flow:established,to_server; http.host; bsize:>0;",
+        ));
+    }
+    for (proto, sid_off, why, body) in rules {
+        let _ = writeln!(
+            r.text,
+            "alert {proto} any any -> any any (msg:\"homewarden: flow bypass, {why}\"; \
+             {body} noalert; bypass; sid:{}; rev:1;)",
+            r.base + sid_off
+        );
+    }
 }
 
 impl Rules {
@@ -658,6 +695,28 @@ mod tests {
             parents("y.x.a.b.c.d.e.f").collect::<Vec<_>>(),
             ["a.b.c.d.e.f", "b.c.d.e.f", "c.d.e.f", "d.e.f", "e.f"]
         );
+    }
+
+    #[test]
+    fn bypass_rules_only_when_asked_and_http_only_without_file_hashes() {
+        let mut o = opts(Mode::Ips, Action::Drop);
+        let e = eff(&["evil.example"]);
+        assert!(!render(&e, None, &[], &o).rules.contains("bypass"));
+        o.flow_bypass = true;
+        let r = render(&e, None, &[], &o).rules;
+        let bypass: Vec<&str> = r.lines().filter(|l| l.contains(" bypass;")).collect();
+        assert_eq!(bypass.len(), 4, "{r}");
+        assert!(bypass
+            .iter()
+            .all(|l| l.starts_with("alert ") && l.contains("noalert;")));
+        let hashed = eff(&["evil.example", "d41d8cd98f00b204e9800998ecf8427e"]);
+        let r = render(&hashed, None, &[], &o).rules;
+        assert!(!r
+            .lines()
+            .any(|l| l.starts_with("alert http") && l.contains("bypass")));
+        assert!(r
+            .lines()
+            .any(|l| l.starts_with("alert tls") && l.contains("bypass")));
     }
 
     #[test]
