@@ -6,6 +6,10 @@ use std::fmt::Write as _;
 use super::{PacketPath, BYPASS_MARK, CUT_MARK, TABLE, XT_CHAIN};
 use crate::config::{Action, FailMode};
 
+/// How long the kernel remembers a bypassed flow's addresses and ports:
+/// Suricata 7's fixed 100 s for a bypassed flow, and a little more.
+pub const REMEMBERED_SECS: u32 = 105;
+
 /// Where a DNS query to the Pi itself comes in: not over loopback, to port 53.
 const DNS_IN: &str = "iifname != \"lo\" meta l4proto { tcp, udp } th dport 53";
 
@@ -40,43 +44,85 @@ impl PacketPath {
         // so no packet ever meets the path half set up.
         let _ = writeln!(t, "table inet {TABLE} {{}}\ndelete table inet {TABLE}");
         let _ = writeln!(t, "table inet {TABLE} {{");
-        let cut = match self.action {
-            Action::Drop => "drop".to_string(),
-            Action::Reject => format!(
-                "meta l4proto tcp reject with tcp reset\n        ct mark and {CUT_MARK:#x} == {CUT_MARK:#x} reject"
-            ),
+        if self.flow_bypass {
+            for (set, addr) in [("bypassed4", "ipv4_addr"), ("bypassed6", "ipv6_addr")] {
+                let _ = writeln!(
+                    t,
+                    "    set {set} {{\n        type {addr} . {addr} . inet_proto . inet_service . inet_service\n        \
+                     flags dynamic,timeout\n        timeout {REMEMBERED_SECS}s\n        size 65536\n    }}"
+                );
+            }
+        }
+        // How a flow the kernel stops ends: dropped, or reset where the owner
+        // chose `reject` (a cut flow) and always for a refused connection.
+        let end = |cond: &str, reset: bool| {
+            let mut rules = Vec::new();
+            if reset {
+                rules.push(format!("{cond} meta l4proto tcp reject with tcp reset"));
+            }
+            rules.push(format!("{cond} drop"));
+            rules
         };
         for (hook, matching) in [("forward", ""), ("input", DNS_IN)] {
-            let sep = if matching.is_empty() { "" } else { " " };
+            let m = |rule: String| {
+                if matching.is_empty() {
+                    rule
+                } else {
+                    format!("{matching} {rule}")
+                }
+            };
             let _ = writeln!(
                 t,
                 "    chain {hook} {{\n        type filter hook {hook} priority filter; policy accept;"
             );
             if hook == "forward" {
                 // A flow that left the queue before its remote was listed.
-                let _ = writeln!(
-                    t,
-                    "        ct mark and {CUT_MARK:#x} == {CUT_MARK:#x} {cut}"
-                );
+                let cut = format!("ct mark and {CUT_MARK:#x} == {CUT_MARK:#x}");
+                for rule in end(&cut, self.action == Action::Reject) {
+                    let _ = writeln!(t, "        {rule}");
+                }
             }
             if self.flow_bypass {
+                // Suricata 7 remembers a bypassed flow for 100 s and would take
+                // a new connection on the same addresses and ports for it,
+                // passing it uninspected: the kernel refuses that connection
+                // instead (the client's next one, on another port, is inspected).
+                for (set, ip) in [("bypassed4", "ip"), ("bypassed6", "ip6")] {
+                    for key in [
+                        format!("{ip} saddr . {ip} daddr . meta l4proto . th sport . th dport"),
+                        format!("{ip} daddr . {ip} saddr . meta l4proto . th dport . th sport"),
+                    ] {
+                        for rule in end(&format!("ct state new {key} @{set}"), true) {
+                            let _ = writeln!(t, "        {}", m(rule));
+                        }
+                    }
+                }
                 // Suricata has seen what the rules need: the flow stays out of the queue.
                 let _ = writeln!(
                     t,
-                    "        {matching}{sep}ct mark and {BYPASS_MARK:#x} == {BYPASS_MARK:#x} accept"
+                    "        {}",
+                    m(format!(
+                        "ct mark and {BYPASS_MARK:#x} == {BYPASS_MARK:#x} accept"
+                    ))
                 );
             }
             if native_queue {
-                let _ = writeln!(t, "        {matching}{sep}{}", self.nft_queue());
+                let _ = writeln!(t, "        {}", m(self.nft_queue()));
             }
             let _ = writeln!(t, "    }}");
             if self.flow_bypass {
                 // Suricata's verdict marks the packet of a flow it bypasses; the
                 // verdict resumes at the next priority, where the mark is kept
-                // in the flow's conntrack entry for every later packet.
+                // in the flow's conntrack entry for every later packet, and the
+                // flow's addresses and ports are remembered as long as Suricata does.
+                let first = format!(
+                    "meta mark and {BYPASS_MARK:#x} == {BYPASS_MARK:#x} ct mark and {BYPASS_MARK:#x} == 0 meta l4proto {{ tcp, udp }}"
+                );
                 let _ = writeln!(
                     t,
                     "    chain {hook}_bypassed {{\n        type filter hook {hook} priority filter + 10; policy accept;\n        \
+                     {first} meta nfproto ipv4 add @bypassed4 {{ ct original ip saddr . ct original ip daddr . meta l4proto . ct original proto-src . ct original proto-dst }}\n        \
+                     {first} meta nfproto ipv6 add @bypassed6 {{ ct original ip6 saddr . ct original ip6 daddr . meta l4proto . ct original proto-src . ct original proto-dst }}\n        \
                      meta mark and {BYPASS_MARK:#x} == {BYPASS_MARK:#x} ct mark set ct mark or {BYPASS_MARK:#x}\n    }}"
                 );
             }
@@ -209,15 +255,33 @@ mod tests {
             .map(str::trim)
             .filter(|l| !l.is_empty())
             .collect();
-        // Order matters: cut before bypass before queue.
+        // Order matters: cut, then refusing a reused bypassed flow's ports,
+        // then bypass, then the queue.
+        let reused: Vec<&str> = forward
+            .iter()
+            .copied()
+            .filter(|l| l.starts_with("ct state new "))
+            .collect();
+        assert_eq!(reused.len(), 8, "{forward:?}");
+        assert!(reused[0].ends_with("@bypassed4 meta l4proto tcp reject with tcp reset"));
+        assert!(reused.iter().any(|l| l.contains("ip6 daddr . ip6 saddr")));
+        let rest: Vec<&str> = forward[1..]
+            .iter()
+            .copied()
+            .filter(|l| !l.starts_with("ct state new "))
+            .collect();
         assert_eq!(
-            forward[1..],
+            rest,
             [
                 "ct mark and 0x40000000 == 0x40000000 drop",
                 "ct mark and 0x20000000 == 0x20000000 accept",
                 "queue num 0-1 fanout,bypass",
             ]
         );
+        assert_eq!(forward[1], rest[0]);
+        assert_eq!(forward[forward.len() - 2], rest[1]);
+        assert!(t.contains("timeout 105s"));
+        assert!(t.contains("ct mark and 0x20000000 == 0 meta l4proto { tcp, udp } meta nfproto ipv4 add @bypassed4"));
         assert!(
             t.contains("meta mark and 0x20000000 == 0x20000000 ct mark set ct mark or 0x20000000")
         );
@@ -232,6 +296,7 @@ mod tests {
         // Without flow bypass every packet goes to Suricata.
         let full = path(2, FailMode::Open, false);
         assert!(!full.nft(true).contains("0x20000000"));
+        assert!(!full.nft(true).contains("bypassed4"));
         assert!(!full.suricata_args().join(" ").contains("bypass"));
         // The xtables fallback: the table keeps marks and cuts, the queue moves out.
         assert!(!p.nft(false).contains("queue"));
