@@ -325,7 +325,6 @@ restart_suricata() {
     fi
     rm -f "$LAB/suricata.pid"
     say "pi: Suricata inline on NFQUEUE"; start_suricata
-    wait_until "agent" 100 agent_protected
 }
 
 case ${1:-} in

@@ -1045,6 +1045,36 @@ fn ago(now: u64, t: Option<u64>) -> String {
     }
 }
 
+/// The packet path in one line of `homewarden status`.
+fn path_line(p: &homewarden::firewall::health::PathStatus) -> String {
+    let Some(q) = &p.queue else {
+        return "path: NOT queued to Suricata (nothing inspected)".to_string();
+    };
+    format!(
+        "path: {} queues {}-{} ({}), Suricata holds {}; {} packets queued, {} bypassed in the kernel ({} flows now), {} dropped on a full queue{}",
+        q.backend,
+        q.queues.0,
+        q.queues.1,
+        if q.bypass { "fail-open" } else { "fail-closed" },
+        if p.held.is_empty() {
+            "none".to_string()
+        } else {
+            p.held
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+        q.packets,
+        p.bypassed_packets,
+        p.bypassed_flows,
+        p.queue_full_drops,
+        p.suricata_verdicts
+            .map(|(a, d)| format!("; Suricata passed {a}, dropped {d}"))
+            .unwrap_or_default()
+    )
+}
+
 fn human_status(s: &Status, now: u64) -> String {
     use std::fmt::Write;
     let mut o = String::new();
@@ -1080,6 +1110,7 @@ fn human_status(s: &Status, now: u64) -> String {
         su.last_added,
         su.last_removed
     );
+    let _ = writeln!(o, "{}", path_line(&s.path));
     let al = &s.alerts;
     let _ = writeln!(
         o,

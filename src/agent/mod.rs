@@ -188,6 +188,10 @@ pub struct Agent {
     applier: Applier,
     status: Status,
     status_tx: watch::Sender<Status>,
+    /// The packet path the config asks for, checked on every health tick.
+    packet_path: crate::firewall::PacketPath,
+    /// Since when (unix seconds) the path has been wrong, and whether the owner was told.
+    path_wrong: Option<(u64, bool)>,
 }
 
 impl Agent {
@@ -293,6 +297,8 @@ impl Agent {
             panel: None,
             triage: Triage::new(cfg.triage()),
             intake: Arc::new(Counters::default()),
+            packet_path: crate::firewall::PacketPath::from_config(&cfg, None),
+            path_wrong: None,
             cfg,
             store,
             sources,

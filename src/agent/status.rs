@@ -6,6 +6,7 @@ use tokio::time::Instant;
 use crate::alerts::intake::CountersSnapshot;
 use crate::alerts::triage::Incident;
 use crate::config::{Mode, SourceConfig};
+use crate::firewall::health::PathStatus;
 use crate::intel::set::{Dropped, Effective};
 use crate::intel::{unix_now, PullStats};
 use crate::outbox::Stats as OutboxStats;
@@ -113,6 +114,9 @@ pub struct Status {
     /// The self-test of enforcement.
     #[serde(default)]
     pub selftest: selftest::Status,
+    /// The packet path: the queue rule, Suricata on the queues, bypass.
+    #[serde(default)]
+    pub path: PathStatus,
     /// Who writes advice (`cohere command-a-03-2025`, `offline`).
     #[serde(default)]
     pub advisor: String,
@@ -161,6 +165,13 @@ impl Agent {
         if let Some(a) = &self.status.selftest.alarm {
             reasons.push(format!("self-test failed: {a}"));
         }
+        reasons.extend(
+            self.status
+                .path
+                .problems
+                .iter()
+                .map(|p| format!("packet path: {p}")),
+        );
         self.status.sources = self
             .sources
             .iter()

@@ -5,6 +5,7 @@
 //! queue numbers, marks and the fail mode can never disagree.
 
 pub mod conntrack;
+pub mod health;
 mod rules;
 
 use std::io::Write as _;

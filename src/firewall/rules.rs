@@ -102,12 +102,12 @@ impl PacketPath {
                     t,
                     "        {}",
                     m(format!(
-                        "ct mark and {BYPASS_MARK:#x} == {BYPASS_MARK:#x} accept"
+                        "ct mark and {BYPASS_MARK:#x} == {BYPASS_MARK:#x} counter accept"
                     ))
                 );
             }
             if native_queue {
-                let _ = writeln!(t, "        {}", m(self.nft_queue()));
+                let _ = writeln!(t, "        {}", m(format!("counter {}", self.nft_queue())));
             }
             let _ = writeln!(t, "    }}");
             if self.flow_bypass {
@@ -274,8 +274,8 @@ mod tests {
             rest,
             [
                 "ct mark and 0x40000000 == 0x40000000 drop",
-                "ct mark and 0x20000000 == 0x20000000 accept",
-                "queue num 0-1 fanout,bypass",
+                "ct mark and 0x20000000 == 0x20000000 counter accept",
+                "counter queue num 0-1 fanout,bypass",
             ]
         );
         assert_eq!(forward[1], rest[0]);

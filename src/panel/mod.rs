@@ -38,7 +38,10 @@ pub enum Input {
 /// The panel's view of the agent's status.
 pub fn condition(s: &Status, now: i64) -> Condition {
     Condition {
-        protected: s.suricata.reachable && s.suricata.last_error.is_none() && s.mode == "ips",
+        protected: s.suricata.reachable
+            && s.suricata.last_error.is_none()
+            && s.mode == "ips"
+            && s.path.problems.is_empty(),
         intel_stale: s.intel_stale,
         suricata_down: !s.suricata.reachable,
         // Actions that failed three times or more: a responder (MISP, mail) is out of reach.

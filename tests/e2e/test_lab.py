@@ -569,6 +569,45 @@ def test_queries_to_the_pis_own_resolver_are_inspected_too(lab, tmp_path):
         shutil.rmtree(top, ignore_errors=True)
 
 
+def test_status_tells_the_truth_about_the_packet_path(lab):
+    """Not just Suricata's socket: the queue rule, its fail mode and Suricata
+    on every queue. A path gone wrong is degraded on status and the panel,
+    one mail after a grace period, and one more when it is right again."""
+    import email
+    import json
+    maildir = lab.dir / "mail"
+
+    def path_mails(word):
+        return [p for p in maildir.glob("*.eml")
+                if word in email.message_from_bytes(p.read_bytes())["Subject"]]
+
+    def panel():
+        return json.loads((lab.dir / "panel.json").read_text())
+
+    st = lab.status()
+    assert st["state"] == "protected", st["reasons"]
+    q = st["path"]["queue"]
+    assert q["bypass"] and st["path"]["held"] == list(range(q["queues"][0], q["queues"][1] + 1)), st["path"]
+    firewall = [BIN, "--config", str(lab.config), "firewall"]
+    down_at = time.monotonic()
+    assert lab.ns("pi", *firewall, "down").returncode == 0
+    try:
+        assert wait_for(lambda: any("not queued to Suricata" in r for r in lab.status()["reasons"]), 7), \
+            lab.status()["reasons"]
+        assert lab.status()["state"] == "degraded"
+        assert wait_for(lambda: panel()["green"]["kind"] == "off", 5), panel()
+        assert "path: NOT queued" in lab.agent("status").stdout
+        assert wait_for(lambda: len(path_mails("Packet path degraded")) == 1, 30)
+        assert time.monotonic() - down_at >= 14, "mailed before the grace period"
+    finally:
+        r = lab.ns("pi", *firewall, "up", "--suricata-env", str(lab.dir / "suricata.env"))
+        assert r.returncode == 0, r.stderr
+    assert wait_for(lambda: lab.status()["state"] == "protected", 7), lab.status()["reasons"]
+    assert wait_for(lambda: len(path_mails("Packet path restored")) == 1, 15)
+    assert len(path_mails("Packet path degraded")) == 1
+    assert wait_for(lambda: panel()["green"]["kind"] == "on", 5), panel()
+
+
 FLOOD = """
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -609,6 +648,9 @@ def test_a_full_queue_passes_everything_when_open_and_nothing_when_closed(lab):
     assert wait_for(lambda: not lab.http_ok(C2), 10)
 
     switch("closed")
+    # The config still says open: the agent says the kernel disagrees.
+    assert wait_for(lambda: any("fail-closed but enforcement.fail is fail-open" in r
+                                for r in lab.status()["reasons"]), 10), lab.status()["reasons"]
     try:
         stalled_and_flooded()
         assert not lab.http_ok(BENIGN)
@@ -618,6 +660,7 @@ def test_a_full_queue_passes_everything_when_open_and_nothing_when_closed(lab):
     assert wait_for(lambda: lab.http_ok(BENIGN), 10)
     assert not lab.http_ok(C2)
     switch("open")
+    assert wait_for(lambda: lab.status()["state"] == "protected", 20), lab.status()["reasons"]
 
 
 def test_suricata_down_fails_open_or_closed_as_configured(lab):
