@@ -210,6 +210,50 @@ pub struct Network {
     /// The Wi-Fi access point of the `ap` placement (its passphrase is the
     /// secret `HOMEWARDEN_WIFI_PASSPHRASE`).
     pub ap: AccessPoint,
+    /// Addresses on the devices' side that may reach the Pi's SSH. Default:
+    /// none where the devices have a network of their own (ap, two-interface
+    /// gateway: the owner comes from the uplink side), anyone where they share
+    /// the owner's (bridge, one-armed gateway).
+    pub ssh_from: Option<Vec<IpNet>>,
+    /// Ports of the Pi the devices may reach besides DHCP and DNS, where they
+    /// have a network of their own (`tcp/8123`, `udp/5353`).
+    pub lan_open: Vec<OpenPort>,
+}
+
+/// A port of the Pi opened to the devices' side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenPort {
+    /// `tcp` or `udp`.
+    pub udp: bool,
+    /// The port.
+    pub port: u16,
+}
+
+impl std::fmt::Display for OpenPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", if self.udp { "udp" } else { "tcp" }, self.port)
+    }
+}
+
+impl<'de> Deserialize<'de> for OpenPort {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<OpenPort, D::Error> {
+        let t = String::deserialize(d)?;
+        let bad = || {
+            serde::de::Error::custom(format!(
+                "{t:?} is not a port: write tcp/PORT or udp/PORT (e.g. \"tcp/8123\")"
+            ))
+        };
+        let (proto, port) = t.split_once('/').ok_or_else(bad)?;
+        let udp = match proto {
+            "tcp" => false,
+            "udp" => true,
+            _ => return Err(bad()),
+        };
+        match port.parse::<u16>() {
+            Ok(port) if port > 0 => Ok(OpenPort { udp, port }),
+            _ => Err(bad()),
+        }
+    }
 }
 
 impl Default for Network {
@@ -224,6 +268,8 @@ impl Default for Network {
             lan_address: Ipv4Net::new(Ipv4Addr::new(192, 168, 73, 1), 24)
                 .expect("a /24 is a valid prefix"),
             ap: AccessPoint::default(),
+            ssh_from: None,
+            lan_open: Vec::new(),
         }
     }
 }
@@ -1166,6 +1212,32 @@ sources:
         for bad in ["Closed", "close", "yes", "true", "\"\""] {
             let e = error_of(&format!("enforcement: {{ fail: {bad} }}"));
             assert!(e.contains("enforcement.fail"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn ports_opened_to_the_devices_are_tcp_or_udp_with_a_number() {
+        let c = parse("network: { lan_open: [tcp/8123, udp/5353], ssh_from: [192.168.73.10/32] }")
+            .unwrap();
+        assert_eq!(
+            c.network.lan_open,
+            [
+                OpenPort {
+                    udp: false,
+                    port: 8123
+                },
+                OpenPort {
+                    udp: true,
+                    port: 5353
+                }
+            ]
+        );
+        assert_eq!(c.network.lan_open[1].to_string(), "udp/5353");
+        assert_eq!(c.network.ssh_from.unwrap().len(), 1);
+        assert_eq!(parse("").unwrap().network.ssh_from, None);
+        for bad in ["tcp/0", "sctp/9", "8123", "tcp/70000", "tcp/x"] {
+            let e = error_of(&format!("network: {{ lan_open: [\"{bad}\"] }}"));
+            assert!(e.contains("network.lan_open") && e.contains(bad), "{e}");
         }
     }
 

@@ -35,6 +35,8 @@ pub struct PathStatus {
     pub bypassed_flows: usize,
     /// Packets the kernel could not queue (queue full), all queues.
     pub queue_full_drops: u64,
+    /// `bridge` placement: br_netfilter hands bridged packets to the queue.
+    pub bridge_inspected: Option<bool>,
     /// Packets Suricata passed and dropped (`ips.accepted`, `ips.blocked`), since it started.
     pub suricata_verdicts: Option<(u64, u64)>,
     /// What is wrong with the path; empty when it is as configured.
@@ -72,6 +74,9 @@ pub async fn inspect(expected: &PacketPath) -> PathStatus {
             st.bypassed_flows = list.lines().count();
         }
     }
+    if expected.devices.bridge.is_some() {
+        st.bridge_inspected = Some(super::bridge_inspected());
+    }
     st.problems = problems(expected, &st);
     st
 }
@@ -89,6 +94,12 @@ pub fn problems(expected: &PacketPath, st: &PathStatus) -> Vec<String> {
         ];
     };
     let mut out = Vec::new();
+    if st.bridge_inspected == Some(false) {
+        out.push(
+            "br_netfilter is off: bridged traffic would pass uninspected, so the bridge forwards nothing (restart homewarden-network)"
+                .to_string(),
+        );
+    }
     let has = if q.bypass {
         FailMode::Open
     } else {
@@ -243,6 +254,7 @@ mod tests {
             fail,
             flow_bypass: true,
             action: Action::Drop,
+            devices: Default::default(),
         }
     }
 

@@ -9,10 +9,13 @@ pub mod health;
 mod rules;
 
 use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
+
+use ipnet::IpNet;
 use std::process::{Command, Stdio};
 
-use crate::config::{Action, Config, FailMode};
+use crate::config::{Action, Config, FailMode, Network, OpenPort, Placement};
 use crate::fsutil;
 
 /// Our nftables table (inet: IPv4 and IPv6 alike).
@@ -43,6 +46,59 @@ pub struct PacketPath {
     pub flow_bypass: bool,
     /// How a cut flow ends (drop, or a reset / ICMP error).
     pub action: Action,
+    /// The Pi's own protection from the devices' side.
+    pub devices: DeviceSide,
+}
+
+/// What the devices may reach of the Pi, and what their traffic may not
+/// slip past, from the placement.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeviceSide {
+    /// The interface the devices' traffic reaches the Pi on (the bridge in `bridge`).
+    pub lan: String,
+    /// The Pi's address on a network of the devices' own (ap, two-interface
+    /// gateway): input from it is DHCP, DNS and the opened ports only, and
+    /// DNS to other resolvers is answered by the Pi. `None` where the devices
+    /// share the owner's network (bridge, one-armed gateway).
+    pub own_network: Option<Ipv4Addr>,
+    /// Who on the devices' side may reach SSH; `None`: anyone.
+    pub ssh_from: Option<Vec<IpNet>>,
+    /// Ports of the Pi opened to the devices.
+    pub open: Vec<OpenPort>,
+    /// The upstream resolvers, the only ones DNS over TLS may go to.
+    pub dot_to: Vec<IpAddr>,
+    /// `bridge` placement: whether br_netfilter hands bridged packets to the
+    /// forward hook (and so the queue); without it the bridge must not forward.
+    pub bridge: Option<bool>,
+}
+
+impl DeviceSide {
+    /// The device side the network config describes; a bridge's br_netfilter
+    /// state is read when the rules go in.
+    pub fn from_config(n: &Network) -> DeviceSide {
+        let own = n.routes_own_subnet().then(|| n.lan_address.addr());
+        let bridge = n.placement == Placement::Bridge;
+        DeviceSide {
+            lan: if bridge {
+                crate::placement::BRIDGE.to_string()
+            } else {
+                n.lan().to_string()
+            },
+            own_network: own,
+            ssh_from: n.ssh_from.clone().or_else(|| own.map(|_| Vec::new())),
+            open: n.lan_open.clone(),
+            dot_to: n.dns.clone(),
+            bridge: bridge.then_some(false),
+        }
+    }
+}
+
+/// Whether br_netfilter hands bridged IPv4 and IPv6 to the forward hook.
+pub fn bridge_inspected() -> bool {
+    ["iptables", "ip6tables"].iter().all(|t| {
+        std::fs::read_to_string(format!("/proc/sys/net/bridge/bridge-nf-call-{t}"))
+            .is_ok_and(|v| v.trim() == "1")
+    })
 }
 
 /// How the kernel queues packets.
@@ -88,6 +144,7 @@ impl PacketPath {
             fail: fail.unwrap_or(cfg.enforcement.fail),
             flow_bypass: cfg.suricata.flow_bypass,
             action: cfg.enforcement.action,
+            devices: DeviceSide::from_config(&cfg.network),
         }
     }
 
@@ -103,6 +160,14 @@ impl PacketPath {
     /// Installs the path: replaces our table (and xtables chain) and writes
     /// Suricata's arguments to `env` (restart Suricata for queue or fail changes).
     pub fn up(&self, env: &Path) -> Result<Backend, FirewallError> {
+        let mut path = self.clone();
+        if path.devices.bridge.is_some() {
+            path.devices.bridge = Some(bridge_inspected());
+        }
+        path.install(env)
+    }
+
+    fn install(&self, env: &Path) -> Result<Backend, FirewallError> {
         down_xtables();
         let backend = match nft(&self.nft(true)) {
             Ok(()) => Backend::Nft,
@@ -137,7 +202,7 @@ impl PacketPath {
 /// Removes our table and chains: forwarded traffic is no longer inspected.
 pub fn down() {
     let _ = nft(&format!(
-        "table inet {TABLE} {{}}\ndelete table inet {TABLE}\n"
+        "table inet {TABLE} {{}}\ndelete table inet {TABLE}\ntable bridge {TABLE} {{}}\ndelete table bridge {TABLE}\n"
     ));
     down_xtables();
 }
@@ -177,6 +242,7 @@ pub fn show() -> String {
             .unwrap_or_default()
     };
     out.push_str(&capture("nft", &["list", "table", "inet", TABLE]));
+    out.push_str(&capture("nft", &["list", "table", "bridge", TABLE]));
     for tool in ["iptables-nft", "ip6tables-nft"] {
         out.push_str(&capture(tool, &["-S", XT_CHAIN]));
     }

@@ -3,6 +3,12 @@
 
 use std::fmt::Write as _;
 
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+#[cfg(test)]
+use super::DeviceSide;
 use super::{PacketPath, BYPASS_MARK, CUT_MARK, TABLE, XT_CHAIN};
 use crate::config::{Action, FailMode};
 
@@ -81,6 +87,11 @@ impl PacketPath {
                 for rule in end(&cut, self.action == Action::Reject) {
                     let _ = writeln!(t, "        {rule}");
                 }
+                for rule in self.dot_rules() {
+                    for rule in end(&rule, true) {
+                        let _ = writeln!(t, "        {rule}");
+                    }
+                }
             }
             if self.flow_bypass {
                 // Suricata 7 remembers a bypassed flow for 100 s and would take
@@ -109,6 +120,11 @@ impl PacketPath {
             if native_queue {
                 let _ = writeln!(t, "        {}", m(format!("counter {}", self.nft_queue())));
             }
+            if hook == "input" {
+                for rule in self.input_rules() {
+                    let _ = writeln!(t, "        {rule}");
+                }
+            }
             let _ = writeln!(t, "    }}");
             if self.flow_bypass {
                 // Suricata's verdict marks the packet of a flow it bypasses; the
@@ -127,7 +143,114 @@ impl PacketPath {
                 );
             }
         }
+        t.push_str(&self.device_sets_and_redirect());
         let _ = writeln!(t, "}}");
+        // The bridge family sees frames before br_netfilter: tagged ones it
+        // would not hand to the queue, and everything when it is missing.
+        let _ = writeln!(t, "table bridge {TABLE} {{}}\ndelete table bridge {TABLE}");
+        if let Some(inspected) = self.devices.bridge {
+            let _ = writeln!(
+                t,
+                "table bridge {TABLE} {{\n    chain forward {{\n        type filter hook forward priority filter; policy accept;\n        \
+                 ether type {{ 0x8100, 0x88a8, 0x8863, 0x8864 }} drop"
+            );
+            if !inspected {
+                let _ = writeln!(t, "        drop");
+            }
+            let _ = writeln!(t, "    }}\n}}");
+        }
+        t
+    }
+
+    /// DNS over TLS (and QUIC) to anything but the upstream resolvers: a
+    /// device would resolve names the Pi never sees.
+    fn dot_rules(&self) -> Vec<String> {
+        ["ip", "ip6"]
+            .iter()
+            .map(|ip| format!("meta l4proto {{ tcp, udp }} th dport 853 {ip} daddr != @dot_{ip}"))
+            .collect()
+    }
+
+    /// Input from the devices' side: on a network of their own, DHCP, DNS
+    /// (queued above), ICMP, SSH from `ssh_from` and the opened ports; on a
+    /// shared one, SSH only from `ssh_from` when it is set.
+    fn input_rules(&self) -> Vec<String> {
+        let d = &self.devices;
+        let lan = format!("iifname \"{}\"", d.lan);
+        let mut r = Vec::new();
+        if d.own_network.is_some() {
+            r.push(format!("{lan} ct state established,related accept"));
+            r.push(format!("{lan} meta l4proto {{ icmp, ipv6-icmp }} accept"));
+            r.push(format!("{lan} udp dport 67 accept"));
+            r.push(format!(
+                "{lan} meta l4proto {{ tcp, udp }} th dport 53 accept"
+            ));
+            for ip in ["ip", "ip6"] {
+                r.push(format!("{lan} tcp dport 22 {ip} saddr @ssh_{ip} accept"));
+            }
+            for p in &d.open {
+                r.push(format!(
+                    "{lan} {} dport {} accept",
+                    if p.udp { "udp" } else { "tcp" },
+                    p.port
+                ));
+            }
+            r.push(format!("{lan} drop"));
+        } else if d.ssh_from.is_some() {
+            for ip in ["ip", "ip6"] {
+                r.push(format!(
+                    "{lan} tcp dport 22 meta nfproto {} {ip} saddr != @ssh_{ip} drop",
+                    if ip == "ip" { "ipv4" } else { "ipv6" }
+                ));
+            }
+        }
+        r
+    }
+
+    /// The address sets the rules name, and the DNS redirect of a network of
+    /// the devices' own.
+    fn device_sets_and_redirect(&self) -> String {
+        let d = &self.devices;
+        let mut t = String::new();
+        let elements = |v: Vec<String>| {
+            if v.is_empty() {
+                String::new()
+            } else {
+                format!("\n        elements = {{ {} }}", v.join(", "))
+            }
+        };
+        for (ip, kind) in [("ip", "ipv4_addr"), ("ip6", "ipv6_addr")] {
+            let v4 = ip == "ip";
+            let dot: Vec<String> = d
+                .dot_to
+                .iter()
+                .filter(|a| a.is_ipv4() == v4)
+                .map(IpAddr::to_string)
+                .collect();
+            let ssh: Vec<String> = d
+                .ssh_from
+                .iter()
+                .flatten()
+                .filter(|n| matches!(n, IpNet::V4(_)) == v4)
+                .map(IpNet::to_string)
+                .collect();
+            let _ = writeln!(
+                t,
+                "    set dot_{ip} {{\n        type {kind}{}\n    }}\n    set ssh_{ip} {{\n        type {kind}\n        flags interval{}\n    }}",
+                elements(dot),
+                elements(ssh)
+            );
+        }
+        if let Some(addr) = d.own_network {
+            // Devices that ask another resolver get the Pi's answer: the query
+            // goes through the input queue like any other.
+            let _ = writeln!(
+                t,
+                "    chain dns_redirect {{\n        type nat hook prerouting priority dstnat; policy accept;\n        \
+                 iifname \"{}\" meta nfproto ipv4 ip daddr != {addr} meta l4proto {{ tcp, udp }} th dport 53 redirect to :53\n    }}",
+                d.lan
+            );
+        }
         t
     }
 
@@ -204,6 +327,7 @@ mod tests {
             fail,
             flow_bypass,
             action: Action::Drop,
+            devices: DeviceSide::default(),
         }
     }
 
@@ -244,16 +368,9 @@ mod tests {
     fn bypassed_flows_skip_the_queue_and_cut_ones_stop() {
         let p = path(2, FailMode::Open, true);
         let t = p.nft(true);
-        let forward: Vec<&str> = t
-            .split("chain forward {")
-            .nth(1)
-            .unwrap()
-            .split('}')
-            .next()
-            .unwrap()
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
+        let forward: Vec<&str> = chain(&t, "forward")
+            .into_iter()
+            .filter(|l| !l.contains("dport 853"))
             .collect();
         // Order matters: cut, then refusing a reused bypassed flow's ports,
         // then bypass, then the queue.
@@ -265,7 +382,7 @@ mod tests {
         assert_eq!(reused.len(), 8, "{forward:?}");
         assert!(reused[0].ends_with("@bypassed4 meta l4proto tcp reject with tcp reset"));
         assert!(reused.iter().any(|l| l.contains("ip6 daddr . ip6 saddr")));
-        let rest: Vec<&str> = forward[1..]
+        let rest: Vec<&str> = forward
             .iter()
             .copied()
             .filter(|l| !l.starts_with("ct state new "))
@@ -278,7 +395,7 @@ mod tests {
                 "counter queue num 0-1 fanout,bypass",
             ]
         );
-        assert_eq!(forward[1], rest[0]);
+        assert_eq!(forward[0], rest[0]);
         assert_eq!(forward[forward.len() - 2], rest[1]);
         assert!(t.contains("timeout 105s"));
         assert!(t.contains("ct mark and 0x20000000 == 0 meta l4proto { tcp, udp } meta nfproto ipv4 add @bypassed4"));
@@ -300,6 +417,113 @@ mod tests {
         assert!(!full.suricata_args().join(" ").contains("bypass"));
         // The xtables fallback: the table keeps marks and cuts, the queue moves out.
         assert!(!p.nft(false).contains("queue"));
+    }
+
+    fn devices(yaml: &str) -> PacketPath {
+        let cfg = crate::config::Config::parse(yaml, std::path::Path::new("/x.yaml")).unwrap();
+        PacketPath {
+            devices: DeviceSide::from_config(&cfg.network),
+            ..path(1, FailMode::Open, true)
+        }
+    }
+
+    fn chain<'a>(t: &'a str, name: &str) -> Vec<&'a str> {
+        t.split(&format!("chain {name} {{"))
+            .nth(1)
+            .map(|c| c.split("\n    }").next().unwrap_or(""))
+            .unwrap_or("")
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("type "))
+            .collect()
+    }
+
+    #[test]
+    fn devices_with_a_network_of_their_own_reach_only_dhcp_dns_and_what_is_opened() {
+        let p = devices(
+            "network: { placement: ap, lan: wlan0, lan_open: [tcp/8123], dns: [192.0.2.53] }",
+        );
+        let t = p.nft(true);
+        let input = chain(&t, "input");
+        let own: Vec<&str> = input
+            .iter()
+            .copied()
+            .filter(|l| l.starts_with("iifname \"wlan0\""))
+            .collect();
+        assert_eq!(
+            own,
+            [
+                "iifname \"wlan0\" ct state established,related accept",
+                "iifname \"wlan0\" meta l4proto { icmp, ipv6-icmp } accept",
+                "iifname \"wlan0\" udp dport 67 accept",
+                "iifname \"wlan0\" meta l4proto { tcp, udp } th dport 53 accept",
+                "iifname \"wlan0\" tcp dport 22 ip saddr @ssh_ip accept",
+                "iifname \"wlan0\" tcp dport 22 ip6 saddr @ssh_ip6 accept",
+                "iifname \"wlan0\" tcp dport 8123 accept",
+                "iifname \"wlan0\" drop",
+            ]
+        );
+        // The DNS queue comes first: queries to the Pi are inspected before they are accepted.
+        assert!(input[..input.len() - own.len()]
+            .iter()
+            .all(|l| l.starts_with("iifname != \"lo\"")));
+        assert!(t.contains("set ssh_ip {\n        type ipv4_addr\n        flags interval\n    }"));
+        assert!(t.contains(
+            "ip daddr != 192.168.73.1 meta l4proto { tcp, udp } th dport 53 redirect to :53"
+        ));
+        assert!(
+            t.contains("set dot_ip {\n        type ipv4_addr\n        elements = { 192.0.2.53 }")
+        );
+        let forward = chain(&t, "forward");
+        assert!(forward[0].starts_with("ct mark and 0x40000000"));
+        assert!(
+            forward[1].starts_with("meta l4proto { tcp, udp } th dport 853 ip daddr != @dot_ip")
+        );
+        assert!(!t.contains("table bridge homewarden {\n"));
+    }
+
+    #[test]
+    fn devices_sharing_the_owners_network_keep_ssh_unless_restricted() {
+        let shared = devices("network: { placement: gateway, uplink: eth0, lan: eth0 }").nft(true);
+        assert!(!shared.contains("iifname \"eth0\""), "{shared}");
+        assert!(!shared.contains("redirect"));
+        let restricted = devices(
+            "network: { placement: gateway, uplink: eth0, lan: eth0, ssh_from: [192.168.1.10/32, 2001:db8::/64] }",
+        )
+        .nft(true);
+        let input = chain(&restricted, "input");
+        assert_eq!(
+            input[input.len() - 2..],
+            [
+                "iifname \"eth0\" tcp dport 22 meta nfproto ipv4 ip saddr != @ssh_ip drop",
+                "iifname \"eth0\" tcp dport 22 meta nfproto ipv6 ip6 saddr != @ssh_ip6 drop",
+            ]
+        );
+        assert!(restricted.contains("elements = { 192.168.1.10/32 }"));
+        assert!(restricted.contains("elements = { 2001:db8::/64 }"));
+    }
+
+    #[test]
+    fn a_bridge_drops_tagged_frames_and_forwards_nothing_without_br_netfilter() {
+        let mut p = devices("network: { placement: bridge, uplink: eth0, lan: eth1 }");
+        assert_eq!(p.devices.lan, "hwbr0");
+        p.devices.bridge = Some(true);
+        let t = p.nft(true);
+        let bridge = chain(
+            &t[t.find("table bridge homewarden {\n").unwrap()..],
+            "forward",
+        );
+        assert_eq!(
+            bridge,
+            ["ether type { 0x8100, 0x88a8, 0x8863, 0x8864 } drop"]
+        );
+        p.devices.bridge = Some(false);
+        let t = p.nft(true);
+        let bridge = chain(
+            &t[t.find("table bridge homewarden {\n").unwrap()..],
+            "forward",
+        );
+        assert_eq!(bridge.last(), Some(&"drop"));
     }
 
     #[test]

@@ -208,6 +208,58 @@ def test_gateway_serves_dhcp_and_dns_and_nats_the_devices(net):
     assert seen_by_server() == UPLINK_PI
 
 
+def test_the_pi_answers_its_devices_only_dhcp_dns_and_what_is_opened(net):
+    """On a network of the devices' own, the Pi is closed to them but for
+    DHCP, DNS (asked of any resolver, answered by the Pi) and the ports the
+    owner opens; DNS over TLS goes to the configured upstream only."""
+    import socket
+    net.apply(GATEWAY.rstrip().rstrip("}") + f", lan_open: [tcp/8123], dns: [{DNS_UP}] }}\n")
+    uplink_side(net)
+    lan = networkd(net.root, "10-homewarden-lan.network")
+    ns("hwpl-pi", "ip", "addr", "add", lan["Address"], "dev", "lan0")
+    resolv = net.root / "run/systemd/resolve/resolv.conf"
+    resolv.parent.mkdir(parents=True)
+    resolv.write_text(f"nameserver {DNS_UP}\n")
+    cmd = [a.replace("/run/homewarden/", f"{net.root}/run/homewarden/") for a in exec_start("homewarden-dhcp.service")]
+    net.spawn("dnsmasq", "hwpl-pi", *cmd)
+    ns("hwpl-pi", "nft", "-f", str(net.root / "run/homewarden/network.nft"))
+    # The Pi's SSH and another service, and a DNS-over-TLS port upstream and elsewhere.
+    listen = ("import socket,sys,threading\n"
+              "def serve(a,p):\n"
+              " s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind((a,p));s.listen()\n"
+              " while True:\n  c,_=s.accept();c.sendall(b'hi');c.close()\n"
+              "for a,p in [x.split(':') for x in sys.argv[1:]]:\n"
+              " threading.Thread(target=serve,args=(a,int(p))).start()\n")
+    net.spawn("pi-services", "hwpl-pi", sys.executable, "-c", listen, "192.168.73.1:22", "192.168.73.1:8123",
+              "192.168.73.1:8124")
+    net.spawn("dot", "hwpl-up", sys.executable, "-c", listen, f"{DNS_UP}:853", f"{UP_HOST}:853")
+    assert wait_for(lambda: ":853" in ns("hwpl-up", "ss", "-ltn", check=False).stdout, 10)
+
+    ns("hwpl-pi", BIN, "--config", str(net.config), "firewall", "up",
+       "--suricata-env", str(net.root / "suricata.env"))
+    lease = dhcp_lease(net)
+    assert lease["ip"].startswith("192.168.73."), lease
+
+    def reach(addr, port):
+        r = ns("hwpl-dev", sys.executable, "-c",
+               f"import socket;s=socket.create_connection(({addr!r},{port}),timeout=1.5);print(s.recv(8))",
+               check=False)
+        return r.returncode == 0
+
+    assert wait_for(lambda: query("192.168.73.1", "www.lab-good.test"), 10), net.log("dnsmasq")
+    assert reach("192.168.73.1", 8123)
+    assert not reach("192.168.73.1", 22), "SSH from the devices' side is off by default"
+    assert not reach("192.168.73.1", 8124)
+    # A resolver that does not exist answers: the Pi took the query.
+    assert query("203.0.113.99", "www.lab-good.test")
+    assert reach(DNS_UP, 853) and not reach(UP_HOST, 853)
+    assert seen_by_server() == UPLINK_PI, "forwarding itself is untouched"
+    # Without the firewall the Pi is open, and the made-up resolver silent.
+    ns("hwpl-pi", BIN, "--config", str(net.config), "firewall", "down")
+    assert reach("192.168.73.1", 22)
+    assert not query("203.0.113.99", "www.lab-good.test")
+
+
 def test_one_armed_gateway_masquerades_the_hairpin(net):
     """Devices on the uplink's own link that use the Pi as their router."""
     net.apply("network: { placement: gateway, uplink: up0, lan: up0 }\n")
@@ -257,21 +309,55 @@ def test_bridge_sends_bridged_traffic_through_the_firewall_queue(net):
     assert wait_for(ping, 10)
     # Fail-closed with no Suricata on the queue: bridged traffic stops, so it
     # goes through the queue like routed traffic does.
-    firewall = [BIN, "--config", "/dev/null", "firewall"]
-    up = [*firewall, "up", "--fail", "closed", "--suricata-env", str(net.root / "suricata.env")]
-    ns("hwpl-pi", *up)
+    firewall = [BIN, "--config", str(net.config), "firewall"]
+    env = ["--suricata-env", str(net.root / "suricata.env")]
+    ns("hwpl-pi", *firewall, "up", "--fail", "closed", *env)
     try:
         assert not ping()
     finally:
         ns("hwpl-pi", *firewall, "down")
     assert ping()
-    # Without br_netfilter's hand-over the bridge would bypass the queue.
-    ns("hwpl-pi", "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=0")
-    ns("hwpl-pi", *up)
+    # VLAN-tagged frames would cross the bridge without reaching the queue:
+    # the firewall drops them, untagged traffic still passes (fail-open here).
+    def crosses(ethertype, tag=b""):
+        """True if a raw frame of this ethertype sent by the device arrives on the uplink side."""
+        marker = f"homewarden-probe-{ethertype:04x}".encode()
+        sniff = subprocess.Popen(
+            ["ip", "netns", "exec", "hwpl-up", sys.executable, "-c",
+             "import socket,sys,time\n"
+             "s=socket.socket(socket.AF_PACKET,socket.SOCK_RAW,socket.htons(3));s.bind(('wan0',0));s.settimeout(0.2)\n"
+             "end=time.time()+2\n"
+             "while time.time()<end:\n"
+             " try:\n  d=s.recv(2048)\n except socket.timeout:\n  continue\n"
+             f" if {marker!r} in d: print('seen'); break\n"],
+            stdout=subprocess.PIPE, text=True)
+        time.sleep(0.3)
+        frame = b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x09" + ethertype.to_bytes(2, "big") + tag + marker
+        ns("hwpl-dev", sys.executable, "-c",
+           "import socket,sys\n"
+           "s=socket.socket(socket.AF_PACKET,socket.SOCK_RAW);s.bind(('dev0',0))\n"
+           f"[s.send({frame!r}) for _ in range(5)]\n")
+        return sniff.communicate(timeout=10)[0].strip() == "seen"
+
+    vlan7 = b"\x00\x07\x08\x00"  # VLAN 7, carrying IPv4
+    tagged = [(0x8100, vlan7), (0x88a8, vlan7), (0x8864, b"\x11\x00\x00\x01\x00\x10")]
+    assert all(crosses(t, tag) for t, tag in tagged)
+    ns("hwpl-pi", *firewall, "up", *env)
     try:
+        assert not any(crosses(t, tag) for t, tag in tagged)
         assert ping()
     finally:
         ns("hwpl-pi", *firewall, "down")
+    # Without br_netfilter's hand-over the bridge would bypass the queue: the
+    # firewall then lets it forward nothing at all, and the agent says why.
+    ns("hwpl-pi", "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=0")
+    ns("hwpl-pi", *firewall, "up", *env)
+    try:
+        assert not ping()
+        assert "drop" in ns("hwpl-pi", "nft", "list", "table", "bridge", "homewarden").stdout
+    finally:
+        ns("hwpl-pi", *firewall, "down")
+    assert ping()
     # The rendered NAT file of a bridge only removes the table.
     ns("hwpl-pi", "nft", "-f", str(net.root / "run/homewarden/network.nft"))
     assert ns("hwpl-pi", "nft", "list", "table", "ip", "homewarden_nat", check=False).returncode != 0
