@@ -114,16 +114,22 @@ fn suricata_available() -> bool {
     found
 }
 
+/// Suricata with Debian's config and a rendering's rules, logging into `log`.
+fn suricata(rules_dir: &Path, log: &Path, args: &[&std::ffi::OsStr]) -> std::process::Output {
+    Command::new("suricata")
+        .args(args)
+        .args(["-c", "/etc/suricata/suricata.yaml", "--set"])
+        .arg(format!("default-rule-path={}", rules_dir.display()))
+        .args(["--set", "rule-files.0=homewarden.rules", "-l"])
+        .arg(log)
+        .output()
+        .unwrap()
+}
+
 /// Runs `suricata -T` on a rendering and returns the number of rules loaded.
 fn suricata_test(rules_dir: &Path) -> usize {
     let log = tempfile::tempdir().unwrap();
-    let o = Command::new("suricata")
-        .args(["-T", "-v", "-c", "/etc/suricata/suricata.yaml", "--set"])
-        .arg(format!("default-rule-path={}", rules_dir.display()))
-        .args(["--set", "rule-files.0=homewarden.rules", "-l"])
-        .arg(log.path())
-        .output()
-        .unwrap();
+    let o = suricata(rules_dir, log.path(), &["-T".as_ref(), "-v".as_ref()]);
     let all = format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),
@@ -249,15 +255,16 @@ fn replay(rules_dir: &Path, pcap: &[u8]) -> BTreeMap<u16, Vec<u64>> {
     let log = tempfile::tempdir().unwrap();
     let file = log.path().join("events.pcap");
     std::fs::write(&file, pcap).unwrap();
-    let o = Command::new("suricata")
-        .args(["-r"])
-        .arg(&file)
-        .args(["-k", "none", "-c", "/etc/suricata/suricata.yaml", "--set"])
-        .arg(format!("default-rule-path={}", rules_dir.display()))
-        .args(["--set", "rule-files.0=homewarden.rules", "-l"])
-        .arg(log.path())
-        .output()
-        .unwrap();
+    let o = suricata(
+        rules_dir,
+        log.path(),
+        &[
+            "-r".as_ref(),
+            file.as_os_str(),
+            "-k".as_ref(),
+            "none".as_ref(),
+        ],
+    );
     assert!(
         o.status.success(),
         "suricata -r failed:\n{}",
