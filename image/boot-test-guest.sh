@@ -58,10 +58,12 @@ say "protected-after ${up}s"
 say "units homewarden=$(systemctl is-active homewarden.service) suricata=$(systemctl is-active suricata.service) homewarden-firewall=$(systemctl is-active homewarden-firewall.service)"
 say "state $(homewarden status --json 2>/dev/null | sed -n 's/.*"state": *"\([a-z]*\)".*/\1/p' | head -n 1)"
 homewarden status 2>&1 | sed 's/^/HWTEST status| /'
-if nft list table inet homewarden 2>/dev/null | grep -q 'queue.*num 0.*bypass\|queue to 0 bypass\|queue flags bypass to 0'; then
-    say "inline nftables queue num 0 bypass"
-elif iptables-nft -S HOMEWARDEN 2>/dev/null | grep -q 'NFQUEUE --queue-num 0'; then
-    say "inline iptables-nft NFQUEUE 0"
+# The forward queue statement as the kernel lists it (nft's own wording).
+fwdq=$(nft list chain inet homewarden forward 2>/dev/null | grep -o 'queue .*' | head -n 1)
+if [ -n "$fwdq" ]; then
+    say "inline nftables $fwdq"
+elif iptables-nft -S HOMEWARDEN 2>/dev/null | grep -q 'NFQUEUE'; then
+    say "inline iptables-nft $(iptables-nft -S HOMEWARDEN | grep -o 'NFQUEUE.*')"
 else
     say "inline none"
     nft list ruleset 2>&1 | sed 's/^/HWTEST nft| /'
@@ -77,7 +79,7 @@ p=/run/homewarden/placement
 lanaddr=$(ip -4 -o addr show dev "$(sed -n 's/^lan=//p' "$p" 2>/dev/null)" 2>/dev/null | awk '{print $4}' | head -n 1)
 nat=$(nft list table ip homewarden_nat 2>/dev/null | grep -c masquerade)
 dnsq=no
-nft list chain inet homewarden input 2>/dev/null | grep -q 'dport 53 queue' && dnsq=yes
+nft list chain inet homewarden input 2>/dev/null | grep -q 'dport 53 .*queue' && dnsq=yes
 iptables-nft -S INPUT 2>/dev/null | grep -q 'dport 53 -j HOMEWARDEN' && dnsq=yes
 say "network $(tr '\n' ' ' <"$p" 2>/dev/null)lan-addr=${lanaddr:-none} dhcp=$(systemctl is-active homewarden-dhcp.service) ap=$(systemctl is-active homewarden-ap.service) nat=$nat dns-queued=$dnsq"
 journalctl -b -u homewarden-network.service -u homewarden-dhcp.service --no-pager -o cat 2>&1 | sed 's/^/HWTEST network| /'

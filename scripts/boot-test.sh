@@ -151,8 +151,10 @@ if [ $mode = bad-config ]; then
 fi
 expect 'units homewarden=active suricata=active homewarden-firewall=active' "systemd reports the agent, Suricata and the firewall active"
 expect 'state protected' "homewarden status says protected"
-expect 'inline (nftables queue num 0 bypass|iptables-nft NFQUEUE 0).*' "forwarded traffic is queued to Suricata (NFQUEUE)"
+expect 'inline (nftables queue .*bypass.*|iptables-nft NFQUEUE .*bypass.*)' "forwarded traffic is queued to Suricata (NFQUEUE), fail-open"
 expect 'suricata -q 0 running' "Suricata runs on NFQUEUE 0"
+expect 'status\| path: nftables queues 0-1 \(fail-open\), Suricata holds 0, 1;.*' \
+    "the agent's path check: native nft queue fanned out over both vCPUs, Suricata holding each queue"
 expect 'network placement=gateway uplink=eth0 lan=eth1 lan-addr=192.168.73.1/24 dhcp=active ap=inactive nat=1 dns-queued=yes' \
     "gateway placement rendered: eth1 at 192.168.73.1/24, dnsmasq serving it, NAT to eth0, the devices' DNS queued to Suricata"
 expect 'status\| network: gateway placement, uplink eth0, devices on eth1 \(0 DHCP leases\)' "homewarden status shows the placement"
