@@ -20,7 +20,7 @@ pub const REMEMBERED_SECS: u32 = 105;
 const DNS_IN: &str = "iifname != \"lo\" meta l4proto { tcp, udp } th dport 53";
 
 impl PacketPath {
-    /// The nft `queue` statement, or `None` where the xtables target queues.
+    /// The nft `queue` statement: our queues, fanned out, and `bypass` when fail-open.
     fn nft_queue(&self) -> String {
         let mut flags = Vec::new();
         if self.queues > 1 {
