@@ -488,17 +488,13 @@ pub async fn render_offline(
 /// Cuts the flows whose remote is now listed: Suricata never sees the ones
 /// it bypassed again, so only the kernel can stop them.
 async fn cut_listed(eff: &Effective) {
-    let flows = match conntrack::flows().await {
+    let listed = match conntrack::touching(|a| eff.contains_ip(a)).await {
         Ok(f) => f,
         Err(e) => {
             tracing::warn!("cannot list the kernel's flows (to cut listed ones): {e}");
             return;
         }
     };
-    let listed: Vec<_> = flows
-        .into_iter()
-        .filter(|f| !f.cut && f.touches(|a| eff.contains_ip(a)))
-        .collect();
     if listed.is_empty() {
         return;
     }

@@ -10,12 +10,15 @@
 
 use std::net::IpAddr;
 
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 use super::{first_line, FirewallError, CUT_MARK};
 
-/// Most flows cut in one go: beyond this a list change is a new set, not a
-/// few late additions, and the rest is logged rather than waited for.
+/// Most flows cut in one pass: beyond this a list change is a new set, not
+/// a few late additions, and the rest is logged rather than waited for.
 pub const MAX_CUT: usize = 512;
 
 /// The original direction of one conntrack entry.
@@ -35,16 +38,12 @@ pub struct Flow {
 
 impl Flow {
     /// True if either end is `listed`.
-    pub fn touches(&self, listed: impl Fn(IpAddr) -> bool) -> bool {
+    pub fn touches(&self, listed: &impl Fn(IpAddr) -> bool) -> bool {
         listed(self.src) || listed(self.dst)
     }
 }
 
-/// Reads `conntrack -L` output; lines it does not understand are skipped.
-pub fn parse(text: &str) -> Vec<Flow> {
-    text.lines().filter_map(parse_line).collect()
-}
-
+/// One line of `conntrack -L`; `None` for a line it does not understand.
 fn parse_line(line: &str) -> Option<Flow> {
     let mut words = line.split_whitespace();
     let proto = words.next()?.to_string();
@@ -72,12 +71,54 @@ fn parse_line(line: &str) -> Option<Flow> {
     })
 }
 
-/// Every flow the kernel tracks, IPv4 and IPv6.
-pub async fn flows() -> Result<Vec<Flow>, FirewallError> {
+/// The flows the kernel tracks that touch an address `listed` holds, IPv4
+/// and IPv6. The table is read as a stream: a busy Pi tracks hundreds of
+/// thousands of flows, and only the few that matter are kept.
+pub async fn touching(listed: impl Fn(IpAddr) -> bool) -> Result<Vec<Flow>, FirewallError> {
     let mut flows = Vec::new();
+    let mut beyond = 0usize;
     for family in ["ipv4", "ipv6"] {
-        let out = conntrack(&["-L", "-f", family]).await?;
-        flows.extend(parse(&out));
+        let mut child = Command::new("conntrack")
+            .args(["-L", "-f", family])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| FirewallError::Tool {
+                tool: "conntrack".into(),
+                message: e.to_string(),
+            })?;
+        if let Some(out) = child.stdout.take() {
+            let mut lines = BufReader::new(out).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(f) = parse_line(&line).filter(|f| !f.cut && f.touches(&listed)) {
+                    if flows.len() < MAX_CUT {
+                        flows.push(f);
+                    } else {
+                        beyond += 1;
+                    }
+                }
+            }
+        }
+        let out = child
+            .wait_with_output()
+            .await
+            .map_err(|e| FirewallError::Tool {
+                tool: "conntrack".into(),
+                message: e.to_string(),
+            })?;
+        if !out.status.success() {
+            return Err(FirewallError::Tool {
+                tool: "conntrack".into(),
+                message: first_line(&out.stderr),
+            });
+        }
+    }
+    if beyond > 0 {
+        tracing::warn!(
+            cut = MAX_CUT,
+            left = beyond,
+            "more flows to listed addresses than one pass cuts; the rest end by themselves"
+        );
     }
     Ok(flows)
 }
@@ -86,7 +127,7 @@ pub async fn flows() -> Result<Vec<Flow>, FirewallError> {
 pub async fn cut(flows: &[Flow]) -> usize {
     let mark = format!("{CUT_MARK:#x}/{CUT_MARK:#x}");
     let mut n = 0;
-    for f in flows.iter().take(MAX_CUT) {
+    for f in flows {
         let family = if f.src.is_ipv4() { "ipv4" } else { "ipv6" };
         let (src, dst) = (f.src.to_string(), f.dst.to_string());
         let mut args = vec![
@@ -100,13 +141,6 @@ pub async fn cut(flows: &[Flow]) -> usize {
         if conntrack(&args).await.is_ok() {
             n += 1;
         }
-    }
-    if flows.len() > MAX_CUT {
-        tracing::warn!(
-            listed = flows.len(),
-            cut = MAX_CUT,
-            "more flows to listed addresses than one pass cuts; the rest end by themselves"
-        );
     }
     n
 }
@@ -142,7 +176,7 @@ udp      17 29 src=198.18.1.2 dst=203.0.113.53 sport=5353 dport=53 [UNREPLIED] s
 icmp     1 29 src=2001:db8::2 dst=2001:db8::1 type=8 code=0 id=7 src=2001:db8::1 dst=2001:db8::2 type=0 code=0 id=7 mark=536870912 use=1
 garbage line
 ";
-        let flows = parse(text);
+        let flows: Vec<Flow> = text.lines().filter_map(parse_line).collect();
         assert_eq!(flows.len(), 3);
         assert_eq!(
             flows[0],
@@ -157,7 +191,7 @@ garbage line
         assert!(flows[1].cut);
         assert_eq!(flows[2].ports, None);
         let listed: IpAddr = "203.0.113.67".parse().unwrap();
-        assert!(flows[0].touches(|a| a == listed));
-        assert!(!flows[1].touches(|a| a == listed));
+        assert!(flows[0].touches(&|a| a == listed));
+        assert!(!flows[1].touches(&|a| a == listed));
     }
 }
