@@ -83,10 +83,7 @@ pub async fn touching(listed: impl Fn(IpAddr) -> bool) -> Result<Vec<Flow>, Fire
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| FirewallError::Tool {
-                tool: "conntrack".into(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| failed(e.to_string()))?;
         if let Some(out) = child.stdout.take() {
             let mut lines = BufReader::new(out).lines();
             while let Ok(Some(line)) = lines.next_line().await {
@@ -102,15 +99,9 @@ pub async fn touching(listed: impl Fn(IpAddr) -> bool) -> Result<Vec<Flow>, Fire
         let out = child
             .wait_with_output()
             .await
-            .map_err(|e| FirewallError::Tool {
-                tool: "conntrack".into(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| failed(e.to_string()))?;
         if !out.status.success() {
-            return Err(FirewallError::Tool {
-                tool: "conntrack".into(),
-                message: first_line(&out.stderr),
-            });
+            return Err(failed(first_line(&out.stderr)));
         }
     }
     if beyond > 0 {
@@ -150,17 +141,18 @@ async fn conntrack(args: &[&str]) -> Result<String, FirewallError> {
         .args(args)
         .output()
         .await
-        .map_err(|e| FirewallError::Tool {
-            tool: "conntrack".into(),
-            message: e.to_string(),
-        })?;
+        .map_err(|e| failed(e.to_string()))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
-        Err(FirewallError::Tool {
-            tool: "conntrack".into(),
-            message: first_line(&out.stderr),
-        })
+        Err(failed(first_line(&out.stderr)))
+    }
+}
+
+fn failed(message: String) -> FirewallError {
+    FirewallError::Tool {
+        tool: "conntrack".into(),
+        message,
     }
 }
 

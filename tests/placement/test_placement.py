@@ -4,7 +4,8 @@
 run them the way the appliance's units do: the real dnsmasq (DHCP and DNS)
 with the rendered file and the unit's command line, a real DHCP client
 (busybox udhcpc) on a device, the rendered nftables NAT in the real kernel,
-a real bridge with br_netfilter in front of the firewall script's queue, and
+a real bridge with br_netfilter in front of the firewall's queue, the Pi
+closed to its devices by `homewarden firewall up`, and
 the real hostapd reading the rendered access point. systemd-networkd cannot
 run without systemd as init, so the addresses and bridge ports its rendered
 files name are set with ip(8) from those files.
