@@ -373,10 +373,12 @@ fn firewall(config: &Path, action: FirewallAction) -> Result<ExitCode> {
             let path = PacketPath::from_config(&cfg, fail);
             let backend = path.up(&suricata_env)?;
             println!(
-                "firewall: {} queue{} {}, fail-{}, flow bypass {}; Suricata: {}",
-                match backend {
-                    Backend::Nft => "nftables",
-                    Backend::Xtables => "iptables-nft NFQUEUE (kernel has no nft queue)",
+                "firewall: {}{} queue{} {}, fail-{}, flow bypass {}; Suricata: {}",
+                firewall::health::backend_name(backend),
+                if backend == Backend::Xtables {
+                    " NFQUEUE (kernel has no nft queue)"
+                } else {
+                    ""
                 },
                 if path.queues > 1 { "s" } else { "" },
                 if path.queues > 1 {
@@ -384,10 +386,7 @@ fn firewall(config: &Path, action: FirewallAction) -> Result<ExitCode> {
                 } else {
                     "0".into()
                 },
-                match path.fail {
-                    FailMode::Open => "open",
-                    FailMode::Closed => "closed",
-                },
+                path.fail,
                 if path.flow_bypass { "on" } else { "off" },
                 path.suricata_args().join(" ")
             );

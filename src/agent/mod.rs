@@ -14,7 +14,7 @@ use crate::alerts::hits::Hits;
 use crate::alerts::intake::{self, Counters};
 use crate::alerts::triage::{Outcome, Triage};
 use crate::allow::LocalAllowlist;
-use crate::config::{Action, Config, FailMode, SourceConfig};
+use crate::config::{Action, Config, SourceConfig};
 use crate::intel::fetch::{self, Location};
 use crate::intel::ioc::Ioc;
 use crate::intel::set::Provenance;
@@ -244,10 +244,7 @@ impl Agent {
                 Action::Drop => "drop".into(),
                 Action::Reject => "reject".into(),
             },
-            fail: match cfg.enforcement.fail {
-                FailMode::Open => "open".into(),
-                FailMode::Closed => "closed".into(),
-            },
+            fail: cfg.enforcement.fail.to_string(),
             started: unix_now(),
             advisor: cfg.advisor.describe(
                 cfg.advisor

@@ -83,10 +83,6 @@ pub async fn inspect(expected: &PacketPath) -> PathStatus {
 
 /// What differs from `expected`: each a sentence for status and the mail.
 pub fn problems(expected: &PacketPath, st: &PathStatus) -> Vec<String> {
-    let want = |fail: FailMode| match fail {
-        FailMode::Open => "fail-open",
-        FailMode::Closed => "fail-closed",
-    };
     let Some(q) = &st.queue else {
         return vec![
             "forwarded traffic is not queued to Suricata: nothing is inspected (homewarden firewall up)"
@@ -107,9 +103,8 @@ pub fn problems(expected: &PacketPath, st: &PathStatus) -> Vec<String> {
     };
     if has != expected.fail {
         out.push(format!(
-            "the queue is {} but enforcement.fail is {} (homewarden firewall up)",
-            want(has),
-            want(expected.fail)
+            "the queue is fail-{has} but enforcement.fail is fail-{} (homewarden firewall up)",
+            expected.fail
         ));
     }
     let last = expected.queues.saturating_sub(1);
