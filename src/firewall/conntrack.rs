@@ -15,7 +15,7 @@ use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-use super::{first_line, FirewallError, CUT_MARK};
+use super::{first_line, FirewallError, BYPASS_MARK, CUT_MARK};
 
 /// Most flows cut in one pass: beyond this a list change is a new set, not
 /// a few late additions, and the rest is logged rather than waited for.
@@ -78,31 +78,16 @@ pub async fn touching(listed: impl Fn(IpAddr) -> bool) -> Result<Vec<Flow>, Fire
     let mut flows = Vec::new();
     let mut beyond = 0usize;
     for family in ["ipv4", "ipv6"] {
-        let mut child = Command::new("conntrack")
-            .args(["-L", "-f", family])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| failed(e.to_string()))?;
-        if let Some(out) = child.stdout.take() {
-            let mut lines = BufReader::new(out).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(f) = parse_line(&line).filter(|f| !f.cut && f.touches(&listed)) {
-                    if flows.len() < MAX_CUT {
-                        flows.push(f);
-                    } else {
-                        beyond += 1;
-                    }
+        each_line(&["-L", "-f", family], |line| {
+            if let Some(f) = parse_line(line).filter(|f| !f.cut && f.touches(&listed)) {
+                if flows.len() < MAX_CUT {
+                    flows.push(f);
+                } else {
+                    beyond += 1;
                 }
             }
-        }
-        let out = child
-            .wait_with_output()
-            .await
-            .map_err(|e| failed(e.to_string()))?;
-        if !out.status.success() {
-            return Err(failed(first_line(&out.stderr)));
-        }
+        })
+        .await?;
     }
     if beyond > 0 {
         tracing::warn!(
@@ -112,6 +97,39 @@ pub async fn touching(listed: impl Fn(IpAddr) -> bool) -> Result<Vec<Flow>, Fire
         );
     }
     Ok(flows)
+}
+
+/// How many IPv4 flows Suricata has bypassed, counted as the table streams by.
+pub async fn bypassed_count() -> Result<usize, FirewallError> {
+    let mark = format!("{BYPASS_MARK:#x}/{BYPASS_MARK:#x}");
+    let mut n = 0;
+    each_line(&["-L", "-m", &mark], |_| n += 1).await?;
+    Ok(n)
+}
+
+/// Runs `conntrack` and hands each line of its output to `f` as it comes.
+async fn each_line(args: &[&str], mut f: impl FnMut(&str)) -> Result<(), FirewallError> {
+    let mut child = Command::new("conntrack")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| failed(e.to_string()))?;
+    if let Some(out) = child.stdout.take() {
+        let mut lines = BufReader::new(out).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            f(&line);
+        }
+    }
+    let out = child
+        .wait_with_output()
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(failed(first_line(&out.stderr)))
+    }
 }
 
 /// Marks each flow as cut; returns how many the kernel updated.
