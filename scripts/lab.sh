@@ -249,8 +249,8 @@ start_suricata() {
     local args
     args=$(sed -n 's/^HOMEWARDEN_SURICATA_ARGS=//p' "$LAB/suricata.env")
     [ -n "$args" ] || die "$LAB/suricata.env holds no Suricata arguments"
-    # shellcheck disable=SC2086 # the arguments are words, as systemd splits them
     # Nice=-10, as its unit runs it.
+    # shellcheck disable=SC2086 # the arguments are words, as systemd splits them
     in_ns pi nice -n -10 suricata -c "$SURICATA_YAML" --include "$LAB/suricata-include.yaml" $args \
         --set default-rule-path="$LAB/rules" --set unix-command.filename="$LAB/suricata.sock" \
         -l "$LAB/log" --pidfile "$LAB/suricata.pid" -D >>"$LAB/log/suricata-start.log" 2>&1
