@@ -44,3 +44,10 @@ if [ $have_suricata -eq 0 ]; then
     systemctl disable --now suricata >/dev/null 2>&1 || true
 fi
 suricata -V >&2
+
+# cargo-deny (scripts/deny.sh): built from crates.io, pinned, once per machine.
+DENY_VERSION=0.20.2
+if ! cargo deny --version 2>/dev/null | grep -qx "cargo-deny $DENY_VERSION"; then
+    log "installing cargo-deny $DENY_VERSION (cargo install, a few minutes)"
+    cargo install --quiet --locked cargo-deny --version "$DENY_VERSION"
+fi

@@ -18,6 +18,9 @@ step "cargo fmt / clippy"
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
 
+step "supply chain: cargo deny (advisories from the RustSec snapshot in tests/data/, licences, bans, sources)"
+scripts/deny.sh
+
 step "cargo test (unit + integration, suricata -T on every rendering)"
 HOMEWARDEN_REQUIRE_SURICATA=1 HOMEWARDEN_REQUIRE_PEERS=1 cargo test --locked
 
