@@ -242,9 +242,10 @@ firewall_up() {
 }
 
 start_suricata() {
-    # The overlay's include, with the lab's eve socket path: `--set` cannot reach
+    # The overlay's include, with the lab's eve socket paths: `--set` cannot reach
     # into the include's outputs list (Suricata then keeps Debian's outputs).
-    sed "s#/run/homewarden/eve.sock#$LAB/eve.sock#" "$FILES/etc/suricata/homewarden.yaml" \
+    sed -e "s#/run/homewarden/eve.sock#$LAB/eve.sock#" -e "s#/run/homewarden/dns.sock#$LAB/dns.sock#" \
+        "$FILES/etc/suricata/homewarden.yaml" \
         >"$LAB/suricata-include.yaml"
     local args
     args=$(sed -n 's/^HOMEWARDEN_SURICATA_ARGS=//p' "$LAB/suricata.env")

@@ -61,6 +61,48 @@ pub enum AllowError {
     },
 }
 
+/// Narrowest prefix `allow` takes without `force`: an IPv4 /16, an IPv6 /48
+/// (a site). Wider lifts enforcement from a large part of the internet.
+pub const WIDEST_WITHOUT_FORCE: (u8, u8) = (16, 48);
+
+/// Longest `allow --for`: ten years (for good, leave it out).
+pub const MAX_FOR_SECS: u64 = 10 * 365 * 24 * 3600;
+
+/// Checks a new allowance beyond its syntax: a network given with host bits
+/// (`203.0.113.7/3` would lift `192.0.0.0/3`) is refused, and so is one wider
+/// than [`WIDEST_WITHOUT_FORCE`] unless `force`.
+fn check_new(value: &str, t: &Target, force: bool) -> Result<(), AllowError> {
+    let Target::Net(n) = t else {
+        return Ok(());
+    };
+    let bad = |message: String| AllowError::Value {
+        value: value.chars().take(200).collect(),
+        message,
+    };
+    // The indicator parser keeps the network only: look at what was typed.
+    if let Ok(typed) = value.trim().parse::<IpNet>() {
+        if typed.addr() != typed.network() {
+            return Err(bad(format!(
+                "host bits set: as a network this is {}; give {} for the address or {} for the network",
+                typed.trunc(),
+                typed.addr(),
+                typed.trunc()
+            )));
+        }
+    }
+    let widest = match n {
+        IpNet::V4(_) => WIDEST_WITHOUT_FORCE.0,
+        IpNet::V6(_) => WIDEST_WITHOUT_FORCE.1,
+    };
+    if n.prefix_len() < widest && !force {
+        return Err(bad(format!(
+            "wider than /{widest}: this lifts enforcement for 2^{} addresses; add --force if you mean it",
+            n.max_prefix_len() - n.prefix_len()
+        )));
+    }
+    Ok(())
+}
+
 /// Parses what an owner may allow: an address, a network, a domain or a URL (its host).
 pub fn target(value: &str) -> Result<Target, AllowError> {
     let bad = |message: String| AllowError::Value {
@@ -136,16 +178,32 @@ impl LocalAllowlist {
         })
     }
 
-    /// Allows a value (replacing an earlier entry for it); returns the entry.
+    /// Allows a value for `for_secs` from `now`, or for good (replacing an
+    /// earlier entry for it); returns the entry. `force` takes a network
+    /// wider than [`WIDEST_WITHOUT_FORCE`].
     pub fn add(
         &mut self,
         value: &str,
         who: &str,
         now: u64,
-        until: Option<u64>,
+        for_secs: Option<u64>,
         reason: Option<&str>,
+        force: bool,
     ) -> Result<Allowed, AllowError> {
         let t = target(value)?;
+        check_new(value, &t, force)?;
+        let until = match for_secs {
+            Some(s) if s > MAX_FOR_SECS => {
+                return Err(AllowError::Value {
+                    value: value.chars().take(200).collect(),
+                    message: format!(
+                        "--for {s}s is longer than ten years; leave --for out to allow for good"
+                    ),
+                })
+            }
+            Some(s) => Some(now.saturating_add(s.max(1))),
+            None => None,
+        };
         let clean = |s: &str, n: usize| -> String {
             s.chars().filter(|c| !c.is_control()).take(n).collect()
         };
@@ -257,13 +315,21 @@ mod tests {
             100,
             None,
             Some("our printer's cloud"),
+            false,
         )
         .unwrap();
-        l.add("198.51.100.0/24", "bob", 110, Some(200), None)
+        l.add("198.51.100.0/24", "bob", 110, Some(90), None, false)
             .unwrap();
         // Allowing again replaces, never duplicates.
-        l.add("example.org", "alice", 120, None, Some("still the printer"))
-            .unwrap();
+        l.add(
+            "example.org",
+            "alice",
+            120,
+            None,
+            Some("still the printer"),
+            false,
+        )
+        .unwrap();
         let l2 = LocalAllowlist::load(dir.path()).unwrap();
         assert_eq!(l2.entries().len(), 2);
         assert_eq!(l2.entries()[1].reason.as_deref(), Some("still the printer"));
@@ -293,6 +359,48 @@ mod tests {
     }
 
     #[test]
+    fn host_bits_wide_networks_and_endless_durations_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = LocalAllowlist::load(dir.path()).unwrap();
+        let mut add = |v: &str, for_secs: Option<u64>, force: bool| {
+            l.add(v, "root", 1000, for_secs, None, force)
+                .map_err(|e| e.to_string())
+        };
+        let e = add("203.0.113.7/3", None, true).unwrap_err();
+        assert!(
+            e.contains("host bits set: as a network this is 192.0.0.0/3"),
+            "{e}"
+        );
+        let e = add("10.0.0.0/8", None, false).unwrap_err();
+        assert!(e.contains("wider than /16") && e.contains("2^24"), "{e}");
+        assert_eq!(add("10.0.0.0/8", None, true).unwrap().value, "10.0.0.0/8");
+        assert!(add("198.51.0.0/16", None, false).is_ok());
+        let e = add("2001:db8::/32", None, false).unwrap_err();
+        assert!(e.contains("wider than /48"), "{e}");
+        assert!(add("2001:db8:1::/48", None, false).is_ok());
+        let e = add("example.org", Some(u64::MAX), false).unwrap_err();
+        assert!(e.contains("longer than ten years"), "{e}");
+        let until = add("example.org", Some(MAX_FOR_SECS), false).unwrap().until;
+        assert_eq!(until, Some(1000 + MAX_FOR_SECS));
+        // Nothing refused was written.
+        let kept: Vec<String> = LocalAllowlist::load(dir.path())
+            .unwrap()
+            .entries()
+            .iter()
+            .map(|e| e.value.clone())
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                "10.0.0.0/8",
+                "198.51.0.0/16",
+                "2001:db8:1::/48",
+                "example.org"
+            ]
+        );
+    }
+
+    #[test]
     fn an_unreadable_file_is_an_error_not_an_empty_list() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(FILE), b"[{\"value\": \"exa").unwrap();
@@ -307,7 +415,7 @@ mod tests {
     fn a_failed_write_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let mut l = LocalAllowlist::load(&dir.path().join("missing-dir")).unwrap();
-        assert!(l.add("example.org", "a", 1, None, None).is_err());
+        assert!(l.add("example.org", "a", 1, None, None, false).is_err());
         assert!(l.entries().is_empty());
     }
 }

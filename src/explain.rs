@@ -250,9 +250,12 @@ fn guards(hit: &Ioc, cfg: &Config, local: &LocalAllowlist) -> Vec<String> {
 /// Where a listing can be read about.
 fn link(cfg: &SourceConfig, p: &Provenance) -> Option<String> {
     match cfg {
-        SourceConfig::Misp(m) => p
-            .event_id
-            .map(|id| format!("{}/events/view/{id}", m.url.trim_end_matches('/'))),
+        SourceConfig::Misp(m) => p.event_id.map(|id| {
+            format!(
+                "{}/events/view/{id}",
+                crate::intel::masked(&m.url).trim_end_matches('/')
+            )
+        }),
         SourceConfig::MispFeed(f) => match (&f.url, &f.path, &p.event_uuid) {
             (Some(u), _, Some(ev)) => Some(format!("{}/{ev}.json", u.trim_end_matches('/'))),
             (_, Some(path), Some(ev)) => {
@@ -458,6 +461,7 @@ mod tests {
                 1_795_000_100,
                 None,
                 Some("false positive"),
+                false,
             )
             .unwrap();
         let x = explain("a.evil.example", &views, &c, &local, &Shadow::default(), 0).unwrap();

@@ -64,6 +64,9 @@ pub struct Paths {
     pub authorized_keys: PathBuf,
     /// A copy of the boot copy as last imported (it holds no secrets).
     pub stamp: PathBuf,
+    /// The keys this import put into `authorized_keys` (one per line): the
+    /// ones it may take out again when they leave the boot copy.
+    pub managed_keys: PathBuf,
 }
 
 impl Default for Paths {
@@ -74,6 +77,7 @@ impl Default for Paths {
             config: crate::config::DEFAULT_PATH.into(),
             authorized_keys: "/root/.ssh/authorized_keys".into(),
             stamp: "/var/lib/homewarden/boot-config.imported".into(),
+            managed_keys: "/var/lib/homewarden/boot-ssh-keys".into(),
         }
     }
 }
@@ -129,6 +133,8 @@ pub struct Report {
     pub secrets: Vec<String>,
     /// SSH keys newly installed.
     pub ssh_keys_added: usize,
+    /// SSH keys taken out: installed from the boot copy once, gone from it now.
+    pub ssh_keys_removed: usize,
 }
 
 fn cerr(file: &Path, key: &str, message: String) -> ConfigError {
@@ -295,6 +301,8 @@ fn check_ssh_key(file: &Path, i: usize, v: &Value) -> Result<String, ConfigError
 /// Takes a boot copy apart and validates every part; the config part with
 /// the agent's own [`Config::parse`].
 pub fn split(text: &str, file: &Path) -> Result<Split, ConfigError> {
+    crate::config::expansion::check(text, crate::config::expansion::budget(text.len()))
+        .map_err(|m| cerr(file, "-", m.into()))?;
     let doc: Value = if text.trim().is_empty() {
         Value::Mapping(Default::default())
     } else {
@@ -435,6 +443,53 @@ pub fn merge_env(existing: &[String], secrets: &[(String, String)]) -> String {
     out
 }
 
+fn lines_text(lines: &[String]) -> String {
+    lines.iter().map(|l| format!("{l}\n")).collect()
+}
+
+/// `authorized_keys` with the boot copy's keys as a set: what it lists is
+/// there, what it listed once and no longer does is gone, and keys someone
+/// added by hand (never installed by an import) are left alone.
+#[derive(Debug, PartialEq, Eq)]
+struct KeySet {
+    /// The new `authorized_keys` lines.
+    lines: Vec<String>,
+    /// The keys imports installed, after this one.
+    managed: Vec<String>,
+    added: usize,
+    removed: usize,
+}
+
+impl KeySet {
+    fn apply(existing: &[String], managed: &[String], wanted: &[String]) -> KeySet {
+        let gone = |l: &String| {
+            let l = l.trim();
+            managed.iter().any(|m| m == l) && !wanted.iter().any(|w| w == l)
+        };
+        let mut lines: Vec<String> = existing.iter().filter(|l| !gone(l)).cloned().collect();
+        let removed = existing.len() - lines.len();
+        let mut keep: Vec<String> = managed
+            .iter()
+            .filter(|m| wanted.contains(m))
+            .cloned()
+            .collect();
+        let mut added = 0;
+        for k in wanted {
+            if !lines.iter().any(|l| l.trim() == k) {
+                lines.push(k.clone());
+                keep.push(k.clone());
+                added += 1;
+            }
+        }
+        KeySet {
+            lines,
+            managed: keep,
+            added,
+            removed,
+        }
+    }
+}
+
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), FirstbootError> {
     crate::fsutil::write_atomic_mode(path, bytes, 0o600).map_err(|e| io_err(path, e))
 }
@@ -531,20 +586,24 @@ pub fn import(paths: &Paths) -> Result<Report, FirstbootError> {
         write_private(&env, merged.as_bytes())?;
         report.secrets = split.secrets.iter().map(|(k, _)| k.clone()).collect();
     }
-    if !split.ssh_keys.is_empty() {
+    let managed = read_env(&paths.managed_keys)?;
+    if !split.ssh_keys.is_empty() || !managed.is_empty() {
         if let Some(ssh_dir) = paths.authorized_keys.parent() {
             ensure_dir(ssh_dir, 0o700)?;
         }
-        let mut lines = read_env(&paths.authorized_keys)?;
-        for k in &split.ssh_keys {
-            if !lines.iter().any(|l| l.trim() == k) {
-                lines.push(k.clone());
-                report.ssh_keys_added += 1;
-            }
+        let before = read_env(&paths.authorized_keys)?;
+        let keys = KeySet::apply(&before, &managed, &split.ssh_keys);
+        report.ssh_keys_added = keys.added;
+        report.ssh_keys_removed = keys.removed;
+        if keys.lines != before {
+            write_private(&paths.authorized_keys, lines_text(&keys.lines).as_bytes())?;
         }
-        let mut text = lines.join("\n");
-        text.push('\n');
-        write_private(&paths.authorized_keys, text.as_bytes())?;
+        if keys.managed != managed {
+            if let Some(dir) = paths.managed_keys.parent() {
+                fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+            }
+            write_private(&paths.managed_keys, lines_text(&keys.managed).as_bytes())?;
+        }
     }
     let etc = format!(
         "# From {} (its secrets are in .env beside this file).\n{}",
@@ -636,6 +695,7 @@ mod tests {
             config: dir.join("etc/homewarden/homewarden.yaml"),
             authorized_keys: dir.join("root/.ssh/authorized_keys"),
             stamp: dir.join("state/boot-config.imported"),
+            managed_keys: dir.join("state/boot-ssh-keys"),
         }
     }
 
@@ -756,6 +816,49 @@ mod tests {
     }
 
     #[test]
+    fn keys_are_a_set_the_card_manages_and_hand_added_ones_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = paths(dir.path());
+        let key = |n: u8| {
+            use base64::Engine;
+            let blob = base64::engine::general_purpose::STANDARD.encode([n; 32]);
+            format!("ssh-ed25519 {blob} key{n}@laptop")
+        };
+        fs::create_dir_all(p.authorized_keys.parent().unwrap()).unwrap();
+        // Key 1 was there by hand before the card ever listed it.
+        fs::write(
+            &p.authorized_keys,
+            format!("# mine\n{}\n{}\n", key(9), key(1)),
+        )
+        .unwrap();
+        let card = |keys: &[u8]| {
+            let list: Vec<String> = keys.iter().map(|&n| format!("  - {}\n", key(n))).collect();
+            format!("ssh_authorized_keys:\n{}", list.concat())
+        };
+        fs::write(&p.boot_config, card(&[1, 2, 3])).unwrap();
+        let r = import(&p).unwrap();
+        assert_eq!((r.ssh_keys_added, r.ssh_keys_removed), (2, 0));
+        // Key 3 leaves the card, key 4 comes: 3 goes, and the old
+        // managed-keys file holds exactly what the card put there.
+        fs::write(&p.boot_config, card(&[1, 2, 4])).unwrap();
+        let r = import(&p).unwrap();
+        assert_eq!((r.ssh_keys_added, r.ssh_keys_removed), (1, 1));
+        assert_eq!(
+            fs::read_to_string(&p.authorized_keys).unwrap(),
+            format!("# mine\n{}\n{}\n{}\n{}\n", key(9), key(1), key(2), key(4))
+        );
+        // The list emptied: every key the card put there goes; key 1 (by hand) stays.
+        fs::write(&p.boot_config, "ssh_authorized_keys: []\n").unwrap();
+        let r = import(&p).unwrap();
+        assert_eq!((r.ssh_keys_added, r.ssh_keys_removed), (0, 2));
+        assert_eq!(
+            fs::read_to_string(&p.authorized_keys).unwrap(),
+            format!("# mine\n{}\n{}\n", key(9), key(1))
+        );
+        assert_eq!(fs::read_to_string(&p.managed_keys).unwrap(), "");
+    }
+
+    #[test]
     fn a_bad_boot_copy_changes_nothing_but_the_error_file() {
         let dir = tempfile::tempdir().unwrap();
         let p = paths(dir.path());
@@ -774,6 +877,34 @@ mod tests {
         import(&p).unwrap();
         assert!(!p.error_file.exists());
         assert!(fs::read_to_string(&env).unwrap().contains("keep-me"));
+    }
+
+    #[test]
+    fn a_boot_copy_that_aliases_a_list_into_billions_is_refused_in_the_error_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = paths(dir.path());
+        // The reported file: a 200,000-item list aliased 150,000 times made
+        // firstboot abort under a 1 GB limit and left no error file.
+        let list = vec!["1"; 200_000];
+        let bomb = format!(
+            "secrets:\n  misp_api_key: keep-me\nx: &x [{}]\nssh_authorized_keys: [{}]\n",
+            list.join(","),
+            vec!["*x"; 150_000].join(",")
+        );
+        assert!(bomb.len() < 900_000, "{}", bomb.len());
+        fs::write(&p.boot_config, &bomb).unwrap();
+        let e = import(&p).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "{}: -: {}",
+                p.boot_config.display(),
+                crate::config::expansion::TOO_BIG
+            )
+        );
+        assert!(fs::read_to_string(&p.error_file).unwrap().contains(&e));
+        assert_eq!(fs::read_to_string(&p.boot_config).unwrap(), bomb);
+        assert!(!p.config.with_file_name(".env").exists());
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod advisor;
 pub mod agent;
 pub mod alerts;
 pub mod allow;
+pub mod child;
 pub mod config;
 pub mod control;
 pub mod explain;

@@ -42,6 +42,10 @@ enum Cmd {
         /// Pull once and exit (the only mode; kept for scripts that say so).
         #[arg(long)]
         once: bool,
+        /// Take this source's pull even if it lost more than
+        /// `enforcement.max_shrink` of its set (repeat for several).
+        #[arg(long, value_name = "SOURCE")]
+        accept_shrink: Vec<String>,
     },
     /// Turn sources into Suricata files offline, touching no running Suricata.
     Render {
@@ -130,6 +134,9 @@ enum Cmd {
         /// Why (kept with the allowance).
         #[arg(long)]
         reason: Option<String>,
+        /// Allow a network wider than /16 (IPv4) or /48 (IPv6).
+        #[arg(long)]
+        force: bool,
     },
     /// Take back an allowance: the value is enforced again.
     Unallow {
@@ -237,7 +244,10 @@ fn load(path: &Path) -> Result<(Config, Secrets)> {
 async fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
         Cmd::Run => run(&cli.config).await,
-        Cmd::Sync { once: _ } => sync(&cli.config).await,
+        Cmd::Sync {
+            once: _,
+            accept_shrink,
+        } => sync(&cli.config, accept_shrink).await,
         Cmd::Render { out, sources } => render(&cli.config, &out, &sources).await,
         Cmd::CheckConfig => check_config(&cli.config),
         Cmd::MailTest => mail_test(&cli.config).await,
@@ -250,11 +260,13 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             value,
             for_,
             reason,
+            force,
         } => {
             let cmd = OwnerCommand::Allow {
                 value,
-                for_secs: for_.map(|d| d.as_secs().max(1)),
+                for_secs: for_.map(|d| d.as_secs()),
                 reason,
+                force,
             };
             owner(&cli.config, cmd, false).await
         }
@@ -321,11 +333,12 @@ async fn firstboot(config: &Path, boot_config: PathBuf, show_fault: bool) -> Res
         );
     } else {
         println!(
-            "firstboot: imported {} into {}; secrets moved to .env: [{}]; SSH keys added: {}",
+            "firstboot: imported {} into {}; secrets moved to .env: [{}]; SSH keys added: {}, removed: {}",
             paths.boot_config.display(),
             paths.config.display(),
             r.secrets.join(", "),
-            r.ssh_keys_added
+            r.ssh_keys_added,
+            r.ssh_keys_removed
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -440,6 +453,11 @@ async fn run(path: &Path) -> Result<ExitCode> {
         }
         default_hook(info);
     }));
+    let group_file = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let (access, problems) = control::access::Access::resolve(&cfg.control_access, &group_file);
+    for p in problems {
+        tracing::error!("{p}");
+    }
     let mut agent = Agent::open(cfg, &secrets)?;
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let (panel_tx, panel_rx) = tokio::sync::mpsc::channel(4);
@@ -454,7 +472,7 @@ async fn run(path: &Path) -> Result<ExitCode> {
             let _ = panel_stopped.await;
         },
     ));
-    let server = control::serve(&socket, agent.status(), tx)
+    let server = control::serve(&socket, access, agent.status(), tx)
         .with_context(|| format!("control socket {}", socket.display()))?;
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
@@ -477,26 +495,34 @@ async fn run(path: &Path) -> Result<ExitCode> {
     })
 }
 
-async fn sync(path: &Path) -> Result<ExitCode> {
+async fn sync(path: &Path, accept_shrink: Vec<String>) -> Result<ExitCode> {
     let (cfg, secrets) = load(path)?;
-    // A running daemon owns the store: ask it rather than racing it.
-    let report: SyncReport = match control::request(
-        &cfg.control_socket,
-        &Command::Sync,
-        Duration::from_secs(3600),
-    )
-    .await
+    if let Some(unknown) = accept_shrink
+        .iter()
+        .find(|a| !cfg.sources.iter().any(|s| s.name() == a.as_str()))
     {
-        Ok(v) => serde_json::from_value(v).context("daemon's sync reply")?,
-        Err(control::ControlError::NotRunning { .. }) => {
-            let mut agent = Agent::open(cfg, &secrets)?;
-            agent.sync_once().await
-        }
-        Err(e) => return Err(e.into()),
+        anyhow::bail!(
+            "--accept-shrink {unknown:?}: no source of that name in {}",
+            path.display()
+        );
+    }
+    // A running daemon owns the store: ask it rather than racing it.
+    let cmd = Command::Sync {
+        accept_shrink: accept_shrink.clone(),
     };
+    let report: SyncReport =
+        match control::request(&cfg.control_socket, &cmd, Duration::from_secs(3600)).await {
+            Ok(v) => serde_json::from_value(v).context("daemon's sync reply")?,
+            Err(control::ControlError::NotRunning { .. }) => {
+                let mut agent = Agent::open(cfg, &secrets)?;
+                agent.sync_once(&accept_shrink).await
+            }
+            Err(e) => return Err(e.into()),
+        };
     for (name, err) in &report.sources {
         match err {
             None => println!("{name}: ok"),
+            Some(e) if e.starts_with("held: ") => println!("{name}: HELD: {}", &e[6..]),
             Some(e) => println!("{name}: FAILED: {e}"),
         }
     }
@@ -586,6 +612,7 @@ fn source_from_arg(i: usize, arg: &str) -> SourceConfig {
             name,
             url,
             path,
+            token_env: None,
             interval,
             timeout,
             max_age: None,
@@ -595,6 +622,7 @@ fn source_from_arg(i: usize, arg: &str) -> SourceConfig {
             name,
             url,
             path,
+            token_env: None,
             interval,
             timeout,
             column: 0,
@@ -607,10 +635,12 @@ fn check_config(path: &Path) -> Result<ExitCode> {
     let (cfg, secrets) = load(path)?;
     let mut missing = Vec::new();
     for s in &cfg.sources {
-        if let SourceConfig::Misp(m) = s {
-            if secrets.get(&m.api_key_env).is_none() {
-                missing.push(format!("source {:?} needs {} (environment, .env beside the config, or systemd credential)", m.name, m.api_key_env));
-            }
+        let needed = match s {
+            SourceConfig::Misp(m) => Some(m.api_key_env.as_str()),
+            _ => s.token_env(),
+        };
+        if let Some(env) = needed.filter(|e| secrets.get(e).is_none()) {
+            missing.push(format!("source {:?} needs {env} (environment, .env beside the config, or systemd credential)", s.name()));
         }
     }
     if let Err(e) = Mailer::new(&cfg.mail, secrets.get(&cfg.mail.password_env)) {
@@ -1089,6 +1119,9 @@ fn human_status(s: &Status, now: u64) -> String {
     for r in &s.reasons {
         let _ = writeln!(o, "  ! {r}");
     }
+    for w in &s.warnings {
+        let _ = writeln!(o, "  warning: {w}");
+    }
     let b = &s.blocklist;
     let _ = writeln!(
         o,
@@ -1143,7 +1176,7 @@ fn human_status(s: &Status, now: u64) -> String {
         let refused: u64 = src.stats.rejected.values().sum();
         let _ = writeln!(
             o,
-            "  {:<16} {:<9} {:>8} IoCs  pulled {}  next in {}  refused {}{}",
+            "  {:<16} {:<9} {:>8} IoCs  pulled {}  next in {}  refused {}{}{}",
             src.name,
             src.kind,
             src.entries,
@@ -1153,6 +1186,10 @@ fn human_status(s: &Status, now: u64) -> String {
             src.last_error
                 .as_deref()
                 .map(|e| format!("\n    last error: {e}"))
+                .unwrap_or_default(),
+            src.held
+                .as_deref()
+                .map(|h| format!("\n    {h}"))
                 .unwrap_or_default()
         );
     }

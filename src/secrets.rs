@@ -6,14 +6,22 @@ use std::path::{Path, PathBuf};
 
 /// A failure to read a secrets file.
 #[derive(Debug, thiserror::Error)]
-#[error("{file}: line {line}: {message}")]
+#[error("{file}: {}{message}", line_prefix(*.line))]
 pub struct SecretsError {
     /// The `.env` file.
     pub file: String,
-    /// 1-based line number.
+    /// 1-based line number (0: the whole file).
     pub line: usize,
     /// What is wrong (never the value).
     pub message: String,
+}
+
+fn line_prefix(line: usize) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!("line {line}: ")
+    }
 }
 
 /// Where secrets are looked up, in order: environment, `$CREDENTIALS_DIRECTORY/<name>`
@@ -31,7 +39,15 @@ impl Secrets {
         let dotenv_path = config_dir.join(".env");
         let dotenv = match std::fs::read_to_string(&dotenv_path) {
             Ok(text) => parse_dotenv(&text, &dotenv_path)?,
-            Err(_) => HashMap::new(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
+            // Unreadable is not absent: the keys in it would go missing unexplained.
+            Err(e) => {
+                return Err(SecretsError {
+                    file: dotenv_path.display().to_string(),
+                    line: 0,
+                    message: format!("cannot read: {e}"),
+                })
+            }
         };
         Ok(Secrets {
             env: std::env::vars().collect(),
@@ -92,7 +108,8 @@ fn parse_dotenv(text: &str, path: &Path) -> Result<HashMap<String, String>, Secr
             return Err(SecretsError {
                 file: path.display().to_string(),
                 line: i + 1,
-                message: format!("{k:?} is not a variable name"),
+                // Not echoed: a line pasted wrong may hold the secret left of `=`.
+                message: "the name before `=` must be letters, digits and _".into(),
             });
         }
         let v = v.trim();
@@ -142,5 +159,29 @@ mod tests {
             e.to_string(),
             "/etc/homewarden/.env: line 2: expected KEY=value"
         );
+        let e =
+            parse_dotenv("A=1\nsk-live-abc123 MISP_API_KEY=x\n", Path::new(".env")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            ".env: line 2: the name before `=` must be letters, digits and _"
+        );
+        assert!(!e.to_string().contains("abc123"));
+    }
+
+    #[test]
+    fn an_unreadable_dotenv_is_an_error_not_an_absent_one() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory where the file should be: read fails with something other than NotFound.
+        std::fs::create_dir(dir.path().join(".env")).unwrap();
+        let e = Secrets::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!(
+                "{}: cannot read: ",
+                dir.path().join(".env").display()
+            )),
+            "{e}"
+        );
+        let empty = tempfile::tempdir().unwrap();
+        assert!(Secrets::load(empty.path()).is_ok());
     }
 }

@@ -555,3 +555,47 @@ async fn refused_login_and_untrusted_certificates_fail_fast_and_say_why() {
     );
     assert!(delivered(&peer, "starttls").is_empty());
 }
+
+/// TLS trusts the system's certificate store (rustls-native-certs): a CA the
+/// system trusts (here through `SSL_CERT_FILE`, which the store reads as
+/// OpenSSL does) is trusted without `ca_file`; without it, the same server is not.
+#[tokio::test]
+async fn the_system_certificate_store_is_trusted() {
+    if !peers_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certs(dir.path());
+    let peer = smtp(dir.path(), &cert, &key, "starttls");
+    let cfg = dir.path().join("homewarden.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "mail: {{ to: [owner@home.test], from: hw@home.test, host: 127.0.0.1, port: {}, security: starttls }}\n",
+            peer.port
+        ),
+    )
+    .unwrap();
+    let mail_test = |store: Option<&Path>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_homewarden"));
+        cmd.arg("--config")
+            .arg(&cfg)
+            .arg("mail-test")
+            .env("MAILTRAP_TOKEN", TOKEN)
+            .env_remove("SSL_CERT_FILE")
+            .env_remove("SSL_CERT_DIR");
+        if let Some(s) = store {
+            cmd.env("SSL_CERT_FILE", s);
+        }
+        cmd.output().unwrap()
+    };
+    let o = mail_test(None);
+    assert!(
+        !o.status.success(),
+        "a private CA the system does not trust"
+    );
+    assert!(delivered(&peer, "starttls").is_empty());
+    let o = mail_test(Some(&ca));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(delivered(&peer, "starttls").len(), 1);
+}

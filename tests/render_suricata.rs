@@ -206,6 +206,44 @@ fn hostile_values_never_reach_the_files_and_suricata_accepts_every_rendering() {
     }
 }
 
+/// Property: every value the IoC parser accepts renders into files real
+/// Suricata loads. Values come from proptest's generators (random names in
+/// any script, addresses, networks, hashes, URLs), seeded, so a failure
+/// repeats; all of them go through one rendering and one `suricata -T`.
+#[test]
+fn every_accepted_value_renders_to_files_suricata_accepts() {
+    use proptest::strategy::{Strategy, ValueTree};
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+    let mut runner = TestRunner::new_with_rng(
+        Config::default(),
+        TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]),
+    );
+    let value = proptest::prop_oneof![
+        proptest::collection::vec("[a-zA-Z0-9_-]{1,20}|xn--[a-z0-9]{1,10}|[\\p{L}]{1,8}", 2..5)
+            .prop_map(|l| l.join(".")),
+        proptest::arbitrary::any::<std::net::Ipv4Addr>().prop_map(|a| a.to_string()),
+        proptest::arbitrary::any::<std::net::Ipv6Addr>().prop_map(|a| a.to_string()),
+        (proptest::arbitrary::any::<std::net::Ipv4Addr>(), 24u8..=32)
+            .prop_map(|(a, p)| format!("{a}/{p}")),
+        "[0-9a-f]{32}|[0-9a-f]{64}",
+        "https?://[a-z0-9.-]{1,30}(:[0-9]{1,5})?/[ -~]{0,20}",
+    ];
+    let accepted: Vec<String> = (0..3000)
+        .map(|_| value.new_tree(&mut runner).unwrap().current())
+        .filter(|v| !v.contains(['\n', '#']) && homewarden::intel::ioc::Ioc::parse_any(v).is_ok())
+        .collect();
+    assert!(accepted.len() > 1500, "only {} accepted", accepted.len());
+    let work = tempfile::tempdir().unwrap();
+    let list = work.path().join("generated.txt");
+    std::fs::write(&list, accepted.join("\n") + "\n").unwrap();
+    let out = work.path().join("out");
+    render(&out, None, &[&list]);
+    assert_lists_canonical(&out);
+    if suricata_available() {
+        suricata_test(&out);
+    }
+}
+
 #[test]
 fn render_needs_no_config_and_is_deterministic() {
     let work = tempfile::tempdir().unwrap();

@@ -8,7 +8,11 @@ use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_homewarden");
 
-/// Serves files of `root` on 127.0.0.1 (one request per connection, GET only), in a thread.
+/// The token files under `private/` need (`Authorization: Bearer t0ken`).
+const TOKEN: &str = "t0ken";
+
+/// Serves files of `root` on 127.0.0.1 (one request per connection, GET only), in a thread;
+/// files under `private/` only to a request with the bearer [`TOKEN`].
 fn serve(root: PathBuf) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -20,11 +24,15 @@ fn serve(root: PathBuf) -> u16 {
             if reader.read_line(&mut request).is_err() {
                 continue;
             }
+            let mut authorized = false;
             loop {
                 let mut header = String::new();
                 if reader.read_line(&mut header).unwrap_or(0) <= 2 {
                     break;
                 }
+                authorized |= header
+                    .trim()
+                    .eq_ignore_ascii_case(&format!("authorization: Bearer {TOKEN}"));
             }
             let path = request
                 .split_whitespace()
@@ -32,7 +40,12 @@ fn serve(root: PathBuf) -> u16 {
                 .unwrap_or("/")
                 .trim_start_matches('/');
             let file = root.join(path);
+            let private = path.starts_with("private/");
             let reply = match (path.contains(".."), std::fs::read(&file)) {
+                (false, Ok(_)) if private && !authorized => {
+                    b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        .to_vec()
+                }
                 (false, Ok(body)) => {
                     let mut r = format!(
                         "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -116,4 +129,51 @@ fn a_missing_url_fails_with_the_url_in_one_line() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     // Nothing half-written.
     assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn a_private_list_gets_its_token_in_a_header_never_in_the_url() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("private")).unwrap();
+    std::fs::write(root.path().join("private/list.txt"), "198.51.100.9\n").unwrap();
+    let port = serve(root.path().to_path_buf());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("homewarden.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "sources:\n  - {{ name: private, type: list, url: \"http://127.0.0.1:{port}/private/list.txt\", token_env: LIST_TOKEN }}\n"
+        ),
+    )
+    .unwrap();
+    let run = |token: Option<&str>| {
+        let out = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config")
+            .arg(&cfg)
+            .arg("render")
+            .arg("--out")
+            .arg(out.path());
+        cmd.env_remove("LIST_TOKEN");
+        if let Some(t) = token {
+            cmd.env("LIST_TOKEN", t);
+        }
+        let o = cmd.output().unwrap();
+        let ipv4 = std::fs::read_to_string(out.path().join("hw-ipv4.lst")).ok();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+            ipv4,
+        )
+    };
+    let (ok, _, ipv4) = run(Some(TOKEN));
+    assert!(ok);
+    assert_eq!(ipv4.as_deref(), Some("198.51.100.9\n"));
+    let (ok, err, _) = run(Some("wrong"));
+    assert!(
+        !ok && err.contains("401") && !err.contains("wrong"),
+        "{err}"
+    );
+    let (ok, err, _) = run(None);
+    assert!(!ok && err.contains("no token: set LIST_TOKEN"), "{err}");
 }

@@ -182,7 +182,9 @@ pub(super) fn misp_event(inc: &Incident) -> serde_json::Value {
         "type": "ip-dst", "category": "Network activity", "value": inc.remote_ip.to_string(),
         "to_ids": !home(&inc.remote_ip), "comment": "remote endpoint",
     })];
-    if inc.remote != inc.remote_ip.to_string() {
+    // Only a name that parses as a domain: an opaque hostname (see
+    // `triage::name_or_opaque`) is the device's or an attacker's text.
+    if crate::intel::ioc::Domain::parse(&inc.remote).is_ok() {
         attributes.push(serde_json::json!({
             "type": "domain", "category": "Network activity", "value": inc.remote, "to_ids": true,
             "comment": "the name the device looked up or connected to",
@@ -206,7 +208,51 @@ pub(super) fn misp_event(inc: &Incident) -> serde_json::Value {
 
 #[cfg(test)]
 mod tests {
-    use super::update_due;
+    use super::{misp_event, update_due};
+    use crate::alerts::triage::{Outcome, Settings, Triage};
+
+    /// The MISP attribute types of the event an SNI hit on `sni` gives.
+    fn types_for_sni(sni: &str) -> Vec<String> {
+        let line = serde_json::json!({
+            "timestamp": "2026-12-03T10:00:00.0+0000", "event_type": "alert",
+            "src_ip": "10.0.0.2", "dest_ip": "203.0.113.7", "proto": "TCP",
+            "tls": {"sni": sni},
+            "alert": {"action": "blocked", "signature_id": 1666020, "signature": "s", "category": "c",
+                      "severity": 1, "metadata": {"homewarden_kind": ["domain"]}}
+        });
+        let a = crate::alerts::eve::parse(line.to_string().as_bytes()).unwrap();
+        let (Outcome::New(inc) | Outcome::Counted(inc)) =
+            Triage::new(Settings::default()).ingest(&a, &|_| None);
+        misp_event(&inc)["Event"]["Attribute"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                format!(
+                    "{}={}",
+                    a["type"].as_str().unwrap(),
+                    a["value"].as_str().unwrap()
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn only_a_real_domain_becomes_a_misp_domain_attribute() {
+        assert_eq!(
+            types_for_sni("C2.Evil.Example"),
+            [
+                "ip-dst=203.0.113.7",
+                "domain=c2.evil.example",
+                "ip-src=10.0.0.2"
+            ]
+        );
+        // Text an attacker put in the SNI is no indicator MISP should share.
+        assert_eq!(
+            types_for_sni("please add evil.example to your allowlist"),
+            ["ip-dst=203.0.113.7", "ip-src=10.0.0.2"]
+        );
+    }
 
     #[test]
     fn event_updates_at_powers_of_ten_only() {

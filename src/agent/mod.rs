@@ -15,6 +15,7 @@ use crate::alerts::intake::{self, Counters};
 use crate::alerts::triage::{Outcome, Triage};
 use crate::allow::LocalAllowlist;
 use crate::config::{Action, Config, SourceConfig};
+use crate::firewall::names;
 use crate::intel::fetch::{self, Location};
 use crate::intel::ioc::Ioc;
 use crate::intel::set::Provenance;
@@ -83,6 +84,8 @@ struct Source {
     /// Bumped whenever a pull's result is taken: a background pull that
     /// started from an older state is dropped, never applied over a newer one.
     generation: u64,
+    /// Why the last full pull was held rather than applied (it lost too much).
+    held: Option<String>,
 }
 
 /// What a background pull hands back: the source's index, the generation it
@@ -127,8 +130,9 @@ impl SyncReport {
 
 /// Requests the control socket forwards to the agent loop.
 pub enum Request {
-    /// Pull every source now and apply.
-    Sync(oneshot::Sender<SyncReport>),
+    /// Pull every source now and apply; the named sources' pulls are taken
+    /// even when they shrink past `enforcement.max_shrink`.
+    Sync(Vec<String>, oneshot::Sender<SyncReport>),
     /// Which held indicators (with provenance) explain a hit on this value.
     Lookup(String, oneshot::Sender<Result<Vec<Provenance>, String>>),
     /// The button was pressed (or released during a countdown).
@@ -192,6 +196,10 @@ pub struct Agent {
     packet_path: crate::firewall::PacketPath,
     /// Since when (unix seconds) the path has been wrong, and whether the owner was told.
     path_wrong: Option<(u64, bool)>,
+    /// The book of names the devices resolved (its task runs while `run` does).
+    names: Option<mpsc::Sender<names::Msg>>,
+    /// Sources whose next pull is taken however much it shrinks (the owner said so).
+    accept_shrink: HashSet<String>,
 }
 
 impl Agent {
@@ -229,6 +237,7 @@ impl Agent {
                 failures: 0,
                 pulling: false,
                 generation: 0,
+                held: None,
             });
         }
         let applier = Applier::new(
@@ -252,8 +261,12 @@ impl Agent {
                     .is_some_and(|k| secrets.get(k).is_some()),
             ),
             mail: cfg.mail.describe(),
+            warnings: cfg.warnings(),
             ..Status::default()
         };
+        for w in &status.warnings {
+            tracing::warn!("{w}");
+        }
         let (status_tx, _) = watch::channel(status.clone());
         let acked = std::fs::read(cfg.state_dir.join(ACKS_FILE))
             .ok()
@@ -296,6 +309,8 @@ impl Agent {
             intake: Arc::new(Counters::default()),
             packet_path: crate::firewall::PacketPath::from_config(&cfg, None),
             path_wrong: None,
+            names: None,
+            accept_shrink: HashSet::new(),
             cfg,
             store,
             sources,
@@ -321,13 +336,16 @@ impl Agent {
         mut requests: mpsc::Receiver<Request>,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Exit {
+        // The sockets first: Suricata connects as soon as they exist, whatever
+        // the first apply of a big set costs.
+        let (alert_tx, mut alerts) = mpsc::channel(1024);
+        let _intake = self.start_intake(alert_tx);
+        let _names = self.start_names();
         // Re-apply what the store holds: the files on disk decide what is new, so a
         // restart sends nothing twice. A failure is logged and shown in status.
         let _ = self.enforce().await;
         self.check_suricata().await;
         self.restore_incidents();
-        let (alert_tx, mut alerts) = mpsc::channel(1024);
-        let _intake = self.start_intake(alert_tx);
         let responders = self
             .responders
             .take()
@@ -415,7 +433,8 @@ impl Agent {
                     }
                 },
                 Some(req) = requests.recv() => match req {
-                    Request::Sync(reply) => {
+                    Request::Sync(accept, reply) => {
+                        self.accept_shrink.extend(accept);
                         if syncs.is_empty() {
                             self.start_sync(&mut syncs, &mut scheduled);
                         }
@@ -593,6 +612,30 @@ impl Agent {
         }
     }
 
+    /// Starts the book of resolved names and the socket Suricata's DNS
+    /// answers come in on; only flow bypass needs it (to cut bypassed flows).
+    fn start_names(&mut self) -> Vec<AbortOnDrop> {
+        if !self.cfg.suricata.flow_bypass {
+            return Vec::new();
+        }
+        let (tx, rx) = mpsc::channel(1024);
+        let path = &self.cfg.dns_socket();
+        let read = |line: Option<&[u8]>| line.and_then(names::parse).map(names::Msg::Learn);
+        match intake::listen_lines(path, "dns", read, tx.clone()) {
+            Ok(listener) => {
+                self.names = Some(tx);
+                vec![
+                    AbortOnDrop(tokio::spawn(names::run(rx))),
+                    AbortOnDrop(listener),
+                ]
+            }
+            Err(e) => {
+                tracing::error!(socket = %path.display(), "cannot listen for Suricata's DNS answers (flows to a newly listed name will not be cut): {e}");
+                Vec::new()
+            }
+        }
+    }
+
     fn on_alert(&mut self, a: &Alert) {
         if a.action == "blocked" {
             self.status.alerts.last_block = Some(a.time);
@@ -740,13 +783,34 @@ fn build_client(sc: &SourceConfig, secrets: &Secrets) -> Result<Client, IntelErr
         }
         SourceConfig::MispFeed(f) => Client::Feed(
             Location::new(f.url.as_deref(), f.path.as_deref())?,
-            fetch::client(None, true)?,
+            token_client(sc, secrets)?,
         ),
         SourceConfig::List(l) => Client::List(
             Location::new(l.url.as_deref(), l.path.as_deref())?,
-            fetch::client(None, true)?,
+            token_client(sc, secrets)?,
         ),
     })
+}
+
+/// The HTTP client of a feed or list: with its bearer token, when it names one.
+fn token_client(sc: &SourceConfig, secrets: &Secrets) -> Result<reqwest::Client, IntelError> {
+    let Some(env) = sc.token_env() else {
+        return fetch::client(None, true);
+    };
+    let token = secrets.get(env).ok_or_else(|| {
+        IntelError::Config(format!(
+            "no token: set {env} in the environment, in .env beside the config, or as a systemd credential"
+        ))
+    })?;
+    let mut value = reqwest::header::HeaderValue::try_from(format!("Bearer {token}"))
+        .map_err(|_| IntelError::Config(format!("{env}: not a token that fits an HTTP header")))?;
+    // Kept out of debug output and HTTP/2 header compression tables.
+    value.set_sensitive(true);
+    let headers = reqwest::header::HeaderMap::from_iter([(reqwest::header::AUTHORIZATION, value)]);
+    fetch::builder(None, true)?
+        .default_headers(headers)
+        .build()
+        .map_err(|e| IntelError::Config(format!("cannot build HTTP client: {e}")))
 }
 
 #[cfg(test)]
@@ -894,6 +958,82 @@ mod tests {
         let again = pull(&agent.sources[0]).await;
         assert!(agent.take_pull(0, 1, again, std::time::Instant::now()));
         assert_eq!(agent.sources[0].generation, 2);
+    }
+
+    #[tokio::test]
+    async fn a_full_pull_that_loses_most_of_a_source_is_held_until_the_owner_accepts_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let list = dir.path().join("list.txt");
+        let cfg = dir.path().join("homewarden.yaml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "state_dir: {d}/state\nenforcement: {{ mode: ids }}\n\
+                 suricata: {{ rules_dir: {d}/rules, command_socket: {d}/none.sock }}\n\
+                 mail: {{ to: [owner@home.example], from: hw@home.example, host: 127.0.0.1, security: none }}\n\
+                 sources: [{{ name: l, type: list, path: {d}/list.txt }}]\n"
+            ),
+        )
+        .unwrap();
+        let mut agent = Agent::open(Config::load(&cfg).unwrap(), &Secrets::default()).unwrap();
+        // The notices queued for the owner (the responders do not run here).
+        let notices = || {
+            std::fs::read_dir(dir.path().join("state/outbox"))
+                .map(|d| {
+                    d.filter_map(Result::ok)
+                        .filter(|f| {
+                            std::fs::read_to_string(f.path())
+                                .is_ok_and(|t| t.contains("a pull lost most of its indicators"))
+                        })
+                        .count()
+                })
+                .unwrap_or(0)
+        };
+        let ten: String = (1..=10).map(|i| format!("203.0.113.{i}\n")).collect();
+        std::fs::write(&list, &ten).unwrap();
+        assert!(agent.sync_once(&[]).await.ok());
+        assert_eq!(agent.sources[0].state.set.len(), 10);
+
+        // The list comes back with 2 of its 10: held, the 10 stay enforced.
+        std::fs::write(&list, "203.0.113.1\n203.0.113.2\n").unwrap();
+        let r = agent.sync_once(&[]).await;
+        let err = r.sources[0].1.clone().unwrap();
+        assert!(
+            err.starts_with("held: a pull would leave 2 of 10 entries (80 % gone"),
+            "{err}"
+        );
+        assert!(err.contains("--accept-shrink l"), "{err}");
+        assert_eq!(agent.sources[0].state.set.len(), 10);
+        assert_eq!(agent.status.sources[0].held.as_deref(), Some(err.as_str()));
+        assert!(agent
+            .status
+            .reasons
+            .iter()
+            .any(|r| r.starts_with("source l held: ")));
+        assert_eq!(agent.status.state, "degraded");
+        assert_eq!(notices(), 1);
+        // Held again on the next pull, without a second notice.
+        let again = agent.sync_once(&[]).await;
+        assert_eq!(again.sources[0].1.as_deref(), Some(err.as_str()));
+        assert_eq!(notices(), 1);
+
+        // The owner accepts: taken once, and the hold is gone.
+        let r = agent.sync_once(&["l".to_string()]).await;
+        assert!(r.ok(), "{r:?}");
+        assert_eq!(agent.sources[0].state.set.len(), 2);
+        assert!(agent.sources[0].held.is_none());
+        assert!(agent.accept_shrink.is_empty(), "an acceptance is used once");
+        std::fs::write(&list, "").unwrap();
+        assert!(
+            agent.sync_once(&[]).await.sources[0].1.is_some(),
+            "emptied: held"
+        );
+        assert_eq!(notices(), 2, "a new hold, a new notice");
+        // Two notices within one second are two mails.
+        agent.queue_notice("Source a held: a pull lost most of its indicators", "a");
+        agent.queue_notice("Source b held: a pull lost most of its indicators", "b");
+        assert_eq!(notices(), 4);
     }
 
     #[test]

@@ -28,18 +28,13 @@ impl Agent {
                 value,
                 for_secs,
                 reason,
+                force,
             } => {
                 let before = self.explain(&value)?;
                 let now = unix_now();
                 let entry = self
                     .local_allow
-                    .add(
-                        &value,
-                        who,
-                        now,
-                        for_secs.map(|s| now + s),
-                        reason.as_deref(),
-                    )
+                    .add(&value, who, now, for_secs, reason.as_deref(), force)
                     .map_err(|e| e.to_string())?;
                 tracing::warn!(value = %entry.value, who = %entry.who, until = ?entry.until, "allowed by the owner");
                 let applied = self.enforce().await?;

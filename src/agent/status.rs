@@ -45,6 +45,9 @@ pub struct SourceStatus {
     pub last_ok: Option<u64>,
     /// Error of the last attempt, if it failed.
     pub last_error: Option<String>,
+    /// Why the last full pull was held, not applied (it lost too much).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
     /// Counters of the last good pull.
     pub stats: PullStats,
     /// Seconds until the next pull.
@@ -127,6 +130,9 @@ pub struct Status {
     pub intel_stale: bool,
     /// Button presses that did something, newest last.
     pub presses: Vec<Press>,
+    /// Settings that weaken protection (plain http, no TLS checks…), from the config.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// Alerts as `homewarden status` shows them.
@@ -177,7 +183,9 @@ impl Agent {
             .iter()
             .map(|s| {
                 let stale_after = 3 * s.cfg.interval().as_secs();
-                if let Some(err) = &s.state.last_error {
+                if let Some(held) = &s.held {
+                    reasons.push(format!("source {} {held}", s.cfg.name()));
+                } else if let Some(err) = &s.state.last_error {
                     reasons.push(format!("source {} failing: {err}", s.cfg.name()));
                 } else if s
                     .state
@@ -192,6 +200,7 @@ impl Agent {
                     entries: s.state.set.len(),
                     last_ok: s.state.last_ok,
                     last_error: s.state.last_error.clone(),
+                    held: s.held.clone(),
                     stats: s.state.stats.clone(),
                     next_pull_in: s.next.saturating_duration_since(now_i).as_secs(),
                 }

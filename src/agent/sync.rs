@@ -2,15 +2,16 @@
 //! settling the effective set, and enforcing it on Suricata.
 
 use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::config::{Config, SourceConfig};
-use crate::firewall::{self, conntrack};
-use crate::intel::ioc::Ioc;
-use crate::intel::set::{Dropped, Effective, SourceSet};
+use crate::firewall::{self, conntrack, names};
+use crate::intel::ioc::{Domain, Ioc};
+use crate::intel::set::{Allowlist, Dropped, Effective, SourceSet};
 use crate::intel::{
     feed, list, misp, unix_now, Cursor, IntelError, PullStats, Pulled, SourceState,
 };
@@ -77,6 +78,7 @@ impl Agent {
                 for (i, generation, result, started) in results {
                     let error = result.as_ref().err().map(|e| e.to_string());
                     changed |= self.take_pull(i, generation, result, started);
+                    let error = error.or_else(|| self.sources[i].held.clone());
                     report
                         .sources
                         .push((self.sources[i].cfg.name().to_string(), error));
@@ -99,7 +101,8 @@ impl Agent {
     }
 
     /// Pulls every source once and applies (the `sync --once` path).
-    pub async fn sync_once(&mut self) -> SyncReport {
+    pub async fn sync_once(&mut self, accept_shrink: &[String]) -> SyncReport {
+        self.accept_shrink.extend(accept_shrink.iter().cloned());
         let all: Vec<usize> = (0..self.sources.len()).collect();
         self.pull_and_enforce(&all).await
     }
@@ -112,6 +115,7 @@ impl Agent {
             let result = pull(&self.sources[i]).await;
             let error = result.as_ref().err().map(|e| e.to_string());
             changed |= self.settle(i, result, started);
+            let error = error.or_else(|| self.sources[i].held.clone());
             report
                 .sources
                 .push((self.sources[i].cfg.name().to_string(), error));
@@ -167,6 +171,36 @@ impl Agent {
         src.generation += 1;
         match result {
             Ok(pulled) => {
+                let accepted = self.accept_shrink.remove(&name);
+                // Guarded: what sees a source whole (a list, a MISP full pull) and
+                // a feed, whose manifest decides which events stay. MISP's
+                // incremental pulls remove only what MISP says was deleted.
+                let guarded = matches!(pulled.change, crate::intel::Change::Replace(_))
+                    || matches!(src.cfg, SourceConfig::MispFeed(_));
+                let held = (guarded && !accepted)
+                    .then(|| {
+                        crate::intel::shrink_held(
+                            src.state.set.len(),
+                            pulled.change.size_after(&src.state.set),
+                            self.cfg.enforcement.max_shrink,
+                        )
+                    })
+                    .flatten();
+                if let Some(why) = held {
+                    let why = format!("held: {why}; the last good set stays in force (`homewarden sync --accept-shrink {name}` takes the new one)");
+                    tracing::warn!(source = %name, "{why}");
+                    src.failures = 0;
+                    src.next = Instant::now() + src.cfg.interval();
+                    let first = src.held.replace(why.clone()).is_none();
+                    if first {
+                        self.queue_notice(
+                            &format!("Source {name} held: a pull lost most of its indicators"),
+                            &format!("A pull of the source {name} {}.\n\nAn emptied list, a feed server answering with an empty page or a MISP query gone wrong look like this. If the shrink is what you want, run `sudo homewarden sync --accept-shrink {name}`; until then nothing is lifted. You get no more mail about it while it stays this way.\n", why.trim_start_matches("held: ")),
+                        );
+                    }
+                    return false;
+                }
+                src.held = None;
                 let tell_expiry = self.cfg.enforcement.expiration_sightings
                     && matches!(src.cfg, SourceConfig::Misp(_));
                 let before = tell_expiry.then(|| attribute_uuids(&src.state.set));
@@ -312,7 +346,8 @@ impl Agent {
                 }
                 s.last_error = None;
                 if r.added > 0 && self.cfg.suricata.flow_bypass {
-                    cut_listed(&eff).await;
+                    let by_name = self.addresses_of_listed_names(&eff, &allow).await;
+                    cut_listed(&eff, &by_name).await;
                 }
                 Ok(r)
             }
@@ -324,6 +359,45 @@ impl Agent {
         };
         self.publish();
         out
+    }
+
+    /// The addresses that names now blocked resolved to, from the book of
+    /// Suricata's DNS answers (each name once a listing); never an address
+    /// the allowlist keeps (the home's own, the gateway, the resolvers).
+    async fn addresses_of_listed_names(&self, eff: &Effective, allow: &Allowlist) -> Vec<IpAddr> {
+        let Some(book) = &self.names else {
+            return Vec::new();
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if book.send(names::Msg::Pending(tx)).await.is_err() {
+            return Vec::new();
+        }
+        let Ok(pending) = rx.await else {
+            return Vec::new();
+        };
+        let subdomains = self.cfg.enforcement.match_subdomains;
+        let (listed, addrs): (Vec<Domain>, Vec<Vec<IpAddr>>) = pending
+            .into_iter()
+            .filter(|(name, _)| {
+                render::blocks_name(&eff.domains, allow.domains(), name, subdomains)
+            })
+            .unzip();
+        if listed.is_empty() {
+            return Vec::new();
+        }
+        tracing::info!(
+            names = listed.len(),
+            "names now listed that devices resolved: cutting their flows"
+        );
+        let _ = book.send(names::Msg::MarkCut(listed)).await;
+        let mut addrs: Vec<IpAddr> = addrs
+            .into_iter()
+            .flatten()
+            .filter(|a| !allow.allows_ip(*a))
+            .collect();
+        addrs.sort_unstable();
+        addrs.dedup();
+        addrs
     }
 
     pub(super) async fn check_suricata(&mut self) {
@@ -466,6 +540,7 @@ pub async fn render_offline(
             failures: 0,
             pulling: false,
             generation: 0,
+            held: None,
         };
         let pulled = pull(&src)
             .await
@@ -485,10 +560,12 @@ pub async fn render_offline(
     Ok((counts(&eff), dropped, stats))
 }
 
-/// Cuts the flows whose remote is now listed: Suricata never sees the ones
-/// it bypassed again, so only the kernel can stop them.
-async fn cut_listed(eff: &Effective) {
-    let listed = match conntrack::touching(|a| eff.contains_ip(a)).await {
+/// Cuts the flows whose remote is now listed, or went to an address a now
+/// listed name resolved to (`by_name`, sorted): Suricata never sees the
+/// ones it bypassed again, so only the kernel can stop them.
+async fn cut_listed(eff: &Effective, by_name: &[IpAddr]) {
+    let listed = |a: IpAddr| eff.contains_ip(a) || by_name.binary_search(&a).is_ok();
+    let listed = match conntrack::touching(listed).await {
         Ok(f) => f,
         Err(e) => {
             tracing::warn!("cannot list the kernel's flows (to cut listed ones): {e}");

@@ -119,9 +119,12 @@ impl Agent {
         };
         let now = unix_now();
         let payload = serde_json::json!({"subject": subject, "text": text});
+        // Keyed by what it says too: two notices in one second (two sources
+        // held by one sync) are two mails, not one taken for the other's repeat.
+        let id = crate::alerts::triage::fnv1a(0xcbf2_9ce4_8422_2325, &format!("{subject}\n{text}"));
         let queued = respond::lock(outbox).put(
             respond::MAIL_NOTICE,
-            &format!("notice-{now}"),
+            &format!("notice-{now}-{id:016x}"),
             payload,
             true,
             now,

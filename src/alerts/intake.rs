@@ -4,7 +4,7 @@
 //! for its newline). Lines become typed alerts; the rest is counted.
 
 use std::io::SeekFrom;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -102,18 +102,43 @@ pub fn listen(
     counters: Arc<Counters>,
     tx: mpsc::Sender<Alert>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    listen_lines(
+        path,
+        "eve",
+        move |line| match line {
+            Some(body) => counters.line(body),
+            None => {
+                counters.malformed.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        },
+        tx,
+    )
+}
+
+/// Listens on `path` for an eve `unix_stream` output and sends what `read`
+/// makes of each line (`None` for a line over [`MAX_LINE`]) to `tx`.
+pub fn listen_lines<T: Send + 'static>(
+    path: &Path,
+    what: &'static str,
+    read: impl Fn(Option<&[u8]>) -> Option<T> + Clone + Send + Sync + 'static,
+    tx: mpsc::Sender<T>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
     let _ = std::fs::remove_file(path);
     let listener = UnixListener::bind(path)?;
+    // Whoever connects writes what the agent triages and cuts by: Suricata
+    // (root) only, whatever the umask.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
-            tracing::info!("suricata connected to the eve socket");
-            let (counters, tx) = (counters.clone(), tx.clone());
+            tracing::info!("suricata connected to the {what} socket");
+            let (read, tx) = (read.clone(), tx.clone());
             tokio::spawn(async move {
                 let mut reader = BufReader::new(stream);
                 let mut line = Vec::new();
@@ -127,21 +152,21 @@ pub fn listen(
                         Ok(0) | Err(_) => break,
                         Ok(_) => {}
                     }
-                    if line.last() != Some(&b'\n') && line.len() > MAX_LINE {
-                        // Too long: count it and skip to the end of that line.
-                        counters.malformed.fetch_add(1, Ordering::Relaxed);
+                    let item = if line.last() != Some(&b'\n') && line.len() > MAX_LINE {
+                        // Too long: skip to the end of that line.
                         let mut rest = Vec::new();
                         let _ = reader.read_until(b'\n', &mut rest).await;
-                        continue;
-                    }
-                    let body = line.strip_suffix(b"\n").unwrap_or(&line);
-                    if let Some(a) = counters.line(body) {
-                        if tx.send(a).await.is_err() {
+                        read(None)
+                    } else {
+                        read(Some(line.strip_suffix(b"\n").unwrap_or(&line)))
+                    };
+                    if let Some(item) = item {
+                        if tx.send(item).await.is_err() {
                             return;
                         }
                     }
                 }
-                tracing::info!("suricata closed the eve socket");
+                tracing::info!("suricata closed the {what} socket");
             });
         }
     }))
@@ -267,6 +292,8 @@ mod tests {
         let counters = Arc::new(Counters::default());
         let (tx, mut rx) = mpsc::channel(16);
         let _task = listen(&path, counters.clone(), tx).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
         for round in 0..2u32 {
             // Each round is a Suricata (re)start: a new connection.
             let mut s = tokio::net::UnixStream::connect(&path).await.unwrap();

@@ -13,7 +13,6 @@ use std::net::IpAddr;
 use std::process::Stdio;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
 
 use super::{first_line, FirewallError, BYPASS_MARK, CUT_MARK};
 
@@ -109,7 +108,7 @@ pub async fn bypassed_count() -> Result<usize, FirewallError> {
 
 /// Runs `conntrack` and hands each line of its output to `f` as it comes.
 async fn each_line(args: &[&str], mut f: impl FnMut(&str)) -> Result<(), FirewallError> {
-    let mut child = Command::new("conntrack")
+    let mut child = crate::child::tokio_command("conntrack")
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -155,7 +154,7 @@ pub async fn cut(flows: &[Flow]) -> usize {
 }
 
 async fn conntrack(args: &[&str]) -> Result<String, FirewallError> {
-    let out = Command::new("conntrack")
+    let out = crate::child::tokio_command("conntrack")
         .args(args)
         .output()
         .await

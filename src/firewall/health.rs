@@ -4,7 +4,6 @@
 //! Reading is I/O at the edge; judging is the pure [`problems`].
 
 use serde::{Deserialize, Serialize};
-use tokio::process::Command;
 
 use super::{Backend, PacketPath, TABLE, XT_CHAIN};
 use crate::config::FailMode;
@@ -52,7 +51,7 @@ pub async fn inspect(expected: &PacketPath) -> PathStatus {
         st.bypassed_packets = bypassed;
     }
     if st.queue.is_none() {
-        let jump = Command::new("iptables-nft")
+        let jump = crate::child::tokio_command("iptables-nft")
             .args(["-C", "FORWARD", "-j", XT_CHAIN])
             .output()
             .await
@@ -229,7 +228,11 @@ pub fn backend_name(b: Backend) -> &'static str {
 }
 
 async fn capture(tool: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new(tool).args(args).output().await.ok()?;
+    let out = crate::child::tokio_command(tool)
+        .args(args)
+        .output()
+        .await
+        .ok()?;
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())

@@ -6,6 +6,7 @@
 
 pub mod conntrack;
 pub mod health;
+pub mod names;
 mod rules;
 
 use std::io::Write as _;
@@ -13,7 +14,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
 use ipnet::IpNet;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use crate::config::{Action, Config, FailMode, Network, OpenPort, Placement};
 use crate::fsutil;
@@ -210,7 +211,7 @@ pub fn down() {
 fn down_xtables() {
     for tool in ["iptables-nft", "ip6tables-nft"] {
         let ipt = |args: &[&str]| {
-            Command::new(tool)
+            crate::child::command(tool)
                 .args(args)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -222,6 +223,9 @@ fn down_xtables() {
             while ipt(&[
                 "-D", "INPUT", "!", "-i", "lo", "-p", p, "--dport", "53", "-j", XT_CHAIN,
             ]) {}
+            while ipt(&[
+                "-D", "OUTPUT", "!", "-o", "lo", "-p", p, "--sport", "53", "-j", XT_CHAIN,
+            ]) {}
         }
         ipt(&["-F", XT_CHAIN]);
         ipt(&["-X", XT_CHAIN]);
@@ -232,7 +236,7 @@ fn down_xtables() {
 pub fn show() -> String {
     let mut out = String::new();
     let capture = |tool: &str, args: &[&str]| {
-        Command::new(tool)
+        crate::child::command(tool)
             .args(args)
             .stderr(Stdio::null())
             .output()
@@ -255,7 +259,7 @@ fn nft(script: &str) -> Result<(), FirewallError> {
         tool: "nft".into(),
         message,
     };
-    let mut child = Command::new("nft")
+    let mut child = crate::child::command("nft")
         .args(["-f", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -276,7 +280,7 @@ fn nft(script: &str) -> Result<(), FirewallError> {
 }
 
 fn run(tool: &str, args: &[String]) -> Result<(), FirewallError> {
-    let out = Command::new(tool)
+    let out = crate::child::command(tool)
         .args(args)
         .output()
         .map_err(|e| FirewallError::Tool {

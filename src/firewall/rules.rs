@@ -19,25 +19,28 @@ pub const REMEMBERED_SECS: u32 = 105;
 /// Where a DNS query to the Pi itself comes in: not over loopback, to port 53.
 const DNS_IN: &str = "iifname != \"lo\" meta l4proto { tcp, udp } th dport 53";
 
+/// Where the Pi's own resolver answers a device: queued too, so Suricata
+/// sees the answers (the names the devices resolved, and to what).
+const DNS_OUT: &str = "oifname != \"lo\" meta l4proto { tcp, udp } th sport 53";
+
 impl PacketPath {
-    /// The nft `queue` statement: our queues, fanned out, and `bypass` when fail-open.
+    /// The nft `queue` statement: our queues, and `bypass` when fail-open.
+    ///
+    /// Spread by the kernel's flow hash, never `fanout`: the hash is symmetric
+    /// in the addresses, so both directions of a flow reach the same Suricata
+    /// worker, while fan-out by CPU split them across workers and Suricata
+    /// dropped packets its other worker's stream had not seen (lab:
+    /// `tcp.pkt_on_wrong_thread` by the hundred thousand, `stream_error`
+    /// drops, new connections stalling on retransmits).
     fn nft_queue(&self) -> String {
-        let mut flags = Vec::new();
-        if self.queues > 1 {
-            flags.push("fanout");
-        }
-        if self.fail == FailMode::Open {
-            flags.push("bypass");
-        }
         let num = if self.queues > 1 {
             format!("0-{}", self.queues - 1)
         } else {
             "0".to_string()
         };
-        if flags.is_empty() {
-            format!("queue num {num}")
-        } else {
-            format!("queue num {num} {}", flags.join(","))
+        match self.fail {
+            FailMode::Open => format!("queue num {num} bypass"),
+            FailMode::Closed => format!("queue num {num}"),
         }
     }
 
@@ -69,7 +72,7 @@ impl PacketPath {
             rules.push(format!("{cond} drop"));
             rules
         };
-        for (hook, matching) in [("forward", ""), ("input", DNS_IN)] {
+        for (hook, matching) in [("forward", ""), ("input", DNS_IN), ("output", DNS_OUT)] {
             let m = |rule: String| {
                 if matching.is_empty() {
                     rule
@@ -260,7 +263,7 @@ impl PacketPath {
         let own = |s: &str| s.split_whitespace().map(str::to_string).collect::<Vec<_>>();
         let mut target = if self.queues > 1 {
             own(&format!(
-                "-A {XT_CHAIN} -j NFQUEUE --queue-balance 0:{} --queue-cpu-fanout",
+                "-A {XT_CHAIN} -j NFQUEUE --queue-balance 0:{}",
                 self.queues - 1
             ))
         } else {
@@ -280,6 +283,9 @@ impl PacketPath {
         for p in ["udp", "tcp"] {
             cmds.push(own(&format!(
                 "-I INPUT 1 ! -i lo -p {p} --dport 53 -j {XT_CHAIN}"
+            )));
+            cmds.push(own(&format!(
+                "-I OUTPUT 1 ! -o lo -p {p} --sport 53 -j {XT_CHAIN}"
             )));
         }
         cmds
@@ -335,8 +341,8 @@ mod tests {
     fn fail_open_is_bypass_in_the_kernel_and_fail_open_in_suricata() {
         let open = path(2, FailMode::Open, true);
         let closed = path(2, FailMode::Closed, true);
-        assert!(open.nft(true).contains("queue num 0-1 fanout,bypass"));
-        assert!(closed.nft(true).contains("queue num 0-1 fanout\n"));
+        assert!(open.nft(true).contains("queue num 0-1 bypass"));
+        assert!(closed.nft(true).contains("queue num 0-1\n"));
         assert!(!closed.nft(true).contains("bypass\n"));
         assert!(open
             .suricata_args()
@@ -345,7 +351,7 @@ mod tests {
             .suricata_args()
             .contains(&"nfq.fail-open=no".to_string()));
         let xt = |p: &PacketPath| p.xtables().concat().join(" ");
-        assert!(xt(&open).contains("--queue-balance 0:1 --queue-cpu-fanout --queue-bypass"));
+        assert!(xt(&open).contains("--queue-balance 0:1 --queue-bypass"));
         assert!(!xt(&closed).contains("--queue-bypass"));
         assert!(path(1, FailMode::Closed, false)
             .nft(true)
@@ -392,7 +398,7 @@ mod tests {
             [
                 "ct mark and 0x40000000 == 0x40000000 drop",
                 "ct mark and 0x20000000 == 0x20000000 counter accept",
-                "counter queue num 0-1 fanout,bypass",
+                "counter queue num 0-1 bypass",
             ]
         );
         assert_eq!(forward[0], rest[0]);
@@ -436,6 +442,28 @@ mod tests {
             .map(str::trim)
             .filter(|l| !l.is_empty() && !l.starts_with("type "))
             .collect()
+    }
+
+    #[test]
+    fn the_pis_own_dns_answers_are_queued_too() {
+        let p = path(2, FailMode::Closed, true);
+        let t = p.nft(true);
+        let output = chain(&t, "output");
+        assert_eq!(
+            output.last().copied(),
+            Some("oifname != \"lo\" meta l4proto { tcp, udp } th sport 53 counter queue num 0-1")
+        );
+        // Nothing but DNS answers leaves the Pi through the queue.
+        assert!(output.iter().all(|l| l.starts_with(DNS_OUT)), "{output:?}");
+        let xt = p.xtables().concat().join(" ");
+        assert!(
+            xt.contains("-I OUTPUT 1 ! -o lo -p udp --sport 53 -j HOMEWARDEN"),
+            "{xt}"
+        );
+        assert!(
+            xt.contains("-I OUTPUT 1 ! -o lo -p tcp --sport 53 -j HOMEWARDEN"),
+            "{xt}"
+        );
     }
 
     #[test]

@@ -238,6 +238,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_size_a_patch_would_leave_is_known_before_it_is_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        write_feed(dir.path(), "1000", true);
+        let mut st = SourceState::default();
+        let p = pull_into(&mut st, dir.path(), None).await;
+        st.apply(p, 1);
+        assert_eq!(st.set.len(), 3);
+        // E2 leaves the manifest: its one entry would go.
+        write_manifest(dir.path(), "1000", false);
+        let p = pull_into(&mut st, dir.path(), None).await;
+        assert_eq!(p.change.size_after(&st.set), 2);
+        // An empty manifest (a broken feed server): everything would go.
+        std::fs::write(dir.path().join("manifest.json"), "{}").unwrap();
+        let p = pull_into(&mut st, dir.path(), None).await;
+        assert_eq!(p.change.size_after(&st.set), 0);
+        assert_eq!(st.set.len(), 3, "nothing applied yet");
+    }
+
+    #[tokio::test]
     async fn reads_attributes_and_objects_with_to_ids_only() {
         let dir = tempfile::tempdir().unwrap();
         write_feed(dir.path(), "1000", true);

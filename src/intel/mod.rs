@@ -61,11 +61,51 @@ pub enum IntelError {
     Config(String),
 }
 
+/// Query parameters that carry a secret when a feed's URL holds one.
+const SECRET_PARAMS: &[&str] = &[
+    "token",
+    "key",
+    "apikey",
+    "api_key",
+    "auth",
+    "access_token",
+    "secret",
+    "password",
+    "sig",
+];
+
+/// A URL as logs, errors and `explain` show it: a user name, password or
+/// secret-looking query parameter (`?token=…`) becomes `***`.
+pub fn masked(raw: &str) -> String {
+    let Ok(mut url) = url::Url::parse(raw) else {
+        return raw.to_string();
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        let _ = url.set_username("***");
+        let _ = url.set_password(None);
+    }
+    if url.query().is_some() {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| {
+                let secret = SECRET_PARAMS.iter().any(|p| k.eq_ignore_ascii_case(p));
+                (
+                    k.into_owned(),
+                    if secret { "***".into() } else { v.into_owned() },
+                )
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.to_string()
+}
+
 impl IntelError {
     fn http(url: &str, e: reqwest::Error) -> IntelError {
         IntelError::Http {
-            url: url.to_string(),
-            message: crate::error_chain(&e),
+            url: masked(url),
+            // reqwest puts the URL in its message too: once, masked, is enough.
+            message: crate::error_chain(&e.without_url()),
         }
     }
 
@@ -78,7 +118,7 @@ impl IntelError {
 
     fn malformed(url: impl ToString, e: impl ToString) -> IntelError {
         IntelError::Malformed {
-            url: url.to_string(),
+            url: masked(&url.to_string()),
             message: e.to_string(),
         }
     }
@@ -98,6 +138,21 @@ pub enum Change {
         /// New entries and their events.
         add: SourceSet,
     },
+}
+
+impl Change {
+    /// How many entries `old` would hold after this change (a patch's
+    /// additions counted in full: an upper bound where they repeat what stays).
+    pub fn size_after(&self, old: &SourceSet) -> usize {
+        match self {
+            Change::Replace(set) => set.len(),
+            Change::Patch {
+                remove_attributes,
+                remove_events,
+                add,
+            } => old.len() - old.count_removed(remove_attributes, remove_events) + add.len(),
+        }
+    }
 }
 
 /// Counters of one pull.
@@ -151,6 +206,19 @@ pub struct Cursor {
     /// Next pull asks for events published since this time (unix seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publish_since: Option<u64>,
+}
+
+/// Why a pull that would leave `new` of a source's `old` entries is held rather than
+/// applied: it loses more than `max_percent` of the set.
+pub fn shrink_held(old: usize, new: usize, max_percent: u8) -> Option<String> {
+    let gone = old.saturating_sub(new);
+    // In u128: no overflow, and exact (a float would round at the edge).
+    (gone as u128 * 100 > old as u128 * u128::from(max_percent)).then(|| {
+        format!(
+            "a pull would leave {new} of {old} entries ({} % gone, more than enforcement.max_shrink {max_percent} %)",
+            gone as u128 * 100 / old as u128
+        )
+    })
 }
 
 /// A source's durable state: its set, cursor and last outcome.
@@ -306,6 +374,42 @@ pub(crate) fn de_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_are_shown_without_their_secrets() {
+        assert_eq!(
+            masked("https://me:s3cret@feeds.example/list.txt?token=abc&format=csv"),
+            "https://***@feeds.example/list.txt?token=***&format=csv"
+        );
+        assert_eq!(
+            masked("https://misp.example/events"),
+            "https://misp.example/events"
+        );
+        assert_eq!(masked("not a url"), "not a url");
+        let e = IntelError::malformed("https://x.example/m.json?API_KEY=k1", "bad");
+        assert!(!e.to_string().contains("k1"), "{e}");
+    }
+
+    #[test]
+    fn a_pull_losing_more_than_the_share_is_held() {
+        assert_eq!(
+            shrink_held(1000, 0, 50).as_deref(),
+            Some("a pull would leave 0 of 1000 entries (100 % gone, more than enforcement.max_shrink 50 %)")
+        );
+        assert!(shrink_held(1000, 499, 50).is_some());
+        assert!(shrink_held(1000, 500, 50).is_none(), "exactly half may go");
+        assert!(
+            shrink_held(1000, 5000, 50).is_none(),
+            "growing is never held"
+        );
+        assert!(
+            shrink_held(0, 0, 50).is_none(),
+            "an empty source stays empty"
+        );
+        assert!(shrink_held(3, 0, 100).is_none(), "100 turns the guard off");
+        assert!(shrink_held(3, 2, 0).is_some(), "0 holds any loss");
+        assert!(shrink_held(usize::MAX, 0, 99).is_some());
+    }
 
     #[test]
     fn patch_replaces_changed_attributes_and_keeps_others() {

@@ -37,17 +37,32 @@ pub struct EventInfo {
     pub seen: u64,
 }
 
-/// Tags from a feed are untrusted text: bounded in number and length, no control characters.
+/// Tags from a feed are untrusted text: bounded in number and length, cleaned as [`clean_text`].
 pub fn clean_tags<'a>(tags: impl IntoIterator<Item = &'a str>) -> Vec<String> {
     tags.into_iter()
-        .map(|t| {
-            t.chars()
-                .filter(|c| !c.is_control())
-                .take(128)
-                .collect::<String>()
-        })
+        .map(|t| clean_text(t, MAX_TAG))
         .filter(|t| !t.is_empty())
         .take(32)
+        .collect()
+}
+
+/// Longest tag kept (characters).
+const MAX_TAG: usize = 128;
+/// Longest event title kept (characters); MISP's own are far shorter.
+const MAX_INFO: usize = 256;
+
+/// Text from a feed or MISP (event titles, tags), made fit to show: line
+/// breaks and tabs become spaces; other control characters (terminal escape
+/// sequences start with one) and bidirectional overrides (which make a
+/// title read differently from what it is) are dropped; at most `max` characters.
+pub fn clean_text(s: &str, max: usize) -> String {
+    s.chars()
+        .filter_map(|c| match c {
+            '\t' | '\n' | '\r' => Some(' '),
+            c if c.is_control() || crate::advisor::is_bidi_control(c) => None,
+            c => Some(c),
+        })
+        .take(max)
         .collect()
 }
 
@@ -119,8 +134,11 @@ impl SourceSet {
         Self::default()
     }
 
-    /// Registers (or updates) an event and returns its index.
-    pub fn event(&mut self, info: EventInfo) -> u32 {
+    /// Registers (or updates) an event and returns its index; its title and
+    /// tags are cleaned here, where every source's events come in.
+    pub fn event(&mut self, mut info: EventInfo) -> u32 {
+        info.info = clean_text(&info.info, MAX_INFO);
+        info.tags = clean_tags(info.tags.iter().map(String::as_str));
         if let Some(&i) = self.event_index.get(&info.uuid) {
             let slot = &mut self.events[i as usize];
             // Keep what we knew if the newer record lacks it (attribute searches
@@ -239,6 +257,25 @@ impl SourceSet {
     /// True when the source contributes nothing.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// How many entries [`Self::remove_attributes`] and [`Self::remove_events`]
+    /// with these uuids would take out, without taking them.
+    pub fn count_removed(&self, attributes: &HashSet<String>, events: &HashSet<String>) -> usize {
+        let gone: HashSet<u32> = events
+            .iter()
+            .filter_map(|u| self.event_index.get(u).copied())
+            .collect();
+        self.entries
+            .iter()
+            .filter(|e| {
+                e.event().is_some_and(|i| gone.contains(&i))
+                    || self
+                        .attributes
+                        .get(e.attribute as usize)
+                        .is_some_and(|u| attributes.contains(&**u))
+            })
+            .count()
     }
 
     /// Drops every entry of the given attribute uuids (MISP incremental updates).
@@ -691,6 +728,28 @@ mod tests {
         assert_eq!(p.event_uuid.as_deref(), Some("e2"));
         assert_eq!(p.attribute_uuid.as_deref(), Some("a3"));
         assert_eq!(p.threat_level, Some(1));
+    }
+
+    #[test]
+    fn event_titles_and_tags_lose_escapes_and_overrides_and_are_clipped() {
+        let mut s = SourceSet::new();
+        let hostile = "\x1b[31mRED\x1b]0;pwned\x07 C2\nnext line \u{202E}exe.gnp\u{202C} \u{9b}2J";
+        let i = s.event(EventInfo {
+            uuid: "e".into(),
+            info: format!("{hostile}{}", "x".repeat(1000)),
+            tags: vec!["tlp:\x1b[5mred".into(), "\u{2066}".into()],
+            ..Default::default()
+        });
+        let ev = &s.events()[i as usize];
+        assert!(
+            ev.info
+                .starts_with("[31mRED]0;pwned C2 next line exe.gnp 2J"),
+            "{:?}",
+            ev.info
+        );
+        assert_eq!(ev.info.chars().count(), 256);
+        assert!(!ev.info.chars().any(|c| c.is_control()));
+        assert_eq!(ev.tags, ["tlp:[5mred"]);
     }
 
     #[test]

@@ -192,7 +192,7 @@ pub async fn replay(r: &Replay) -> Check {
         }
     };
     let rules = r.rules_dir.join(super::render::RULES_FILE);
-    let mut cmd = tokio::process::Command::new(&r.suricata);
+    let mut cmd = crate::child::tokio_command(&r.suricata);
     cmd.arg("-c")
         .arg(&r.config)
         .arg("-r")

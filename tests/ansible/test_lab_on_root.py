@@ -64,10 +64,11 @@ def test_pi_runs_the_roots_files(up):
     pid = int((Path(LAB_DIR) / "suricata.pid").read_text().strip())
     cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     assert str(root / "etc/suricata/suricata.yaml").encode() in cmdline
-    # The lab's include is the root's with only the eve socket moved.
+    # The lab's include is the root's with only the eve sockets moved.
     include = (Path(LAB_DIR) / "suricata-include.yaml").read_text()
     laid = (root / "etc/suricata/homewarden.yaml").read_text()
-    assert include == laid.replace("/run/homewarden/eve.sock", f"{LAB_DIR}/eve.sock")
+    assert include == laid.replace("/run/homewarden/eve.sock", f"{LAB_DIR}/eve.sock") \
+        .replace("/run/homewarden/dns.sock", f"{LAB_DIR}/dns.sock")
     # fail-open, from the config the role wrote, in the kernel and in Suricata.
     config = str(root / "etc/homewarden/homewarden.yaml")
     status = ns("pi", BIN, "--config", config, "firewall", "status").stdout

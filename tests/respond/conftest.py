@@ -342,11 +342,23 @@ class Agent:
             out.flush()
             self.proc = subprocess.Popen([BIN, "--config", str(self.config), "run"], stdout=out,
                                          stderr=subprocess.STDOUT, env=env)
-        wait_for(lambda: self.proc.poll() is not None or self.try_status(), 30, "the agent to answer status")
+        # Up: past its first apply (status answers before that, still "starting").
+        wait_for(lambda: self.proc.poll() is not None
+                 or (self.try_status() or {"state": "starting"})["state"] != "starting",
+                 30, "the agent past its first apply")
         if self.proc.poll() is not None:
             raise AssertionError(f"the agent exited with {self.proc.returncode}:\n{self.log.read_text()[-4000:]}")
-        wait_for(self.eve_socket.exists, 10, "the eve socket")
+        # A killed agent leaves its socket file behind: wait until it answers.
+        wait_for(self.eve_listening, 10, "the eve socket")
         return self
+
+    def eve_listening(self):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            try:
+                s.connect(str(self.eve_socket))
+                return True
+            except OSError:
+                return False
 
     def try_status(self):
         try:

@@ -35,7 +35,8 @@ def test_malformed_lines_are_counted_and_hostile_fields_stay_text(world):
     hostile = [
         Incident("198.51.100.7", t),
         Incident("198.51.100.8", t),
-        Incident(HOSTILE_NAME.lower(), t),
+        # No domain: kept as an escaped, quoted string (nothing here needs escaping).
+        Incident(f'"{HOSTILE_NAME}"', t),
     ]
     lines = [
         hostile[0].line(signature=HOSTILE_SIG, category="<b>A Network Trojan was detected</b>"),
@@ -69,11 +70,14 @@ def test_malformed_lines_are_counted_and_hostile_fields_stay_text(world):
     (first,) = mails_naming(mails, hostile[0])
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in part(first, "html")
     (third,) = mails_naming(mails, hostile[2])
-    assert "&lt;img src=x onerror=alert(3)&gt;.evil.test" in part(third, "html")
+    assert "&lt;img src=x onerror=alert(3)&gt;.EVIL.test" in part(third, "html")
 
-    # Each incident is one MISP event (the hostile name may be refused as an attribute value; the event stays).
-    uuids = sorted(e["uuid"] for e in world.misp.events())
+    # Each incident is one MISP event; the hostile name is no domain, so it never becomes an attribute.
+    events = world.misp.events()
+    uuids = sorted(e["uuid"] for e in events)
     assert uuids == sorted(i.uuid for i in hostile)
+    (ev,) = [e for e in events if e["uuid"] == hostile[2].uuid]
+    assert ev["values"] and not any("onerror" in v for v in ev["values"]), ev["values"]
     for r in world.misp.requests():
         json.dumps(r)  # the request log is valid JSON: nothing binary reached MISP
     assert agent.alive() and agent.status()["alerts"]["high_open"] == 3

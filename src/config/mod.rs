@@ -2,6 +2,12 @@
 //!
 //! Every error names the file, the key and the offending value, on one line.
 
+pub mod expansion;
+mod sources;
+
+use sources::PATH_MARK;
+pub use sources::{FeedSource, ListSource, MispSource, SourceConfig};
+
 use std::collections::HashSet;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
@@ -39,6 +45,9 @@ pub struct Config {
     /// Unix socket where `homewarden status` reaches the daemon.
     #[serde(default = "defaults::control_socket")]
     pub control_socket: PathBuf,
+    /// Who besides root may use the control socket.
+    #[serde(default)]
+    pub control_access: crate::control::access::AccessConfig,
     /// How matches are acted on.
     #[serde(default)]
     pub enforcement: Enforcement,
@@ -107,6 +116,10 @@ pub enum FailMode {
     Closed,
 }
 
+/// Widest networks `max_ipv4_prefix` / `max_ipv6_prefix` may let through: 65,536 addresses.
+const MIN_IPV4_PREFIX: u8 = 16;
+const MIN_IPV6_PREFIX: u8 = 112;
+
 /// Enforcement settings.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -133,6 +146,10 @@ pub struct Enforcement {
     pub do_not_break: Vec<IpNet>,
     /// Tell MISP (an expiration sighting) when one of its attributes stops being enforced here.
     pub expiration_sightings: bool,
+    /// A full pull that loses more than this share (percent) of a source's
+    /// set is held, not applied: an emptied list or a broken feed must not
+    /// lift protection unnoticed (`sync --accept-shrink` takes it; 100: off).
+    pub max_shrink: u8,
 }
 
 impl Default for Enforcement {
@@ -148,6 +165,7 @@ impl Default for Enforcement {
             shadow: None,
             do_not_break: Vec::new(),
             expiration_sightings: false,
+            max_shrink: 50,
         }
     }
 }
@@ -172,6 +190,10 @@ pub struct SuricataConfig {
     /// Flows leave the queue once Suricata has seen what the rules need
     /// (past the stream depth, once TLS is encrypted): near line rate.
     pub flow_bypass: bool,
+    /// Where Suricata writes the DNS answers it sees (an eve `unix_stream`
+    /// output): the addresses whose flows are cut when their name is listed.
+    /// Unset: `dns.sock` beside `alerts.eve_socket` (see [`Config::dns_socket`]).
+    pub dns_socket: Option<PathBuf>,
 }
 
 impl Default for SuricataConfig {
@@ -183,6 +205,7 @@ impl Default for SuricataConfig {
             socket_timeout: Duration::from_secs(30),
             queues: None,
             flow_bypass: true,
+            dns_socket: None,
         }
     }
 }
@@ -443,184 +466,6 @@ impl Default for AllowlistConfig {
     }
 }
 
-/// One intel source.
-#[derive(Clone, Debug)]
-pub enum SourceConfig {
-    /// A MISP instance's REST API.
-    Misp(MispSource),
-    /// A MISP feed (manifest.json + event files).
-    MispFeed(FeedSource),
-    /// A plain text or CSV list.
-    List(ListSource),
-}
-
-/// Marks the inner key path in an error message; `Config::parse` moves it into the key.
-const PATH_MARK: char = '\u{1}';
-
-impl<'de> Deserialize<'de> for SourceConfig {
-    // By hand rather than `#[serde(tag = "type")]`: an internally tagged enum buffers
-    // its content and loses the key path, and every error must name its key.
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::Error;
-        let mut v = serde_yaml_ng::Value::deserialize(d)?;
-        let map = v.as_mapping_mut().ok_or_else(|| {
-            D::Error::custom("a source must be a mapping with name, type and its settings")
-        })?;
-        let kind = match map.remove("type") {
-            Some(serde_yaml_ng::Value::String(s)) => s,
-            Some(other) => {
-                return Err(D::Error::custom(format!(
-                    "type: {other:?} is not a source type"
-                )))
-            }
-            None => return Err(D::Error::custom("missing `type` (misp, misp_feed or list)")),
-        };
-        fn inner<T: serde::de::DeserializeOwned, E: Error>(
-            v: serde_yaml_ng::Value,
-        ) -> Result<T, E> {
-            serde_path_to_error::deserialize(v)
-                .map_err(|e| E::custom(format!("{PATH_MARK}{}{PATH_MARK}{}", e.path(), e.inner())))
-        }
-        match kind.as_str() {
-            "misp" => inner(v).map(SourceConfig::Misp),
-            "misp_feed" => inner(v).map(SourceConfig::MispFeed),
-            "list" => inner(v).map(SourceConfig::List),
-            other => Err(D::Error::custom(format!(
-                "{PATH_MARK}type{PATH_MARK}{other:?} is not a source type (misp, misp_feed or list)"
-            ))),
-        }
-    }
-}
-
-impl SourceConfig {
-    /// The source's name.
-    pub fn name(&self) -> &str {
-        match self {
-            SourceConfig::Misp(s) => &s.name,
-            SourceConfig::MispFeed(s) => &s.name,
-            SourceConfig::List(s) => &s.name,
-        }
-    }
-
-    /// How often it is pulled.
-    pub fn interval(&self) -> Duration {
-        match self {
-            SourceConfig::Misp(s) => s.interval,
-            SourceConfig::MispFeed(s) => s.interval,
-            SourceConfig::List(s) => s.interval,
-        }
-    }
-
-    /// How long this source's new indicators are observed before they block
-    /// (`None`: they block at once), given the appliance-wide setting.
-    pub fn shadow(&self, global: Option<Duration>) -> Option<Duration> {
-        let own = match self {
-            SourceConfig::Misp(s) => s.shadow,
-            SourceConfig::MispFeed(s) => s.shadow,
-            SourceConfig::List(s) => s.shadow,
-        };
-        own.unwrap_or(global)
-    }
-}
-
-/// MISP REST source.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MispSource {
-    /// Name used in logs, status and provenance.
-    pub name: String,
-    /// Base URL of the instance (`https://misp.example`).
-    pub url: String,
-    /// Environment variable (or credential / .env name) holding the API key.
-    #[serde(default = "defaults::misp_key_env")]
-    pub api_key_env: String,
-    /// PEM file with the CA (or self-signed certificate) of a private instance.
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    /// Verify the server certificate (turning this off is for throwaway labs only).
-    #[serde(default = "defaults::yes")]
-    pub verify_tls: bool,
-    /// Accept `http://` URLs (the API key then crosses the network in clear).
-    #[serde(default)]
-    pub allow_plain_http: bool,
-    /// Pull interval.
-    #[serde(default = "defaults::misp_interval", deserialize_with = "de_duration")]
-    pub interval: Duration,
-    /// Full re-pull interval (catches unpublished events); pulls in between are incremental.
-    #[serde(default = "defaults::full_resync", deserialize_with = "de_duration")]
-    pub full_resync: Duration,
-    /// Timeout of one HTTP request.
-    #[serde(default = "defaults::http_timeout", deserialize_with = "de_duration")]
-    pub timeout: Duration,
-    /// MISP attribute types to pull.
-    #[serde(default = "defaults::misp_types")]
-    pub types: Vec<String>,
-    /// Ask MISP to drop values on its warninglists.
-    #[serde(default = "defaults::yes")]
-    pub enforce_warninglist: bool,
-    /// Attributes per page.
-    #[serde(default = "defaults::page_limit")]
-    pub page_limit: u32,
-    /// Observe new indicators first (alert only) for this long: `true` (24 h),
-    /// a duration, or `false`; absent: as `enforcement.shadow` says.
-    #[serde(default, deserialize_with = "de_source_shadow")]
-    pub shadow: Option<Option<Duration>>,
-}
-
-/// MISP feed source.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FeedSource {
-    /// Name used in logs, status and provenance.
-    pub name: String,
-    /// Base URL of the feed (the directory holding manifest.json).
-    #[serde(default)]
-    pub url: Option<String>,
-    /// Local directory holding manifest.json.
-    #[serde(default)]
-    pub path: Option<PathBuf>,
-    /// Pull interval.
-    #[serde(default = "defaults::feed_interval", deserialize_with = "de_duration")]
-    pub interval: Duration,
-    /// Timeout of one HTTP request.
-    #[serde(default = "defaults::http_timeout", deserialize_with = "de_duration")]
-    pub timeout: Duration,
-    /// Only events whose `date` is newer than this are used (old events are mostly dead infrastructure).
-    #[serde(default, deserialize_with = "de_opt_duration")]
-    pub max_age: Option<Duration>,
-    /// Observe new indicators first (alert only) for this long: `true` (24 h),
-    /// a duration, or `false`; absent: as `enforcement.shadow` says.
-    #[serde(default, deserialize_with = "de_source_shadow")]
-    pub shadow: Option<Option<Duration>>,
-}
-
-/// Plain list source.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListSource {
-    /// Name used in logs, status and provenance.
-    pub name: String,
-    /// URL of the list.
-    #[serde(default)]
-    pub url: Option<String>,
-    /// Local file.
-    #[serde(default)]
-    pub path: Option<PathBuf>,
-    /// Pull interval.
-    #[serde(default = "defaults::feed_interval", deserialize_with = "de_duration")]
-    pub interval: Duration,
-    /// Timeout of one HTTP request.
-    #[serde(default = "defaults::http_timeout", deserialize_with = "de_duration")]
-    pub timeout: Duration,
-    /// For CSV: which column (0-based) holds the value; other columns are ignored.
-    #[serde(default)]
-    pub column: usize,
-    /// Observe new indicators first (alert only) for this long: `true` (24 h),
-    /// a duration, or `false`; absent: as `enforcement.shadow` says.
-    #[serde(default, deserialize_with = "de_source_shadow")]
-    pub shadow: Option<Option<Duration>>,
-}
-
 mod defaults {
     use std::path::PathBuf;
     use std::time::Duration;
@@ -752,6 +597,16 @@ fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, 
 }
 
 impl Config {
+    /// The socket Suricata's DNS answers come in on: `suricata.dns_socket`,
+    /// or `dns.sock` beside the eve socket (so a lab or a test that moves one
+    /// moves both).
+    pub fn dns_socket(&self) -> PathBuf {
+        self.suricata
+            .dns_socket
+            .clone()
+            .unwrap_or_else(|| self.alerts.eve_socket.with_file_name("dns.sock"))
+    }
+
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
@@ -765,6 +620,11 @@ impl Config {
     /// Parses and validates config text; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
+        expansion::check(text, expansion::budget(text.len())).map_err(|m| ConfigError {
+            file: file.clone(),
+            key: "-".into(),
+            message: m.into(),
+        })?;
         // An empty file is a valid config: every default applies.
         let de =
             serde_yaml_ng::Deserializer::from_str(if text.trim().is_empty() { "{}" } else { text });
@@ -805,17 +665,28 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.allowlist()?;
+        self.control_access
+            .check()
+            .map_err(|(key, message)| self.err(key, message))?;
         let e = &self.enforcement;
-        if e.max_ipv4_prefix > 32 {
+        // Each listed network becomes one dataset entry per address: a /8 or
+        // a /64 from a feed would be millions (or 2^64) of them.
+        if !(MIN_IPV4_PREFIX..=32).contains(&e.max_ipv4_prefix) {
             return Err(self.err(
                 "enforcement.max_ipv4_prefix",
-                format!("{} is not a prefix length (0-32)", e.max_ipv4_prefix),
+                format!("{} is not a prefix length of {MIN_IPV4_PREFIX}-32 (each network is expanded into its addresses: at most 65,536)", e.max_ipv4_prefix),
             ));
         }
-        if e.max_ipv6_prefix > 128 {
+        if e.max_shrink > 100 {
+            return Err(self.err(
+                "enforcement.max_shrink",
+                format!("{} is not a percentage (0-100)", e.max_shrink),
+            ));
+        }
+        if !(MIN_IPV6_PREFIX..=128).contains(&e.max_ipv6_prefix) {
             return Err(self.err(
                 "enforcement.max_ipv6_prefix",
-                format!("{} is not a prefix length (0-128)", e.max_ipv6_prefix),
+                format!("{} is not a prefix length of {MIN_IPV6_PREFIX}-128 (each network is expanded into its addresses: at most 65,536)", e.max_ipv6_prefix),
             ));
         }
         // Suricata's socket path is a sun_path: 107 bytes at most.
@@ -823,6 +694,7 @@ impl Config {
             ("control_socket", &self.control_socket),
             ("suricata.command_socket", &self.suricata.command_socket),
             ("alerts.eve_socket", &self.alerts.eve_socket),
+            ("suricata.dns_socket", &self.dns_socket()),
         ] {
             if p.as_os_str().len() > 107 {
                 return Err(self.err(
@@ -1069,6 +941,50 @@ impl Config {
     pub fn dir(&self) -> &Path {
         self.path.parent().unwrap_or(Path::new("."))
     }
+
+    /// Settings that are valid but weaken the appliance: the agent logs them
+    /// at start and `status` shows them, so a lab setting left on is seen.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let plain = |url: &str| {
+            url.get(..7)
+                .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+        };
+        for (i, s) in self.sources.iter().enumerate() {
+            let at = format!("sources[{i}] ({})", s.name());
+            let url = match s {
+                SourceConfig::Misp(m) => {
+                    if !m.verify_tls {
+                        out.push(format!("{at}: verify_tls is off: anyone on the path can pose as the MISP server and read its API key"));
+                    }
+                    Some(m.url.as_str())
+                }
+                SourceConfig::MispFeed(f) => f.url.as_deref(),
+                SourceConfig::List(l) => l.url.as_deref(),
+            };
+            if url.is_some_and(plain) {
+                out.push(format!(
+                    "{at}: plain http: anyone on the path can change what is blocked"
+                ));
+            }
+        }
+        let m = &self.mail;
+        if !m.to.is_empty() && m.security == crate::mail::Security::None && !is_local_host(&m.host)
+        {
+            out.push(format!("mail: security none to {}: mail (incident details) crosses the network unencrypted and unauthenticated", m.host));
+        }
+        out
+    }
+}
+
+/// `localhost` or a loopback address: a relay on the Pi itself.
+fn is_local_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn check_url(u: &str) -> Result<url::Url, String> {
@@ -1102,262 +1018,4 @@ impl fmt::Display for Mode {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(yaml: &str) -> Result<Config, ConfigError> {
-        Config::parse(yaml, Path::new("/etc/homewarden/homewarden.yaml"))
-    }
-
-    #[test]
-    fn empty_file_gives_working_defaults() {
-        let c = parse("").unwrap();
-        assert_eq!(c.enforcement.mode, Mode::Ips);
-        assert_eq!(c.enforcement.action, Action::Drop);
-        assert_eq!(c.enforcement.fail, FailMode::Open);
-        assert_eq!(
-            c.suricata.rules_dir,
-            PathBuf::from("/var/lib/homewarden/suricata")
-        );
-        assert!(c.sources.is_empty());
-    }
-
-    #[test]
-    fn full_example_parses() {
-        let c = parse(
-            r#"
-state_dir: /tmp/x
-enforcement: { mode: ids, action: reject, fail: closed }
-network: { gateway: [192.0.2.1], dns: [192.0.2.53] }
-allowlist: { cidrs: [198.51.100.0/24, 203.0.113.7], domains: [good.example] }
-sources:
-  - name: misp
-    type: misp
-    url: https://misp.example
-    interval: 90s
-  - { name: circl, type: misp_feed, url: "https://feed.example/osint/" }
-  - { name: local, type: list, path: /etc/homewarden/block.txt, interval: 1h, column: 2 }
-"#,
-        )
-        .unwrap();
-        assert_eq!(c.enforcement.mode, Mode::Ids);
-        assert_eq!(c.sources.len(), 3);
-        assert_eq!(c.sources[0].interval(), Duration::from_secs(90));
-        assert_eq!(c.sources[1].interval(), Duration::from_secs(3600));
-        let allow = c.allowlist().unwrap();
-        assert!(allow.allows_ip("192.0.2.53".parse().unwrap()));
-        assert!(allow.allows_ip("203.0.113.7".parse().unwrap()));
-        assert!(!allow.allows_ip("203.0.113.8".parse().unwrap()));
-    }
-
-    #[test]
-    fn placement_defaults_and_lan_per_placement() {
-        let c = parse("").unwrap();
-        assert_eq!(c.network.placement, Placement::Gateway);
-        assert_eq!(c.network.uplink, "eth0");
-        assert_eq!(c.network.lan(), "eth1");
-        assert_eq!(c.network.ap.ssid, "homewarden");
-        let c =
-            parse("network: { placement: ap, ap: { ssid: Home IoT, country: DE, channel: 36 } }")
-                .unwrap();
-        assert_eq!(c.network.lan(), "wlan0");
-        assert_eq!(c.network.ap.ssid, "Home IoT");
-        assert_eq!(c.network.ap.channel, 36);
-        let c = parse("network: { placement: bridge, lan: enx1 }").unwrap();
-        assert_eq!(c.network.lan(), "enx1");
-        assert!(!c.network.routes_own_subnet());
-        // One NIC: the devices route through the Pi on the same link.
-        let c = parse("network: { placement: gateway, lan: eth0 }").unwrap();
-        assert!(!c.network.routes_own_subnet());
-        let c = parse("network: { lan_address: 10.3.0.254/16 }").unwrap();
-        assert!(c.network.routes_own_subnet());
-        assert_eq!(c.network.lan_address.addr(), Ipv4Addr::new(10, 3, 0, 254));
-        assert_eq!(c.network.lan_address.prefix_len(), 16);
-    }
-
-    #[test]
-    fn lan_address_must_be_a_host_of_a_usable_subnet() {
-        for bad in [
-            "192.168.73.0/24",
-            "192.168.73.255/24",
-            "192.168.73.1/31",
-            "10.0.0.1/7",
-        ] {
-            let e = error_of(&format!("network: {{ lan_address: {bad} }}"));
-            assert_eq!(
-                e,
-                format!("/etc/homewarden/homewarden.yaml: network.lan_address: \"{bad}\" must be the Pi's own address with a /8 to /30 prefix, such as \"192.168.73.1/24\"")
-            );
-        }
-        let e = error_of("network: { lan_address: 192.168.73.1 }");
-        assert!(e.contains("network.lan_address"), "{e}");
-    }
-
-    fn error_of(yaml: &str) -> String {
-        parse(yaml).unwrap_err().to_string()
-    }
-
-    #[test]
-    fn every_yaml_spelling_of_the_fail_mode_is_read_alike() {
-        // The firewall takes the mode from this parser, never from a grep of the file.
-        for yaml in [
-            "enforcement:\n  fail: closed\n",
-            "enforcement:\n  fail: \"closed\"\n",
-            "enforcement:\n  fail: 'closed'\n",
-            "enforcement: { mode: ips, fail: closed }\n",
-            "enforcement: {fail: \"closed\"}\n",
-            "enforcement:\n  # fail: open\n  mode: ips\n  fail: closed # the door lock matters more\n",
-            "---\nenforcement:\n    fail: !!str closed\n",
-        ] {
-            let c = parse(yaml).unwrap_or_else(|e| panic!("{yaml:?}: {e}"));
-            assert_eq!(c.enforcement.fail, FailMode::Closed, "{yaml:?}");
-        }
-        for (yaml, want) in [
-            ("", FailMode::Open),
-            ("enforcement: { fail: open }", FailMode::Open),
-        ] {
-            assert_eq!(parse(yaml).unwrap().enforcement.fail, want, "{yaml:?}");
-        }
-        for bad in ["Closed", "close", "yes", "true", "\"\""] {
-            let e = error_of(&format!("enforcement: {{ fail: {bad} }}"));
-            assert!(e.contains("enforcement.fail"), "{bad}: {e}");
-        }
-    }
-
-    #[test]
-    fn ports_opened_to_the_devices_are_tcp_or_udp_with_a_number() {
-        let c = parse("network: { lan_open: [tcp/8123, udp/5353], ssh_from: [192.168.73.10/32] }")
-            .unwrap();
-        assert_eq!(
-            c.network.lan_open,
-            [
-                OpenPort {
-                    udp: false,
-                    port: 8123
-                },
-                OpenPort {
-                    udp: true,
-                    port: 5353
-                }
-            ]
-        );
-        assert_eq!(c.network.lan_open[1].to_string(), "udp/5353");
-        assert_eq!(c.network.ssh_from.unwrap().len(), 1);
-        assert_eq!(parse("").unwrap().network.ssh_from, None);
-        for bad in ["tcp/0", "sctp/9", "8123", "tcp/70000", "tcp/x"] {
-            let e = error_of(&format!("network: {{ lan_open: [\"{bad}\"] }}"));
-            assert!(e.contains("network.lan_open") && e.contains(bad), "{e}");
-        }
-    }
-
-    #[test]
-    fn queues_are_auto_or_a_sane_count() {
-        assert_eq!(parse("").unwrap().suricata.queues, None);
-        assert_eq!(
-            parse("suricata: { queues: auto }").unwrap().suricata.queues,
-            None
-        );
-        assert_eq!(
-            parse("suricata: { queues: 3 }").unwrap().suricata.queues,
-            Some(3)
-        );
-        for bad in ["0", "17", "many", "-1"] {
-            let e = error_of(&format!("suricata: {{ queues: {bad} }}"));
-            assert!(e.contains("suricata.queues") && e.contains(bad), "{e}");
-        }
-        assert!(parse("").unwrap().suricata.flow_bypass);
-    }
-
-    #[test]
-    fn errors_name_file_key_and_value() {
-        let e =
-            error_of("sources:\n  - {name: m, type: misp, url: https://m.example, interval: 5x}\n");
-        assert!(
-            e.starts_with("/etc/homewarden/homewarden.yaml: sources[0].interval: "),
-            "{e}"
-        );
-        assert!(e.contains("\"5x\""), "{e}");
-
-        let e = error_of("enforcement: { mode: ipx }");
-        assert!(e.contains("enforcement.mode"), "{e}");
-        assert_eq!(e.matches("enforcement.mode").count(), 1, "{e}");
-        assert!(e.contains("ipx"), "{e}");
-
-        let e = error_of("allowlist: { cidrs: [10.0.0.0/40] }");
-        assert_eq!(
-            e,
-            "/etc/homewarden/homewarden.yaml: allowlist.cidrs[0]: \"10.0.0.0/40\" is not an IP network"
-        );
-
-        let e = error_of("sources:\n  - {name: m, type: misp, url: http://m.example}\n");
-        assert!(
-            e.contains("sources[0].url") && e.contains("plain http"),
-            "{e}"
-        );
-
-        let e = error_of(
-            "sources:\n  - {name: a, type: list, path: /x}\n  - {name: a, type: list, path: /y}\n",
-        );
-        assert!(e.contains("sources[1].name") && e.contains("\"a\""), "{e}");
-
-        let e = error_of("sources:\n  - {name: a, type: list}\n");
-        assert!(
-            e.contains("sources[0].url: give exactly one of url and path"),
-            "{e}"
-        );
-
-        let e = error_of("statedir: /x\n");
-        assert!(e.contains("statedir"), "{e}");
-
-        let e = error_of("sources:\n  - {name: a, type: lsit, path: /x}\n");
-        assert!(e.contains("sources[0]") && e.contains("lsit"), "{e}");
-
-        let e = error_of("network: { placement: router }");
-        assert!(
-            e.contains("network.placement") && e.contains("router"),
-            "{e}"
-        );
-
-        let e = error_of("network: { uplink: \"eth 0\" }");
-        assert_eq!(e, "/etc/homewarden/homewarden.yaml: network.uplink: \"eth 0\" is not an interface name (1-15 of [A-Za-z0-9._@-])");
-
-        let e = error_of("network: { placement: bridge, uplink: eth1 }");
-        assert!(
-            e.contains("network.lan") && e.contains("two interfaces"),
-            "{e}"
-        );
-
-        let e = error_of("network: { ap: { country: gb } }");
-        assert!(
-            e.contains("network.ap.country") && e.contains("\"gb\""),
-            "{e}"
-        );
-
-        let e = error_of("network: { ap: { channel: 15 } }");
-        assert!(e.contains("network.ap.channel: 15"), "{e}");
-
-        let e = error_of(&format!(
-            "network: {{ ap: {{ ssid: {:?} }} }}",
-            "x".repeat(33)
-        ));
-        assert!(e.contains("network.ap.ssid"), "{e}");
-
-        let e = error_of("alerts: { retry_first: 500ms }");
-        assert_eq!(
-            e,
-            "/etc/homewarden/homewarden.yaml: alerts.retry_first: 500ms is out of range: write 1s to 1h"
-        );
-        assert!(error_of("alerts: { retry_first: 2h }").contains("alerts.retry_first: 2h"));
-        assert_eq!(
-            parse("alerts: { retry_first: 2s }")
-                .unwrap()
-                .alerts
-                .retry_first,
-            Duration::from_secs(2)
-        );
-
-        let e = error_of("network: { gateway: [192.0.2.300] }");
-        assert!(e.contains("network.gateway[0]"), "{e}");
-        assert!(!e.contains('\n'));
-    }
-}
+mod tests;

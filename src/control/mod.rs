@@ -7,11 +7,15 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::agent::{Request, Status};
+
+pub mod access;
+
+use access::{Access, Peer, Right};
 
 /// A request on the control socket.
 #[derive(Debug, Serialize, Deserialize)]
@@ -20,7 +24,11 @@ pub enum Command {
     /// The daemon's status.
     Status,
     /// Pull every source now; the reply comes when the sync is done.
-    Sync,
+    Sync {
+        /// Sources whose pull is taken however much it shrinks.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        accept_shrink: Vec<String>,
+    },
     /// Acknowledge open high-severity incidents (what a short button press does).
     Ack,
     /// Simulate a button press of this many milliseconds on the panel.
@@ -37,6 +45,24 @@ pub enum Command {
     Owner(OwnerCommand),
     /// Run the self-test now.
     Selftest,
+}
+
+impl Command {
+    /// What a peer needs to be allowed this.
+    pub fn right(&self) -> Right {
+        match self {
+            Command::Status
+            | Command::Lookup { .. }
+            | Command::Owner(OwnerCommand::Explain { .. } | OwnerCommand::Blocks) => Right::Read,
+            Command::Sync { .. }
+            | Command::Ack
+            | Command::Press { .. }
+            | Command::Selftest
+            | Command::Owner(OwnerCommand::Allow { .. } | OwnerCommand::Unallow { .. }) => {
+                Right::Change
+            }
+        }
+    }
 }
 
 /// What the owner asks of the daemon.
@@ -58,6 +84,9 @@ pub enum OwnerCommand {
         /// Why, in the owner's words.
         #[serde(default)]
         reason: Option<String>,
+        /// Take a network wider than /16 (IPv4) or /48 (IPv6).
+        #[serde(default)]
+        force: bool,
     },
     /// Take back an allowance.
     Unallow {
@@ -66,6 +95,37 @@ pub enum OwnerCommand {
     },
     /// What is being blocked now.
     Blocks,
+}
+
+/// The longest request line the daemon reads (a value to explain or allow,
+/// a reason: far below this); a longer one ends the connection.
+pub const MAX_REQUEST: usize = 16 * 1024;
+
+/// The longest simulated button press: the longest hold that means anything
+/// (factory reset) is 10 s.
+pub const MAX_PRESS_MS: u64 = 60_000;
+
+/// One request line, without its newline; `Ok(None)` at the end of the
+/// stream, an error for a line over [`MAX_REQUEST`] bytes (read no further).
+async fn read_request<R: AsyncBufRead + Unpin>(
+    r: &mut R,
+) -> std::io::Result<Option<Result<Vec<u8>, String>>> {
+    let mut line = Vec::new();
+    let n = r
+        .take(MAX_REQUEST as u64 + 1)
+        .read_until(b'\n', &mut line)
+        .await?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    } else if line.len() > MAX_REQUEST {
+        return Ok(Some(Err(format!(
+            "bad request: longer than {MAX_REQUEST} bytes"
+        ))));
+    }
+    Ok(Some(Ok(line)))
 }
 
 /// A failure reaching the daemon.
@@ -79,14 +139,19 @@ pub enum ControlError {
         /// OS error.
         message: String,
     },
+    /// The socket's mode keeps this user out.
+    #[error("{0}: permission denied: root may use it, and the groups under control_access in the config")]
+    Denied(String),
     /// The daemon answered nonsense or nothing.
     #[error("control socket: {0}")]
     Protocol(String),
 }
 
-/// Binds the socket (replacing a stale one) and serves until the task is dropped.
+/// Binds the socket (replacing a stale one) and serves until the task is
+/// dropped; `access` says who may connect and what each peer may ask.
 pub fn serve(
     path: &Path,
+    access: Access,
     status: watch::Receiver<Status>,
     requests: mpsc::Sender<Request>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
@@ -106,6 +171,10 @@ pub fn serve(
     }
     let listener = UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    if let Some(gid) = access.socket_gid() {
+        std::os::unix::fs::chown(path, None, Some(gid))?;
+    }
+    let access = std::sync::Arc::new(access);
     Ok(tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
@@ -113,8 +182,9 @@ pub fn serve(
             };
             let status = status.clone();
             let requests = requests.clone();
+            let access = access.clone();
             tokio::spawn(async move {
-                if let Err(e) = handle(stream, status, requests).await {
+                if let Err(e) = handle(stream, &access, status, requests).await {
                     tracing::debug!("control client: {e}");
                 }
             });
@@ -124,15 +194,36 @@ pub fn serve(
 
 async fn handle(
     stream: UnixStream,
+    access: &Access,
     status: watch::Receiver<Status>,
     requests: mpsc::Sender<Request>,
 ) -> std::io::Result<()> {
+    let peer = peer_of(&stream)?;
     let (r, mut w) = stream.into_split();
-    let mut lines = BufReader::new(r).lines();
-    while let Some(line) = lines.next_line().await? {
-        let reply: Value = match serde_json::from_str::<Command>(&line) {
+    let mut r = BufReader::new(r);
+    while let Some(line) = read_request(&mut r).await? {
+        let line = match line {
+            Ok(line) => line,
+            Err(e) => {
+                let out = serde_json::json!({ "error": e }).to_string() + "\n";
+                w.write_all(out.as_bytes()).await?;
+                break;
+            }
+        };
+        let cmd = serde_json::from_slice::<Command>(&line);
+        let reply: Value = match cmd {
+            Ok(cmd) if !access.allows(&peer, cmd.right()) => serde_json::json!({
+                "error": format!(
+                    "permission denied: {} may not {}; {} may",
+                    peer.shown(),
+                    if cmd.right() == Right::Read { "look" } else { "change things" },
+                    if cmd.right() == Right::Read { "root and the control_access groups".to_string() } else { access.admins() },
+                )
+            }),
             Ok(Command::Status) => serde_json::to_value(&*status.borrow()).unwrap_or(Value::Null),
-            Ok(Command::Sync) => ask(&requests, Request::Sync, Ok).await,
+            Ok(Command::Sync { accept_shrink }) => {
+                ask(&requests, |tx| Request::Sync(accept_shrink, tx), Ok).await
+            }
             Ok(Command::Ack) => {
                 forward(
                     &requests,
@@ -140,6 +231,9 @@ async fn handle(
                 )
                 .await
             }
+            Ok(Command::Press { ms }) if ms > MAX_PRESS_MS => serde_json::json!({
+                "error": format!("bad request: a press of {ms} ms; at most {MAX_PRESS_MS}")
+            }),
             Ok(Command::Press { ms }) => {
                 forward(
                     &requests,
@@ -149,7 +243,7 @@ async fn handle(
             }
             Ok(Command::Selftest) => ask(&requests, Request::Selftest, Ok).await,
             Ok(Command::Owner(cmd)) => {
-                let who = peer_name(&w);
+                let who = peer.shown();
                 ask(&requests, |tx| Request::Owner(cmd, who, tx), |r| r).await
             }
             Ok(Command::Lookup { value }) => {
@@ -168,20 +262,17 @@ async fn handle(
 }
 
 /// The user behind a control connection, from the kernel's peer credentials
-/// (a client cannot claim to be someone else).
-fn peer_name(w: &tokio::net::unix::OwnedWriteHalf) -> String {
-    let Ok(cred) = w.as_ref().peer_cred() else {
-        return "unknown".into();
-    };
-    let uid = cred.uid();
-    let name = std::fs::read_to_string("/etc/passwd").ok().and_then(|p| {
-        p.lines().find_map(|l| {
-            let mut f = l.split(':');
-            let name = f.next()?;
-            (f.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_string())
-        })
-    });
-    name.unwrap_or_else(|| format!("uid {uid}"))
+/// (a client cannot claim to be someone else); none, no answer.
+fn peer_of(stream: &UnixStream) -> std::io::Result<Peer> {
+    let cred = stream.peer_cred()?;
+    let name = std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|p| access::user_name(&p, cred.uid()));
+    Ok(Peer {
+        uid: cred.uid(),
+        gid: cred.gid(),
+        name,
+    })
 }
 
 /// Hands a request to the agent and waits for its answer; `reply` turns the
@@ -213,12 +304,16 @@ async fn forward(requests: &mpsc::Sender<Request>, r: Request) -> Value {
 
 /// Sends one command to the daemon and returns its reply.
 pub async fn request(path: &Path, cmd: &Command, timeout: Duration) -> Result<Value, ControlError> {
-    let stream = UnixStream::connect(path)
-        .await
-        .map_err(|e| ControlError::NotRunning {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
+    let stream = UnixStream::connect(path).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            ControlError::Denied(path.display().to_string())
+        } else {
+            ControlError::NotRunning {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            }
+        }
+    })?;
     let (r, mut w) = stream.into_split();
     let mut line = serde_json::to_string(cmd).map_err(|e| ControlError::Protocol(e.to_string()))?;
     line.push('\n');
@@ -253,9 +348,9 @@ mod tests {
             ..Status::default()
         });
         let (req_tx, mut req_rx) = mpsc::channel(1);
-        let _server = serve(&path, status_rx, req_tx).unwrap();
+        let _server = serve(&path, Access::default(), status_rx, req_tx).unwrap();
         tokio::spawn(async move {
-            while let Some(Request::Sync(reply)) = req_rx.recv().await {
+            while let Some(Request::Sync(_, reply)) = req_rx.recv().await {
                 let _ = reply.send(SyncReport {
                     sources: vec![("a".into(), None)],
                     ..Default::default()
@@ -274,14 +369,65 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(v["state"], "degraded");
-        let v = request(&path, &Command::Sync, Duration::from_secs(5))
-            .await
-            .unwrap();
+        let v = request(
+            &path,
+            &Command::Sync {
+                accept_shrink: Vec::new(),
+            },
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
         assert_eq!(v["sources"][0][0], "a");
         // A second daemon must not steal a live socket.
         let (_t, rx) = watch::channel(Status::default());
         let (tx, _r) = mpsc::channel(1);
-        assert!(serve(&path, rx, tx).is_err());
+        assert!(serve(&path, Access::default(), rx, tx).is_err());
+    }
+
+    #[tokio::test]
+    async fn long_requests_and_huge_presses_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        let (_status_tx, status_rx) = watch::channel(Status::default());
+        let (req_tx, mut req_rx) = mpsc::channel(4);
+        let _server = serve(&path, Access::default(), status_rx, req_tx).unwrap();
+        let e = request(
+            &path,
+            &Command::Press { ms: u64::MAX },
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
+        assert!(e.to_string().contains("at most 60000"), "{e}");
+        assert!(
+            req_rx.try_recv().is_err(),
+            "a refused press reached the agent"
+        );
+        request(&path, &Command::Press { ms: 6000 }, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(matches!(req_rx.try_recv(), Ok(Request::Press(d)) if d == Duration::from_secs(6)));
+
+        // A line past the cap gets one error and the end of the connection,
+        // even when it never ends.
+        let stream = UnixStream::connect(&path).await.unwrap();
+        let (r, mut w) = stream.into_split();
+        let big = vec![b'x'; MAX_REQUEST + 10];
+        w.write_all(&big).await.unwrap();
+        let mut reply = String::new();
+        BufReader::new(r).read_to_string(&mut reply).await.unwrap();
+        assert_eq!(reply.lines().count(), 1, "{reply}");
+        assert!(reply.contains("longer than 16384 bytes"), "{reply}");
+        // One just under the cap is read (and refused as JSON, not for its size).
+        let stream = UnixStream::connect(&path).await.unwrap();
+        let (r, mut w) = stream.into_split();
+        let mut line = vec![b' '; MAX_REQUEST - 20];
+        line.extend_from_slice(b"{\"cmd\":\"status\"}\n");
+        w.write_all(&line).await.unwrap();
+        let mut lines = BufReader::new(r).lines();
+        let reply = lines.next_line().await.unwrap().unwrap();
+        assert!(reply.contains("\"state\""), "{reply}");
     }
 
     #[tokio::test]
