@@ -55,6 +55,15 @@ enum Cmd {
         /// A list or MISP feed (path or URL); repeat for several. Without it, the config's sources.
         #[arg(long = "source", value_name = "PATH_OR_URL")]
         sources: Vec<String>,
+        /// How `--source` lists are laid out: auto, plain, columns, csv or hosts.
+        #[arg(long, default_value = "auto")]
+        format: homewarden::intel::list::Format,
+        /// The value's column in `--source` lists: 0-based, or a CSV header's name.
+        #[arg(long, default_value = "0")]
+        column: homewarden::intel::list::Column,
+        /// Fail a `--source` list with more refused values than this percentage.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u8).range(0..=100))]
+        max_refused: u8,
     },
     /// Validate the configuration and the secrets it needs.
     CheckConfig,
@@ -248,7 +257,20 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             once: _,
             accept_shrink,
         } => sync(&cli.config, accept_shrink).await,
-        Cmd::Render { out, sources } => render(&cli.config, &out, &sources).await,
+        Cmd::Render {
+            out,
+            sources,
+            format,
+            column,
+            max_refused,
+        } => {
+            let layout = homewarden::intel::list::Layout {
+                format,
+                column,
+                max_refused,
+            };
+            render(&cli.config, &out, &sources, &layout).await
+        }
         Cmd::CheckConfig => check_config(&cli.config),
         Cmd::MailTest => mail_test(&cli.config).await,
         Cmd::Network {
@@ -542,7 +564,12 @@ async fn sync(path: &Path, accept_shrink: Vec<String>) -> Result<ExitCode> {
     })
 }
 
-async fn render(path: &Path, out: &Path, sources: &[String]) -> Result<ExitCode> {
+async fn render(
+    path: &Path,
+    out: &Path,
+    sources: &[String],
+    layout: &homewarden::intel::list::Layout,
+) -> Result<ExitCode> {
     let (mut cfg, secrets) = if sources.is_empty() || path.exists() {
         load(path)?
     } else {
@@ -553,15 +580,30 @@ async fn render(path: &Path, out: &Path, sources: &[String]) -> Result<ExitCode>
         cfg.sources = sources
             .iter()
             .enumerate()
-            .map(|(i, s)| source_from_arg(i, s))
+            .map(|(i, s)| source_from_arg(i, s, layout))
             .collect();
     }
     let (counts, dropped, stats) = homewarden::agent::render_offline(&cfg, &secrets, out).await?;
     for (name, st) in &stats {
         let rejected: u64 = st.rejected.values().sum();
         println!(
-            "{name}: {} values, {} accepted, {} refused {:?}",
-            st.seen, st.accepted, rejected, st.rejected
+            "{name}: {}{} values, {} accepted, {} refused {:?}{}",
+            st.format
+                .as_deref()
+                .map(|f| format!("{f} list, "))
+                .unwrap_or_default(),
+            st.seen,
+            st.accepted,
+            rejected,
+            st.rejected,
+            if st.ignored > 0 {
+                format!(
+                    ", {} lines skipped (hosts-file header, CSV header)",
+                    st.ignored
+                )
+            } else {
+                String::new()
+            }
         );
     }
     println!(
@@ -580,7 +622,7 @@ async fn render(path: &Path, out: &Path, sources: &[String]) -> Result<ExitCode>
 
 /// A `--source` argument: a MISP feed if it is a directory with a manifest or a URL
 /// ending in `/` or `manifest.json`, a plain list otherwise.
-fn source_from_arg(i: usize, arg: &str) -> SourceConfig {
+fn source_from_arg(i: usize, arg: &str, layout: &homewarden::intel::list::Layout) -> SourceConfig {
     let name = format!("source-{}", i + 1);
     let is_url = arg.starts_with("http://") || arg.starts_with("https://");
     let (url, path) = if is_url {
@@ -625,7 +667,9 @@ fn source_from_arg(i: usize, arg: &str) -> SourceConfig {
             token_env: None,
             interval,
             timeout,
-            column: 0,
+            format: layout.format,
+            column: layout.column.clone(),
+            max_refused: layout.max_refused,
             shadow: None,
         }),
     }
@@ -1176,13 +1220,18 @@ fn human_status(s: &Status, now: u64) -> String {
         let refused: u64 = src.stats.rejected.values().sum();
         let _ = writeln!(
             o,
-            "  {:<16} {:<9} {:>8} IoCs  pulled {}  next in {}  refused {}{}{}",
+            "  {:<16} {:<9} {:>8} IoCs  pulled {}  next in {}  refused {}{}{}{}",
             src.name,
             src.kind,
             src.entries,
             ago(now, src.last_ok),
             humantime::format_duration(Duration::from_secs(src.next_pull_in)),
             refused,
+            src.stats
+                .format
+                .as_deref()
+                .map(|f| format!("  format {f}"))
+                .unwrap_or_default(),
             src.last_error
                 .as_deref()
                 .map(|e| format!("\n    last error: {e}"))

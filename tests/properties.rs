@@ -14,6 +14,7 @@ use homewarden::alerts::{eve, triage};
 use homewarden::config::Config;
 use homewarden::control::Command;
 use homewarden::intel::ioc::{Domain, Ioc};
+use homewarden::intel::list::{Column, Format, Layout};
 use homewarden::intel::{list, masked, Collector};
 use homewarden::secrets::Secrets;
 use proptest::prelude::*;
@@ -81,10 +82,23 @@ proptest! {
     }
 
     #[test]
-    fn a_list_file_of_anything_is_counted_never_panics(text in feedish(), column in 0usize..4) {
+    fn a_list_file_of_anything_is_counted_never_panics(
+        text in feedish(),
+        column in 0usize..4,
+        format in prop::sample::select(vec![Format::Auto, Format::Plain, Format::Columns, Format::Csv, Format::Hosts]),
+        max_refused in 0u8..=100,
+    ) {
+        let column = if matches!(format, Format::Plain | Format::Hosts) { 0 } else { column };
+        let layout = Layout { format, column: Column::Index(column), max_refused };
         let mut c = Collector::new("p");
-        list::parse_into(&text, column, &mut c);
+        let verdict = list::parse_into(&text, &layout, &mut c);
+        let refused: u64 = c.stats.rejected.values().sum();
         prop_assert!(c.set.len() as u64 <= c.stats.seen);
+        prop_assert_eq!(c.stats.accepted + refused, c.stats.seen);
+        // A pull that passes holds no more refused values than its owner allows.
+        if verdict.is_ok() {
+            prop_assert!(refused * 100 <= u64::from(max_refused) * c.stats.seen);
+        }
     }
 
     #[test]

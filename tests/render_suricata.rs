@@ -54,7 +54,11 @@ fn render(out: &Path, config: Option<&Path>, sources: &[&Path]) -> String {
     let mut cmd = Command::new(BIN);
     cmd.arg("--config")
         .arg(config.unwrap_or(Path::new("/nonexistent/homewarden.yaml")));
-    cmd.arg("render").arg("--out").arg(out);
+    // The hostile lists are mostly refused on purpose: no refusal limit.
+    cmd.arg("render")
+        .arg("--out")
+        .arg(out)
+        .args(["--max-refused", "100"]);
     for s in sources {
         cmd.arg("--source").arg(s);
     }

@@ -1036,6 +1036,49 @@ mod tests {
         assert_eq!(notices(), 4);
     }
 
+    #[tokio::test]
+    async fn a_list_that_turns_into_a_login_page_keeps_the_last_good_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let list = dir.path().join("list.txt");
+        let cfg = dir.path().join("homewarden.yaml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "state_dir: {d}/state\nenforcement: {{ mode: ids }}\n\
+                 suricata: {{ rules_dir: {d}/rules, command_socket: {d}/none.sock }}\n\
+                 sources: [{{ name: l, type: list, path: {d}/list.txt }}]\n"
+            ),
+        )
+        .unwrap();
+        let mut agent = Agent::open(Config::load(&cfg).unwrap(), &Secrets::default()).unwrap();
+        std::fs::write(&list, "# ipsum\n203.0.113.1\t3\n203.0.113.2\t5\n").unwrap();
+        assert!(agent.sync_once(&[]).await.ok());
+        assert_eq!(agent.sources[0].state.set.len(), 2);
+        assert_eq!(
+            agent.status.sources[0].stats.format.as_deref(),
+            Some("columns (detected)")
+        );
+
+        std::fs::write(
+            &list,
+            "<!DOCTYPE html>\n<html><body>Sign in</body></html>\n",
+        )
+        .unwrap();
+        let r = agent.sync_once(&[]).await;
+        let err = r.sources[0].1.clone().unwrap();
+        assert!(err.contains("not a usable list: an HTML page"), "{err}");
+        assert_eq!(
+            agent.sources[0].state.set.len(),
+            2,
+            "the last good set stays"
+        );
+        assert_eq!(
+            agent.status.sources[0].last_error.as_deref(),
+            Some(err.as_str())
+        );
+    }
+
     #[test]
     fn retries_back_off_up_to_the_interval() {
         let hour = Duration::from_secs(3600);

@@ -515,7 +515,7 @@ pub(super) async fn pull_from(
             feed::pull(&f.name, loc, set, f.max_age, http, f.timeout, now).await
         }
         (SourceConfig::List(l), Client::List(loc, http)) => {
-            list::pull(&l.name, loc, l.column, http, l.timeout).await
+            list::pull(&l.name, loc, &l.layout(), http, l.timeout).await
         }
         _ => Err(IntelError::Config("source and client disagree".into())),
     }

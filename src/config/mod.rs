@@ -18,6 +18,7 @@ use ipnet::{IpNet, Ipv4Net};
 use serde::{Deserialize, Deserializer};
 
 use crate::intel::ioc::Domain;
+use crate::intel::list::{Column, Format};
 use crate::intel::set::{Allowlist, ExpandLimits};
 
 /// Where the config lives on the appliance.
@@ -485,6 +486,9 @@ mod defaults {
     pub fn misp_interval() -> Duration {
         Duration::from_secs(300)
     }
+    pub fn max_refused() -> u8 {
+        50
+    }
     pub fn feed_interval() -> Duration {
         Duration::from_secs(3600)
     }
@@ -798,6 +802,24 @@ impl Config {
                             );
                         }
                     }
+                }
+                SourceConfig::List(l) if l.max_refused > 100 => {
+                    return Err(self.err(
+                        at("max_refused"),
+                        format!("{} is not a percentage (0-100)", l.max_refused),
+                    ));
+                }
+                SourceConfig::List(l)
+                    if l.column != Column::Index(0)
+                        && matches!(l.format, Format::Plain | Format::Hosts) =>
+                {
+                    return Err(self.err(
+                        at("column"),
+                        format!(
+                            "a {} list has no columns (column is for csv, columns and auto)",
+                            l.format
+                        ),
+                    ));
                 }
                 SourceConfig::MispFeed(FeedSource { url, path, .. })
                 | SourceConfig::List(ListSource { url, path, .. }) => match (url, path) {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use super::{de_duration, de_opt_duration, de_source_shadow, defaults};
+use crate::intel::list::{Column, Format, Layout};
 
 /// One intel source.
 #[derive(Clone, Debug)]
@@ -192,11 +193,28 @@ pub struct ListSource {
     /// Timeout of one HTTP request.
     #[serde(default = "defaults::http_timeout", deserialize_with = "de_duration")]
     pub timeout: Duration,
-    /// For CSV: which column (0-based) holds the value; other columns are ignored.
+    /// How the lines are laid out: auto (detected), plain, columns, csv or hosts.
     #[serde(default)]
-    pub column: usize,
+    pub format: Format,
+    /// For csv and columns: the value's column, 0-based or by its header's name.
+    #[serde(default)]
+    pub column: Column,
+    /// A pull with more refused values than this percentage fails (the last good set stays).
+    #[serde(default = "defaults::max_refused")]
+    pub max_refused: u8,
     /// Observe new indicators first (alert only) for this long: `true` (24 h),
     /// a duration, or `false`; absent: as `enforcement.shadow` says.
     #[serde(default, deserialize_with = "de_source_shadow")]
     pub shadow: Option<Option<Duration>>,
+}
+
+impl ListSource {
+    /// How to read this list.
+    pub fn layout(&self) -> Layout {
+        Layout {
+            format: self.format,
+            column: self.column.clone(),
+            max_refused: self.max_refused,
+        }
+    }
 }

@@ -56,6 +56,14 @@ pub enum IntelError {
     /// A body over the size limit.
     #[error("{0}: larger than the {limit} MiB limit", limit = fetch::MAX_BODY / 1024 / 1024)]
     TooLarge(String),
+    /// Content that is not the list it should be (HTML, gzip, mostly refused lines).
+    #[error("{url}: not a usable list: {message}")]
+    Unusable {
+        /// The URL or path.
+        url: String,
+        /// Why.
+        message: String,
+    },
     /// A missing secret or unusable setting.
     #[error("{0}")]
     Config(String),
@@ -164,6 +172,16 @@ pub struct PullStats {
     pub accepted: u64,
     /// Values refused, by reason.
     pub rejected: BTreeMap<String, u64>,
+    /// Lines skipped on purpose (a hosts file's localhost lines, a CSV header).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ignored: u64,
+    /// The list format read (`hosts (detected)`), for lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl PullStats {
