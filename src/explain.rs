@@ -14,6 +14,7 @@ use crate::allow::LocalAllowlist;
 use crate::config::{Config, Mode, SourceConfig};
 use crate::intel::ioc::{Domain, Ioc, ParseError};
 use crate::intel::set::{Provenance, SourceSet, BUILTIN_ALLOW};
+use crate::intel::warninglist::{Verdict as ListVerdict, Warninglists};
 use crate::shadow::{Shadow, Standing};
 
 /// What the appliance does with a value.
@@ -78,12 +79,14 @@ pub fn explain(
     sources: &[SourceView],
     cfg: &Config,
     local: &LocalAllowlist,
+    lists: &Warninglists,
     shadow: &Shadow,
     now: u64,
 ) -> Result<Explanation, ParseError> {
     let hit = Ioc::parse_any(value)?;
     let allowed_by = guards(&hit, cfg, local);
     let mut listings = Vec::new();
+    let mut notes = Vec::new();
     for s in sources {
         let set = s.set;
         for e in set.entries().iter().filter(|e| e.ioc.covers(&hit)) {
@@ -93,6 +96,7 @@ pub fn explain(
                 Some("the value is allowlisted".to_string())
             } else {
                 hold_back(&e.ioc, &hit, cfg, local)
+                    .or_else(|| warninglisted(&e.ioc, &hit, cfg, lists, &mut notes))
             };
             let standing = shadow.standing(
                 &e.ioc.to_string(),
@@ -122,7 +126,6 @@ pub fn explain(
         (false, true, _, Mode::Ips) => Verdict::Blocked,
         (false, true, _, Mode::Ids) => Verdict::Alerted,
     };
-    let mut notes = Vec::new();
     if cfg.enforcement.mode == Mode::Ids {
         notes.push("IDS mode: listed values raise alerts, traffic is not stopped".to_string());
     }
@@ -146,6 +149,60 @@ pub fn explain(
         allowed_by,
         notes,
     })
+}
+
+/// A listing an exempt warninglist keeps from being enforced; a warn list
+/// or the owner's override goes into the notes instead.
+fn warninglisted(
+    listed: &Ioc,
+    hit: &Ioc,
+    cfg: &Config,
+    lists: &Warninglists,
+    notes: &mut Vec<String>,
+) -> Option<String> {
+    let anyway = lists.enforced_anyway(listed);
+    let verdict = match (listed, hit) {
+        (Ioc::Net(_), Ioc::Ipv4(a)) if !anyway => lists.verdict_ip(IpAddr::V4(*a)),
+        (Ioc::Net(_), Ioc::Ipv6(a)) if !anyway => lists.verdict_ip(IpAddr::V6(**a)),
+        _ => lists.verdict(listed),
+    };
+    let title = |name: &str| {
+        lists
+            .lists()
+            .iter()
+            .find(|l| l.name == name)
+            .map(|l| format!("{name} ({})", l.title))
+            .unwrap_or_else(|| name.to_string())
+    };
+    let file = cfg.path.display();
+    match verdict {
+        ListVerdict::Exempt(name) => Some(format!(
+            "on warninglist {}: not blocked; to block it anyway add {listed} to warninglists.enforce_anyway in {file}",
+            title(name)
+        )),
+        ListVerdict::Warn(name) => {
+            let note = format!(
+                "{listed} is on warninglist {}: blocked, but an address there may serve many sites",
+                title(name)
+            );
+            if !notes.contains(&note) {
+                notes.push(note);
+            }
+            None
+        }
+        ListVerdict::Clear if anyway => {
+            let on: Vec<&str> = lists.all_on(listed).iter().map(|l| l.name.as_str()).collect();
+            if on.is_empty() {
+                return None;
+            }
+            notes.push(format!(
+                "{listed} is on warninglist {}, enforced anyway (warninglists.enforce_anyway in {file})",
+                on.join(", ")
+            ));
+            None
+        }
+        ListVerdict::Clear => None,
+    }
 }
 
 /// Why a listing that the value itself does not escape is still not enforced.
@@ -400,6 +457,7 @@ mod tests {
             &views,
             &c,
             &LocalAllowlist::default(),
+            Warninglists::none(),
             &Shadow::default(),
             0,
         )
@@ -436,7 +494,16 @@ mod tests {
             set: &set,
         }];
         let none = LocalAllowlist::default();
-        let x = explain("203.0.113.66", &views, &c, &none, &Shadow::default(), 0).unwrap();
+        let x = explain(
+            "203.0.113.66",
+            &views,
+            &c,
+            &none,
+            Warninglists::none(),
+            &Shadow::default(),
+            0,
+        )
+        .unwrap();
         assert_eq!(x.verdict, Verdict::Overridden);
         assert!(
             x.allowed_by[0].contains("network.gateway"),
@@ -444,7 +511,16 @@ mod tests {
             x.allowed_by
         );
         // The /16 is listed but wider than the default /20 limit.
-        let x = explain("198.51.7.9", &views, &c, &none, &Shadow::default(), 0).unwrap();
+        let x = explain(
+            "198.51.7.9",
+            &views,
+            &c,
+            &none,
+            Warninglists::none(),
+            &Shadow::default(),
+            0,
+        )
+        .unwrap();
         assert_eq!(x.verdict, Verdict::Overridden);
         assert!(x.listings[0]
             .not_enforced
@@ -464,7 +540,16 @@ mod tests {
                 false,
             )
             .unwrap();
-        let x = explain("a.evil.example", &views, &c, &local, &Shadow::default(), 0).unwrap();
+        let x = explain(
+            "a.evil.example",
+            &views,
+            &c,
+            &local,
+            Warninglists::none(),
+            &Shadow::default(),
+            0,
+        )
+        .unwrap();
         assert_eq!(x.verdict, Verdict::Overridden);
         assert!(
             x.allowed_by[0].starts_with("allowed by alice on 2026-"),
@@ -476,13 +561,115 @@ mod tests {
             "{:?}",
             x.allowed_by
         );
-        let x = explain("192.168.1.20", &views, &c, &none, &Shadow::default(), 0).unwrap();
+        let x = explain(
+            "192.168.1.20",
+            &views,
+            &c,
+            &none,
+            Warninglists::none(),
+            &Shadow::default(),
+            0,
+        )
+        .unwrap();
         assert_eq!(x.verdict, Verdict::NotListed);
         assert!(
             x.allowed_by[0].contains("192.168.0.0/16"),
             "{:?}",
             x.allowed_by
         );
-        assert!(explain("not a value;", &views, &c, &none, &Shadow::default(), 0).is_err());
+        assert!(explain(
+            "not a value;",
+            &views,
+            &c,
+            &none,
+            Warninglists::none(),
+            &Shadow::default(),
+            0
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn a_warninglist_says_why_a_listed_value_passes_and_how_to_block_it() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, kind, entries) in [
+            ("top", "string", serde_json::json!(["evil.example"])),
+            ("cloud", "cidr", serde_json::json!(["203.0.113.0/24"])),
+        ] {
+            std::fs::create_dir_all(dir.path().join(name)).unwrap();
+            let body = serde_json::json!({"name": format!("The {name} list"), "type": kind, "list": entries});
+            std::fs::write(dir.path().join(name).join("list.json"), body.to_string()).unwrap();
+        }
+        let yaml = format!(
+            "{CONFIG}warninglists: {{ dir: {}, exempt: [top], warn: [cloud] }}\n",
+            dir.path().display()
+        );
+        let c = cfg(&yaml);
+        let lists = c.warninglists.load();
+        assert!(lists.problems.is_empty(), "{:?}", lists.problems);
+        let set = misp_set();
+        let views = [SourceView {
+            cfg: &c.sources[0],
+            set: &set,
+        }];
+        let none = LocalAllowlist::default();
+        let x = explain(
+            "a.evil.example",
+            &views,
+            &c,
+            &none,
+            &lists,
+            &Shadow::default(),
+            0,
+        )
+        .unwrap();
+        assert_eq!(x.verdict, Verdict::Overridden);
+        let why = x.listings[0].not_enforced.as_deref().unwrap();
+        assert!(
+            why.starts_with("on warninglist top (The top list): not blocked; to block it anyway add evil.example to warninglists.enforce_anyway"),
+            "{why}"
+        );
+        let x = explain(
+            "203.0.113.66",
+            &views,
+            &c,
+            &none,
+            &lists,
+            &Shadow::default(),
+            0,
+        )
+        .unwrap();
+        assert_eq!(x.verdict, Verdict::Blocked);
+        assert!(
+            x.notes
+                .iter()
+                .any(|n| n.contains("on warninglist cloud (The cloud list): blocked")),
+            "{:?}",
+            x.notes
+        );
+        let yaml = format!(
+            "{CONFIG}warninglists: {{ dir: {}, exempt: [top], warn: [cloud], enforce_anyway: [evil.example] }}\n",
+            dir.path().display()
+        );
+        let c = cfg(&yaml);
+        let lists = c.warninglists.load();
+        let x = explain(
+            "evil.example",
+            &views,
+            &c,
+            &none,
+            &lists,
+            &Shadow::default(),
+            0,
+        )
+        .unwrap();
+        assert_eq!(x.verdict, Verdict::Blocked);
+        assert!(
+            x.notes
+                .iter()
+                .any(|n| n.contains("on warninglist top, enforced anyway")),
+            "{:?}",
+            x.notes
+        );
     }
 }

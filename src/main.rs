@@ -617,6 +617,9 @@ async fn render(
         dropped.allowlisted,
         dropped.too_wide
     );
+    if let Some(line) = dropped.warninglists_line() {
+        println!("{line}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -738,11 +741,13 @@ async fn explain(path: &Path, value: String, json: bool) -> Result<ExitCode> {
                     .collect();
                 let local = homewarden::allow::LocalAllowlist::load(&cfg.state_dir)?;
                 let shadow = homewarden::shadow::Shadow::load(&cfg.state_dir);
+                let lists = cfg.warninglists.load();
                 explain::explain(
                     &value,
                     &views,
                     &cfg,
                     &local,
+                    &lists,
                     &shadow,
                     homewarden::intel::unix_now(),
                 )
@@ -1172,6 +1177,9 @@ fn human_status(s: &Status, now: u64) -> String {
         "blocklist: {} IPv4, {} IPv6, {} domains, {} MD5, {} SHA-256 ({} allowlisted, {} networks too wide)",
         b.ipv4, b.ipv6, b.domains, b.md5, b.sha256, s.dropped.allowlisted, s.dropped.too_wide
     );
+    if let Some(line) = s.dropped.warninglists_line() {
+        let _ = writeln!(o, "  {line}");
+    }
     let su = &s.suricata;
     let _ = writeln!(
         o,

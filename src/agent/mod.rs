@@ -200,6 +200,8 @@ pub struct Agent {
     names: Option<mpsc::Sender<names::Msg>>,
     /// Sources whose next pull is taken however much it shrinks (the owner said so).
     accept_shrink: HashSet<String>,
+    /// The warninglists every source's values are checked against.
+    warninglists: Arc<crate::intel::warninglist::Warninglists>,
 }
 
 impl Agent {
@@ -264,6 +266,11 @@ impl Agent {
             warnings: cfg.warnings(),
             ..Status::default()
         };
+        let warninglists = Arc::new(cfg.warninglists.load());
+        let mut status = status;
+        status
+            .warnings
+            .extend(warninglists.problems.iter().cloned());
         for w in &status.warnings {
             tracing::warn!("{w}");
         }
@@ -311,6 +318,7 @@ impl Agent {
             path_wrong: None,
             names: None,
             accept_shrink: HashSet::new(),
+            warninglists,
             cfg,
             store,
             sources,

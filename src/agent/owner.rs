@@ -96,6 +96,7 @@ impl Agent {
             &views,
             &self.cfg,
             &self.local_allow,
+            &self.warninglists,
             &self.shadow,
             unix_now(),
         )

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use crate::config::{Config, SourceConfig};
 use crate::firewall::{self, conntrack, names};
 use crate::intel::ioc::{Domain, Ioc};
-use crate::intel::set::{Allowlist, Dropped, Effective, SourceSet};
+use crate::intel::set::{Allowlist, Dropped, Effective, Guard, SourceSet};
 use crate::intel::{
     feed, list, misp, unix_now, Cursor, IntelError, PullStats, Pulled, SourceState,
 };
@@ -246,7 +246,11 @@ impl Agent {
             }
             Err(e) => return Err(e.to_string()),
         };
-        let limits = self.cfg.expand_limits();
+        let guard = Guard {
+            allow: &allow,
+            limits: self.cfg.expand_limits(),
+            lists: &self.warninglists,
+        };
         let global = self.cfg.enforcement.shadow;
         // The self-test's canary, always listed, never a real host; built in with
         // the rest, so a million-entry list is never copied to make room for it.
@@ -258,16 +262,12 @@ impl Agent {
                     sources.iter().map(|s| (&s.state.set, s.cfg.shadow(global))),
                     unix_now(),
                 );
-                let (eff, mut dropped) = Effective::from_iocs(
-                    split.enforce.iter().copied().chain([&canary]),
-                    &allow,
-                    limits,
-                );
+                let (eff, mut dropped) =
+                    Effective::from_iocs(split.enforce.iter().copied().chain([&canary]), guard);
                 let (mut observed, more) =
-                    Effective::from_iocs(split.observe.iter().copied(), &allow, limits);
+                    Effective::from_iocs(split.observe.iter().copied(), guard);
                 observed.remove_all(&eff);
-                dropped.allowlisted += more.allowlisted;
-                dropped.too_wide += more.too_wide;
+                dropped.merge(more);
                 if split.promoted > 0 {
                     tracing::info!(
                         promoted = split.promoted,
@@ -287,8 +287,7 @@ impl Agent {
                         .iter()
                         .flat_map(|s| s.state.set.entries().iter().map(|e| &e.ioc))
                         .chain([&canary]),
-                    &allow,
-                    limits,
+                    guard,
                 );
                 (eff, None, dropped)
             };
@@ -551,8 +550,16 @@ pub async fn render_offline(
         states.push(st);
     }
     let allow = cfg.allowlist()?;
-    let (eff, dropped) =
-        Effective::build(states.iter().map(|s| &s.set), &allow, cfg.expand_limits());
+    let lists = cfg.warninglists.load();
+    for p in &lists.problems {
+        tracing::warn!("{p}");
+    }
+    let guard = Guard {
+        allow: &allow,
+        limits: cfg.expand_limits(),
+        lists: &lists,
+    };
+    let (eff, dropped) = Effective::build(states.iter().map(|s| &s.set), guard);
     let rendered = render::render(&eff, None, allow.domains(), &Options::from(cfg));
     Applier::new(out, None, Duration::from_secs(1))
         .apply(&rendered)

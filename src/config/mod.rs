@@ -4,9 +4,11 @@
 
 pub mod expansion;
 mod sources;
+mod warninglists;
 
 use sources::PATH_MARK;
 pub use sources::{FeedSource, ListSource, MispSource, SourceConfig};
+pub use warninglists::WarninglistConfig;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -76,6 +78,9 @@ pub struct Config {
     /// The self-test of enforcement.
     #[serde(default)]
     pub selftest: crate::suricata::selftest::SelftestConfig,
+    /// MISP warninglists applied to every source.
+    #[serde(default)]
+    pub warninglists: WarninglistConfig,
     /// Intel sources.
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
@@ -669,6 +674,9 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.allowlist()?;
+        self.warninglists
+            .check()
+            .map_err(|(key, message)| self.err(key, message))?;
         self.control_access
             .check()
             .map_err(|(key, message)| self.err(key, message))?;

@@ -7,6 +7,7 @@ pub mod list;
 pub mod misp;
 pub mod set;
 pub mod store;
+pub mod warninglist;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;

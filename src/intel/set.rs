@@ -1,13 +1,14 @@
 //! The IoC set: what each source contributed, with provenance, and the
 //! effective blocklist after the allowlist.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use super::ioc::{Domain, Ioc, Md5, Sha256};
+use super::warninglist::{Verdict, Warninglists};
 
 /// MISP threat levels (`threat_level_id`): 1 High, 2 Medium, 3 Low, 4 Undefined.
 pub type ThreatLevel = u8;
@@ -450,6 +451,28 @@ impl Default for ExpandLimits {
     }
 }
 
+/// What keeps listed values out of the effective set.
+#[derive(Clone, Copy)]
+pub struct Guard<'a> {
+    /// Never blocked.
+    pub allow: &'a Allowlist,
+    /// How far networks are expanded.
+    pub limits: ExpandLimits,
+    /// Warninglists: exempt values are left out, warn values counted.
+    pub lists: &'a Warninglists,
+}
+
+impl<'a> Guard<'a> {
+    /// An allowlist and expansion limits, no warninglists.
+    pub fn new(allow: &'a Allowlist, limits: ExpandLimits) -> Self {
+        Guard {
+            allow,
+            limits,
+            lists: Warninglists::none(),
+        }
+    }
+}
+
 /// The blocklist Suricata enforces, by kind, sorted and de-duplicated.
 ///
 /// Sorted vectors rather than trees: a million addresses take 4 MB, not 40.
@@ -480,34 +503,85 @@ pub struct Dropped {
     pub allowlisted: u64,
     /// Networks wider than the expansion limit.
     pub too_wide: u64,
+    /// Not enforced: on an exempt warninglist, by list.
+    #[serde(default)]
+    pub warninglisted: BTreeMap<String, u64>,
+    /// Enforced, but on a warn warninglist, by list.
+    #[serde(default)]
+    pub warned: BTreeMap<String, u64>,
+}
+
+impl Dropped {
+    /// Adds another count (shadow mode builds two sets).
+    pub fn merge(&mut self, other: Dropped) {
+        self.allowlisted += other.allowlisted;
+        self.too_wide += other.too_wide;
+        for (k, v) in other.warninglisted {
+            *self.warninglisted.entry(k).or_insert(0) += v;
+        }
+        for (k, v) in other.warned {
+            *self.warned.entry(k).or_insert(0) += v;
+        }
+    }
+
+    /// One line on what the warninglists did, if anything.
+    pub fn warninglists_line(&self) -> Option<String> {
+        let list = |m: &BTreeMap<String, u64>| {
+            let total: u64 = m.values().sum();
+            let each: Vec<String> = m.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            (total, each.join(", "))
+        };
+        let mut parts = Vec::new();
+        if !self.warninglisted.is_empty() {
+            let (n, each) = list(&self.warninglisted);
+            parts.push(format!("{n} not enforced ({each})"));
+        }
+        if !self.warned.is_empty() {
+            let (n, each) = list(&self.warned);
+            parts.push(format!("{n} enforced on a warn list ({each})"));
+        }
+        (!parts.is_empty()).then(|| format!("warninglists: {}", parts.join("; ")))
+    }
+
+    /// Counts a warninglist verdict; true if the value is to be left out.
+    fn judged(&mut self, v: Verdict<'_>) -> bool {
+        match v {
+            Verdict::Clear => false,
+            Verdict::Exempt(name) => {
+                *self.warninglisted.entry(name.to_string()).or_insert(0) += 1;
+                true
+            }
+            Verdict::Warn(name) => {
+                *self.warned.entry(name.to_string()).or_insert(0) += 1;
+                false
+            }
+        }
+    }
 }
 
 impl Effective {
     /// Merges all sources, applies the allowlist and expands networks.
     pub fn build<'a>(
         sources: impl IntoIterator<Item = &'a SourceSet>,
-        allow: &Allowlist,
-        limits: ExpandLimits,
+        guard: Guard<'_>,
     ) -> (Effective, Dropped) {
         Effective::from_iocs(
             sources
                 .into_iter()
                 .flat_map(|s| s.entries().iter().map(|e| &e.ioc)),
-            allow,
-            limits,
+            guard,
         )
     }
 
     /// The same from indicators picked one by one (shadow mode splits sources).
     pub fn from_iocs<'a>(
         iocs: impl IntoIterator<Item = &'a Ioc>,
-        allow: &Allowlist,
-        limits: ExpandLimits,
+        guard: Guard<'_>,
     ) -> (Effective, Dropped) {
         let mut eff = Effective::default();
         let mut dropped = Dropped::default();
         for ioc in iocs {
-            eff.add(ioc, allow, limits, &mut dropped);
+            eff.add(ioc, guard, &mut dropped);
         }
         sort_dedup(&mut eff.ipv4);
         sort_dedup(&mut eff.ipv6);
@@ -517,19 +591,24 @@ impl Effective {
         (eff, dropped)
     }
 
-    fn add(&mut self, ioc: &Ioc, allow: &Allowlist, limits: ExpandLimits, dropped: &mut Dropped) {
+    fn add(&mut self, ioc: &Ioc, guard: Guard<'_>, dropped: &mut Dropped) {
+        let Guard {
+            allow,
+            limits,
+            lists,
+        } = guard;
         match ioc {
             Ioc::Ipv4(a) => {
                 if allow.allows_ip(IpAddr::V4(*a)) {
                     dropped.allowlisted += 1;
-                } else {
+                } else if !dropped.judged(lists.verdict(ioc)) {
                     self.ipv4.push(*a);
                 }
             }
             Ioc::Ipv6(a) => {
                 if allow.allows_ip(IpAddr::V6(**a)) {
                     dropped.allowlisted += 1;
-                } else {
+                } else if !dropped.judged(lists.verdict(ioc)) {
                     self.ipv6.push(**a);
                 }
             }
@@ -543,9 +622,20 @@ impl Effective {
                     return;
                 }
                 let check_each = allow.overlaps(net);
+                // Addresses of the network one by one only where a list
+                // holds some of them; counted once per network.
+                let listed = lists.verdict(ioc);
+                let anyway = lists.enforced_anyway(ioc);
+                let mut exempted = None;
                 for host in net.hosts_all() {
                     if check_each && allow.allows_ip(host) {
                         continue;
+                    }
+                    if listed != Verdict::Clear && !anyway {
+                        if let Verdict::Exempt(name) = lists.verdict_ip(host) {
+                            exempted = Some(name);
+                            continue;
+                        }
                     }
                     match host {
                         IpAddr::V4(a) => self.ipv4.push(a),
@@ -555,19 +645,32 @@ impl Effective {
                 if check_each {
                     dropped.allowlisted += 1;
                 }
+                match (exempted, listed) {
+                    (Some(name), _) => {
+                        dropped.judged(Verdict::Exempt(name));
+                    }
+                    (None, Verdict::Warn(_)) if !anyway => {
+                        dropped.judged(listed);
+                    }
+                    _ => {}
+                }
             }
             Ioc::Domain(d) => {
                 if allow.allows_domain(d) {
                     dropped.allowlisted += 1;
-                } else {
+                } else if !dropped.judged(lists.verdict(ioc)) {
                     self.domains.push(d.clone());
                 }
             }
             Ioc::Md5(h) => {
-                self.md5.push(h.clone());
+                if !dropped.judged(lists.verdict(ioc)) {
+                    self.md5.push(h.clone());
+                }
             }
             Ioc::Sha256(h) => {
-                self.sha256.push(h.clone());
+                if !dropped.judged(lists.verdict(ioc)) {
+                    self.sha256.push(h.clone());
+                }
             }
         }
     }
@@ -661,7 +764,7 @@ mod tests {
             "198.51.100.0/30",
         ]);
         let al = allow(&["198.51.100.2/32"], &["good.example"], true);
-        let (eff, dropped) = Effective::build([&a, &b], &al, ExpandLimits::default());
+        let (eff, dropped) = Effective::build([&a, &b], Guard::new(&al, ExpandLimits::default()));
         let v4: Vec<String> = eff.ipv4.iter().map(ToString::to_string).collect();
         assert_eq!(
             v4,
@@ -684,8 +787,10 @@ mod tests {
     #[test]
     fn refuses_networks_wider_than_the_limit() {
         let s = set(&["203.0.112.0/19", "203.0.113.0/24"]);
-        let (eff, dropped) =
-            Effective::build([&s], &allow(&[], &[], false), ExpandLimits::default());
+        let (eff, dropped) = Effective::build(
+            [&s],
+            Guard::new(&allow(&[], &[], false), ExpandLimits::default()),
+        );
         assert_eq!(eff.ipv4.len(), 256);
         assert_eq!(dropped.too_wide, 1);
     }
@@ -693,9 +798,15 @@ mod tests {
     #[test]
     fn builtin_allowlist_can_be_switched_off() {
         let s = set(&["10.1.2.3"]);
-        let (eff, _) = Effective::build([&s], &allow(&[], &[], false), ExpandLimits::default());
+        let (eff, _) = Effective::build(
+            [&s],
+            Guard::new(&allow(&[], &[], false), ExpandLimits::default()),
+        );
         assert_eq!(eff.ipv4.len(), 1);
-        let (eff, _) = Effective::build([&s], &allow(&[], &[], true), ExpandLimits::default());
+        let (eff, _) = Effective::build(
+            [&s],
+            Guard::new(&allow(&[], &[], true), ExpandLimits::default()),
+        );
         assert!(eff.is_empty());
     }
 

@@ -572,14 +572,18 @@ impl Rules {
 mod tests {
     use super::*;
     use crate::intel::ioc::Ioc;
-    use crate::intel::set::{Allowlist, ExpandLimits, SourceSet};
+    use crate::intel::set::{Allowlist, ExpandLimits, Guard, SourceSet};
 
     fn eff(values: &[&str]) -> Effective {
         let mut s = SourceSet::new();
         for v in values {
             s.push(Ioc::parse_any(v).unwrap(), None, None);
         }
-        Effective::build([&s], &Allowlist::default(), ExpandLimits::default()).0
+        Effective::build(
+            [&s],
+            Guard::new(&Allowlist::default(), ExpandLimits::default()),
+        )
+        .0
     }
 
     fn opts(mode: Mode, action: Action) -> Options {
