@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use crate::allow::LocalAllowlist;
 use crate::config::{Config, Mode, SourceConfig};
 use crate::intel::ioc::{Domain, Ioc, ParseError};
-use crate::intel::set::{Provenance, SourceSet, BUILTIN_ALLOW};
+use crate::intel::set::{
+    Provenance, SourceSet, BUILTIN_ALLOW, MIN_WIDE_V4_PREFIX, MIN_WIDE_V6_PREFIX,
+};
 use crate::intel::warninglist::{Verdict as ListVerdict, Warninglists};
 use crate::shadow::{Shadow, Standing};
 
@@ -210,14 +212,13 @@ fn hold_back(listed: &Ioc, hit: &Ioc, cfg: &Config, local: &LocalAllowlist) -> O
     let e = &cfg.enforcement;
     match listed {
         Ioc::Net(n) => {
-            let too_wide = match **n {
-                IpNet::V4(n) => n.prefix_len() < e.max_ipv4_prefix,
-                IpNet::V6(n) => n.prefix_len() < e.max_ipv6_prefix,
+            let widest = match **n {
+                IpNet::V4(_) => MIN_WIDE_V4_PREFIX,
+                IpNet::V6(_) => MIN_WIDE_V6_PREFIX,
             };
-            if too_wide {
+            if n.prefix_len() < widest {
                 return Some(format!(
-                    "the network {n} is wider than enforcement.max_ipv{}_prefix",
-                    if n.addr().is_ipv4() { 4 } else { 6 }
+                    "the network {n} is wider than /{widest}, the widest enforced"
                 ));
             }
         }
@@ -510,7 +511,7 @@ mod tests {
             "{:?}",
             x.allowed_by
         );
-        // The /16 is listed but wider than the default /20 limit.
+        // The /16 is wider than the datasets take (/20): enforced whole.
         let x = explain(
             "198.51.7.9",
             &views,
@@ -521,12 +522,34 @@ mod tests {
             0,
         )
         .unwrap();
+        assert_eq!(x.verdict, Verdict::Blocked);
+        // A /7 is a continent's worth of addresses: never enforced.
+        let mut wide = SourceSet::new();
+        wide.push(Ioc::parse_any("6.0.0.0/7").unwrap(), None, None);
+        let wide_view = [SourceView {
+            cfg: &c.sources[0],
+            set: &wide,
+        }];
+        let x = explain(
+            "6.1.2.3",
+            &wide_view,
+            &c,
+            &none,
+            Warninglists::none(),
+            &Shadow::default(),
+            0,
+        )
+        .unwrap();
         assert_eq!(x.verdict, Verdict::Overridden);
-        assert!(x.listings[0]
-            .not_enforced
-            .as_deref()
-            .unwrap()
-            .contains("max_ipv4_prefix"));
+        assert!(
+            x.listings[0]
+                .not_enforced
+                .as_deref()
+                .unwrap()
+                .contains("wider than /8"),
+            "{:?}",
+            x.listings
+        );
         // The owner's allowance of the parent domain covers the subdomain.
         let dir = tempfile::tempdir().unwrap();
         let mut local = LocalAllowlist::load(dir.path()).unwrap();

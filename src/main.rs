@@ -607,13 +607,14 @@ async fn render(
         );
     }
     println!(
-        "wrote {}: {} IPv4, {} IPv6, {} domains, {} MD5, {} SHA-256 ({} allowlisted, {} networks too wide)",
+        "wrote {}: {} IPv4, {} IPv6, {} domains, {} MD5, {} SHA-256, {} wide networks ({} allowlisted, {} networks too wide)",
         out.display(),
         counts.ipv4,
         counts.ipv6,
         counts.domains,
         counts.md5,
         counts.sha256,
+        counts.networks,
         dropped.allowlisted,
         dropped.too_wide
     );
@@ -1174,8 +1175,8 @@ fn human_status(s: &Status, now: u64) -> String {
     let b = &s.blocklist;
     let _ = writeln!(
         o,
-        "blocklist: {} IPv4, {} IPv6, {} domains, {} MD5, {} SHA-256 ({} allowlisted, {} networks too wide)",
-        b.ipv4, b.ipv6, b.domains, b.md5, b.sha256, s.dropped.allowlisted, s.dropped.too_wide
+        "blocklist: {} IPv4, {} IPv6, {} domains, {} MD5, {} SHA-256, {} wide networks ({} allowlisted, {} networks too wide)",
+        b.ipv4, b.ipv6, b.domains, b.md5, b.sha256, b.networks, s.dropped.allowlisted, s.dropped.too_wide
     );
     if let Some(line) = s.dropped.warninglists_line() {
         let _ = writeln!(o, "  {line}");

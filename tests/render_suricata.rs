@@ -380,3 +380,53 @@ fn one_query_handshake_or_request_for_a_listed_name_raises_one_alert() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+#[test]
+fn networks_too_wide_to_expand_are_enforced_as_published_with_their_exceptions() {
+    if !suricata_available() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let list = work.path().join("drop.txt");
+    // Spamhaus DROP / DROPv6 as published; 100/8 holds the carrier-grade NAT
+    // range the builtin allowlist keeps.
+    std::fs::write(
+        &list,
+        "; Spamhaus DROP List\n198.51.0.0/16 ; SBL1\n100.0.0.0/8 ; SBL2\n2001:db8::/32 ; SBL3\n",
+    )
+    .unwrap();
+    let out = work.path().join("rules");
+    let stdout = render(&out, None, &[&list]);
+    assert!(stdout.contains("0 networks too wide"), "{stdout}");
+    let rules = std::fs::read_to_string(out.join("homewarden.rules")).unwrap();
+    assert!(
+        rules.contains("-> [100.0.0.0/8,!100.64.0.0/10,198.51.0.0/16] any"),
+        "{rules}"
+    );
+    assert!(rules.contains("[2001:db8::/32]"), "{rules}");
+    // Destination and source rules for each family, all loaded.
+    assert!(suricata_test(&out) >= 4);
+    let mut cap = capture::Capture::default();
+    let cases = [
+        ("198.51.7.9", 1),
+        ("100.200.0.1", 1),
+        ("100.64.0.1", 0),
+        ("203.0.113.200", 0),
+    ];
+    let flows: Vec<(&str, usize, u16)> = cases
+        .iter()
+        .map(|&(a, want)| (a, want, cap.udp_to(a.parse().unwrap())))
+        .collect();
+    let fired = replay(&out, &cap.bytes());
+    for (addr, want, port) in flows {
+        let sids = fired.get(&port).cloned().unwrap_or_default();
+        assert_eq!(sids.len(), want, "{addr}: sids {sids:?}");
+        if want == 1 {
+            assert_eq!(
+                sids[0],
+                1_666_000 + 200,
+                "{addr}: the IPv4 destination rule"
+            );
+        }
+    }
+}

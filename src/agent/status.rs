@@ -30,6 +30,9 @@ pub struct Counts {
     pub md5: usize,
     /// File SHA-256s.
     pub sha256: usize,
+    /// Networks too wide to expand, enforced whole.
+    #[serde(default)]
+    pub networks: usize,
 }
 
 /// One source as shown by `homewarden status`.
@@ -250,6 +253,7 @@ pub fn counts(eff: &Effective) -> Counts {
         domains: eff.domains.len(),
         md5: eff.md5.len(),
         sha256: eff.sha256.len(),
+        networks: eff.wide.len(),
     }
 }
 

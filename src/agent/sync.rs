@@ -344,7 +344,10 @@ impl Agent {
                     );
                 }
                 s.last_error = None;
-                if r.added > 0 && self.cfg.suricata.flow_bypass {
+                // A new wide network is in the rules, not a list: a reload
+                // with wide networks may have added one.
+                let wide_maybe_added = matches!(r.live, Live::Reload) && !eff.wide.is_empty();
+                if (r.added > 0 || wide_maybe_added) && self.cfg.suricata.flow_bypass {
                     let by_name = self.addresses_of_listed_names(&eff, &allow).await;
                     cut_listed(&eff, &by_name).await;
                 }

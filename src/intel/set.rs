@@ -488,6 +488,43 @@ pub struct Effective {
     pub md5: Vec<Md5>,
     /// File SHA-256s.
     pub sha256: Vec<Sha256>,
+    /// Networks too wide to expand, enforced as address groups in rules.
+    pub wide: Vec<WideNet>,
+}
+
+/// A network wider than the expansion limit, with the parts of it that are
+/// never blocked (the allowlist's networks, exempt warninglist ranges).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct WideNet {
+    /// The listed network.
+    pub net: IpNet,
+    /// Never-blocked networks inside it.
+    pub except: Vec<IpNet>,
+}
+
+impl WideNet {
+    /// True if `ip` is in the network and in none of its exceptions.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.net.contains(&ip) && !self.except.iter().any(|e| e.contains(&ip))
+    }
+}
+
+/// Widest networks enforced at all (as address groups): a /8 or a /16 of
+/// IPv6 is a whole provider; anything wider is refused as `too_wide`.
+pub const MIN_WIDE_V4_PREFIX: u8 = 8;
+/// The IPv6 counterpart of [`MIN_WIDE_V4_PREFIX`].
+pub const MIN_WIDE_V6_PREFIX: u8 = 16;
+/// Most wide networks enforced (Spamhaus DROP, EDROP and DROPv6 together
+/// hold ~1,800); more are refused as `too_wide`.
+pub const MAX_WIDE_NETS: usize = 10_000;
+/// Most warninglist exceptions kept inside one wide network (a /8 may hold
+/// thousands of public resolvers; beyond this many they are blocked with it).
+pub const MAX_EXCEPTIONS: usize = 64;
+
+/// Addresses in a network (saturating at 2^128 - 1 for ::/0).
+fn size(n: &IpNet) -> u128 {
+    let host_bits = u32::from(n.max_prefix_len() - n.prefix_len());
+    1u128.checked_shl(host_bits).unwrap_or(u128::MAX)
 }
 
 fn sort_dedup<T: Ord>(v: &mut Vec<T>) {
@@ -588,6 +625,7 @@ impl Effective {
         sort_dedup(&mut eff.domains);
         sort_dedup(&mut eff.md5);
         sort_dedup(&mut eff.sha256);
+        sort_dedup(&mut eff.wide);
         (eff, dropped)
     }
 
@@ -613,12 +651,16 @@ impl Effective {
                 }
             }
             Ioc::Net(net) => {
-                let too_wide = match **net {
-                    IpNet::V4(n) => n.prefix_len() < limits.max_v4_prefix,
-                    IpNet::V6(n) => n.prefix_len() < limits.max_v6_prefix,
+                let (max, min) = match **net {
+                    IpNet::V4(_) => (limits.max_v4_prefix, MIN_WIDE_V4_PREFIX),
+                    IpNet::V6(_) => (limits.max_v6_prefix, MIN_WIDE_V6_PREFIX),
                 };
-                if too_wide {
-                    dropped.too_wide += 1;
+                if net.prefix_len() < max {
+                    if net.prefix_len() < min || self.wide.len() >= MAX_WIDE_NETS {
+                        dropped.too_wide += 1;
+                    } else {
+                        self.add_wide(ioc, net, guard, dropped);
+                    }
                     return;
                 }
                 let check_each = allow.overlaps(net);
@@ -675,6 +717,48 @@ impl Effective {
         }
     }
 
+    /// A wide network with its never-blocked parts cut out; left out when
+    /// nothing of it would be blocked.
+    fn add_wide(&mut self, ioc: &Ioc, net: &IpNet, guard: Guard<'_>, dropped: &mut Dropped) {
+        let Guard { allow, lists, .. } = guard;
+        if allow.nets.iter().any(|a| a.contains(net)) {
+            dropped.allowlisted += 1;
+            return;
+        }
+        let mut except: Vec<IpNet> = allow
+            .nets
+            .iter()
+            .filter(|a| net.contains(*a))
+            .copied()
+            .collect();
+        let allowed_inside = !except.is_empty();
+        if !lists.enforced_anyway(ioc) {
+            let (exempt, name) = lists.exempt_within(net);
+            if exempt.first() == Some(net) {
+                dropped.judged(Verdict::Exempt(name.unwrap_or_default()));
+                return;
+            }
+            if exempt.len() <= MAX_EXCEPTIONS {
+                except.extend(exempt);
+            }
+            if let Verdict::Warn(name) = lists.verdict(ioc) {
+                dropped.judged(Verdict::Warn(name));
+            }
+        }
+        // Only the outermost exceptions: one inside another adds nothing.
+        except.sort_by_key(|n| (n.network(), n.prefix_len()));
+        except.dedup_by(|inner, outer| outer.contains(&*inner));
+        let covered: u128 = except.iter().map(size).sum();
+        if covered >= size(net) {
+            dropped.allowlisted += 1;
+            return;
+        }
+        if allowed_inside {
+            dropped.allowlisted += 1;
+        }
+        self.wide.push(WideNet { net: *net, except });
+    }
+
     /// Removes every value `other` holds (what is enforced need not be shadowed).
     pub fn remove_all(&mut self, other: &Effective) {
         fn minus<T: Ord>(v: &mut Vec<T>, o: &[T]) {
@@ -685,19 +769,26 @@ impl Effective {
         minus(&mut self.domains, &other.domains);
         minus(&mut self.md5, &other.md5);
         minus(&mut self.sha256, &other.sha256);
+        minus(&mut self.wide, &other.wide);
     }
 
     /// True if `ip` is on the address blocklist.
     pub fn contains_ip(&self, ip: std::net::IpAddr) -> bool {
-        match ip {
+        let single = match ip {
             std::net::IpAddr::V4(a) => self.ipv4.binary_search(&a).is_ok(),
             std::net::IpAddr::V6(a) => self.ipv6.binary_search(&a).is_ok(),
-        }
+        };
+        single || self.wide.iter().any(|w| w.contains(ip))
     }
 
     /// Total number of blocked values.
     pub fn len(&self) -> usize {
-        self.ipv4.len() + self.ipv6.len() + self.domains.len() + self.md5.len() + self.sha256.len()
+        self.ipv4.len()
+            + self.ipv6.len()
+            + self.domains.len()
+            + self.md5.len()
+            + self.sha256.len()
+            + self.wide.len()
     }
 
     /// True when nothing is blocked.
@@ -785,14 +876,73 @@ mod tests {
     }
 
     #[test]
-    fn refuses_networks_wider_than_the_limit() {
-        let s = set(&["203.0.112.0/19", "203.0.113.0/24"]);
+    fn networks_too_wide_to_expand_are_kept_whole_and_only_the_widest_refused() {
+        let s = set(&[
+            "203.0.96.0/19",
+            "203.0.113.0/24",
+            "2001:db8::/32",
+            "6.0.0.0/7",
+            "2000::/8",
+        ]);
         let (eff, dropped) = Effective::build(
             [&s],
             Guard::new(&allow(&[], &[], false), ExpandLimits::default()),
         );
         assert_eq!(eff.ipv4.len(), 256);
-        assert_eq!(dropped.too_wide, 1);
+        let wide: Vec<String> = eff.wide.iter().map(|w| w.net.to_string()).collect();
+        assert_eq!(wide, ["203.0.96.0/19", "2001:db8::/32"]);
+        assert_eq!(dropped.too_wide, 2);
+        assert!(eff.contains_ip("203.0.127.255".parse().unwrap()));
+        assert!(eff.contains_ip("2001:db8:ffff::1".parse().unwrap()));
+        assert!(!eff.contains_ip("203.0.128.0".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_wide_network_never_blocks_what_is_allowed_or_exempt_inside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("dns")).unwrap();
+        std::fs::write(
+            dir.path().join("dns/list.json"),
+            r#"{"name": "resolvers", "type": "cidr", "list": ["100.1.2.0/23", "198.51.0.0/16"]}"#,
+        )
+        .unwrap();
+        let lists = Warninglists::load(dir.path(), &["dns".to_string()], &[], &[]);
+        let s = set(&["100.0.0.0/8", "10.0.0.0/8", "198.51.0.0/16", "192.0.0.0/12"]);
+        let al = allow(&["192.0.2.1/32"], &[], true);
+        let guard = Guard {
+            allow: &al,
+            limits: ExpandLimits::default(),
+            lists: &lists,
+        };
+        let (eff, dropped) = Effective::build([&s], guard);
+        let wide: Vec<(String, Vec<String>)> = eff
+            .wide
+            .iter()
+            .map(|w| {
+                (
+                    w.net.to_string(),
+                    w.except.iter().map(ToString::to_string).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            wide,
+            [
+                (
+                    "100.0.0.0/8".to_string(),
+                    vec!["100.1.2.0/23".to_string(), "100.64.0.0/10".to_string()]
+                ),
+                ("192.0.0.0/12".to_string(), vec!["192.0.2.1/32".to_string()]),
+            ]
+        );
+        // 10/8 is the LAN's (builtin), 198.51/16 all exempt; 100/8 and the /12
+        // hold allowed parts.
+        assert_eq!(dropped.warninglisted.get("dns"), Some(&1));
+        assert_eq!(dropped.allowlisted, 3);
+        assert!(eff.contains_ip("100.200.0.1".parse().unwrap()));
+        assert!(!eff.contains_ip("100.64.0.1".parse().unwrap()));
+        assert!(!eff.contains_ip("100.1.3.9".parse().unwrap()));
+        assert!(!eff.contains_ip("192.0.2.1".parse().unwrap()));
     }
 
     #[test]

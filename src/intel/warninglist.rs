@@ -233,6 +233,47 @@ impl Warninglists {
         }
     }
 
+    /// The parts of `net` on exempt lists, as networks (the whole of it
+    /// first if all of it is), with the first such list's name.
+    pub fn exempt_within(&self, net: &IpNet) -> (Vec<IpNet>, Option<&str>) {
+        let mut out = Vec::new();
+        let mut name = None;
+        let mut note = |mask: u64| {
+            if name.is_none() {
+                name = Some(
+                    self.lists[(mask & self.exempt).trailing_zeros() as usize]
+                        .name
+                        .as_str(),
+                );
+            }
+        };
+        match net {
+            IpNet::V4(n) => {
+                let (lo, hi) = (u32::from(n.network()), u32::from(n.broadcast()));
+                let first = self.v4.partition_point(|r| r.1 < lo);
+                for &(s, e, m) in self.v4[first..].iter().take_while(|r| r.0 <= hi) {
+                    if m & self.exempt != 0 {
+                        note(m);
+                        let (s, e) = (s.max(lo).into(), e.min(hi).into());
+                        out.extend(ipnet::Ipv4Subnets::new(s, e, 0).map(IpNet::V4));
+                    }
+                }
+            }
+            IpNet::V6(n) => {
+                let (lo, hi) = (u128::from(n.network()), u128::from(n.broadcast()));
+                let first = self.v6.partition_point(|r| r.1 < lo);
+                for &(s, e, m) in self.v6[first..].iter().take_while(|r| r.0 <= hi) {
+                    if m & self.exempt != 0 {
+                        note(m);
+                        let (s, e) = (s.max(lo).into(), e.min(hi).into());
+                        out.extend(ipnet::Ipv6Subnets::new(s, e, 0).map(IpNet::V6));
+                    }
+                }
+            }
+        }
+        (out, name)
+    }
+
     /// True if the owner enforces this value whatever the lists say.
     pub fn enforced_anyway(&self, ioc: &Ioc) -> bool {
         self.anyway.contains(ioc)

@@ -12,6 +12,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use crate::intel::ioc::{hex, Domain, Md5, Sha256};
 use crate::intel::set::Effective;
 
+mod networks;
+
 /// The rules file Suricata loads (`rule-files: [homewarden.rules]`).
 pub const RULES_FILE: &str = "homewarden.rules";
 
@@ -352,6 +354,18 @@ pub fn render<'a>(
             "file with blocklisted SHA-256",
             "filesha256:hw-sha256.lst;",
             "sha256",
+        );
+    }
+
+    networks::rules(&mut r, action, &eff.wide, 200, "a listed", "net");
+    if let Some(sh) = shadow {
+        networks::rules(
+            &mut r,
+            "alert",
+            &sh.wide,
+            600,
+            "an observed (shadow)",
+            "shadow-net",
         );
     }
 

@@ -42,6 +42,18 @@ impl Capture {
         sport
     }
 
+    /// One UDP datagram from the device to `server`; returns the client's port.
+    pub fn udp_to(&mut self, server: Ipv4Addr) -> u16 {
+        let sport = self.port();
+        let mut udp = Vec::new();
+        udp.extend_from_slice(&sport.to_be_bytes());
+        udp.extend_from_slice(&9999u16.to_be_bytes());
+        udp.extend_from_slice(&12u16.to_be_bytes());
+        udp.extend_from_slice(&[0, 0, b'p', b'i', b'n', b'g']);
+        self.packets.push(ip(CLIENT, server, 17, &udp));
+        sport
+    }
+
     /// A TLS 1.2 ClientHello naming `sni`, on a TCP connection to port 443;
     /// returns the client's port.
     pub fn tls_client_hello(&mut self, sni: &str) -> u16 {
