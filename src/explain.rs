@@ -628,7 +628,7 @@ mod tests {
             dir.path().display()
         );
         let c = cfg(&yaml);
-        let lists = c.warninglists.load();
+        let lists = c.warninglists.load(&c.state_dir);
         assert!(lists.problems.is_empty(), "{:?}", lists.problems);
         let set = misp_set();
         let views = [SourceView {
@@ -675,7 +675,7 @@ mod tests {
             dir.path().display()
         );
         let c = cfg(&yaml);
-        let lists = c.warninglists.load();
+        let lists = c.warninglists.load(&c.state_dir);
         let x = explain(
             "evil.example",
             &views,

@@ -742,7 +742,7 @@ async fn explain(path: &Path, value: String, json: bool) -> Result<ExitCode> {
                     .collect();
                 let local = homewarden::allow::LocalAllowlist::load(&cfg.state_dir)?;
                 let shadow = homewarden::shadow::Shadow::load(&cfg.state_dir);
-                let lists = cfg.warninglists.load();
+                let lists = cfg.warninglists.load(&cfg.state_dir);
                 explain::explain(
                     &value,
                     &views,

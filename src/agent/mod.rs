@@ -30,6 +30,7 @@ use crate::suricata::apply::{Applier, ApplyReport};
 use crate::suricata::selftest::{self, Probe};
 
 mod incidents;
+mod lists;
 mod owner;
 mod status;
 mod sync;
@@ -266,7 +267,7 @@ impl Agent {
             warnings: cfg.warnings(),
             ..Status::default()
         };
-        let warninglists = Arc::new(cfg.warninglists.load());
+        let warninglists = Arc::new(cfg.warninglists.load(&cfg.state_dir));
         let mut status = status;
         status
             .warnings
@@ -375,6 +376,9 @@ impl Agent {
         // whoever asks while one runs gets its report.
         let mut syncs: tokio::task::JoinSet<Vec<PullDone>> = tokio::task::JoinSet::new();
         let mut askers: Vec<SyncAsker> = Vec::new();
+        // Newer warninglists, where the Pi has internet: fetched beside the loop.
+        let mut refreshes: tokio::task::JoinSet<lists::Report> = tokio::task::JoinSet::new();
+        let mut refresh_at = lists::first_refresh(&self.cfg);
         loop {
             let next = self
                 .sources
@@ -487,6 +491,15 @@ impl Agent {
                                 if report.ok() { "ok" } else { "failed" }
                             )),
                         }
+                    }
+                }
+                _ = lists::until(refresh_at), if refreshes.is_empty() => {
+                    self.start_refresh(&mut refreshes);
+                    refresh_at = lists::next_refresh(&self.cfg);
+                }
+                Some(done) = refreshes.join_next(), if !refreshes.is_empty() => {
+                    if let Ok(report) = done {
+                        self.finish_refresh(report).await;
                     }
                 }
                 Some(a) = alerts.recv() => self.on_alert(&a),

@@ -553,7 +553,7 @@ pub async fn render_offline(
         states.push(st);
     }
     let allow = cfg.allowlist()?;
-    let lists = cfg.warninglists.load();
+    let lists = cfg.warninglists.load(&cfg.state_dir);
     for p in &lists.problems {
         tracing::warn!("{p}");
     }

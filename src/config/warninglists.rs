@@ -1,6 +1,7 @@
 //! `warninglists:`: which of MISP's warninglists guard every source.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -23,6 +24,20 @@ pub struct WarninglistConfig {
     /// Values enforced whatever a list says (exactly these values).
     #[serde(default)]
     pub enforce_anyway: Vec<String>,
+    /// How often newer lists are fetched from `url` (0: never).
+    #[serde(default = "default_refresh", deserialize_with = "super::de_duration")]
+    pub refresh: Duration,
+    /// Where newer lists are fetched from (`<url><name>/list.json`).
+    #[serde(default = "default_url")]
+    pub url: String,
+}
+
+fn default_refresh() -> Duration {
+    Duration::from_secs(7 * 24 * 3600)
+}
+
+fn default_url() -> String {
+    crate::intel::warninglist::refresh::UPSTREAM.to_string()
 }
 
 impl Default for WarninglistConfig {
@@ -32,6 +47,8 @@ impl Default for WarninglistConfig {
             exempt: default_exempt(),
             warn: default_warn(),
             enforce_anyway: Vec::new(),
+            refresh: default_refresh(),
+            url: default_url(),
         }
     }
 }
@@ -106,6 +123,27 @@ impl WarninglistConfig {
                 ));
             }
         }
+        if !self.refresh.is_zero() {
+            let https = url::Url::parse(&self.url).is_ok_and(|u| u.scheme() == "https");
+            if !https {
+                return Err((
+                    "warninglists.url".into(),
+                    format!(
+                        "{:?} is not an https URL (the lists decide what is never blocked)",
+                        self.url
+                    ),
+                ));
+            }
+            if self.refresh < Duration::from_secs(3600) {
+                return Err((
+                    "warninglists.refresh".into(),
+                    format!(
+                        "{} is more often than hourly (0 turns it off)",
+                        humantime::format_duration(self.refresh)
+                    ),
+                ));
+            }
+        }
         for (i, v) in self.enforce_anyway.iter().enumerate() {
             Ioc::parse_any(v)
                 .map_err(|e| (format!("warninglists.enforce_anyway[{i}]"), e.to_string()))?;
@@ -113,13 +151,59 @@ impl WarninglistConfig {
         Ok(())
     }
 
-    /// Reads the chosen lists (problems are in the result, not errors).
-    pub fn load(&self) -> Warninglists {
+    /// Where a refresh writes newer lists: beside the agent's state.
+    pub fn refreshed_dir(state_dir: &Path) -> PathBuf {
+        state_dir.join("warninglists")
+    }
+
+    /// Reads the chosen lists, the newest copy of each (problems are in the
+    /// result, not errors).
+    pub fn load(&self, state_dir: &Path) -> Warninglists {
         let anyway: Vec<Ioc> = self
             .enforce_anyway
             .iter()
             .filter_map(|v| Ioc::parse_any(v).ok())
             .collect();
-        Warninglists::load(&self.dir, &self.exempt, &self.warn, &anyway)
+        let refreshed = Self::refreshed_dir(state_dir);
+        Warninglists::load(&[&self.dir, &refreshed], &self.exempt, &self.warn, &anyway)
+    }
+
+    /// Every list a refresh fetches.
+    pub fn names(&self) -> Vec<String> {
+        self.exempt.iter().chain(&self.warn).cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use std::path::Path;
+
+    fn err(yaml: &str) -> String {
+        Config::parse(yaml, Path::new("/etc/homewarden/homewarden.yaml"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn names_values_and_the_refresh_are_checked() {
+        let ok = Config::parse("", Path::new("x.yaml")).unwrap();
+        assert_eq!(ok.warninglists.names().len(), 17);
+        assert!(err("warninglists: { exempt: [../../etc] }\n").contains("warninglists.exempt"));
+        assert!(err("warninglists: { exempt: [google], warn: [google] }\n").contains("named twice"));
+        assert!(
+            err("warninglists: { enforce_anyway: [\"not a value!\"] }\n")
+                .contains("warninglists.enforce_anyway[0]")
+        );
+        assert!(
+            err("warninglists: { url: \"http://lists.example/\" }\n").contains("not an https URL")
+        );
+        assert!(err("warninglists: { refresh: 5m }\n").contains("more often than hourly"));
+        let off = Config::parse(
+            "warninglists: { refresh: 0s, url: \"http://x/\" }\n",
+            Path::new("x.yaml"),
+        )
+        .unwrap();
+        assert!(off.warninglists.refresh.is_zero());
     }
 }

@@ -906,7 +906,7 @@ mod tests {
             r#"{"name": "resolvers", "type": "cidr", "list": ["100.1.2.0/23", "198.51.0.0/16"]}"#,
         )
         .unwrap();
-        let lists = Warninglists::load(dir.path(), &["dns".to_string()], &[], &[]);
+        let lists = Warninglists::load(&[dir.path()], &["dns".to_string()], &[], &[]);
         let s = set(&["100.0.0.0/8", "10.0.0.0/8", "198.51.0.0/16", "192.0.0.0/12"]);
         let al = allow(&["192.0.2.1/32"], &[], true);
         let guard = Guard {

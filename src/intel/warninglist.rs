@@ -91,15 +91,20 @@ pub struct Warninglists {
 impl Warninglists {
     /// Reads the chosen lists from `dir`; a list that cannot be read is a
     /// problem (reported), never a reason to enforce nothing.
-    pub fn load(dir: &Path, exempt: &[String], warn: &[String], anyway: &[Ioc]) -> Self {
+    ///
+    /// Each list is read from whichever of `dirs` holds its highest version
+    /// (the shipped copy, or a newer one a refresh wrote).
+    pub fn load(dirs: &[&Path], exempt: &[String], warn: &[String], anyway: &[Ioc]) -> Self {
         let mut w = Warninglists {
             anyway: anyway.iter().cloned().collect(),
             ..Warninglists::default()
         };
-        if (!exempt.is_empty() || !warn.is_empty()) && !dir.is_dir() {
+        if (!exempt.is_empty() || !warn.is_empty()) && !dirs.iter().any(|d| d.is_dir()) {
             w.problems.push(format!(
                 "warninglists: {} is not a directory: no warninglist applies",
-                dir.display()
+                dirs.first()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_default()
             ));
             return w;
         }
@@ -115,7 +120,7 @@ impl Warninglists {
                     .push(format!("warninglist {name}: more than {MAX_LISTS} lists"));
                 continue;
             }
-            let file = match read(dir, name) {
+            let file = match read_best(dirs, name) {
                 Ok(f) => f,
                 Err(e) => {
                     w.problems.push(format!("warninglist {name}: {e}"));
@@ -164,7 +169,7 @@ impl Warninglists {
         w.v4 = partition(v4);
         w.v6 = partition(v6);
         for name in SUFFIX_LISTS {
-            if let Ok(f) = read(dir, name) {
+            if let Ok(f) = read_best(dirs, name) {
                 w.suffixes.extend(f.list.iter().map(|s| {
                     s.trim()
                         .trim_matches('.')
@@ -315,6 +320,23 @@ impl Warninglists {
     }
 }
 
+/// The copy of a list with the highest version among `dirs` (the first
+/// on a tie); the first error when there is none.
+fn read_best(dirs: &[&Path], name: &str) -> Result<ListFile, String> {
+    let mut best: Option<ListFile> = None;
+    let mut first_err = None;
+    for dir in dirs {
+        match read(dir, name) {
+            Ok(f) if best.as_ref().is_none_or(|b| f.version > b.version) => best = Some(f),
+            Ok(_) => {}
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    best.ok_or_else(|| first_err.unwrap_or_else(|| format!("{name}: no directory to read from")))
+}
+
 fn read(dir: &Path, name: &str) -> Result<ListFile, String> {
     // Names come from the config, which allows [a-z0-9_.-] only; checked
     // again here so a path never leaves `dir`.
@@ -451,6 +473,8 @@ fn overlap<T: Copy + Ord>(ranges: &[(T, T, u64)], start: T, end: T) -> u64 {
         .take_while(|r| r.0 <= end)
         .fold(0, |m, r| m | r.2)
 }
+
+pub mod refresh;
 
 #[cfg(test)]
 mod tests;

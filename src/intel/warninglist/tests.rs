@@ -42,7 +42,7 @@ fn names_under_a_site_count_but_not_under_a_public_suffix() {
         "string",
         &["blogspot.com", "co.uk"],
     );
-    let w = Warninglists::load(dir.path(), &names(&["top"]), &[], &[]);
+    let w = Warninglists::load(&[dir.path()], &names(&["top"]), &[], &[]);
     assert!(w.problems.is_empty(), "{:?}", w.problems);
     assert_eq!(
         w.lists()[0].entries,
@@ -90,7 +90,7 @@ fn ranges_overlap_and_exempt_wins_over_warn() {
         "cidr",
         &["203.0.113.64/26", "255.255.255.255", "0.0.0.0/0"],
     );
-    let w = Warninglists::load(dir.path(), &names(&["dns"]), &names(&["cloud"]), &[]);
+    let w = Warninglists::load(&[dir.path()], &names(&["dns"]), &names(&["cloud"]), &[]);
     assert_eq!(w.verdict(&ioc("198.51.100.53")), Verdict::Exempt("dns"));
     assert_eq!(w.verdict(&ioc("198.51.100.54")), Verdict::Warn("cloud"));
     assert_eq!(w.verdict(&ioc("2001:db8::53")), Verdict::Exempt("dns"));
@@ -103,7 +103,7 @@ fn ranges_overlap_and_exempt_wins_over_warn() {
     );
 
     // Nested, touching and top-of-space ranges partition cleanly.
-    let w = Warninglists::load(dir.path(), &names(&["edge"]), &names(&["cloud"]), &[]);
+    let w = Warninglists::load(&[dir.path()], &names(&["edge"]), &names(&["cloud"]), &[]);
     assert_eq!(w.verdict(&ioc("203.0.113.70")), Verdict::Exempt("edge"));
     assert_eq!(w.verdict(&ioc("255.255.255.255")), Verdict::Exempt("edge"));
     assert_eq!(w.verdict(&ioc("1.1.1.1")), Verdict::Exempt("edge"));
@@ -140,7 +140,7 @@ fn hashes_the_owners_override_and_broken_lists() {
     std::fs::write(dir.path().join("bad/list.json"), "{ not json").unwrap();
     let anyway = [ioc("docs.google.com")];
     let w = Warninglists::load(
-        dir.path(),
+        &[dir.path()],
         &names(&["empty", "top", "re", "bad", "missing", "../etc"]),
         &[],
         &anyway,
@@ -180,7 +180,12 @@ fn shipped() -> Warninglists {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("overlays/usr/share/homewarden/warninglists");
     let cfg = crate::config::Config::parse("", Path::new("/dev/null")).unwrap();
-    let w = Warninglists::load(&dir, &cfg.warninglists.exempt, &cfg.warninglists.warn, &[]);
+    let w = Warninglists::load(
+        &[&dir],
+        &cfg.warninglists.exempt,
+        &cfg.warninglists.warn,
+        &[],
+    );
     assert!(w.problems.is_empty(), "{:?}", w.problems);
     w
 }
