@@ -62,7 +62,7 @@ enum Cmd {
         #[arg(long, default_value = "0")]
         column: homewarden::intel::list::Column,
         /// Fail a `--source` list with more refused values than this percentage.
-        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u8).range(0..=100))]
+        #[arg(long, default_value_t = homewarden::intel::list::DEFAULT_MAX_REFUSED, value_parser = clap::value_parser!(u8).range(0..=100))]
         max_refused: u8,
     },
     /// Validate the configuration and the secrets it needs.

@@ -492,7 +492,7 @@ mod defaults {
         Duration::from_secs(300)
     }
     pub fn max_refused() -> u8 {
-        50
+        crate::intel::list::DEFAULT_MAX_REFUSED
     }
     pub fn feed_interval() -> Duration {
         Duration::from_secs(3600)

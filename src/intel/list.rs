@@ -99,12 +99,15 @@ pub struct Layout {
     pub max_refused: u8,
 }
 
+/// Refused values a list may hold, in percent, unless its source says otherwise.
+pub const DEFAULT_MAX_REFUSED: u8 = 50;
+
 impl Default for Layout {
     fn default() -> Self {
         Layout {
             format: Format::Auto,
             column: Column::default(),
-            max_refused: 50,
+            max_refused: DEFAULT_MAX_REFUSED,
         }
     }
 }
