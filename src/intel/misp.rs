@@ -427,4 +427,77 @@ mod tests {
         assert!(e.contains("Invalid type"), "{e}");
         assert!(sighting_outcome(b"<html>", "a").is_err());
     }
+
+    fn scalar() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            "[ -~\u{1b}\u{7}\u{202e}\n]{0,40}".prop_map(Value::from),
+            "(203\\.0\\.113\\.[0-9]{1,3}|[a-z]{1,8}\\.test|[0-9a-f]{32})".prop_map(Value::from),
+        ]
+    }
+
+    /// Mostly text, as MISP sends it; now and then anything else.
+    fn text() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        prop_oneof![
+            9 => "([ -~\u{1b}\u{7}\u{202e}\n]{0,40}|203\\.0\\.113\\.[0-9]{1,3}|[a-z]{1,8}\\.test)"
+                .prop_map(Value::from),
+            1 => scalar(),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever a MISP (or something posing as one) answers to
+        /// restSearch: attributes, or one parse error; never a panic, and
+        /// what is kept holds no control character.
+        #[test]
+        fn any_rest_search_reply_is_attributes_or_one_parse_error(
+            attrs in proptest::collection::vec(
+                (proptest::sample::select(vec!["ip-dst", "domain", "url", "md5", "yara", "domain|ip"]),
+                 text(), text(), scalar(), scalar(), text(), text()),
+                0..6,
+            ),
+            shape in 0u8..4,
+        ) {
+            let list: Vec<Value> = attrs
+                .iter()
+                .map(|(k, v, u, t, ts, ev, info)| json!({
+                    "type": k, "value": v, "uuid": u, "to_ids": t, "timestamp": ts,
+                    "Event": {"uuid": ev, "id": ts, "info": info},
+                }))
+                .collect();
+            let body = match shape {
+                0 => json!({"response": {"Attribute": list}}),
+                1 => json!({"response": list}),
+                2 => json!({"response": {}}),
+                _ => json!(list),
+            };
+            match serde_json::from_slice::<SearchResponse>(body.to_string().as_bytes()) {
+                Ok(r) => {
+                    let mut c = Collector::new("p");
+                    for a in &r.response.attributes {
+                        let ev = a.event.as_ref().map(|e| c.event(EventInfo {
+                            uuid: e.uuid.clone(),
+                            id: e.id,
+                            info: e.info.clone(),
+                            ..EventInfo::default()
+                        }));
+                        c.value(Some(&a.kind), &a.value, ev, Some(&a.uuid));
+                    }
+                    proptest::prop_assert_eq!(c.stats.seen as usize, r.response.attributes.len());
+                    proptest::prop_assert_eq!(
+                        c.stats.accepted + c.stats.rejected.values().sum::<u64>(),
+                        c.stats.seen
+                    );
+                    for e in c.set.events() {
+                        proptest::prop_assert!(!e.info.chars().any(char::is_control), "{:?}", e.info);
+                    }
+                }
+                Err(e) => proptest::prop_assert!(!e.to_string().contains('\n')),
+            }
+        }
+    }
 }
