@@ -1199,8 +1199,19 @@ fn human_status(s: &Status, now: u64) -> String {
     let al = &s.alerts;
     let _ = writeln!(
         o,
-        "alerts: {} received ({} malformed); {} open incidents, {} high",
-        al.intake.alerts, al.intake.malformed, al.open, al.high_open
+        "alerts: {} received ({} malformed){}; {} open incidents, {} high",
+        al.intake.alerts,
+        al.intake.malformed,
+        if al.loss.missing > 0 {
+            format!(
+                "; {} of {} Suricata raised NEVER ARRIVED (the agent fell behind)",
+                al.loss.missing, al.loss.raised
+            )
+        } else {
+            String::new()
+        },
+        al.open,
+        al.high_open
     );
     for i in &al.recent {
         let _ = writeln!(

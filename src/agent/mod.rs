@@ -203,6 +203,8 @@ pub struct Agent {
     accept_shrink: HashSet<String>,
     /// The warninglists every source's values are checked against.
     warninglists: Arc<crate::intel::warninglist::Warninglists>,
+    /// Alerts Suricata raised against those that arrived.
+    loss: crate::alerts::loss::Loss,
 }
 
 impl Agent {
@@ -320,6 +322,7 @@ impl Agent {
             names: None,
             accept_shrink: HashSet::new(),
             warninglists,
+            loss: Default::default(),
             cfg,
             store,
             sources,

@@ -155,6 +155,9 @@ pub struct AlertsStatus {
     pub acknowledged: Vec<String>,
     /// Unix time of the last blocked alert.
     pub last_block: Option<i64>,
+    /// Alerts Suricata raised, and how many of them never arrived.
+    #[serde(default)]
+    pub loss: crate::alerts::loss::LossStatus,
 }
 
 impl Agent {
@@ -226,6 +229,7 @@ impl Agent {
                 .map(|i| i.id.clone())
                 .collect(),
             last_block: self.status.alerts.last_block,
+            loss: self.status.alerts.loss,
             recent: recent.into_iter().take(RECENT_INCIDENTS).collect(),
         };
         self.status.state = if reasons.is_empty() {

@@ -405,6 +405,7 @@ impl Agent {
     pub(super) async fn check_suricata(&mut self) {
         let sock = &self.cfg.suricata.command_socket;
         let mut verdicts = None;
+        let mut raised = None;
         let ok = match Connection::open(sock, Duration::from_secs(5)).await {
             Ok(mut c) => {
                 let up = c
@@ -413,10 +414,11 @@ impl Agent {
                     .map(|r| r.ok)
                     .unwrap_or(false);
                 if up {
-                    verdicts = c.command("dump-counters", None).await.ok().and_then(|r| {
+                    if let Ok(r) = c.command("dump-counters", None).await {
                         let ips = &r.message["ips"];
-                        Some((ips["accepted"].as_u64()?, ips["blocked"].as_u64()?))
-                    });
+                        verdicts = ips["accepted"].as_u64().zip(ips["blocked"].as_u64());
+                        raised = crate::alerts::loss::Raised::from_counters(&r.message);
+                    }
                 }
                 up
             }
@@ -434,6 +436,16 @@ impl Agent {
             tracing::warn!(socket = %sock.display(), "suricata not reachable");
         }
         self.status.suricata.reachable = ok;
+        let before = self.status.alerts.loss.missing;
+        let loss = self.loss.tick(raised, self.intake.snapshot().alerts);
+        if loss.missing > before {
+            tracing::warn!(
+                missing = loss.missing,
+                raised = loss.raised,
+                "alerts Suricata raised never reached the agent (its eve socket was full)"
+            );
+        }
+        self.status.alerts.loss = loss;
         self.check_path().await;
         self.status.path.suricata_verdicts = verdicts;
         self.publish();

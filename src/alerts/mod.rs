@@ -3,4 +3,5 @@
 pub mod eve;
 pub mod hits;
 pub mod intake;
+pub mod loss;
 pub mod triage;

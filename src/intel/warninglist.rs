@@ -89,8 +89,8 @@ pub struct Warninglists {
 }
 
 impl Warninglists {
-    /// Reads the chosen lists from `dir`; a list that cannot be read is a
-    /// problem (reported), never a reason to enforce nothing.
+    /// Reads the chosen lists; a list that cannot be read is a problem
+    /// (reported), never a reason to enforce nothing.
     ///
     /// Each list is read from whichever of `dirs` holds its highest version
     /// (the shipped copy, or a newer one a refresh wrote).

@@ -1,6 +1,7 @@
 """End to end on real Suricata in the iot — pi — wan lab: intel in, packets dropped out."""
 
 import contextlib
+import os
 import signal
 import shutil
 import subprocess
@@ -8,7 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from conftest import BENIGN, BIN, C2, LATE, REPO, wait_for
+from conftest import BENIGN, BIN, C2, DNS, LATE, REPO, wait_for
 
 PROBE = """
 import socket, sys, time
@@ -673,6 +674,43 @@ s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 for i in range(int(sys.argv[2])):
     s.sendto(b"homewarden queue flood", (sys.argv[1], 9))
 """
+
+
+DNS_FLOOD = """
+import socket, struct, sys
+name, server, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+q = b''.join(bytes([len(p)]) + p.encode() for p in name.split('.')) + b'\\0' + struct.pack('>HH', 1, 1)
+for i in range(n):
+    # A socket (a flow) each: a dropped flow raises no second alert.
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.sendto(struct.pack('>HHHHHH', i & 0xffff, 0x0100, 1, 0, 0, 0) + q, (server, 53))
+    s.close()
+"""
+
+
+def test_alerts_the_agent_never_got_are_counted_not_lost_silently(lab):
+    """The agent stalls (SIGSTOP) while a device floods queries for a listed
+    name: Suricata fills the agent's eve socket and drops what does not fit.
+    Its own alert counter says how many it raised; status shows how many of
+    those never arrived."""
+    pid = int((lab.dir / "homewarden.pid").read_text().strip())
+    before = lab.status()["alerts"]["loss"]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        r = lab.ns("iot", "/usr/bin/python3", "-c", DNS_FLOOD, "c2.lab-evil.test", DNS, "20000", timeout=120)
+        assert r.returncode == 0, r.stderr
+        time.sleep(1)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    # Suricata's counters are a stats interval (8 s) behind; a tick (5 s) more.
+    assert wait_for(lambda: lab.status()["alerts"]["loss"]["missing"] > before["missing"], 40), \
+        lab.status()["alerts"]
+    loss = lab.status()["alerts"]["loss"]
+    got = lab.status()["alerts"]["intake"]["alerts"]
+    assert loss["raised"] - before["raised"] >= 10000, loss
+    assert "NEVER ARRIVED" in lab.agent("status").stdout
+    # The books balance: what was raised either arrived or is missing.
+    assert loss["missing"] <= loss["raised"] and got > 0, (loss, got)
 
 
 def test_a_full_queue_passes_everything_when_open_and_nothing_when_closed(lab):
