@@ -984,23 +984,30 @@ mod tests {
         assert_eq!(agent.sources[0].generation, 2);
     }
 
-    #[tokio::test]
-    async fn a_full_pull_that_loses_most_of_a_source_is_held_until_the_owner_accepts_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().display();
-        let list = dir.path().join("list.txt");
-        let cfg = dir.path().join("homewarden.yaml");
+    /// An agent in IDS mode, no Suricata, one list source `l` at `dir/list.txt`, plus `extra` config.
+    fn list_agent(dir: &std::path::Path, extra: &str) -> Agent {
+        let d = dir.display();
+        let cfg = dir.join("homewarden.yaml");
         std::fs::write(
             &cfg,
             format!(
                 "state_dir: {d}/state\nenforcement: {{ mode: ids }}\n\
-                 suricata: {{ rules_dir: {d}/rules, command_socket: {d}/none.sock }}\n\
-                 mail: {{ to: [owner@home.example], from: hw@home.example, host: 127.0.0.1, security: none }}\n\
+                 suricata: {{ rules_dir: {d}/rules, command_socket: {d}/none.sock }}\n{extra}\
                  sources: [{{ name: l, type: list, path: {d}/list.txt }}]\n"
             ),
         )
         .unwrap();
-        let mut agent = Agent::open(Config::load(&cfg).unwrap(), &Secrets::default()).unwrap();
+        Agent::open(Config::load(&cfg).unwrap(), &Secrets::default()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_full_pull_that_loses_most_of_a_source_is_held_until_the_owner_accepts_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let list = dir.path().join("list.txt");
+        let mut agent = list_agent(
+            dir.path(),
+            "mail: { to: [owner@home.example], from: hw@home.example, host: 127.0.0.1, security: none }\n",
+        );
         // The notices queued for the owner (the responders do not run here).
         let notices = || {
             std::fs::read_dir(dir.path().join("state/outbox"))
@@ -1063,19 +1070,8 @@ mod tests {
     #[tokio::test]
     async fn a_list_that_turns_into_a_login_page_keeps_the_last_good_set() {
         let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().display();
         let list = dir.path().join("list.txt");
-        let cfg = dir.path().join("homewarden.yaml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "state_dir: {d}/state\nenforcement: {{ mode: ids }}\n\
-                 suricata: {{ rules_dir: {d}/rules, command_socket: {d}/none.sock }}\n\
-                 sources: [{{ name: l, type: list, path: {d}/list.txt }}]\n"
-            ),
-        )
-        .unwrap();
-        let mut agent = Agent::open(Config::load(&cfg).unwrap(), &Secrets::default()).unwrap();
+        let mut agent = list_agent(dir.path(), "");
         std::fs::write(&list, "# ipsum\n203.0.113.1\t3\n203.0.113.2\t5\n").unwrap();
         assert!(agent.sync_once(&[]).await.ok());
         assert_eq!(agent.sources[0].state.set.len(), 2);
