@@ -87,7 +87,7 @@ say "firstboot result=$(systemctl show -P Result homewarden-firstboot.service)"
 journalctl -b -u homewarden-firstboot.service --no-pager -o cat 2>&1 | sed 's/^/HWTEST firstboot| /'
 env=/etc/homewarden/.env
 if [ -f "$env" ]; then
-    line="env mode=$(stat -c %a "$env") owner=$(stat -c %U "$env")"
+    line="env mode=$(stat -c %a "$env") owner=$(stat -c %U "$env") group=$(stat -c %G "$env")"
     for k in MISP_API_KEY MAILTRAP_TOKEN HOMEWARDEN_WIFI_PASSPHRASE; do
         if grep -q "^$k=." "$env"; then line="$line $k=set"; else line="$line $k=unset"; fi
     done
@@ -131,5 +131,47 @@ print(("pass" if c[0]["ok"] else "fail") + " " + c[0]["detail"] if c else "none"
 done
 say "selftest replay=$replay after ${up}s"
 say "restarts homewarden=$(systemctl show -P NRestarts homewarden.service) suricata=$(systemctl show -P NRestarts suricata.service)"
+
+# The agent's sandbox as the kernel sees it: its own user, in gpio, holding
+# CAP_NET_ADMIN (bit 12) and nothing else.
+pid=$(systemctl show -P MainPID homewarden.service)
+st=/proc/$pid/status
+groups=""
+for g in $(sed -n 's/^Groups:\t*//p' "$st" 2>/dev/null); do groups="$groups$(getent group "$g" | cut -d: -f1),"; done
+say "agent user=$(getent passwd "$(awk '/^Uid:/ {print $2}' "$st" 2>/dev/null)" | cut -d: -f1) groups=${groups%,} cap-eff=$(awk '/^CapEff:/ {print $2}' "$st" 2>/dev/null) cap-bnd=$(awk '/^CapBnd:/ {print $2}' "$st" 2>/dev/null)"
+# The ACT LED backend on the stand-in (the VM has no LED): files root's,
+# written through the group permission the udev rule gives on a Pi.
+led=/run/homewarden/act-standin
+say "act-standin trigger=$(cat "$led/trigger" 2>&1) brightness=$(cat "$led/brightness" 2>&1) owner=$(stat -c %U:%G "$led/brightness" 2>&1)"
+
+# Last, as it ends the user's config: a 10 s button press. The agent only
+# leaves a marker (it cannot write /etc); its unit's root step restores the
+# factory config before the restart.
+homewarden press --hold 11s >/dev/null 2>&1
+reset=waiting
+# Its own time: the hold, the restart delay and a start under emulation.
+up=$(cut -d' ' -f1 /proc/uptime)
+until=$((${up%.*} + 240))
+while :; do
+    up=$(cut -d' ' -f1 /proc/uptime)
+    if cmp -s /etc/homewarden/homewarden.yaml /usr/share/homewarden/homewarden.yaml \
+        && [ "$(systemctl is-active homewarden.service)" = active ] \
+        && homewarden status >/dev/null 2>&1; then
+        reset=restored
+        break
+    fi
+    [ "${up%.*}" -lt "$until" ] || break
+    sleep 2
+done
+marker=gone
+[ ! -e /var/lib/homewarden/factory-reset.pending ] || marker=left
+say "factory-reset config=$reset marker=$marker agent=$(systemctl is-active homewarden.service) after ${up}s"
+journalctl -b -u homewarden.service --no-pager -o cat 2>&1 | grep -i 'factory' | sed 's/^/HWTEST journal-reset| /'
+# The agent just restarted: the placement's files in /run/homewarden are
+# still there, so restarting dnsmasq (as a crash or an upgrade would) works.
+systemctl restart homewarden-dhcp.service 2>&1 | sed 's/^/HWTEST dhcp-restart| /'
+kept=gone
+[ -e /run/homewarden/dnsmasq.conf ] && kept=kept
+say "after-agent-restart dnsmasq.conf=$kept dhcp=$(systemctl is-active homewarden-dhcp.service)"
 systemctl --failed --no-legend 2>&1 | sed 's/^/HWTEST failed-unit| /'
 say "done"

@@ -192,7 +192,12 @@ done < <(find overlays -type f -print0)
 check same "$AGENT" "$ROOT/usr/bin/homewarden"
 check mode_owner /usr/bin/homewarden "755 root:root"
 check mode_owner /etc/homewarden/homewarden.yaml "644 root:root"
-check mode_owner /etc/homewarden/.env "600 root:root"
+# Owner and group as the root names them (its ids need not be the host's).
+env_owner=$(chroot "$ROOT" stat -c '%a %U:%G' /etc/homewarden/.env)
+check test "$env_owner" = "640 root:homewarden"
+# The agent's own user, in gpio for the panel, with no login.
+check test "$(chroot "$ROOT" id -nG homewarden)" = "homewarden gpio"
+check test "$(chroot "$ROOT" getent passwd homewarden | cut -d: -f7)" = /usr/sbin/nologin
 check grep -qx "MISP_API_KEY='homewarden-lab-key-00000000000000000000'" "$ROOT/etc/homewarden/.env"
 check grep -qx "COHERE_API_KEY='test-cohere-key'" "$ROOT/etc/homewarden/.env"
 check grep -qx "MAILTRAP_TOKEN='test-mailtrap-token'" "$ROOT/etc/homewarden/.env"

@@ -88,6 +88,9 @@ secrets:
   wifi_passphrase: "boot test passphrase"
 ssh_authorized_keys:
   - ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGhvbWV3YXJkZW4tYm9vdC10ZXN0LWtleS0wMTIzNDU2 boot-test@homewarden
+panel:
+  backends: [act]
+  act_led: /run/homewarden/act-standin
 YAML
 if [ $mode = bad-config ]; then
     sed -i 's/^  mode: ips$/  mode: ipz/' "$WORK/homewarden.yaml"
@@ -104,13 +107,22 @@ mcopy -o -i "$fat" "$WORK/guest.sh" ::homewarden-boot-test.sh
 # systemd.wants= adds the command to it. The check prints to the console and
 # powers the VM off at its end; the serial getty is masked, its vhangup of the
 # console would cut the check's output.
+# The VM has no ACT LED: a stand-in for /sys/class/leds/ACT, its files
+# root's and writable by group homewarden as the image's udev rule leaves the
+# real ones, made at boot by systemd-tmpfiles from a credential (the image
+# itself stays untouched).
+standin=$(printf '%s\n' \
+    'd /run/homewarden/act-standin 0755 root root -' \
+    'f /run/homewarden/act-standin/trigger 0664 root homewarden - mmc0' \
+    'f /run/homewarden/act-standin/brightness 0664 root homewarden - 0' | base64 -w0)
 root=$(grep -o 'root=[^ ]*' "$WORK/cmdline.txt")
 append="console=ttyAMA0 $root rw rootwait fsck.repair=yes net.ifnames=0 systemd.show_status=1 \
 systemd.run=\"/usr/bin/systemd-run --no-block --unit=homewarden-boot-test -p StandardOutput=tty \
 /bin/sh /boot/firmware/homewarden-boot-test.sh\" \
 systemd.run_success_action=none systemd.run_failure_action=poweroff \
 systemd.unit=multi-user.target systemd.wants=kernel-command-line.service \
-systemd.mask=serial-getty@ttyAMA0.service hwtest.mode=$mode"
+systemd.mask=serial-getty@ttyAMA0.service hwtest.mode=$mode \
+systemd.set_credential_binary=tmpfiles.extra:$standin"
 
 log "booting under qemu-system-aarch64 -M virt (software emulation, 2 vCPU, 2 GiB)"
 serial=$WORK/serial.log
@@ -159,7 +171,7 @@ expect 'network placement=gateway uplink=eth0 lan=eth1 lan-addr=192.168.73.1/24 
     "gateway placement rendered: eth1 at 192.168.73.1/24, dnsmasq serving it, NAT to eth0, the devices' DNS queued to Suricata"
 expect 'status\| network: gateway placement, uplink eth0, devices on eth1 \(0 DHCP leases\)' "homewarden status shows the placement"
 expect 'firstboot result=success' "first boot succeeded"
-expect 'env mode=600 owner=root MISP_API_KEY=set MAILTRAP_TOKEN=set HOMEWARDEN_WIFI_PASSPHRASE=set' "secrets moved to /etc/homewarden/.env, 0600"
+expect 'env mode=640 owner=root group=homewarden MISP_API_KEY=set MAILTRAP_TOKEN=set HOMEWARDEN_WIFI_PASSPHRASE=set' "secrets moved to /etc/homewarden/.env, 0640 root:homewarden (the agent reads, cannot change)"
 expect 'boot-yaml secrets=0 ssh-key-lines=1 error-file=absent' "boot partition copy rewritten without secrets (public key kept)"
 expect 'ssh-host-keys [1-9][0-9]*' "SSH host keys generated"
 expect 'authorized-keys 1' "SSH public key installed"
@@ -168,6 +180,14 @@ expect 'root-grown yes .*' "root file system grown to the card"
 expect 'journal volatile' "journal in RAM (/run/log/journal), nothing under /var/log/journal"
 expect 'selftest replay=pass sid [0-9]+ fired after .*' "the first self-test replayed the canary capture through suricata -r on the image: the canary rule fired"
 expect 'restarts homewarden=0 suricata=0' "neither the agent nor Suricata restarted (the watchdog did not fire during the slow replay)"
+expect 'agent user=homewarden groups=[a-z,]*gpio[a-z,]* cap-eff=0000000000001000 cap-bnd=0000000000001000' \
+    "the agent runs sandboxed as its own user, in group gpio, with CAP_NET_ADMIN alone (and still reached protected)"
+expect 'act-standin trigger=none brightness=[01] owner=root:homewarden' \
+    "the ACT LED backend drove the stand-in LED through the group permission (trigger none, brightness set)"
+expect 'factory-reset config=restored marker=gone agent=active .*' \
+    "a 10 s button press: the unit's root step restored the factory config, the sandboxed agent came back"
+expect 'after-agent-restart dnsmasq.conf=kept dhcp=active' \
+    "the placement's files outlive an agent restart: dnsmasq restarts after it"
 protected_at=$(sed -n 's/^HWTEST protected-after \([0-9.]*\)s.*/\1/p' "$WORK/serial.txt")
 [ -n "$protected_at" ] || { log "FAIL: no protected-after line"; fail=1; }
 if [ $fail -ne 0 ]; then

@@ -26,10 +26,16 @@ where
 /// Writes `bytes` to `path` atomically with permission bits `mode`, set before
 /// any byte is written: a secret is never readable by others, not even the temp file.
 pub fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    write_atomic_inner(path, Some(mode), |w| w.write_all(bytes))
+    write_atomic_inner(path, Some((mode, None)), |w| w.write_all(bytes))
 }
 
-fn write_atomic_inner<F>(path: &Path, mode: Option<u32>, fill: F) -> io::Result<()>
+/// As [`write_atomic_mode`], and owned by group `gid` (set, like the mode,
+/// before any byte is written): a secret one service user may read.
+pub fn write_atomic_group(path: &Path, bytes: &[u8], mode: u32, gid: u32) -> io::Result<()> {
+    write_atomic_inner(path, Some((mode, Some(gid))), |w| w.write_all(bytes))
+}
+
+fn write_atomic_inner<F>(path: &Path, mode: Option<(u32, Option<u32>)>, fill: F) -> io::Result<()>
 where
     F: FnOnce(&mut BufWriter<&File>) -> io::Result<()>,
 {
@@ -48,7 +54,7 @@ where
     let result = (|| {
         let file = match mode {
             None => File::create(&tmp)?,
-            Some(m) => {
+            Some((m, gid)) => {
                 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
                 let f = fs::OpenOptions::new()
                     .write(true)
@@ -58,6 +64,9 @@ where
                     .open(&tmp)?;
                 // The umask may have narrowed `mode`, and an old temp file kept its own.
                 f.set_permissions(fs::Permissions::from_mode(m))?;
+                if let Some(gid) = gid {
+                    std::os::unix::fs::fchown(&f, None, Some(gid))?;
+                }
                 f
             }
         };

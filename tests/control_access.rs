@@ -47,7 +47,7 @@ struct Served {
 impl Served {
     fn new(dir: &Path, access: Access) -> Served {
         let (tx, status) = watch::channel(Status {
-            state: "protected".into(),
+            state: homewarden::agent::State::Protected,
             ..Status::default()
         });
         let (req_tx, requests) = mpsc::channel(8);

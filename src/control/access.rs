@@ -97,9 +97,7 @@ impl Access {
         let mut problems = Vec::new();
         let mut find = |key: &str, name: &Option<String>| {
             let name = name.as_ref()?;
-            let g = group_file
-                .lines()
-                .find_map(|l| parse_group(l).filter(|g| &g.name == name));
+            let g = find_group(group_file, name);
             if g.is_none() {
                 problems.push(format!(
                     "control_access.{key}: no group {name:?} in /etc/group; only root may use the control socket for what it would allow"
@@ -134,6 +132,18 @@ impl Access {
             None => "root".into(),
         }
     }
+}
+
+/// The group called `name` in `group_file` (the text of `/etc/group`).
+fn find_group(group_file: &str, name: &str) -> Option<Group> {
+    group_file
+        .lines()
+        .find_map(|l| parse_group(l).filter(|g| g.name == name))
+}
+
+/// The id of the group called `name` in `group_file` (the text of `/etc/group`).
+pub fn group_gid(group_file: &str, name: &str) -> Option<u32> {
+    find_group(group_file, name).map(|g| g.gid)
 }
 
 /// One `/etc/group` line: `name:x:gid:user,user`.

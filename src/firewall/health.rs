@@ -38,6 +38,10 @@ pub struct PathStatus {
     pub bridge_inspected: Option<bool>,
     /// Packets Suricata passed and dropped (`ips.accepted`, `ips.blocked`), since it started.
     pub suricata_verdicts: Option<(u64, u64)>,
+    /// Why the kernel's queue table could not be read (then who holds the
+    /// queues is unknown, not "nobody").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_table_error: Option<String>,
     /// What is wrong with the path; empty when it is as configured.
     pub problems: Vec<String>,
 }
@@ -62,10 +66,15 @@ pub async fn inspect(expected: &PacketPath) -> PathStatus {
             }
         }
     }
-    if let Ok(text) = tokio::fs::read_to_string("/proc/net/netfilter/nfnetlink_queue").await {
-        let (held, drops) = parse_proc_queues(&text);
-        st.held = held;
-        st.queue_full_drops = drops;
+    match tokio::fs::read_to_string(super::QUEUE_TABLE).await {
+        Ok(text) => {
+            let (held, drops) = parse_proc_queues(&text);
+            st.held = held;
+            st.queue_full_drops = drops;
+        }
+        // Not there: no queue was ever bound (the module is not loaded).
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => st.queue_table_error = Some(format!("{}: {e}", super::QUEUE_TABLE)),
     }
     if expected.flow_bypass {
         st.bypassed_flows = super::conntrack::bypassed_count().await.unwrap_or(0);
@@ -114,7 +123,11 @@ pub fn problems(expected: &PacketPath, st: &PathStatus) -> Vec<String> {
         .filter(|n| !st.held.contains(n))
         .map(|n| n.to_string())
         .collect();
-    if !missing.is_empty() {
+    if let Some(e) = &st.queue_table_error {
+        out.push(format!(
+            "cannot tell whether Suricata holds the queues: {e} (homewarden firewall up makes it readable)"
+        ));
+    } else if !missing.is_empty() {
         out.push(format!(
             "Suricata does not hold queue {}: {}",
             missing.join(", "),
@@ -286,6 +299,15 @@ mod tests {
         st.held = vec![0];
         let p = problems(&expected(2, FailMode::Closed), &st);
         assert_eq!(p, ["Suricata does not hold queue 1: its traffic stops"]);
+        // An unreadable queue table is said as such, not taken for "nobody holds them".
+        st.queue_table_error =
+            Some("/proc/net/netfilter/nfnetlink_queue: Permission denied".into());
+        let p = problems(&expected(2, FailMode::Closed), &st);
+        assert_eq!(p.len(), 1);
+        assert!(
+            p[0].starts_with("cannot tell whether Suricata holds the queues: /proc/"),
+            "{p:?}"
+        );
         let p = problems(&expected(4, FailMode::Closed), &healthy(false));
         assert!(
             p[0].contains("queues 0-1, the config asks for 0-3"),

@@ -94,6 +94,21 @@ impl DeviceSide {
     }
 }
 
+/// Where the kernel lists who holds each NFQUEUE queue.
+pub const QUEUE_TABLE: &str = "/proc/net/netfilter/nfnetlink_queue";
+
+/// The kernel makes the queue table root's alone (0440): the agent, its own
+/// user, reads it to check Suricata holds every queue. Its lines (queue,
+/// holder's port id, counters) tell nothing secret, so the root step that
+/// installs the queue opens it to reading (the module is loaded at boot by
+/// overlays/etc/modules-load.d, so the table is there by then).
+fn share_queue_table() {
+    use std::os::unix::fs::PermissionsExt;
+    if let Err(e) = std::fs::set_permissions(QUEUE_TABLE, std::fs::Permissions::from_mode(0o444)) {
+        tracing::warn!("{QUEUE_TABLE}: cannot make it readable for the agent: {e}");
+    }
+}
+
 /// Whether br_netfilter hands bridged IPv4 and IPv6 to the forward hook.
 pub fn bridge_inspected() -> bool {
     ["iptables", "ip6tables"].iter().all(|t| {
@@ -184,6 +199,7 @@ impl PacketPath {
                 Backend::Xtables
             }
         };
+        share_queue_table();
         if let Some(dir) = env.parent() {
             std::fs::create_dir_all(dir).map_err(|source| FirewallError::Write {
                 path: dir.display().to_string(),
