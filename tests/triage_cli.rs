@@ -12,6 +12,23 @@ fn alert(ts: &str, src: &str, dst: &str, sid: u32, sev: u8, extra: &str) -> Stri
     )
 }
 
+/// `homewarden triage --json --eve FILE`, with no config, as JSON.
+fn triage_json(eve: &std::path::Path) -> serde_json::Value {
+    let o = Command::new(BIN)
+        .args([
+            "--config",
+            "/nonexistent/homewarden.yaml",
+            "triage",
+            "--json",
+            "--eve",
+        ])
+        .arg(eve)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 #[test]
 fn a_storm_becomes_few_incidents_and_garbage_is_counted() {
     let dir = tempfile::tempdir().unwrap();
@@ -67,19 +84,7 @@ fn a_storm_becomes_few_incidents_and_garbage_is_counted() {
     f.write_all(b"{\"event_type\":\"stats\",\"timestamp\":\"2026-11-25T03:21:00.0+0000\"}\nnot json at all\n\xff\xfe\xfd\n{\"event_type\":\"alert\"").unwrap();
     drop(f);
 
-    let o = Command::new(BIN)
-        .args([
-            "--config",
-            "/nonexistent/homewarden.yaml",
-            "triage",
-            "--json",
-            "--eve",
-        ])
-        .arg(&eve)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = triage_json(&eve);
     let incidents = v["incidents"].as_array().unwrap();
     assert_eq!(incidents.len(), 3, "{v:#}");
     assert_eq!(incidents[0]["count"], 1000);
@@ -133,4 +138,39 @@ fn a_missing_file_is_one_clear_line() {
         err.contains("/nonexistent/eve.json") && err.trim().lines().count() == 1,
         "{err}"
     );
+}
+
+/// A held-out eve file (tests/data/eve-five-rules-per-query.json) where five
+/// of our rules fire on each query (DNS as eve 7 and eve 8 write it, a flat
+/// DNS record, the TLS SNI, the HTTP Host): one incident per device and name.
+#[test]
+fn five_rules_on_one_query_are_one_incident_per_query_target() {
+    let eve = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/eve-five-rules-per-query.json"
+    );
+    let v = triage_json(std::path::Path::new(eve));
+    let mut got: Vec<(String, String, u64)> = v["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["local"].as_str().unwrap().to_string(),
+                i["remote"].as_str().unwrap().to_string(),
+                i["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("192.168.1.30".into(), "c2.lab-evil.test".into(), 5),
+            ("192.168.1.30".into(), "drop.lab-evil.test".into(), 5),
+            ("192.168.1.31".into(), "c2.lab-evil.test".into(), 5),
+        ],
+        "{v:#}"
+    );
+    assert_eq!(v["lines"]["alerts"], 15);
 }

@@ -3,8 +3,10 @@
 
 use crate::alerts::triage::Incident;
 use crate::config::SourceConfig;
+use crate::intel::misp::{EditBody, EventBody, EventEdit, NewAttribute, NewEvent, TagName};
 use crate::intel::unix_now;
-use crate::respond::{self, MAIL, MISP_EVENT, MISP_EVENT_UPDATE, SIGHTING};
+use crate::outbox::{Action, EventFor, EventUpdate, MailPayload, Sighting};
+use crate::respond;
 
 use super::{Agent, INCIDENTS_FILE};
 
@@ -73,35 +75,36 @@ impl Agent {
         };
         let mut outbox = respond::lock(outbox);
         // A hit on a MISP attribute: tell that MISP it was seen here.
-        if let (Some(source), Some(p)) = (sighting, &inc.ioc) {
-            let payload = serde_json::json!({"source": source, "attribute_uuid": p.attribute_uuid, "time": inc.first_seen});
-            if let Err(e) = outbox.put(
-                SIGHTING,
-                &format!("{}:misp-sighting", inc.id),
-                payload,
-                inc.high,
-                now,
-            ) {
+        let attribute = inc.ioc.as_ref().and_then(|p| p.attribute_uuid.clone());
+        if let (Some(source), Some(attribute_uuid)) = (sighting, attribute) {
+            let seen = Action::MispSighting(Sighting {
+                source,
+                attribute_uuid,
+                time: inc.first_seen,
+                kind: crate::intel::misp::SightingType::Seen,
+            });
+            let key = format!("{}:misp-sighting", inc.id);
+            if let Err(e) = outbox.put(&key, seen, inc.high, now) {
                 tracing::error!("{e}");
             }
         }
         // Any other high-severity incident: one MISP event, in the first MISP source.
         if let Some(source) = event {
-            let payload = serde_json::json!({"source": source, "event": misp_event(inc)});
-            if let Err(e) = outbox.put(
-                MISP_EVENT,
-                &format!("{}:misp-event", inc.id),
-                payload,
-                true,
-                now,
-            ) {
+            let new = Action::MispEvent(EventFor {
+                source,
+                event: misp_event(inc),
+            });
+            if let Err(e) = outbox.put(&format!("{}:misp-event", inc.id), new, true, now) {
                 tracing::error!("{e}");
             }
         }
         // The owner hears of every high-severity incident, with advice.
         if self.mail_on && inc.high {
-            let payload = serde_json::json!({"incident": inc});
-            if let Err(e) = outbox.put(MAIL, &format!("{}:mail", inc.id), payload, true, now) {
+            let mail = Action::Mail(MailPayload {
+                incident: inc.clone(),
+                advice: None,
+            });
+            if let Err(e) = outbox.put(&format!("{}:mail", inc.id), mail, true, now) {
                 tracing::error!("{e}");
             }
         }
@@ -145,13 +148,17 @@ impl Agent {
         let Some(outbox) = self.outbox.as_ref() else {
             return;
         };
-        let payload = serde_json::json!({
-            "source": source,
-            "uuid": inc.uuid(),
-            "event": {"Event": {"info": format!("homewarden: {} ({count} alerts)", inc.signature)}},
+        let update = Action::MispEventUpdate(EventUpdate {
+            source,
+            uuid: inc.uuid(),
+            event: EventEdit {
+                event: EditBody {
+                    info: format!("homewarden: {} ({count} alerts)", inc.signature),
+                },
+            },
         });
         let key = format!("{}:misp-event-update:{count}", inc.id);
-        let queued = respond::lock(outbox).put(MISP_EVENT_UPDATE, &key, payload, true, unix_now());
+        let queued = respond::lock(outbox).put(&key, update, true, unix_now());
         if let Err(e) = queued {
             tracing::error!("{e}");
         }
@@ -166,7 +173,7 @@ pub(super) fn update_due(count: u64) -> bool {
 
 /// The MISP event for a high-severity incident: your organisation only, TLP:AMBER,
 /// the remote endpoint as IoCs, the home device as context (never to_ids).
-pub(super) fn misp_event(inc: &Incident) -> serde_json::Value {
+pub(super) fn misp_event(inc: &Incident) -> NewEvent {
     let threat = match inc.severity {
         1 => "1",
         2 => "2",
@@ -178,32 +185,49 @@ pub(super) fn misp_event(inc: &Incident) -> serde_json::Value {
             .filter_map(|n| n.parse::<ipnet::IpNet>().ok())
             .any(|n| n.contains(ip))
     };
-    let mut attributes = vec![serde_json::json!({
-        "type": "ip-dst", "category": "Network activity", "value": inc.remote_ip.to_string(),
-        "to_ids": !home(&inc.remote_ip), "comment": "remote endpoint",
-    })];
+    let attribute = |kind: &str, value: String, to_ids: bool, comment: &str| NewAttribute {
+        kind: kind.into(),
+        category: "Network activity".into(),
+        value,
+        to_ids,
+        comment: comment.into(),
+    };
+    let mut attributes = vec![attribute(
+        "ip-dst",
+        inc.remote_ip.to_string(),
+        !home(&inc.remote_ip),
+        "remote endpoint",
+    )];
     // Only a name that parses as a domain: an opaque hostname (see
     // `triage::name_or_opaque`) is the device's or an attacker's text.
     if crate::intel::ioc::Domain::parse(&inc.remote).is_ok() {
-        attributes.push(serde_json::json!({
-            "type": "domain", "category": "Network activity", "value": inc.remote, "to_ids": true,
-            "comment": "the name the device looked up or connected to",
-        }));
+        attributes.push(attribute(
+            "domain",
+            inc.remote.clone(),
+            true,
+            "the name the device looked up or connected to",
+        ));
     }
-    attributes.push(serde_json::json!({
-        "type": "ip-src", "category": "Network activity", "value": inc.local.to_string(),
-        "to_ids": false, "comment": "home device",
-    }));
-    serde_json::json!({"Event": {
-        "uuid": inc.uuid(),
-        "info": format!("homewarden: {}", inc.signature),
-        "threat_level_id": threat,
-        "distribution": "0",
-        "analysis": "0",
-        "published": false,
-        "Tag": [{"name": "tlp:amber"}, {"name": "homewarden"}],
-        "Attribute": attributes,
-    }})
+    attributes.push(attribute(
+        "ip-src",
+        inc.local.to_string(),
+        false,
+        "home device",
+    ));
+    NewEvent {
+        event: EventBody {
+            uuid: inc.uuid(),
+            info: format!("homewarden: {}", inc.signature),
+            threat_level_id: threat.into(),
+            distribution: "0".into(),
+            analysis: "0".into(),
+            published: false,
+            tags: ["tlp:amber", "homewarden"]
+                .map(|name| TagName { name: name.into() })
+                .into(),
+            attributes,
+        },
+    }
 }
 
 #[cfg(test)]
@@ -223,17 +247,11 @@ mod tests {
         let a = crate::alerts::eve::parse(line.to_string().as_bytes()).unwrap();
         let (Outcome::New(inc) | Outcome::Counted(inc)) =
             Triage::new(Settings::default()).ingest(&a, &|_| None);
-        misp_event(&inc)["Event"]["Attribute"]
-            .as_array()
-            .unwrap()
+        misp_event(&inc)
+            .event
+            .attributes
             .iter()
-            .map(|a| {
-                format!(
-                    "{}={}",
-                    a["type"].as_str().unwrap(),
-                    a["value"].as_str().unwrap()
-                )
-            })
+            .map(|a| format!("{}={}", a.kind, a.value))
             .collect()
     }
 

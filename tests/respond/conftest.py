@@ -68,9 +68,12 @@ def fnv1a(seed, text):
     return h
 
 
-def incident_id(sid, remote, local, first_seen):
-    """src/alerts/triage.rs incident_id: the same alerts give the same id on any run."""
-    return f"inc-{first_seen}-{fnv1a(0xCBF29CE484222325, f'{sid}|{remote}|{local}'):016x}"
+def incident_id(hit, remote, local, first_seen):
+    """src/alerts/triage.rs incident_id: the same alerts give the same id on any run.
+
+    `hit` is "listed" for our own rules' alerts (keyed by the indicator, not
+    the rule), the sid for anyone else's."""
+    return f"inc-{first_seen}-{fnv1a(0xCBF29CE484222325, f'{hit}|{remote}|{local}'):016x}"
 
 
 def incident_uuid(inc_id):
@@ -103,9 +106,10 @@ def alert_line(remote, t, sid=2_100_001, severity=1, signature="ET MALWARE homew
 class Incident:
     """What a test raised: the id the agent must derive, and its remote address."""
 
-    def __init__(self, remote, t, sid=2_100_001, local=DEVICE):
+    def __init__(self, remote, t, sid=2_100_001, local=DEVICE, listed=False):
+        """`listed`: raised by one of our rules (`homewarden_kind` in its metadata)."""
         self.remote, self.t, self.sid, self.local = remote, t, sid, local
-        self.id = incident_id(sid, remote, local, t)
+        self.id = incident_id("listed" if listed else sid, remote, local, t)
         self.uuid = incident_uuid(self.id)
 
     def line(self, **kw):

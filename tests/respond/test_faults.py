@@ -17,9 +17,9 @@ from conftest import (BIN, Incident, assert_events_once, assert_mailed_once, dra
                       misp_add_event, misp_sightings, part, reply_marker, wait_for)
 
 
-def incidents(n, first=10, net="203.0.113"):
+def incidents(n, first=10, net="203.0.113", listed=False):
     t = int(time.time())
-    return [Incident(f"{net}.{first + i}", t) for i in range(n)]
+    return [Incident(f"{net}.{first + i}", t, listed=listed) for i in range(n)]
 
 
 def kinds(agent, kind, min_attempts=0):
@@ -240,7 +240,7 @@ def test_sighting_on_a_misp_attribute_survives_an_outage(world):
     agent = world.make_agent().start()
     wait_for(lambda: agent.status()["sources"][0]["entries"] == 1, 20, "the agent to hold the MISP attribute")
     world.misp.stop()
-    (inc,) = incidents(1, first=66)
+    (inc,) = incidents(1, first=66, listed=True)
     # Suricata's rule for the dataset hit: severity 3, high only through the event's threat level.
     agent.send(inc.line(severity=3, extra={"alert": {
         "action": "blocked", "signature_id": inc.sid, "signature": "homewarden: ipv4 blocklist",

@@ -36,7 +36,7 @@ def test_malformed_lines_are_counted_and_hostile_fields_stay_text(world):
         Incident("198.51.100.7", t),
         Incident("198.51.100.8", t),
         # No domain: kept as an escaped, quoted string (nothing here needs escaping).
-        Incident(f'"{HOSTILE_NAME}"', t),
+        Incident(f'"{HOSTILE_NAME}"', t, listed=True),
     ]
     lines = [
         hostile[0].line(signature=HOSTILE_SIG, category="<b>A Network Trojan was detected</b>"),

@@ -56,7 +56,7 @@ def test_injected_text_stays_data_from_feed_and_traffic_to_mail_misp_and_termina
     world.llm.queue({"hostile": True}, {"hostile": True})
 
     t = int(time.time())
-    tls = Incident(SNI, t, sid=1_666_021)
+    tls = Incident(SNI, t, sid=1_666_021, listed=True)
     agent.send(domain_alert("203.0.113.31", t, tls.sid, tls={"sni": SNI}))
     agent.send(domain_alert("203.0.113.32", t, 1_666_031, http={"hostname": HOST}))
     wait_for(lambda: drained(agent) and len(world.smtp.mails()) == 2, 60, "two incident mails")
