@@ -13,6 +13,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::fsutil;
 
+mod action;
+#[cfg(test)]
+use crate::intel::misp::SightingType;
+pub use action::{Action, EventFor, EventUpdate, MailPayload, Notice, Sighting};
+
 /// Longest wait between two attempts of one action.
 pub const MAX_BACKOFF_SECS: u64 = 3600;
 /// First wait after a failure by default (`alerts.retry_first`); doubles with each further failure.
@@ -35,10 +40,9 @@ pub struct OutboxError {
 pub struct Item {
     /// Idempotency key, e.g. `inc-1795578626-…:misp-sighting`.
     pub key: String,
-    /// Which responder handles it (`misp-sighting`, `misp-event`, `mail`…).
-    pub kind: String,
-    /// What the responder needs.
-    pub payload: serde_json::Value,
+    /// What the responder does (on disk: `kind` and `payload`).
+    #[serde(flatten)]
+    pub action: Action,
     /// From a high-severity incident (kept longest when the outbox is full).
     pub high: bool,
     /// When it was queued (unix seconds).
@@ -194,9 +198,8 @@ impl Outbox {
     /// Queues an action unless its key is already queued or done.
     pub fn put(
         &mut self,
-        kind: &str,
         key: &str,
-        payload: serde_json::Value,
+        action: Action,
         high: bool,
         now: u64,
     ) -> Result<Queued, OutboxError> {
@@ -214,8 +217,7 @@ impl Outbox {
         }
         let item = Item {
             key: key.to_string(),
-            kind: kind.to_string(),
-            payload,
+            action,
             high,
             created: now,
             attempts: 0,
@@ -313,13 +315,13 @@ impl Outbox {
         Ok(())
     }
 
-    /// Replaces a pending item's payload (e.g. with advice obtained, so a retry
-    /// of the delivery does not ask again).
-    pub fn amend(&mut self, key: &str, payload: serde_json::Value) -> Result<(), OutboxError> {
+    /// Replaces a pending item's action (e.g. a mail with the advice obtained,
+    /// so a retry of the delivery does not ask again).
+    pub fn amend(&mut self, key: &str, action: Action) -> Result<(), OutboxError> {
         let Some(mut item) = self.items.get(key).cloned() else {
             return Ok(());
         };
-        item.payload = payload;
+        item.action = action;
         self.write(&item)?;
         self.items.insert(key.to_string(), item);
         Ok(())
@@ -354,189 +356,4 @@ impl Outbox {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn retry_after_is_honoured_within_bounds_and_amendments_survive_a_restart() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut ob = open(dir.path());
-        ob.put("mail", "k", json!({"advice": null}), true, 1000)
-            .unwrap();
-        ob.failed_until("k", "429", 1000, Some(1007)).unwrap();
-        assert!(ob.due(1006).is_empty());
-        assert_eq!(ob.due(1007).len(), 1);
-        // A peer asking for a day is held to the outbox's longest wait.
-        ob.failed_until("k", "429", 1007, Some(1007 + 86400))
-            .unwrap();
-        assert_eq!(ob.due(u64::MAX)[0].next_at, 1007 + MAX_BACKOFF_SECS);
-        // A time in the past falls back to the usual backoff.
-        ob.failed_until("k", "500", 5000, Some(10)).unwrap();
-        assert_eq!(
-            ob.due(u64::MAX)[0].next_at,
-            5000 + backoff(FIRST_BACKOFF_SECS, 3)
-        );
-        ob.amend("k", json!({"advice": "unplug it"})).unwrap();
-        drop(ob);
-        let ob = open(dir.path());
-        let item = &ob.due(u64::MAX)[0];
-        assert_eq!(item.payload, json!({"advice": "unplug it"}));
-        assert_eq!(item.attempts, 3);
-    }
-
-    fn open(dir: &Path) -> Outbox {
-        Outbox::open(dir, 100, 1000).unwrap()
-    }
-
-    #[test]
-    fn same_key_twice_is_queued_once_and_done_is_never_redone() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut ob = open(dir.path());
-        assert_eq!(
-            ob.put("mail", "inc-1:mail", json!({"to": "x"}), true, 1000)
-                .unwrap(),
-            Queued::New
-        );
-        assert_eq!(
-            ob.put("mail", "inc-1:mail", json!({"to": "y"}), true, 1001)
-                .unwrap(),
-            Queued::AlreadyQueued
-        );
-        assert_eq!(ob.due(1000).len(), 1);
-        ob.done("inc-1:mail").unwrap();
-        assert_eq!(
-            ob.put("mail", "inc-1:mail", json!({}), true, 1002).unwrap(),
-            Queued::AlreadyDone
-        );
-        assert!(ob.due(5000).is_empty());
-        // And after a restart too.
-        let mut ob = open(dir.path());
-        assert_eq!(
-            ob.put("mail", "inc-1:mail", json!({}), true, 1003).unwrap(),
-            Queued::AlreadyDone
-        );
-    }
-
-    #[test]
-    fn pending_work_survives_a_restart() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut ob = open(dir.path());
-        ob.put(
-            "misp-sighting",
-            "inc-2:sighting",
-            json!({"attribute": "a"}),
-            false,
-            1000,
-        )
-        .unwrap();
-        ob.failed("inc-2:sighting", "MISP down", 1000).unwrap();
-        drop(ob);
-        let ob = open(dir.path());
-        let items = ob.due(u64::MAX);
-        assert_eq!(items.len(), 1);
-        assert_eq!((items[0].attempts, items[0].next_at), (1, 1030));
-        assert_eq!(items[0].last_error.as_deref(), Some("MISP down"));
-        assert!(ob.due(1029).is_empty());
-    }
-
-    #[test]
-    fn killed_between_done_and_forget_is_not_sent_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut ob = open(dir.path());
-        ob.put("mail", "inc-3:mail", json!({}), true, 1000).unwrap();
-        // The marker is written, the process dies before removing the item.
-        fsutil::write_atomic(&ob.done_path("inc-3:mail"), b"").unwrap();
-        drop(ob);
-        let ob = open(dir.path());
-        assert!(ob.due(u64::MAX).is_empty());
-        assert_eq!(
-            std::fs::read_dir(dir.path())
-                .unwrap()
-                .flatten()
-                .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-                .count(),
-            0
-        );
-    }
-
-    #[test]
-    fn torn_writes_and_corrupt_files_lose_nothing_else() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut ob = open(dir.path());
-        ob.put("mail", "inc-4:mail", json!({}), true, 1000).unwrap();
-        drop(ob);
-        // A temp file from a write cut by a power loss, and a damaged item.
-        std::fs::write(dir.path().join(".inc-5_mail.json.tmp-123"), b"{\"key\":").unwrap();
-        std::fs::write(
-            dir.path().join("inc-6_mail.json"),
-            b"{\"key\":\"inc-6:mail\",\"ki",
-        )
-        .unwrap();
-        let ob = open(dir.path());
-        assert_eq!(ob.due(u64::MAX).len(), 1);
-        assert_eq!(ob.stats().corrupt, 1);
-        assert!(
-            dir.path().join("corrupt/inc-6_mail.json").exists(),
-            "kept for a human"
-        );
-        assert!(!dir.path().join(".inc-5_mail.json.tmp-123").exists());
-    }
-
-    #[test]
-    fn when_full_the_oldest_low_severity_goes_first() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut ob = Outbox::open(dir.path(), 3, 0).unwrap();
-        ob.put("m", "low-old", json!({}), false, 1).unwrap();
-        ob.put("m", "high-old", json!({}), true, 2).unwrap();
-        ob.put("m", "low-new", json!({}), false, 3).unwrap();
-        ob.put("m", "high-new", json!({}), true, 4).unwrap();
-        let keys: Vec<String> = ob.due(u64::MAX).into_iter().map(|i| i.key).collect();
-        assert_eq!(keys, ["high-old", "high-new", "low-new"]);
-        // Full of high work: a low newcomer is the one dropped.
-        ob.put("m", "high-3", json!({}), true, 5).unwrap();
-        assert_eq!(
-            ob.put("m", "low-late", json!({}), false, 6).unwrap(),
-            Queued::Dropped
-        );
-        let keys: Vec<String> = ob.due(u64::MAX).into_iter().map(|i| i.key).collect();
-        assert_eq!(keys, ["high-old", "high-new", "high-3"]);
-        assert_eq!(ob.stats().dropped, 3);
-        assert_eq!(
-            Outbox::open(dir.path(), 3, 0).unwrap().stats().pending,
-            3,
-            "the disk agrees"
-        );
-    }
-
-    #[test]
-    fn backoff_doubles_to_an_hour() {
-        let b = |n| backoff(FIRST_BACKOFF_SECS, n);
-        assert_eq!([b(1), b(2), b(3)], [30, 60, 120]);
-        assert_eq!(b(8), 3600);
-        assert_eq!(b(1000), 3600);
-        // A shorter first wait (alerts.retry_first) doubles the same way.
-        assert_eq!([backoff(1, 1), backoff(1, 2), backoff(1, 5)], [1, 2, 16]);
-        assert_eq!(backoff(1, 40), 3600);
-    }
-
-    #[test]
-    fn the_first_wait_is_configurable() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut ob = Outbox::open(dir.path(), 10, 1000)
-            .unwrap()
-            .with_first_backoff(2);
-        ob.put("mail", "k", json!({}), true, 1000).unwrap();
-        ob.failed("k", "down", 1000).unwrap();
-        assert!(ob.due(1001).is_empty());
-        assert_eq!(ob.due(1002).len(), 1);
-        ob.failed("k", "down", 1002).unwrap();
-        assert_eq!(ob.due(u64::MAX)[0].next_at, 1006);
-    }
-
-    #[test]
-    fn keys_cannot_escape_the_directory() {
-        assert_eq!(file_name("../../etc/passwd"), ".._.._etc_passwd.json");
-        assert!(!file_name("a/b").contains('/'));
-    }
-}
+mod tests;

@@ -8,25 +8,14 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::advisor::{self, Advice};
 use crate::alerts::triage::Incident;
 use crate::intel::{misp, unix_now};
 use crate::mail::{self, Mailer, Plan, RateWindow};
-use crate::outbox::{Item, Outbox};
-
-/// Outbox kind: a sighting on a MISP attribute.
-pub const SIGHTING: &str = "misp-sighting";
-/// Outbox kind: a MISP event for an incident.
-pub const MISP_EVENT: &str = "misp-event";
-/// Outbox kind: an update of that event as alerts keep coming.
-pub const MISP_EVENT_UPDATE: &str = "misp-event-update";
-/// Outbox kind: a mail about an incident, with advice.
-pub const MAIL: &str = "mail";
-/// Outbox kind: a mail about the appliance itself (a failed self-test).
-pub const MAIL_NOTICE: &str = "mail-notice";
+pub use crate::outbox::MailPayload;
+use crate::outbox::{Action, Item, Outbox};
 
 /// How often the outbox is looked at when nobody wakes the responders.
 const EVERY: Duration = Duration::from_secs(1);
@@ -44,16 +33,6 @@ pub type SharedOutbox = Arc<Mutex<Outbox>>;
 /// (every change is on disk before it is in memory).
 pub fn lock(outbox: &SharedOutbox) -> MutexGuard<'_, Outbox> {
     outbox.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// What a mail action carries.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct MailPayload {
-    /// The incident as it was when queued.
-    pub incident: Incident,
-    /// Advice, once obtained (so a failed delivery does not ask again).
-    #[serde(default)]
-    pub advice: Option<Advice>,
 }
 
 /// Everything the responders need, built once at start.
@@ -134,7 +113,7 @@ impl Responders {
 
     /// One pass over the MISP actions that are due, one by one.
     pub async fn misp_round(&self, now: u64) {
-        let due = lock(&self.outbox).due_if(now, |i| i.kind != MAIL);
+        let due = lock(&self.outbox).due_if(now, |i| !i.action.is_incident_mail());
         for item in due {
             let result = self.perform(&item).await;
             self.record(&item, result.map_err(|e| (e, None)));
@@ -143,7 +122,7 @@ impl Responders {
 
     /// One pass over the mails that are due, as the hourly limit allows.
     pub async fn mail_round(&self, window: &mut RateWindow, now: u64) {
-        let mails = lock(&self.outbox).due_if(now, |i| i.kind == MAIL);
+        let mails = lock(&self.outbox).due_if(now, |i| i.action.is_incident_mail());
         if !mails.is_empty() {
             self.deliver(mails, window, now).await;
         }
@@ -153,7 +132,7 @@ impl Responders {
         let mut ob = lock(&self.outbox);
         let recorded = match &result {
             Ok(()) => {
-                tracing::info!(key = %item.key, kind = %item.kind, "done");
+                tracing::info!(key = %item.key, kind = item.action.kind(), "done");
                 ob.done(&item.key)
             }
             Err((e, retry_at)) => {
@@ -166,56 +145,39 @@ impl Responders {
         }
     }
 
-    /// Performs one MISP action.
+    /// Performs one MISP action (or a notice: mails about the appliance are
+    /// not held to the incidents' hourly limit).
     async fn perform(&self, item: &Item) -> Result<(), String> {
-        let p = &item.payload;
-        let client = |name: Option<&str>| {
-            let name = name.ok_or("malformed action: no source")?;
+        let client = |name: &str| {
             self.misp
                 .get(name)
                 .ok_or_else(|| format!("no MISP source {name:?} in the config any more"))
         };
-        match item.kind.as_str() {
-            SIGHTING => {
-                let (Some(attr), Some(time)) = (p["attribute_uuid"].as_str(), p["time"].as_i64())
-                else {
-                    return Err("malformed sighting action".into());
-                };
-                // Older actions carry no type: they were all plain sightings.
-                let kind =
-                    serde_json::from_value(p["type"].clone()).unwrap_or(misp::SightingType::Seen);
-                client(p["source"].as_str())?
-                    .add_sighting(attr, &self.sighting_source, time, kind)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-            MISP_EVENT => client(p["source"].as_str())?
-                .add_event(&p["event"])
+        match &item.action {
+            Action::MispSighting(s) => client(&s.source)?
+                .add_sighting(&s.attribute_uuid, &self.sighting_source, s.time, s.kind)
                 .await
                 .map_err(|e| e.to_string()),
-            MISP_EVENT_UPDATE => {
-                let uuid = p["uuid"].as_str().ok_or("malformed event update")?;
-                client(p["source"].as_str())?
-                    .edit_event(uuid, &p["event"])
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-            MAIL_NOTICE => {
-                let (Some(subject), Some(text)) = (p["subject"].as_str(), p["text"].as_str())
-                else {
-                    return Err("malformed notice".into());
-                };
+            Action::MispEvent(e) => client(&e.source)?
+                .add_event(&e.event)
+                .await
+                .map_err(|e| e.to_string()),
+            Action::MispEventUpdate(u) => client(&u.source)?
+                .edit_event(&u.uuid, &u.event)
+                .await
+                .map_err(|e| e.to_string()),
+            Action::MailNotice(n) => {
                 let Some(mailer) = &self.mailer else {
                     tracing::warn!(key = %item.key, "mail is off in the config; notice not sent");
                     return Ok(());
                 };
-                let letter = mail::notice_letter(&self.appliance, subject, text);
+                let letter = mail::notice_letter(&self.appliance, &n.subject, &n.text);
                 mailer
                     .send(&letter, &item.key)
                     .await
                     .map_err(|e| e.to_string())
             }
-            other => Err(format!("no responder for {other:?}")),
+            Action::Mail(_) => Err("an incident mail is the mail round's".into()),
         }
     }
 
@@ -229,13 +191,16 @@ impl Responders {
             }
             return;
         };
-        let mut parsed = Vec::new();
-        for item in mails {
-            match serde_json::from_value::<MailPayload>(item.payload.clone()) {
-                Ok(p) => parsed.push((item, p)),
-                Err(e) => self.record(&item, Err((format!("malformed mail action: {e}"), None))),
-            }
-        }
+        let parsed: Vec<(Item, MailPayload)> = mails
+            .into_iter()
+            .filter_map(|item| match &item.action {
+                Action::Mail(p) => {
+                    let p = p.clone();
+                    Some((item, p))
+                }
+                _ => None,
+            })
+            .collect();
         match window.plan(now, self.max_per_hour, parsed.len()) {
             Plan::Wait(_) => {}
             Plan::Each(n) => {
@@ -245,10 +210,9 @@ impl Responders {
                         None => match self.advise(&item, &p.incident).await {
                             Ok(a) => {
                                 p.advice = Some(a.clone());
-                                if let Ok(v) = serde_json::to_value(&p) {
-                                    if let Err(e) = lock(&self.outbox).amend(&item.key, v) {
-                                        tracing::error!("{e}");
-                                    }
+                                let amended = Action::Mail(p.clone());
+                                if let Err(e) = lock(&self.outbox).amend(&item.key, amended) {
+                                    tracing::error!("{e}");
                                 }
                                 a
                             }
@@ -331,23 +295,13 @@ mod tests {
 
     /// An LLM endpoint that answers every request with 429 and this Retry-After.
     async fn rate_limited_llm(retry_after: u64) -> String {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = listener.accept().await {
-                let mut buf = vec![0u8; 65536];
-                let _ = s.read(&mut buf).await;
-                let body = r#"{"message":"You are past the per minute request limit"}"#;
-                let reply = format!(
-                    "HTTP/1.1 429 Too Many Requests\r\nRetry-After: {retry_after}\r\n\
-                     Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = s.write_all(reply.as_bytes()).await;
-            }
-        });
-        url
+        let body = r#"{"message":"You are past the per minute request limit"}"#;
+        let reply = format!(
+            "HTTP/1.1 429 Too Many Requests\r\nRetry-After: {retry_after}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        crate::intel::fetch::canned_server(reply.into_bytes()).await
     }
 
     fn responders(dir: &std::path::Path, llm: Option<advisor::Client>) -> Responders {
@@ -389,8 +343,10 @@ mod tests {
             let r = responders(dir.path(), Some(llm));
             let item = Item {
                 key: "inc-1-1:mail".into(),
-                kind: MAIL.into(),
-                payload: json!({}),
+                action: Action::Mail(MailPayload {
+                    incident: incident(),
+                    advice: None,
+                }),
                 high: true,
                 created: 1,
                 attempts: 0,
@@ -424,9 +380,15 @@ mod tests {
             Duration::from_secs(600),
         )
         .unwrap();
-        let event = json!({"source": "misp", "event": {"Event": {"info": "x"}}});
+        let update = Action::MispEventUpdate(crate::outbox::EventUpdate {
+            source: "misp".into(),
+            uuid: incident().uuid(),
+            event: misp::EventEdit {
+                event: misp::EditBody { info: "x".into() },
+            },
+        });
         lock(&outbox)
-            .put(MISP_EVENT, "a:misp-event", event, true, 1000)
+            .put("a:misp-event", update, true, 1000)
             .unwrap();
         let r = Responders {
             outbox: outbox.clone(),
@@ -451,9 +413,11 @@ mod tests {
         };
         // MISP is hanging by now; a mail comes in (the agent queues, then wakes).
         tokio::time::sleep(Duration::from_millis(200)).await;
-        lock(&outbox)
-            .put(MAIL, "a:mail", json!({}), true, unix_now())
-            .unwrap();
+        let mail = Action::Mail(MailPayload {
+            incident: incident(),
+            advice: None,
+        });
+        lock(&outbox).put("a:mail", mail, true, unix_now()).unwrap();
         wake.notify_one();
         for _ in 0..300 {
             if pending().len() == 1 {

@@ -198,6 +198,8 @@ async fn requests(peer: &Peer, ca: &Path) -> Vec<serde_json::Value> {
 fn incident() -> Incident {
     Incident {
         id: "inc-1795000000-00000000000000aa".into(),
+        listed: true,
+        observed: false,
         sid: 1_666_001,
         signature: "homewarden: IPv4 destination on blocklist".into(),
         category: "A Network Trojan was detected".into(),

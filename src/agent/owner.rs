@@ -6,9 +6,11 @@ use std::path::Path;
 
 use crate::allow::LocalAllowlist;
 use crate::config::SourceConfig;
+use crate::control::reply::{AllowReply, BlocksReply, OwnerReply, RecentBlock, UnallowReply};
 use crate::intel::ioc::Ioc;
 use crate::intel::unix_now;
-use crate::respond::{self, SIGHTING};
+use crate::outbox::{Action, Sighting};
+use crate::respond;
 
 use super::{live_name, lookup_in, Agent};
 
@@ -18,12 +20,10 @@ impl Agent {
         &mut self,
         cmd: crate::control::OwnerCommand,
         who: &str,
-    ) -> Result<serde_json::Value, String> {
+    ) -> Result<OwnerReply, String> {
         use crate::control::OwnerCommand as C;
         match cmd {
-            C::Explain { value } => {
-                serde_json::to_value(self.explain(&value)?).map_err(|e| e.to_string())
-            }
+            C::Explain { value } => Ok(OwnerReply::Explained(Box::new(self.explain(&value)?))),
             C::Allow {
                 value,
                 for_secs,
@@ -39,11 +39,11 @@ impl Agent {
                 tracing::warn!(value = %entry.value, who = %entry.who, until = ?entry.until, "allowed by the owner");
                 let applied = self.enforce().await?;
                 let sightings = self.queue_false_positives(&before, &entry);
-                Ok(serde_json::json!({
-                    "allowed": entry,
-                    "applied": live_name(&applied.live),
-                    "removed": applied.removed,
-                    "false_positive_sightings": sightings,
+                Ok(OwnerReply::Allowed(AllowReply {
+                    allowed: entry,
+                    applied: live_name(&applied.live).to_string(),
+                    removed: applied.removed,
+                    false_positive_sightings: sightings,
                 }))
             }
             C::Unallow { value } => {
@@ -53,29 +53,31 @@ impl Agent {
                 };
                 tracing::warn!(value = %gone.value, who, "allowance taken back");
                 let applied = self.enforce().await?;
-                Ok(serde_json::json!({
-                    "unallowed": gone,
-                    "applied": live_name(&applied.live),
-                    "added": applied.added,
+                Ok(OwnerReply::Unallowed(UnallowReply {
+                    unallowed: gone,
+                    applied: live_name(&applied.live).to_string(),
+                    added: applied.added,
                 }))
             }
             C::Blocks => {
                 let now = unix_now() as i64;
-                let recent: Vec<serde_json::Value> = self
+                let recent = self
                     .hits
                     .recent(now)
                     .into_iter()
-                    .map(|r| {
-                        let by = Ioc::parse_any(&r.value)
+                    .map(|r| RecentBlock {
+                        listed_by: Ioc::parse_any(&r.value)
                             .map(|i| lookup_in(&self.sources, &i))
-                            .unwrap_or_default();
-                        serde_json::json!({"value": r.value, "hits_24h": r.hits_24h, "last": r.last, "listed_by": by})
+                            .unwrap_or_default(),
+                        value: r.value,
+                        hits_24h: r.hits_24h,
+                        last: r.last,
                     })
                     .collect();
-                Ok(serde_json::json!({
-                    "blocklist": self.status.blocklist,
-                    "recent": recent,
-                    "allowed": self.local_allow.entries(),
+                Ok(OwnerReply::Blocks(BlocksReply {
+                    blocklist: self.status.blocklist.clone(),
+                    recent,
+                    allowed: self.local_allow.entries().to_vec(),
                 }))
             }
         }
@@ -129,12 +131,14 @@ impl Agent {
             else {
                 continue;
             };
-            let payload = serde_json::json!({
-                "source": p.source, "attribute_uuid": attr, "time": entry.at,
-                "type": crate::intel::misp::SightingType::FalsePositive,
+            let fp = Action::MispSighting(Sighting {
+                source: p.source.clone(),
+                attribute_uuid: attr.to_string(),
+                time: entry.at as i64,
+                kind: crate::intel::misp::SightingType::FalsePositive,
             });
             let key = format!("fp-{attr}-{}", entry.at);
-            match ob.put(SIGHTING, &key, payload, true, unix_now()) {
+            match ob.put(&key, fp, true, unix_now()) {
                 Ok(_) => n += 1,
                 Err(e) => tracing::error!("{e}"),
             }
@@ -155,11 +159,13 @@ impl Agent {
         let now = unix_now();
         let mut ob = respond::lock(outbox);
         for (source, attr) in expired {
-            let payload = serde_json::json!({
-                "source": source, "attribute_uuid": attr, "time": now,
-                "type": crate::intel::misp::SightingType::Expiration,
+            let expired = Action::MispSighting(Sighting {
+                source: source.clone(),
+                attribute_uuid: attr.clone(),
+                time: now as i64,
+                kind: crate::intel::misp::SightingType::Expiration,
             });
-            if let Err(e) = ob.put(SIGHTING, &format!("exp-{attr}-{now}"), payload, false, now) {
+            if let Err(e) = ob.put(&format!("exp-{attr}-{now}"), expired, false, now) {
                 tracing::error!("{e}");
             }
         }

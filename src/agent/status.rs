@@ -85,25 +85,51 @@ pub struct ShadowStatus {
     pub next_promotion: Option<u64>,
 }
 
+/// Whether the home is protected, in one word.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Before the first apply.
+    #[default]
+    Starting,
+    /// Every check passes.
+    Protected,
+    /// Something is wrong: `reasons` says what.
+    Degraded,
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            State::Starting => "starting",
+            State::Protected => "protected",
+            State::Degraded => "degraded",
+        })
+    }
+}
+
 /// The daemon's state, as served over the control socket.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
     /// Agent version.
     pub version: String,
-    /// `protected`, `degraded` or `starting`.
-    pub state: String,
+    /// Protected, degraded or starting.
+    pub state: State,
     /// Why not protected.
     pub reasons: Vec<String>,
-    /// `ips` or `ids`.
-    pub mode: String,
-    /// `drop` or `reject`.
-    pub action: String,
-    /// `open` or `closed`.
-    pub fail: String,
+    /// IPS or IDS.
+    pub mode: crate::config::Mode,
+    /// Drop or reject.
+    pub action: crate::config::Action,
+    /// Open or closed when Suricata is not there.
+    pub fail: crate::config::FailMode,
     /// Unix time the daemon started.
     pub started: u64,
     /// Enforced blocklist.
     pub blocklist: Counts,
+    /// Most indicators held across all sources (`limits.indicators`, resolved).
+    #[serde(default)]
+    pub indicator_budget: usize,
     /// What the allowlist and limits kept out.
     pub dropped: Dropped,
     /// Suricata side.
@@ -189,6 +215,14 @@ impl Agent {
             .iter()
             .map(|s| {
                 let stale_after = 3 * s.cfg.interval().as_secs();
+                if s.state.stats.over_budget > 0 {
+                    reasons.push(format!(
+                        "source {}: {} indicators not enforced, over the budget of {} (limits.indicators)",
+                        s.cfg.name(),
+                        s.state.stats.over_budget,
+                        self.budget
+                    ));
+                }
                 if let Some(held) = &s.held {
                     reasons.push(format!("source {} {held}", s.cfg.name()));
                 } else if let Some(err) = &s.state.last_error {
@@ -233,12 +267,12 @@ impl Agent {
             recent: recent.into_iter().take(RECENT_INCIDENTS).collect(),
         };
         self.status.state = if reasons.is_empty() {
-            "protected"
+            State::Protected
         } else {
-            "degraded"
-        }
-        .to_string();
+            State::Degraded
+        };
         self.status.reasons = reasons;
+        self.status.indicator_budget = self.budget;
         self.status.intel_stale = self.status.reasons.iter().any(|r| r.starts_with("source "));
         self.status.outbox = self
             .outbox

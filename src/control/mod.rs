@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::agent::{Request, Status};
 
 pub mod access;
+pub mod reply;
 
 use access::{Access, Peer, Right};
 
@@ -172,7 +173,16 @@ pub fn serve(
     let listener = UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
     if let Some(gid) = access.socket_gid() {
-        std::os::unix::fs::chown(path, None, Some(gid))?;
+        std::os::unix::fs::chown(path, None, Some(gid)).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "{}: cannot give the socket to group {gid}: {e} (the agent's user must be \
+                     in that group: SupplementaryGroups= in a drop-in for homewarden.service)",
+                    path.display()
+                ),
+            )
+        })?;
     }
     let access = std::sync::Arc::new(access);
     Ok(tokio::spawn(async move {
@@ -344,7 +354,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("control.sock");
         let (status_tx, status_rx) = watch::channel(Status {
-            state: "protected".into(),
+            state: crate::agent::State::Protected,
             ..Status::default()
         });
         let (req_tx, mut req_rx) = mpsc::channel(1);
@@ -362,7 +372,7 @@ mod tests {
             .unwrap();
         assert_eq!(v["state"], "protected");
         status_tx.send_replace(Status {
-            state: "degraded".into(),
+            state: crate::agent::State::Degraded,
             ..Status::default()
         });
         let v = request(&path, &Command::Status, Duration::from_secs(5))

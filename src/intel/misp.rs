@@ -12,6 +12,9 @@ use super::set::{EventInfo, SourceSet};
 use super::{de_bool, de_num, Change, Collector, Cursor, IntelError, Pulled};
 use crate::config::MispSource;
 
+mod write;
+pub use write::{EditBody, EventBody, EventEdit, NewAttribute, NewEvent, TagName};
+
 /// MISP's sighting types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -31,6 +34,7 @@ pub struct Client {
     base: url::Url,
     key: String,
     timeout: Duration,
+    max_body: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -121,7 +125,14 @@ impl Client {
             base,
             key,
             timeout,
+            max_body: super::fetch::DEFAULT_MAX_BODY,
         })
+    }
+
+    /// Caps the replies read (`limits.body_mb`).
+    pub fn with_max_body(mut self, max_body: usize) -> Client {
+        self.max_body = max_body;
+        self
     }
 
     async fn post(&self, path: &str, body: &Value) -> Result<Vec<u8>, IntelError> {
@@ -140,10 +151,18 @@ impl Client {
             .await
             .map_err(|e| IntelError::http(url.as_str(), e))?;
         let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| IntelError::http(url.as_str(), e))?;
+        let bytes = match super::fetch::capped_body(resp, self.max_body).await {
+            Ok(b) => b,
+            Err(super::fetch::CappedError::TooLarge) => {
+                return Err(IntelError::TooLarge {
+                    what: url.to_string(),
+                    limit_mb: self.max_body / 1024 / 1024,
+                })
+            }
+            Err(super::fetch::CappedError::Transport(e)) => {
+                return Err(IntelError::http(url.as_str(), e))
+            }
+        };
         if !status.is_success() {
             // MISP explains itself in a JSON `message`/`name`; keep it, short and printable.
             let body: String = serde_json::from_slice::<Value>(&bytes)
@@ -219,8 +238,9 @@ impl Client {
 
     /// Creates an event; one with the same uuid already there counts as created
     /// (the uuid is the idempotency key: a retry never makes a second event).
-    pub async fn add_event(&self, event: &Value) -> Result<(), IntelError> {
-        match self.post("events/add", event).await {
+    pub async fn add_event(&self, event: &NewEvent) -> Result<(), IntelError> {
+        let body = serde_json::to_value(event).map_err(|e| IntelError::Config(e.to_string()))?;
+        match self.post("events/add", &body).await {
             Err(IntelError::Status {
                 status: 403, body, ..
             }) if body.starts_with("Event already exists") => Ok(()),
@@ -229,12 +249,13 @@ impl Client {
     }
 
     /// Edits an event (by uuid) with the fields given.
-    pub async fn edit_event(&self, uuid: &str, event: &Value) -> Result<(), IntelError> {
+    pub async fn edit_event(&self, uuid: &str, event: &EventEdit) -> Result<(), IntelError> {
         // Only ever our own derived uuids; still, nothing but a uuid goes into the path.
         if uuid.len() != 36 || !uuid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
             return Err(IntelError::Config(format!("{uuid:?} is not a uuid")));
         }
-        self.post(&format!("events/edit/{uuid}"), event)
+        let body = serde_json::to_value(event).map_err(|e| IntelError::Config(e.to_string()))?;
+        self.post(&format!("events/edit/{uuid}"), &body)
             .await
             .map(|_| ())
     }
@@ -413,6 +434,23 @@ pub async fn pull(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_misp_reply_over_the_cap_is_refused_not_read() {
+        // A reply that says it is huge, and then sends nothing.
+        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 900000000\r\n\r\n";
+        let url = super::super::fetch::canned_server(head.to_vec()).await;
+        let c = Client::new(
+            reqwest::Client::new(),
+            &url,
+            "k".into(),
+            Duration::from_secs(20),
+        )
+        .unwrap()
+        .with_max_body(2 << 20);
+        let e = c.search_attributes(json!({}), 10).await.unwrap_err();
+        assert!(matches!(e, IntelError::TooLarge { limit_mb: 2, .. }), "{e}");
+    }
 
     #[test]
     fn sighting_replies_added_gone_or_refused() {
