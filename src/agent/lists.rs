@@ -43,6 +43,7 @@ impl Agent {
         let w = &self.cfg.warninglists;
         let (names, shipped, url) = (w.names(), w.dir.clone(), w.url.clone());
         let into = WarninglistConfig::refreshed_dir(&self.cfg.state_dir);
+        let max_body = self.cfg.limits.max_body();
         set.spawn(async move {
             let upstream = match Location::new(Some(&url), None) {
                 Ok(l) => l,
@@ -54,7 +55,11 @@ impl Agent {
                 }
             };
             let http = match fetch::client(None, true) {
-                Ok(h) => h,
+                Ok(http) => fetch::Fetch {
+                    http,
+                    timeout: TIMEOUT,
+                    max_body,
+                },
                 Err(e) => {
                     return Report {
                         kept: vec![format!("warninglists: {e}")],
@@ -63,7 +68,7 @@ impl Agent {
                 }
             };
             let dirs = [shipped.as_path(), into.as_path()];
-            refresh::refresh(&upstream, &names, &dirs, &into, &http, TIMEOUT).await
+            refresh::refresh(&upstream, &names, &dirs, &into, &http).await
         });
     }
 

@@ -166,11 +166,16 @@ impl Agent {
         result: Result<Pulled, IntelError>,
         started: std::time::Instant,
     ) -> bool {
+        let others: usize = (self.sources.iter().enumerate())
+            .filter(|(j, _)| *j != i)
+            .map(|(_, s)| s.state.set.len())
+            .sum();
+        let budget = self.budget;
         let src = &mut self.sources[i];
         let name = src.cfg.name().to_string();
         src.generation += 1;
         match result {
-            Ok(pulled) => {
+            Ok(mut pulled) => {
                 let accepted = self.accept_shrink.remove(&name);
                 // Guarded: what sees a source whole (a list, a MISP full pull) and
                 // a feed, whose manifest decides which events stay. MISP's
@@ -201,6 +206,15 @@ impl Agent {
                     return false;
                 }
                 src.held = None;
+                // What all sources hold stays within the budget: what would pass
+                // it is not taken, and is counted.
+                let over = pulled
+                    .change
+                    .fit(&src.state.set, budget.saturating_sub(others));
+                pulled.stats.over_budget = over as u64;
+                if over > 0 {
+                    tracing::warn!(source = %name, over, budget, "indicators over the budget (limits.indicators) not taken");
+                }
                 let tell_expiry = self.cfg.enforcement.expiration_sightings
                     && matches!(src.cfg, SourceConfig::Misp(_));
                 let before = tell_expiry.then(|| attribute_uuids(&src.state.set));
@@ -525,11 +539,11 @@ pub(super) async fn pull_from(
     let now = unix_now();
     match (cfg, client) {
         (SourceConfig::Misp(m), Client::Misp(c)) => misp::pull(m, c, set, cursor, now).await,
-        (SourceConfig::MispFeed(f), Client::Feed(loc, http)) => {
-            feed::pull(&f.name, loc, set, f.max_age, http, f.timeout, now).await
+        (SourceConfig::MispFeed(f), Client::Feed(loc, fetch)) => {
+            feed::pull(&f.name, loc, set, f.max_age, fetch, now).await
         }
-        (SourceConfig::List(l), Client::List(loc, http)) => {
-            list::pull(&l.name, loc, &l.layout(), http, l.timeout).await
+        (SourceConfig::List(l), Client::List(loc, fetch)) => {
+            list::pull(&l.name, loc, &l.layout(), fetch).await
         }
         _ => Err(IntelError::Config("source and client disagree".into())),
     }
@@ -544,7 +558,7 @@ pub async fn render_offline(
     let mut stats = Vec::new();
     let mut states = Vec::new();
     for sc in &cfg.sources {
-        let client = build_client(sc, secrets)
+        let client = build_client(sc, secrets, &cfg.limits)
             .map_err(|e| anyhow::anyhow!("source {:?}: {e}", sc.name()))?;
         let src = Source {
             cfg: sc.clone(),

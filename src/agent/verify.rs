@@ -118,17 +118,15 @@ impl Agent {
             return;
         };
         let now = unix_now();
-        let payload = serde_json::json!({"subject": subject, "text": text});
+        let notice = crate::outbox::Action::MailNotice(crate::outbox::Notice {
+            subject: subject.to_string(),
+            text: text.to_string(),
+        });
         // Keyed by what it says too: two notices in one second (two sources
         // held by one sync) are two mails, not one taken for the other's repeat.
         let id = crate::alerts::triage::fnv1a(0xcbf2_9ce4_8422_2325, &format!("{subject}\n{text}"));
-        let queued = respond::lock(outbox).put(
-            respond::MAIL_NOTICE,
-            &format!("notice-{now}-{id:016x}"),
-            payload,
-            true,
-            now,
-        );
+        let queued =
+            respond::lock(outbox).put(&format!("notice-{now}-{id:016x}"), notice, true, now);
         if let Err(e) = queued {
             tracing::error!("{e}");
         }

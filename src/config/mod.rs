@@ -3,9 +3,11 @@
 //! Every error names the file, the key and the offending value, on one line.
 
 pub mod expansion;
+mod limits;
 mod sources;
 mod warninglists;
 
+pub use limits::Limits;
 use sources::PATH_MARK;
 pub use sources::{FeedSource, ListSource, MispSource, SourceConfig};
 pub use warninglists::WarninglistConfig;
@@ -84,6 +86,9 @@ pub struct Config {
     /// Intel sources.
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
+    /// Bounds on what is read from sources and the LLM.
+    #[serde(default)]
+    pub limits: Limits,
     /// The file this was read from (not a YAML key).
     #[serde(skip)]
     pub path: PathBuf,
@@ -472,6 +477,9 @@ impl Default for AllowlistConfig {
     }
 }
 
+/// Where state lives when the config does not say.
+pub use defaults::state_dir as default_state_dir;
+
 mod defaults {
     use std::path::PathBuf;
     use std::time::Duration;
@@ -678,6 +686,9 @@ impl Config {
             .check()
             .map_err(|(key, message)| self.err(key, message))?;
         self.control_access
+            .check()
+            .map_err(|(key, message)| self.err(key, message))?;
+        self.limits
             .check()
             .map_err(|(key, message)| self.err(key, message))?;
         let e = &self.enforcement;
@@ -1034,6 +1045,15 @@ impl fmt::Display for FailMode {
         f.write_str(match self {
             FailMode::Open => "open",
             FailMode::Closed => "closed",
+        })
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Action::Drop => "drop",
+            Action::Reject => "reject",
         })
     }
 }

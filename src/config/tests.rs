@@ -327,3 +327,22 @@ fn errors_name_file_key_and_value() {
     assert!(e.contains("network.gateway[0]"), "{e}");
     assert!(!e.contains('\n'));
 }
+
+#[test]
+fn the_body_cap_is_a_size_in_mib_within_bounds() {
+    let c = Config::parse(
+        "limits: { body_mb: 8 }\n",
+        Path::new("/etc/homewarden/homewarden.yaml"),
+    )
+    .unwrap();
+    assert_eq!(c.limits.max_body(), 8 << 20);
+    let d = Config::parse("", Path::new("/etc/homewarden/homewarden.yaml")).unwrap();
+    assert_eq!(d.limits.max_body(), 64 << 20);
+    for bad in ["0", "4096"] {
+        let e = error_of(&format!("limits: {{ body_mb: {bad} }}\n"));
+        assert!(
+            e.contains("limits.body_mb: ") && e.contains("1-1024 MiB"),
+            "{e}"
+        );
+    }
+}

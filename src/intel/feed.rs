@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::fetch::Location;
+use super::fetch::{Fetch, Location};
 use super::set::{EventInfo, SourceSet};
 use super::{de_bool, de_num, Change, Collector, Cursor, IntelError, Pulled};
 
@@ -87,12 +87,11 @@ pub async fn pull(
     base: &Location,
     known: &SourceSet,
     max_age: Option<Duration>,
-    http: &reqwest::Client,
-    timeout: Duration,
+    fetch: &Fetch,
     now: u64,
 ) -> Result<Pulled, IntelError> {
     let manifest_loc = base.join("manifest.json")?;
-    let body = manifest_loc.read(http, timeout).await?;
+    let body = manifest_loc.read(fetch).await?;
     let manifest: HashMap<String, ManifestEntry> =
         serde_json::from_slice(&body).map_err(|e| IntelError::malformed(&manifest_loc, e))?;
 
@@ -133,7 +132,7 @@ pub async fn pull(
             continue;
         }
         let loc = base.join(&format!("{uuid}.json"))?;
-        let body = loc.read(http, timeout).await?;
+        let body = loc.read(fetch).await?;
         let file: EventFile =
             serde_json::from_slice(&body).map_err(|e| IntelError::malformed(&loc, e))?;
         let ev = file.event;
@@ -222,14 +221,13 @@ mod tests {
         dir: &std::path::Path,
         max_age: Option<Duration>,
     ) -> Pulled {
-        let http = reqwest::Client::new();
+        let fetch = Fetch::new(reqwest::Client::new(), Duration::from_secs(5));
         let p = pull(
             "feed",
             &Location::Path(dir.to_path_buf()),
             &st.set,
             max_age,
-            &http,
-            Duration::from_secs(5),
+            &fetch,
             1_000_000,
         )
         .await
@@ -337,14 +335,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write_feed(dir.path(), "1000", false);
         std::fs::write(dir.path().join(format!("{E1}.json")), "{\"Event\": 3}").unwrap();
-        let http = reqwest::Client::new();
+        let fetch = Fetch::new(reqwest::Client::new(), Duration::from_secs(5));
         let r = pull(
             "feed",
             &Location::Path(dir.path().to_path_buf()),
             &SourceSet::new(),
             None,
-            &http,
-            Duration::from_secs(5),
+            &fetch,
             0,
         )
         .await;

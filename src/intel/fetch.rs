@@ -6,8 +6,58 @@ use std::time::Duration;
 
 use super::IntelError;
 
-/// Largest body we accept from one URL or file (a full CIRCL feed event is a few MB).
-pub const MAX_BODY: usize = 512 * 1024 * 1024;
+/// Default of `limits.body_mb`: the largest body read from one URL or file
+/// (a full CIRCL feed event is a few MB, a million-domain list about 25 MB).
+pub const DEFAULT_MAX_BODY: usize = 64 * 1024 * 1024;
+
+/// How a source is fetched: its client, how long one request may take, and
+/// the largest body it may send (`limits.body_mb`): a feed or list server
+/// cannot make the agent hold more than that.
+#[derive(Clone, Debug)]
+pub struct Fetch {
+    /// The HTTP client (TLS settings, bearer token).
+    pub http: reqwest::Client,
+    /// Timeout of one request.
+    pub timeout: Duration,
+    /// Most bytes read from one URL or file.
+    pub max_body: usize,
+}
+
+impl Fetch {
+    /// A fetch with the default body cap.
+    pub fn new(http: reqwest::Client, timeout: Duration) -> Fetch {
+        Fetch {
+            http,
+            timeout,
+            max_body: DEFAULT_MAX_BODY,
+        }
+    }
+}
+
+/// Reads an HTTP response's body, refusing more than `max` bytes: told by
+/// Content-Length before a byte is read, else counted as it streams in.
+pub async fn capped_body(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, CappedError> {
+    if resp.content_length().is_some_and(|n| n > max as u64) {
+        return Err(CappedError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(CappedError::Transport)? {
+        if body.len() + chunk.len() > max {
+            return Err(CappedError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Why [`capped_body`] failed.
+#[derive(Debug)]
+pub enum CappedError {
+    /// Over the cap.
+    TooLarge,
+    /// The connection broke.
+    Transport(reqwest::Error),
+}
 
 /// Where a list or feed lives.
 #[derive(Clone, Debug)]
@@ -55,14 +105,10 @@ impl Location {
         }
     }
 
-    /// Reads the whole body, refusing more than [`MAX_BODY`] bytes.
-    pub async fn read(
-        &self,
-        http: &reqwest::Client,
-        timeout: Duration,
-    ) -> Result<Vec<u8>, IntelError> {
+    /// Reads the whole body, refusing more than `fetch.max_body` bytes.
+    pub async fn read(&self, fetch: &Fetch) -> Result<Vec<u8>, IntelError> {
         let mut body = Vec::new();
-        self.for_each_chunk(http, timeout, |chunk| body.extend_from_slice(chunk))
+        self.for_each_chunk(fetch, |chunk| body.extend_from_slice(chunk))
             .await?;
         Ok(body)
     }
@@ -71,8 +117,7 @@ impl Location {
     /// streams in, so a list of a million lines is never held whole in memory.
     pub async fn for_each_line(
         &self,
-        http: &reqwest::Client,
-        timeout: Duration,
+        fetch: &Fetch,
         mut f: impl FnMut(&str),
     ) -> Result<(), IntelError> {
         // `carry` holds the unfinished last line of what has arrived so far.
@@ -86,7 +131,7 @@ impl Location {
             carry.drain(..start);
         };
         let mut carry = Vec::new();
-        self.for_each_chunk(http, timeout, |chunk| split(chunk, &mut carry))
+        self.for_each_chunk(fetch, |chunk| split(chunk, &mut carry))
             .await?;
         if !carry.is_empty() {
             carry.push(b'\n');
@@ -95,18 +140,22 @@ impl Location {
         Ok(())
     }
 
-    /// Streams the body chunk by chunk, refusing more than [`MAX_BODY`] bytes.
+    /// Streams the body chunk by chunk, refusing more than `fetch.max_body` bytes.
     async fn for_each_chunk(
         &self,
-        http: &reqwest::Client,
-        timeout: Duration,
+        fetch: &Fetch,
         mut f: impl FnMut(&[u8]),
     ) -> Result<(), IntelError> {
+        let (http, timeout, max) = (&fetch.http, fetch.timeout, fetch.max_body);
+        let too_large = |name: &dyn fmt::Display| IntelError::TooLarge {
+            what: name.to_string(),
+            limit_mb: max / 1024 / 1024,
+        };
         let mut total = 0usize;
         let mut take = |chunk: &[u8], name: &dyn fmt::Display| {
             total += chunk.len();
-            if total > MAX_BODY {
-                return Err(IntelError::TooLarge(name.to_string()));
+            if total > max {
+                return Err(too_large(name));
             }
             f(chunk);
             Ok(())
@@ -143,6 +192,9 @@ impl Location {
                         status: status.as_u16(),
                         body: String::new(),
                     });
+                }
+                if resp.content_length().is_some_and(|n| n > max as u64) {
+                    return Err(too_large(u));
                 }
                 while let Some(chunk) = resp
                     .chunk()
@@ -201,4 +253,96 @@ pub fn builder(
         b = b.danger_accept_invalid_certs(true);
     }
     Ok(b)
+}
+
+/// A canned HTTP peer for tests: answers every request with `reply` (status
+/// line, headers, body as given) and then holds the connection open, so a
+/// reader that waits for more bytes than were sent hangs. Its base URL.
+#[cfg(test)]
+pub(crate) async fn canned_server(reply: Vec<u8>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let reply = reply.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(&reply).await;
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            });
+        }
+    });
+    url
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn server(head: String, body: Vec<u8>) -> String {
+        canned_server([head.into_bytes(), body].concat()).await + "/list.txt"
+    }
+
+    fn fetch(max_body: usize) -> Fetch {
+        Fetch {
+            http: reqwest::Client::new(),
+            timeout: Duration::from_secs(5),
+            max_body,
+        }
+    }
+
+    fn too_large(r: Result<Vec<u8>, IntelError>) -> String {
+        let e = r.unwrap_err();
+        assert!(matches!(e, IntelError::TooLarge { .. }), "{e}");
+        e.to_string()
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_cap_is_refused_whether_announced_streamed_or_on_disk() {
+        // Announced: refused on the headers, before a byte of the body (the
+        // server never sends one: waiting for it would take the whole timeout).
+        let head = "HTTP/1.1 200 OK\r\nContent-Length: 10000000\r\n\r\n".to_string();
+        let url = Location::from_arg(&server(head, Vec::new()).await).unwrap();
+        let started = std::time::Instant::now();
+        let e = too_large(url.read(&fetch(1024 * 1024)).await);
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert!(
+            e.contains("list.txt: larger than the 1 MiB limit (limits.body_mb)"),
+            "{e}"
+        );
+
+        // Streamed without a length: counted as it comes, cut at the cap.
+        let chunked = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_string();
+        let url = Location::from_arg(&server(chunked, vec![b'a'; 3 << 20]).await).unwrap();
+        too_large(url.read(&fetch(1024 * 1024)).await);
+        let mut lines = 0;
+        let streamed = url.for_each_line(&fetch(1024 * 1024), |_| lines += 1).await;
+        assert!(matches!(streamed, Err(IntelError::TooLarge { .. })));
+
+        // A local file.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("big.txt");
+        std::fs::write(&p, vec![b'\n'; (1 << 20) + 1]).unwrap();
+        too_large(Location::Path(p.clone()).read(&fetch(1 << 20)).await);
+        std::fs::write(&p, vec![b'\n'; 1 << 20]).unwrap();
+        assert_eq!(
+            Location::Path(p).read(&fetch(1 << 20)).await.unwrap().len(),
+            1 << 20
+        );
+    }
+
+    #[tokio::test]
+    async fn capped_body_reads_what_fits_and_refuses_what_does_not() {
+        let head = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n".to_string();
+        let url = server(head, b"hello".to_vec()).await;
+        let resp = reqwest::get(&url).await.unwrap();
+        assert_eq!(capped_body(resp, 5).await.unwrap(), b"hello");
+        let resp = reqwest::get(&url).await.unwrap();
+        assert!(matches!(
+            capped_body(resp, 4).await,
+            Err(CappedError::TooLarge)
+        ));
+    }
 }

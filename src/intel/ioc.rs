@@ -315,6 +315,13 @@ impl Domain {
             || (s.len() > o.len() && s.ends_with(o) && s.as_bytes()[s.len() - o.len() - 1] == b'.')
     }
 
+    /// The names this one is under, nearest first (`a.b.c` → `b.c`, `c`).
+    pub fn parents(&self) -> impl Iterator<Item = Domain> + '_ {
+        let s = self.as_str();
+        s.match_indices('.')
+            .map(move |(i, _)| Domain(Box::new(Box::from(&s[i + 1..]))))
+    }
+
     /// Number of labels (`a.b.c` has 3).
     pub fn labels(&self) -> usize {
         self.0.split('.').count()

@@ -8,11 +8,10 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::fetch::Location;
+use super::fetch::{Fetch, Location};
 use super::ioc::ParseError;
 use super::{Change, Collector, Cursor, IntelError, Pulled};
 
@@ -117,13 +116,12 @@ pub async fn pull(
     name: &str,
     location: &Location,
     layout: &Layout,
-    http: &reqwest::Client,
-    timeout: Duration,
+    fetch: &Fetch,
 ) -> Result<Pulled, IntelError> {
     let mut c = Collector::new(name);
     let mut p = Parser::new(layout);
     location
-        .for_each_line(http, timeout, |line| p.line(line, &mut c))
+        .for_each_line(fetch, |line| p.line(line, &mut c))
         .await?;
     p.finish(&mut c).map_err(|message| IntelError::Unusable {
         url: location.to_string(),

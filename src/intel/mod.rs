@@ -55,8 +55,13 @@ pub enum IntelError {
         message: String,
     },
     /// A body over the size limit.
-    #[error("{0}: larger than the {limit} MiB limit", limit = fetch::MAX_BODY / 1024 / 1024)]
-    TooLarge(String),
+    #[error("{what}: larger than the {limit_mb} MiB limit (limits.body_mb)")]
+    TooLarge {
+        /// The URL or file.
+        what: String,
+        /// The limit.
+        limit_mb: usize,
+    },
     /// Content that is not the list it should be (HTML, gzip, mostly refused lines).
     #[error("{url}: not a usable list: {message}")]
     Unusable {
@@ -150,6 +155,29 @@ pub enum Change {
 }
 
 impl Change {
+    /// Takes no more than `room` entries into the set `old` becomes; returns
+    /// how many were left out (the last ones pulled: a list's first lines,
+    /// often its strongest, stay).
+    pub fn fit(&mut self, old: &SourceSet, room: usize) -> usize {
+        let after = self.size_after(old);
+        if after <= room {
+            return 0;
+        }
+        let over = after - room;
+        match self {
+            Change::Replace(set) => {
+                set.truncate(room);
+                over
+            }
+            // What the set already holds stays: only additions are refused.
+            Change::Patch { add, .. } => {
+                let cut = over.min(add.len());
+                add.truncate(add.len() - cut);
+                cut
+            }
+        }
+    }
+
     /// How many entries `old` would hold after this change (a patch's
     /// additions counted in full: an upper bound where they repeat what stays).
     pub fn size_after(&self, old: &SourceSet) -> usize {
@@ -179,6 +207,10 @@ pub struct PullStats {
     /// The list format read (`hosts (detected)`), for lists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
+    /// Indicators not taken: all sources together would have passed
+    /// `limits.indicators`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub over_budget: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -283,6 +315,8 @@ impl SourceState {
                 self.set.stamp_seen(|uuid| earlier.get(uuid).copied(), now);
             }
         }
+        // Incidents trace their hits through it: sorted once here, searched per hit.
+        self.set.index();
         self.cursor = pulled.cursor;
         self.stats = pulled.stats;
         self.last_ok = Some(now);

@@ -216,7 +216,7 @@ mod tests {
             None,
             None,
         );
-        let st = SourceState {
+        let mut st = SourceState {
             set: c.set,
             cursor: Cursor {
                 misp_timestamp: Some(99),
@@ -227,6 +227,8 @@ mod tests {
             last_ok: Some(100),
             last_error: None,
         };
+        // Loaded, a set comes back indexed, as every set the agent holds.
+        st.set.index();
         store.save("m", &st).unwrap();
         let back = store.load("m").unwrap().unwrap();
         assert_eq!(back.set.entries(), st.set.entries());

@@ -3,6 +3,7 @@
 //! documentation ones).
 
 use super::*;
+use std::time::Duration;
 
 fn read(text: &str, layout: &Layout) -> (Result<(), String>, Vec<String>, PullStats) {
     let mut c = Collector::new("t");
@@ -198,32 +199,20 @@ async fn pulls_from_a_file_and_a_bad_file_keeps_its_name() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("l.txt");
     std::fs::write(&p, "203.0.113.5\n").unwrap();
-    let http = reqwest::Client::new();
+    let fetch = Fetch::new(reqwest::Client::new(), Duration::from_secs(5));
     let layout = Layout::default();
-    let pulled = pull(
-        "t",
-        &Location::Path(p.clone()),
-        &layout,
-        &http,
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
+    let pulled = pull("t", &Location::Path(p.clone()), &layout, &fetch)
+        .await
+        .unwrap();
     match pulled.change {
         Change::Replace(s) => assert_eq!(s.len(), 1),
         Change::Patch { .. } => panic!("a list replaces"),
     }
     std::fs::write(&p, "<html>\n").unwrap();
-    let e = pull(
-        "t",
-        &Location::Path(p),
-        &layout,
-        &http,
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap_err()
-    .to_string();
+    let e = pull("t", &Location::Path(p), &layout, &fetch)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("l.txt") && e.contains("not a usable list"),
         "{e}"
@@ -232,8 +221,7 @@ async fn pulls_from_a_file_and_a_bad_file_keeps_its_name() {
         "t",
         &Location::Path(dir.path().join("nope")),
         &layout,
-        &http,
-        Duration::from_secs(5),
+        &fetch,
     )
     .await;
     assert!(missing.unwrap_err().to_string().contains("nope"));

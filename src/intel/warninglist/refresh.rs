@@ -3,10 +3,9 @@
 //! beside the agent's state; anything wrong keeps the copy in use.
 
 use std::path::Path;
-use std::time::Duration;
 
 use super::{read_best, ListFile, SUFFIX_LISTS};
-use crate::intel::fetch::Location;
+use crate::intel::fetch::{Fetch, Location};
 
 /// Where MISP publishes the lists (`<base><name>/list.json`).
 pub const UPSTREAM: &str = "https://raw.githubusercontent.com/MISP/misp-warninglists/main/lists/";
@@ -30,8 +29,7 @@ pub async fn refresh(
     names: &[String],
     dirs: &[&Path],
     into: &Path,
-    http: &reqwest::Client,
-    timeout: Duration,
+    fetch: &Fetch,
 ) -> Report {
     let mut report = Report::default();
     let all = names
@@ -41,7 +39,7 @@ pub async fn refresh(
     for name in all {
         let current = read_best(dirs, name).ok();
         let fetched = match upstream.join(&format!("{name}/list.json")) {
-            Ok(loc) => loc.read(http, timeout).await.map_err(|e| e.to_string()),
+            Ok(loc) => loc.read(fetch).await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         let body = match fetched {
@@ -156,15 +154,14 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let http = reqwest::Client::new();
+        let fetch = Fetch::new(reqwest::Client::new(), std::time::Duration::from_secs(5));
         let dirs = [shipped.as_path(), state.as_path()];
         let r = refresh(
             &Location::Path(upstream.clone()),
             &names,
             &dirs,
             &state,
-            &http,
-            Duration::from_secs(5),
+            &fetch,
         )
         .await;
         assert_eq!(r.updated, ["top v3 -> v4"]);
@@ -194,8 +191,7 @@ mod tests {
             &names[..1],
             &dirs,
             &state,
-            &http,
-            Duration::from_secs(5),
+            &fetch,
         )
         .await;
         assert_eq!((again.updated.len(), again.current), (0, 1));
