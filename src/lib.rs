@@ -10,6 +10,7 @@ pub mod child;
 pub mod config;
 pub mod control;
 pub mod explain;
+pub mod factory;
 pub mod firewall;
 pub mod firstboot;
 pub mod fsutil;

@@ -235,7 +235,8 @@ proptest! {
         let base = homewarden::intel::fetch::Location::Path(dir.path().to_path_buf());
         let _ = rt.block_on(homewarden::intel::feed::pull(
             "p", &base, &homewarden::intel::set::SourceSet::new(), None,
-            &reqwest::Client::new(), std::time::Duration::from_secs(5), 1_800_000_000,
+            &homewarden::intel::fetch::Fetch::new(reqwest::Client::new(), std::time::Duration::from_secs(5)),
+            1_800_000_000,
         ));
     }
 }

@@ -14,7 +14,7 @@ use crate::alerts::hits::Hits;
 use crate::alerts::intake::{self, Counters};
 use crate::alerts::triage::{Outcome, Triage};
 use crate::allow::LocalAllowlist;
-use crate::config::{Action, Config, SourceConfig};
+use crate::config::{Config, SourceConfig};
 use crate::firewall::names;
 use crate::intel::fetch::{self, Location};
 use crate::intel::ioc::Ioc;
@@ -37,7 +37,7 @@ mod sync;
 mod verify;
 
 pub use status::{
-    counts, AlertsStatus, Counts, ShadowStatus, SourceStatus, Status, SuricataStatus,
+    counts, AlertsStatus, Counts, ShadowStatus, SourceStatus, State, Status, SuricataStatus,
 };
 pub use sync::render_offline;
 
@@ -70,8 +70,8 @@ pub enum AgentError {
 #[derive(Clone)]
 enum Client {
     Misp(misp::Client),
-    Feed(Location, reqwest::Client),
-    List(Location, reqwest::Client),
+    Feed(Location, fetch::Fetch),
+    List(Location, fetch::Fetch),
 }
 
 struct Source {
@@ -146,7 +146,7 @@ pub enum Request {
     Owner(
         crate::control::OwnerCommand,
         String,
-        oneshot::Sender<Result<serde_json::Value, String>>,
+        oneshot::Sender<Result<crate::control::reply::OwnerReply, String>>,
     ),
 }
 
@@ -164,6 +164,8 @@ const PRESSES_SHOWN: usize = 10;
 
 /// The agent.
 pub struct Agent {
+    /// Most indicators held across all sources (`limits.indicators`, resolved).
+    budget: usize,
     outbox: Option<SharedOutbox>,
     /// Taken by `run`, which gives them a task of their own.
     responders: Option<Responders>,
@@ -214,10 +216,11 @@ impl Agent {
         let now = Instant::now();
         let mut sources = Vec::new();
         for sc in &cfg.sources {
-            let client = build_client(sc, secrets).map_err(|error| AgentError::Source {
-                source_name: sc.name().to_string(),
-                error,
-            })?;
+            let client =
+                build_client(sc, secrets, &cfg.limits).map_err(|error| AgentError::Source {
+                    source_name: sc.name().to_string(),
+                    error,
+                })?;
             let state = match store.load(sc.name()) {
                 Ok(Some(s)) => s,
                 Ok(None) => SourceState::default(),
@@ -252,13 +255,10 @@ impl Agent {
         );
         let status = Status {
             version: env!("CARGO_PKG_VERSION").to_string(),
-            state: "starting".into(),
-            mode: cfg.enforcement.mode.to_string(),
-            action: match cfg.enforcement.action {
-                Action::Drop => "drop".into(),
-                Action::Reject => "reject".into(),
-            },
-            fail: cfg.enforcement.fail.to_string(),
+            state: State::Starting,
+            mode: cfg.enforcement.mode,
+            action: cfg.enforcement.action,
+            fail: cfg.enforcement.fail,
             started: unix_now(),
             advisor: cfg.advisor.describe(
                 cfg.advisor
@@ -304,6 +304,7 @@ impl Agent {
             responders,
             wake_responders: Arc::new(Notify::new()),
             mail_on: !cfg.mail.to.is_empty(),
+            budget: cfg.limits.indicator_budget(),
             incidents_dirty: false,
             local_allow: load_local_allowlist(&cfg.state_dir),
             hits: Hits::default(),
@@ -593,19 +594,17 @@ impl Agent {
         self.publish();
     }
 
-    /// Restores the factory config and forgets all state (IoC store, acknowledgements).
+    /// Forgets all state (IoC store, acknowledgements) and asks for the factory
+    /// config at the next start (the agent cannot write /etc: see [`crate::factory`]).
     fn factory_reset(&mut self) -> std::io::Result<()> {
-        let factory = std::fs::read(&self.cfg.panel.factory_config).map_err(|e| {
-            std::io::Error::other(format!("{}: {e}", self.cfg.panel.factory_config.display()))
-        })?;
-        crate::fsutil::write_atomic(&self.cfg.path, &factory)?;
+        crate::factory::request(&self.cfg.state_dir, &self.cfg.panel.factory_config)?;
         let intel = self.cfg.state_dir.join("intel");
         if intel.exists() {
             std::fs::remove_dir_all(&intel)?;
         }
         let _ = std::fs::remove_file(self.cfg.state_dir.join(ACKS_FILE));
         let _ = std::fs::remove_file(self.cfg.state_dir.join(INCIDENTS_FILE));
-        tracing::warn!(config = %self.cfg.path.display(), "factory reset: config restored, state cleared; restarting");
+        tracing::warn!(config = %self.cfg.path.display(), "factory reset: state cleared, factory config restored at the restart");
         Ok(())
     }
 
@@ -742,9 +741,8 @@ fn lookup_in(sources: &[Source], hit: &Ioc) -> Vec<Provenance> {
         .iter()
         .flat_map(|s| {
             let set = &s.state.set;
-            set.entries()
-                .iter()
-                .filter(|e| e.ioc.covers(hit))
+            set.covering(hit)
+                .into_iter()
                 .map(|e| set.provenance(s.cfg.name(), e))
         })
         .collect()
@@ -777,7 +775,8 @@ fn build_responders(
         .collect();
     let key = cfg.advisor.api_key_env().and_then(|k| secrets.get(k));
     let advisor = crate::advisor::Client::new(&cfg.advisor, key, cfg.triage().home)
-        .map_err(|e| AgentError::Responder(format!("advisor: {e}")))?;
+        .map_err(|e| AgentError::Responder(format!("advisor: {e}")))?
+        .map(|c| c.with_max_body(cfg.limits.max_body()));
     let mailer = crate::mail::Mailer::new(&cfg.mail, secrets.get(&cfg.mail.password_env))
         .map_err(|e| AgentError::Responder(e.to_string()))?;
     Ok(Responders {
@@ -793,7 +792,18 @@ fn build_responders(
     })
 }
 
-fn build_client(sc: &SourceConfig, secrets: &Secrets) -> Result<Client, IntelError> {
+fn build_client(
+    sc: &SourceConfig,
+    secrets: &Secrets,
+    limits: &crate::config::Limits,
+) -> Result<Client, IntelError> {
+    let fetch = |timeout| -> Result<fetch::Fetch, IntelError> {
+        Ok(fetch::Fetch {
+            http: token_client(sc, secrets)?,
+            timeout,
+            max_body: limits.max_body(),
+        })
+    };
     Ok(match sc {
         SourceConfig::Misp(m) => {
             let key = secrets.get(&m.api_key_env).ok_or_else(|| {
@@ -803,15 +813,17 @@ fn build_client(sc: &SourceConfig, secrets: &Secrets) -> Result<Client, IntelErr
                 ))
             })?;
             let http = fetch::client(m.ca_file.as_deref(), m.verify_tls)?;
-            Client::Misp(misp::Client::new(http, &m.url, key, m.timeout)?)
+            Client::Misp(
+                misp::Client::new(http, &m.url, key, m.timeout)?.with_max_body(limits.max_body()),
+            )
         }
         SourceConfig::MispFeed(f) => Client::Feed(
             Location::new(f.url.as_deref(), f.path.as_deref())?,
-            token_client(sc, secrets)?,
+            fetch(f.timeout)?,
         ),
         SourceConfig::List(l) => Client::List(
             Location::new(l.url.as_deref(), l.path.as_deref())?,
-            token_client(sc, secrets)?,
+            fetch(l.timeout)?,
         ),
     })
 }
@@ -838,277 +850,4 @@ fn token_client(sc: &SourceConfig, secrets: &Secrets) -> Result<reqwest::Client,
 }
 
 #[cfg(test)]
-mod tests {
-    use super::sync::pull;
-    use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn a_long_bounded_step_keeps_the_watchdog_fed() {
-        // A 2-minute replay with 5 s pings: systemd hears from the agent every 5 s.
-        let mut pings = Vec::new();
-        let start = Instant::now();
-        let out = alive_while(
-            async {
-                tokio::time::sleep(Duration::from_secs(120)).await;
-                "replayed"
-            },
-            HEALTH_EVERY,
-            || pings.push(start.elapsed()),
-        )
-        .await;
-        assert_eq!(out, "replayed");
-        assert_eq!(pings.len(), 23, "{pings:?}");
-        assert_eq!(pings[0], HEALTH_EVERY);
-        assert!(pings.windows(2).all(|w| w[1] - w[0] == HEALTH_EVERY));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_quick_step_pings_nothing() {
-        let mut pings = 0;
-        let out = alive_while(async { 7 }, HEALTH_EVERY, || pings += 1).await;
-        assert_eq!((out, pings), (7, 0));
-    }
-
-    fn agent_in(dir: &std::path::Path, factory: Option<&str>) -> Agent {
-        let d = dir.display();
-        if let Some(text) = factory {
-            std::fs::write(dir.join("factory.yaml"), text).unwrap();
-        }
-        let cfg = dir.join("homewarden.yaml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "state_dir: {d}/state\nenforcement: {{ mode: ids }}\n\
-                 panel: {{ factory_config: {d}/factory.yaml }}\n"
-            ),
-        )
-        .unwrap();
-        std::fs::create_dir_all(dir.join("state/intel")).unwrap();
-        std::fs::write(dir.join("state/intel/misp.json"), "{}").unwrap();
-        std::fs::write(dir.join("state/acks.json"), "[]").unwrap();
-        Agent::open(Config::load(&cfg).unwrap(), &Secrets::default()).unwrap()
-    }
-
-    #[tokio::test]
-    async fn factory_reset_restores_the_config_and_clears_state() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut agent = agent_in(dir.path(), Some("# factory defaults\n"));
-        assert_eq!(
-            agent.on_button(ButtonAction::FactoryReset).await,
-            Exit::Restart
-        );
-        let cfg = std::fs::read_to_string(dir.path().join("homewarden.yaml")).unwrap();
-        assert_eq!(cfg, "# factory defaults\n");
-        assert!(!dir.path().join("state/intel").exists());
-        assert!(!dir.path().join("state/acks.json").exists());
-    }
-
-    #[tokio::test]
-    async fn a_failed_factory_reset_changes_nothing_and_says_so() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut agent = agent_in(dir.path(), None);
-        let before = std::fs::read_to_string(dir.path().join("homewarden.yaml")).unwrap();
-        assert_eq!(
-            agent.on_button(ButtonAction::FactoryReset).await,
-            Exit::Stopped
-        );
-        assert_eq!(
-            std::fs::read_to_string(dir.path().join("homewarden.yaml")).unwrap(),
-            before
-        );
-        assert!(dir.path().join("state/intel/misp.json").exists());
-        assert!(
-            agent.status.presses[0]
-                .action
-                .starts_with("factory reset failed"),
-            "{:?}",
-            agent.status.presses
-        );
-    }
-
-    #[tokio::test]
-    async fn acknowledging_is_remembered_across_restarts() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut agent = agent_in(dir.path(), None);
-        let alert = crate::alerts::eve::parse(
-            br#"{"timestamp":"2026-11-25T03:50:26.1+0000","event_type":"alert","src_ip":"10.0.0.2","dest_ip":"203.0.113.66","proto":"TCP","alert":{"action":"blocked","signature_id":1,"signature":"s","category":"c","severity":1}}"#,
-        )
-        .unwrap();
-        agent.on_alert(&alert);
-        assert_eq!(agent.status.alerts.high_unacked, 1);
-        assert_eq!(agent.acknowledge(), 1);
-        assert_eq!(agent.status.alerts.high_unacked, 0);
-        let saved: Vec<String> =
-            serde_json::from_slice(&std::fs::read(dir.path().join("state/acks.json")).unwrap())
-                .unwrap();
-        assert_eq!(saved.len(), 1);
-        let again = Agent::open(agent.cfg.clone(), &Secrets::default()).unwrap();
-        assert!(again.acked.contains(&saved[0]));
-    }
-
-    #[tokio::test]
-    async fn a_background_pull_overtaken_by_a_newer_one_is_dropped() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().display();
-        let list = dir.path().join("list.txt");
-        let cfg = dir.path().join("homewarden.yaml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "state_dir: {d}/state\nenforcement: {{ mode: ids }}\n\
-                 sources: [{{ name: l, type: list, path: {d}/list.txt }}]\n"
-            ),
-        )
-        .unwrap();
-        let mut agent = Agent::open(Config::load(&cfg).unwrap(), &Secrets::default()).unwrap();
-        // A scheduled pull starts from generation 0 and sees the old list…
-        std::fs::write(&list, "203.0.113.1\n").unwrap();
-        let old = pull(&agent.sources[0]).await;
-        // …meanwhile a manual sync takes the new one.
-        std::fs::write(&list, "203.0.113.2\n").unwrap();
-        let new = pull(&agent.sources[0]).await;
-        assert!(agent.settle(0, new, std::time::Instant::now()));
-        assert!(!agent.take_pull(0, 0, old, std::time::Instant::now()));
-        let held: Vec<String> = agent.sources[0]
-            .state
-            .set
-            .entries()
-            .iter()
-            .map(|e| e.ioc.to_string())
-            .collect();
-        assert_eq!(held, ["203.0.113.2"], "the older result must not win");
-        assert!(!agent.sources[0].pulling);
-        // A result from the current generation is taken.
-        let again = pull(&agent.sources[0]).await;
-        assert!(agent.take_pull(0, 1, again, std::time::Instant::now()));
-        assert_eq!(agent.sources[0].generation, 2);
-    }
-
-    /// An agent in IDS mode, no Suricata, one list source `l` at `dir/list.txt`, plus `extra` config.
-    fn list_agent(dir: &std::path::Path, extra: &str) -> Agent {
-        let d = dir.display();
-        let cfg = dir.join("homewarden.yaml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "state_dir: {d}/state\nenforcement: {{ mode: ids }}\n\
-                 suricata: {{ rules_dir: {d}/rules, command_socket: {d}/none.sock }}\n{extra}\
-                 sources: [{{ name: l, type: list, path: {d}/list.txt }}]\n"
-            ),
-        )
-        .unwrap();
-        Agent::open(Config::load(&cfg).unwrap(), &Secrets::default()).unwrap()
-    }
-
-    #[tokio::test]
-    async fn a_full_pull_that_loses_most_of_a_source_is_held_until_the_owner_accepts_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let list = dir.path().join("list.txt");
-        let mut agent = list_agent(
-            dir.path(),
-            "mail: { to: [owner@home.example], from: hw@home.example, host: 127.0.0.1, security: none }\n",
-        );
-        // The notices queued for the owner (the responders do not run here).
-        let notices = || {
-            std::fs::read_dir(dir.path().join("state/outbox"))
-                .map(|d| {
-                    d.filter_map(Result::ok)
-                        .filter(|f| {
-                            std::fs::read_to_string(f.path())
-                                .is_ok_and(|t| t.contains("a pull lost most of its indicators"))
-                        })
-                        .count()
-                })
-                .unwrap_or(0)
-        };
-        let ten: String = (1..=10).map(|i| format!("203.0.113.{i}\n")).collect();
-        std::fs::write(&list, &ten).unwrap();
-        assert!(agent.sync_once(&[]).await.ok());
-        assert_eq!(agent.sources[0].state.set.len(), 10);
-
-        // The list comes back with 2 of its 10: held, the 10 stay enforced.
-        std::fs::write(&list, "203.0.113.1\n203.0.113.2\n").unwrap();
-        let r = agent.sync_once(&[]).await;
-        let err = r.sources[0].1.clone().unwrap();
-        assert!(
-            err.starts_with("held: a pull would leave 2 of 10 entries (80 % gone"),
-            "{err}"
-        );
-        assert!(err.contains("--accept-shrink l"), "{err}");
-        assert_eq!(agent.sources[0].state.set.len(), 10);
-        assert_eq!(agent.status.sources[0].held.as_deref(), Some(err.as_str()));
-        assert!(agent
-            .status
-            .reasons
-            .iter()
-            .any(|r| r.starts_with("source l held: ")));
-        assert_eq!(agent.status.state, "degraded");
-        assert_eq!(notices(), 1);
-        // Held again on the next pull, without a second notice.
-        let again = agent.sync_once(&[]).await;
-        assert_eq!(again.sources[0].1.as_deref(), Some(err.as_str()));
-        assert_eq!(notices(), 1);
-
-        // The owner accepts: taken once, and the hold is gone.
-        let r = agent.sync_once(&["l".to_string()]).await;
-        assert!(r.ok(), "{r:?}");
-        assert_eq!(agent.sources[0].state.set.len(), 2);
-        assert!(agent.sources[0].held.is_none());
-        assert!(agent.accept_shrink.is_empty(), "an acceptance is used once");
-        std::fs::write(&list, "").unwrap();
-        assert!(
-            agent.sync_once(&[]).await.sources[0].1.is_some(),
-            "emptied: held"
-        );
-        assert_eq!(notices(), 2, "a new hold, a new notice");
-        // Two notices within one second are two mails.
-        agent.queue_notice("Source a held: a pull lost most of its indicators", "a");
-        agent.queue_notice("Source b held: a pull lost most of its indicators", "b");
-        assert_eq!(notices(), 4);
-    }
-
-    #[tokio::test]
-    async fn a_list_that_turns_into_a_login_page_keeps_the_last_good_set() {
-        let dir = tempfile::tempdir().unwrap();
-        let list = dir.path().join("list.txt");
-        let mut agent = list_agent(dir.path(), "");
-        std::fs::write(&list, "# ipsum\n203.0.113.1\t3\n203.0.113.2\t5\n").unwrap();
-        assert!(agent.sync_once(&[]).await.ok());
-        assert_eq!(agent.sources[0].state.set.len(), 2);
-        assert_eq!(
-            agent.status.sources[0].stats.format.as_deref(),
-            Some("columns (detected)")
-        );
-
-        std::fs::write(
-            &list,
-            "<!DOCTYPE html>\n<html><body>Sign in</body></html>\n",
-        )
-        .unwrap();
-        let r = agent.sync_once(&[]).await;
-        let err = r.sources[0].1.clone().unwrap();
-        assert!(err.contains("not a usable list: an HTML page"), "{err}");
-        assert_eq!(
-            agent.sources[0].state.set.len(),
-            2,
-            "the last good set stays"
-        );
-        assert_eq!(
-            agent.status.sources[0].last_error.as_deref(),
-            Some(err.as_str())
-        );
-    }
-
-    #[test]
-    fn retries_back_off_up_to_the_interval() {
-        let hour = Duration::from_secs(3600);
-        let secs = |n| retry_delay(n, hour).as_secs();
-        assert_eq!([secs(1), secs(2), secs(3), secs(4)], [15, 30, 60, 120]);
-        assert_eq!(secs(9), 3600);
-        assert_eq!(secs(1000), 3600);
-        assert_eq!(
-            retry_delay(3, Duration::from_secs(20)),
-            Duration::from_secs(20)
-        );
-    }
-}
+mod tests;

@@ -40,7 +40,7 @@ pub fn condition(s: &Status, now: i64) -> Condition {
     Condition {
         protected: s.suricata.reachable
             && s.suricata.last_error.is_none()
-            && s.mode == "ips"
+            && s.mode == crate::config::Mode::Ips
             && s.path.problems.is_empty(),
         intel_stale: s.intel_stale,
         suricata_down: !s.suricata.reachable,
@@ -188,7 +188,7 @@ mod tests {
 
     fn protected() -> Status {
         let mut s = Status {
-            mode: "ips".into(),
+            mode: crate::config::Mode::Ips,
             ..Status::default()
         };
         s.suricata.reachable = true;
@@ -303,7 +303,7 @@ mod tests {
         let c = condition(&s, 0);
         assert!(c.suricata_down && !c.protected);
         s.suricata.reachable = true;
-        s.mode = "ids".into();
+        s.mode = crate::config::Mode::Ids;
         assert!(!condition(&s, 0).protected);
     }
 }

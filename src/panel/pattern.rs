@@ -13,7 +13,7 @@
 //! * the Pi's own ACT LED: a heartbeat when all is well, slow blink when
 //!   degraded, fast blink when red is lit.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What the agent knows about itself, reduced to what the panel shows.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -39,7 +39,7 @@ pub struct Condition {
 }
 
 /// One LED's pattern.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Led {
     /// Dark.
@@ -74,7 +74,7 @@ pub const FAST: Led = Led::Blink {
 };
 
 /// What all the LEDs show.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lights {
     /// Green LED.
     pub green: Led,

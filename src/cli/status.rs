@@ -1,0 +1,201 @@
+//! `homewarden status`, as a person reads it.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use homewarden::agent::Status;
+use homewarden::config::Config;
+use homewarden::control::{self, Command};
+
+/// `homewarden status [--json]`.
+pub(crate) async fn status(path: &Path, json: bool) -> Result<ExitCode> {
+    let cfg = Config::load(path)?;
+    let v = control::request(
+        &cfg.control_socket,
+        &Command::Status,
+        Duration::from_secs(10),
+    )
+    .await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let s: Status = serde_json::from_value(v).context("daemon's status reply")?;
+    let now = homewarden::intel::unix_now();
+    print!("{}", human_status(&s, now));
+    // Where the Pi sits, when homewarden-network rendered it.
+    if let Ok(p) = std::fs::read_to_string("/run/homewarden/placement") {
+        let leases = std::fs::read_to_string("/run/homewarden/dnsmasq.leases").ok();
+        let has_dhcp = Path::new("/run/homewarden/dnsmasq.conf").exists();
+        let leases = leases.or_else(|| has_dhcp.then(String::new));
+        println!(
+            "{}",
+            homewarden::placement::describe(&p, leases.as_deref(), now)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// "5m 3s ago", or "never".
+pub(crate) fn ago(now: u64, t: Option<u64>) -> String {
+    match t {
+        None => "never".into(),
+        Some(t) => format!(
+            "{} ago",
+            humantime::format_duration(Duration::from_secs(now.saturating_sub(t)))
+        ),
+    }
+}
+
+/// The packet path in one line of `homewarden status`.
+pub(crate) fn path_line(p: &homewarden::firewall::health::PathStatus) -> String {
+    let Some(q) = &p.queue else {
+        return "path: NOT queued to Suricata (nothing inspected)".to_string();
+    };
+    format!(
+        "path: {} queues {}-{} ({}), Suricata holds {}; {} packets queued, {} bypassed in the kernel ({} flows now), {} dropped on a full queue{}",
+        q.backend,
+        q.queues.0,
+        q.queues.1,
+        if q.bypass { "fail-open" } else { "fail-closed" },
+        if p.held.is_empty() {
+            "none".to_string()
+        } else {
+            p.held
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+        q.packets,
+        p.bypassed_packets,
+        p.bypassed_flows,
+        p.queue_full_drops,
+        p.suricata_verdicts
+            .map(|(a, d)| format!("; Suricata passed {a}, dropped {d}"))
+            .unwrap_or_default()
+    )
+}
+
+/// The status as a person reads it.
+pub(crate) fn human_status(s: &Status, now: u64) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "homewarden {}: {} ({}, {}, fail-{})",
+        s.version,
+        s.state.to_string().to_uppercase(),
+        s.mode.to_string().to_uppercase(),
+        s.action,
+        s.fail
+    );
+    for r in &s.reasons {
+        let _ = writeln!(o, "  ! {r}");
+    }
+    for w in &s.warnings {
+        let _ = writeln!(o, "  warning: {w}");
+    }
+    let b = &s.blocklist;
+    let _ = writeln!(
+        o,
+        "blocklist: {} IPv4, {} IPv6, {} domains, {} MD5, {} SHA-256, {} wide networks ({} allowlisted, {} networks too wide)",
+        b.ipv4, b.ipv6, b.domains, b.md5, b.sha256, b.networks, s.dropped.allowlisted, s.dropped.too_wide
+    );
+    if let Some(line) = s.dropped.warninglists_line() {
+        let _ = writeln!(o, "  {line}");
+    }
+    let su = &s.suricata;
+    let _ = writeln!(
+        o,
+        "suricata: {}; last change {} ({}, +{} -{})",
+        if su.reachable {
+            "reachable"
+        } else {
+            "NOT reachable"
+        },
+        ago(now, su.last_change),
+        su.last_live.as_deref().unwrap_or("-"),
+        su.last_added,
+        su.last_removed
+    );
+    let _ = writeln!(o, "{}", path_line(&s.path));
+    let al = &s.alerts;
+    let _ = writeln!(
+        o,
+        "alerts: {} received ({} malformed){}; {} open incidents, {} high",
+        al.intake.alerts,
+        al.intake.malformed,
+        if al.loss.missing > 0 {
+            format!(
+                "; {} of {} Suricata raised NEVER ARRIVED (the agent fell behind)",
+                al.loss.missing, al.loss.raised
+            )
+        } else {
+            String::new()
+        },
+        al.open,
+        al.high_open
+    );
+    for i in &al.recent {
+        let _ = writeln!(
+            o,
+            "  {} {} -> {} \"{}\" x{} last {}",
+            if i.high { "HIGH" } else { "low " },
+            i.local,
+            i.remote,
+            i.signature,
+            i.count,
+            ago(now, Some(i.last_seen.max(0) as u64))
+        );
+    }
+    let ob = &s.outbox;
+    let _ = writeln!(
+        o,
+        "outbox: {} actions pending ({} failing), {} dropped, {} unreadable",
+        ob.pending, ob.failing, ob.dropped, ob.corrupt
+    );
+    let _ = writeln!(o, "advice: {}; mail: {}", s.advisor, s.mail);
+    for p in &s.presses {
+        let _ = writeln!(o, "  button {}: {}", ago(now, Some(p.at)), p.action);
+    }
+    let held: usize = s.sources.iter().map(|src| src.entries).sum();
+    let _ = writeln!(
+        o,
+        "sources: {held} indicators held, budget {} (limits.indicators)",
+        s.indicator_budget
+    );
+    for src in &s.sources {
+        let refused: u64 = src.stats.rejected.values().sum();
+        let _ = writeln!(
+            o,
+            "  {:<16} {:<9} {:>8} IoCs  pulled {}  next in {}  refused {}{}{}{}{}",
+            src.name,
+            src.kind,
+            src.entries,
+            ago(now, src.last_ok),
+            humantime::format_duration(Duration::from_secs(src.next_pull_in)),
+            refused,
+            src.stats
+                .format
+                .as_deref()
+                .map(|f| format!("  format {f}"))
+                .unwrap_or_default(),
+            match src.stats.over_budget {
+                0 => String::new(),
+                n => format!("  OVER BUDGET: {n} not taken"),
+            },
+            src.last_error
+                .as_deref()
+                .map(|e| format!("\n    last error: {e}"))
+                .unwrap_or_default(),
+            src.held
+                .as_deref()
+                .map(|h| format!("\n    {h}"))
+                .unwrap_or_default()
+        );
+    }
+    o
+}
