@@ -1,28 +1,38 @@
 //! homewarden: threat intelligence in, Suricata inline blocking out.
 //!
-//! Data flows one way: intel sources → IoC set → Suricata datasets.
+//! # Layout
+//!
+//! Data flows one way, and the folders follow the flows:
+//!
+//! * [`intel`]: sources (MISP, feeds, lists) → the IoC set, with its
+//!   allowlists, warninglists and budget.
+//! * [`enforce`]: the set → Suricata's rules and datasets
+//!   ([`enforce::suricata`]) and the kernel's packet path that queues
+//!   traffic to it ([`enforce::firewall`]).
+//! * [`alerts`]: Suricata's eve records → incidents (intake, triage, hits,
+//!   loss accounting).
+//! * [`respond`]: incidents → the world, through a durable outbox: MISP
+//!   sightings and events, advice (LLM or offline), mail.
+//! * [`owner`]: what the home owner decides: `allow`, `explain`, shadow mode.
+//! * [`appliance`]: the Pi as a box: first boot, network placement, the LED
+//!   panel and button, factory reset.
+//! * [`daemon`]: the running agent that ties the flows together, and the
+//!   control socket the CLI talks to.
+//!
+//! Below them all: [`config`] (typed and validated once), [`secrets`],
+//! [`fsutil`] (atomic writes) and [`child`] (the tools' environment).
 
-pub mod advisor;
-pub mod agent;
 pub mod alerts;
-pub mod allow;
+pub mod appliance;
 pub mod child;
 pub mod config;
-pub mod control;
-pub mod explain;
-pub mod factory;
-pub mod firewall;
-pub mod firstboot;
+pub mod daemon;
+pub mod enforce;
 pub mod fsutil;
 pub mod intel;
-pub mod mail;
-pub mod outbox;
-pub mod panel;
-pub mod placement;
+pub mod owner;
 pub mod respond;
 pub mod secrets;
-pub mod shadow;
-pub mod suricata;
 
 /// An error and its causes on one line (`connect: tls: certificate expired`).
 pub fn error_chain(e: &dyn std::error::Error) -> String {

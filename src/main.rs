@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use homewarden::config::{self};
-use homewarden::control::{Command, OwnerCommand};
+use homewarden::daemon::control::{Command, OwnerCommand};
 
 mod cli;
 use cli::*;
@@ -192,7 +192,7 @@ pub(crate) enum FirewallAction {
         #[arg(long, value_parser = ["open", "closed"])]
         fail: Option<String>,
         /// Where Suricata's unit reads its arguments (`EnvironmentFile=`).
-        #[arg(long, default_value = homewarden::firewall::SURICATA_ENV)]
+        #[arg(long, default_value = homewarden::enforce::firewall::SURICATA_ENV)]
         suricata_env: PathBuf,
     },
     /// Remove the queue rules: forwarded traffic is no longer inspected.
@@ -299,7 +299,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             show_fault,
         } => firstboot(&cli.config, boot_config, show_fault).await,
         Cmd::Legend => {
-            print!("{}", homewarden::panel::legend::svg());
+            print!("{}", homewarden::appliance::panel::legend::svg());
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Press { hold } => {

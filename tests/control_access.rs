@@ -8,8 +8,8 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
 
-use homewarden::agent::{Request, Status};
-use homewarden::control::{
+use homewarden::daemon::agent::{Request, Status};
+use homewarden::daemon::control::{
     self,
     access::{Access, AccessConfig},
 };
@@ -47,7 +47,7 @@ struct Served {
 impl Served {
     fn new(dir: &Path, access: Access) -> Served {
         let (tx, status) = watch::channel(Status {
-            state: homewarden::agent::State::Protected,
+            state: homewarden::daemon::agent::State::Protected,
             ..Status::default()
         });
         let (req_tx, requests) = mpsc::channel(8);

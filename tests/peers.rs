@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use homewarden::advisor::{self, AdvisorConfig, AdvisorError, Backend};
 use homewarden::alerts::triage::Incident;
 use homewarden::intel::set::Provenance;
-use homewarden::mail::{self, MailConfig, Mailer, Security};
+use homewarden::respond::advisor::{self, AdvisorConfig, AdvisorError, Backend};
+use homewarden::respond::mail::{self, MailConfig, Mailer, Security};
 
 const PY: &str = "/usr/bin/python3";
 const KEY: &str = "hw-test-cohere-key-0123456789";

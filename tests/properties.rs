@@ -12,7 +12,7 @@ use std::path::Path;
 
 use homewarden::alerts::{eve, triage};
 use homewarden::config::Config;
-use homewarden::control::Command;
+use homewarden::daemon::control::Command;
 use homewarden::intel::ioc::{Domain, Ioc};
 use homewarden::intel::list::{Column, Format, Layout};
 use homewarden::intel::{list, masked, Collector};
@@ -207,7 +207,7 @@ proptest! {
         "secrets:\n  (misp_api_key|wifi_passphrase|bogus): [ -~]{0,20}\n(ssh_authorized_keys: \\[[ -~]{0,40}\\])?",
         "ssh_authorized_keys:\n  - (ssh-ed25519|ssh-rsa|x) [A-Za-z0-9+/=]{0,60}( [ -~]{0,10})?\n",
     ]) {
-        if let Err(e) = homewarden::firstboot::split(&text, Path::new("/boot/firmware/homewarden.yaml")) {
+        if let Err(e) = homewarden::appliance::firstboot::split(&text, Path::new("/boot/firmware/homewarden.yaml")) {
             let e = e.to_string();
             prop_assert!(!e.contains('\n') && e.starts_with("/boot/firmware/homewarden.yaml: "), "{e}");
         }

@@ -165,7 +165,7 @@ fn dns_name(dns: Option<&serde_json::Value>) -> Option<String> {
 /// business in a mail, a log line or status).
 fn clip(s: &str) -> String {
     s.chars()
-        .filter(|c| !c.is_control() && !crate::advisor::is_bidi_control(*c))
+        .filter(|c| !c.is_control() && !crate::respond::advisor::is_bidi_control(*c))
         .take(MAX_FIELD)
         .collect()
 }

@@ -25,25 +25,27 @@ pub(crate) async fn firstboot(
             .map(|c| panel_backends(&c))
             .unwrap_or_default();
         if backends.is_empty() {
-            match homewarden::panel::backend::ActLed::new(Path::new("/sys/class/leds/ACT")) {
+            match homewarden::appliance::panel::backend::ActLed::new(Path::new(
+                "/sys/class/leds/ACT",
+            )) {
                 Ok(a) => backends.push(Box::new(a)),
                 Err(e) => tracing::warn!("{e}"),
             }
         }
         let mut term = signal(SignalKind::terminate())?;
-        homewarden::firstboot::show_fault(&mut backends, async move {
+        homewarden::appliance::firstboot::show_fault(&mut backends, async move {
             term.recv().await;
         })
         .await;
         return Ok(ExitCode::SUCCESS);
     }
-    let paths = homewarden::firstboot::Paths {
+    let paths = homewarden::appliance::firstboot::Paths {
         error_file: boot_config.with_file_name("homewarden-error.txt"),
         boot_config,
         config: config.to_path_buf(),
         ..Default::default()
     };
-    let r = homewarden::firstboot::import(&paths)?;
+    let r = homewarden::appliance::firstboot::import(&paths)?;
     if r.unchanged {
         println!(
             "firstboot: {}: nothing new to import",
@@ -66,8 +68,8 @@ pub(crate) async fn firstboot(
 pub(crate) fn network_apply(config: &Path, root: &Path) -> Result<ExitCode> {
     let (cfg, secrets) = load(config)?;
     let pass = secrets.get("HOMEWARDEN_WIFI_PASSPHRASE");
-    let files = homewarden::placement::render(&cfg.network, root, pass.as_deref())?;
-    let written = homewarden::placement::apply(&files, root)?;
+    let files = homewarden::appliance::placement::render(&cfg.network, root, pass.as_deref())?;
+    let written = homewarden::appliance::placement::apply(&files, root)?;
     let n = &cfg.network;
     println!(
         "network: {} placement, uplink {}{}; wrote {}",
@@ -92,7 +94,7 @@ pub(crate) fn network_apply(config: &Path, root: &Path) -> Result<ExitCode> {
 /// `homewarden firewall up|down|status`.
 pub(crate) fn firewall(config: &Path, action: FirewallAction) -> Result<ExitCode> {
     use homewarden::config::FailMode;
-    use homewarden::firewall::{self, Backend, PacketPath};
+    use homewarden::enforce::firewall::{self, Backend, PacketPath};
     match action {
         FirewallAction::Up { fail, suricata_env } => {
             let cfg = Config::load(config)?;
@@ -150,7 +152,7 @@ pub(crate) async fn panel_view(path: &Path, watch: bool) -> Result<ExitCode> {
                 file.display()
             )
         })?;
-        let lights: homewarden::panel::pattern::Lights =
+        let lights: homewarden::appliance::panel::pattern::Lights =
             serde_json::from_slice(&text).with_context(|| format!("{}", file.display()))?;
         let t = start.elapsed().as_millis() as u64;
         let mut line = String::new();

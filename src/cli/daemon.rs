@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use homewarden::agent::{Agent, SyncReport};
 use homewarden::config::{self, Config};
-use homewarden::control::{self, Command};
+use homewarden::daemon::agent::{Agent, SyncReport};
+use homewarden::daemon::control::{self, Command};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::cli::*;
@@ -20,12 +20,14 @@ pub(crate) async fn tell(path: &Path, cmd: Command) -> Result<ExitCode> {
 }
 
 /// The panel backends the config asks for; one that cannot start is reported and skipped.
-pub(crate) fn panel_backends(cfg: &Config) -> Vec<Box<dyn homewarden::panel::backend::Backend>> {
+pub(crate) fn panel_backends(
+    cfg: &Config,
+) -> Vec<Box<dyn homewarden::appliance::panel::backend::Backend>> {
+    use homewarden::appliance::panel::backend::{ActLed, Gpio, Simulated};
     use homewarden::config::PanelBackend;
-    use homewarden::panel::backend::{ActLed, Gpio, Simulated};
-    let mut out: Vec<Box<dyn homewarden::panel::backend::Backend>> = Vec::new();
+    let mut out: Vec<Box<dyn homewarden::appliance::panel::backend::Backend>> = Vec::new();
     for b in &cfg.panel.backends {
-        let made: Result<Box<dyn homewarden::panel::backend::Backend>, _> = match b {
+        let made: Result<Box<dyn homewarden::appliance::panel::backend::Backend>, _> = match b {
             PanelBackend::Simulated => Ok(Box::new(Simulated::new(&cfg.panel.state_file))),
             PanelBackend::Act => ActLed::new(&cfg.panel.act_led).map(|l| Box::new(l) as _),
             PanelBackend::Gpio => Gpio::new(cfg.panel.pins).map(|g| Box::new(g) as _),
@@ -48,9 +50,11 @@ pub(crate) fn apply_factory_reset(path: &Path) -> Result<ExitCode> {
             config::PanelConfig::default().factory_config,
         ),
     };
-    match homewarden::factory::apply_pending(&state_dir, path, &factory).context("factory reset")? {
-        homewarden::factory::Applied::Nothing => {}
-        homewarden::factory::Applied::Restored => println!(
+    match homewarden::appliance::factory::apply_pending(&state_dir, path, &factory)
+        .context("factory reset")?
+    {
+        homewarden::appliance::factory::Applied::Nothing => {}
+        homewarden::appliance::factory::Applied::Restored => println!(
             "factory reset: {} restored from {}",
             path.display(),
             factory.display()
@@ -64,27 +68,30 @@ pub(crate) async fn run(path: &Path) -> Result<ExitCode> {
     let (cfg, secrets) = load(path)?;
     // Run by hand (no unit's root step before it): apply a pending reset if
     // this user may write the config, else say who will.
-    let (cfg, secrets) =
-        match homewarden::factory::apply_pending(&cfg.state_dir, path, &cfg.panel.factory_config) {
-            Ok(homewarden::factory::Applied::Restored) => load(path)?,
-            Ok(homewarden::factory::Applied::Nothing) => (cfg, secrets),
-            Err(e) => {
-                tracing::error!(
+    let (cfg, secrets) = match homewarden::appliance::factory::apply_pending(
+        &cfg.state_dir,
+        path,
+        &cfg.panel.factory_config,
+    ) {
+        Ok(homewarden::appliance::factory::Applied::Restored) => load(path)?,
+        Ok(homewarden::appliance::factory::Applied::Nothing) => (cfg, secrets),
+        Err(e) => {
+            tracing::error!(
                 "factory reset pending: {e}; `homewarden apply-factory-reset` as root applies it"
             );
-                (cfg, secrets)
-            }
-        };
+            (cfg, secrets)
+        }
+    };
     let socket = cfg.control_socket.clone();
-    let backends: homewarden::panel::Shared =
+    let backends: homewarden::appliance::panel::Shared =
         std::sync::Arc::new(std::sync::Mutex::new(panel_backends(&cfg)));
     // A panic leaves the LEDs saying so (red), not frozen at the last good state.
     let hook_backends = backends.clone();
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        homewarden::panel::FAULT.store(true, std::sync::atomic::Ordering::Relaxed);
+        homewarden::appliance::panel::FAULT.store(true, std::sync::atomic::Ordering::Relaxed);
         if let Ok(mut b) = hook_backends.try_lock() {
-            homewarden::panel::fault(&mut b);
+            homewarden::appliance::panel::fault(&mut b);
         }
         default_hook(info);
     }));
@@ -98,7 +105,7 @@ pub(crate) async fn run(path: &Path) -> Result<ExitCode> {
     let (panel_tx, panel_rx) = tokio::sync::mpsc::channel(4);
     agent.set_panel(panel_tx);
     let (panel_stop, panel_stopped) = tokio::sync::oneshot::channel::<()>();
-    let panel = tokio::spawn(homewarden::panel::run(
+    let panel = tokio::spawn(homewarden::appliance::panel::run(
         backends,
         agent.status(),
         panel_rx,
@@ -124,9 +131,9 @@ pub(crate) async fn run(path: &Path) -> Result<ExitCode> {
     let _ = panel.await;
     let _ = std::fs::remove_file(&socket);
     Ok(match exit {
-        homewarden::agent::Exit::Stopped => ExitCode::SUCCESS,
+        homewarden::daemon::agent::Exit::Stopped => ExitCode::SUCCESS,
         // EX_TEMPFAIL: systemd's Restart=on-failure starts us again with the factory config.
-        homewarden::agent::Exit::Restart => ExitCode::from(75),
+        homewarden::daemon::agent::Exit::Restart => ExitCode::from(75),
     })
 }
 

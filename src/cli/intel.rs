@@ -5,11 +5,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use homewarden::advisor;
 use homewarden::config::{Config, FeedSource, ListSource, SourceConfig};
-use homewarden::control::{self, Command};
+use homewarden::daemon::control::{self, Command};
 use homewarden::intel::set::Provenance;
-use homewarden::mail::Mailer;
+use homewarden::respond::advisor;
+use homewarden::respond::mail::Mailer;
 use homewarden::secrets::Secrets;
 
 use crate::cli::*;
@@ -34,7 +34,8 @@ pub(crate) async fn render(
             .map(|(i, s)| source_from_arg(i, s, layout))
             .collect();
     }
-    let (counts, dropped, stats) = homewarden::agent::render_offline(&cfg, &secrets, out).await?;
+    let (counts, dropped, stats) =
+        homewarden::daemon::agent::render_offline(&cfg, &secrets, out).await?;
     for (name, st) in &stats {
         let rejected: u64 = st.rejected.values().sum();
         println!(

@@ -7,14 +7,14 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use homewarden::alerts::eve::format_timestamp;
 use homewarden::config::Config;
-use homewarden::control::{self, Command, OwnerCommand};
-use homewarden::mail::Mailer;
+use homewarden::daemon::control::{self, Command, OwnerCommand};
+use homewarden::respond::mail::Mailer;
 
 use crate::cli::*;
 
 /// `homewarden explain`: through the daemon, else from the store.
 pub(crate) async fn explain(path: &Path, value: String, json: bool) -> Result<ExitCode> {
-    use homewarden::explain::{self, Explanation, SourceView};
+    use homewarden::owner::explain::{self, Explanation, SourceView};
     let (cfg, _) = load(path)?;
     let cmd = Command::Owner(OwnerCommand::Explain {
         value: value.clone(),
@@ -38,8 +38,8 @@ pub(crate) async fn explain(path: &Path, value: String, json: bool) -> Result<Ex
                         set: &st.set,
                     })
                     .collect();
-                let local = homewarden::allow::LocalAllowlist::load(&cfg.state_dir)?;
-                let shadow = homewarden::shadow::Shadow::load(&cfg.state_dir);
+                let local = homewarden::owner::allow::LocalAllowlist::load(&cfg.state_dir)?;
+                let shadow = homewarden::owner::shadow::Shadow::load(&cfg.state_dir);
                 let lists = cfg.warninglists.load(&cfg.state_dir);
                 explain::explain(
                     &value,
@@ -75,7 +75,7 @@ pub(crate) async fn owner(path: &Path, cmd: OwnerCommand, json: bool) -> Result<
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
-    use homewarden::control::reply::{AllowReply, BlocksReply, UnallowReply};
+    use homewarden::daemon::control::reply::{AllowReply, BlocksReply, UnallowReply};
     let typed = |what: &str| {
         format!(
             "the daemon's answer to {what} is not what this homewarden reads (another version?)"
@@ -150,7 +150,7 @@ pub(crate) async fn selftest(path: &Path, json: bool) -> Result<ExitCode> {
         Duration::from_secs(300),
     )
     .await?;
-    let st: homewarden::suricata::selftest::Status =
+    let st: homewarden::enforce::suricata::selftest::Status =
         serde_json::from_value(v.clone()).context("daemon's self-test reply")?;
     if json {
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -184,10 +184,10 @@ pub(crate) async fn mail_test(path: &Path) -> Result<ExitCode> {
     let (cfg, secrets) = load(path)?;
     let mailer = Mailer::new(&cfg.mail, secrets.get(&cfg.mail.password_env))?
         .context("mail is off: set mail.to (and mail.from) in the config")?;
-    let name = homewarden::mail::appliance_name();
+    let name = homewarden::respond::mail::appliance_name();
     let id = format!("test-{}", homewarden::intel::unix_now());
     mailer
-        .send(&homewarden::mail::test_letter(&name), &id)
+        .send(&homewarden::respond::mail::test_letter(&name), &id)
         .await?;
     println!(
         "test mail sent to {} via {}:{}",

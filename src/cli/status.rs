@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use homewarden::agent::Status;
 use homewarden::config::Config;
-use homewarden::control::{self, Command};
+use homewarden::daemon::agent::Status;
+use homewarden::daemon::control::{self, Command};
 
 /// `homewarden status [--json]`.
 pub(crate) async fn status(path: &Path, json: bool) -> Result<ExitCode> {
@@ -32,7 +32,7 @@ pub(crate) async fn status(path: &Path, json: bool) -> Result<ExitCode> {
         let leases = leases.or_else(|| has_dhcp.then(String::new));
         println!(
             "{}",
-            homewarden::placement::describe(&p, leases.as_deref(), now)
+            homewarden::appliance::placement::describe(&p, leases.as_deref(), now)
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -50,7 +50,7 @@ pub(crate) fn ago(now: u64, t: Option<u64>) -> String {
 }
 
 /// The packet path in one line of `homewarden status`.
-pub(crate) fn path_line(p: &homewarden::firewall::health::PathStatus) -> String {
+pub(crate) fn path_line(p: &homewarden::enforce::firewall::health::PathStatus) -> String {
     let Some(q) = &p.queue else {
         return "path: NOT queued to Suricata (nothing inspected)".to_string();
     };

@@ -52,7 +52,7 @@ pub struct Config {
     pub control_socket: PathBuf,
     /// Who besides root may use the control socket.
     #[serde(default)]
-    pub control_access: crate::control::access::AccessConfig,
+    pub control_access: crate::daemon::control::access::AccessConfig,
     /// How matches are acted on.
     #[serde(default)]
     pub enforcement: Enforcement,
@@ -73,13 +73,13 @@ pub struct Config {
     pub panel: PanelConfig,
     /// Who writes mitigation advice.
     #[serde(default)]
-    pub advisor: crate::advisor::AdvisorConfig,
+    pub advisor: crate::respond::advisor::AdvisorConfig,
     /// Incident mail.
     #[serde(default)]
-    pub mail: crate::mail::MailConfig,
+    pub mail: crate::respond::mail::MailConfig,
     /// The self-test of enforcement.
     #[serde(default)]
-    pub selftest: crate::suricata::selftest::SelftestConfig,
+    pub selftest: crate::enforce::suricata::selftest::SelftestConfig,
     /// MISP warninglists applied to every source.
     #[serde(default)]
     pub warninglists: WarninglistConfig,
@@ -398,7 +398,7 @@ pub struct PanelConfig {
     /// The ACT LED's sysfs directory.
     pub act_led: PathBuf,
     /// GPIO pins (BCM numbers) and polarity.
-    pub pins: crate::panel::backend::Pins,
+    pub pins: crate::appliance::panel::backend::Pins,
     /// The config a very long button press restores.
     pub factory_config: PathBuf,
 }
@@ -409,7 +409,7 @@ impl Default for PanelConfig {
             backends: Vec::new(),
             state_file: PathBuf::from("/run/homewarden/panel.json"),
             act_led: PathBuf::from("/sys/class/leds/ACT"),
-            pins: crate::panel::backend::Pins::default(),
+            pins: crate::appliance::panel::backend::Pins::default(),
             factory_config: PathBuf::from("/usr/share/homewarden/homewarden.yaml"),
         }
     }
@@ -450,7 +450,7 @@ impl Default for AlertsConfig {
             high_threat_levels: vec![1],
             outbox_max: 10_000,
             sighting_source: "homewarden".to_string(),
-            retry_first: Duration::from_secs(crate::outbox::FIRST_BACKOFF_SECS),
+            retry_first: Duration::from_secs(crate::respond::outbox::FIRST_BACKOFF_SECS),
         }
     }
 }
@@ -750,7 +750,7 @@ impl Config {
         }
         let retry = self.alerts.retry_first;
         if retry < Duration::from_secs(1)
-            || retry > Duration::from_secs(crate::outbox::MAX_BACKOFF_SECS)
+            || retry > Duration::from_secs(crate::respond::outbox::MAX_BACKOFF_SECS)
         {
             return Err(self.err(
                 "alerts.retry_first",
@@ -1010,7 +1010,9 @@ impl Config {
             }
         }
         let m = &self.mail;
-        if !m.to.is_empty() && m.security == crate::mail::Security::None && !is_local_host(&m.host)
+        if !m.to.is_empty()
+            && m.security == crate::respond::mail::Security::None
+            && !is_local_host(&m.host)
         {
             out.push(format!("mail: security none to {}: mail (incident details) crosses the network unencrypted and unauthenticated", m.host));
         }

@@ -60,7 +60,7 @@ pub fn clean_text(s: &str, max: usize) -> String {
     s.chars()
         .filter_map(|c| match c {
             '\t' | '\n' | '\r' => Some(' '),
-            c if c.is_control() || crate::advisor::is_bidi_control(c) => None,
+            c if c.is_control() || crate::respond::advisor::is_bidi_control(c) => None,
             c => Some(c),
         })
         .take(max)

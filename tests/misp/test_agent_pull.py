@@ -18,7 +18,7 @@ from test_pymisp import new_event
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 BIN = os.environ.get("HOMEWARDEN_BIN", str(REPO / "target" / "debug" / "homewarden"))
-CANARY = "192.0.2.254"  # src/suricata/selftest.rs: TEST-NET-1, never a real host
+CANARY = "192.0.2.254"  # src/enforce/suricata/selftest.rs: TEST-NET-1, never a real host
 
 
 def b64(s):

@@ -145,13 +145,13 @@ def test_hostile_reply_is_inert_and_the_prompt_names_no_home_device(world):
     assert_inert_html(html)
     assert_no_controls(text)
     assert "&lt;script&gt;" in html, "the LLM's markup is shown as text, not dropped silently"
-    # Bounded: of the 100 kB reply at most 40 lines / 4000 characters reach the mail (src/advisor/mod.rs).
+    # Bounded: of the 100 kB reply at most 40 lines / 4000 characters reach the mail (src/respond/advisor/mod.rs).
     advice = text.split("What to do (advice by cohere", 1)[1].split("Press the appliance's button", 1)[0]
     advice = advice.split(":", 1)[1].strip().replace("\r\n", "\n")
     lines = advice.split("\n")
     assert len(lines) <= 40 and len(advice) <= 4001, (len(lines), len(advice))
     assert advice.startswith("<script>alert('llm-double')</script>"), "plain text keeps what was said"
-    # The line with backticks reads as a command to paste: it is taken out (src/advisor/reply.rs).
+    # The line with backticks reads as a command to paste: it is taken out (src/respond/advisor/reply.rs).
     assert "`backticks`" not in advice and "a command was removed" in advice
     assert mail.size < 64 * 1024, f"a {mail.size}-byte mail: the LLM's 100 kB were not bounded"
     # Its header injection stays body text: one recipient, no Bcc, one subject line.

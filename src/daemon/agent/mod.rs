@@ -1,0 +1,853 @@
+//! The agent: owns the IoC store, pulls each source on its own schedule,
+//! and keeps Suricata's datasets equal to the effective set.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::time::Instant;
+
+use crate::alerts::eve::Alert;
+use crate::alerts::hits::Hits;
+use crate::alerts::intake::{self, Counters};
+use crate::alerts::triage::{Outcome, Triage};
+use crate::appliance::panel::button::Action as ButtonAction;
+use crate::appliance::panel::{Input as PanelInput, Press};
+use crate::config::{Config, SourceConfig};
+use crate::enforce::firewall::names;
+use crate::enforce::suricata::apply::{Applier, ApplyReport};
+use crate::enforce::suricata::selftest::{self, Probe};
+use crate::intel::fetch::{self, Location};
+use crate::intel::ioc::Ioc;
+use crate::intel::set::Provenance;
+use crate::intel::store::Store;
+use crate::intel::{misp, unix_now, IntelError, Pulled, SourceState};
+use crate::owner::allow::LocalAllowlist;
+use crate::respond::outbox::Outbox;
+use crate::respond::{Responders, SharedOutbox};
+use crate::secrets::Secrets;
+
+mod incidents;
+mod lists;
+mod owner;
+mod status;
+mod sync;
+mod verify;
+
+pub use status::{
+    counts, AlertsStatus, Counts, ShadowStatus, SourceStatus, State, Status, SuricataStatus,
+};
+pub use sync::render_offline;
+
+use owner::load_local_allowlist;
+use status::live_name;
+use sync::{pull_from, retry_delay};
+
+/// First retry after a failed pull; doubles up to the source's interval.
+const FIRST_RETRY: Duration = Duration::from_secs(15);
+/// How often Suricata's socket is checked when nothing else happens.
+const HEALTH_EVERY: Duration = Duration::from_secs(5);
+
+/// A failure to start the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// A source cannot be set up (missing key, unreadable CA…).
+    #[error("source {source_name:?}: {error}")]
+    Source {
+        /// Source name.
+        source_name: String,
+        /// Why.
+        error: IntelError,
+    },
+    /// The advisor or the mailer cannot be set up (missing token, unreadable CA…).
+    #[error("{0}")]
+    Responder(String),
+}
+
+/// How a source is reached, built once at start.
+#[derive(Clone)]
+enum Client {
+    Misp(misp::Client),
+    Feed(Location, fetch::Fetch),
+    List(Location, fetch::Fetch),
+}
+
+struct Source {
+    cfg: SourceConfig,
+    client: Client,
+    state: SourceState,
+    next: Instant,
+    failures: u32,
+    /// A scheduled pull is running in the background.
+    pulling: bool,
+    /// Bumped whenever a pull's result is taken: a background pull that
+    /// started from an older state is dropped, never applied over a newer one.
+    generation: u64,
+    /// Why the last full pull was held rather than applied (it lost too much).
+    held: Option<String>,
+}
+
+/// What a background pull hands back: the source's index, the generation it
+/// started from, the result, and when it started.
+type PullDone = (usize, u64, Result<Pulled, IntelError>, std::time::Instant);
+
+/// Who waits for a sync of every source.
+enum SyncAsker {
+    /// `homewarden sync`, over the control socket.
+    Control(oneshot::Sender<SyncReport>),
+    /// A 5 s press of the button.
+    Button,
+}
+
+/// Acknowledged incident ids, under the state directory.
+const ACKS_FILE: &str = "acks.json";
+/// Open incidents, under the state directory (so a restart does not report them again).
+const INCIDENTS_FILE: &str = "incidents.json";
+/// How often changed incidents are saved.
+const SAVE_EVERY: Duration = Duration::from_secs(1);
+
+/// Incidents listed in status.
+const RECENT_INCIDENTS: usize = 10;
+
+/// Outcome of a sync of every source.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct SyncReport {
+    /// Per source: `None` if fine, else the error.
+    pub sources: Vec<(String, Option<String>)>,
+    /// What the apply did (if the blocklist changed or Suricata was told).
+    pub apply: Option<ApplyReport>,
+    /// Error writing files, if any.
+    pub apply_error: Option<String>,
+}
+
+impl SyncReport {
+    /// True if every source pulled and the files were written.
+    pub fn ok(&self) -> bool {
+        self.apply_error.is_none() && self.sources.iter().all(|(_, e)| e.is_none())
+    }
+}
+
+/// Requests the control socket forwards to the agent loop.
+pub enum Request {
+    /// Pull every source now and apply; the named sources' pulls are taken
+    /// even when they shrink past `enforcement.max_shrink`.
+    Sync(Vec<String>, oneshot::Sender<SyncReport>),
+    /// Which held indicators (with provenance) explain a hit on this value.
+    Lookup(String, oneshot::Sender<Result<Vec<Provenance>, String>>),
+    /// The button was pressed (or released during a countdown).
+    Button(ButtonAction),
+    /// A simulated press of this length for the panel.
+    Press(Duration),
+    /// Run the self-test now (with the capture replay).
+    Selftest(oneshot::Sender<selftest::Status>),
+    /// The owner's question or correction, with who asked (peer credentials).
+    Owner(
+        crate::daemon::control::OwnerCommand,
+        String,
+        oneshot::Sender<Result<crate::daemon::control::reply::OwnerReply, String>>,
+    ),
+}
+
+/// Why the agent loop ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Asked to stop.
+    Stopped,
+    /// Factory reset done: the service manager should start us afresh.
+    Restart,
+}
+
+/// Presses kept in status.
+const PRESSES_SHOWN: usize = 10;
+
+/// The agent.
+pub struct Agent {
+    /// Most indicators held across all sources (`limits.indicators`, resolved).
+    budget: usize,
+    outbox: Option<SharedOutbox>,
+    /// Taken by `run`, which gives them a task of their own.
+    responders: Option<Responders>,
+    wake_responders: Arc<Notify>,
+    mail_on: bool,
+    incidents_dirty: bool,
+    local_allow: LocalAllowlist,
+    hits: Hits,
+    shadow: crate::owner::shadow::Shadow,
+    /// When the next self-test is due (unix seconds), and whether it replays the capture.
+    selftest_due: Option<(u64, bool)>,
+    /// Values the live self-test looks up, from the last rendering.
+    probes: Vec<Probe>,
+    /// A rendering that failed its self-test: not applied again.
+    bad_rendering: Option<u64>,
+    /// The fingerprint of the last rendering applied.
+    applied: Option<u64>,
+    /// The last self-test failed and the last good rendering was put back.
+    rolled_back: bool,
+    triage: Triage,
+    acked: HashSet<String>,
+    panel: Option<mpsc::Sender<PanelInput>>,
+    intake: Arc<Counters>,
+    cfg: Config,
+    store: Store,
+    sources: Vec<Source>,
+    applier: Applier,
+    status: Status,
+    status_tx: watch::Sender<Status>,
+    /// The packet path the config asks for, checked on every health tick.
+    packet_path: crate::enforce::firewall::PacketPath,
+    /// Since when (unix seconds) the path has been wrong, and whether the owner was told.
+    path_wrong: Option<(u64, bool)>,
+    /// The book of names the devices resolved (its task runs while `run` does).
+    names: Option<mpsc::Sender<names::Msg>>,
+    /// Sources whose next pull is taken however much it shrinks (the owner said so).
+    accept_shrink: HashSet<String>,
+    /// The warninglists every source's values are checked against.
+    warninglists: Arc<crate::intel::warninglist::Warninglists>,
+    /// Alerts Suricata raised against those that arrived.
+    loss: crate::alerts::loss::Loss,
+}
+
+impl Agent {
+    /// Opens the store and builds every source's client; fails on a missing key or CA.
+    pub fn open(cfg: Config, secrets: &Secrets) -> Result<Agent, AgentError> {
+        let store = Store::new(&cfg.state_dir);
+        let now = Instant::now();
+        let mut sources = Vec::new();
+        for sc in &cfg.sources {
+            let client =
+                build_client(sc, secrets, &cfg.limits).map_err(|error| AgentError::Source {
+                    source_name: sc.name().to_string(),
+                    error,
+                })?;
+            let state = match store.load(sc.name()) {
+                Ok(Some(s)) => s,
+                Ok(None) => SourceState::default(),
+                Err(e) => {
+                    tracing::error!("intel store: {e}; the source starts empty");
+                    SourceState::default()
+                }
+            };
+            // A source pulled recently enough keeps its schedule across restarts.
+            let age = state.last_ok.map(|t| unix_now().saturating_sub(t));
+            let next = match age {
+                Some(a) if a < sc.interval().as_secs() => {
+                    now + Duration::from_secs(sc.interval().as_secs() - a)
+                }
+                _ => now,
+            };
+            sources.push(Source {
+                cfg: sc.clone(),
+                client,
+                state,
+                next,
+                failures: 0,
+                pulling: false,
+                generation: 0,
+                held: None,
+            });
+        }
+        let applier = Applier::new(
+            &cfg.suricata.rules_dir,
+            Some(&cfg.suricata.command_socket),
+            cfg.suricata.socket_timeout,
+        );
+        let status = Status {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            state: State::Starting,
+            mode: cfg.enforcement.mode,
+            action: cfg.enforcement.action,
+            fail: cfg.enforcement.fail,
+            started: unix_now(),
+            advisor: cfg.advisor.describe(
+                cfg.advisor
+                    .api_key_env()
+                    .is_some_and(|k| secrets.get(k).is_some()),
+            ),
+            mail: cfg.mail.describe(),
+            warnings: cfg.warnings(),
+            ..Status::default()
+        };
+        let warninglists = Arc::new(cfg.warninglists.load(&cfg.state_dir));
+        let mut status = status;
+        status
+            .warnings
+            .extend(warninglists.problems.iter().cloned());
+        for w in &status.warnings {
+            tracing::warn!("{w}");
+        }
+        let (status_tx, _) = watch::channel(status.clone());
+        let acked = std::fs::read(cfg.state_dir.join(ACKS_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let outbox = match Outbox::open(
+            &cfg.state_dir.join("outbox"),
+            cfg.alerts.outbox_max,
+            unix_now(),
+        ) {
+            Ok(o) => Some(Arc::new(std::sync::Mutex::new(
+                o.with_first_backoff(cfg.alerts.retry_first.as_secs()),
+            ))),
+            Err(e) => {
+                tracing::error!("{e}; responders are off");
+                None
+            }
+        };
+        let responders = match &outbox {
+            Some(o) => Some(build_responders(&cfg, secrets, &sources, o.clone())?),
+            None => None,
+        };
+        Ok(Agent {
+            outbox,
+            responders,
+            wake_responders: Arc::new(Notify::new()),
+            mail_on: !cfg.mail.to.is_empty(),
+            budget: cfg.limits.indicator_budget(),
+            incidents_dirty: false,
+            local_allow: load_local_allowlist(&cfg.state_dir),
+            hits: Hits::default(),
+            shadow: crate::owner::shadow::Shadow::load(&cfg.state_dir),
+            selftest_due: None,
+            probes: Vec::new(),
+            bad_rendering: None,
+            applied: None,
+            rolled_back: false,
+            acked,
+            panel: None,
+            triage: Triage::new(cfg.triage()),
+            intake: Arc::new(Counters::default()),
+            packet_path: crate::enforce::firewall::PacketPath::from_config(&cfg, None),
+            path_wrong: None,
+            names: None,
+            accept_shrink: HashSet::new(),
+            warninglists,
+            loss: Default::default(),
+            cfg,
+            store,
+            sources,
+            applier,
+            status,
+            status_tx,
+        })
+    }
+
+    /// A receiver that always holds the latest status.
+    pub fn status(&self) -> watch::Receiver<Status> {
+        self.status_tx.subscribe()
+    }
+
+    /// Connects the panel task, which takes simulated presses.
+    pub fn set_panel(&mut self, tx: mpsc::Sender<PanelInput>) {
+        self.panel = Some(tx);
+    }
+
+    /// Runs until `shutdown` resolves (or a factory reset asks for a restart).
+    pub async fn run(
+        mut self,
+        mut requests: mpsc::Receiver<Request>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Exit {
+        // The sockets first: Suricata connects as soon as they exist, whatever
+        // the first apply of a big set costs.
+        let (alert_tx, mut alerts) = mpsc::channel(1024);
+        let _intake = self.start_intake(alert_tx);
+        let _names = self.start_names();
+        // Re-apply what the store holds: the files on disk decide what is new, so a
+        // restart sends nothing twice. A failure is logged and shown in status.
+        let _ = self.enforce().await;
+        self.check_suricata().await;
+        self.restore_incidents();
+        let responders = self
+            .responders
+            .take()
+            .map(|r| AbortOnDrop(tokio::spawn(r.run(self.wake_responders.clone()))));
+        // systemd: started, and alive at every health tick (WatchdogSec restarts a hung agent).
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        tokio::pin!(shutdown);
+        let mut health = tokio::time::interval_at(Instant::now() + HEALTH_EVERY, HEALTH_EVERY);
+        let mut save = tokio::time::interval(SAVE_EVERY);
+        // After a long step (a slow replay) one catch-up tick does, not a burst of them.
+        health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        save.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Scheduled pulls run beside the loop: a MISP that takes its full timeout
+        // must not hold up alert triage, requests or the watchdog.
+        let mut pulls: tokio::task::JoinSet<PullDone> = tokio::task::JoinSet::new();
+        let mut pulling: HashMap<tokio::task::Id, usize> = HashMap::new();
+        let mut scheduled: HashMap<usize, tokio::task::AbortHandle> = HashMap::new();
+        // A sync of every source (control socket, button) runs beside the loop too;
+        // whoever asks while one runs gets its report.
+        let mut syncs: tokio::task::JoinSet<Vec<PullDone>> = tokio::task::JoinSet::new();
+        let mut askers: Vec<SyncAsker> = Vec::new();
+        // Newer warninglists, where the Pi has internet: fetched beside the loop.
+        let mut refreshes: tokio::task::JoinSet<lists::Report> = tokio::task::JoinSet::new();
+        let mut refresh_at = lists::first_refresh(&self.cfg);
+        loop {
+            let next = self
+                .sources
+                .iter()
+                .filter(|s| !s.pulling)
+                .map(|s| s.next)
+                .min();
+            let due = async {
+                match next {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = due => {
+                    let now = Instant::now();
+                    for i in 0..self.sources.len() {
+                        let src = &mut self.sources[i];
+                        if src.next > now || src.pulling {
+                            continue;
+                        }
+                        src.pulling = true;
+                        let (cfg, client) = (src.cfg.clone(), src.client.clone());
+                        let (set, cursor) = (src.state.set.clone(), src.state.cursor.clone());
+                        let generation = src.generation;
+                        let task = pulls.spawn(async move {
+                            let started = std::time::Instant::now();
+                            let result = pull_from(&cfg, &client, &set, &cursor).await;
+                            (i, generation, result, started)
+                        });
+                        pulling.insert(task.id(), i);
+                        scheduled.insert(i, task);
+                    }
+                }
+                Some(done) = pulls.join_next_with_id(), if !pulls.is_empty() => match done {
+                    Ok((id, (i, generation, result, started))) => {
+                        pulling.remove(&id);
+                        scheduled.remove(&i);
+                        if !syncs.is_empty() {
+                            // Finished just as a sync began: the sync's own pull is newer.
+                        } else if self.take_pull(i, generation, result, started) {
+                            let _ = self.enforce().await;
+                        } else {
+                            self.publish();
+                        }
+                    }
+                    Err(e) if e.is_cancelled() => {
+                        // Stopped for a sync, which pulls this source itself.
+                        if let Some(i) = pulling.remove(&e.id()) {
+                            scheduled.remove(&i);
+                        }
+                    }
+                    Err(e) => {
+                        // A pull that panicked: schedule it again like a failed one.
+                        if let Some(i) = pulling.remove(&e.id()) {
+                            scheduled.remove(&i);
+                            let src = &mut self.sources[i];
+                            src.pulling = false;
+                            src.failures += 1;
+                            src.next = Instant::now() + retry_delay(src.failures, src.cfg.interval());
+                            tracing::error!(source = %src.cfg.name(), "pull task failed: {e}");
+                        }
+                    }
+                },
+                Some(req) = requests.recv() => match req {
+                    Request::Sync(accept, reply) => {
+                        self.accept_shrink.extend(accept);
+                        if syncs.is_empty() {
+                            self.start_sync(&mut syncs, &mut scheduled);
+                        }
+                        askers.push(SyncAsker::Control(reply));
+                    }
+                    Request::Lookup(value, reply) => {
+                        let _ = reply.send(self.lookup(&value));
+                    }
+                    Request::Selftest(reply) => {
+                        let _ = reply.send(self.selftest(true).await);
+                    }
+                    Request::Owner(cmd, who, reply) => {
+                        let _ = reply.send(self.owner(cmd, &who).await);
+                    }
+                    Request::Press(d) => {
+                        if let Some(p) = &self.panel {
+                            let _ = p.send(PanelInput::Press(d)).await;
+                        }
+                    }
+                    Request::Button(ButtonAction::Resync) => {
+                        if syncs.is_empty() {
+                            self.start_sync(&mut syncs, &mut scheduled);
+                        }
+                        askers.push(SyncAsker::Button);
+                    }
+                    Request::Button(action) => {
+                        if self.on_button(action).await == Exit::Restart {
+                            drop(responders);
+                            return Exit::Restart;
+                        }
+                    }
+                },
+                Some(done) = syncs.join_next(), if !syncs.is_empty() => {
+                    let report = self.finish_sync(done).await;
+                    for asker in askers.drain(..) {
+                        match asker {
+                            SyncAsker::Control(reply) => {
+                                let _ = reply.send(report.clone());
+                            }
+                            SyncAsker::Button => self.pressed(format!(
+                                "re-sync: {}",
+                                if report.ok() { "ok" } else { "failed" }
+                            )),
+                        }
+                    }
+                }
+                _ = lists::until(refresh_at), if refreshes.is_empty() => {
+                    self.start_refresh(&mut refreshes);
+                    refresh_at = lists::next_refresh(&self.cfg);
+                }
+                Some(done) = refreshes.join_next(), if !refreshes.is_empty() => {
+                    if let Ok(report) = done {
+                        self.finish_refresh(report).await;
+                    }
+                }
+                Some(a) = alerts.recv() => self.on_alert(&a),
+                _ = save.tick() => self.save_incidents(),
+                _ = health.tick() => {
+                    watchdog_ping();
+                    self.check_suricata().await;
+                    if !self.triage.expire(unix_now() as i64).is_empty() {
+                        self.incidents_dirty = true;
+                    }
+                    self.expire_allowances().await;
+                    if let Some((_, replay)) = self.selftest_due.filter(|(t, _)| *t <= unix_now()) {
+                        self.selftest_due = None;
+                        self.selftest(replay).await;
+                    }
+                    if self.status.shadow.next_promotion.is_some_and(|t| t <= unix_now()) {
+                        if let Err(e) = self.enforce().await {
+                            tracing::error!("{e}");
+                        }
+                    }
+                    self.publish();
+                }
+            }
+        }
+        drop(responders);
+        self.save_incidents();
+        tracing::info!("agent stopped");
+        Exit::Stopped
+    }
+
+    /// Acknowledges every open high incident; persisted so a restart keeps it.
+    pub fn acknowledge(&mut self) -> usize {
+        let open: HashSet<String> = self.triage.open().map(|i| i.id.clone()).collect();
+        let new = self
+            .triage
+            .open()
+            .filter(|i| i.high && !self.acked.contains(&i.id))
+            .map(|i| i.id.clone())
+            .collect::<Vec<_>>();
+        // Acknowledging also puts out a self-test alarm (the mail said what happened).
+        self.status.selftest.alarm = None;
+        // Only open incidents can light the LED: closed ones need no memory.
+        self.acked.retain(|id| open.contains(id));
+        self.acked.extend(new.iter().cloned());
+        let path = self.cfg.state_dir.join(ACKS_FILE);
+        let saved = serde_json::to_vec(&self.acked)
+            .map_err(std::io::Error::other)
+            .and_then(|b| crate::fsutil::write_atomic(&path, &b));
+        if let Err(e) = saved {
+            tracing::error!("{}: {e}", path.display());
+        }
+        tracing::info!(incidents = new.len(), "acknowledged");
+        self.publish();
+        new.len()
+    }
+
+    async fn on_button(&mut self, action: ButtonAction) -> Exit {
+        let label = match action {
+            ButtonAction::Ack => format!("acknowledged {} incident(s)", self.acknowledge()),
+            ButtonAction::Resync => {
+                // Only the loop starts a re-sync (it owns the background pulls);
+                // the press is recorded when the pulls are done.
+                return Exit::Stopped;
+            }
+            ButtonAction::CountdownStarted => "factory reset countdown".into(),
+            ButtonAction::CountdownCancelled => "factory reset cancelled".into(),
+            ButtonAction::Ignored(ms) => format!("ignored a {ms} ms press"),
+            ButtonAction::FactoryReset => match self.factory_reset() {
+                Ok(()) => return Exit::Restart,
+                Err(e) => {
+                    tracing::error!("factory reset failed: {e}");
+                    format!("factory reset failed: {e}")
+                }
+            },
+        };
+        self.pressed(label);
+        Exit::Stopped
+    }
+
+    /// Records what a press did, for status.
+    fn pressed(&mut self, label: String) {
+        self.status.presses.push(Press {
+            at: unix_now(),
+            action: label,
+        });
+        let excess = self.status.presses.len().saturating_sub(PRESSES_SHOWN);
+        self.status.presses.drain(..excess);
+        self.publish();
+    }
+
+    /// Forgets all state (IoC store, acknowledgements) and asks for the factory
+    /// config at the next start (the agent cannot write /etc: see [`crate::appliance::factory`]).
+    fn factory_reset(&mut self) -> std::io::Result<()> {
+        crate::appliance::factory::request(&self.cfg.state_dir, &self.cfg.panel.factory_config)?;
+        let intel = self.cfg.state_dir.join("intel");
+        if intel.exists() {
+            std::fs::remove_dir_all(&intel)?;
+        }
+        let _ = std::fs::remove_file(self.cfg.state_dir.join(ACKS_FILE));
+        let _ = std::fs::remove_file(self.cfg.state_dir.join(INCIDENTS_FILE));
+        tracing::warn!(config = %self.cfg.path.display(), "factory reset: state cleared, factory config restored at the restart");
+        Ok(())
+    }
+
+    /// Traces a value (a dataset hit) back to the indicators and MISP attributes behind it.
+    pub fn lookup(&self, value: &str) -> Result<Vec<Provenance>, String> {
+        let hit = Ioc::parse_any(value).map_err(|e| e.to_string())?;
+        Ok(lookup_in(&self.sources, &hit))
+    }
+
+    /// Listens on the eve socket, or follows the configured eve file.
+    fn start_intake(&mut self, tx: mpsc::Sender<Alert>) -> Option<tokio::task::JoinHandle<()>> {
+        let counters = self.intake.clone();
+        match &self.cfg.alerts.eve_file {
+            Some(file) => Some(tokio::spawn(intake::follow(
+                file.clone(),
+                false,
+                Duration::from_millis(250),
+                counters,
+                tx,
+            ))),
+            None => match intake::listen(&self.cfg.alerts.eve_socket, counters, tx) {
+                Ok(task) => Some(task),
+                Err(e) => {
+                    tracing::error!(socket = %self.cfg.alerts.eve_socket.display(), "cannot listen for Suricata's alerts: {e}");
+                    None
+                }
+            },
+        }
+    }
+
+    /// Starts the book of resolved names and the socket Suricata's DNS
+    /// answers come in on; only flow bypass needs it (to cut bypassed flows).
+    fn start_names(&mut self) -> Vec<AbortOnDrop> {
+        if !self.cfg.suricata.flow_bypass {
+            return Vec::new();
+        }
+        let (tx, rx) = mpsc::channel(1024);
+        let path = &self.cfg.dns_socket();
+        let read = |line: Option<&[u8]>| line.and_then(names::parse).map(names::Msg::Learn);
+        match intake::listen_lines(path, "dns", read, tx.clone()) {
+            Ok(listener) => {
+                self.names = Some(tx);
+                vec![
+                    AbortOnDrop(tokio::spawn(names::run(rx))),
+                    AbortOnDrop(listener),
+                ]
+            }
+            Err(e) => {
+                tracing::error!(socket = %path.display(), "cannot listen for Suricata's DNS answers (flows to a newly listed name will not be cut): {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    fn on_alert(&mut self, a: &Alert) {
+        if a.action == "blocked" {
+            self.status.alerts.last_block = Some(a.time);
+        }
+        let sources = &self.sources;
+        let lookup = |v: &str| {
+            Ioc::parse_any(v)
+                .ok()
+                .and_then(|hit| lookup_in(sources, &hit).into_iter().next())
+        };
+        let outcome = self.triage.ingest(a, &lookup);
+        self.incidents_dirty = true;
+        let inc = match &outcome {
+            Outcome::New(i) | Outcome::Counted(i) => i,
+        };
+        let value = inc.ioc.as_ref().map_or(&inc.remote, |p| &p.indicator);
+        if a.action == "blocked" {
+            self.hits.record(value, a.time);
+        }
+        // A device that must not break talked to an observed indicator: hold it for the owner.
+        let shadow_hit = a
+            .metadata
+            .get("homewarden_kind")
+            .is_some_and(|k| k.iter().any(|v| v.starts_with("shadow-")));
+        if shadow_hit
+            && self
+                .cfg
+                .enforcement
+                .do_not_break
+                .iter()
+                .any(|n| n.contains(&inc.local))
+            && self.shadow.hold(value, inc.local, a.time)
+        {
+            tracing::warn!(indicator = %value, device = %inc.local, "observed indicator held: a do-not-break device talks to it");
+            self.status.shadow.held = self.shadow.held();
+        }
+        if let Outcome::Counted(inc) = &outcome {
+            self.queue_update(inc);
+        }
+        if let Outcome::New(inc) = outcome {
+            self.queue_actions(&inc);
+            if inc.high {
+                tracing::warn!(incident = %inc.id, local = %inc.local, remote = %inc.remote, sid = inc.sid, "high-severity incident: {}", inc.signature);
+            } else {
+                tracing::info!(incident = %inc.id, local = %inc.local, remote = %inc.remote, sid = inc.sid, "incident: {}", inc.signature);
+            }
+            // New incidents show at once; counts of open ones with the next periodic publish.
+            self.publish();
+        }
+    }
+}
+
+/// Tells systemd the agent is alive.
+fn watchdog_ping() {
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+}
+
+/// Awaits `work`, calling `ping` every `every` meanwhile. The loop waits on
+/// bounded steps (a `suricata -r` replay may take its 120 s timeout, past
+/// WatchdogSec): busy is not hung, so the watchdog must not restart it.
+async fn alive_while<F: std::future::Future>(
+    work: F,
+    every: Duration,
+    mut ping: impl FnMut(),
+) -> F::Output {
+    tokio::pin!(work);
+    let mut tick = tokio::time::interval_at(Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut work => return out,
+            _ = tick.tick() => ping(),
+        }
+    }
+}
+
+/// Every held indicator that explains a hit, with its provenance.
+fn lookup_in(sources: &[Source], hit: &Ioc) -> Vec<Provenance> {
+    sources
+        .iter()
+        .flat_map(|s| {
+            let set = &s.state.set;
+            set.covering(hit)
+                .into_iter()
+                .map(|e| set.provenance(s.cfg.name(), e))
+        })
+        .collect()
+}
+
+/// How long a non-blocking reload gets before the self-test looks.
+const RELOAD_SETTLE: u64 = 15;
+
+/// Aborts a task when dropped, so no responder outlives the agent loop.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn build_responders(
+    cfg: &Config,
+    secrets: &Secrets,
+    sources: &[Source],
+    outbox: SharedOutbox,
+) -> Result<Responders, AgentError> {
+    let misp = sources
+        .iter()
+        .filter_map(|s| match &s.client {
+            Client::Misp(c) => Some((s.cfg.name().to_string(), c.clone())),
+            _ => None,
+        })
+        .collect();
+    let key = cfg.advisor.api_key_env().and_then(|k| secrets.get(k));
+    let advisor = crate::respond::advisor::Client::new(&cfg.advisor, key, cfg.triage().home)
+        .map_err(|e| AgentError::Responder(format!("advisor: {e}")))?
+        .map(|c| c.with_max_body(cfg.limits.max_body()));
+    let mailer = crate::respond::mail::Mailer::new(&cfg.mail, secrets.get(&cfg.mail.password_env))
+        .map_err(|e| AgentError::Responder(e.to_string()))?;
+    Ok(Responders {
+        outbox,
+        misp,
+        sighting_source: cfg.alerts.sighting_source.clone(),
+        advisor,
+        advice_tries: cfg.advisor.tries,
+        mailer,
+        max_per_hour: cfg.mail.max_per_hour,
+        state_dir: cfg.state_dir.clone(),
+        appliance: crate::respond::mail::appliance_name(),
+    })
+}
+
+fn build_client(
+    sc: &SourceConfig,
+    secrets: &Secrets,
+    limits: &crate::config::Limits,
+) -> Result<Client, IntelError> {
+    let fetch = |timeout| -> Result<fetch::Fetch, IntelError> {
+        Ok(fetch::Fetch {
+            http: token_client(sc, secrets)?,
+            timeout,
+            max_body: limits.max_body(),
+        })
+    };
+    Ok(match sc {
+        SourceConfig::Misp(m) => {
+            let key = secrets.get(&m.api_key_env).ok_or_else(|| {
+                IntelError::Config(format!(
+                    "no API key: set {} in the environment, in .env beside the config, or as a systemd credential",
+                    m.api_key_env
+                ))
+            })?;
+            let http = fetch::client(m.ca_file.as_deref(), m.verify_tls)?;
+            Client::Misp(
+                misp::Client::new(http, &m.url, key, m.timeout)?.with_max_body(limits.max_body()),
+            )
+        }
+        SourceConfig::MispFeed(f) => Client::Feed(
+            Location::new(f.url.as_deref(), f.path.as_deref())?,
+            fetch(f.timeout)?,
+        ),
+        SourceConfig::List(l) => Client::List(
+            Location::new(l.url.as_deref(), l.path.as_deref())?,
+            fetch(l.timeout)?,
+        ),
+    })
+}
+
+/// The HTTP client of a feed or list: with its bearer token, when it names one.
+fn token_client(sc: &SourceConfig, secrets: &Secrets) -> Result<reqwest::Client, IntelError> {
+    let Some(env) = sc.token_env() else {
+        return fetch::client(None, true);
+    };
+    let token = secrets.get(env).ok_or_else(|| {
+        IntelError::Config(format!(
+            "no token: set {env} in the environment, in .env beside the config, or as a systemd credential"
+        ))
+    })?;
+    let mut value = reqwest::header::HeaderValue::try_from(format!("Bearer {token}"))
+        .map_err(|_| IntelError::Config(format!("{env}: not a token that fits an HTTP header")))?;
+    // Kept out of debug output and HTTP/2 header compression tables.
+    value.set_sensitive(true);
+    let headers = reqwest::header::HeaderMap::from_iter([(reqwest::header::AUTHORIZATION, value)]);
+    fetch::builder(None, true)?
+        .default_headers(headers)
+        .build()
+        .map_err(|e| IntelError::Config(format!("cannot build HTTP client: {e}")))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,313 @@
+//! What `homewarden status` shows, and how the agent publishes it.
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::alerts::intake::CountersSnapshot;
+use crate::alerts::triage::Incident;
+use crate::appliance::panel::Press;
+use crate::config::{Mode, SourceConfig};
+use crate::enforce::firewall::health::PathStatus;
+use crate::enforce::suricata::apply::Live;
+use crate::enforce::suricata::selftest;
+use crate::intel::set::{Dropped, Effective};
+use crate::intel::{unix_now, PullStats};
+use crate::respond;
+use crate::respond::outbox::Stats as OutboxStats;
+
+use super::{Agent, RECENT_INCIDENTS};
+
+/// Counts of the enforced blocklist, by kind.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// IPv4 addresses.
+    pub ipv4: usize,
+    /// IPv6 addresses.
+    pub ipv6: usize,
+    /// Domains.
+    pub domains: usize,
+    /// File MD5s.
+    pub md5: usize,
+    /// File SHA-256s.
+    pub sha256: usize,
+    /// Networks too wide to expand, enforced whole.
+    #[serde(default)]
+    pub networks: usize,
+}
+
+/// One source as shown by `homewarden status`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceStatus {
+    /// Name.
+    pub name: String,
+    /// `misp`, `misp_feed` or `list`.
+    pub kind: String,
+    /// Indicators held.
+    pub entries: usize,
+    /// Unix time of the last good pull.
+    pub last_ok: Option<u64>,
+    /// Error of the last attempt, if it failed.
+    pub last_error: Option<String>,
+    /// Why the last full pull was held, not applied (it lost too much).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
+    /// Counters of the last good pull.
+    pub stats: PullStats,
+    /// Seconds until the next pull.
+    pub next_pull_in: u64,
+}
+
+/// Suricata as the agent last saw it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuricataStatus {
+    /// Socket answered at the last check.
+    pub reachable: bool,
+    /// Unix time of the last apply that changed something.
+    pub last_change: Option<u64>,
+    /// How that change reached Suricata (`delta`, `reload`, `suricata_down`).
+    pub last_live: Option<String>,
+    /// Values added and removed by it.
+    pub last_added: usize,
+    /// Values removed by it.
+    pub last_removed: usize,
+    /// Error writing our files, if the last apply failed.
+    pub last_error: Option<String>,
+}
+
+/// Shadow mode in status.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShadowStatus {
+    /// Values observed (alert only) now.
+    pub observed: usize,
+    /// Of the observed indicators, those held because a do-not-break device talked to them.
+    pub held: usize,
+    /// When the next observed indicator is promoted to blocking.
+    pub next_promotion: Option<u64>,
+}
+
+/// Whether the home is protected, in one word.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Before the first apply.
+    #[default]
+    Starting,
+    /// Every check passes.
+    Protected,
+    /// Something is wrong: `reasons` says what.
+    Degraded,
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            State::Starting => "starting",
+            State::Protected => "protected",
+            State::Degraded => "degraded",
+        })
+    }
+}
+
+/// The daemon's state, as served over the control socket.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// Agent version.
+    pub version: String,
+    /// Protected, degraded or starting.
+    pub state: State,
+    /// Why not protected.
+    pub reasons: Vec<String>,
+    /// IPS or IDS.
+    pub mode: crate::config::Mode,
+    /// Drop or reject.
+    pub action: crate::config::Action,
+    /// Open or closed when Suricata is not there.
+    pub fail: crate::config::FailMode,
+    /// Unix time the daemon started.
+    pub started: u64,
+    /// Enforced blocklist.
+    pub blocklist: Counts,
+    /// Most indicators held across all sources (`limits.indicators`, resolved).
+    #[serde(default)]
+    pub indicator_budget: usize,
+    /// What the allowlist and limits kept out.
+    pub dropped: Dropped,
+    /// Suricata side.
+    pub suricata: SuricataStatus,
+    /// Sources.
+    pub sources: Vec<SourceStatus>,
+    /// Alert intake and incidents.
+    pub alerts: AlertsStatus,
+    /// Responder actions waiting on disk.
+    pub outbox: OutboxStats,
+    /// Shadow mode: indicators observed before they block.
+    #[serde(default)]
+    pub shadow: ShadowStatus,
+    /// The self-test of enforcement.
+    #[serde(default)]
+    pub selftest: selftest::Status,
+    /// The packet path: the queue rule, Suricata on the queues, bypass.
+    #[serde(default)]
+    pub path: PathStatus,
+    /// Who writes advice (`cohere command-a-03-2025`, `offline`).
+    #[serde(default)]
+    pub advisor: String,
+    /// Where incident mail goes (`off`, or recipients and server).
+    #[serde(default)]
+    pub mail: String,
+    /// A source is failing or has not pulled for three intervals.
+    pub intel_stale: bool,
+    /// Button presses that did something, newest last.
+    pub presses: Vec<Press>,
+    /// Settings that weaken protection (plain http, no TLS checks…), from the config.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// Alerts as `homewarden status` shows them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertsStatus {
+    /// What the eve intake received.
+    pub intake: CountersSnapshot,
+    /// Incidents still open (alerts within the window).
+    pub open: usize,
+    /// Of those, high-severity ones.
+    pub high_open: usize,
+    /// The most recently active incidents, newest first.
+    pub recent: Vec<Incident>,
+    /// High incidents nobody acknowledged (button or `homewarden ack`).
+    pub high_unacked: usize,
+    /// Ids of open incidents that were acknowledged.
+    pub acknowledged: Vec<String>,
+    /// Unix time of the last blocked alert.
+    pub last_block: Option<i64>,
+    /// Alerts Suricata raised, and how many of them never arrived.
+    #[serde(default)]
+    pub loss: crate::alerts::loss::LossStatus,
+}
+
+impl Agent {
+    pub(super) fn publish(&mut self) {
+        let now_i = Instant::now();
+        let now = unix_now();
+        let mut reasons = Vec::new();
+        if !self.status.suricata.reachable {
+            reasons.push("suricata is not reachable".to_string());
+        }
+        if let Some(e) = &self.status.suricata.last_error {
+            reasons.push(format!("cannot write rules: {e}"));
+        }
+        if self.cfg.enforcement.mode == Mode::Ids {
+            reasons.push("IDS mode: threats are reported, not blocked".to_string());
+        }
+        if let Some(a) = &self.status.selftest.alarm {
+            reasons.push(format!("self-test failed: {a}"));
+        }
+        reasons.extend(
+            self.status
+                .path
+                .problems
+                .iter()
+                .map(|p| format!("packet path: {p}")),
+        );
+        self.status.sources = self
+            .sources
+            .iter()
+            .map(|s| {
+                let stale_after = 3 * s.cfg.interval().as_secs();
+                if s.state.stats.over_budget > 0 {
+                    reasons.push(format!(
+                        "source {}: {} indicators not enforced, over the budget of {} (limits.indicators)",
+                        s.cfg.name(),
+                        s.state.stats.over_budget,
+                        self.budget
+                    ));
+                }
+                if let Some(held) = &s.held {
+                    reasons.push(format!("source {} {held}", s.cfg.name()));
+                } else if let Some(err) = &s.state.last_error {
+                    reasons.push(format!("source {} failing: {err}", s.cfg.name()));
+                } else if s
+                    .state
+                    .last_ok
+                    .is_some_and(|t| now.saturating_sub(t) > stale_after)
+                {
+                    reasons.push(format!("source {} is stale", s.cfg.name()));
+                }
+                SourceStatus {
+                    name: s.cfg.name().to_string(),
+                    kind: kind_name(&s.cfg).to_string(),
+                    entries: s.state.set.len(),
+                    last_ok: s.state.last_ok,
+                    last_error: s.state.last_error.clone(),
+                    held: s.held.clone(),
+                    stats: s.state.stats.clone(),
+                    next_pull_in: s.next.saturating_duration_since(now_i).as_secs(),
+                }
+            })
+            .collect();
+        let mut recent: Vec<Incident> = self.triage.open().cloned().collect();
+        recent.sort_by_key(|i| std::cmp::Reverse(i.last_seen));
+        let acked = &self.acked;
+        self.status.alerts = AlertsStatus {
+            intake: self.intake.snapshot(),
+            open: recent.len(),
+            high_open: recent.iter().filter(|i| i.high).count(),
+            high_unacked: recent
+                .iter()
+                .filter(|i| i.high && !acked.contains(&i.id))
+                .count(),
+            acknowledged: recent
+                .iter()
+                .filter(|i| acked.contains(&i.id))
+                .map(|i| i.id.clone())
+                .collect(),
+            last_block: self.status.alerts.last_block,
+            loss: self.status.alerts.loss,
+            recent: recent.into_iter().take(RECENT_INCIDENTS).collect(),
+        };
+        self.status.state = if reasons.is_empty() {
+            State::Protected
+        } else {
+            State::Degraded
+        };
+        self.status.reasons = reasons;
+        self.status.indicator_budget = self.budget;
+        self.status.intel_stale = self.status.reasons.iter().any(|r| r.starts_with("source "));
+        self.status.outbox = self
+            .outbox
+            .as_ref()
+            .map(|o| respond::lock(o).stats())
+            .unwrap_or_default();
+        self.status_tx.send_replace(self.status.clone());
+    }
+}
+
+/// Blocklist counts by kind.
+pub fn counts(eff: &Effective) -> Counts {
+    Counts {
+        ipv4: eff.ipv4.len(),
+        ipv6: eff.ipv6.len(),
+        domains: eff.domains.len(),
+        md5: eff.md5.len(),
+        sha256: eff.sha256.len(),
+        networks: eff.wide.len(),
+    }
+}
+
+pub(super) fn live_name(l: &Live) -> &'static str {
+    match l {
+        Live::Unchanged => "unchanged",
+        Live::Delta => "delta",
+        Live::Reload => "reload",
+        Live::SuricataDown(_) => "suricata_down",
+    }
+}
+
+pub(super) fn kind_name(c: &SourceConfig) -> &'static str {
+    match c {
+        SourceConfig::Misp(_) => "misp",
+        SourceConfig::MispFeed(_) => "misp_feed",
+        SourceConfig::List(_) => "list",
+    }
+}

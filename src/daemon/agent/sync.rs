@@ -1,0 +1,620 @@
+//! Syncs: pulling the sources (in the background, one generation at a time),
+//! settling the effective set, and enforcing it on Suricata.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::config::{Config, SourceConfig};
+use crate::enforce::firewall::{self, conntrack, names};
+use crate::enforce::suricata::apply::{Applier, ApplyReport, Live};
+use crate::enforce::suricata::render::{self, Options};
+use crate::enforce::suricata::selftest;
+use crate::enforce::suricata::socket::Connection;
+use crate::intel::ioc::{Domain, Ioc};
+use crate::intel::set::{Allowlist, Dropped, Effective, Guard, SourceSet};
+use crate::intel::{
+    feed, list, misp, unix_now, Cursor, IntelError, PullStats, Pulled, SourceState,
+};
+use crate::secrets::Secrets;
+
+use super::verify::probes;
+use super::{
+    alive_while, build_client, counts, live_name, watchdog_ping, Agent, Client, Counts, PullDone,
+    ShadowStatus, Source, SyncReport, FIRST_RETRY, HEALTH_EVERY, RELOAD_SETTLE,
+};
+
+impl Agent {
+    /// Starts pulling every source in the background, one after the other as
+    /// `sync --once` always did; scheduled pulls in flight are stopped (the
+    /// sync's are newer) and none start until it is done.
+    pub(super) fn start_sync(
+        &mut self,
+        syncs: &mut tokio::task::JoinSet<Vec<PullDone>>,
+        scheduled: &mut HashMap<usize, tokio::task::AbortHandle>,
+    ) {
+        for (_, task) in scheduled.drain() {
+            task.abort();
+        }
+        let jobs: Vec<_> = self
+            .sources
+            .iter_mut()
+            .enumerate()
+            .map(|(i, src)| {
+                src.pulling = true;
+                (
+                    i,
+                    src.cfg.clone(),
+                    src.client.clone(),
+                    src.state.set.clone(),
+                    src.state.cursor.clone(),
+                    src.generation,
+                )
+            })
+            .collect();
+        syncs.spawn(async move {
+            let mut done = Vec::new();
+            for (i, cfg, client, set, cursor, generation) in jobs {
+                let started = std::time::Instant::now();
+                let result = pull_from(&cfg, &client, &set, &cursor).await;
+                done.push((i, generation, result, started));
+            }
+            done
+        });
+    }
+
+    /// Takes a sync's results and applies them: the report `sync` prints.
+    pub(super) async fn finish_sync(
+        &mut self,
+        done: Result<Vec<PullDone>, tokio::task::JoinError>,
+    ) -> SyncReport {
+        let mut report = SyncReport::default();
+        let mut changed = false;
+        match done {
+            Ok(results) => {
+                for (i, generation, result, started) in results {
+                    let error = result.as_ref().err().map(|e| e.to_string());
+                    changed |= self.take_pull(i, generation, result, started);
+                    let error = error.or_else(|| self.sources[i].held.clone());
+                    report
+                        .sources
+                        .push((self.sources[i].cfg.name().to_string(), error));
+                }
+            }
+            Err(e) => {
+                tracing::error!("sync task failed: {e}");
+                report.sources = self
+                    .sources
+                    .iter()
+                    .map(|s| (s.cfg.name().to_string(), Some(format!("sync failed: {e}"))))
+                    .collect();
+            }
+        }
+        // Whatever came of it, every source is free for its schedule again.
+        for src in &mut self.sources {
+            src.pulling = false;
+        }
+        self.enforce_into(report, changed).await
+    }
+
+    /// Pulls every source once and applies (the `sync --once` path).
+    pub async fn sync_once(&mut self, accept_shrink: &[String]) -> SyncReport {
+        self.accept_shrink.extend(accept_shrink.iter().cloned());
+        let all: Vec<usize> = (0..self.sources.len()).collect();
+        self.pull_and_enforce(&all).await
+    }
+
+    pub(super) async fn pull_and_enforce(&mut self, idx: &[usize]) -> SyncReport {
+        let mut report = SyncReport::default();
+        let mut changed = false;
+        for &i in idx {
+            let started = std::time::Instant::now();
+            let result = pull(&self.sources[i]).await;
+            let error = result.as_ref().err().map(|e| e.to_string());
+            changed |= self.settle(i, result, started);
+            let error = error.or_else(|| self.sources[i].held.clone());
+            report
+                .sources
+                .push((self.sources[i].cfg.name().to_string(), error));
+        }
+        self.enforce_into(report, changed).await
+    }
+
+    /// Ends a sync: enforces what changed (recording how in the report), or just
+    /// publishes the sources' new state.
+    pub(super) async fn enforce_into(
+        &mut self,
+        mut report: SyncReport,
+        changed: bool,
+    ) -> SyncReport {
+        if changed {
+            match self.enforce().await {
+                Ok(r) => report.apply = Some(r),
+                Err(e) => report.apply_error = Some(e),
+            }
+        } else {
+            self.publish();
+        }
+        report
+    }
+
+    /// Takes a background pull's result, unless a newer pull was taken since it
+    /// started; true if the state changed (and needs enforcing).
+    pub(super) fn take_pull(
+        &mut self,
+        i: usize,
+        generation: u64,
+        result: Result<Pulled, IntelError>,
+        started: std::time::Instant,
+    ) -> bool {
+        self.sources[i].pulling = false;
+        if self.sources[i].generation != generation {
+            tracing::info!(source = %self.sources[i].cfg.name(), "a newer pull was taken meanwhile; this one is dropped");
+            return false;
+        }
+        self.settle(i, result, started)
+    }
+
+    /// Takes a pull's result into the source's state and schedules its next
+    /// pull; true if the state changed (and needs enforcing).
+    pub(super) fn settle(
+        &mut self,
+        i: usize,
+        result: Result<Pulled, IntelError>,
+        started: std::time::Instant,
+    ) -> bool {
+        let others: usize = (self.sources.iter().enumerate())
+            .filter(|(j, _)| *j != i)
+            .map(|(_, s)| s.state.set.len())
+            .sum();
+        let budget = self.budget;
+        let src = &mut self.sources[i];
+        let name = src.cfg.name().to_string();
+        src.generation += 1;
+        match result {
+            Ok(mut pulled) => {
+                let accepted = self.accept_shrink.remove(&name);
+                // Guarded: what sees a source whole (a list, a MISP full pull) and
+                // a feed, whose manifest decides which events stay. MISP's
+                // incremental pulls remove only what MISP says was deleted.
+                let guarded = matches!(pulled.change, crate::intel::Change::Replace(_))
+                    || matches!(src.cfg, SourceConfig::MispFeed(_));
+                let held = (guarded && !accepted)
+                    .then(|| {
+                        crate::intel::shrink_held(
+                            src.state.set.len(),
+                            pulled.change.size_after(&src.state.set),
+                            self.cfg.enforcement.max_shrink,
+                        )
+                    })
+                    .flatten();
+                if let Some(why) = held {
+                    let why = format!("held: {why}; the last good set stays in force (`homewarden sync --accept-shrink {name}` takes the new one)");
+                    tracing::warn!(source = %name, "{why}");
+                    src.failures = 0;
+                    src.next = Instant::now() + src.cfg.interval();
+                    let first = src.held.replace(why.clone()).is_none();
+                    if first {
+                        self.queue_notice(
+                            &format!("Source {name} held: a pull lost most of its indicators"),
+                            &format!("A pull of the source {name} {}.\n\nAn emptied list, a feed server answering with an empty page or a MISP query gone wrong look like this. If the shrink is what you want, run `sudo homewarden sync --accept-shrink {name}`; until then nothing is lifted. You get no more mail about it while it stays this way.\n", why.trim_start_matches("held: ")),
+                        );
+                    }
+                    return false;
+                }
+                src.held = None;
+                // What all sources hold stays within the budget: what would pass
+                // it is not taken, and is counted.
+                let over = pulled
+                    .change
+                    .fit(&src.state.set, budget.saturating_sub(others));
+                pulled.stats.over_budget = over as u64;
+                if over > 0 {
+                    tracing::warn!(source = %name, over, budget, "indicators over the budget (limits.indicators) not taken");
+                }
+                let tell_expiry = self.cfg.enforcement.expiration_sightings
+                    && matches!(src.cfg, SourceConfig::Misp(_));
+                let before = tell_expiry.then(|| attribute_uuids(&src.state.set));
+                src.state.apply(pulled, unix_now());
+                let expired: Vec<(String, String)> = match before {
+                    Some(before) => {
+                        let after = attribute_uuids(&src.state.set);
+                        before
+                            .into_iter()
+                            .filter(|a| !after.contains(a))
+                            .map(|a| (name.clone(), a))
+                            .collect()
+                    }
+                    None => Vec::new(),
+                };
+                src.failures = 0;
+                src.next = Instant::now() + src.cfg.interval();
+                tracing::info!(source = %name, entries = src.state.set.len(), ms = started.elapsed().as_millis() as u64, "pulled");
+                if let Err(e) = self.store.save(&name, &src.state) {
+                    tracing::error!("intel store: {e}");
+                }
+                self.queue_expirations(&expired);
+                true
+            }
+            Err(e) => {
+                src.failures += 1;
+                let wait = retry_delay(src.failures, src.cfg.interval());
+                src.next = Instant::now() + wait;
+                tracing::warn!(source = %name, retry_in = ?wait, "pull failed, keeping the last good set: {e}");
+                src.state.last_error = Some(e.to_string());
+                false
+            }
+        }
+    }
+
+    /// Renders the effective set and applies it.
+    pub(super) async fn enforce(&mut self) -> Result<ApplyReport, String> {
+        let allow = match self.cfg.allowlist() {
+            Ok(mut a) => {
+                let (nets, domains) = self.local_allow.targets();
+                a.extend(nets, domains);
+                a
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        let guard = Guard {
+            allow: &allow,
+            limits: self.cfg.expand_limits(),
+            lists: &self.warninglists,
+        };
+        let global = self.cfg.enforcement.shadow;
+        // The self-test's canary, always listed, never a real host; built in with
+        // the rest, so a million-entry list is never copied to make room for it.
+        let canary = Ioc::Ipv4(selftest::CANARY);
+        let (eff, observed, dropped) =
+            if self.sources.iter().any(|s| s.cfg.shadow(global).is_some()) {
+                let sources = &self.sources;
+                let split = self.shadow.split(
+                    sources.iter().map(|s| (&s.state.set, s.cfg.shadow(global))),
+                    unix_now(),
+                );
+                let (eff, mut dropped) =
+                    Effective::from_iocs(split.enforce.iter().copied().chain([&canary]), guard);
+                let (mut observed, more) =
+                    Effective::from_iocs(split.observe.iter().copied(), guard);
+                observed.remove_all(&eff);
+                dropped.merge(more);
+                if split.promoted > 0 {
+                    tracing::info!(
+                        promoted = split.promoted,
+                        "observed indicators promoted to blocking"
+                    );
+                }
+                self.status.shadow = ShadowStatus {
+                    observed: observed.len(),
+                    held: self.shadow.held(),
+                    next_promotion: split.next_promotion,
+                };
+                (eff, Some(observed), dropped)
+            } else {
+                self.status.shadow = ShadowStatus::default();
+                let (eff, dropped) = Effective::from_iocs(
+                    self.sources
+                        .iter()
+                        .flat_map(|s| s.state.set.entries().iter().map(|e| &e.ioc))
+                        .chain([&canary]),
+                    guard,
+                );
+                (eff, None, dropped)
+            };
+        // What the owner's sources list: the canary is ours, not theirs.
+        self.status.blocklist = counts(&eff);
+        if eff.ipv4.binary_search(&selftest::CANARY).is_ok() {
+            self.status.blocklist.ipv4 -= 1;
+        }
+        self.probes = probes(
+            &eff,
+            &self.local_allow,
+            self.cfg.enforcement.match_subdomains,
+        );
+        let rendered = render::render(
+            &eff,
+            observed.as_ref(),
+            allow.domains(),
+            &Options::from(&self.cfg),
+        );
+        let fingerprint = render::fingerprint(&rendered);
+        if self.bad_rendering == Some(fingerprint) {
+            tracing::warn!("this rendering failed its self-test before; the last good one stays");
+            self.publish();
+            return Ok(ApplyReport {
+                added: 0,
+                removed: 0,
+                files_written: 0,
+                live: Live::Unchanged,
+            });
+        }
+        self.status.dropped = dropped;
+        let result = alive_while(self.applier.apply(&rendered), HEALTH_EVERY, watchdog_ping).await;
+        self.applied = Some(fingerprint);
+        let s = &mut self.status.suricata;
+        let out = match result {
+            Ok(r) => {
+                // Prove the change: at once after a delta, once a reload has had time to land.
+                match r.live {
+                    Live::Delta => self.selftest_due = Some((unix_now(), false)),
+                    Live::Reload => self.selftest_due = Some((unix_now() + RELOAD_SETTLE, true)),
+                    _ => {}
+                }
+                if r.live != Live::Unchanged {
+                    s.last_change = Some(unix_now());
+                    s.last_live = Some(live_name(&r.live).to_string());
+                    s.last_added = r.added;
+                    s.last_removed = r.removed;
+                    s.reachable = !matches!(r.live, Live::SuricataDown(_));
+                    tracing::info!(
+                        added = r.added,
+                        removed = r.removed,
+                        live = live_name(&r.live),
+                        "blocklist applied"
+                    );
+                }
+                s.last_error = None;
+                // A new wide network is in the rules, not a list: a reload
+                // with wide networks may have added one.
+                let wide_maybe_added = matches!(r.live, Live::Reload) && !eff.wide.is_empty();
+                if (r.added > 0 || wide_maybe_added) && self.cfg.suricata.flow_bypass {
+                    let by_name = self.addresses_of_listed_names(&eff, &allow).await;
+                    cut_listed(&eff, &by_name).await;
+                }
+                Ok(r)
+            }
+            Err(e) => {
+                tracing::error!("cannot write suricata files: {e}");
+                s.last_error = Some(e.to_string());
+                Err(e.to_string())
+            }
+        };
+        self.publish();
+        out
+    }
+
+    /// The addresses that names now blocked resolved to, from the book of
+    /// Suricata's DNS answers (each name once a listing); never an address
+    /// the allowlist keeps (the home's own, the gateway, the resolvers).
+    async fn addresses_of_listed_names(&self, eff: &Effective, allow: &Allowlist) -> Vec<IpAddr> {
+        let Some(book) = &self.names else {
+            return Vec::new();
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if book.send(names::Msg::Pending(tx)).await.is_err() {
+            return Vec::new();
+        }
+        let Ok(pending) = rx.await else {
+            return Vec::new();
+        };
+        let subdomains = self.cfg.enforcement.match_subdomains;
+        let (listed, addrs): (Vec<Domain>, Vec<Vec<IpAddr>>) = pending
+            .into_iter()
+            .filter(|(name, _)| {
+                render::blocks_name(&eff.domains, allow.domains(), name, subdomains)
+            })
+            .unzip();
+        if listed.is_empty() {
+            return Vec::new();
+        }
+        tracing::info!(
+            names = listed.len(),
+            "names now listed that devices resolved: cutting their flows"
+        );
+        let _ = book.send(names::Msg::MarkCut(listed)).await;
+        let mut addrs: Vec<IpAddr> = addrs
+            .into_iter()
+            .flatten()
+            .filter(|a| !allow.allows_ip(*a))
+            .collect();
+        addrs.sort_unstable();
+        addrs.dedup();
+        addrs
+    }
+
+    pub(super) async fn check_suricata(&mut self) {
+        let sock = &self.cfg.suricata.command_socket;
+        let mut verdicts = None;
+        let mut raised = None;
+        let ok = match Connection::open(sock, Duration::from_secs(5)).await {
+            Ok(mut c) => {
+                let up = c
+                    .command("uptime", None)
+                    .await
+                    .map(|r| r.ok)
+                    .unwrap_or(false);
+                if up {
+                    if let Ok(r) = c.command("dump-counters", None).await {
+                        let ips = &r.message["ips"];
+                        verdicts = ips["accepted"].as_u64().zip(ips["blocked"].as_u64());
+                        raised = crate::alerts::loss::Raised::from_counters(&r.message);
+                    }
+                }
+                up
+            }
+            Err(_) => false,
+        };
+        if ok && !self.status.suricata.reachable {
+            tracing::info!("suricata reachable");
+            self.selftest_due = Some((unix_now() + RELOAD_SETTLE, true));
+            // It may have (re)started since our last change: make sure it has the files' state.
+            self.status.suricata.reachable = true;
+            if let Err(e) = self.enforce().await {
+                tracing::error!("{e}");
+            }
+        } else if !ok && self.status.suricata.reachable {
+            tracing::warn!(socket = %sock.display(), "suricata not reachable");
+        }
+        self.status.suricata.reachable = ok;
+        let before = self.status.alerts.loss.missing;
+        let loss = self.loss.tick(raised, self.intake.snapshot().alerts);
+        if loss.missing > before {
+            tracing::warn!(
+                missing = loss.missing,
+                raised = loss.raised,
+                "alerts Suricata raised never reached the agent (its eve socket was full)"
+            );
+        }
+        self.status.alerts.loss = loss;
+        self.check_path().await;
+        self.status.path.suricata_verdicts = verdicts;
+        self.publish();
+    }
+
+    /// Checks the packet path against the config; tells the owner once when
+    /// it has been wrong for a while with Suricata up (a Suricata that is down
+    /// or starting is its own reason), and again when it is right again.
+    async fn check_path(&mut self) {
+        let path = firewall::health::inspect(&self.packet_path).await;
+        let now = unix_now();
+        match (path.problems.is_empty(), self.path_wrong) {
+            (true, Some((_, told))) => {
+                tracing::info!("packet path as configured again");
+                if told {
+                    self.queue_notice(
+                        "Packet path restored: traffic is inspected again",
+                        "The firewall's queue and Suricata are as the configuration asks again: forwarded traffic goes through Suricata.\n",
+                    );
+                }
+                self.path_wrong = None;
+            }
+            (false, None) => {
+                tracing::warn!(problems = ?path.problems, "packet path not as configured");
+                self.path_wrong = Some((now, false));
+            }
+            (false, Some((since, false)))
+                if now.saturating_sub(since) >= PATH_GRACE_SECS
+                    && self.status.suricata.reachable =>
+            {
+                self.queue_notice(
+                    "Packet path degraded: traffic is not inspected as configured",
+                    &format!(
+                        "The appliance's packet path has not been what its configuration asks for since {}:\n\n{}\n\n`homewarden status` shows the path; `sudo systemctl restart homewarden-firewall suricata` puts it back as configured. You get one more mail when it is right again.\n",
+                        crate::alerts::eve::format_timestamp(since as i64),
+                        path.problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
+                    ),
+                );
+                self.path_wrong = Some((since, true));
+            }
+            _ => {}
+        }
+        self.status.path = path;
+    }
+}
+
+/// How long the packet path may be wrong, Suricata up, before the owner gets
+/// a mail: `homewarden firewall up` and a Suricata restart take a few seconds.
+const PATH_GRACE_SECS: u64 = 15;
+
+/// Wait before retrying a source after its `failures`-th failure in a row:
+/// 15 s, 30 s, 60 s… but never longer than its interval.
+pub(super) fn retry_delay(failures: u32, interval: Duration) -> Duration {
+    let doublings = failures.clamp(1, 11) - 1;
+    FIRST_RETRY.saturating_mul(1 << doublings).min(interval)
+}
+
+/// The MISP attribute uuids a set holds.
+pub(super) fn attribute_uuids(set: &crate::intel::set::SourceSet) -> HashSet<String> {
+    set.entries()
+        .iter()
+        .filter_map(|e| set.attribute_of(e).map(str::to_string))
+        .collect()
+}
+
+pub(super) async fn pull(src: &Source) -> Result<Pulled, IntelError> {
+    pull_from(&src.cfg, &src.client, &src.state.set, &src.state.cursor).await
+}
+
+/// Pulls a source from what it held (its set and incremental cursor).
+pub(super) async fn pull_from(
+    cfg: &SourceConfig,
+    client: &Client,
+    set: &SourceSet,
+    cursor: &Cursor,
+) -> Result<Pulled, IntelError> {
+    let now = unix_now();
+    match (cfg, client) {
+        (SourceConfig::Misp(m), Client::Misp(c)) => misp::pull(m, c, set, cursor, now).await,
+        (SourceConfig::MispFeed(f), Client::Feed(loc, fetch)) => {
+            feed::pull(&f.name, loc, set, f.max_age, fetch, now).await
+        }
+        (SourceConfig::List(l), Client::List(loc, fetch)) => {
+            list::pull(&l.name, loc, &l.layout(), fetch).await
+        }
+        _ => Err(IntelError::Config("source and client disagree".into())),
+    }
+}
+
+/// Pulls the given sources once and writes the rendering to `out`, touching no Suricata.
+pub async fn render_offline(
+    cfg: &Config,
+    secrets: &Secrets,
+    out: &Path,
+) -> anyhow::Result<(Counts, Dropped, Vec<(String, PullStats)>)> {
+    let mut stats = Vec::new();
+    let mut states = Vec::new();
+    for sc in &cfg.sources {
+        let client = build_client(sc, secrets, &cfg.limits)
+            .map_err(|e| anyhow::anyhow!("source {:?}: {e}", sc.name()))?;
+        let src = Source {
+            cfg: sc.clone(),
+            client,
+            state: SourceState::default(),
+            next: Instant::now(),
+            failures: 0,
+            pulling: false,
+            generation: 0,
+            held: None,
+        };
+        let pulled = pull(&src)
+            .await
+            .map_err(|e| anyhow::anyhow!("source {:?}: {e}", sc.name()))?;
+        let mut st = SourceState::default();
+        stats.push((sc.name().to_string(), pulled.stats.clone()));
+        st.apply(pulled, unix_now());
+        states.push(st);
+    }
+    let allow = cfg.allowlist()?;
+    let lists = cfg.warninglists.load(&cfg.state_dir);
+    for p in &lists.problems {
+        tracing::warn!("{p}");
+    }
+    let guard = Guard {
+        allow: &allow,
+        limits: cfg.expand_limits(),
+        lists: &lists,
+    };
+    let (eff, dropped) = Effective::build(states.iter().map(|s| &s.set), guard);
+    let rendered = render::render(&eff, None, allow.domains(), &Options::from(cfg));
+    Applier::new(out, None, Duration::from_secs(1))
+        .apply(&rendered)
+        .await?;
+    Ok((counts(&eff), dropped, stats))
+}
+
+/// Cuts the flows whose remote is now listed, or went to an address a now
+/// listed name resolved to (`by_name`, sorted): Suricata never sees the
+/// ones it bypassed again, so only the kernel can stop them.
+async fn cut_listed(eff: &Effective, by_name: &[IpAddr]) {
+    let listed = |a: IpAddr| eff.contains_ip(a) || by_name.binary_search(&a).is_ok();
+    let listed = match conntrack::touching(listed).await {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!("cannot list the kernel's flows (to cut listed ones): {e}");
+            return;
+        }
+    };
+    if listed.is_empty() {
+        return;
+    }
+    let n = conntrack::cut(&listed).await;
+    tracing::info!(
+        cut = n,
+        of = listed.len(),
+        "flows to newly listed addresses cut"
+    );
+}

@@ -1,0 +1,454 @@
+//! The control socket: `homewarden status` and `homewarden sync` talk to the
+//! running daemon through it, one JSON request and one JSON reply per line.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::daemon::agent::{Request, Status};
+
+pub mod access;
+pub mod reply;
+
+use access::{Access, Peer, Right};
+
+/// A request on the control socket.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Command {
+    /// The daemon's status.
+    Status,
+    /// Pull every source now; the reply comes when the sync is done.
+    Sync {
+        /// Sources whose pull is taken however much it shrinks.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        accept_shrink: Vec<String>,
+    },
+    /// Acknowledge open high-severity incidents (what a short button press does).
+    Ack,
+    /// Simulate a button press of this many milliseconds on the panel.
+    Press {
+        /// How long the button is held.
+        ms: u64,
+    },
+    /// Trace a value back to the indicators and MISP attributes behind it.
+    Lookup {
+        /// An address, domain or hash, as seen in an alert.
+        value: String,
+    },
+    /// The owner's questions and corrections (explain, allow, unallow, blocks).
+    Owner(OwnerCommand),
+    /// Run the self-test now.
+    Selftest,
+}
+
+impl Command {
+    /// What a peer needs to be allowed this.
+    pub fn right(&self) -> Right {
+        match self {
+            Command::Status
+            | Command::Lookup { .. }
+            | Command::Owner(OwnerCommand::Explain { .. } | OwnerCommand::Blocks) => Right::Read,
+            Command::Sync { .. }
+            | Command::Ack
+            | Command::Press { .. }
+            | Command::Selftest
+            | Command::Owner(OwnerCommand::Allow { .. } | OwnerCommand::Unallow { .. }) => {
+                Right::Change
+            }
+        }
+    }
+}
+
+/// What the owner asks of the daemon.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "owner", rename_all = "snake_case")]
+pub enum OwnerCommand {
+    /// Why is this value blocked (or not)?
+    Explain {
+        /// An address, domain, URL or hash.
+        value: String,
+    },
+    /// Lift a value from enforcement.
+    Allow {
+        /// An address, network, domain or URL.
+        value: String,
+        /// For how long (seconds); for good if absent.
+        #[serde(default)]
+        for_secs: Option<u64>,
+        /// Why, in the owner's words.
+        #[serde(default)]
+        reason: Option<String>,
+        /// Take a network wider than /16 (IPv4) or /48 (IPv6).
+        #[serde(default)]
+        force: bool,
+    },
+    /// Take back an allowance.
+    Unallow {
+        /// The value as allowed.
+        value: String,
+    },
+    /// What is being blocked now.
+    Blocks,
+}
+
+/// The longest request line the daemon reads (a value to explain or allow,
+/// a reason: far below this); a longer one ends the connection.
+pub const MAX_REQUEST: usize = 16 * 1024;
+
+/// The longest simulated button press: the longest hold that means anything
+/// (factory reset) is 10 s.
+pub const MAX_PRESS_MS: u64 = 60_000;
+
+/// One request line, without its newline; `Ok(None)` at the end of the
+/// stream, an error for a line over [`MAX_REQUEST`] bytes (read no further).
+async fn read_request<R: AsyncBufRead + Unpin>(
+    r: &mut R,
+) -> std::io::Result<Option<Result<Vec<u8>, String>>> {
+    let mut line = Vec::new();
+    let n = r
+        .take(MAX_REQUEST as u64 + 1)
+        .read_until(b'\n', &mut line)
+        .await?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    } else if line.len() > MAX_REQUEST {
+        return Ok(Some(Err(format!(
+            "bad request: longer than {MAX_REQUEST} bytes"
+        ))));
+    }
+    Ok(Some(Ok(line)))
+}
+
+/// A failure reaching the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// No daemon listens.
+    #[error("{path}: no homewarden daemon answers ({message}); is `homewarden run` (homewarden.service) running?")]
+    NotRunning {
+        /// Socket path.
+        path: String,
+        /// OS error.
+        message: String,
+    },
+    /// The socket's mode keeps this user out.
+    #[error("{0}: permission denied: root may use it, and the groups under control_access in the config")]
+    Denied(String),
+    /// The daemon answered nonsense or nothing.
+    #[error("control socket: {0}")]
+    Protocol(String),
+}
+
+/// Binds the socket (replacing a stale one) and serves until the task is
+/// dropped; `access` says who may connect and what each peer may ask.
+pub fn serve(
+    path: &Path,
+    access: Access,
+    status: watch::Receiver<Status>,
+    requests: mpsc::Sender<Request>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    // A socket file left by a killed daemon would make bind fail; only remove it if
+    // nobody answers on it, so two daemons never steal each other's socket.
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("{}: another homewarden daemon is running", path.display()),
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    if let Some(gid) = access.socket_gid() {
+        std::os::unix::fs::chown(path, None, Some(gid)).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "{}: cannot give the socket to group {gid}: {e} (the agent's user must be \
+                     in that group: SupplementaryGroups= in a drop-in for homewarden.service)",
+                    path.display()
+                ),
+            )
+        })?;
+    }
+    let access = std::sync::Arc::new(access);
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let status = status.clone();
+            let requests = requests.clone();
+            let access = access.clone();
+            tokio::spawn(async move {
+                if let Err(e) = handle(stream, &access, status, requests).await {
+                    tracing::debug!("control client: {e}");
+                }
+            });
+        }
+    }))
+}
+
+async fn handle(
+    stream: UnixStream,
+    access: &Access,
+    status: watch::Receiver<Status>,
+    requests: mpsc::Sender<Request>,
+) -> std::io::Result<()> {
+    let peer = peer_of(&stream)?;
+    let (r, mut w) = stream.into_split();
+    let mut r = BufReader::new(r);
+    while let Some(line) = read_request(&mut r).await? {
+        let line = match line {
+            Ok(line) => line,
+            Err(e) => {
+                let out = serde_json::json!({ "error": e }).to_string() + "\n";
+                w.write_all(out.as_bytes()).await?;
+                break;
+            }
+        };
+        let cmd = serde_json::from_slice::<Command>(&line);
+        let reply: Value = match cmd {
+            Ok(cmd) if !access.allows(&peer, cmd.right()) => serde_json::json!({
+                "error": format!(
+                    "permission denied: {} may not {}; {} may",
+                    peer.shown(),
+                    if cmd.right() == Right::Read { "look" } else { "change things" },
+                    if cmd.right() == Right::Read { "root and the control_access groups".to_string() } else { access.admins() },
+                )
+            }),
+            Ok(Command::Status) => serde_json::to_value(&*status.borrow()).unwrap_or(Value::Null),
+            Ok(Command::Sync { accept_shrink }) => {
+                ask(&requests, |tx| Request::Sync(accept_shrink, tx), Ok).await
+            }
+            Ok(Command::Ack) => {
+                forward(
+                    &requests,
+                    Request::Button(crate::appliance::panel::button::Action::Ack),
+                )
+                .await
+            }
+            Ok(Command::Press { ms }) if ms > MAX_PRESS_MS => serde_json::json!({
+                "error": format!("bad request: a press of {ms} ms; at most {MAX_PRESS_MS}")
+            }),
+            Ok(Command::Press { ms }) => {
+                forward(
+                    &requests,
+                    Request::Press(std::time::Duration::from_millis(ms)),
+                )
+                .await
+            }
+            Ok(Command::Selftest) => ask(&requests, Request::Selftest, Ok).await,
+            Ok(Command::Owner(cmd)) => {
+                let who = peer.shown();
+                ask(&requests, |tx| Request::Owner(cmd, who, tx), |r| r).await
+            }
+            Ok(Command::Lookup { value }) => {
+                let found = |r: Result<Vec<crate::intel::set::Provenance>, String>| {
+                    r.map(|found| serde_json::json!({ "found": found }))
+                };
+                ask(&requests, |tx| Request::Lookup(value, tx), found).await
+            }
+            Err(e) => serde_json::json!({"error": format!("bad request: {e}")}),
+        };
+        let mut out = reply.to_string();
+        out.push('\n');
+        w.write_all(out.as_bytes()).await?;
+    }
+    Ok(())
+}
+
+/// The user behind a control connection, from the kernel's peer credentials
+/// (a client cannot claim to be someone else); none, no answer.
+fn peer_of(stream: &UnixStream) -> std::io::Result<Peer> {
+    let cred = stream.peer_cred()?;
+    let name = std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|p| access::user_name(&p, cred.uid()));
+    Ok(Peer {
+        uid: cred.uid(),
+        gid: cred.gid(),
+        name,
+    })
+}
+
+/// Hands a request to the agent and waits for its answer; `reply` turns the
+/// answer into a result (an `Err` is sent back as the error).
+async fn ask<T, V: Serialize>(
+    requests: &mpsc::Sender<Request>,
+    make: impl FnOnce(oneshot::Sender<T>) -> Request,
+    reply: impl FnOnce(T) -> Result<V, String>,
+) -> Value {
+    let gone = || serde_json::json!({"error": "agent is shutting down"});
+    let (tx, rx) = oneshot::channel();
+    if requests.send(make(tx)).await.is_err() {
+        return gone();
+    }
+    match rx.await.map(reply) {
+        Ok(Ok(v)) => serde_json::to_value(v).unwrap_or(Value::Null),
+        Ok(Err(e)) => serde_json::json!({ "error": e }),
+        Err(_) => gone(),
+    }
+}
+
+/// Hands a request to the agent; the reply says only that it was taken.
+async fn forward(requests: &mpsc::Sender<Request>, r: Request) -> Value {
+    match requests.send(r).await {
+        Ok(()) => serde_json::json!({"ok": true}),
+        Err(_) => serde_json::json!({"error": "agent is shutting down"}),
+    }
+}
+
+/// Sends one command to the daemon and returns its reply.
+pub async fn request(path: &Path, cmd: &Command, timeout: Duration) -> Result<Value, ControlError> {
+    let stream = UnixStream::connect(path).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            ControlError::Denied(path.display().to_string())
+        } else {
+            ControlError::NotRunning {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            }
+        }
+    })?;
+    let (r, mut w) = stream.into_split();
+    let mut line = serde_json::to_string(cmd).map_err(|e| ControlError::Protocol(e.to_string()))?;
+    line.push('\n');
+    w.write_all(line.as_bytes())
+        .await
+        .map_err(|e| ControlError::Protocol(e.to_string()))?;
+    let mut lines = BufReader::new(r).lines();
+    let reply = tokio::time::timeout(timeout, lines.next_line())
+        .await
+        .map_err(|_| ControlError::Protocol(format!("no reply within {timeout:?}")))?
+        .map_err(|e| ControlError::Protocol(e.to_string()))?
+        .ok_or_else(|| ControlError::Protocol("daemon closed the connection".into()))?;
+    let v: Value =
+        serde_json::from_str(&reply).map_err(|e| ControlError::Protocol(e.to_string()))?;
+    if let Some(err) = v.get("error").and_then(Value::as_str) {
+        return Err(ControlError::Protocol(err.to_string()));
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::agent::SyncReport;
+
+    #[tokio::test]
+    async fn status_and_sync_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        let (status_tx, status_rx) = watch::channel(Status {
+            state: crate::daemon::agent::State::Protected,
+            ..Status::default()
+        });
+        let (req_tx, mut req_rx) = mpsc::channel(1);
+        let _server = serve(&path, Access::default(), status_rx, req_tx).unwrap();
+        tokio::spawn(async move {
+            while let Some(Request::Sync(_, reply)) = req_rx.recv().await {
+                let _ = reply.send(SyncReport {
+                    sources: vec![("a".into(), None)],
+                    ..Default::default()
+                });
+            }
+        });
+        let v = request(&path, &Command::Status, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(v["state"], "protected");
+        status_tx.send_replace(Status {
+            state: crate::daemon::agent::State::Degraded,
+            ..Status::default()
+        });
+        let v = request(&path, &Command::Status, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(v["state"], "degraded");
+        let v = request(
+            &path,
+            &Command::Sync {
+                accept_shrink: Vec::new(),
+            },
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        assert_eq!(v["sources"][0][0], "a");
+        // A second daemon must not steal a live socket.
+        let (_t, rx) = watch::channel(Status::default());
+        let (tx, _r) = mpsc::channel(1);
+        assert!(serve(&path, Access::default(), rx, tx).is_err());
+    }
+
+    #[tokio::test]
+    async fn long_requests_and_huge_presses_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        let (_status_tx, status_rx) = watch::channel(Status::default());
+        let (req_tx, mut req_rx) = mpsc::channel(4);
+        let _server = serve(&path, Access::default(), status_rx, req_tx).unwrap();
+        let e = request(
+            &path,
+            &Command::Press { ms: u64::MAX },
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
+        assert!(e.to_string().contains("at most 60000"), "{e}");
+        assert!(
+            req_rx.try_recv().is_err(),
+            "a refused press reached the agent"
+        );
+        request(&path, &Command::Press { ms: 6000 }, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(matches!(req_rx.try_recv(), Ok(Request::Press(d)) if d == Duration::from_secs(6)));
+
+        // A line past the cap gets one error and the end of the connection,
+        // even when it never ends.
+        let stream = UnixStream::connect(&path).await.unwrap();
+        let (r, mut w) = stream.into_split();
+        let big = vec![b'x'; MAX_REQUEST + 10];
+        w.write_all(&big).await.unwrap();
+        let mut reply = String::new();
+        BufReader::new(r).read_to_string(&mut reply).await.unwrap();
+        assert_eq!(reply.lines().count(), 1, "{reply}");
+        assert!(reply.contains("longer than 16384 bytes"), "{reply}");
+        // One just under the cap is read (and refused as JSON, not for its size).
+        let stream = UnixStream::connect(&path).await.unwrap();
+        let (r, mut w) = stream.into_split();
+        let mut line = vec![b' '; MAX_REQUEST - 20];
+        line.extend_from_slice(b"{\"cmd\":\"status\"}\n");
+        w.write_all(&line).await.unwrap();
+        let mut lines = BufReader::new(r).lines();
+        let reply = lines.next_line().await.unwrap().unwrap();
+        assert!(reply.contains("\"state\""), "{reply}");
+    }
+
+    #[tokio::test]
+    async fn no_daemon_is_a_clear_error() {
+        let e = request(
+            Path::new("/nonexistent/control.sock"),
+            &Command::Status,
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap_err();
+        assert!(e.to_string().contains("is `homewarden run`"), "{e}");
+    }
+}
