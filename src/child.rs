@@ -8,7 +8,7 @@ use std::process::Command;
 /// What a child keeps of the agent's environment: where to find programs.
 const KEPT: &[&str] = &["PATH"];
 
-/// A command for `program` with only [`KEPT`] variables of ours, and the C
+/// A command for `program` with only `KEPT` variables of ours, and the C
 /// locale so the tool's messages (quoted in our errors) are the documented ones.
 pub fn command(program: impl AsRef<OsStr>) -> Command {
     let mut c = Command::new(program);

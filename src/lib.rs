@@ -19,8 +19,12 @@
 //! * [`daemon`]: the running agent that ties the flows together, and the
 //!   control socket the CLI talks to.
 //!
-//! Below them all: [`config`] (typed and validated once), [`secrets`],
-//! [`fsutil`] (atomic writes) and [`child`] (the tools' environment).
+//! [`config`] (typed, validated once) sits between them: it parses into
+//! intel's and alerts' types and holds the settings of every other folder.
+//! Beneath everything: [`secrets`], [`users`], [`untrusted`] (text someone
+//! else wrote, made fit to show), [`fsutil`] (atomic writes) and [`child`]
+//! (the tools' environment). A folder imports the flows it consumes and what
+//! lies beneath them, never around a circle: `tests/layout.rs` checks it.
 
 pub mod alerts;
 pub mod appliance;
@@ -33,6 +37,8 @@ pub mod intel;
 pub mod owner;
 pub mod respond;
 pub mod secrets;
+pub mod untrusted;
+pub mod users;
 
 /// An error and its causes on one line (`connect: tls: certificate expired`).
 pub fn error_chain(e: &dyn std::error::Error) -> String {

@@ -8,11 +8,9 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
 
+use homewarden::config::AccessConfig;
 use homewarden::daemon::agent::{Request, Status};
-use homewarden::daemon::control::{
-    self,
-    access::{Access, AccessConfig},
-};
+use homewarden::daemon::control::{self, access::Access};
 use tokio::sync::{mpsc, watch};
 
 const NOBODY: u32 = 65534;

@@ -8,9 +8,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use homewarden::alerts::triage::Incident;
+use homewarden::config::{AdvisorConfig, MailConfig};
 use homewarden::intel::set::Provenance;
-use homewarden::respond::advisor::{self, AdvisorConfig, AdvisorError, Backend};
-use homewarden::respond::mail::{self, MailConfig, Mailer, Security};
+use homewarden::respond::advisor::{self, AdvisorError, Backend};
+use homewarden::respond::mail::{self, Mailer, Security};
 
 const PY: &str = "/usr/bin/python3";
 const KEY: &str = "hw-test-cohere-key-0123456789";

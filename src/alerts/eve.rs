@@ -164,10 +164,7 @@ fn dns_name(dns: Option<&serde_json::Value>) -> Option<String> {
 /// Bounds a field and drops control and bidi-override characters (they have no
 /// business in a mail, a log line or status).
 fn clip(s: &str) -> String {
-    s.chars()
-        .filter(|c| !c.is_control() && !crate::respond::advisor::is_bidi_control(*c))
-        .take(MAX_FIELD)
-        .collect()
+    crate::untrusted::inert(s, MAX_FIELD)
 }
 
 /// Parses Suricata's `2026-11-25T03:50:26.154016+0000` into seconds since the epoch.

@@ -83,7 +83,7 @@ impl Default for Paths {
             managed_keys: "/var/lib/homewarden/boot-ssh-keys".into(),
             agent_gid: std::fs::read_to_string("/etc/group")
                 .ok()
-                .and_then(|g| crate::daemon::control::access::group_gid(&g, AGENT_GROUP)),
+                .and_then(|g| crate::users::group_gid(&g, AGENT_GROUP)),
         }
     }
 }

@@ -12,15 +12,13 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use crate::config::{Network, Placement};
+use crate::config::{Network, Placement, BRIDGE};
 use crate::fsutil::write_atomic_mode;
 
 /// Where systemd-networkd reads runtime network files.
 pub const NETWORKD_DIR: &str = "run/systemd/network";
 /// Where the hostapd, dnsmasq and nftables files go.
 pub const RUN_DIR: &str = "run/homewarden";
-/// The bridge of the `bridge` placement.
-pub const BRIDGE: &str = "hwbr0";
 /// The nftables table holding the NAT of `ap` and `gateway`.
 pub const NAT_TABLE: &str = "homewarden_nat";
 

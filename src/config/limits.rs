@@ -11,7 +11,7 @@ pub struct Limits {
     /// LLM answer, in MiB.
     pub body_mb: u32,
     /// Most indicators held across all sources; absent: sized by the
-    /// board's RAM ([`auto_budget`]). What would pass it is not taken,
+    /// board's RAM (`auto_budget`). What would pass it is not taken,
     /// counted per source and shown.
     pub indicators: Option<usize>,
 }

@@ -2,12 +2,18 @@
 //!
 //! Every error names the file, the key and the offending value, on one line.
 
+pub mod appliance;
 pub mod expansion;
 mod limits;
+pub mod respond;
+mod selftest;
 mod sources;
 mod warninglists;
 
+pub use appliance::{AccessConfig, Pins, BRIDGE};
 pub use limits::Limits;
+pub use respond::{AdvisorConfig, MailConfig};
+pub use selftest::SelftestConfig;
 use sources::PATH_MARK;
 pub use sources::{FeedSource, ListSource, MispSource, SourceConfig};
 pub use warninglists::WarninglistConfig;
@@ -52,7 +58,7 @@ pub struct Config {
     pub control_socket: PathBuf,
     /// Who besides root may use the control socket.
     #[serde(default)]
-    pub control_access: crate::daemon::control::access::AccessConfig,
+    pub control_access: AccessConfig,
     /// How matches are acted on.
     #[serde(default)]
     pub enforcement: Enforcement,
@@ -73,13 +79,13 @@ pub struct Config {
     pub panel: PanelConfig,
     /// Who writes mitigation advice.
     #[serde(default)]
-    pub advisor: crate::respond::advisor::AdvisorConfig,
+    pub advisor: AdvisorConfig,
     /// Incident mail.
     #[serde(default)]
-    pub mail: crate::respond::mail::MailConfig,
+    pub mail: MailConfig,
     /// The self-test of enforcement.
     #[serde(default)]
-    pub selftest: crate::enforce::suricata::selftest::SelftestConfig,
+    pub selftest: SelftestConfig,
     /// MISP warninglists applied to every source.
     #[serde(default)]
     pub warninglists: WarninglistConfig,
@@ -398,7 +404,7 @@ pub struct PanelConfig {
     /// The ACT LED's sysfs directory.
     pub act_led: PathBuf,
     /// GPIO pins (BCM numbers) and polarity.
-    pub pins: crate::appliance::panel::backend::Pins,
+    pub pins: Pins,
     /// The config a very long button press restores.
     pub factory_config: PathBuf,
 }
@@ -409,7 +415,7 @@ impl Default for PanelConfig {
             backends: Vec::new(),
             state_file: PathBuf::from("/run/homewarden/panel.json"),
             act_led: PathBuf::from("/sys/class/leds/ACT"),
-            pins: crate::appliance::panel::backend::Pins::default(),
+            pins: Pins::default(),
             factory_config: PathBuf::from("/usr/share/homewarden/homewarden.yaml"),
         }
     }
@@ -450,7 +456,7 @@ impl Default for AlertsConfig {
             high_threat_levels: vec![1],
             outbox_max: 10_000,
             sighting_source: "homewarden".to_string(),
-            retry_first: Duration::from_secs(crate::respond::outbox::FIRST_BACKOFF_SECS),
+            retry_first: Duration::from_secs(respond::FIRST_BACKOFF_SECS),
         }
     }
 }
@@ -749,8 +755,7 @@ impl Config {
             ));
         }
         let retry = self.alerts.retry_first;
-        if retry < Duration::from_secs(1)
-            || retry > Duration::from_secs(crate::respond::outbox::MAX_BACKOFF_SECS)
+        if retry < Duration::from_secs(1) || retry > Duration::from_secs(respond::MAX_BACKOFF_SECS)
         {
             return Err(self.err(
                 "alerts.retry_first",
@@ -1010,10 +1015,7 @@ impl Config {
             }
         }
         let m = &self.mail;
-        if !m.to.is_empty()
-            && m.security == crate::respond::mail::Security::None
-            && !is_local_host(&m.host)
-        {
+        if !m.to.is_empty() && m.security == respond::Security::None && !is_local_host(&m.host) {
             out.push(format!("mail: security none to {}: mail (incident details) crosses the network unencrypted and unauthenticated", m.host));
         }
         out

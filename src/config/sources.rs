@@ -141,6 +141,19 @@ pub struct MispSource {
     pub shadow: Option<Option<Duration>>,
 }
 
+impl MispSource {
+    /// What a pull asks this instance for.
+    pub fn query(&self) -> crate::intel::misp::Query<'_> {
+        crate::intel::misp::Query {
+            name: &self.name,
+            types: &self.types,
+            enforce_warninglist: self.enforce_warninglist,
+            page_limit: self.page_limit,
+            full_resync: self.full_resync,
+        }
+    }
+}
+
 /// MISP feed source.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

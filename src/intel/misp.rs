@@ -10,7 +10,6 @@ use serde_json::{json, Value};
 
 use super::set::{EventInfo, SourceSet};
 use super::{de_bool, de_num, Change, Collector, Cursor, IntelError, Pulled};
-use crate::config::MispSource;
 
 mod write;
 pub use write::{EditBody, EventBody, EventEdit, NewAttribute, NewEvent, TagName};
@@ -308,6 +307,21 @@ fn sighting_outcome(reply: &[u8], attribute_uuid: &str) -> Result<(), IntelError
 /// published events: covers clock skew between MISP and us (re-reads are idempotent).
 const PUBLISH_OVERLAP: u64 = 600;
 
+/// What one source asks its MISP instance for (from `sources[].misp` of the config).
+#[derive(Clone, Copy, Debug)]
+pub struct Query<'a> {
+    /// The source's name, for provenance.
+    pub name: &'a str,
+    /// Attribute types to pull.
+    pub types: &'a [String],
+    /// Ask MISP to drop values on its warninglists.
+    pub enforce_warninglist: bool,
+    /// Attributes per page.
+    pub page_limit: u32,
+    /// How often a full pull replaces the incremental ones.
+    pub full_resync: std::time::Duration,
+}
+
 /// Pulls a MISP instance: a full pull when due, an incremental one otherwise.
 ///
 /// MISP unpublishes an event when one of its attributes changes, and publishing
@@ -317,7 +331,7 @@ const PUBLISH_OVERLAP: u64 = 600;
 /// published since the last pull, which replace what we held for them. Events
 /// unpublished without any change are caught by the periodic full pull.
 pub async fn pull(
-    cfg: &MispSource,
+    cfg: Query<'_>,
     client: &Client,
     known: &SourceSet,
     cursor: &Cursor,
@@ -360,7 +374,7 @@ pub async fn pull(
         .search_attributes(enforceable, cfg.page_limit)
         .await?;
 
-    let mut c = Collector::new(&cfg.name);
+    let mut c = Collector::new(cfg.name);
     for a in &attrs {
         max_ts = max_ts.max(a.timestamp);
         // Upserted: whatever we held for this attribute goes, the new value comes.
@@ -429,6 +443,16 @@ pub async fn pull(
             publish_since: Some(now.saturating_sub(PUBLISH_OVERLAP)),
         },
     })
+}
+
+/// MISP's threat level names.
+pub fn threat_level_name(t: u8) -> &'static str {
+    match t {
+        1 => "high",
+        2 => "medium",
+        3 => "low",
+        _ => "undefined",
+    }
 }
 
 #[cfg(test)]

@@ -38,6 +38,8 @@ pub struct EventInfo {
     pub seen: u64,
 }
 
+use crate::untrusted::clean_text;
+
 /// Tags from a feed are untrusted text: bounded in number and length, cleaned as [`clean_text`].
 pub fn clean_tags<'a>(tags: impl IntoIterator<Item = &'a str>) -> Vec<String> {
     tags.into_iter()
@@ -51,21 +53,6 @@ pub fn clean_tags<'a>(tags: impl IntoIterator<Item = &'a str>) -> Vec<String> {
 const MAX_TAG: usize = 128;
 /// Longest event title kept (characters); MISP's own are far shorter.
 const MAX_INFO: usize = 256;
-
-/// Text from a feed or MISP (event titles, tags), made fit to show: line
-/// breaks and tabs become spaces; other control characters (terminal escape
-/// sequences start with one) and bidirectional overrides (which make a
-/// title read differently from what it is) are dropped; at most `max` characters.
-pub fn clean_text(s: &str, max: usize) -> String {
-    s.chars()
-        .filter_map(|c| match c {
-            '\t' | '\n' | '\r' => Some(' '),
-            c if c.is_control() || crate::respond::advisor::is_bidi_control(c) => None,
-            c => Some(c),
-        })
-        .take(max)
-        .collect()
-}
 
 /// Marks "no event" / "no attribute" in an [`Entry`] (keeps entries at 32 bytes:
 /// a million-IoC list must fit a Pi's memory).

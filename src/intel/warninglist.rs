@@ -160,7 +160,7 @@ impl Warninglists {
             }
             w.lists.push(ListInfo {
                 name: name.clone(),
-                title: super::set::clean_text(&file.name, 120),
+                title: crate::untrusted::clean_text(&file.name, 120),
                 version: file.version,
                 action,
                 entries,

@@ -331,7 +331,7 @@ fn link(cfg: &SourceConfig, p: &Provenance) -> Option<String> {
 /// The explanation for people.
 pub fn render(x: &Explanation) -> String {
     use crate::alerts::eve::format_timestamp;
-    use crate::respond::advisor::threat_level_name;
+    use crate::intel::misp::threat_level_name;
     let mut o = format!(
         "{}: {}\n",
         x.value,

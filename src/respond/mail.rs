@@ -2,9 +2,6 @@
 //! over SMTP with STARTTLS or implicit TLS (Mailtrap by default), at most
 //! `max_per_hour` mails an hour, with the overflow folded into one digest.
 
-use std::path::PathBuf;
-use std::time::Duration;
-
 use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
@@ -13,127 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::alerts::eve::format_timestamp;
 use crate::alerts::triage::Incident;
-use crate::respond::advisor::{threat_level_name, Advice};
-
-/// How the SMTP connection is protected.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Security {
-    /// Plain connection upgraded with STARTTLS, which is required (port 587).
-    #[default]
-    Starttls,
-    /// TLS from the first byte (port 465).
-    Tls,
-    /// No TLS and no login: only for a relay on this machine.
-    None,
-}
-
-/// Mail settings (the `mail:` section); mail is off while `to` is empty.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MailConfig {
-    /// Recipients.
-    pub to: Vec<String>,
-    /// Sender (Mailtrap sends only from a domain you verified there).
-    pub from: Option<String>,
-    /// SMTP server.
-    pub host: String,
-    /// Port (default: 587 for starttls, 465 for tls, 25 for none).
-    pub port: Option<u16>,
-    /// `starttls`, `tls` or `none`.
-    pub security: Security,
-    /// Login name (Mailtrap: `api`).
-    pub user: String,
-    /// Name of the secret holding the password (Mailtrap: the API token).
-    pub password_env: String,
-    /// CA bundle for a server with a private certificate.
-    pub ca_file: Option<PathBuf>,
-    /// Most mails an hour; what does not fit goes out as one digest.
-    pub max_per_hour: u32,
-    /// How long one delivery may take.
-    #[serde(deserialize_with = "crate::config::de_duration")]
-    pub timeout: Duration,
-}
-
-impl Default for MailConfig {
-    fn default() -> Self {
-        MailConfig {
-            to: Vec::new(),
-            from: None,
-            host: "live.smtp.mailtrap.io".to_string(),
-            port: None,
-            security: Security::Starttls,
-            user: "api".to_string(),
-            password_env: "MAILTRAP_TOKEN".to_string(),
-            ca_file: None,
-            max_per_hour: 10,
-            timeout: Duration::from_secs(30),
-        }
-    }
-}
-
-impl MailConfig {
-    /// The port, defaults applied.
-    pub fn port(&self) -> u16 {
-        self.port.unwrap_or(match self.security {
-            Security::Starttls => 587,
-            Security::Tls => 465,
-            Security::None => 25,
-        })
-    }
-
-    /// Where mail goes, for status and check-config.
-    pub fn describe(&self) -> String {
-        match self.to.len() {
-            0 => "off".to_string(),
-            _ => format!(
-                "to {} via {}:{} ({} an hour at most)",
-                self.to.join(", "),
-                self.host,
-                self.port(),
-                self.max_per_hour
-            ),
-        }
-    }
-
-    /// Checks the addresses; the error names the key and the value.
-    pub fn check(&self) -> Result<(), (String, String)> {
-        for (i, to) in self.to.iter().enumerate() {
-            to.parse::<Mailbox>().map_err(|e| {
-                (
-                    format!("mail.to[{i}]"),
-                    format!("{to:?} is not a mail address ({e})"),
-                )
-            })?;
-        }
-        match &self.from {
-            Some(f) => {
-                f.parse::<Mailbox>().map_err(|e| {
-                    (
-                        "mail.from".to_string(),
-                        format!("{f:?} is not a mail address ({e})"),
-                    )
-                })?;
-            }
-            None if !self.to.is_empty() => return Err((
-                "mail.from".into(),
-                "is required when mail.to is set (Mailtrap sends only from your verified domain)"
-                    .into(),
-            )),
-            None => {}
-        }
-        if self.host.is_empty() || self.host.chars().any(|c| c.is_whitespace() || c == '/') {
-            return Err((
-                "mail.host".into(),
-                format!("{:?} is not a host name", self.host),
-            ));
-        }
-        if self.max_per_hour == 0 {
-            return Err(("mail.max_per_hour".into(), "must be at least 1".into()));
-        }
-        Ok(())
-    }
-}
+pub use crate::config::respond::Security;
+use crate::config::MailConfig;
+use crate::intel::misp::threat_level_name;
+use crate::respond::advisor::Advice;
 
 /// A delivery failure.
 #[derive(Debug, thiserror::Error)]
@@ -182,16 +62,14 @@ pub fn escape_html(s: &str) -> String {
 /// no bidirectional overrides, which make text read other than it is (a
 /// signature or host name ending in U+202E `exe.txt` reads as `txt.exe`).
 fn inert(s: &str) -> String {
-    s.chars()
-        .filter(|c| !c.is_control() && !crate::respond::advisor::is_bidi_control(*c))
-        .collect()
+    crate::untrusted::inert(s, usize::MAX)
 }
 
 /// A subject must stay one line of printable text.
 fn one_line(s: &str, max: usize) -> String {
     let s: String = s
         .chars()
-        .filter(|c| !crate::respond::advisor::is_bidi_control(*c))
+        .filter(|c| !crate::untrusted::is_bidi_control(*c))
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
     let s = s.split_whitespace().collect::<Vec<_>>().join(" ");

@@ -337,7 +337,7 @@ mod tests {
     async fn an_llm_asking_for_a_short_wait_gets_it_a_long_one_means_offline_advice_now() {
         let dir = tempfile::tempdir().unwrap();
         for (retry_after, waits) in [(30, true), (3600, false)] {
-            let cfg = advisor::AdvisorConfig {
+            let cfg = crate::config::AdvisorConfig {
                 url: Some(rate_limited_llm(retry_after).await),
                 ..Default::default()
             };

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::respond::{FIRST_BACKOFF_SECS, MAX_BACKOFF_SECS};
 use crate::fsutil;
 
 mod action;
@@ -18,10 +19,6 @@ mod action;
 use crate::intel::misp::SightingType;
 pub use action::{Action, EventFor, EventUpdate, MailPayload, Notice, Sighting};
 
-/// Longest wait between two attempts of one action.
-pub const MAX_BACKOFF_SECS: u64 = 3600;
-/// First wait after a failure by default (`alerts.retry_first`); doubles with each further failure.
-pub const FIRST_BACKOFF_SECS: u64 = 30;
 /// Done markers older than this are forgotten (the keys they guard are long gone).
 pub const DONE_KEEP_SECS: u64 = 30 * 86400;
 

@@ -100,14 +100,14 @@ fn with_the_agents_group_env_is_readable_by_it_and_no_one_else() {
     let env = fs::metadata(p.config.with_file_name(".env")).unwrap();
     assert_eq!((env.mode() & 0o777, env.gid()), (0o640, gid));
     assert_eq!(
-        crate::daemon::control::access::group_gid(
+        crate::users::group_gid(
             "root:x:0:\nhomewarden:x:997:\ngpio:x:996:homewarden\n",
             AGENT_GROUP
         ),
         Some(997)
     );
     assert_eq!(
-        crate::daemon::control::access::group_gid("homewardens:x:5:\n", AGENT_GROUP),
+        crate::users::group_gid("homewardens:x:5:\n", AGENT_GROUP),
         None
     );
 }

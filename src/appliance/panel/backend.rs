@@ -133,33 +133,7 @@ impl Backend for ActLed {
     }
 }
 
-/// Pin numbers (BCM) and polarity of GPIO LEDs and the button.
-#[derive(Clone, Copy, Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Pins {
-    /// Green LED.
-    pub green: u8,
-    /// Amber LED.
-    pub amber: u8,
-    /// Red LED.
-    pub red: u8,
-    /// Button (to ground; the internal pull-up is enabled).
-    pub button: u8,
-    /// LEDs light when the pin is low.
-    pub active_low: bool,
-}
-
-impl Default for Pins {
-    fn default() -> Self {
-        Pins {
-            green: 17,
-            amber: 27,
-            red: 22,
-            button: 23,
-            active_low: false,
-        }
-    }
-}
+use crate::config::Pins;
 
 /// Three LEDs and a button on the Pi's GPIO header, through rppal.
 pub struct Gpio {

@@ -1,6 +1,8 @@
 //! The status panel: three LEDs, the board's ACT LED and a button tell and
 //! steer the threat state at a glance. One pure function maps the agent's
 //! condition to patterns ([`pattern::lights`]); the backends only draw them.
+//! The panel knows the agent only through [`Shown`] and the button's
+//! [`button::Action`], so the appliance never reaches up into the daemon.
 
 pub mod backend;
 pub mod button;
@@ -13,9 +15,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use self::backend::{Backend, Levels};
+use self::button::Action;
 use self::button::Button;
 use self::pattern::{lights, Condition, Led, Lights};
-use crate::daemon::agent::{Request, Status};
 
 /// Something blocked within this many seconds counts as "blocking now".
 pub const BLOCKING_NOW_SECS: i64 = 10;
@@ -35,26 +37,10 @@ pub enum Input {
     Press(Duration),
 }
 
-/// The panel's view of the agent's status.
-pub fn condition(s: &Status, now: i64) -> Condition {
-    Condition {
-        protected: s.suricata.reachable
-            && s.suricata.last_error.is_none()
-            && s.mode == crate::config::Mode::Ips
-            && s.path.problems.is_empty(),
-        intel_stale: s.intel_stale,
-        suricata_down: !s.suricata.reachable,
-        // Actions that failed three times or more: a responder (MISP, mail) is out of reach.
-        outbox_backlog: s.outbox.failing > 0,
-        selftest_failed: s.selftest.alarm.is_some(),
-        unacked_high: s.alerts.high_unacked > 0,
-        blocking_now: s
-            .alerts
-            .last_block
-            .is_some_and(|t| now - t <= BLOCKING_NOW_SECS),
-        agent_fault: false,
-        reset_countdown: None,
-    }
+/// Whatever the panel shows: the agent's status, reduced to a [`Condition`].
+pub trait Shown {
+    /// The condition at unix time `now` (something blocked seconds ago is "blocking now").
+    fn condition(&self, now: i64) -> Condition;
 }
 
 fn levels(l: &Lights, t_ms: u64) -> Levels {
@@ -68,11 +54,11 @@ fn levels(l: &Lights, t_ms: u64) -> Levels {
 
 /// Draws the status on every backend and turns button presses into requests
 /// to the agent, until `shutdown`; then leaves every LED off.
-pub async fn run(
+pub async fn run<S: Shown, R: From<Action>>(
     backends: Shared,
-    status: watch::Receiver<Status>,
+    status: watch::Receiver<S>,
     mut input: mpsc::Receiver<Input>,
-    requests: mpsc::Sender<Request>,
+    requests: mpsc::Sender<R>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -96,7 +82,7 @@ pub async fn run(
             let hardware = backends.iter_mut().filter_map(|b| b.button()).any(|b| b);
             let pressed = hardware || simulated_until.is_some_and(|u| now < u);
             let action = button.level(pressed, t);
-            let mut c = condition(&status.borrow(), crate::intel::unix_now() as i64);
+            let mut c = status.borrow().condition(crate::intel::unix_now() as i64);
             c.reset_countdown = button.countdown(t);
             c.agent_fault = FAULT.load(std::sync::atomic::Ordering::Relaxed);
             let l = lights(&c);
@@ -115,7 +101,7 @@ pub async fn run(
         };
         if let Some(action) = action {
             tracing::info!(?action, "button");
-            if requests.send(Request::Button(action)).await.is_err() {
+            if requests.send(R::from(action)).await.is_err() {
                 break;
             }
         }
@@ -163,8 +149,17 @@ pub struct Press {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::appliance::panel::button::Action;
     use std::sync::{Arc, Mutex};
+
+    /// A status that is its condition.
+    #[derive(Clone, Copy, Default)]
+    struct Fixed(Condition);
+
+    impl Shown for Fixed {
+        fn condition(&self, _now: i64) -> Condition {
+            self.0
+        }
+    }
 
     /// Records what it was asked to show.
     struct Recorder(Arc<Mutex<Vec<Lights>>>);
@@ -186,23 +181,21 @@ mod tests {
         Arc::new(Mutex::new(vec![Box::new(r) as Box<dyn Backend>]))
     }
 
-    fn protected() -> Status {
-        let mut s = Status {
-            mode: crate::config::Mode::Ips,
-            ..Status::default()
-        };
-        s.suricata.reachable = true;
-        s
+    fn protected() -> Fixed {
+        Fixed(Condition {
+            protected: true,
+            ..Condition::default()
+        })
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_simulated_press_acknowledges_and_the_panel_follows_the_status() {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let mut st = protected();
-        st.alerts.high_unacked = 1;
+        st.0.unacked_high = true;
         let (status_tx, status_rx) = watch::channel(st);
         let (input_tx, input_rx) = mpsc::channel(4);
-        let (req_tx, mut req_rx) = mpsc::channel(4);
+        let (req_tx, mut req_rx) = mpsc::channel::<Action>(4);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(run(
             shared(Recorder(seen.clone())),
@@ -224,11 +217,11 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert!(matches!(req, Request::Button(Action::Ack)));
+        assert_eq!(req, Action::Ack);
 
         // The agent acknowledges: red goes off, green stays.
         let mut st = protected();
-        st.alerts.high_unacked = 0;
+        st.0.unacked_high = false;
         status_tx.send_replace(st);
         tokio::time::sleep(Duration::from_millis(100)).await;
         let last = *seen.lock().unwrap().last().unwrap();
@@ -251,7 +244,7 @@ mod tests {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (_status_tx, status_rx) = watch::channel(protected());
         let (input_tx, input_rx) = mpsc::channel(4);
-        let (req_tx, mut req_rx) = mpsc::channel(4);
+        let (req_tx, mut req_rx) = mpsc::channel::<Action>(4);
         tokio::spawn(run(
             shared(Recorder(seen.clone())),
             status_rx,
@@ -267,7 +260,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert!(matches!(first, Request::Button(Action::CountdownStarted)));
+        assert_eq!(first, Action::CountdownStarted);
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(
             seen.lock().unwrap().last().unwrap().amber,
@@ -278,7 +271,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert!(matches!(second, Request::Button(Action::FactoryReset)));
+        assert_eq!(second, Action::FactoryReset);
     }
 
     #[test]
@@ -291,19 +284,5 @@ mod tests {
             (l.green, l.amber, l.red),
             (Led::Off, Led::Off, pattern::FAST)
         );
-    }
-
-    #[test]
-    fn condition_from_status() {
-        let mut s = protected();
-        s.alerts.last_block = Some(1000);
-        assert!(condition(&s, 1005).blocking_now);
-        assert!(!condition(&s, 1011).blocking_now);
-        s.suricata.reachable = false;
-        let c = condition(&s, 0);
-        assert!(c.suricata_down && !c.protected);
-        s.suricata.reachable = true;
-        s.mode = crate::config::Mode::Ids;
-        assert!(!condition(&s, 0).protected);
     }
 }

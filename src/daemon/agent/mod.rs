@@ -129,6 +129,12 @@ impl SyncReport {
     }
 }
 
+impl From<ButtonAction> for Request {
+    fn from(a: ButtonAction) -> Self {
+        Request::Button(a)
+    }
+}
+
 /// Requests the control socket forwards to the agent loop.
 pub enum Request {
     /// Pull every source now and apply; the named sources' pulls are taken

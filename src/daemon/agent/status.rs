@@ -5,7 +5,8 @@ use tokio::time::Instant;
 
 use crate::alerts::intake::CountersSnapshot;
 use crate::alerts::triage::Incident;
-use crate::appliance::panel::Press;
+use crate::appliance::panel::pattern::Condition;
+use crate::appliance::panel::{Press, BLOCKING_NOW_SECS};
 use crate::config::{Mode, SourceConfig};
 use crate::enforce::firewall::health::PathStatus;
 use crate::enforce::suricata::apply::Live;
@@ -186,6 +187,29 @@ pub struct AlertsStatus {
     pub loss: crate::alerts::loss::LossStatus,
 }
 
+impl crate::appliance::panel::Shown for Status {
+    fn condition(&self, now: i64) -> Condition {
+        Condition {
+            protected: self.suricata.reachable
+                && self.suricata.last_error.is_none()
+                && self.mode == Mode::Ips
+                && self.path.problems.is_empty(),
+            intel_stale: self.intel_stale,
+            suricata_down: !self.suricata.reachable,
+            // Actions that failed three times or more: a responder (MISP, mail) is out of reach.
+            outbox_backlog: self.outbox.failing > 0,
+            selftest_failed: self.selftest.alarm.is_some(),
+            unacked_high: self.alerts.high_unacked > 0,
+            blocking_now: self
+                .alerts
+                .last_block
+                .is_some_and(|t| now - t <= BLOCKING_NOW_SECS),
+            agent_fault: false,
+            reset_countdown: None,
+        }
+    }
+}
+
 impl Agent {
     pub(super) fn publish(&mut self) {
         let now_i = Instant::now();
@@ -309,5 +333,30 @@ pub(super) fn kind_name(c: &SourceConfig) -> &'static str {
         SourceConfig::Misp(_) => "misp",
         SourceConfig::MispFeed(_) => "misp_feed",
         SourceConfig::List(_) => "list",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::appliance::panel::Shown;
+
+    #[test]
+    fn the_panel_sees_protection_blocking_and_faults_in_the_status() {
+        let mut s = Status {
+            mode: Mode::Ips,
+            ..Status::default()
+        };
+        s.suricata.reachable = true;
+        assert!(s.condition(0).protected);
+        s.alerts.last_block = Some(1000);
+        assert!(s.condition(1005).blocking_now);
+        assert!(!s.condition(1011).blocking_now);
+        s.suricata.reachable = false;
+        let c = s.condition(0);
+        assert!(c.suricata_down && !c.protected);
+        s.suricata.reachable = true;
+        s.mode = Mode::Ids;
+        assert!(!s.condition(0).protected);
     }
 }

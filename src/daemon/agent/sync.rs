@@ -538,7 +538,9 @@ pub(super) async fn pull_from(
 ) -> Result<Pulled, IntelError> {
     let now = unix_now();
     match (cfg, client) {
-        (SourceConfig::Misp(m), Client::Misp(c)) => misp::pull(m, c, set, cursor, now).await,
+        (SourceConfig::Misp(m), Client::Misp(c)) => {
+            misp::pull(m.query(), c, set, cursor, now).await
+        }
         (SourceConfig::MispFeed(f), Client::Feed(loc, fetch)) => {
             feed::pull(&f.name, loc, set, f.max_age, fetch, now).await
         }

@@ -2,44 +2,8 @@
 //! who can connect at all; each request is then checked against the kernel's
 //! peer credentials, so a group that may look cannot change anything.
 
-use serde::Deserialize;
-
-/// Who besides root may use the control socket (`control_access` in the config).
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AccessConfig {
-    /// Members may look: status, lookup, explain, blocks.
-    #[serde(default)]
-    pub read_group: Option<String>,
-    /// Members may also change things: sync, ack, press, selftest, allow, unallow.
-    #[serde(default)]
-    pub admin_group: Option<String>,
-}
-
-impl AccessConfig {
-    /// Checks the group names (the groups themselves are looked up at start).
-    pub fn check(&self) -> Result<(), (String, String)> {
-        for (key, g) in [
-            ("read_group", &self.read_group),
-            ("admin_group", &self.admin_group),
-        ] {
-            if let Some(g) = g {
-                let ok = !g.is_empty()
-                    && g.len() <= 32
-                    && !g.starts_with('-')
-                    && g.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
-                if !ok {
-                    return Err((
-                        format!("control_access.{key}"),
-                        format!("{g:?} is not a group name"),
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-}
+use crate::config::AccessConfig;
+use crate::users::{find_group, Group};
 
 /// What a request needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,17 +12,6 @@ pub enum Right {
     Read,
     /// Changes what is enforced, acknowledged or pulled.
     Change,
-}
-
-/// A group as `/etc/group` has it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Group {
-    /// Its name.
-    pub name: String,
-    /// Its id.
-    pub gid: u32,
-    /// Users listed as members (those whose primary group it is are not listed).
-    pub members: Vec<String>,
 }
 
 /// The resolved rights: root always, then the configured groups.
@@ -132,43 +85,6 @@ impl Access {
             None => "root".into(),
         }
     }
-}
-
-/// The group called `name` in `group_file` (the text of `/etc/group`).
-fn find_group(group_file: &str, name: &str) -> Option<Group> {
-    group_file
-        .lines()
-        .find_map(|l| parse_group(l).filter(|g| g.name == name))
-}
-
-/// The id of the group called `name` in `group_file` (the text of `/etc/group`).
-pub fn group_gid(group_file: &str, name: &str) -> Option<u32> {
-    find_group(group_file, name).map(|g| g.gid)
-}
-
-/// One `/etc/group` line: `name:x:gid:user,user`.
-fn parse_group(line: &str) -> Option<Group> {
-    let mut f = line.split(':');
-    let name = f.next()?.to_string();
-    let gid = f.nth(1)?.trim().parse().ok()?;
-    let members = f
-        .next()
-        .unwrap_or("")
-        .split(',')
-        .map(str::trim)
-        .filter(|m| !m.is_empty())
-        .map(String::from)
-        .collect();
-    Some(Group { name, gid, members })
-}
-
-/// The user name of `uid` in `passwd` (the text of `/etc/passwd`).
-pub fn user_name(passwd: &str, uid: u32) -> Option<String> {
-    passwd.lines().find_map(|l| {
-        let mut f = l.split(':');
-        let name = f.next()?;
-        (f.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_string())
-    })
 }
 
 #[cfg(test)]
@@ -253,12 +169,5 @@ mod tests {
             )
         );
         assert!(AccessConfig::default().check().is_ok());
-    }
-
-    #[test]
-    fn user_names_come_from_passwd() {
-        let passwd = "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/sh\n";
-        assert_eq!(user_name(passwd, 1000).as_deref(), Some("alice"));
-        assert_eq!(user_name(passwd, 7), None);
     }
 }

@@ -277,7 +277,7 @@ fn peer_of(stream: &UnixStream) -> std::io::Result<Peer> {
     let cred = stream.peer_cred()?;
     let name = std::fs::read_to_string("/etc/passwd")
         .ok()
-        .and_then(|p| access::user_name(&p, cred.uid()));
+        .and_then(|p| crate::users::user_name(&p, cred.uid()));
     Ok(Peer {
         uid: cred.uid(),
         gid: cred.gid(),

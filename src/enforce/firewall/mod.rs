@@ -81,7 +81,7 @@ impl DeviceSide {
         let bridge = n.placement == Placement::Bridge;
         DeviceSide {
             lan: if bridge {
-                crate::appliance::placement::BRIDGE.to_string()
+                crate::config::BRIDGE.to_string()
             } else {
                 n.lan().to_string()
             },

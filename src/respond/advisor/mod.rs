@@ -10,7 +10,6 @@
 pub mod reply;
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -18,101 +17,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::alerts::triage::Incident;
+pub use crate::config::respond::Backend;
+use crate::config::AdvisorConfig;
+use crate::intel::misp::threat_level_name;
 
 /// Longest advice kept from an LLM (characters).
 pub const MAX_ADVICE_CHARS: usize = 4000;
 /// Most lines kept from an LLM.
 pub const MAX_ADVICE_LINES: usize = 40;
-
-/// Which advisor writes the steps.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Backend {
-    /// Cohere's v2 chat API.
-    #[default]
-    Cohere,
-    /// Any OpenAI-compatible `/v1/chat/completions` (llama.cpp, Ollama, vLLM…).
-    Openai,
-    /// No LLM: steps from the rule's classification and the MISP context.
-    Offline,
-}
-
-/// Advisor settings (the `advisor:` section).
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AdvisorConfig {
-    /// `cohere`, `openai` or `offline`.
-    pub backend: Backend,
-    /// Base URL (default: Cohere's API, or a local llama.cpp server for `openai`).
-    pub url: Option<String>,
-    /// Model name (default: `command-a-03-2025` for Cohere, `default` otherwise).
-    pub model: Option<String>,
-    /// Name of the secret holding the API key (optional for `openai`).
-    pub api_key_env: Option<String>,
-    /// How long one call may take.
-    #[serde(deserialize_with = "crate::config::de_duration")]
-    pub timeout: Duration,
-    /// Replace home addresses and MACs in prompts (off only for a model you run yourself).
-    pub redact: bool,
-    /// CA bundle for an endpoint with a private certificate.
-    pub ca_file: Option<PathBuf>,
-    /// Calls per incident before the offline advice is used instead.
-    pub tries: u32,
-}
-
-impl Default for AdvisorConfig {
-    fn default() -> Self {
-        AdvisorConfig {
-            backend: Backend::Cohere,
-            url: None,
-            model: None,
-            api_key_env: None,
-            timeout: Duration::from_secs(30),
-            redact: true,
-            ca_file: None,
-            tries: 3,
-        }
-    }
-}
-
-impl AdvisorConfig {
-    /// The base URL, defaults applied.
-    pub fn url(&self) -> &str {
-        match (&self.url, self.backend) {
-            (Some(u), _) => u,
-            (None, Backend::Openai) => "http://127.0.0.1:8080",
-            (None, _) => "https://api.cohere.com",
-        }
-    }
-
-    /// The model, defaults applied.
-    pub fn model(&self) -> &str {
-        match (&self.model, self.backend) {
-            (Some(m), _) => m,
-            (None, Backend::Cohere) => "command-a-03-2025",
-            (None, _) => "default",
-        }
-    }
-
-    /// Who writes advice with this config, given whether its key is set.
-    pub fn describe(&self, key_set: bool) -> String {
-        match self.backend {
-            Backend::Cohere if key_set => format!("cohere {}", self.model()),
-            Backend::Cohere => "offline (no Cohere key)".to_string(),
-            Backend::Openai => format!("{} at {}", self.model(), self.url()),
-            Backend::Offline => "offline".to_string(),
-        }
-    }
-
-    /// The secret's name, defaults applied (the seed project's `COHERE_API_KEY` for Cohere).
-    pub fn api_key_env(&self) -> Option<&str> {
-        match (&self.api_key_env, self.backend) {
-            (Some(k), _) => Some(k),
-            (None, Backend::Cohere) => Some("COHERE_API_KEY"),
-            (None, _) => None,
-        }
-    }
-}
 
 /// Advice for one incident.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -412,7 +324,7 @@ pub fn clean(text: &str) -> String {
         let line: String = line
             .chars()
             .map(|c| if c == '\t' { ' ' } else { c })
-            .filter(|c| !c.is_control() && !is_bidi_control(*c))
+            .filter(|c| !c.is_control() && !crate::untrusted::is_bidi_control(*c))
             .collect();
         let line = line.trim_end();
         if line.is_empty() && out.ends_with("\n\n") {
@@ -432,11 +344,6 @@ pub fn clean(text: &str) -> String {
     } else {
         out.to_string()
     }
-}
-
-/// Bidirectional overrides can make text read differently from what it is.
-pub(crate) fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}')
 }
 
 /// The system and user messages for an incident. With `redact`, addresses in
@@ -487,16 +394,6 @@ pub fn prompt(inc: &Incident, redact: Option<&[IpNet]>) -> (String, String) {
     match redact {
         Some(home) => (system, redact_text(&user, home)),
         None => (system, user),
-    }
-}
-
-/// MISP's threat level names.
-pub fn threat_level_name(t: u8) -> &'static str {
-    match t {
-        1 => "high",
-        2 => "medium",
-        3 => "low",
-        _ => "undefined",
     }
 }
 

@@ -79,7 +79,7 @@ fn bidi_overrides_and_controls_from_the_network_never_reach_a_mail() {
     let d = digest_letter("pi", &[(inc, advice("a"))]);
     for text in [&l.subject, &l.text, &l.html, &d.text, &d.html] {
         assert!(
-            !text.chars().any(crate::respond::advisor::is_bidi_control),
+            !text.chars().any(crate::untrusted::is_bidi_control),
             "{text:?}"
         );
         assert!(!text.contains('\u{1b}'), "{text:?}");
