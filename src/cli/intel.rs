@@ -228,7 +228,6 @@ pub(crate) async fn lookup(path: &Path, value: String, json: bool) -> Result<Exi
 /// `homewarden triage --eve`: intake and triage offline over an eve.json.
 pub(crate) async fn triage(path: &Path, eve: &Path, json: bool) -> Result<ExitCode> {
     use homewarden::alerts::{intake, triage};
-    use homewarden::intel::ioc::Ioc;
     // A config is optional: without one, defaults (and no IoC provenance).
     let cfg = if path.exists() {
         Config::load(path)?
@@ -236,30 +235,24 @@ pub(crate) async fn triage(path: &Path, eve: &Path, json: bool) -> Result<ExitCo
         Config::parse("", path)?
     };
     let store = homewarden::intel::store::Store::new(&cfg.state_dir);
-    let sets: Vec<(String, homewarden::intel::set::SourceSet)> = cfg
-        .sources
-        .iter()
-        .filter_map(|s| match store.load(s.name()) {
+    let index = homewarden::intel::set::Index::new(cfg.sources.iter().filter_map(|s| {
+        match store.load(s.name()) {
             Ok(Some(st)) => Some((s.name().to_string(), st.set)),
             _ => None,
-        })
-        .collect();
-    let lookup = |value: &str| -> Option<Provenance> {
-        let hit = Ioc::parse_any(value).ok()?;
-        sets.iter()
-            .find_map(|(name, set)| set.covering(&hit).first().map(|e| set.provenance(name, e)))
-    };
+        }
+    }));
+    let lookup = |value: &str| -> Option<Provenance> { index.first(value) };
     let mut t = triage::Triage::new(cfg.triage());
     let counters = intake::Counters::default();
     let mut incidents: Vec<triage::Incident> = Vec::new();
-    let mut index = std::collections::HashMap::new();
+    let mut by_id = std::collections::HashMap::new();
     intake::read_file(eve, &counters, |a| match t.ingest(&a, &lookup) {
         triage::Outcome::New(inc) => {
-            index.insert(inc.id.clone(), incidents.len());
+            by_id.insert(inc.id.clone(), incidents.len());
             incidents.push(inc);
         }
         triage::Outcome::Counted(inc) => {
-            if let Some(&i) = index.get(&inc.id) {
+            if let Some(&i) = by_id.get(&inc.id) {
                 incidents[i] = inc;
             }
         }

@@ -1,5 +1,7 @@
-//! The running daemon: the agent loop that ties sources, enforcement, alerts
-//! and responders together, and the control socket the CLI talks to.
+//! The running daemon: the agent that owns sources and enforcement, the
+//! incidents' owner that reads and triages alerts beside it, and the control
+//! socket the CLI talks to.
 
 pub mod agent;
 pub mod control;
+pub mod incidents;

@@ -275,8 +275,9 @@ pub fn shrink_held(old: usize, new: usize, max_percent: u8) -> Option<String> {
 /// A source's durable state: its set, cursor and last outcome.
 #[derive(Clone, Debug, Default)]
 pub struct SourceState {
-    /// What it contributes.
-    pub set: SourceSet,
+    /// What it contributes: shared, so a pull in the background and the
+    /// incidents' provenance index read it without a copy.
+    pub set: std::sync::Arc<SourceSet>,
     /// Incremental position.
     pub cursor: Cursor,
     /// Counters of the last successful pull.
@@ -294,7 +295,8 @@ impl SourceState {
             Change::Replace(mut set) => {
                 // A full re-pull replaces the set, not the memory of when events arrived.
                 set.stamp_seen(|uuid| self.set.event_by_uuid(uuid).map(|e| e.seen), now);
-                self.set = set;
+                set.index();
+                self.set = std::sync::Arc::new(set);
             }
             Change::Patch {
                 remove_attributes,
@@ -308,15 +310,17 @@ impl SourceState {
                     .iter()
                     .map(|e| (e.uuid.clone(), e.seen))
                     .collect();
-                self.set.remove_attributes(&remove_attributes);
-                self.set.remove_events(&remove_events);
-                merge(&mut self.set, add);
-                self.set.compact_events();
-                self.set.stamp_seen(|uuid| earlier.get(uuid).copied(), now);
+                // Copied only while a reader (the incidents' index) still holds the old one.
+                let set = std::sync::Arc::make_mut(&mut self.set);
+                set.remove_attributes(&remove_attributes);
+                set.remove_events(&remove_events);
+                merge(set, add);
+                set.compact_events();
+                set.stamp_seen(|uuid| earlier.get(uuid).copied(), now);
+                // Incidents trace their hits through it: sorted once here, searched per hit.
+                set.index();
             }
         }
-        // Incidents trace their hits through it: sorted once here, searched per hit.
-        self.set.index();
         self.cursor = pulled.cursor;
         self.stats = pulled.stats;
         self.last_ok = Some(now);

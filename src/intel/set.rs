@@ -822,6 +822,7 @@ impl HostsAll for IpNet {
 }
 
 mod lookup;
+pub use lookup::Index;
 
 #[cfg(test)]
 mod tests;

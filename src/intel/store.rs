@@ -175,7 +175,7 @@ impl Store {
         };
         let set = file.entries.0.with_events(file.events);
         Ok(Some(SourceState {
-            set,
+            set: set.into(),
             cursor: file.cursor,
             stats: file.stats,
             last_ok: file.last_ok,
@@ -217,7 +217,7 @@ mod tests {
             None,
         );
         let mut st = SourceState {
-            set: c.set,
+            set: c.set.into(),
             cursor: Cursor {
                 misp_timestamp: Some(99),
                 last_full: Some(98),
@@ -228,7 +228,7 @@ mod tests {
             last_error: None,
         };
         // Loaded, a set comes back indexed, as every set the agent holds.
-        st.set.index();
+        std::sync::Arc::make_mut(&mut st.set).index();
         store.save("m", &st).unwrap();
         let back = store.load("m").unwrap().unwrap();
         assert_eq!(back.set.entries(), st.set.entries());

@@ -10,18 +10,17 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::time::Instant;
 
 use crate::alerts::eve::Alert;
-use crate::alerts::hits::Hits;
 use crate::alerts::intake::{self, Counters};
-use crate::alerts::triage::{Outcome, Triage};
 use crate::appliance::panel::button::Action as ButtonAction;
 use crate::appliance::panel::{Input as PanelInput, Press};
 use crate::config::{Config, SourceConfig};
+use crate::daemon::incidents::{self, Held, Incidents, ACKS_FILE, INCIDENTS_FILE};
 use crate::enforce::firewall::names;
 use crate::enforce::suricata::apply::{Applier, ApplyReport};
 use crate::enforce::suricata::selftest::{self, Probe};
 use crate::intel::fetch::{self, Location};
 use crate::intel::ioc::Ioc;
-use crate::intel::set::Provenance;
+use crate::intel::set::{Index, Provenance};
 use crate::intel::store::Store;
 use crate::intel::{misp, unix_now, IntelError, Pulled, SourceState};
 use crate::owner::allow::LocalAllowlist;
@@ -29,7 +28,6 @@ use crate::respond::outbox::Outbox;
 use crate::respond::{Responders, SharedOutbox};
 use crate::secrets::Secrets;
 
-mod incidents;
 mod lists;
 mod owner;
 mod status;
@@ -101,16 +99,6 @@ enum SyncAsker {
     Button,
 }
 
-/// Acknowledged incident ids, under the state directory.
-const ACKS_FILE: &str = "acks.json";
-/// Open incidents, under the state directory (so a restart does not report them again).
-const INCIDENTS_FILE: &str = "incidents.json";
-/// How often changed incidents are saved.
-const SAVE_EVERY: Duration = Duration::from_secs(1);
-
-/// Incidents listed in status.
-const RECENT_INCIDENTS: usize = 10;
-
 /// Outcome of a sync of every source.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct SyncReport {
@@ -177,9 +165,16 @@ pub struct Agent {
     responders: Option<Responders>,
     wake_responders: Arc<Notify>,
     mail_on: bool,
-    incidents_dirty: bool,
+    /// Taken by `run`, which gives it a task of its own; then reached through `incidents_tx`.
+    incidents: Option<Incidents>,
+    incidents_tx: Option<mpsc::Sender<incidents::Msg>>,
+    /// What the incidents' owner shows in status.
+    alerts_view: watch::Receiver<AlertsStatus>,
+    /// Every source's set, for the incidents' provenance and `lookup`.
+    index: watch::Sender<Arc<Index>>,
+    /// Shadow holds the incidents' owner found.
+    held: mpsc::Receiver<Held>,
     local_allow: LocalAllowlist,
-    hits: Hits,
     shadow: crate::owner::shadow::Shadow,
     /// When the next self-test is due (unix seconds), and whether it replays the capture.
     selftest_due: Option<(u64, bool)>,
@@ -191,8 +186,6 @@ pub struct Agent {
     applied: Option<u64>,
     /// The last self-test failed and the last good rendering was put back.
     rolled_back: bool,
-    triage: Triage,
-    acked: HashSet<String>,
     panel: Option<mpsc::Sender<PanelInput>>,
     intake: Arc<Counters>,
     cfg: Config,
@@ -200,7 +193,9 @@ pub struct Agent {
     sources: Vec<Source>,
     applier: Applier,
     status: Status,
-    status_tx: watch::Sender<Status>,
+    /// What the panel and the control socket read; the incidents' view is
+    /// merged in by a task of its own too, so it shows while this loop is busy.
+    status_tx: Arc<watch::Sender<Status>>,
     /// The packet path the config asks for, checked on every health tick.
     packet_path: crate::enforce::firewall::PacketPath,
     /// Since when (unix seconds) the path has been wrong, and whether the owner was told.
@@ -283,11 +278,7 @@ impl Agent {
         for w in &status.warnings {
             tracing::warn!("{w}");
         }
-        let (status_tx, _) = watch::channel(status.clone());
-        let acked = std::fs::read(cfg.state_dir.join(ACKS_FILE))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
+        let status_tx = Arc::new(watch::Sender::new(status.clone()));
         let outbox = match Outbox::open(
             &cfg.state_dir.join("outbox"),
             cfg.alerts.outbox_max,
@@ -305,24 +296,35 @@ impl Agent {
             Some(o) => Some(build_responders(&cfg, secrets, &sources, o.clone())?),
             None => None,
         };
+        let wake_responders = Arc::new(Notify::new());
+        let (index, index_rx) = watch::channel(Arc::new(index_of(&sources)));
+        let (held_tx, held) = mpsc::channel(64);
+        let (book, alerts_view) = Incidents::new(
+            &cfg,
+            outbox.clone(),
+            wake_responders.clone(),
+            index_rx,
+            held_tx,
+        );
         Ok(Agent {
             outbox,
             responders,
-            wake_responders: Arc::new(Notify::new()),
+            wake_responders,
             mail_on: !cfg.mail.to.is_empty(),
             budget: cfg.limits.indicator_budget(),
-            incidents_dirty: false,
+            incidents: Some(book),
+            incidents_tx: None,
+            alerts_view,
+            index,
+            held,
             local_allow: load_local_allowlist(&cfg.state_dir),
-            hits: Hits::default(),
             shadow: crate::owner::shadow::Shadow::load(&cfg.state_dir),
             selftest_due: None,
             probes: Vec::new(),
             bad_rendering: None,
             applied: None,
             rolled_back: false,
-            acked,
             panel: None,
-            triage: Triage::new(cfg.triage()),
             intake: Arc::new(Counters::default()),
             packet_path: crate::enforce::firewall::PacketPath::from_config(&cfg, None),
             path_wrong: None,
@@ -357,14 +359,28 @@ impl Agent {
     ) -> Exit {
         // The sockets first: Suricata connects as soon as they exist, whatever
         // the first apply of a big set costs.
-        let (alert_tx, mut alerts) = mpsc::channel(1024);
+        let (alert_tx, alerts) = mpsc::channel(1024);
         let _intake = self.start_intake(alert_tx);
         let _names = self.start_names();
+        // The incidents' owner reads the alerts in a task of its own, so no
+        // step of this loop (a big apply, a self-test replay) holds them up.
+        let (incidents_tx, inbox) = mpsc::channel(16);
+        let (incidents_stop, incidents_stopped) = oneshot::channel::<()>();
+        let incidents = self.incidents.take().map(|book| {
+            tokio::spawn(book.run(alerts, inbox, async {
+                let _ = incidents_stopped.await;
+            }))
+        });
+        self.incidents_tx = Some(incidents_tx);
+        let _shown = AbortOnDrop(tokio::spawn(show_incidents(
+            self.alerts_view.clone(),
+            self.status_tx.clone(),
+            self.intake.clone(),
+        )));
         // Re-apply what the store holds: the files on disk decide what is new, so a
         // restart sends nothing twice. A failure is logged and shown in status.
         let _ = self.enforce().await;
         self.check_suricata().await;
-        self.restore_incidents();
         let responders = self
             .responders
             .take()
@@ -373,10 +389,8 @@ impl Agent {
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         tokio::pin!(shutdown);
         let mut health = tokio::time::interval_at(Instant::now() + HEALTH_EVERY, HEALTH_EVERY);
-        let mut save = tokio::time::interval(SAVE_EVERY);
         // After a long step (a slow replay) one catch-up tick does, not a burst of them.
         health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        save.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Scheduled pulls run beside the loop: a MISP that takes its full timeout
         // must not hold up alert triage, requests or the watchdog.
         let mut pulls: tokio::task::JoinSet<PullDone> = tokio::task::JoinSet::new();
@@ -389,6 +403,7 @@ impl Agent {
         // Newer warninglists, where the Pi has internet: fetched beside the loop.
         let mut refreshes: tokio::task::JoinSet<lists::Report> = tokio::task::JoinSet::new();
         let mut refresh_at = lists::first_refresh(&self.cfg);
+        let mut exit = Exit::Stopped;
         loop {
             let next = self
                 .sources
@@ -484,8 +499,8 @@ impl Agent {
                     }
                     Request::Button(action) => {
                         if self.on_button(action).await == Exit::Restart {
-                            drop(responders);
-                            return Exit::Restart;
+                            exit = Exit::Restart;
+                            break;
                         }
                     }
                 },
@@ -512,14 +527,10 @@ impl Agent {
                         self.finish_refresh(report).await;
                     }
                 }
-                Some(a) = alerts.recv() => self.on_alert(&a),
-                _ = save.tick() => self.save_incidents(),
+                Some(h) = self.held.recv() => self.hold(h),
                 _ = health.tick() => {
                     watchdog_ping();
                     self.check_suricata().await;
-                    if !self.triage.expire(unix_now() as i64).is_empty() {
-                        self.incidents_dirty = true;
-                    }
                     self.expire_allowances().await;
                     if let Some((_, replay)) = self.selftest_due.filter(|(t, _)| *t <= unix_now()) {
                         self.selftest_due = None;
@@ -535,40 +546,36 @@ impl Agent {
             }
         }
         drop(responders);
-        self.save_incidents();
+        // The incidents' owner saves what is open before it ends.
+        let _ = incidents_stop.send(());
+        if let Some(task) = incidents {
+            let _ = task.await;
+        }
         tracing::info!("agent stopped");
-        Exit::Stopped
+        exit
     }
 
-    /// Acknowledges every open high incident; persisted so a restart keeps it.
-    pub fn acknowledge(&mut self) -> usize {
-        let open: HashSet<String> = self.triage.open().map(|i| i.id.clone()).collect();
-        let new = self
-            .triage
-            .open()
-            .filter(|i| i.high && !self.acked.contains(&i.id))
-            .map(|i| i.id.clone())
-            .collect::<Vec<_>>();
-        // Acknowledging also puts out a self-test alarm (the mail said what happened).
+    /// Acknowledges every open high incident (persisted by the incidents'
+    /// owner, so a restart keeps it) and puts out a self-test alarm (the mail
+    /// said what happened).
+    pub async fn acknowledge(&mut self) -> usize {
         self.status.selftest.alarm = None;
-        // Only open incidents can light the LED: closed ones need no memory.
-        self.acked.retain(|id| open.contains(id));
-        self.acked.extend(new.iter().cloned());
-        let path = self.cfg.state_dir.join(ACKS_FILE);
-        let saved = serde_json::to_vec(&self.acked)
-            .map_err(std::io::Error::other)
-            .and_then(|b| crate::fsutil::write_atomic(&path, &b));
-        if let Err(e) = saved {
-            tracing::error!("{}: {e}", path.display());
-        }
-        tracing::info!(incidents = new.len(), "acknowledged");
+        let n = match (&self.incidents_tx, self.incidents.as_mut()) {
+            (Some(tx), _) => {
+                let (reply, answer) = oneshot::channel();
+                let _ = tx.send(incidents::Msg::Ack(reply)).await;
+                answer.await.unwrap_or(0)
+            }
+            (None, Some(book)) => book.acknowledge(),
+            (None, None) => 0,
+        };
         self.publish();
-        new.len()
+        n
     }
 
     async fn on_button(&mut self, action: ButtonAction) -> Exit {
         let label = match action {
-            ButtonAction::Ack => format!("acknowledged {} incident(s)", self.acknowledge()),
+            ButtonAction::Ack => format!("acknowledged {} incident(s)", self.acknowledge().await),
             ButtonAction::Resync => {
                 // Only the loop starts a re-sync (it owns the background pulls);
                 // the press is recorded when the pulls are done.
@@ -577,7 +584,7 @@ impl Agent {
             ButtonAction::CountdownStarted => "factory reset countdown".into(),
             ButtonAction::CountdownCancelled => "factory reset cancelled".into(),
             ButtonAction::Ignored(ms) => format!("ignored a {ms} ms press"),
-            ButtonAction::FactoryReset => match self.factory_reset() {
+            ButtonAction::FactoryReset => match self.factory_reset().await {
                 Ok(()) => return Exit::Restart,
                 Err(e) => {
                     tracing::error!("factory reset failed: {e}");
@@ -602,14 +609,25 @@ impl Agent {
 
     /// Forgets all state (IoC store, acknowledgements) and asks for the factory
     /// config at the next start (the agent cannot write /etc: see [`crate::appliance::factory`]).
-    fn factory_reset(&mut self) -> std::io::Result<()> {
+    async fn factory_reset(&mut self) -> std::io::Result<()> {
         crate::appliance::factory::request(&self.cfg.state_dir, &self.cfg.panel.factory_config)?;
         let intel = self.cfg.state_dir.join("intel");
         if intel.exists() {
             std::fs::remove_dir_all(&intel)?;
         }
-        let _ = std::fs::remove_file(self.cfg.state_dir.join(ACKS_FILE));
-        let _ = std::fs::remove_file(self.cfg.state_dir.join(INCIDENTS_FILE));
+        // The incidents' owner forgets its own (and would otherwise save them again).
+        match &self.incidents_tx {
+            Some(tx) => {
+                let (reply, done) = oneshot::channel();
+                let _ = tx.send(incidents::Msg::Forget(reply)).await;
+                let _ = done.await;
+            }
+            None => {
+                for f in [ACKS_FILE, INCIDENTS_FILE] {
+                    let _ = std::fs::remove_file(self.cfg.state_dir.join(f));
+                }
+            }
+        }
         tracing::warn!(config = %self.cfg.path.display(), "factory reset: state cleared, factory config restored at the restart");
         Ok(())
     }
@@ -617,7 +635,7 @@ impl Agent {
     /// Traces a value (a dataset hit) back to the indicators and MISP attributes behind it.
     pub fn lookup(&self, value: &str) -> Result<Vec<Provenance>, String> {
         let hit = Ioc::parse_any(value).map_err(|e| e.to_string())?;
-        Ok(lookup_in(&self.sources, &hit))
+        Ok(self.index.borrow().lookup(&hit))
     }
 
     /// Listens on the eve socket, or follows the configured eve file.
@@ -665,55 +683,19 @@ impl Agent {
         }
     }
 
-    fn on_alert(&mut self, a: &Alert) {
-        if a.action == "blocked" {
-            self.status.alerts.last_block = Some(a.time);
-        }
-        let sources = &self.sources;
-        let lookup = |v: &str| {
-            Ioc::parse_any(v)
-                .ok()
-                .and_then(|hit| lookup_in(sources, &hit).into_iter().next())
-        };
-        let outcome = self.triage.ingest(a, &lookup);
-        self.incidents_dirty = true;
-        let inc = match &outcome {
-            Outcome::New(i) | Outcome::Counted(i) => i,
-        };
-        let value = inc.ioc.as_ref().map_or(&inc.remote, |p| &p.indicator);
-        if a.action == "blocked" {
-            self.hits.record(value, a.time);
-        }
-        // A device that must not break talked to an observed indicator: hold it for the owner.
-        let shadow_hit = a
-            .metadata
-            .get("homewarden_kind")
-            .is_some_and(|k| k.iter().any(|v| v.starts_with("shadow-")));
-        if shadow_hit
-            && self
-                .cfg
-                .enforcement
-                .do_not_break
-                .iter()
-                .any(|n| n.contains(&inc.local))
-            && self.shadow.hold(value, inc.local, a.time)
-        {
-            tracing::warn!(indicator = %value, device = %inc.local, "observed indicator held: a do-not-break device talks to it");
+    /// Holds an observed indicator a do-not-break device talked to (the
+    /// incidents' owner found it; the shadow book is ours).
+    fn hold(&mut self, h: Held) {
+        if self.shadow.hold(&h.value, h.device, h.at) {
+            tracing::warn!(indicator = %h.value, device = %h.device, "observed indicator held: a do-not-break device talks to it");
             self.status.shadow.held = self.shadow.held();
-        }
-        if let Outcome::Counted(inc) = &outcome {
-            self.queue_update(inc);
-        }
-        if let Outcome::New(inc) = outcome {
-            self.queue_actions(&inc);
-            if inc.high {
-                tracing::warn!(incident = %inc.id, local = %inc.local, remote = %inc.remote, sid = inc.sid, "high-severity incident: {}", inc.signature);
-            } else {
-                tracing::info!(incident = %inc.id, local = %inc.local, remote = %inc.remote, sid = inc.sid, "incident: {}", inc.signature);
-            }
-            // New incidents show at once; counts of open ones with the next periodic publish.
             self.publish();
         }
+    }
+
+    /// Shares every source's set, as it now stands, with whoever traces hits.
+    fn publish_index(&self) {
+        self.index.send_replace(Arc::new(index_of(&self.sources)));
     }
 }
 
@@ -741,17 +723,27 @@ async fn alive_while<F: std::future::Future>(
     }
 }
 
-/// Every held indicator that explains a hit, with its provenance.
-fn lookup_in(sources: &[Source], hit: &Ioc) -> Vec<Provenance> {
-    sources
-        .iter()
-        .flat_map(|s| {
-            let set = &s.state.set;
-            set.covering(hit)
-                .into_iter()
-                .map(|e| set.provenance(s.cfg.name(), e))
-        })
-        .collect()
+/// Puts the incidents' owner's view into the published status whenever it
+/// changes: a new high incident lights the LED and shows in `status` even
+/// while the agent's loop is in a long step.
+async fn show_incidents(
+    mut view: watch::Receiver<AlertsStatus>,
+    status: Arc<watch::Sender<Status>>,
+    intake: Arc<Counters>,
+) {
+    while view.changed().await.is_ok() {
+        let v = view.borrow_and_update().clone();
+        status.send_modify(|s| s.alerts = status::merged(v, &intake, s.alerts.loss));
+    }
+}
+
+/// Every source's set, shared.
+fn index_of(sources: &[Source]) -> Index {
+    Index::new(
+        sources
+            .iter()
+            .map(|s| (s.cfg.name().to_string(), s.state.set.clone())),
+    )
 }
 
 /// How long a non-blocking reload gets before the self-test looks.

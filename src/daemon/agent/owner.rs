@@ -14,7 +14,7 @@ use crate::owner::allow::LocalAllowlist;
 use crate::respond;
 use crate::respond::outbox::{Action, Sighting};
 
-use super::{live_name, lookup_in, Agent};
+use super::{live_name, Agent};
 
 impl Agent {
     /// Answers the owner: explain, allow, unallow, blocks.
@@ -62,14 +62,14 @@ impl Agent {
                 }))
             }
             C::Blocks => {
-                let now = unix_now() as i64;
+                let index = self.index.borrow().clone();
                 let recent = self
-                    .hits
-                    .recent(now)
+                    .recent_hits()
+                    .await
                     .into_iter()
                     .map(|r| RecentBlock {
                         listed_by: Ioc::parse_any(&r.value)
-                            .map(|i| lookup_in(&self.sources, &i))
+                            .map(|i| index.lookup(&i))
                             .unwrap_or_default(),
                         value: r.value,
                         hits_24h: r.hits_24h,
@@ -82,6 +82,19 @@ impl Agent {
                     allowed: self.local_allow.entries().to_vec(),
                 }))
             }
+        }
+    }
+
+    /// The values hit in the last 24 hours, from the incidents' owner.
+    async fn recent_hits(&mut self) -> Vec<crate::alerts::hits::Recent> {
+        match (&self.incidents_tx, &self.incidents) {
+            (Some(tx), _) => {
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                let _ = tx.send(crate::daemon::incidents::Msg::Recent(reply)).await;
+                answer.await.unwrap_or_default()
+            }
+            (None, Some(book)) => book.recent(),
+            (None, None) => Vec::new(),
         }
     }
 

@@ -16,7 +16,7 @@ use crate::intel::{unix_now, PullStats};
 use crate::respond;
 use crate::respond::outbox::Stats as OutboxStats;
 
-use super::{Agent, RECENT_INCIDENTS};
+use super::Agent;
 
 /// Counts of the enforced blocklist, by kind.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -187,6 +187,20 @@ pub struct AlertsStatus {
     pub loss: crate::alerts::loss::LossStatus,
 }
 
+/// The incidents' owner's view, with what the agent counts itself (what the
+/// intake received, what Suricata raised that never arrived).
+pub(super) fn merged(
+    view: AlertsStatus,
+    intake: &crate::alerts::intake::Counters,
+    loss: crate::alerts::loss::LossStatus,
+) -> AlertsStatus {
+    AlertsStatus {
+        intake: intake.snapshot(),
+        loss,
+        ..view
+    }
+}
+
 impl crate::appliance::panel::Shown for Status {
     fn condition(&self, now: i64) -> Condition {
         Condition {
@@ -270,26 +284,8 @@ impl Agent {
                 }
             })
             .collect();
-        let mut recent: Vec<Incident> = self.triage.open().cloned().collect();
-        recent.sort_by_key(|i| std::cmp::Reverse(i.last_seen));
-        let acked = &self.acked;
-        self.status.alerts = AlertsStatus {
-            intake: self.intake.snapshot(),
-            open: recent.len(),
-            high_open: recent.iter().filter(|i| i.high).count(),
-            high_unacked: recent
-                .iter()
-                .filter(|i| i.high && !acked.contains(&i.id))
-                .count(),
-            acknowledged: recent
-                .iter()
-                .filter(|i| acked.contains(&i.id))
-                .map(|i| i.id.clone())
-                .collect(),
-            last_block: self.status.alerts.last_block,
-            loss: self.status.alerts.loss,
-            recent: recent.into_iter().take(RECENT_INCIDENTS).collect(),
-        };
+        let view = self.alerts_view.borrow().clone();
+        self.status.alerts = merged(view, &self.intake, self.status.alerts.loss);
         self.status.state = if reasons.is_empty() {
             State::Protected
         } else {

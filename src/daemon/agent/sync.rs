@@ -252,6 +252,9 @@ impl Agent {
 
     /// Renders the effective set and applies it.
     pub(super) async fn enforce(&mut self) -> Result<ApplyReport, String> {
+        // Every change of a source's set comes through here: incidents trace
+        // their hits in the new sets from now on, whatever the apply costs.
+        self.publish_index();
         let allow = match self.cfg.allowlist() {
             Ok(mut a) => {
                 let (nets, domains) = self.local_allow.targets();
@@ -273,7 +276,9 @@ impl Agent {
             if self.sources.iter().any(|s| s.cfg.shadow(global).is_some()) {
                 let sources = &self.sources;
                 let split = self.shadow.split(
-                    sources.iter().map(|s| (&s.state.set, s.cfg.shadow(global))),
+                    sources
+                        .iter()
+                        .map(|s| (&*s.state.set, s.cfg.shadow(global))),
                     unix_now(),
                 );
                 let (eff, mut dropped) =
@@ -590,7 +595,7 @@ pub async fn render_offline(
         limits: cfg.expand_limits(),
         lists: &lists,
     };
-    let (eff, dropped) = Effective::build(states.iter().map(|s| &s.set), guard);
+    let (eff, dropped) = Effective::build(states.iter().map(|s| &*s.set), guard);
     let rendered = render::render(&eff, None, allow.domains(), &Options::from(cfg));
     Applier::new(out, None, Duration::from_secs(1))
         .apply(&rendered)

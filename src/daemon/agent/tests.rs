@@ -107,16 +107,21 @@ async fn acknowledging_is_remembered_across_restarts() {
         br#"{"timestamp":"2026-11-25T03:50:26.1+0000","event_type":"alert","src_ip":"10.0.0.2","dest_ip":"203.0.113.66","proto":"TCP","alert":{"action":"blocked","signature_id":1,"signature":"s","category":"c","severity":1}}"#,
     )
     .unwrap();
-    agent.on_alert(&alert);
+    assert!(agent.incidents.as_mut().unwrap().on_alert(&alert));
+    agent.publish();
     assert_eq!(agent.status.alerts.high_unacked, 1);
-    assert_eq!(agent.acknowledge(), 1);
+    assert_eq!(agent.acknowledge().await, 1);
     assert_eq!(agent.status.alerts.high_unacked, 0);
     let saved: Vec<String> =
         serde_json::from_slice(&std::fs::read(dir.path().join("state/acks.json")).unwrap())
             .unwrap();
     assert_eq!(saved.len(), 1);
-    let again = Agent::open(agent.cfg.clone(), &Secrets::default()).unwrap();
-    assert!(again.acked.contains(&saved[0]));
+    // A restart reads the acknowledgement back: the same alert lights nothing.
+    let mut again = Agent::open(agent.cfg.clone(), &Secrets::default()).unwrap();
+    assert!(again.incidents.as_mut().unwrap().on_alert(&alert));
+    again.publish();
+    assert_eq!(again.status.alerts.high_open, 1);
+    assert_eq!(again.status.alerts.high_unacked, 0);
 }
 
 #[tokio::test]
@@ -341,4 +346,99 @@ fn retries_back_off_up_to_the_interval() {
         retry_delay(3, Duration::from_secs(20)),
         Duration::from_secs(20)
     );
+}
+
+/// The alert path never waits on enforcement: while the agent's loop sits in
+/// a self-test replay (a stand-in `suricata -r` that never ends), a storm of
+/// alerts is still read, triaged against the sets and shown in status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_are_triaged_and_shown_while_the_agent_is_in_a_long_replay() {
+    use std::os::unix::fs::PermissionsExt;
+    use tokio::io::AsyncWriteExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let started_marker = d.join("replaying");
+    let fake = d.join("suricata");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\ntouch {}\nexec sleep 3600\n",
+            started_marker.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(d.join("list.txt"), "203.0.113.0/24\n").unwrap();
+    let agent = list_agent(
+        d,
+        &format!(
+            "alerts: {{ eve_socket: {0}/eve.sock }}\n\
+             selftest: {{ suricata: {1}, pcap: {0}/none.pcap, timeout: 1h }}\n",
+            d.display(),
+            fake.display()
+        ),
+    );
+    let status = agent.status();
+    let (tx, rx) = mpsc::channel(8);
+    let run = tokio::spawn(agent.run(rx, std::future::pending()));
+    let until = |what: &str, ok: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !ok() {
+            assert!(std::time::Instant::now() < deadline, "never: {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    // The list is pulled and applied (the incidents' index has it), then the
+    // loop goes into the replay and stays there.
+    until("the list applied", &|| {
+        status
+            .borrow()
+            .sources
+            .first()
+            .is_some_and(|s| s.entries == 1)
+    });
+    let (reply, mut selftest_done) = oneshot::channel();
+    tx.send(Request::Selftest(reply)).await.unwrap();
+    until("the replay running", &|| started_marker.exists());
+
+    let (n, remotes) = (20_000u64, 50u64);
+    let mut lines = String::new();
+    for i in 0..n {
+        lines.push_str(&format!(
+            r#"{{"timestamp":"2026-12-04T10:00:00.0+0000","event_type":"alert","src_ip":"10.0.0.2","dest_ip":"203.0.113.{}","proto":"TCP","alert":{{"action":"blocked","signature_id":1,"signature":"listed","category":"c","severity":1,"metadata":{{"homewarden_kind":["ipv4"]}}}}}}"#,
+            i % remotes + 1
+        ));
+        lines.push('\n');
+    }
+    let sent = std::time::Instant::now();
+    let mut eve = tokio::net::UnixStream::connect(d.join("eve.sock"))
+        .await
+        .unwrap();
+    eve.write_all(lines.as_bytes()).await.unwrap();
+    until("every alert triaged and shown", &|| {
+        let s = status.borrow();
+        s.alerts.intake.alerts == n && s.alerts.open == remotes as usize
+    });
+    let took = sent.elapsed();
+    println!(
+        "{n} alerts triaged in {took:?} ({:.0}/s) with the agent's loop in the replay",
+        n as f64 / took.as_secs_f64()
+    );
+    assert!(
+        selftest_done.try_recv().is_err(),
+        "the replay must still be running, or this proves nothing"
+    );
+    let s = status.borrow().clone();
+    assert_eq!(
+        s.alerts.high_unacked, remotes as usize,
+        "the LED goes red now, not after the step"
+    );
+    let inc = &s.alerts.recent[0];
+    assert_eq!(
+        inc.ioc.as_ref().map(|p| p.source.as_str()),
+        Some("l"),
+        "provenance comes from the index the agent published: {inc:?}"
+    );
+    run.abort();
 }

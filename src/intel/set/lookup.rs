@@ -3,9 +3,47 @@
 //! each hit is then a few binary searches (the value, each parent name, each
 //! network prefix that could hold the address), never a scan of the set.
 
-use super::{Entry, SourceSet};
+use std::sync::Arc;
+
+use super::{Entry, Provenance, SourceSet};
 use crate::intel::ioc::Ioc;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+
+/// Every source's set as it stands, shared (not copied) with whoever traces
+/// hits: the incidents' owner, `lookup`, `blocks`, offline triage.
+#[derive(Clone, Debug, Default)]
+pub struct Index {
+    sources: Vec<(String, Arc<SourceSet>)>,
+}
+
+impl Index {
+    /// The sets of these sources, by name.
+    pub fn new(sources: impl IntoIterator<Item = (String, Arc<SourceSet>)>) -> Index {
+        Index {
+            sources: sources.into_iter().collect(),
+        }
+    }
+
+    /// Every held entry, in every source, that explains a hit on `hit`.
+    pub fn lookup(&self, hit: &Ioc) -> Vec<Provenance> {
+        self.sources
+            .iter()
+            .flat_map(|(name, set)| {
+                set.covering(hit)
+                    .into_iter()
+                    .map(move |e| set.provenance(name, e))
+            })
+            .collect()
+    }
+
+    /// The first explanation of a hit on `value`, if it parses and is held.
+    pub fn first(&self, value: &str) -> Option<Provenance> {
+        let hit = Ioc::parse_any(value).ok()?;
+        self.sources
+            .iter()
+            .find_map(|(name, set)| set.covering(&hit).first().map(|e| set.provenance(name, e)))
+    }
+}
 
 impl SourceSet {
     /// Sorts the entries by indicator, so that [`SourceSet::covering`] searches them.
@@ -117,6 +155,37 @@ mod tests {
         set.push(ioc("evil.test"), Some(0), Some("evil.test"));
         set.index();
         assert!(set.covering(&ioc("10.0.0.0")).is_empty());
+    }
+
+    #[test]
+    fn the_shared_index_traces_a_hit_through_every_source() {
+        let set = |vals: &[&str]| {
+            let mut s = SourceSet::new();
+            for v in vals {
+                s.push(ioc(v), None, None);
+            }
+            s.index();
+            Arc::new(s)
+        };
+        let index = Index::new([
+            ("feed".to_string(), set(&["evil.test", "198.51.100.0/24"])),
+            ("misp".to_string(), set(&["c2.evil.test"])),
+        ]);
+        let by: Vec<(String, String)> = index
+            .lookup(&ioc("x.c2.evil.test"))
+            .into_iter()
+            .map(|p| (p.source, p.indicator))
+            .collect();
+        assert_eq!(
+            by,
+            [
+                ("feed".to_string(), "evil.test".to_string()),
+                ("misp".to_string(), "c2.evil.test".to_string())
+            ]
+        );
+        assert_eq!(index.first("198.51.100.9").unwrap().source, "feed");
+        assert!(index.first("not a value").is_none());
+        assert!(Index::default().lookup(&ioc("evil.test")).is_empty());
     }
 
     #[test]

@@ -1,0 +1,556 @@
+//! The incidents' owner: a task of its own that reads Suricata's alerts,
+//! triages them into incidents, counts hits, remembers acknowledgements and
+//! queues what each incident asks of MISP and the mail. Nothing it does waits
+//! on enforcement: a long render, apply or self-test replay in the agent never
+//! stops alerts from being read (Suricata drops eve records it cannot write).
+//! It learns where a hit came from through the [`Index`] the agent publishes,
+//! and tells the agent (which owns the shadow book) when a do-not-break device
+//! talked to an observed indicator.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+
+use crate::alerts::eve::Alert;
+use crate::alerts::hits::{Hits, Recent};
+use crate::alerts::triage::{Incident, Outcome, Triage};
+use crate::config::{Config, SourceConfig};
+use crate::intel::misp::{EditBody, EventBody, EventEdit, NewAttribute, NewEvent, TagName};
+use crate::intel::set::Index;
+use crate::intel::unix_now;
+use crate::respond::outbox::{Action, EventFor, EventUpdate, MailPayload, Sighting};
+use crate::respond::{self, SharedOutbox};
+
+use super::agent::AlertsStatus;
+
+/// Acknowledged incident ids, under the state directory.
+pub const ACKS_FILE: &str = "acks.json";
+/// Open incidents, under the state directory (so a restart does not report them again).
+pub const INCIDENTS_FILE: &str = "incidents.json";
+/// How often changed incidents are saved and counts published.
+const SAVE_EVERY: Duration = Duration::from_secs(1);
+/// How often closed incidents are let go.
+const EXPIRE_EVERY: Duration = Duration::from_secs(5);
+/// Incidents listed in status.
+pub const RECENT_INCIDENTS: usize = 10;
+
+/// What others ask of the incidents' owner.
+#[derive(Debug)]
+pub enum Msg {
+    /// Acknowledge every open high incident; the reply is how many were new.
+    Ack(oneshot::Sender<usize>),
+    /// The values hit in the last 24 hours.
+    Recent(oneshot::Sender<Vec<Recent>>),
+    /// Forget every incident and acknowledgement (factory reset).
+    Forget(oneshot::Sender<()>),
+}
+
+/// A do-not-break device talked to an observed (shadow) indicator: the
+/// agent, which owns the shadow book, holds it for the owner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Held {
+    /// The indicator as listed.
+    pub value: String,
+    /// The home device.
+    pub device: IpAddr,
+    /// When (unix seconds).
+    pub at: i64,
+}
+
+/// The incidents' owner.
+pub struct Incidents {
+    state_dir: PathBuf,
+    triage: Triage,
+    hits: Hits,
+    acked: HashSet<String>,
+    dirty: bool,
+    last_block: Option<i64>,
+    outbox: Option<SharedOutbox>,
+    wake: Arc<Notify>,
+    mail_on: bool,
+    /// The MISP sources, in config order: sightings go to the one that listed a hit, events to the first.
+    misp: Vec<String>,
+    do_not_break: Vec<IpNet>,
+    index: watch::Receiver<Arc<Index>>,
+    view: watch::Sender<AlertsStatus>,
+    held: mpsc::Sender<Held>,
+}
+
+impl Incidents {
+    /// Reads the acknowledgements back; `index` brings the sets, `held`
+    /// goes to the agent. Returns the owner and a view of what it holds.
+    pub fn new(
+        cfg: &Config,
+        outbox: Option<SharedOutbox>,
+        wake: Arc<Notify>,
+        index: watch::Receiver<Arc<Index>>,
+        held: mpsc::Sender<Held>,
+    ) -> (Incidents, watch::Receiver<AlertsStatus>) {
+        let acked = std::fs::read(cfg.state_dir.join(ACKS_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let (view, view_rx) = watch::channel(AlertsStatus::default());
+        let misp = cfg
+            .sources
+            .iter()
+            .filter(|s| matches!(s, SourceConfig::Misp(_)))
+            .map(|s| s.name().to_string())
+            .collect();
+        let me = Incidents {
+            state_dir: cfg.state_dir.clone(),
+            triage: Triage::new(cfg.triage()),
+            hits: Hits::default(),
+            acked,
+            dirty: false,
+            last_block: None,
+            outbox,
+            wake,
+            mail_on: !cfg.mail.to.is_empty(),
+            misp,
+            do_not_break: cfg.enforcement.do_not_break.clone(),
+            index,
+            view,
+            held,
+        };
+        me.publish();
+        (me, view_rx)
+    }
+
+    /// Reads alerts and requests until `shutdown`, then saves what is open.
+    pub async fn run(
+        mut self,
+        mut alerts: mpsc::Receiver<Alert>,
+        mut inbox: mpsc::Receiver<Msg>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        self.restore();
+        tokio::pin!(shutdown);
+        let mut save = tokio::time::interval(SAVE_EVERY);
+        let mut expire = tokio::time::interval(EXPIRE_EVERY);
+        save.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        expire.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                // Shutdown first: a storm of alerts must not keep the agent from stopping.
+                biased;
+                _ = &mut shutdown => break,
+                Some(a) = alerts.recv() => {
+                    self.on_alert(&a);
+                }
+                Some(msg) = inbox.recv() => self.on_msg(msg),
+                _ = save.tick() => {
+                    if self.dirty {
+                        self.save();
+                        self.publish();
+                    }
+                }
+                _ = expire.tick() => {
+                    if !self.triage.expire(unix_now() as i64).is_empty() {
+                        self.dirty = true;
+                        self.publish();
+                    }
+                }
+            }
+        }
+        self.save();
+    }
+
+    fn on_msg(&mut self, msg: Msg) {
+        match msg {
+            Msg::Ack(reply) => {
+                let _ = reply.send(self.acknowledge());
+            }
+            Msg::Recent(reply) => {
+                let _ = reply.send(self.recent());
+            }
+            Msg::Forget(reply) => {
+                self.forget();
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    /// Triages one alert; true if it opened a new incident (shown at once;
+    /// counts of open ones are shown with the next tick).
+    pub fn on_alert(&mut self, a: &Alert) -> bool {
+        let blocked = a.action == "blocked";
+        if blocked {
+            self.last_block = Some(a.time);
+        }
+        let outcome = {
+            let index = self.index.borrow();
+            self.triage.ingest(a, &|v| index.first(v))
+        };
+        self.dirty = true;
+        let inc = match &outcome {
+            Outcome::New(i) | Outcome::Counted(i) => i,
+        };
+        let value = inc.ioc.as_ref().map_or(&inc.remote, |p| &p.indicator);
+        if blocked {
+            self.hits.record(value, a.time);
+        }
+        let shadow_hit = a
+            .metadata
+            .get("homewarden_kind")
+            .is_some_and(|k| k.iter().any(|v| v.starts_with("shadow-")));
+        if shadow_hit && self.do_not_break.iter().any(|n| n.contains(&inc.local)) {
+            let held = Held {
+                value: value.clone(),
+                device: inc.local,
+                at: a.time,
+            };
+            // Rare, and repeated by the next alert of the same pair if the agent is busy.
+            if self.held.try_send(held).is_err() {
+                tracing::debug!("agent busy: shadow hold deferred to the next alert");
+            }
+        }
+        match outcome {
+            Outcome::Counted(inc) => {
+                self.queue_update(&inc);
+                false
+            }
+            Outcome::New(inc) => {
+                self.queue_actions(&inc);
+                if inc.high {
+                    tracing::warn!(incident = %inc.id, local = %inc.local, remote = %inc.remote, sid = inc.sid, "high-severity incident: {}", inc.signature);
+                } else {
+                    tracing::info!(incident = %inc.id, local = %inc.local, remote = %inc.remote, sid = inc.sid, "incident: {}", inc.signature);
+                }
+                self.publish();
+                true
+            }
+        }
+    }
+
+    /// Acknowledges every open high incident; persisted so a restart keeps it.
+    pub fn acknowledge(&mut self) -> usize {
+        let open: HashSet<String> = self.triage.open().map(|i| i.id.clone()).collect();
+        let new = self
+            .triage
+            .open()
+            .filter(|i| i.high && !self.acked.contains(&i.id))
+            .map(|i| i.id.clone())
+            .collect::<Vec<_>>();
+        // Only open incidents can light the LED: closed ones need no memory.
+        self.acked.retain(|id| open.contains(id));
+        self.acked.extend(new.iter().cloned());
+        let path = self.state_dir.join(ACKS_FILE);
+        let saved = serde_json::to_vec(&self.acked)
+            .map_err(std::io::Error::other)
+            .and_then(|b| crate::fsutil::write_atomic(&path, &b));
+        if let Err(e) = saved {
+            tracing::error!("{}: {e}", path.display());
+        }
+        tracing::info!(incidents = new.len(), "acknowledged");
+        self.publish();
+        new.len()
+    }
+
+    /// The values hit in the last 24 hours.
+    pub fn recent(&self) -> Vec<Recent> {
+        self.hits.recent(unix_now() as i64)
+    }
+
+    /// Forgets every incident and acknowledgement, on disk too.
+    fn forget(&mut self) {
+        self.triage.restore(Vec::new());
+        self.acked.clear();
+        self.hits = Hits::default();
+        self.dirty = false;
+        for f in [ACKS_FILE, INCIDENTS_FILE] {
+            let _ = std::fs::remove_file(self.state_dir.join(f));
+        }
+        self.publish();
+    }
+
+    /// Publishes what status shows of the incidents.
+    fn publish(&self) {
+        let mut recent: Vec<Incident> = self.triage.open().cloned().collect();
+        recent.sort_by_key(|i| std::cmp::Reverse(i.last_seen));
+        let acked = &self.acked;
+        self.view.send_replace(AlertsStatus {
+            open: recent.len(),
+            high_open: recent.iter().filter(|i| i.high).count(),
+            high_unacked: recent
+                .iter()
+                .filter(|i| i.high && !acked.contains(&i.id))
+                .count(),
+            acknowledged: recent
+                .iter()
+                .filter(|i| acked.contains(&i.id))
+                .map(|i| i.id.clone())
+                .collect(),
+            last_block: self.last_block,
+            recent: recent.into_iter().take(RECENT_INCIDENTS).collect(),
+            ..AlertsStatus::default()
+        });
+    }
+
+    /// Takes back the incidents open before a restart and makes sure each has
+    /// its actions queued: the outbox's keys make this a no-op for what is
+    /// queued or done, and re-queue what a torn outbox file lost (the latest
+    /// event update included).
+    pub fn restore(&mut self) {
+        let path = self.state_dir.join(INCIDENTS_FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => {
+                tracing::error!("{}: {e}", path.display());
+                return;
+            }
+        };
+        let incidents: Vec<Incident> = match serde_json::from_slice(&bytes) {
+            Ok(v) => v,
+            Err(e) => {
+                let aside = crate::fsutil::set_aside(&path);
+                tracing::error!(
+                    "{}: unreadable ({e}); moved to {}",
+                    path.display(),
+                    aside.display()
+                );
+                return;
+            }
+        };
+        tracing::info!(incidents = incidents.len(), "incidents restored");
+        for inc in &incidents {
+            self.queue_actions(inc);
+            // The latest update due: its key makes this a no-op if it was
+            // queued or sent, and brings it back if a torn file lost it.
+            if inc.count >= 10 {
+                self.queue_update_at(inc, 10u64.pow(inc.count.ilog10()));
+            }
+        }
+        self.triage.restore(incidents);
+        self.triage.expire(unix_now() as i64);
+        self.publish();
+    }
+
+    /// Writes the open incidents, if they changed.
+    pub fn save(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        let path = self.state_dir.join(INCIDENTS_FILE);
+        let open: Vec<&Incident> = self.triage.open().collect();
+        let saved = serde_json::to_vec(&open)
+            .map_err(std::io::Error::other)
+            .and_then(|b| crate::fsutil::write_atomic(&path, &b));
+        match saved {
+            Ok(()) => self.dirty = false,
+            Err(e) => tracing::error!("{}: {e}", path.display()),
+        }
+    }
+
+    /// Puts what should happen about a new incident into the outbox.
+    fn queue_actions(&mut self, inc: &Incident) {
+        let now = unix_now();
+        let (sighting, event) = self.responders_for(inc);
+        let Some(outbox) = self.outbox.as_ref() else {
+            return;
+        };
+        let mut outbox = respond::lock(outbox);
+        // A hit on a MISP attribute: tell that MISP it was seen here.
+        let attribute = inc.ioc.as_ref().and_then(|p| p.attribute_uuid.clone());
+        if let (Some(source), Some(attribute_uuid)) = (sighting, attribute) {
+            let seen = Action::MispSighting(Sighting {
+                source,
+                attribute_uuid,
+                time: inc.first_seen,
+                kind: crate::intel::misp::SightingType::Seen,
+            });
+            let key = format!("{}:misp-sighting", inc.id);
+            if let Err(e) = outbox.put(&key, seen, inc.high, now) {
+                tracing::error!("{e}");
+            }
+        }
+        // Any other high-severity incident: one MISP event, in the first MISP source.
+        if let Some(source) = event {
+            let new = Action::MispEvent(EventFor {
+                source,
+                event: misp_event(inc),
+            });
+            if let Err(e) = outbox.put(&format!("{}:misp-event", inc.id), new, true, now) {
+                tracing::error!("{e}");
+            }
+        }
+        // The owner hears of every high-severity incident, with advice.
+        if self.mail_on && inc.high {
+            let mail = Action::Mail(MailPayload {
+                incident: inc.clone(),
+                advice: None,
+            });
+            if let Err(e) = outbox.put(&format!("{}:mail", inc.id), mail, true, now) {
+                tracing::error!("{e}");
+            }
+        }
+        drop(outbox);
+        self.wake.notify_one();
+    }
+
+    /// Which MISP source gets a sighting, and which one an event, for an incident.
+    fn responders_for(&self, inc: &Incident) -> (Option<String>, Option<String>) {
+        let sighting = inc
+            .ioc
+            .as_ref()
+            .filter(|p| p.attribute_uuid.is_some() && self.misp.contains(&p.source))
+            .map(|p| p.source.clone());
+        let event = match (&sighting, inc.high) {
+            (None, true) => self.misp.first().cloned(),
+            _ => None,
+        };
+        (sighting, event)
+    }
+
+    /// Later alerts of an incident update its MISP event (at 10, 100, 1000… alerts,
+    /// so a storm is a handful of edits, not thousands).
+    fn queue_update(&mut self, inc: &Incident) {
+        if update_due(inc.count) {
+            self.queue_update_at(inc, inc.count);
+        }
+    }
+
+    /// Queues the event update for the moment the incident reached `count` alerts.
+    fn queue_update_at(&mut self, inc: &Incident, count: u64) {
+        let (_, Some(source)) = self.responders_for(inc) else {
+            return;
+        };
+        let Some(outbox) = self.outbox.as_ref() else {
+            return;
+        };
+        let update = Action::MispEventUpdate(EventUpdate {
+            source,
+            uuid: inc.uuid(),
+            event: EventEdit {
+                event: EditBody {
+                    info: format!("homewarden: {} ({count} alerts)", inc.signature),
+                },
+            },
+        });
+        let key = format!("{}:misp-event-update:{count}", inc.id);
+        let queued = respond::lock(outbox).put(&key, update, true, unix_now());
+        if let Err(e) = queued {
+            tracing::error!("{e}");
+        }
+        self.wake.notify_one();
+    }
+}
+
+/// Whether an incident's MISP event is updated at this many alerts: 10, 100, 1000…
+fn update_due(count: u64) -> bool {
+    count >= 10 && 10u64.pow(count.ilog10()) == count
+}
+
+/// The MISP event for a high-severity incident: your organisation only, TLP:AMBER,
+/// the remote endpoint as IoCs, the home device as context (never to_ids).
+fn misp_event(inc: &Incident) -> NewEvent {
+    let threat = match inc.severity {
+        1 => "1",
+        2 => "2",
+        _ => "3",
+    };
+    let home = |ip: &std::net::IpAddr| {
+        crate::intel::set::BUILTIN_ALLOW
+            .iter()
+            .filter_map(|n| n.parse::<ipnet::IpNet>().ok())
+            .any(|n| n.contains(ip))
+    };
+    let attribute = |kind: &str, value: String, to_ids: bool, comment: &str| NewAttribute {
+        kind: kind.into(),
+        category: "Network activity".into(),
+        value,
+        to_ids,
+        comment: comment.into(),
+    };
+    let mut attributes = vec![attribute(
+        "ip-dst",
+        inc.remote_ip.to_string(),
+        !home(&inc.remote_ip),
+        "remote endpoint",
+    )];
+    // Only a name that parses as a domain: an opaque hostname (see
+    // `triage::name_or_opaque`) is the device's or an attacker's text.
+    if crate::intel::ioc::Domain::parse(&inc.remote).is_ok() {
+        attributes.push(attribute(
+            "domain",
+            inc.remote.clone(),
+            true,
+            "the name the device looked up or connected to",
+        ));
+    }
+    attributes.push(attribute(
+        "ip-src",
+        inc.local.to_string(),
+        false,
+        "home device",
+    ));
+    NewEvent {
+        event: EventBody {
+            uuid: inc.uuid(),
+            info: format!("homewarden: {}", inc.signature),
+            threat_level_id: threat.into(),
+            distribution: "0".into(),
+            analysis: "0".into(),
+            published: false,
+            tags: ["tlp:amber", "homewarden"]
+                .map(|name| TagName { name: name.into() })
+                .into(),
+            attributes,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{misp_event, update_due};
+    use crate::alerts::triage::{Outcome, Settings, Triage};
+
+    /// The MISP attribute types of the event an SNI hit on `sni` gives.
+    fn types_for_sni(sni: &str) -> Vec<String> {
+        let line = serde_json::json!({
+            "timestamp": "2026-12-03T10:00:00.0+0000", "event_type": "alert",
+            "src_ip": "10.0.0.2", "dest_ip": "203.0.113.7", "proto": "TCP",
+            "tls": {"sni": sni},
+            "alert": {"action": "blocked", "signature_id": 1666020, "signature": "s", "category": "c",
+                      "severity": 1, "metadata": {"homewarden_kind": ["domain"]}}
+        });
+        let a = crate::alerts::eve::parse(line.to_string().as_bytes()).unwrap();
+        let (Outcome::New(inc) | Outcome::Counted(inc)) =
+            Triage::new(Settings::default()).ingest(&a, &|_| None);
+        misp_event(&inc)
+            .event
+            .attributes
+            .iter()
+            .map(|a| format!("{}={}", a.kind, a.value))
+            .collect()
+    }
+
+    #[test]
+    fn only_a_real_domain_becomes_a_misp_domain_attribute() {
+        assert_eq!(
+            types_for_sni("C2.Evil.Example"),
+            [
+                "ip-dst=203.0.113.7",
+                "domain=c2.evil.example",
+                "ip-src=10.0.0.2"
+            ]
+        );
+        // Text an attacker put in the SNI is no indicator MISP should share.
+        assert_eq!(
+            types_for_sni("please add evil.example to your allowlist"),
+            ["ip-dst=203.0.113.7", "ip-src=10.0.0.2"]
+        );
+    }
+
+    #[test]
+    fn event_updates_at_powers_of_ten_only() {
+        let due: Vec<u64> = (0..=100_000).filter(|&c| update_due(c)).collect();
+        assert_eq!(due, [10, 100, 1000, 10_000, 100_000]);
+    }
+}
