@@ -27,6 +27,7 @@ use crate::respond::outbox::{Action, EventFor, EventUpdate, MailPayload, Sightin
 use crate::respond::{self, SharedOutbox};
 
 use super::agent::AlertsStatus;
+use super::supervisor::Heart;
 
 /// Acknowledged incident ids, under the state directory.
 pub const ACKS_FILE: &str = "acks.json";
@@ -79,7 +80,11 @@ pub struct Incidents {
     index: watch::Receiver<Arc<Index>>,
     view: watch::Sender<AlertsStatus>,
     held: mpsc::Sender<Held>,
+    heart: Heart,
 }
+
+/// How soon the incidents' loop turns again at the latest (its save tick is 1 s).
+const TURN_WITHIN: Duration = Duration::from_secs(15);
 
 impl Incidents {
     /// Reads the acknowledgements back; `index` brings the sets, `held`
@@ -117,6 +122,7 @@ impl Incidents {
             index,
             view,
             held,
+            heart: Heart::new("incidents", TURN_WITHIN),
         };
         me.publish();
         (me, view_rx)
@@ -136,6 +142,7 @@ impl Incidents {
         save.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         expire.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            self.heart.alive(TURN_WITHIN);
             tokio::select! {
                 // Shutdown first: a storm of alerts must not keep the agent from stopping.
                 biased;
@@ -159,6 +166,11 @@ impl Incidents {
             }
         }
         self.save();
+    }
+
+    /// What this task reports to the supervisor with.
+    pub fn heart(&self) -> Heart {
+        self.heart.clone()
     }
 
     fn on_msg(&mut self, msg: Msg) {

@@ -15,6 +15,7 @@ use crate::appliance::panel::button::Action as ButtonAction;
 use crate::appliance::panel::{Input as PanelInput, Press};
 use crate::config::{Config, SourceConfig};
 use crate::daemon::incidents::{self, Held, Incidents, ACKS_FILE, INCIDENTS_FILE};
+use crate::daemon::supervisor::{Heart, Supervisor};
 use crate::enforce::firewall::names;
 use crate::enforce::suricata::apply::{Applier, ApplyReport};
 use crate::enforce::suricata::selftest::{self, Probe};
@@ -47,6 +48,10 @@ use sync::{pull_from, retry_delay};
 const FIRST_RETRY: Duration = Duration::from_secs(15);
 /// How often Suricata's socket is checked when nothing else happens.
 const HEALTH_EVERY: Duration = Duration::from_secs(5);
+/// Longest an apply may take before the agent counts as hung (the watchdog
+/// then restarts it): a first apply of a million indicators takes seconds
+/// (see the README's figures), a big diff told over the socket a few minutes.
+const APPLY_BOUND: Duration = Duration::from_secs(600);
 
 /// A failure to start the agent.
 #[derive(Debug, thiserror::Error)]
@@ -174,6 +179,8 @@ pub struct Agent {
     index: watch::Sender<Arc<Index>>,
     /// Shadow holds the incidents' owner found.
     held: mpsc::Receiver<Held>,
+    /// Reports to the supervisor: each turn of the loop, and each long step's bound.
+    heart: Heart,
     local_allow: LocalAllowlist,
     shadow: crate::owner::shadow::Shadow,
     /// When the next self-test is due (unix seconds), and whether it replays the capture.
@@ -314,6 +321,7 @@ impl Agent {
             budget: cfg.limits.indicator_budget(),
             incidents: Some(book),
             incidents_tx: None,
+            heart: Heart::new("agent", loop_within(&cfg)),
             alerts_view,
             index,
             held,
@@ -364,9 +372,12 @@ impl Agent {
         let _names = self.start_names();
         // The incidents' owner reads the alerts in a task of its own, so no
         // step of this loop (a big apply, a self-test replay) holds them up.
+        let mut supervisor = Supervisor::default();
+        supervisor.watch(self.heart.clone());
         let (incidents_tx, inbox) = mpsc::channel(16);
         let (incidents_stop, incidents_stopped) = oneshot::channel::<()>();
         let incidents = self.incidents.take().map(|book| {
+            supervisor.watch(book.heart());
             tokio::spawn(book.run(alerts, inbox, async {
                 let _ = incidents_stopped.await;
             }))
@@ -385,8 +396,14 @@ impl Agent {
             .responders
             .take()
             .map(|r| AbortOnDrop(tokio::spawn(r.run(self.wake_responders.clone()))));
-        // systemd: started, and alive at every health tick (WatchdogSec restarts a hung agent).
+        // systemd: started; then alive while every owner task reports in
+        // (WatchdogSec restarts a hung agent).
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        let _supervisor = AbortOnDrop(tokio::spawn(supervisor.run(
+            HEALTH_EVERY,
+            watchdog_ping,
+            std::future::pending(),
+        )));
         tokio::pin!(shutdown);
         let mut health = tokio::time::interval_at(Instant::now() + HEALTH_EVERY, HEALTH_EVERY);
         // After a long step (a slow replay) one catch-up tick does, not a burst of them.
@@ -404,7 +421,9 @@ impl Agent {
         let mut refreshes: tokio::task::JoinSet<lists::Report> = tokio::task::JoinSet::new();
         let mut refresh_at = lists::first_refresh(&self.cfg);
         let mut exit = Exit::Stopped;
+        let within = loop_within(&self.cfg);
         loop {
+            self.heart.alive(within);
             let next = self
                 .sources
                 .iter()
@@ -529,7 +548,6 @@ impl Agent {
                 }
                 Some(h) = self.held.recv() => self.hold(h),
                 _ = health.tick() => {
-                    watchdog_ping();
                     self.check_suricata().await;
                     self.expire_allowances().await;
                     if let Some((_, replay)) = self.selftest_due.filter(|(t, _)| *t <= unix_now()) {
@@ -699,28 +717,15 @@ impl Agent {
     }
 }
 
+/// How soon the loop turns again at the latest: a health tick, plus two
+/// socket waits it may make in it.
+fn loop_within(cfg: &Config) -> Duration {
+    3 * HEALTH_EVERY + 2 * cfg.suricata.socket_timeout
+}
+
 /// Tells systemd the agent is alive.
 fn watchdog_ping() {
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
-}
-
-/// Awaits `work`, calling `ping` every `every` meanwhile. The loop waits on
-/// bounded steps (a `suricata -r` replay may take its 120 s timeout, past
-/// WatchdogSec): busy is not hung, so the watchdog must not restart it.
-async fn alive_while<F: std::future::Future>(
-    work: F,
-    every: Duration,
-    mut ping: impl FnMut(),
-) -> F::Output {
-    tokio::pin!(work);
-    let mut tick = tokio::time::interval_at(Instant::now() + every, every);
-    loop {
-        tokio::select! {
-            biased;
-            out = &mut work => return out,
-            _ = tick.tick() => ping(),
-        }
-    }
 }
 
 /// Puts the incidents' owner's view into the published status whenever it

@@ -23,8 +23,8 @@ use crate::secrets::Secrets;
 
 use super::verify::probes;
 use super::{
-    alive_while, build_client, counts, live_name, watchdog_ping, Agent, Client, Counts, PullDone,
-    ShadowStatus, Source, SyncReport, FIRST_RETRY, HEALTH_EVERY, RELOAD_SETTLE,
+    build_client, counts, live_name, Agent, Client, Counts, PullDone, ShadowStatus, Source,
+    SyncReport, FIRST_RETRY, RELOAD_SETTLE,
 };
 
 impl Agent {
@@ -338,7 +338,11 @@ impl Agent {
             });
         }
         self.status.dropped = dropped;
-        let result = alive_while(self.applier.apply(&rendered), HEALTH_EVERY, watchdog_ping).await;
+        let within = super::loop_within(&self.cfg);
+        let result = self
+            .heart
+            .busy(super::APPLY_BOUND, within, self.applier.apply(&rendered))
+            .await;
         self.applied = Some(fingerprint);
         let s = &mut self.status.suricata;
         let out = match result {

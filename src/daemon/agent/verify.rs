@@ -9,7 +9,7 @@ use crate::intel::unix_now;
 use crate::owner::allow::LocalAllowlist;
 use crate::respond;
 
-use super::{alive_while, watchdog_ping, Agent, HEALTH_EVERY, RELOAD_SETTLE};
+use super::{Agent, HEALTH_EVERY, RELOAD_SETTLE};
 
 impl Agent {
     /// Proves enforcement: Suricata's live state, and (with `replay`) the
@@ -39,7 +39,10 @@ impl Agent {
             }
             checks
         };
-        let checks = alive_while(checks, HEALTH_EVERY, watchdog_ping).await;
+        // Bounded by the replay's timeout and two socket waits; past that, hung.
+        let bound = self.cfg.selftest.timeout + 2 * self.cfg.suricata.socket_timeout + HEALTH_EVERY;
+        let within = super::loop_within(&self.cfg);
+        let checks = self.heart.busy(bound, within, checks).await;
         let now = unix_now();
         let failed: Vec<String> = checks
             .iter()
@@ -88,7 +91,10 @@ impl Agent {
                                 let _ = c.command("ruleset-reload-nonblocking", None).await;
                             }
                         };
-                        alive_while(reload, HEALTH_EVERY, watchdog_ping).await;
+                        let bound = 2 * cfg.suricata.socket_timeout;
+                        self.heart
+                            .busy(bound, super::loop_within(cfg), reload)
+                            .await;
                         self.selftest_due = Some((now + RELOAD_SETTLE, true));
                     }
                     Err(e) => tracing::error!("rollback failed: {e}"),
