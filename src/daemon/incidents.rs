@@ -27,6 +27,7 @@ use crate::respond::outbox::{Action, EventFor, EventUpdate, MailPayload, Sightin
 use crate::respond::{self, SharedOutbox};
 
 use super::agent::AlertsStatus;
+use super::shutdown::Stop;
 use super::supervisor::Heart;
 
 /// Acknowledged incident ids, under the state directory.
@@ -128,15 +129,15 @@ impl Incidents {
         (me, view_rx)
     }
 
-    /// Reads alerts and requests until `shutdown`, then saves what is open.
+    /// Reads alerts and requests until the stop, then saves what is open
+    /// (and only then drops `stop`, which tells the stopper it is done).
     pub async fn run(
         mut self,
         mut alerts: mpsc::Receiver<Alert>,
         mut inbox: mpsc::Receiver<Msg>,
-        shutdown: impl std::future::Future<Output = ()>,
+        mut stop: Stop,
     ) {
         self.restore();
-        tokio::pin!(shutdown);
         let mut save = tokio::time::interval(SAVE_EVERY);
         let mut expire = tokio::time::interval(EXPIRE_EVERY);
         save.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -146,7 +147,7 @@ impl Incidents {
             tokio::select! {
                 // Shutdown first: a storm of alerts must not keep the agent from stopping.
                 biased;
-                _ = &mut shutdown => break,
+                _ = stop.wait() => break,
                 Some(a) = alerts.recv() => {
                     self.on_alert(&a);
                 }
@@ -166,6 +167,7 @@ impl Incidents {
             }
         }
         self.save();
+        drop(stop);
     }
 
     /// What this task reports to the supervisor with.

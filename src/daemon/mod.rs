@@ -6,4 +6,5 @@
 pub mod agent;
 pub mod control;
 pub mod incidents;
+pub mod shutdown;
 pub mod supervisor;

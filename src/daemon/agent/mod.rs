@@ -15,6 +15,7 @@ use crate::appliance::panel::button::Action as ButtonAction;
 use crate::appliance::panel::{Input as PanelInput, Press};
 use crate::config::{Config, SourceConfig};
 use crate::daemon::incidents::{self, Held, Incidents, ACKS_FILE, INCIDENTS_FILE};
+use crate::daemon::shutdown::{Stop, Stopper};
 use crate::daemon::supervisor::{Heart, Supervisor};
 use crate::enforce::firewall::names;
 use crate::enforce::suricata::apply::{Applier, ApplyReport};
@@ -368,42 +369,45 @@ impl Agent {
         // The sockets first: Suricata connects as soon as they exist, whatever
         // the first apply of a big set costs.
         let (alert_tx, alerts) = mpsc::channel(1024);
-        let _intake = self.start_intake(alert_tx);
+        let intake = self.start_intake(alert_tx).map(AbortOnDrop);
         let _names = self.start_names();
+        // Every task below hears one stop and is waited for (see `shutdown`).
+        let stopper = Stopper::default();
         // The incidents' owner reads the alerts in a task of its own, so no
         // step of this loop (a big apply, a self-test replay) holds them up.
         let mut supervisor = Supervisor::default();
         supervisor.watch(self.heart.clone());
         let (incidents_tx, inbox) = mpsc::channel(16);
-        let (incidents_stop, incidents_stopped) = oneshot::channel::<()>();
-        let incidents = self.incidents.take().map(|book| {
+        if let Some(book) = self.incidents.take() {
             supervisor.watch(book.heart());
-            tokio::spawn(book.run(alerts, inbox, async {
-                let _ = incidents_stopped.await;
-            }))
-        });
+            // Its handle lives as long as its `run`: past the last save.
+            tokio::spawn(book.run(alerts, inbox, stopper.handle()));
+        }
         self.incidents_tx = Some(incidents_tx);
-        let _shown = AbortOnDrop(tokio::spawn(show_incidents(
+        tokio::spawn(show_incidents(
             self.alerts_view.clone(),
             self.status_tx.clone(),
             self.intake.clone(),
-        )));
+            stopper.handle(),
+        ));
         // Re-apply what the store holds: the files on disk decide what is new, so a
         // restart sends nothing twice. A failure is logged and shown in status.
         let _ = self.enforce().await;
         self.check_suricata().await;
-        let responders = self
-            .responders
-            .take()
-            .map(|r| AbortOnDrop(tokio::spawn(r.run(self.wake_responders.clone()))));
+        if let Some(r) = self.responders.take() {
+            // Cut mid-round on a stop: the outbox sends it again under the same key.
+            let (mut stop, wake) = (stopper.handle(), self.wake_responders.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = stop.wait() => {}
+                    _ = r.run(wake) => {}
+                }
+            });
+        }
         // systemd: started; then alive while every owner task reports in
         // (WatchdogSec restarts a hung agent).
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-        let _supervisor = AbortOnDrop(tokio::spawn(supervisor.run(
-            HEALTH_EVERY,
-            watchdog_ping,
-            std::future::pending(),
-        )));
+        tokio::spawn(supervisor.run(HEALTH_EVERY, watchdog_ping, stopped(stopper.handle())));
         tokio::pin!(shutdown);
         let mut health = tokio::time::interval_at(Instant::now() + HEALTH_EVERY, HEALTH_EVERY);
         // After a long step (a slow replay) one catch-up tick does, not a burst of them.
@@ -563,12 +567,10 @@ impl Agent {
                 }
             }
         }
-        drop(responders);
-        // The incidents' owner saves what is open before it ends.
-        let _ = incidents_stop.send(());
-        if let Some(task) = incidents {
-            let _ = task.await;
-        }
+        // No new alerts, then every task's way out (the incidents' owner
+        // saves what is open) before the agent says it stopped.
+        drop(intake);
+        stopper.stop().await;
         tracing::info!("agent stopped");
         exit
     }
@@ -735,11 +737,22 @@ async fn show_incidents(
     mut view: watch::Receiver<AlertsStatus>,
     status: Arc<watch::Sender<Status>>,
     intake: Arc<Counters>,
+    mut stop: Stop,
 ) {
-    while view.changed().await.is_ok() {
+    loop {
+        tokio::select! {
+            _ = stop.wait() => break,
+            changed = view.changed() => if changed.is_err() { break },
+        }
         let v = view.borrow_and_update().clone();
         status.send_modify(|s| s.alerts = status::merged(v, &intake, s.alerts.loss));
     }
+}
+
+/// A future that resolves on the stop, for a task with nothing to do on its
+/// way out (the handle goes with the future).
+async fn stopped(mut stop: Stop) {
+    stop.wait().await;
 }
 
 /// Every source's set, shared.

@@ -321,6 +321,14 @@ fn retries_back_off_up_to_the_interval() {
     );
 }
 
+/// Suricata's timestamp for now: alerts in these tests must not have closed
+/// (`alerts.window`) by the time they are looked for.
+fn eve_now() -> String {
+    crate::alerts::eve::format_timestamp(unix_now() as i64)
+        .replacen(' ', "T", 1)
+        .replace(" UTC", ".0+0000")
+}
+
 /// The alert path never waits on enforcement: while the agent's loop sits in
 /// a self-test replay (a stand-in `suricata -r` that never ends), a storm of
 /// alerts is still read, triaged against the sets and shown in status.
@@ -379,7 +387,8 @@ async fn alerts_are_triaged_and_shown_while_the_agent_is_in_a_long_replay() {
     let mut lines = String::new();
     for i in 0..n {
         lines.push_str(&format!(
-            r#"{{"timestamp":"2026-12-04T10:00:00.0+0000","event_type":"alert","src_ip":"10.0.0.2","dest_ip":"203.0.113.{}","proto":"TCP","alert":{{"action":"blocked","signature_id":1,"signature":"listed","category":"c","severity":1,"metadata":{{"homewarden_kind":["ipv4"]}}}}}}"#,
+            r#"{{"timestamp":"{}","event_type":"alert","src_ip":"10.0.0.2","dest_ip":"203.0.113.{}","proto":"TCP","alert":{{"action":"blocked","signature_id":1,"signature":"listed","category":"c","severity":1,"metadata":{{"homewarden_kind":["ipv4"]}}}}}}"#,
+            eve_now(),
             i % remotes + 1
         ));
         lines.push('\n');
@@ -414,4 +423,50 @@ async fn alerts_are_triaged_and_shown_while_the_agent_is_in_a_long_replay() {
         "provenance comes from the index the agent published: {inc:?}"
     );
     run.abort();
+}
+
+/// A stop waits for every task's way out: when `run` returns, the incident
+/// that had just opened is on disk (the incidents' owner saved it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_run_returns_the_open_incidents_are_saved() {
+    use tokio::io::AsyncWriteExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("list.txt"), "").unwrap();
+    let agent = list_agent(
+        d,
+        &format!("alerts: {{ eve_socket: {}/eve.sock }}\n", d.display()),
+    );
+    let status = agent.status();
+    let (_tx, rx) = mpsc::channel(8);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let run = tokio::spawn(agent.run(rx, async {
+        let _ = stopped.await;
+    }));
+    let mut eve = loop {
+        match tokio::net::UnixStream::connect(d.join("eve.sock")).await {
+            Ok(s) => break s,
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    };
+    let line = format!(
+        r#"{{"timestamp":"{}","event_type":"alert","src_ip":"10.0.0.2","dest_ip":"203.0.113.9","proto":"TCP","alert":{{"action":"blocked","signature_id":7,"signature":"s","category":"c","severity":1}}}}"#,
+        eve_now()
+    );
+    eve.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+    let mut seen = status.clone();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        seen.wait_for(|s| s.alerts.open == 1),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    stop.send(()).unwrap();
+    assert_eq!(run.await.unwrap(), Exit::Stopped);
+    let saved: Vec<crate::alerts::triage::Incident> =
+        serde_json::from_slice(&std::fs::read(d.join("state/incidents.json")).unwrap()).unwrap();
+    assert_eq!(saved.len(), 1);
+    assert_eq!(saved[0].remote, "203.0.113.9");
 }
