@@ -1,4 +1,6 @@
 use super::*;
+use crate::intel::ioc::Domain;
+use crate::intel::warninglist::Warninglists;
 
 fn set(values: &[&str]) -> SourceSet {
     let mut s = SourceSet::new();
