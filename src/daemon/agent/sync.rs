@@ -23,7 +23,7 @@ use crate::secrets::Secrets;
 
 use super::verify::probes;
 use super::{
-    build_client, counts, live_name, Agent, Client, Counts, PullDone, ShadowStatus, Source,
+    counts, live_name, open::build_client, Agent, Client, Counts, PullDone, ShadowStatus, Source,
     SyncReport, FIRST_RETRY, RELOAD_SETTLE,
 };
 
