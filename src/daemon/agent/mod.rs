@@ -30,6 +30,7 @@ use crate::respond::outbox::Outbox;
 use crate::respond::{Responders, SharedOutbox};
 use crate::secrets::Secrets;
 
+mod button;
 mod lists;
 mod open;
 mod owner;
@@ -159,9 +160,6 @@ pub enum Exit {
     /// Factory reset done: the service manager should start us afresh.
     Restart,
 }
-
-/// Presses kept in status.
-const PRESSES_SHOWN: usize = 10;
 
 /// The agent.
 pub struct Agent {
@@ -443,83 +441,6 @@ impl Agent {
         stopper.stop().await;
         tracing::info!("agent stopped");
         exit
-    }
-
-    /// Acknowledges every open high incident (persisted by the incidents'
-    /// owner, so a restart keeps it) and puts out a self-test alarm (the mail
-    /// said what happened).
-    pub async fn acknowledge(&mut self) -> usize {
-        self.status.selftest.alarm = None;
-        let n = match (&self.incidents_tx, self.incidents.as_mut()) {
-            (Some(tx), _) => {
-                let (reply, answer) = oneshot::channel();
-                let _ = tx.send(incidents::Msg::Ack(reply)).await;
-                answer.await.unwrap_or(0)
-            }
-            (None, Some(book)) => book.acknowledge(),
-            (None, None) => 0,
-        };
-        self.publish();
-        n
-    }
-
-    async fn on_button(&mut self, action: ButtonAction) -> Exit {
-        let label = match action {
-            ButtonAction::Ack => format!("acknowledged {} incident(s)", self.acknowledge().await),
-            ButtonAction::Resync => {
-                // Only the loop starts a re-sync (it owns the background pulls);
-                // the press is recorded when the pulls are done.
-                return Exit::Stopped;
-            }
-            ButtonAction::CountdownStarted => "factory reset countdown".into(),
-            ButtonAction::CountdownCancelled => "factory reset cancelled".into(),
-            ButtonAction::Ignored(ms) => format!("ignored a {ms} ms press"),
-            ButtonAction::FactoryReset => match self.factory_reset().await {
-                Ok(()) => return Exit::Restart,
-                Err(e) => {
-                    tracing::error!("factory reset failed: {e}");
-                    format!("factory reset failed: {e}")
-                }
-            },
-        };
-        self.pressed(label);
-        Exit::Stopped
-    }
-
-    /// Records what a press did, for status.
-    fn pressed(&mut self, label: String) {
-        self.status.presses.push(Press {
-            at: unix_now(),
-            action: label,
-        });
-        let excess = self.status.presses.len().saturating_sub(PRESSES_SHOWN);
-        self.status.presses.drain(..excess);
-        self.publish();
-    }
-
-    /// Forgets all state (IoC store, acknowledgements) and asks for the factory
-    /// config at the next start (the agent cannot write /etc: see [`crate::appliance::factory`]).
-    async fn factory_reset(&mut self) -> std::io::Result<()> {
-        crate::appliance::factory::request(&self.cfg.state_dir, &self.cfg.panel.factory_config)?;
-        let intel = self.cfg.state_dir.join("intel");
-        if intel.exists() {
-            std::fs::remove_dir_all(&intel)?;
-        }
-        // The incidents' owner forgets its own (and would otherwise save them again).
-        match &self.incidents_tx {
-            Some(tx) => {
-                let (reply, done) = oneshot::channel();
-                let _ = tx.send(incidents::Msg::Forget(reply)).await;
-                let _ = done.await;
-            }
-            None => {
-                for f in [ACKS_FILE, INCIDENTS_FILE] {
-                    let _ = std::fs::remove_file(self.cfg.state_dir.join(f));
-                }
-            }
-        }
-        tracing::warn!(config = %self.cfg.path.display(), "factory reset: state cleared, factory config restored at the restart");
-        Ok(())
     }
 
     /// Traces a value (a dataset hit) back to the indicators and MISP attributes behind it.
