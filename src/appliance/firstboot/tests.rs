@@ -1,4 +1,5 @@
 use super::*;
+use crate::config::Config;
 
 const KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGhvbWV3YXJkZW4tYm9vdC10ZXN0LWtleS0wMTIzNDU2 me@laptop";
