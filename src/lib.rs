@@ -16,7 +16,9 @@
 //! * [`owner`]: what the home owner decides: `allow`, `explain`, shadow mode.
 //! * [`appliance`]: the Pi as a box: first boot, network placement, the LED
 //!   panel and button, factory reset.
-//! * [`daemon`]: the running agent that ties the flows together, and the
+//! * [`daemon`]: the owner tasks of the running appliance: the agent (sources
+//!   and enforcement), the incidents' owner (alerts to responders), the
+//!   supervisor that feeds systemd's watchdog, one stop for all, and the
 //!   control socket the CLI talks to.
 //!
 //! [`config`] (typed, validated once) sits between them: it parses into

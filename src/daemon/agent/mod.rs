@@ -31,6 +31,7 @@ use crate::respond::{Responders, SharedOutbox};
 use crate::secrets::Secrets;
 
 mod button;
+mod health;
 mod lists;
 mod open;
 mod owner;
