@@ -38,6 +38,7 @@ mod owner;
 mod status;
 mod sync;
 mod verify;
+use verify::SelftestRun;
 
 pub use status::{
     counts, AlertsStatus, Counts, ShadowStatus, SourceStatus, State, Status, SuricataStatus,
@@ -293,6 +294,9 @@ impl Agent {
         // Newer warninglists, where the Pi has internet: fetched beside the loop.
         let mut refreshes: tokio::task::JoinSet<lists::Report> = tokio::task::JoinSet::new();
         let mut refresh_at = lists::first_refresh(&self.cfg);
+        // The self-test runs beside the loop too (a replay may take two
+        // minutes); who asked for one gets the next verdict with a replay.
+        let mut tests = SelftestRun::default();
         let mut exit = Exit::Stopped;
         let within = loop_within(&self.cfg);
         loop {
@@ -373,7 +377,8 @@ impl Agent {
                         let _ = reply.send(self.lookup(&value));
                     }
                     Request::Selftest(reply) => {
-                        let _ = reply.send(self.selftest(true).await);
+                        tests.askers.push(reply);
+                        self.start_selftest(&mut tests, true);
                     }
                     Request::Owner(cmd, who, reply) => {
                         let _ = reply.send(self.owner(cmd, &who).await);
@@ -419,13 +424,16 @@ impl Agent {
                         self.finish_refresh(report).await;
                     }
                 }
+                Some(done) = tests.running.join_next(), if !tests.running.is_empty() => {
+                    self.finish_selftest(&mut tests, done).await;
+                }
                 Some(h) = self.held.recv() => self.hold(h),
                 _ = health.tick() => {
                     self.check_suricata().await;
                     self.expire_allowances().await;
                     if let Some((_, replay)) = self.selftest_due.filter(|(t, _)| *t <= unix_now()) {
                         self.selftest_due = None;
-                        self.selftest(replay).await;
+                        self.start_selftest(&mut tests, replay);
                     }
                     if self.status.shadow.next_promotion.is_some_and(|t| t <= unix_now()) {
                         if let Err(e) = self.enforce().await {

@@ -329,11 +329,11 @@ fn eve_now() -> String {
         .replace(" UTC", ".0+0000")
 }
 
-/// The alert path never waits on enforcement: while the agent's loop sits in
-/// a self-test replay (a stand-in `suricata -r` that never ends), a storm of
-/// alerts is still read, triaged against the sets and shown in status.
+/// Nothing waits on a self-test replay (a stand-in `suricata -r` that never
+/// ends): it runs beside the agent's loop, which still answers, and a storm
+/// of alerts is read, triaged against the sets and shown in status meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn alerts_are_triaged_and_shown_while_the_agent_is_in_a_long_replay() {
+async fn alerts_are_triaged_and_the_agent_answers_while_a_replay_runs() {
     use std::os::unix::fs::PermissionsExt;
     use tokio::io::AsyncWriteExt;
 
@@ -404,13 +404,24 @@ async fn alerts_are_triaged_and_shown_while_the_agent_is_in_a_long_replay() {
     });
     let took = sent.elapsed();
     println!(
-        "{n} alerts triaged in {took:?} ({:.0}/s) with the agent's loop in the replay",
+        "{n} alerts triaged in {took:?} ({:.0}/s) while a replay ran beside the loop",
         n as f64 / took.as_secs_f64()
     );
     assert!(
         selftest_done.try_recv().is_err(),
         "the replay must still be running, or this proves nothing"
     );
+    // The loop itself is free: it answers a lookup while the replay runs.
+    let (reply, answer) = oneshot::channel();
+    tx.send(Request::Lookup("203.0.113.7".into(), reply))
+        .await
+        .unwrap();
+    let found = tokio::time::timeout(Duration::from_secs(10), answer)
+        .await
+        .expect("the agent's loop waits on the replay")
+        .unwrap()
+        .unwrap();
+    assert_eq!(found[0].source, "l");
     let s = status.borrow().clone();
     assert_eq!(
         s.alerts.high_unacked, remotes as usize,
@@ -469,4 +480,43 @@ async fn when_run_returns_the_open_incidents_are_saved() {
         serde_json::from_slice(&std::fs::read(d.join("state/incidents.json")).unwrap()).unwrap();
     assert_eq!(saved.len(), 1);
     assert_eq!(saved[0].remote, "203.0.113.9");
+}
+
+/// A background self-test's verdict is about the rendering it tested: if
+/// another was applied while it ran, it runs again instead of judging (or
+/// rolling back) the new one; who asked gets the verdict of a run with a replay.
+#[tokio::test]
+async fn a_selftest_outrun_by_a_new_rendering_runs_again_before_anyone_hears() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("list.txt"), "").unwrap();
+    let mut agent = list_agent(
+        d,
+        "selftest: { suricata: /bin/true, pcap: /dev/null, timeout: 10s }\n",
+    );
+    let mut tests = SelftestRun::default();
+    let (reply, mut answer) = oneshot::channel();
+    tests.askers.push(reply);
+    agent.start_selftest(&mut tests, false);
+    // Another rendering is applied while the checks run.
+    agent.applied = Some(42);
+    let done = tests.running.join_next().await.unwrap();
+    agent.finish_selftest(&mut tests, done).await;
+    assert!(
+        agent.status.selftest.last_run.is_none(),
+        "judged the old rendering"
+    );
+    assert_eq!(tests.running.len(), 1, "not run again");
+    assert!(answer.try_recv().is_err());
+    // The second run tests what is applied, with the replay the asker wants.
+    let done = tests.running.join_next().await.unwrap();
+    agent.finish_selftest(&mut tests, done).await;
+    assert!(agent.status.selftest.last_run.is_some());
+    let status = answer.try_recv().unwrap();
+    assert!(
+        status.checks.iter().any(|c| c.name.contains("capture")),
+        "{:?}",
+        status.checks
+    );
+    assert!(tests.running.is_empty());
 }

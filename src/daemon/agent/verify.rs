@@ -9,40 +9,58 @@ use crate::intel::unix_now;
 use crate::owner::allow::LocalAllowlist;
 use crate::respond;
 
-use super::{Agent, HEALTH_EVERY, RELOAD_SETTLE};
+use super::{Agent, RELOAD_SETTLE};
+
+/// A self-test running beside the agent's loop, and who waits for it.
+#[derive(Default)]
+pub(super) struct SelftestRun {
+    /// The checks, while they run.
+    pub(super) running: tokio::task::JoinSet<Vec<selftest::Check>>,
+    /// Whether the running checks replay the capture.
+    replay: bool,
+    /// The rendering they test.
+    rendering: Option<u64>,
+    /// Who asked (`homewarden selftest`): answered by the next run with a replay.
+    pub(super) askers: Vec<tokio::sync::oneshot::Sender<selftest::Status>>,
+}
 
 impl Agent {
-    /// Proves enforcement: Suricata's live state, and (with `replay`) the
-    /// capture through `suricata -r`. A pass keeps the rendering as the last
-    /// good one; a failure puts the last good one back, lights amber and mails once.
-    pub(super) async fn selftest(&mut self, replay: bool) -> selftest::Status {
+    /// The self-test's checks as a task of their own: they own what they
+    /// need, so the loop can go on while a replay takes its two minutes.
+    pub(super) fn checks(
+        &self,
+        replay: bool,
+    ) -> impl std::future::Future<Output = Vec<selftest::Check>> + Send + 'static {
         let cfg = &self.cfg;
-        let checks = async {
-            let mut checks = selftest::live(
-                &cfg.suricata.command_socket,
-                cfg.suricata.socket_timeout,
-                &self.probes,
-            )
-            .await;
-            if replay && cfg.selftest.replay {
-                checks.push(
-                    selftest::replay(&selftest::Replay {
-                        suricata: cfg.selftest.suricata.clone(),
-                        config: cfg.selftest.suricata_config.clone(),
-                        pcap: cfg.selftest.pcap.clone(),
-                        rules_dir: cfg.suricata.rules_dir.clone(),
-                        sid: cfg.suricata.sid_base + selftest::CANARY_SID_OFFSET,
-                        timeout: cfg.selftest.timeout,
-                    })
-                    .await,
-                );
+        let socket = cfg.suricata.command_socket.clone();
+        let timeout = cfg.suricata.socket_timeout;
+        let probes = self.probes.clone();
+        let replay = (replay && cfg.selftest.replay).then(|| selftest::Replay {
+            suricata: cfg.selftest.suricata.clone(),
+            config: cfg.selftest.suricata_config.clone(),
+            pcap: cfg.selftest.pcap.clone(),
+            rules_dir: cfg.suricata.rules_dir.clone(),
+            sid: cfg.suricata.sid_base + selftest::CANARY_SID_OFFSET,
+            timeout: cfg.selftest.timeout,
+        });
+        async move {
+            let mut checks = selftest::live(&socket, timeout, &probes).await;
+            if let Some(r) = replay {
+                checks.push(selftest::replay(&r).await);
             }
             checks
-        };
-        // Bounded by the replay's timeout and two socket waits; past that, hung.
-        let bound = self.cfg.selftest.timeout + 2 * self.cfg.suricata.socket_timeout + HEALTH_EVERY;
-        let within = super::loop_within(&self.cfg);
-        let checks = self.heart.busy(bound, within, checks).await;
+        }
+    }
+
+    /// What the checks mean (Suricata's live state, and with `replay` the
+    /// capture through `suricata -r`): a pass keeps the rendering as the last
+    /// good one; a failure puts the last good one back, lights amber and mails once.
+    pub(super) async fn judge(
+        &mut self,
+        checks: Vec<selftest::Check>,
+        replay: bool,
+    ) -> selftest::Status {
+        let cfg = &self.cfg;
         let now = unix_now();
         let failed: Vec<String> = checks
             .iter()
@@ -116,6 +134,47 @@ impl Agent {
         }
         self.publish();
         self.status.selftest.clone()
+    }
+
+    /// Starts the checks beside the loop, unless some run already: then the
+    /// asker waits for theirs (and a replay is run after, if it lacks one).
+    pub(super) fn start_selftest(&self, tests: &mut SelftestRun, replay: bool) {
+        if tests.running.is_empty() {
+            tests.replay = replay;
+            tests.rendering = self.applied;
+            tests.running.spawn(self.checks(replay));
+        }
+    }
+
+    /// Judges what a background self-test found, answers who asked, and runs
+    /// again where its verdict would not fit: the rendering changed while it
+    /// ran (its files were rewritten under the replay), or an asker wants a
+    /// replay it did not do.
+    pub(super) async fn finish_selftest(
+        &mut self,
+        tests: &mut SelftestRun,
+        done: Result<Vec<selftest::Check>, tokio::task::JoinError>,
+    ) {
+        let checks = done.unwrap_or_else(|e| {
+            vec![selftest::Check {
+                name: "the self-test ran".into(),
+                ok: false,
+                detail: e.to_string(),
+            }]
+        });
+        if self.applied != tests.rendering {
+            let replay = tests.replay || !tests.askers.is_empty();
+            self.start_selftest(tests, replay);
+            return;
+        }
+        let status = self.judge(checks, tests.replay).await;
+        if tests.replay {
+            for asker in tests.askers.drain(..) {
+                let _ = asker.send(status.clone());
+            }
+        } else if !tests.askers.is_empty() {
+            self.start_selftest(tests, true);
+        }
     }
 
     /// Queues a mail about the appliance itself.
