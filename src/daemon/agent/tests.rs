@@ -519,4 +519,13 @@ async fn a_selftest_outrun_by_a_new_rendering_runs_again_before_anyone_hears() {
         status.checks
     );
     assert!(tests.running.is_empty());
+
+    // A replay due (after a reload) while a quick check runs is not lost:
+    // it runs once that one is done.
+    agent.start_selftest(&mut tests, false);
+    agent.start_selftest(&mut tests, true);
+    let done = tests.running.join_next().await.unwrap();
+    agent.finish_selftest(&mut tests, done).await;
+    assert_eq!(tests.running.len(), 1, "the replay that was due never ran");
+    assert!(tests.replay);
 }

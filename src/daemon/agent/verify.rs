@@ -17,9 +17,11 @@ pub(super) struct SelftestRun {
     /// The checks, while they run.
     pub(super) running: tokio::task::JoinSet<Vec<selftest::Check>>,
     /// Whether the running checks replay the capture.
-    replay: bool,
+    pub(super) replay: bool,
     /// The rendering they test.
     rendering: Option<u64>,
+    /// A run was due while this one ran (with a replay or not): it runs after.
+    again: Option<bool>,
     /// Who asked (`homewarden selftest`): answered by the next run with a replay.
     pub(super) askers: Vec<tokio::sync::oneshot::Sender<selftest::Status>>,
 }
@@ -136,13 +138,15 @@ impl Agent {
         self.status.selftest.clone()
     }
 
-    /// Starts the checks beside the loop, unless some run already: then the
-    /// asker waits for theirs (and a replay is run after, if it lacks one).
+    /// Starts the checks beside the loop, unless some run already: then
+    /// this one is remembered and runs after, if that one does not do for it.
     pub(super) fn start_selftest(&self, tests: &mut SelftestRun, replay: bool) {
         if tests.running.is_empty() {
             tests.replay = replay;
             tests.rendering = self.applied;
             tests.running.spawn(self.checks(replay));
+        } else {
+            tests.again = Some(tests.again.unwrap_or(false) || replay);
         }
     }
 
@@ -162,8 +166,9 @@ impl Agent {
                 detail: e.to_string(),
             }]
         });
+        let again = tests.again.take();
         if self.applied != tests.rendering {
-            let replay = tests.replay || !tests.askers.is_empty();
+            let replay = tests.replay || again == Some(true) || !tests.askers.is_empty();
             self.start_selftest(tests, replay);
             return;
         }
@@ -172,7 +177,9 @@ impl Agent {
             for asker in tests.askers.drain(..) {
                 let _ = asker.send(status.clone());
             }
-        } else if !tests.askers.is_empty() {
+        }
+        // This rendering was just tested: run again only for a replay it lacked.
+        if !tests.replay && (again == Some(true) || !tests.askers.is_empty()) {
             self.start_selftest(tests, true);
         }
     }
