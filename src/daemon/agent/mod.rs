@@ -184,7 +184,8 @@ pub struct Agent {
     /// Reports to the supervisor: each turn of the loop, and each long step's bound.
     heart: Heart,
     local_allow: LocalAllowlist,
-    shadow: crate::owner::shadow::Shadow,
+    /// Shared only with the rendering's blocking thread, which the loop awaits.
+    shadow: Arc<std::sync::Mutex<crate::owner::shadow::Shadow>>,
     /// When the next self-test is due (unix seconds), and whether it replays the capture.
     selftest_due: Option<(u64, bool)>,
     /// Values the live self-test looks up, from the last rendering.
@@ -506,9 +507,11 @@ impl Agent {
     /// Holds an observed indicator a do-not-break device talked to (the
     /// incidents' owner found it; the shadow book is ours).
     fn hold(&mut self, h: Held) {
-        if self.shadow.hold(&h.value, h.device, h.at) {
+        let mut book = self.shadow.lock().unwrap_or_else(|e| e.into_inner());
+        if book.hold(&h.value, h.device, h.at) {
             tracing::warn!(indicator = %h.value, device = %h.device, "observed indicator held: a do-not-break device talks to it");
-            self.status.shadow.held = self.shadow.held();
+            self.status.shadow.held = book.held();
+            drop(book);
             self.publish();
         }
     }

@@ -112,7 +112,9 @@ impl Agent {
             index,
             held,
             local_allow: load_local_allowlist(&cfg.state_dir),
-            shadow: crate::owner::shadow::Shadow::load(&cfg.state_dir),
+            shadow: Arc::new(std::sync::Mutex::new(crate::owner::shadow::Shadow::load(
+                &cfg.state_dir,
+            ))),
             selftest_due: None,
             probes: Vec::new(),
             bad_rendering: None,

@@ -114,7 +114,7 @@ impl Agent {
             &self.cfg,
             &self.local_allow,
             &self.warninglists,
-            &self.shadow,
+            &self.shadow.lock().unwrap_or_else(|e| e.into_inner()),
             unix_now(),
         )
         .map_err(|e| format!("{value:?}: {e}"))

@@ -4,13 +4,14 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::config::{Config, SourceConfig};
 use crate::enforce::firewall::{conntrack, names};
-use crate::enforce::suricata::apply::{Applier, ApplyReport, Live};
+use crate::enforce::suricata::apply::{Applier, ApplyError, ApplyReport, Live, Written};
 use crate::enforce::suricata::render::{self, Options};
 use crate::enforce::suricata::selftest;
 use crate::intel::ioc::{Domain, Ioc};
@@ -18,6 +19,7 @@ use crate::intel::set::{Allowlist, Dropped, Effective, Guard, SourceSet};
 use crate::intel::{
     feed, list, misp, unix_now, Cursor, IntelError, PullStats, Pulled, SourceState,
 };
+use crate::owner::shadow::Shadow;
 use crate::secrets::Secrets;
 
 use super::verify::probes;
@@ -249,7 +251,9 @@ impl Agent {
         }
     }
 
-    /// Renders the effective set and applies it.
+    /// Renders the effective set and applies it. Building the set, rendering
+    /// and writing the files (seconds for a million indicators) run on a
+    /// blocking thread: the runtime's workers stay free for the alert path.
     pub(super) async fn enforce(&mut self) -> Result<ApplyReport, String> {
         // Every change of a source's set comes through here: incidents trace
         // their hits in the new sets from now on, whatever the apply costs.
@@ -262,53 +266,45 @@ impl Agent {
             }
             Err(e) => return Err(e.to_string()),
         };
-        let guard = Guard {
-            allow: &allow,
-            limits: self.cfg.expand_limits(),
-            lists: &self.warninglists,
-        };
         let global = self.cfg.enforcement.shadow;
-        // The self-test's canary, always listed, never a real host; built in with
-        // the rest, so a million-entry list is never copied to make room for it.
-        let canary = Ioc::Ipv4(selftest::CANARY);
-        let (eff, observed, dropped) =
-            if self.sources.iter().any(|s| s.cfg.shadow(global).is_some()) {
-                let sources = &self.sources;
-                let split = self.shadow.split(
-                    sources
-                        .iter()
-                        .map(|s| (&*s.state.set, s.cfg.shadow(global))),
-                    unix_now(),
-                );
-                let (eff, mut dropped) =
-                    Effective::from_iocs(split.enforce.iter().copied().chain([&canary]), guard);
-                let (mut observed, more) =
-                    Effective::from_iocs(split.observe.iter().copied(), guard);
-                observed.remove_all(&eff);
-                dropped.merge(more);
-                if split.promoted > 0 {
-                    tracing::info!(
-                        promoted = split.promoted,
-                        "observed indicators promoted to blocking"
-                    );
-                }
-                self.status.shadow = ShadowStatus {
-                    observed: observed.len(),
-                    held: self.shadow.held(),
-                    next_promotion: split.next_promotion,
+        let work = Prepare {
+            sources: self
+                .sources
+                .iter()
+                .map(|s| (s.state.set.clone(), s.cfg.shadow(global)))
+                .collect(),
+            allow,
+            limits: self.cfg.expand_limits(),
+            lists: self.warninglists.clone(),
+            shadow: self.shadow.clone(),
+            options: Options::from(&self.cfg),
+            bad_rendering: self.bad_rendering,
+            applier: self.applier.clone(),
+        };
+        let within = super::loop_within(&self.cfg);
+        let applier = self.applier.clone();
+        let result = self
+            .heart
+            .busy(super::APPLY_BOUND, within, async move {
+                let mut p = tokio::task::spawn_blocking(move || work.run())
+                    .await
+                    .map_err(|e| format!("rendering failed: {e}"))?;
+                let told = match p.written.take() {
+                    Some(Ok(w)) => Some(applier.tell(w).await),
+                    Some(Err(e)) => Some(Err(e)),
+                    None => None,
                 };
-                (eff, Some(observed), dropped)
-            } else {
-                self.status.shadow = ShadowStatus::default();
-                let (eff, dropped) = Effective::from_iocs(
-                    self.sources
-                        .iter()
-                        .flat_map(|s| s.state.set.entries().iter().map(|e| &e.ioc))
-                        .chain([&canary]),
-                    guard,
-                );
-                (eff, None, dropped)
-            };
+                Ok::<_, String>((p, told))
+            })
+            .await;
+        let (p, told) = result?;
+        let Prepared {
+            eff,
+            allow,
+            dropped,
+            ..
+        } = p;
+        self.status.shadow = p.shadow;
         // What the owner's sources list: the canary is ours, not theirs.
         self.status.blocklist = counts(&eff);
         if eff.ipv4.binary_search(&selftest::CANARY).is_ok() {
@@ -319,14 +315,7 @@ impl Agent {
             &self.local_allow,
             self.cfg.enforcement.match_subdomains,
         );
-        let rendered = render::render(
-            &eff,
-            observed.as_ref(),
-            allow.domains(),
-            &Options::from(&self.cfg),
-        );
-        let fingerprint = render::fingerprint(&rendered);
-        if self.bad_rendering == Some(fingerprint) {
+        let Some(result) = told else {
             tracing::warn!("this rendering failed its self-test before; the last good one stays");
             self.publish();
             return Ok(ApplyReport {
@@ -335,14 +324,9 @@ impl Agent {
                 files_written: 0,
                 live: Live::Unchanged,
             });
-        }
+        };
         self.status.dropped = dropped;
-        let within = super::loop_within(&self.cfg);
-        let result = self
-            .heart
-            .busy(super::APPLY_BOUND, within, self.applier.apply(&rendered))
-            .await;
-        self.applied = Some(fingerprint);
+        self.applied = Some(p.fingerprint);
         let s = &mut self.status.suricata;
         let out = match result {
             Ok(r) => {
@@ -422,6 +406,90 @@ impl Agent {
         addrs.sort_unstable();
         addrs.dedup();
         addrs
+    }
+}
+
+/// What a rendering needs, owned, so that it runs on a blocking thread.
+struct Prepare {
+    sources: Vec<(Arc<SourceSet>, Option<Duration>)>,
+    allow: Allowlist,
+    limits: crate::intel::set::ExpandLimits,
+    lists: Arc<crate::intel::warninglist::Warninglists>,
+    shadow: Arc<Mutex<Shadow>>,
+    options: Options,
+    bad_rendering: Option<u64>,
+    applier: Applier,
+}
+
+/// What a rendering gives back to the loop.
+struct Prepared {
+    eff: Effective,
+    allow: Allowlist,
+    shadow: ShadowStatus,
+    dropped: Dropped,
+    fingerprint: u64,
+    /// `None`: this rendering failed its self-test before, nothing written.
+    written: Option<Result<Written, ApplyError>>,
+}
+
+impl Prepare {
+    /// Builds the effective set, renders it and writes what changed (blocking).
+    fn run(self) -> Prepared {
+        let guard = Guard {
+            allow: &self.allow,
+            limits: self.limits,
+            lists: &self.lists,
+        };
+        // The self-test's canary, always listed, never a real host; built in with
+        // the rest, so a million-entry list is never copied to make room for it.
+        let canary = Ioc::Ipv4(selftest::CANARY);
+        let (eff, observed, dropped, shadow) = if self.sources.iter().any(|s| s.1.is_some()) {
+            // A poisoned lock only means a rendering panicked; the book is whole.
+            let mut book = self.shadow.lock().unwrap_or_else(|e| e.into_inner());
+            let split = book.split(
+                self.sources.iter().map(|(set, period)| (&**set, *period)),
+                unix_now(),
+            );
+            let (eff, mut dropped) =
+                Effective::from_iocs(split.enforce.iter().copied().chain([&canary]), guard);
+            let (mut observed, more) = Effective::from_iocs(split.observe.iter().copied(), guard);
+            observed.remove_all(&eff);
+            dropped.merge(more);
+            if split.promoted > 0 {
+                tracing::info!(
+                    promoted = split.promoted,
+                    "observed indicators promoted to blocking"
+                );
+            }
+            let shadow = ShadowStatus {
+                observed: observed.len(),
+                held: book.held(),
+                next_promotion: split.next_promotion,
+            };
+            (eff, Some(observed), dropped, shadow)
+        } else {
+            let (eff, dropped) = Effective::from_iocs(
+                self.sources
+                    .iter()
+                    .flat_map(|(set, _)| set.entries().iter().map(|e| &e.ioc))
+                    .chain([&canary]),
+                guard,
+            );
+            (eff, None, dropped, ShadowStatus::default())
+        };
+        let rendered = render::render(&eff, observed.as_ref(), self.allow.domains(), &self.options);
+        let fingerprint = render::fingerprint(&rendered);
+        let written =
+            (self.bad_rendering != Some(fingerprint)).then(|| self.applier.write(&rendered));
+        drop(rendered);
+        Prepared {
+            eff,
+            allow: self.allow,
+            shadow,
+            dropped,
+            fingerprint,
+            written,
+        }
     }
 }
 

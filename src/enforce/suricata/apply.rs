@@ -31,6 +31,27 @@ pub struct ApplyError {
     pub message: String,
 }
 
+/// What [`Applier::write`] wrote, owned: Suricata is told after, without
+/// the rendering (which borrows the effective set).
+#[derive(Debug)]
+pub struct Written {
+    added: usize,
+    removed: usize,
+    files_written: usize,
+    tell: Tell,
+}
+
+/// What Suricata must hear about files just written.
+#[derive(Debug)]
+enum Tell {
+    /// Nothing changed, or no socket (offline rendering).
+    Nothing,
+    /// The dataset commands for a small change.
+    Delta(Vec<Value>),
+    /// A non-blocking reload.
+    Reload,
+}
+
 /// How Suricata learnt about a change.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "state", content = "detail")]
@@ -95,6 +116,13 @@ impl Applier {
 
     /// Applies a rendering; only what differs from the files on disk is written or sent.
     pub async fn apply(&self, r: &Rendered<'_>) -> Result<ApplyReport, ApplyError> {
+        let written = self.write(r)?;
+        self.tell(written).await
+    }
+
+    /// Writes what differs from the files on disk (blocking: a million-line
+    /// list is read and rewritten), and says what Suricata must be told.
+    pub fn write(&self, r: &Rendered<'_>) -> Result<Written, ApplyError> {
         std::fs::create_dir_all(&self.dir).map_err(|e| self.err(&self.dir, e))?;
         let rules_path = self.dir.join(RULES_FILE);
         let rules_changed =
@@ -134,13 +162,14 @@ impl Applier {
             .iter()
             .filter(|d| d.missing || !d.add.is_empty() || !d.remove.is_empty())
             .collect();
+        let mut w = Written {
+            added,
+            removed,
+            files_written: 0,
+            tell: Tell::Nothing,
+        };
         if !rules_changed && changed.is_empty() && !pending {
-            return Ok(ApplyReport {
-                added,
-                removed,
-                files_written: 0,
-                live: Live::Unchanged,
-            });
+            return Ok(w);
         }
 
         if self.socket.is_some() && !pending {
@@ -161,24 +190,38 @@ impl Applier {
             fsutil::write_atomic(&rules_path, r.rules.as_bytes())
                 .map_err(|e| self.err(&rules_path, e))?;
         }
-        let files_written = changed.len() + usize::from(rules_changed);
-
-        let Some(socket) = &self.socket else {
-            return Ok(ApplyReport {
-                added,
-                removed,
-                files_written,
-                live: Live::Unchanged,
-            });
-        };
+        w.files_written = changed.len() + usize::from(rules_changed);
+        if self.socket.is_none() {
+            return Ok(w);
+        }
         // Hash lists are read with the rules, so they need a reload like a rules change.
         let needs_reload = rules_changed
             || pending
             || changed.iter().any(|d| d.missing)
             || changed.iter().any(|d| d.list.kind.settype().is_none())
             || added + removed > RELOAD_THRESHOLD;
-        let live = match self.tell_suricata(socket, &changed, needs_reload).await {
+        w.tell = if needs_reload {
+            Tell::Reload
+        } else {
+            Tell::Delta(delta_commands(&changed))
+        };
+        Ok(w)
+    }
+
+    /// Tells Suricata what [`Applier::write`] changed, over its socket.
+    pub async fn tell(&self, w: Written) -> Result<ApplyReport, ApplyError> {
+        let report = |live| ApplyReport {
+            added: w.added,
+            removed: w.removed,
+            files_written: w.files_written,
+            live,
+        };
+        let (Some(socket), false) = (&self.socket, matches!(w.tell, Tell::Nothing)) else {
+            return Ok(report(Live::Unchanged));
+        };
+        let live = match self.tell_suricata(socket, &w.tell).await {
             Ok(live) => {
+                let marker = self.dir.join(PENDING_MARKER);
                 std::fs::remove_file(&marker).map_err(|e| self.err(&marker, e))?;
                 live
             }
@@ -189,41 +232,15 @@ impl Applier {
                 Live::SuricataDown(message)
             }
         };
-        Ok(ApplyReport {
-            added,
-            removed,
-            files_written,
-            live,
-        })
+        Ok(report(live))
     }
 
-    async fn tell_suricata(
-        &self,
-        socket: &Path,
-        changed: &[&Diff<'_, '_>],
-        reload: bool,
-    ) -> Result<Live, String> {
+    async fn tell_suricata(&self, socket: &Path, tell: &Tell) -> Result<Live, String> {
         let mut conn = Connection::open(socket, self.timeout)
             .await
             .map_err(|e| e.to_string())?;
-        if !reload {
-            let mut cmds: Vec<Value> = Vec::new();
-            for d in changed {
-                let Some(settype) = d.list.kind.settype() else {
-                    continue;
-                };
-                cmds.extend(
-                    d.remove
-                        .iter()
-                        .map(|v| dataset_command(false, d.list.name, settype, v)),
-                );
-                cmds.extend(
-                    d.add.iter().map(|&i| {
-                        dataset_command(true, d.list.name, settype, &d.list.values.line(i))
-                    }),
-                );
-            }
-            let replies = conn.batch(&cmds).await.map_err(|e| e.to_string())?;
+        if let Tell::Delta(cmds) = tell {
+            let replies = conn.batch(cmds).await.map_err(|e| e.to_string())?;
             let failed: Vec<_> = replies.iter().filter(|r| !r.ok).collect();
             if failed.is_empty() {
                 return Ok(Live::Delta);
@@ -242,6 +259,27 @@ impl Applier {
             Err(format!("reload refused: {}", reply.message))
         }
     }
+}
+
+/// The dataset commands that carry a small change live.
+fn delta_commands(changed: &[&Diff<'_, '_>]) -> Vec<Value> {
+    let mut cmds = Vec::new();
+    for d in changed {
+        let Some(settype) = d.list.kind.settype() else {
+            continue;
+        };
+        cmds.extend(
+            d.remove
+                .iter()
+                .map(|v| dataset_command(false, d.list.name, settype, v)),
+        );
+        cmds.extend(
+            d.add
+                .iter()
+                .map(|&i| dataset_command(true, d.list.name, settype, &d.list.values.line(i))),
+        );
+    }
+    cmds
 }
 
 /// Compares a list file on disk with the wanted values: which to add (indexes),
