@@ -342,7 +342,7 @@ impl Agent {
                         scheduled.remove(&i);
                         if !syncs.is_empty() {
                             // Finished just as a sync began: the sync's own pull is newer.
-                        } else if self.take_pull(i, generation, result, started) {
+                        } else if self.take_pull(i, generation, result, started).await {
                             let _ = self.enforce().await;
                         } else {
                             self.publish();
@@ -579,5 +579,7 @@ impl Drop for AbortOnDrop {
     }
 }
 
+#[cfg(test)]
+mod storm_tests;
 #[cfg(test)]
 mod tests;

@@ -78,7 +78,7 @@ impl Agent {
             Ok(results) => {
                 for (i, generation, result, started) in results {
                     let error = result.as_ref().err().map(|e| e.to_string());
-                    changed |= self.take_pull(i, generation, result, started);
+                    changed |= self.take_pull(i, generation, result, started).await;
                     let error = error.or_else(|| self.sources[i].held.clone());
                     report
                         .sources
@@ -115,7 +115,7 @@ impl Agent {
             let started = std::time::Instant::now();
             let result = pull(&self.sources[i]).await;
             let error = result.as_ref().err().map(|e| e.to_string());
-            changed |= self.settle(i, result, started);
+            changed |= self.settle(i, result, started).await;
             let error = error.or_else(|| self.sources[i].held.clone());
             report
                 .sources
@@ -144,7 +144,7 @@ impl Agent {
 
     /// Takes a background pull's result, unless a newer pull was taken since it
     /// started; true if the state changed (and needs enforcing).
-    pub(super) fn take_pull(
+    pub(super) async fn take_pull(
         &mut self,
         i: usize,
         generation: u64,
@@ -156,12 +156,12 @@ impl Agent {
             tracing::info!(source = %self.sources[i].cfg.name(), "a newer pull was taken meanwhile; this one is dropped");
             return false;
         }
-        self.settle(i, result, started)
+        self.settle(i, result, started).await
     }
 
     /// Takes a pull's result into the source's state and schedules its next
     /// pull; true if the state changed (and needs enforcing).
-    pub(super) fn settle(
+    pub(super) async fn settle(
         &mut self,
         i: usize,
         result: Result<Pulled, IntelError>,
@@ -218,23 +218,42 @@ impl Agent {
                 }
                 let tell_expiry = self.cfg.enforcement.expiration_sightings
                     && matches!(src.cfg, SourceConfig::Misp(_));
-                let before = tell_expiry.then(|| attribute_uuids(&src.state.set));
-                src.state.apply(pulled, unix_now());
-                let expired: Vec<(String, String)> = match before {
-                    Some(before) => {
-                        let after = attribute_uuids(&src.state.set);
-                        before
-                            .into_iter()
-                            .filter(|a| !after.contains(a))
-                            .map(|a| (name.clone(), a))
-                            .collect()
+                // Indexing a million entries and saving them take seconds: on a
+                // blocking thread, the source's state lent to it meanwhile.
+                let (store, mut state) = (self.store.clone(), std::mem::take(&mut src.state));
+                let job = {
+                    let name = name.clone();
+                    move || {
+                        let before = tell_expiry.then(|| attribute_uuids(&state.set));
+                        state.apply(pulled, unix_now());
+                        let expired: Vec<(String, String)> = match before {
+                            Some(before) => {
+                                let after = attribute_uuids(&state.set);
+                                before
+                                    .into_iter()
+                                    .filter(|a| !after.contains(a))
+                                    .map(|a| (name.clone(), a))
+                                    .collect()
+                            }
+                            None => Vec::new(),
+                        };
+                        let saved = store.save(&name, &state);
+                        (state, expired, saved)
                     }
-                    None => Vec::new(),
                 };
+                let (state, expired, saved) = match tokio::task::spawn_blocking(job).await {
+                    Ok(done) => done,
+                    // A bug: the agent goes down as it would have in the loop, and
+                    // comes back from the store. Cancelled: the runtime is stopping.
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    Err(_) => return false,
+                };
+                let src = &mut self.sources[i];
+                src.state = state;
                 src.failures = 0;
                 src.next = Instant::now() + src.cfg.interval();
                 tracing::info!(source = %name, entries = src.state.set.len(), ms = started.elapsed().as_millis() as u64, "pulled");
-                if let Err(e) = self.store.save(&name, &src.state) {
+                if let Err(e) = saved {
                     tracing::error!("intel store: {e}");
                 }
                 self.queue_expirations(&expired);
