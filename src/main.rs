@@ -292,7 +292,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Cmd::Status { json } => status(&cli.config, json).await,
         Cmd::Lookup { value, json } => lookup(&cli.config, value, json).await,
         Cmd::Triage { eve, json } => triage(&cli.config, &eve, json).await,
-        Cmd::Ack => tell(&cli.config, Command::Ack).await,
+        Cmd::Ack => cli::daemon::ack(&cli.config).await,
         Cmd::Panel { watch } => panel_view(&cli.config, watch).await,
         Cmd::Firstboot {
             boot_config,

@@ -11,6 +11,8 @@ use std::process::Command;
 use homewarden::config::AccessConfig;
 use homewarden::daemon::agent::{Request, Status};
 use homewarden::daemon::control::{self, access::Access};
+use homewarden::daemon::incidents;
+use homewarden::daemon::shutdown::Stopper;
 use tokio::sync::{mpsc, watch};
 
 const NOBODY: u32 = 65534;
@@ -38,7 +40,10 @@ fn is_root() -> bool {
 /// of the receiver; the status stays "protected" while the sender lives.
 struct Served {
     server: tokio::task::JoinHandle<()>,
+    stopper: Stopper,
     requests: mpsc::Receiver<Request>,
+    /// Acknowledgements that reached the incidents' stand-in.
+    acks: mpsc::Receiver<()>,
     _status: watch::Sender<Status>,
 }
 
@@ -49,17 +54,35 @@ impl Served {
             ..Status::default()
         });
         let (req_tx, requests) = mpsc::channel(8);
-        let server = control::serve(&dir.join("control.sock"), access, status, req_tx).unwrap();
+        let (incidents, mut inbox) = mpsc::channel(8);
+        let (acked, acks) = mpsc::channel(8);
+        tokio::spawn(async move {
+            while let Some(incidents::Msg::Ack(reply)) = inbox.recv().await {
+                let _ = acked.send(()).await;
+                let _ = reply.send(1);
+            }
+        });
+        let routes = control::Routes {
+            status,
+            agent: req_tx,
+            incidents,
+            index: watch::channel(Default::default()).1,
+        };
+        let stopper = Stopper::default();
+        let server =
+            control::serve(&dir.join("control.sock"), access, routes, stopper.handle()).unwrap();
         Served {
             server,
+            stopper,
             requests,
+            acks,
             _status: tx,
         }
     }
 
     /// Stops serving; the next one may bind the same path.
     async fn stop(self) {
-        self.server.abort();
+        self.stopper.stop().await;
         let _ = self.server.await;
     }
 }
@@ -121,8 +144,8 @@ async fn nobody_is_kept_out_then_may_look_then_may_change() {
         "{out}"
     );
     assert!(
-        served.requests.try_recv().is_err(),
-        "a refused ack reached the agent"
+        served.acks.try_recv().is_err() && served.requests.try_recv().is_err(),
+        "a refused ack was taken"
     );
     served.stop().await;
 
@@ -137,9 +160,11 @@ async fn nobody_is_kept_out_then_may_look_then_may_change() {
         .await
         .unwrap();
     assert!(ok, "{out}");
+    assert!(out.contains("acknowledged 1 incident(s)"), "{out}");
+    assert_eq!(served.acks.recv().await, Some(()));
     assert!(matches!(
         served.requests.recv().await,
-        Some(Request::Button(_))
+        Some(Request::Acknowledged(1))
     ));
     served.stop().await;
 }

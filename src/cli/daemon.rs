@@ -19,6 +19,16 @@ pub(crate) async fn tell(path: &Path, cmd: Command) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `homewarden ack`: acknowledges the open high incidents (as a short press
+/// does) and says how many were new.
+pub(crate) async fn ack(path: &Path) -> Result<ExitCode> {
+    let cfg = Config::load(path)?;
+    let v = control::request(&cfg.control_socket, &Command::Ack, Duration::from_secs(10)).await?;
+    let r: control::reply::AckReply = serde_json::from_value(v).context("daemon's ack reply")?;
+    println!("acknowledged {} incident(s)", r.acknowledged);
+    Ok(ExitCode::SUCCESS)
+}
+
 /// The panel backends the config asks for; one that cannot start is reported and skipped.
 pub(crate) fn panel_backends(
     cfg: &Config,
@@ -104,17 +114,18 @@ pub(crate) async fn run(path: &Path) -> Result<ExitCode> {
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let (panel_tx, panel_rx) = tokio::sync::mpsc::channel(4);
     agent.set_panel(panel_tx);
-    let (panel_stop, panel_stopped) = tokio::sync::oneshot::channel::<()>();
-    let panel = tokio::spawn(homewarden::appliance::panel::run(
-        backends,
-        agent.status(),
-        panel_rx,
-        tx.clone(),
-        async {
-            let _ = panel_stopped.await;
-        },
-    ));
-    let server = control::serve(&socket, access, agent.status(), tx)
+    // The panel and the control server hear the agent's stop, and the agent
+    // returns once they are done (the LEDs set, the socket removed).
+    let (panel_stop, status, requests) = (agent.stop_handle(), agent.status(), tx.clone());
+    tokio::spawn(async move {
+        let mut stopping = panel_stop.clone();
+        homewarden::appliance::panel::run(backends, status, panel_rx, requests, async move {
+            stopping.wait().await
+        })
+        .await;
+        drop(panel_stop);
+    });
+    control::serve(&socket, access, agent.routes(tx), agent.stop_handle())
         .with_context(|| format!("control socket {}", socket.display()))?;
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
@@ -126,10 +137,6 @@ pub(crate) async fn run(path: &Path) -> Result<ExitCode> {
     };
     tracing::info!(config = %path.display(), "homewarden {} starting", env!("CARGO_PKG_VERSION"));
     let exit = agent.run(rx, shutdown).await;
-    server.abort();
-    let _ = panel_stop.send(());
-    let _ = panel.await;
-    let _ = std::fs::remove_file(&socket);
     Ok(match exit {
         homewarden::daemon::agent::Exit::Stopped => ExitCode::SUCCESS,
         // EX_TEMPFAIL: systemd's Restart=on-failure starts us again with the factory config.

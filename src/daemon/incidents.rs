@@ -272,7 +272,7 @@ impl Incidents {
     }
 
     /// Forgets every incident and acknowledgement, on disk too.
-    fn forget(&mut self) {
+    pub fn forget(&mut self) {
         self.triage.restore(Vec::new());
         self.acked.clear();
         self.hits = Hits::default();

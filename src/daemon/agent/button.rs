@@ -12,17 +12,23 @@ impl Agent {
     /// said what happened).
     pub async fn acknowledge(&mut self) -> usize {
         self.status.selftest.alarm = None;
-        let n = match (&self.incidents_tx, self.incidents.as_mut()) {
-            (Some(tx), _) => {
+        let n = match self.incidents.as_mut() {
+            Some((book, _)) => book.acknowledge(),
+            None => {
                 let (reply, answer) = oneshot::channel();
-                let _ = tx.send(incidents::Msg::Ack(reply)).await;
+                let _ = self.incidents_tx.send(incidents::Msg::Ack(reply)).await;
                 answer.await.unwrap_or(0)
             }
-            (None, Some(book)) => book.acknowledge(),
-            (None, None) => 0,
         };
         self.publish();
         n
+    }
+
+    /// The control socket acknowledged `n` incidents with their owner: the
+    /// self-test alarm goes out too, and the panel's log says so.
+    pub(super) fn acknowledged(&mut self, n: usize) {
+        self.status.selftest.alarm = None;
+        self.pressed(format!("acknowledged {n} incident(s) (control socket)"));
     }
 
     /// What a press (or its release) does.
@@ -69,16 +75,12 @@ impl Agent {
             std::fs::remove_dir_all(&intel)?;
         }
         // The incidents' owner forgets its own (and would otherwise save them again).
-        match &self.incidents_tx {
-            Some(tx) => {
-                let (reply, done) = oneshot::channel();
-                let _ = tx.send(incidents::Msg::Forget(reply)).await;
-                let _ = done.await;
-            }
+        match self.incidents.as_mut() {
+            Some((book, _)) => book.forget(),
             None => {
-                for f in [ACKS_FILE, INCIDENTS_FILE] {
-                    let _ = std::fs::remove_file(self.cfg.state_dir.join(f));
-                }
+                let (reply, done) = oneshot::channel();
+                let _ = self.incidents_tx.send(incidents::Msg::Forget(reply)).await;
+                let _ = done.await;
             }
         }
         tracing::warn!(config = %self.cfg.path.display(), "factory reset: state cleared, factory config restored at the restart");

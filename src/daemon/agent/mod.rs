@@ -14,15 +14,14 @@ use crate::alerts::intake::{self, Counters};
 use crate::appliance::panel::button::Action as ButtonAction;
 use crate::appliance::panel::{Input as PanelInput, Press};
 use crate::config::{Config, SourceConfig};
-use crate::daemon::incidents::{self, Held, Incidents, ACKS_FILE, INCIDENTS_FILE};
+use crate::daemon::incidents::{self, Held, Incidents};
 use crate::daemon::shutdown::{Stop, Stopper};
 use crate::daemon::supervisor::{Heart, Supervisor};
 use crate::enforce::firewall::names;
 use crate::enforce::suricata::apply::{Applier, ApplyReport};
 use crate::enforce::suricata::selftest::{self, Probe};
 use crate::intel::fetch::{self, Location};
-use crate::intel::ioc::Ioc;
-use crate::intel::set::{Index, Provenance};
+use crate::intel::set::Index;
 use crate::intel::store::Store;
 use crate::intel::{misp, unix_now, IntelError, Pulled, SourceState};
 use crate::owner::allow::LocalAllowlist;
@@ -138,8 +137,8 @@ pub enum Request {
     /// Pull every source now and apply; the named sources' pulls are taken
     /// even when they shrink past `enforcement.max_shrink`.
     Sync(Vec<String>, oneshot::Sender<SyncReport>),
-    /// Which held indicators (with provenance) explain a hit on this value.
-    Lookup(String, oneshot::Sender<Result<Vec<Provenance>, String>>),
+    /// The control socket acknowledged this many incidents with their owner.
+    Acknowledged(usize),
     /// The button was pressed (or released during a countdown).
     Button(ButtonAction),
     /// A simulated press of this length for the panel.
@@ -172,9 +171,12 @@ pub struct Agent {
     responders: Option<Responders>,
     wake_responders: Arc<Notify>,
     mail_on: bool,
-    /// Taken by `run`, which gives it a task of its own; then reached through `incidents_tx`.
-    incidents: Option<Incidents>,
-    incidents_tx: Option<mpsc::Sender<incidents::Msg>>,
+    /// Taken by `run`, which gives it a task of its own (with its inbox); then
+    /// reached through `incidents_tx`.
+    incidents: Option<(Incidents, mpsc::Receiver<incidents::Msg>)>,
+    incidents_tx: mpsc::Sender<incidents::Msg>,
+    /// Every task's stop, the control server's and the panel's too; taken by `run`.
+    stopper: Stopper,
     /// What the incidents' owner shows in status.
     alerts_view: watch::Receiver<AlertsStatus>,
     /// Every source's set, for the incidents' provenance and `lookup`.
@@ -226,6 +228,23 @@ impl Agent {
         self.status_tx.subscribe()
     }
 
+    /// Where the control server sends each request; `requests` reaches this
+    /// agent's loop.
+    pub fn routes(&self, requests: mpsc::Sender<Request>) -> crate::daemon::control::Routes {
+        crate::daemon::control::Routes {
+            status: self.status(),
+            agent: requests,
+            incidents: self.incidents_tx.clone(),
+            index: self.index.subscribe(),
+        }
+    }
+
+    /// A stop handle for a task started beside the agent (the control server,
+    /// the panel): `run` asks it to stop and returns once it has dropped it.
+    pub fn stop_handle(&self) -> Stop {
+        self.stopper.handle()
+    }
+
     /// Connects the panel task, which takes simulated presses.
     pub fn set_panel(&mut self, tx: mpsc::Sender<PanelInput>) {
         self.panel = Some(tx);
@@ -242,19 +261,18 @@ impl Agent {
         let (alert_tx, alerts) = mpsc::channel(1024);
         let intake = self.start_intake(alert_tx).map(AbortOnDrop);
         let _names = self.start_names();
-        // Every task below hears one stop and is waited for (see `shutdown`).
-        let stopper = Stopper::default();
+        // Every task below (and those given a handle before) hears one stop
+        // and is waited for (see `shutdown`).
+        let stopper = std::mem::take(&mut self.stopper);
         // The incidents' owner reads the alerts in a task of its own, so no
         // step of this loop (a big apply, a self-test replay) holds them up.
         let mut supervisor = Supervisor::default();
         supervisor.watch(self.heart.clone());
-        let (incidents_tx, inbox) = mpsc::channel(16);
-        if let Some(book) = self.incidents.take() {
+        if let Some((book, inbox)) = self.incidents.take() {
             supervisor.watch(book.heart());
             // Its handle lives as long as its `run`: past the last save.
             tokio::spawn(book.run(alerts, inbox, stopper.handle()));
         }
-        self.incidents_tx = Some(incidents_tx);
         tokio::spawn(show_incidents(
             self.alerts_view.clone(),
             self.status_tx.clone(),
@@ -374,9 +392,7 @@ impl Agent {
                         }
                         askers.push(SyncAsker::Control(reply));
                     }
-                    Request::Lookup(value, reply) => {
-                        let _ = reply.send(self.lookup(&value));
-                    }
+                    Request::Acknowledged(n) => self.acknowledged(n),
                     Request::Selftest(reply) => {
                         tests.askers.push(reply);
                         self.start_selftest(&mut tests, true);
@@ -451,12 +467,6 @@ impl Agent {
         stopper.stop().await;
         tracing::info!("agent stopped");
         exit
-    }
-
-    /// Traces a value (a dataset hit) back to the indicators and MISP attributes behind it.
-    pub fn lookup(&self, value: &str) -> Result<Vec<Provenance>, String> {
-        let hit = Ioc::parse_any(value).map_err(|e| e.to_string())?;
-        Ok(self.index.borrow().lookup(&hit))
     }
 
     /// Listens on the eve socket, or follows the configured eve file.

@@ -92,6 +92,7 @@ impl Agent {
         let wake_responders = Arc::new(Notify::new());
         let (index, index_rx) = watch::channel(Arc::new(index_of(&sources)));
         let (held_tx, held) = mpsc::channel(64);
+        let (incidents_tx, inbox) = mpsc::channel(16);
         let (book, alerts_view) = Incidents::new(
             &cfg,
             outbox.clone(),
@@ -105,8 +106,9 @@ impl Agent {
             wake_responders,
             mail_on: !cfg.mail.to.is_empty(),
             budget: cfg.limits.indicator_budget(),
-            incidents: Some(book),
-            incidents_tx: None,
+            incidents: Some((book, inbox)),
+            incidents_tx,
+            stopper: Stopper::default(),
             heart: Heart::new("agent", loop_within(&cfg)),
             alerts_view,
             index,

@@ -87,14 +87,14 @@ impl Agent {
 
     /// The values hit in the last 24 hours, from the incidents' owner.
     async fn recent_hits(&mut self) -> Vec<crate::alerts::hits::Recent> {
-        match (&self.incidents_tx, &self.incidents) {
-            (Some(tx), _) => {
+        match &self.incidents {
+            Some((book, _)) => book.recent(),
+            None => {
                 let (reply, answer) = tokio::sync::oneshot::channel();
-                let _ = tx.send(crate::daemon::incidents::Msg::Recent(reply)).await;
+                let msg = crate::daemon::incidents::Msg::Recent(reply);
+                let _ = self.incidents_tx.send(msg).await;
                 answer.await.unwrap_or_default()
             }
-            (None, Some(book)) => book.recent(),
-            (None, None) => Vec::new(),
         }
     }
 

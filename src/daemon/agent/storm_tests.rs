@@ -141,18 +141,24 @@ async fn until(status: &watch::Receiver<Status>, what: &str, ok: impl Fn(&Status
         .unwrap();
 }
 
-/// The loop answers a lookup of a listed address within 10 s.
+/// The loop answers the owner's question about a listed address within 10 s.
 async fn answers(tx: &mpsc::Sender<Request>, source: &str) {
+    use crate::daemon::control::{reply::OwnerReply, OwnerCommand};
     let (reply, answer) = oneshot::channel();
-    tx.send(Request::Lookup("203.0.113.7".into(), reply))
+    let ask = OwnerCommand::Explain {
+        value: "203.0.113.7".into(),
+    };
+    tx.send(Request::Owner(ask, "test".into(), reply))
         .await
         .unwrap();
-    let found = tokio::time::timeout(Duration::from_secs(10), answer)
+    let told = tokio::time::timeout(Duration::from_secs(10), answer)
         .await
         .expect("the agent's loop waits on the step")
-        .unwrap()
         .unwrap();
-    assert_eq!(found[0].source, source);
+    let Ok(OwnerReply::Explained(e)) = told else {
+        panic!("{told:?}");
+    };
+    assert_eq!(e.listings[0].provenance.source, source);
 }
 
 /// A TCP server that accepts and never says a word; its count of connections.

@@ -80,7 +80,7 @@ async fn acknowledging_is_remembered_across_restarts() {
         br#"{"timestamp":"2026-11-25T03:50:26.1+0000","event_type":"alert","src_ip":"10.0.0.2","dest_ip":"203.0.113.66","proto":"TCP","alert":{"action":"blocked","signature_id":1,"signature":"s","category":"c","severity":1}}"#,
     )
     .unwrap();
-    assert!(agent.incidents.as_mut().unwrap().on_alert(&alert));
+    assert!(agent.incidents.as_mut().unwrap().0.on_alert(&alert));
     agent.publish();
     assert_eq!(agent.status.alerts.high_unacked, 1);
     assert_eq!(agent.acknowledge().await, 1);
@@ -91,7 +91,7 @@ async fn acknowledging_is_remembered_across_restarts() {
     assert_eq!(saved.len(), 1);
     // A restart reads the acknowledgement back: the same alert lights nothing.
     let mut again = Agent::open(agent.cfg.clone(), &Secrets::default()).unwrap();
-    assert!(again.incidents.as_mut().unwrap().on_alert(&alert));
+    assert!(again.incidents.as_mut().unwrap().0.on_alert(&alert));
     again.publish();
     assert_eq!(again.status.alerts.high_open, 1);
     assert_eq!(again.status.alerts.high_unacked, 0);
@@ -273,7 +273,7 @@ async fn sources_together_stay_within_the_indicator_budget_and_say_what_they_lef
     let has = |v: String| {
         !cut.state
             .set
-            .covering(&Ioc::parse_any(&v).unwrap())
+            .covering(&crate::intel::ioc::Ioc::parse_any(&v).unwrap())
             .is_empty()
     };
     assert!(has(format!("10.{net}.0.0")) && has(format!("10.{net}.15.159")));

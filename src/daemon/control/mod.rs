@@ -12,6 +12,10 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::daemon::agent::{Request, Status};
+use crate::daemon::incidents;
+use crate::daemon::shutdown::Stop;
+use crate::intel::ioc::Ioc;
+use crate::intel::set::Index;
 
 pub mod access;
 pub mod reply;
@@ -148,13 +152,28 @@ pub enum ControlError {
     Protocol(String),
 }
 
-/// Binds the socket (replacing a stale one) and serves until the task is
-/// dropped; `access` says who may connect and what each peer may ask.
+/// Where each request goes: to the task that owns what it asks about, so
+/// that a question the agent's loop does not own never waits on it.
+#[derive(Clone, Debug)]
+pub struct Routes {
+    /// The daemon's status (read, never asked).
+    pub status: watch::Receiver<Status>,
+    /// The agent's loop: sources, allowlists, Suricata, the self-test.
+    pub agent: mpsc::Sender<Request>,
+    /// The incidents' owner: acknowledgements.
+    pub incidents: mpsc::Sender<incidents::Msg>,
+    /// The sets in force, for tracing a value back to its sources.
+    pub index: watch::Receiver<std::sync::Arc<Index>>,
+}
+
+/// Binds the socket (replacing a stale one) and serves until `stop` is
+/// asked, then removes it; `access` says who may connect and what each peer
+/// may ask.
 pub fn serve(
     path: &Path,
     access: Access,
-    status: watch::Receiver<Status>,
-    requests: mpsc::Sender<Request>,
+    routes: Routes,
+    mut stop: Stop,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
@@ -185,29 +204,30 @@ pub fn serve(
         })?;
     }
     let access = std::sync::Arc::new(access);
+    let path = path.to_path_buf();
     Ok(tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
+            let stream = tokio::select! {
+                _ = stop.wait() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(_) => continue,
+                },
             };
-            let status = status.clone();
-            let requests = requests.clone();
+            let routes = routes.clone();
             let access = access.clone();
             tokio::spawn(async move {
-                if let Err(e) = handle(stream, &access, status, requests).await {
+                if let Err(e) = handle(stream, &access, &routes).await {
                     tracing::debug!("control client: {e}");
                 }
             });
         }
+        let _ = std::fs::remove_file(&path);
     }))
 }
 
-async fn handle(
-    stream: UnixStream,
-    access: &Access,
-    status: watch::Receiver<Status>,
-    requests: mpsc::Sender<Request>,
-) -> std::io::Result<()> {
+async fn handle(stream: UnixStream, access: &Access, routes: &Routes) -> std::io::Result<()> {
+    let requests = &routes.agent;
     let peer = peer_of(&stream)?;
     let (r, mut w) = stream.into_split();
     let mut r = BufReader::new(r);
@@ -230,38 +250,32 @@ async fn handle(
                     if cmd.right() == Right::Read { "root and the control_access groups".to_string() } else { access.admins() },
                 )
             }),
-            Ok(Command::Status) => serde_json::to_value(&*status.borrow()).unwrap_or(Value::Null),
+            Ok(Command::Status) => {
+                serde_json::to_value(&*routes.status.borrow()).unwrap_or(Value::Null)
+            }
             Ok(Command::Sync { accept_shrink }) => {
-                ask(&requests, |tx| Request::Sync(accept_shrink, tx), Ok).await
+                ask(requests, |tx| Request::Sync(accept_shrink, tx), Ok).await
             }
-            Ok(Command::Ack) => {
-                forward(
-                    &requests,
-                    Request::Button(crate::appliance::panel::button::Action::Ack),
-                )
-                .await
-            }
+            Ok(Command::Ack) => acknowledge(routes).await,
             Ok(Command::Press { ms }) if ms > MAX_PRESS_MS => serde_json::json!({
                 "error": format!("bad request: a press of {ms} ms; at most {MAX_PRESS_MS}")
             }),
             Ok(Command::Press { ms }) => {
                 forward(
-                    &requests,
+                    requests,
                     Request::Press(std::time::Duration::from_millis(ms)),
                 )
                 .await
             }
-            Ok(Command::Selftest) => ask(&requests, Request::Selftest, Ok).await,
+            Ok(Command::Selftest) => ask(requests, Request::Selftest, Ok).await,
             Ok(Command::Owner(cmd)) => {
                 let who = peer.shown();
-                ask(&requests, |tx| Request::Owner(cmd, who, tx), |r| r).await
+                ask(requests, |tx| Request::Owner(cmd, who, tx), |r| r).await
             }
-            Ok(Command::Lookup { value }) => {
-                let found = |r: Result<Vec<crate::intel::set::Provenance>, String>| {
-                    r.map(|found| serde_json::json!({ "found": found }))
-                };
-                ask(&requests, |tx| Request::Lookup(value, tx), found).await
-            }
+            Ok(Command::Lookup { value }) => match Ioc::parse_any(&value) {
+                Ok(hit) => serde_json::json!({ "found": routes.index.borrow().lookup(&hit) }),
+                Err(e) => serde_json::json!({ "error": e.to_string() }),
+            },
             Err(e) => serde_json::json!({"error": format!("bad request: {e}")}),
         };
         let mut out = reply.to_string();
@@ -302,6 +316,29 @@ async fn ask<T, V: Serialize>(
         Ok(Err(e)) => serde_json::json!({ "error": e }),
         Err(_) => gone(),
     }
+}
+
+/// Acknowledges with the incidents' owner, then tells the agent (which puts
+/// out a self-test alarm and notes it) without waiting for its loop.
+async fn acknowledge(routes: &Routes) -> Value {
+    let gone = || serde_json::json!({"error": "agent is shutting down"});
+    let (tx, rx) = oneshot::channel();
+    if routes
+        .incidents
+        .send(incidents::Msg::Ack(tx))
+        .await
+        .is_err()
+    {
+        return gone();
+    }
+    let Ok(n) = rx.await else {
+        return gone();
+    };
+    let agent = routes.agent.clone();
+    tokio::spawn(async move {
+        let _ = agent.send(Request::Acknowledged(n)).await;
+    });
+    serde_json::to_value(reply::AckReply { acknowledged: n }).unwrap_or(Value::Null)
 }
 
 /// Hands a request to the agent; the reply says only that it was taken.
@@ -348,6 +385,27 @@ pub async fn request(path: &Path, cmd: &Command, timeout: Duration) -> Result<Va
 mod tests {
     use super::*;
     use crate::daemon::agent::SyncReport;
+    use crate::daemon::shutdown::Stopper;
+    use crate::intel::set::SourceSet;
+    use std::sync::Arc;
+
+    /// Routes to stand-ins for the agent's loop and the incidents' owner,
+    /// with the sets in `index`.
+    fn routes(
+        status: watch::Receiver<Status>,
+        agent: mpsc::Sender<Request>,
+        index: Index,
+    ) -> (Routes, mpsc::Receiver<incidents::Msg>) {
+        let (incidents, inbox) = mpsc::channel(4);
+        let (_, index) = watch::channel(Arc::new(index));
+        let routes = Routes {
+            status,
+            agent,
+            incidents,
+            index,
+        };
+        (routes, inbox)
+    }
 
     #[tokio::test]
     async fn status_and_sync_round_trip() {
@@ -358,7 +416,9 @@ mod tests {
             ..Status::default()
         });
         let (req_tx, mut req_rx) = mpsc::channel(1);
-        let _server = serve(&path, Access::default(), status_rx, req_tx).unwrap();
+        let stopper = Stopper::default();
+        let (routes, _inbox) = routes(status_rx, req_tx, Index::default());
+        let server = serve(&path, Access::default(), routes.clone(), stopper.handle()).unwrap();
         tokio::spawn(async move {
             while let Some(Request::Sync(_, reply)) = req_rx.recv().await {
                 let _ = reply.send(SyncReport {
@@ -390,9 +450,53 @@ mod tests {
         .unwrap();
         assert_eq!(v["sources"][0][0], "a");
         // A second daemon must not steal a live socket.
-        let (_t, rx) = watch::channel(Status::default());
-        let (tx, _r) = mpsc::channel(1);
-        assert!(serve(&path, Access::default(), rx, tx).is_err());
+        assert!(serve(&path, Access::default(), routes, stopper.handle()).is_err());
+        // The stop ends the server, which takes its socket away.
+        stopper.stop().await;
+        server.await.unwrap();
+        assert!(!path.exists());
+    }
+
+    /// A lookup is answered from the published sets and an acknowledgement by
+    /// the incidents' owner, while the agent's loop answers nothing (a long step).
+    #[tokio::test]
+    async fn lookups_and_acks_do_not_wait_on_the_agents_loop() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        let (_status_tx, status_rx) = watch::channel(Status::default());
+        let (req_tx, mut busy_loop) = mpsc::channel(8);
+        let mut set = SourceSet::new();
+        set.push(Ioc::parse_any("203.0.113.0/24").unwrap(), None, None);
+        set.index();
+        let index = Index::new([("feed".to_string(), Arc::new(set))]);
+        let (routes, mut inbox) = routes(status_rx, req_tx, index);
+        let stopper = Stopper::default();
+        let _server = serve(&path, Access::default(), routes, stopper.handle()).unwrap();
+        tokio::spawn(async move {
+            while let Some(incidents::Msg::Ack(reply)) = inbox.recv().await {
+                let _ = reply.send(3);
+            }
+        });
+        let lookup = Command::Lookup {
+            value: "203.0.113.9".into(),
+        };
+        let v = request(&path, &lookup, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(v["found"][0]["source"], "feed", "{v}");
+        let bad = Command::Lookup {
+            value: "not a value".into(),
+        };
+        assert!(request(&path, &bad, Duration::from_secs(5)).await.is_err());
+        let v = request(&path, &Command::Ack, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(v["acknowledged"], 3);
+        // The loop hears of it when it gets there (the self-test alarm goes out).
+        let told = tokio::time::timeout(Duration::from_secs(5), busy_loop.recv())
+            .await
+            .unwrap();
+        assert!(matches!(told, Some(Request::Acknowledged(3))));
     }
 
     #[tokio::test]
@@ -401,7 +505,9 @@ mod tests {
         let path = dir.path().join("control.sock");
         let (_status_tx, status_rx) = watch::channel(Status::default());
         let (req_tx, mut req_rx) = mpsc::channel(4);
-        let _server = serve(&path, Access::default(), status_rx, req_tx).unwrap();
+        let stopper = Stopper::default();
+        let (routes, _inbox) = routes(status_rx, req_tx, Index::default());
+        let _server = serve(&path, Access::default(), routes, stopper.handle()).unwrap();
         let e = request(
             &path,
             &Command::Press { ms: u64::MAX },

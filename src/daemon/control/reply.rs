@@ -9,6 +9,13 @@ use crate::intel::set::Provenance;
 use crate::owner::allow::Allowed;
 use crate::owner::explain::Explanation;
 
+/// The answer to `ack`.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+pub struct AckReply {
+    /// Open high incidents acknowledged now (not before).
+    pub acknowledged: usize,
+}
+
 /// An answer to an [`super::OwnerCommand`].
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
