@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # The benchmarks behind the README's figures (not part of the test suite):
 #
-#   sudo scripts/bench.sh            # 1,000,000 IPv4 + 100,000 domains, ~10 min
+#   sudo scripts/bench.sh            # 1,000,000 IPv4 + 100,000 domains, ~15 min
 #   BENCH_IPV4=100000 BENCH_DOMAINS=10000 sudo scripts/bench.sh    # a quick look
+#   sudo scripts/bench.sh memory     # only the running daemon's memory (0.), ~3 min
 #
+# 0. the running daemon's memory (`homewarden run`, no Suricata needed): peak
+#    and settled RSS while it pulls and applies 1M IPv4 + 1M domains + 100k
+#    hashes; 1M IPv4 + 100k domains; the same with the million in shadow
+#    mode; 10,000 indicators, idle. Results in target/bench/memory.md;
 # 1. offline render of the set (time, peak RSS);
 # 2. Suricata start-up (`suricata -T`: load and check the rules) with our dataset
 #    rendering versus the naive one-rule-per-IoC rendering of the same IoCs; the
@@ -31,6 +36,95 @@ BIN=$REPO/target/release/homewarden
 export HOMEWARDEN_BIN=$BIN
 
 [ "$(id -u)" -eq 0 ] || { echo "bench: run as root (lab namespaces)" >&2; exit 1; }
+MODE=${1:-all}
+case $MODE in all|memory) ;; *) echo "usage: scripts/bench.sh [memory]" >&2; exit 2 ;; esac
+cargo build --release --locked --quiet
+
+# 0. Memory: each case is a daemon of its own, on list files, until status
+# shows every indicator enforced (or observed); then its peak (VmHWM) and,
+# 10 s later, its settled RSS (VmRSS).
+MEM=$OUT/mem
+mem_case() {  # mem_case NAME WANT SOURCE... (SOURCE: "name file [shadow]") -> $OUT/mem/NAME.txt
+    local name=$1 want=$2 dir=$MEM/$1 pid got=0 t0=$SECONDS
+    shift 2
+    rm -rf "$dir"; mkdir -p "$dir"
+    {
+        printf 'state_dir: %s/state\ncontrol_socket: %s/control.sock\n' "$dir" "$dir"
+        printf 'enforcement: { mode: ips }\nsuricata: { rules_dir: %s/rules, command_socket: %s/none.sock }\n' "$dir" "$dir"
+        printf 'alerts: { eve_socket: %s/eve.sock }\npanel: { backends: [simulated], state_file: %s/panel.json }\nsources:\n' "$dir" "$dir"
+        for src in "$@"; do
+            set -- $src
+            printf '  - { name: %s, type: list, path: %s, interval: 1h%s }\n' "$1" "$2" "${3:+, shadow: 24h}"
+        done
+    } >"$dir/homewarden.yaml"
+    "$BIN" --config "$dir/homewarden.yaml" --log warn run >"$dir/agent.log" 2>&1 &
+    pid=$!
+    while [ "$got" -lt "$want" ]; do
+        kill -0 "$pid" 2>/dev/null || { echo "bench: the $name daemon died: $(tail -3 "$dir/agent.log")" >&2; exit 1; }
+        [ $((SECONDS - t0)) -lt 600 ] || { echo "bench: $name: $got of $want after 10 min" >&2; exit 1; }
+        sleep 0.5
+        got=$("$BIN" --config "$dir/homewarden.yaml" status --json 2>/dev/null | /usr/bin/python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+b = s["blocklist"]
+print(b["ipv4"] + b["ipv6"] + b["domains"] + b["md5"] + b["sha256"] + s["shadow"]["observed"])' 2>/dev/null || echo 0)
+    done
+    local secs=$((SECONDS - t0))
+    local peak=$(awk '/VmHWM/ {print int($2 / 1024)}' "/proc/$pid/status")
+    sleep 10
+    local settled=$(awk '/VmRSS/ {print int($2 / 1024)}' "/proc/$pid/status")
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    echo "$peak $settled $secs" >"$MEM/$name.txt"
+    echo "   $name: $want indicators in ${secs}s, ${peak} MB peak, ${settled} MB settled" >&2
+}
+bench_memory() {
+    rm -rf "$MEM"; mkdir -p "$MEM"
+    echo "== memory of the running daemon" >&2
+    /usr/bin/python3 - "$MEM" <<'PY'
+import hashlib, random, sys
+out = sys.argv[1]
+rnd = random.Random(2026)
+def ips(n, seed):
+    r, seen = random.Random(seed), set()
+    while len(seen) < n:
+        a = r.randrange(0x01000000, 0xDF000000)
+        if a >> 24 not in (10, 100, 127, 169, 172, 192, 198, 203):
+            seen.add(a)
+    return ['%d.%d.%d.%d' % (a >> 24, a >> 16 & 255, a >> 8 & 255, a & 255) for a in seen]
+def write(name, values):
+    with open(f'{out}/{name}.txt', 'w') as f:
+        f.write('\n'.join(values) + '\n')
+write('ipv4', ips(1_000_000, 1))
+write('domains', ['h%d.b%d-evil.net' % (i, i % 977) for i in range(1_000_000)])
+write('domains-100k', ['h%d.b%d-evil.net' % (i, i % 977) for i in range(100_000)])
+write('hashes', [hashlib.sha256(b'%d' % i).hexdigest() for i in range(100_000)])
+write('small', ips(5_000, 2) + ['s%d.b-evil.net' % i for i in range(5_000)])
+PY
+    mem_case idle-10k 10000 "small $MEM/small.txt"
+    mem_case 1m-ipv4-100k-domains 1100000 "ipv4 $MEM/ipv4.txt" "domains $MEM/domains-100k.txt"
+    mem_case same-ipv4-in-shadow 1100000 "ipv4 $MEM/ipv4.txt shadow" "domains $MEM/domains-100k.txt"
+    mem_case 1m-ipv4-1m-domains-100k-hashes 2100000 "ipv4 $MEM/ipv4.txt" "domains $MEM/domains.txt" "hashes $MEM/hashes.txt"
+    read -r idle_peak idle_rss _ <"$MEM/idle-10k.txt"
+    read -r small_peak small_rss small_s <"$MEM/1m-ipv4-100k-domains.txt"
+    read -r shadow_peak shadow_rss shadow_s <"$MEM/same-ipv4-in-shadow.txt"
+    read -r big_peak big_rss big_s <"$MEM/1m-ipv4-1m-domains-100k-hashes.txt"
+    cat >"$OUT/memory.md" <<MD
+Measured $(date -u +%Y-%m-%d) on $(nproc) cores, release build, \`homewarden run\` pulling list files and applying them (files written; no Suricata):
+
+| the running daemon | peak RSS | settled RSS | target |
+|---|---|---|---|
+| 10,000 indicators, idle | ${idle_peak} MB | ${idle_rss} MB | ≤ 12 MB |
+| 1M IPv4 + 100k domains (${small_s} s) | ${small_peak} MB | ${small_rss} MB | ≤ 48 MB |
+| the same, the million in shadow mode (${shadow_s} s) | ${shadow_peak} MB ($(( shadow_peak - small_peak )) MB more) | ${shadow_rss} MB | ≤ 16 MB more |
+| 1M IPv4 + 1M domains + 100k SHA-256 (${big_s} s) | ${big_peak} MB | ${big_rss} MB | ≤ 96 MB |
+MD
+}
+if [ "$MODE" = memory ]; then
+    bench_memory
+    cat "$OUT/memory.md"
+    exit 0
+fi
+
 scripts/install-deps.sh
 # wrk and nginx for the short-flow figure (nginx only ever runs in `wan`), ping for the round trip.
 if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null || ! command -v ping >/dev/null; then
@@ -43,9 +137,9 @@ SECS=${BENCH_SECONDS:-8}
 SHORT_PORTS=32
 SHORT_BASE=9100
 SHORT_HOSTS=$(seq 81 88)
-cargo build --release --locked --quiet
 rm -rf "$OUT/ours" "$OUT/naive" "$OUT/state" "$OUT/log" "$OUT/bench.yaml"
 mkdir -p "$OUT/ours" "$OUT/naive" "$OUT/log"
+bench_memory
 
 echo "== generating $N4 IPv4 + $ND domains" >&2
 /usr/bin/python3 - "$OUT" "$N4" "$ND" <<'PY'
@@ -263,4 +357,5 @@ Measured $(date -u +%Y-%m-%d) on $(nproc) cores, Suricata $(suricata -V | grep -
 | ping under load, p50 (ms) | ${fig[plain-p50]} | ${fig[empty-p50]} ($(added "${fig[empty-p50]}" "${fig[plain-p50]}")) | ${fig[big-p50]} ($(added "${fig[big-p50]}" "${fig[plain-p50]}")) | |
 | ping under load, p99 (ms) | ${fig[plain-p99]} | ${fig[empty-p99]} ($(added "${fig[empty-p99]}" "${fig[plain-p99]}")) | ${fig[big-p99]} ($(added "${fig[big-p99]}" "${fig[plain-p99]}")) | |
 MD
+cat "$OUT/memory.md" >>"$OUT/results.md"
 cat "$OUT/results.md"

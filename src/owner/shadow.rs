@@ -6,9 +6,12 @@
 //!
 //! The book of when each indicator arrived and which are held is kept in
 //! `<state_dir>/shadow.json` (fsync + rename), so a restart neither restarts
-//! nor skips anyone's observation.
+//! nor skips anyone's observation. Arrivals are kept by a 64-bit hash of the
+//! indicator, not its text: a million observed indicators cost 13 MB, where
+//! their texts in a map cost about 70.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -33,9 +36,173 @@ pub struct Held {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Saved {
     /// When each observed indicator first arrived.
-    since: HashMap<String, u64>,
+    since: Arrivals,
     /// Indicators a protected device talked to while they were observed.
     held: HashMap<String, Held>,
+}
+
+/// An indicator's key in the book: FNV-1a over its text, stable across
+/// builds (it is saved); two of a million collide about once in 30 million.
+#[derive(Clone, Copy)]
+struct Key(u64);
+
+impl Key {
+    fn of(indicator: impl std::fmt::Display) -> u64 {
+        let mut k = Key(0xcbf2_9ce4_8422_2325);
+        // Hashed as it is written out: no text is allocated per indicator.
+        let _ = write!(k, "{indicator}");
+        k.0
+    }
+}
+
+impl std::fmt::Write for Key {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        for b in s.bytes() {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        Ok(())
+    }
+}
+
+/// When each observed indicator arrived, sorted by key, in columns.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Arrivals {
+    keys: Vec<u64>,
+    /// Unix seconds (a `u32` lasts until 2106).
+    at: Vec<u32>,
+    /// Observed at the last split (to count promotions).
+    observed: Vec<bool>,
+}
+
+impl Arrivals {
+    fn find(&self, key: u64) -> Option<usize> {
+        self.keys.binary_search(&key).ok()
+    }
+
+    fn contains(&self, indicator: &str) -> bool {
+        self.find(Key::of(indicator)).is_some()
+    }
+
+    fn since(&self, indicator: &str) -> Option<u64> {
+        self.find(Key::of(indicator)).map(|i| u64::from(self.at[i]))
+    }
+
+    /// From pairs in any order (a key twice: the earlier arrival).
+    fn from_pairs(mut pairs: Vec<(u64, u32)>) -> Arrivals {
+        pairs.sort_unstable();
+        pairs.dedup_by_key(|p| p.0);
+        let observed = vec![false; pairs.len()];
+        let (keys, at) = pairs.into_iter().unzip();
+        Arrivals { keys, at, observed }
+    }
+
+    /// Keeps the keys in `seen` (sorted) and adds `new` (sorted, not yet
+    /// here: key, arrival, observed now); true if anything changed.
+    fn update(&mut self, seen: &[u64], new: Vec<(u64, u32, bool)>) -> bool {
+        let before = self.keys.len();
+        let mut w = 0;
+        for r in 0..self.keys.len() {
+            if seen.binary_search(&self.keys[r]).is_ok() {
+                self.keys[w] = self.keys[r];
+                self.at[w] = self.at[r];
+                self.observed[w] = self.observed[r];
+                w += 1;
+            }
+        }
+        let removed = before != w;
+        self.keys.truncate(w);
+        self.at.truncate(w);
+        self.observed.truncate(w);
+        if new.is_empty() {
+            return removed;
+        }
+        let old = std::mem::take(self);
+        let n = old.keys.len() + new.len();
+        let (mut keys, mut at, mut observed) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut i, mut new) = (0, new.into_iter().peekable());
+        while i < old.keys.len() || new.peek().is_some() {
+            match new.peek() {
+                Some(&(k, t, seen_now)) if i >= old.keys.len() || k < old.keys[i] => {
+                    keys.push(k);
+                    at.push(t);
+                    observed.push(seen_now);
+                    new.next();
+                }
+                _ => {
+                    keys.push(old.keys[i]);
+                    at.push(old.at[i]);
+                    observed.push(old.observed[i]);
+                    i += 1;
+                }
+            }
+        }
+        *self = Arrivals { keys, at, observed };
+        true
+    }
+}
+
+impl Serialize for Arrivals {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.keys.len()))?;
+        for (k, t) in self.keys.iter().zip(&self.at) {
+            seq.serialize_element(&(k, t))?;
+        }
+        seq.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Arrivals {
+    /// `[[key, since], …]`, or the map of indicator → since that earlier
+    /// releases wrote (hashed as it is read: no map of texts is built).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Arrivals;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of [key, since] pairs")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Arrivals, A::Error> {
+                let mut pairs = Vec::with_capacity(a.size_hint().unwrap_or(0).min(1 << 20));
+                while let Some((k, t)) = a.next_element::<(u64, u64)>()? {
+                    pairs.push((k, clamp(t)));
+                }
+                Ok(Arrivals::from_pairs(pairs))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Arrivals, A::Error> {
+                let mut pairs = Vec::new();
+                while let Some((indicator, t)) = a.next_entry::<std::borrow::Cow<str>, u64>()? {
+                    pairs.push((Key::of(indicator), clamp(t)));
+                }
+                Ok(Arrivals::from_pairs(pairs))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+#[cfg(test)]
+impl Saved {
+    /// As read back from disk (which flags were observed is not saved).
+    fn forget_observed(mut self) -> Saved {
+        self.since.observed.iter_mut().for_each(|o| *o = false);
+        self
+    }
+}
+
+/// Unix seconds as kept (past 2106: 2106).
+fn clamp(t: u64) -> u32 {
+    u32::try_from(t).unwrap_or(u32::MAX)
 }
 
 /// Where an indicator stands.
@@ -69,8 +236,6 @@ pub struct Split<'a> {
 pub struct Shadow {
     path: PathBuf,
     saved: Saved,
-    /// Indicators observed at the last split (for `promoted`).
-    observed_last: std::collections::HashSet<String>,
 }
 
 impl Shadow {
@@ -78,8 +243,8 @@ impl Shadow {
     /// unreadable one is set aside and reported).
     pub fn load(state_dir: &Path) -> Shadow {
         let path = state_dir.join(FILE);
-        let saved = match std::fs::read(&path) {
-            Ok(b) => match serde_json::from_slice(&b) {
+        let saved = match std::fs::File::open(&path) {
+            Ok(f) => match serde_json::from_reader(std::io::BufReader::new(f)) {
                 Ok(s) => s,
                 Err(e) => {
                     let aside = crate::fsutil::set_aside(&path);
@@ -93,17 +258,13 @@ impl Shadow {
             },
             Err(_) => Saved::default(),
         };
-        Shadow {
-            path,
-            saved,
-            observed_last: Default::default(),
-        }
+        Shadow { path, saved }
     }
 
     fn save(&self) {
-        let saved = serde_json::to_vec(&self.saved)
-            .map_err(std::io::Error::other)
-            .and_then(|b| crate::fsutil::write_atomic(&self.path, &b));
+        let saved = crate::fsutil::write_atomic_with(&self.path, |w| {
+            serde_json::to_writer(&mut *w, &self.saved).map_err(std::io::Error::other)
+        });
         if let Err(e) = saved {
             tracing::error!("{}: {e}", self.path.display());
         }
@@ -118,45 +279,56 @@ impl Shadow {
         now: u64,
     ) -> Split<'a> {
         let mut out = Split::default();
-        let mut seen = std::collections::HashSet::new();
-        let mut observed_now = std::collections::HashSet::new();
-        let mut changed = false;
+        let book = &mut self.saved.since;
+        let held = &self.saved.held;
+        let mut seen = Vec::new();
+        let mut new: Vec<(u64, u32, bool)> = Vec::new();
+        let now32 = clamp(now);
         for (set, period) in sources {
             for e in set.entries() {
                 let Some(period) = period else {
                     out.enforce.push(&e.ioc);
                     continue;
                 };
-                let key = e.ioc.to_string();
-                let since = *self.saved.since.entry(key.clone()).or_insert_with(|| {
-                    changed = true;
-                    now
-                });
+                let key = Key::of(&e.ioc);
+                seen.push(key);
+                let found = book.find(key);
+                let since = found.map_or(now, |i| u64::from(book.at[i]));
                 let until = since.saturating_add(period.as_secs());
-                if self.saved.held.contains_key(&key) || now < until {
-                    if !self.saved.held.contains_key(&key) {
+                // Texts only when something is held (rare, and few).
+                let is_held = !held.is_empty() && held.contains_key(&e.ioc.to_string());
+                let observe = is_held || now < until;
+                if observe {
+                    if !is_held {
                         out.next_promotion =
                             Some(out.next_promotion.map_or(until, |t| t.min(until)));
                     }
-                    observed_now.insert(key.clone());
                     out.observe.push(&e.ioc);
                 } else {
                     out.enforce.push(&e.ioc);
                 }
-                seen.insert(key);
+                match found {
+                    Some(i) => {
+                        if book.observed[i] && !observe {
+                            out.promoted += 1;
+                        }
+                        book.observed[i] = observe;
+                    }
+                    None => new.push((key, now32, observe)),
+                }
             }
         }
         // An indicator that left its source starts afresh if it comes back.
-        let counts = (self.saved.since.len(), self.saved.held.len());
-        self.saved.since.retain(|k, _| seen.contains(k));
-        self.saved.held.retain(|k, _| seen.contains(k));
-        changed |= counts != (self.saved.since.len(), self.saved.held.len());
-        out.promoted = self
-            .observed_last
-            .iter()
-            .filter(|k| !observed_now.contains(*k) && seen.contains(*k))
-            .count();
-        self.observed_last = observed_now;
+        seen.sort_unstable();
+        seen.dedup();
+        new.sort_unstable();
+        new.dedup_by_key(|p| p.0);
+        let mut changed = book.update(&seen, new);
+        let before = self.saved.held.len();
+        self.saved
+            .held
+            .retain(|k, _| seen.binary_search(&Key::of(k)).is_ok());
+        changed |= before != self.saved.held.len();
         if changed {
             self.save();
         }
@@ -165,7 +337,7 @@ impl Shadow {
 
     /// A protected device talked to an observed indicator: hold it.
     pub fn hold(&mut self, indicator: &str, device: IpAddr, at: i64) -> bool {
-        if !self.saved.since.contains_key(indicator) || self.saved.held.contains_key(indicator) {
+        if !self.saved.since.contains(indicator) || self.saved.held.contains_key(indicator) {
             return false;
         }
         self.saved
@@ -185,7 +357,7 @@ impl Shadow {
         if let Some(h) = self.saved.held.get(indicator) {
             return Some(Standing::Held(h.clone()));
         }
-        let since = self.saved.since.get(indicator)?;
+        let since = self.saved.since.since(indicator)?;
         let until = since.saturating_add(period?.as_secs());
         (now < until).then_some(Standing::Observed { until })
     }
@@ -284,6 +456,43 @@ mod tests {
         assert_eq!(sh.split([(&feed, Some(DAY))], 0).promoted, 0);
         assert_eq!(sh.split([(&feed, Some(DAY))], 86_400).promoted, 1);
         assert_eq!(sh.split([(&feed, Some(DAY))], 86_401).promoted, 0);
+    }
+
+    /// A book the previous release wrote (indicator texts) goes on: the
+    /// observation neither restarts nor skips, the held stay held.
+    #[test]
+    fn a_book_of_texts_from_the_previous_release_is_read_on() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(FILE),
+            br#"{"since":{"203.0.113.1":1000,"evil.example":5000},"held":{"evil.example":{"device":"192.168.1.30","at":6000}}}"#,
+        )
+        .unwrap();
+        let mut sh = Shadow::load(dir.path());
+        assert_eq!(
+            sh.standing("203.0.113.1", Some(DAY), 2000),
+            Some(Standing::Observed { until: 87_400 })
+        );
+        let feed = set(&["203.0.113.1", "evil.example", "203.0.113.2"]);
+        let s = sh.split([(&feed, Some(DAY))], 90_000);
+        assert_eq!(names(&s.enforce), ["203.0.113.1"]);
+        assert_eq!(names(&s.observe), ["203.0.113.2", "evil.example"]);
+        assert_eq!(sh.held(), 1);
+        // Written back in the new form, and read again the same.
+        let again = Shadow::load(dir.path());
+        assert_eq!(again.saved, sh.saved.clone().forget_observed());
+        assert!(std::fs::read_to_string(dir.path().join(FILE))
+            .unwrap()
+            .starts_with(r#"{"since":[["#));
+    }
+
+    /// Keys are saved: they must not change with the build (FNV-1a's own
+    /// test vector), and an indicator hashes as its text does.
+    #[test]
+    fn keys_are_stable_and_match_the_text() {
+        assert_eq!(Key::of("a"), 0xaf63_dc4c_8601_ec8c);
+        let ioc = Ioc::parse_any("Evil.Example.").unwrap();
+        assert_eq!(Key::of(&ioc), Key::of("evil.example"));
     }
 
     #[test]

@@ -92,9 +92,9 @@ struct Diff<'r, 'a> {
     /// The file is missing: write it even if empty, the rules name it.
     missing: bool,
     /// Indexes into `list.values`.
-    add: Vec<usize>,
+    add: Capped<usize>,
     /// Lines of the old file.
-    remove: Vec<String>,
+    remove: Capped<String>,
 }
 
 impl Applier {
@@ -134,7 +134,7 @@ impl Applier {
             // A missing file means a reload anyway (the set may not exist in Suricata):
             // no need to list every value as an addition.
             let (add, remove) = if missing {
-                (Vec::new(), Vec::new())
+                Default::default()
             } else {
                 diff_file(&path, &list.values).map_err(|e| self.err(&path, e))?
             };
@@ -282,11 +282,50 @@ fn delta_commands(changed: &[&Diff<'_, '_>]) -> Vec<Value> {
     cmds
 }
 
+/// Changes in one list, each kept only while they could still go over the
+/// socket: past [`RELOAD_THRESHOLD`] a reload reads the file and only their
+/// number matters (a million additions kept as indexes took 8 MB).
+#[derive(Debug, PartialEq)]
+struct Capped<T> {
+    items: Vec<T>,
+    count: usize,
+}
+
+impl<T> Default for Capped<T> {
+    fn default() -> Self {
+        Capped {
+            items: Vec::new(),
+            count: 0,
+        }
+    }
+}
+
+impl<T> Capped<T> {
+    fn push(&mut self, item: T) {
+        self.count += 1;
+        if self.count <= RELOAD_THRESHOLD {
+            self.items.push(item);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.count
+    }
+
+    fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    fn iter(&self) -> std::slice::Iter<'_, T> {
+        self.items.iter()
+    }
+}
+
 /// Compares a list file on disk with the wanted values: which to add (indexes),
 /// which old lines to remove. Our files are sorted, so the usual case streams
 /// (a million-line file is never held in memory); a file edited by hand is
 /// loaded and sorted, and lines that are not ours are removed.
-fn diff_file(path: &Path, want: &Values<'_>) -> std::io::Result<(Vec<usize>, Vec<String>)> {
+fn diff_file(path: &Path, want: &Values<'_>) -> std::io::Result<(Capped<usize>, Capped<String>)> {
     let lines = |p: &Path| -> std::io::Result<_> {
         Ok(BufReader::new(File::open(p)?)
             .lines()
@@ -308,11 +347,11 @@ fn diff_file(path: &Path, want: &Values<'_>) -> std::io::Result<(Vec<usize>, Vec
             ok
         }
     };
-    let mut add = Vec::new();
-    let mut remove = Vec::new();
+    let mut add = Capped::default();
+    let mut remove = Capped::default();
     let mut i = 0;
     let mut merge =
-        |key: Option<Key>, line: String, add: &mut Vec<usize>, remove: &mut Vec<String>| {
+        |key: Option<Key>, line: String, add: &mut Capped<usize>, remove: &mut Capped<String>| {
             let Some(key) = key else {
                 // Not one of ours: it goes.
                 remove.push(line);
@@ -345,7 +384,7 @@ fn diff_file(path: &Path, want: &Values<'_>) -> std::io::Result<(Vec<usize>, Vec
             merge(key, line, &mut add, &mut remove);
         }
     }
-    add.extend(i..want.len());
+    (i..want.len()).for_each(|i| add.push(i));
     Ok((add, remove))
 }
 
@@ -384,13 +423,30 @@ mod tests {
         // Numeric order: 10.0.0.10 sorts after 10.0.0.3.
         std::fs::write(&p, "10.0.0.1\n10.0.0.2\n10.0.0.10\n").unwrap();
         let (add, rem) = diff_file(&p, &values).unwrap();
-        assert_eq!((add, rem), (vec![1], vec!["10.0.0.1".to_string()]));
+        assert_eq!(
+            (add.items, rem.items),
+            (vec![1], vec!["10.0.0.1".to_string()])
+        );
         std::fs::write(&p, "10.0.0.10\n\n10.0.0.1\njunk\n10.0.0.2\n10.0.0.2\n").unwrap();
         let (add, rem) = diff_file(&p, &values).unwrap();
         assert_eq!(
-            (add, rem),
+            (add.items, rem.items),
             (vec![1], vec!["junk".to_string(), "10.0.0.1".to_string()])
         );
+    }
+
+    /// Past the threshold only the count is kept: the change goes by reload.
+    #[test]
+    fn a_big_difference_is_counted_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.lst");
+        let want: Vec<Ipv4Addr> = (0..RELOAD_THRESHOLD as u32 + 10)
+            .map(|i| Ipv4Addr::from(0x0A00_0000 + i))
+            .collect();
+        std::fs::write(&p, "").unwrap();
+        let (add, rem) = diff_file(&p, &Values::Ipv4(&want)).unwrap();
+        assert_eq!((add.len(), rem.len()), (RELOAD_THRESHOLD + 10, 0));
+        assert_eq!(add.items.len(), RELOAD_THRESHOLD);
     }
 
     #[tokio::test]
