@@ -24,8 +24,8 @@
 //! [`config`] (typed, validated once) sits between them: it parses into
 //! intel's and alerts' types and holds the settings of every other folder.
 //! Beneath everything: [`secrets`], [`users`], [`untrusted`] (text someone
-//! else wrote, made fit to show), [`fsutil`] (atomic writes) and [`child`]
-//! (the tools' environment). A folder imports the flows it consumes and what
+//! else wrote, made fit to show), [`fsutil`] (atomic writes), [`fnv`] (a
+//! stable hash) and [`child`] (the tools' environment). A folder imports the flows it consumes and what
 //! lies beneath them, never around a circle: `tests/layout.rs` checks it.
 
 pub mod alerts;
@@ -34,6 +34,7 @@ pub mod child;
 pub mod config;
 pub mod daemon;
 pub mod enforce;
+pub mod fnv;
 pub mod fsutil;
 pub mod intel;
 pub mod owner;

@@ -11,7 +11,6 @@
 //! their texts in a map cost about 70.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -43,24 +42,11 @@ struct Saved {
 
 /// An indicator's key in the book: FNV-1a over its text, stable across
 /// builds (it is saved); two of a million collide about once in 30 million.
-#[derive(Clone, Copy)]
-struct Key(u64);
+struct Key;
 
 impl Key {
     fn of(indicator: impl std::fmt::Display) -> u64 {
-        let mut k = Key(0xcbf2_9ce4_8422_2325);
-        // Hashed as it is written out: no text is allocated per indicator.
-        let _ = write!(k, "{indicator}");
-        k.0
-    }
-}
-
-impl std::fmt::Write for Key {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        for b in s.bytes() {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        Ok(())
+        crate::fnv::Fnv1a::of(indicator)
     }
 }
 
@@ -96,51 +82,34 @@ impl Arrivals {
         Arrivals { keys, at, observed }
     }
 
-    /// Keeps the keys in `seen` (sorted) and adds `new` (sorted, not yet
-    /// here: key, arrival, observed now); true if anything changed.
-    fn update(&mut self, seen: &[u64], new: Vec<(u64, u32, bool)>) -> bool {
-        let before = self.keys.len();
-        let mut w = 0;
-        for r in 0..self.keys.len() {
-            if seen.binary_search(&self.keys[r]).is_ok() {
-                self.keys[w] = self.keys[r];
-                self.at[w] = self.at[r];
-                self.observed[w] = self.observed[r];
-                w += 1;
+    /// The book for the keys seen now (sorted, each once): those it had keep
+    /// their arrival and flag, the others arrive `now`, observed unless in
+    /// `not_observed` (sorted). The keys seen become the book's: nothing is
+    /// merged into a second copy. True if the keys changed.
+    fn renew(&mut self, seen: Vec<u64>, now: u32, not_observed: &[u64]) -> bool {
+        if seen == self.keys {
+            return false;
+        }
+        let mut at = Vec::with_capacity(seen.len());
+        let mut observed = Vec::with_capacity(seen.len());
+        let mut j = 0;
+        for &k in &seen {
+            while j < self.keys.len() && self.keys[j] < k {
+                j += 1;
+            }
+            if self.keys.get(j) == Some(&k) {
+                at.push(self.at[j]);
+                observed.push(self.observed[j]);
+            } else {
+                at.push(now);
+                observed.push(not_observed.binary_search(&k).is_err());
             }
         }
-        let removed = before != w;
-        self.keys.truncate(w);
-        self.at.truncate(w);
-        self.observed.truncate(w);
-        if new.is_empty() {
-            return removed;
-        }
-        let old = std::mem::take(self);
-        let n = old.keys.len() + new.len();
-        let (mut keys, mut at, mut observed) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        let (mut i, mut new) = (0, new.into_iter().peekable());
-        while i < old.keys.len() || new.peek().is_some() {
-            match new.peek() {
-                Some(&(k, t, seen_now)) if i >= old.keys.len() || k < old.keys[i] => {
-                    keys.push(k);
-                    at.push(t);
-                    observed.push(seen_now);
-                    new.next();
-                }
-                _ => {
-                    keys.push(old.keys[i]);
-                    at.push(old.at[i]);
-                    observed.push(old.observed[i]);
-                    i += 1;
-                }
-            }
-        }
-        *self = Arrivals { keys, at, observed };
+        *self = Arrivals {
+            keys: seen,
+            at,
+            observed,
+        };
         true
     }
 }
@@ -218,17 +187,40 @@ pub enum Standing {
     Held(Held),
 }
 
-/// The split of the listed indicators for one rendering.
+/// The split of the listed indicators for one rendering: one flag per
+/// indicator of an observing source, not lists of them (a million
+/// references took 8 MB a side).
 #[derive(Debug, Default)]
 pub struct Split<'a> {
-    /// Indicators to block.
-    pub enforce: Vec<&'a Ioc>,
-    /// Indicators to observe (alert only).
-    pub observe: Vec<&'a Ioc>,
+    /// Each source, with where its flags start if it observes.
+    sources: Vec<(&'a SourceSet, Option<usize>)>,
+    /// Observed (alert only) rather than blocked, per indicator.
+    observed: Vec<bool>,
     /// The earliest promotion still to come.
     pub next_promotion: Option<u64>,
     /// Indicators promoted by this split (observed before, blocked now).
     pub promoted: usize,
+}
+
+impl<'a> Split<'a> {
+    /// Indicators to block.
+    pub fn enforce(&self) -> impl Iterator<Item = &'a Ioc> + '_ {
+        self.flagged().filter(|(_, o)| !o).map(|(ioc, _)| ioc)
+    }
+
+    /// Indicators to observe (alert only).
+    pub fn observe(&self) -> impl Iterator<Item = &'a Ioc> + '_ {
+        self.flagged().filter(|(_, o)| *o).map(|(ioc, _)| ioc)
+    }
+
+    fn flagged(&self) -> impl Iterator<Item = (&'a Ioc, bool)> + '_ {
+        self.sources.iter().flat_map(move |&(set, first)| {
+            set.entries()
+                .iter()
+                .enumerate()
+                .map(move |(j, e)| (&e.ioc, first.is_some_and(|f| self.observed[f + j])))
+        })
+    }
 }
 
 /// The shadow book.
@@ -282,14 +274,15 @@ impl Shadow {
         let book = &mut self.saved.since;
         let held = &self.saved.held;
         let mut seen = Vec::new();
-        let mut new: Vec<(u64, u32, bool)> = Vec::new();
-        let now32 = clamp(now);
+        // New ones are observed (the usual case): only the others are noted.
+        let mut new_not_observed = Vec::new();
         for (set, period) in sources {
+            let Some(period) = period else {
+                out.sources.push((set, None));
+                continue;
+            };
+            out.sources.push((set, Some(out.observed.len())));
             for e in set.entries() {
-                let Some(period) = period else {
-                    out.enforce.push(&e.ioc);
-                    continue;
-                };
                 let key = Key::of(&e.ioc);
                 seen.push(key);
                 let found = book.find(key);
@@ -298,15 +291,10 @@ impl Shadow {
                 // Texts only when something is held (rare, and few).
                 let is_held = !held.is_empty() && held.contains_key(&e.ioc.to_string());
                 let observe = is_held || now < until;
-                if observe {
-                    if !is_held {
-                        out.next_promotion =
-                            Some(out.next_promotion.map_or(until, |t| t.min(until)));
-                    }
-                    out.observe.push(&e.ioc);
-                } else {
-                    out.enforce.push(&e.ioc);
+                if observe && !is_held {
+                    out.next_promotion = Some(out.next_promotion.map_or(until, |t| t.min(until)));
                 }
+                out.observed.push(observe);
                 match found {
                     Some(i) => {
                         if book.observed[i] && !observe {
@@ -314,20 +302,19 @@ impl Shadow {
                         }
                         book.observed[i] = observe;
                     }
-                    None => new.push((key, now32, observe)),
+                    None if !observe => new_not_observed.push(key),
+                    None => {}
                 }
             }
         }
         // An indicator that left its source starts afresh if it comes back.
         seen.sort_unstable();
         seen.dedup();
-        new.sort_unstable();
-        new.dedup_by_key(|p| p.0);
-        let mut changed = book.update(&seen, new);
+        new_not_observed.sort_unstable();
+        let mut changed = book.renew(seen, clamp(now), &new_not_observed);
         let before = self.saved.held.len();
-        self.saved
-            .held
-            .retain(|k, _| seen.binary_search(&Key::of(k)).is_ok());
+        let book = &self.saved.since;
+        self.saved.held.retain(|k, _| book.contains(k));
         changed |= before != self.saved.held.len();
         if changed {
             self.save();
@@ -380,8 +367,8 @@ mod tests {
         s
     }
 
-    fn names(v: &[&Ioc]) -> Vec<String> {
-        let mut n: Vec<String> = v.iter().map(|i| i.to_string()).collect();
+    fn names<'a>(v: impl Iterator<Item = &'a Ioc>) -> Vec<String> {
+        let mut n: Vec<String> = v.map(|i| i.to_string()).collect();
         n.sort();
         n
     }
@@ -395,16 +382,16 @@ mod tests {
         let feed = set(&["203.0.113.1", "evil.example"]);
         let trusted = set(&["203.0.113.9"]);
         let s = sh.split([(&feed, Some(DAY)), (&trusted, None)], 1000);
-        assert_eq!(names(&s.enforce), ["203.0.113.9"]);
-        assert_eq!(names(&s.observe), ["203.0.113.1", "evil.example"]);
+        assert_eq!(names(s.enforce()), ["203.0.113.9"]);
+        assert_eq!(names(s.observe()), ["203.0.113.1", "evil.example"]);
         assert_eq!(s.next_promotion, Some(1000 + 86_400));
         // A later arrival has its own clock; a restart keeps both.
         let feed = set(&["203.0.113.1", "evil.example", "203.0.113.2"]);
         sh.split([(&feed, Some(DAY))], 50_000);
         let mut sh = Shadow::load(dir.path());
         let s = sh.split([(&feed, Some(DAY))], 1000 + 86_400);
-        assert_eq!(names(&s.enforce), ["203.0.113.1", "evil.example"]);
-        assert_eq!(names(&s.observe), ["203.0.113.2"]);
+        assert_eq!(names(s.enforce()), ["203.0.113.1", "evil.example"]);
+        assert_eq!(names(s.observe()), ["203.0.113.2"]);
         assert_eq!(s.next_promotion, Some(50_000 + 86_400));
         assert_eq!(
             sh.standing("203.0.113.2", Some(DAY), 60_000),
@@ -427,8 +414,8 @@ mod tests {
             "not observed: nothing to hold"
         );
         let s = sh.split([(&feed, Some(DAY))], 1000 + 2 * 86_400);
-        assert_eq!(names(&s.enforce), ["203.0.113.2"]);
-        assert_eq!(names(&s.observe), ["203.0.113.1"]);
+        assert_eq!(names(s.enforce()), ["203.0.113.2"]);
+        assert_eq!(names(s.observe()), ["203.0.113.1"]);
         assert_eq!(
             s.next_promotion, None,
             "held ones wait for the owner, not the clock"
@@ -444,7 +431,7 @@ mod tests {
         let empty = set(&[]);
         sh.split([(&empty, Some(DAY))], 400_000);
         let s = sh.split([(&feed, Some(DAY))], 500_000);
-        assert_eq!(names(&s.observe), ["203.0.113.1", "203.0.113.2"]);
+        assert_eq!(names(s.observe()), ["203.0.113.1", "203.0.113.2"]);
         assert_eq!(sh.held(), 0);
     }
 
@@ -475,8 +462,8 @@ mod tests {
         );
         let feed = set(&["203.0.113.1", "evil.example", "203.0.113.2"]);
         let s = sh.split([(&feed, Some(DAY))], 90_000);
-        assert_eq!(names(&s.enforce), ["203.0.113.1"]);
-        assert_eq!(names(&s.observe), ["203.0.113.2", "evil.example"]);
+        assert_eq!(names(s.enforce()), ["203.0.113.1"]);
+        assert_eq!(names(s.observe()), ["203.0.113.2", "evil.example"]);
         assert_eq!(sh.held(), 1);
         // Written back in the new form, and read again the same.
         let again = Shadow::load(dir.path());
@@ -486,11 +473,9 @@ mod tests {
             .starts_with(r#"{"since":[["#));
     }
 
-    /// Keys are saved: they must not change with the build (FNV-1a's own
-    /// test vector), and an indicator hashes as its text does.
+    /// Keys are saved: an indicator hashes as its text does.
     #[test]
-    fn keys_are_stable_and_match_the_text() {
-        assert_eq!(Key::of("a"), 0xaf63_dc4c_8601_ec8c);
+    fn keys_match_the_text() {
         let ioc = Ioc::parse_any("Evil.Example.").unwrap();
         assert_eq!(Key::of(&ioc), Key::of("evil.example"));
     }
@@ -502,6 +487,6 @@ mod tests {
         let mut sh = Shadow::load(dir.path());
         assert!(dir.path().join("shadow.json.corrupt").exists());
         let feed = set(&["203.0.113.1"]);
-        assert_eq!(sh.split([(&feed, Some(DAY))], 5).observe.len(), 1);
+        assert_eq!(sh.split([(&feed, Some(DAY))], 5).observe().count(), 1);
     }
 }

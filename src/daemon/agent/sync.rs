@@ -471,9 +471,8 @@ impl Prepare {
                 self.sources.iter().map(|(set, period)| (&**set, *period)),
                 unix_now(),
             );
-            let (eff, mut dropped) =
-                Effective::from_iocs(split.enforce.iter().copied().chain([&canary]), guard);
-            let (mut observed, more) = Effective::from_iocs(split.observe.iter().copied(), guard);
+            let (eff, mut dropped) = Effective::from_iocs(split.enforce().chain([&canary]), guard);
+            let (mut observed, more) = Effective::from_iocs(split.observe(), guard);
             observed.remove_all(&eff);
             dropped.merge(more);
             if split.promoted > 0 {

@@ -4,15 +4,15 @@
 
 use std::fmt::Write as _;
 
-use base64::Engine as _;
-
 use crate::config::{Action, Mode};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::intel::ioc::{hex, Domain, Md5, Sha256};
 use crate::intel::set::Effective;
 
+mod b64;
 mod networks;
+pub use b64::b64;
 
 /// The rules file Suricata loads (`rule-files: [homewarden.rules]`).
 pub const RULES_FILE: &str = "homewarden.rules";
@@ -63,8 +63,8 @@ pub enum Values<'a> {
     Ipv4(&'a [Ipv4Addr]),
     /// IPv6 addresses, ascending.
     Ipv6(&'a [Ipv6Addr]),
-    /// Base64 strings, ascending as strings.
-    Base64(Vec<String>),
+    /// Names, written in base64, ascending as base64 text.
+    Names(Vec<&'a Domain>),
     /// MD5s, ascending.
     Md5(&'a [Md5]),
     /// SHA-256s, ascending.
@@ -86,7 +86,7 @@ impl Values<'_> {
         match self {
             Values::Ipv4(v) => v.len(),
             Values::Ipv6(v) => v.len(),
-            Values::Base64(v) => v.len(),
+            Values::Names(v) => v.len(),
             Values::Md5(v) => v.len(),
             Values::Sha256(v) => v.len(),
         }
@@ -102,7 +102,7 @@ impl Values<'_> {
         match self {
             Values::Ipv4(v) => v[i].to_string(),
             Values::Ipv6(v) => v[i].to_string(),
-            Values::Base64(v) => v[i].clone(),
+            Values::Names(v) => b64(v[i].as_str()),
             Values::Md5(v) => hex(&v[i].0[..]),
             Values::Sha256(v) => hex(&v[i].0[..]),
         }
@@ -188,17 +188,12 @@ impl From<&crate::config::Config> for Options {
     }
 }
 
-/// The base64 form Suricata's string datasets use, in files and on the socket.
-pub fn b64(s: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
-}
-
 /// Renders rules and lists; `shadow` holds indicators still being observed
 /// (alert only, in datasets of their own) when shadow mode is on.
 pub fn render<'a>(
     eff: &'a Effective,
     shadow: Option<&'a Effective>,
-    allow_domains: &[Domain],
+    allow_domains: &'a [Domain],
     opts: &Options,
 ) -> Rendered<'a> {
     let action = match (opts.mode, opts.action) {
@@ -220,9 +215,11 @@ pub fn render<'a>(
         ListFile {
             name: "hw-domain",
             kind: ListKind::String,
-            values: Values::Base64(sorted(
-                enforced_names(&eff.domains, &[], opts.match_subdomains).map(|d| b64(d.as_str())),
-            )),
+            values: Values::Names(b64::sorted(enforced_names(
+                &eff.domains,
+                &[],
+                opts.match_subdomains,
+            ))),
         },
         ListFile {
             name: "hw-md5",
@@ -250,10 +247,11 @@ pub fn render<'a>(
             ListFile {
                 name: "hw-shadow-domain",
                 kind: ListKind::String,
-                values: Values::Base64(sorted(
-                    enforced_names(&sh.domains, &eff.domains, opts.match_subdomains)
-                        .map(|d| b64(d.as_str())),
-                )),
+                values: Values::Names(b64::sorted(enforced_names(
+                    &sh.domains,
+                    &eff.domains,
+                    opts.match_subdomains,
+                ))),
             },
         ]);
     }
@@ -261,7 +259,7 @@ pub fn render<'a>(
         lists.push(ListFile {
             name: "hw-allow-domain",
             kind: ListKind::String,
-            values: Values::Base64(sorted(allow_domains.iter().map(|d| b64(d.as_str())))),
+            values: Values::Names(b64::sorted(allow_domains.iter())),
         });
     }
     let mut r = Rules {
@@ -382,22 +380,16 @@ pub fn render<'a>(
 /// A digest of a whole rendering (rules and every list line), to recognise
 /// one that already failed its self-test.
 pub fn fingerprint(r: &Rendered<'_>) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |b: &[u8]| {
-        for &x in b {
-            h ^= u64::from(x);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    };
-    eat(r.rules.as_bytes());
+    let mut h = crate::fnv::Fnv1a::default();
+    h.eat(r.rules.as_bytes());
     for l in &r.lists {
-        eat(l.name.as_bytes());
+        h.eat(l.name.as_bytes());
         for i in 0..l.values.len() {
-            eat(l.values.line(i).as_bytes());
-            eat(b"\n");
+            h.eat(l.values.line(i).as_bytes());
+            h.eat(b"\n");
         }
     }
-    h
+    h.finish()
 }
 
 /// The names of `names` a dataset must hold for one query to raise one
@@ -458,13 +450,6 @@ fn suffix_transform(labels: usize) -> String {
         "pcrexform:\"^(?:.+?\\.(?=[^.]+(?:\\.[^.]+){{{}}}$)|.*)(.*)$\";",
         labels - 1
     )
-}
-
-fn sorted(it: impl Iterator<Item = String>) -> Vec<String> {
-    let mut v: Vec<String> = it.collect();
-    v.sort_unstable();
-    v.dedup();
-    v
 }
 
 struct Rules {
