@@ -132,6 +132,45 @@ impl<T> Drop for Abort<T> {
     }
 }
 
+/// An agent running on a task of its own (stopped with the test), and what
+/// the tests watch of it.
+struct Running {
+    status: watch::Receiver<Status>,
+    intake: Arc<Counters>,
+    tx: mpsc::Sender<Request>,
+    eve: std::path::PathBuf,
+    _run: Abort<Exit>,
+}
+
+impl Running {
+    /// Starts `agent`, whose eve socket is `dir/eve.sock`.
+    fn start(agent: Agent, dir: &Path) -> Running {
+        let (status, intake) = (agent.status(), agent.intake.clone());
+        let (tx, rx) = mpsc::channel(8);
+        let run = Abort(tokio::spawn(agent.run(rx, std::future::pending())));
+        Running {
+            status,
+            intake,
+            tx,
+            eve: dir.join("eve.sock"),
+            _run: run,
+        }
+    }
+
+    /// Waits for the first source's one listed network to be applied.
+    async fn list_applied(&self) {
+        until(&self.status, "the list applied", |s| {
+            s.sources.first().is_some_and(|s| s.entries == 1)
+        })
+        .await;
+    }
+
+    /// A storm towards `remotes` listed addresses until `done`.
+    async fn storm(&self, remotes: u32, done: impl Fn(&Status) -> bool) -> Storm {
+        Storm::blow(&self.eve, &self.intake, &self.status, remotes, done).await
+    }
+}
+
 /// Waits until `ok` holds for the status (60 s at most).
 async fn until(status: &watch::Receiver<Status>, what: &str, ok: impl Fn(&Status) -> bool) {
     let mut seen = status.clone();
@@ -207,33 +246,29 @@ async fn alerts_are_triaged_and_the_agent_answers_while_a_replay_runs() {
             fake.display()
         ),
     );
-    let (status, intake) = (agent.status(), agent.intake.clone());
-    let (tx, rx) = mpsc::channel(8);
-    let run = Abort(tokio::spawn(agent.run(rx, std::future::pending())));
+    let a = Running::start(agent, d);
     // The list is pulled and applied (the incidents' index has it), then the
     // loop sets the replay off and it runs on.
-    until(&status, "the list applied", |s| {
-        s.sources.first().is_some_and(|s| s.entries == 1)
-    })
-    .await;
+    a.list_applied().await;
     let (reply, mut selftest_done) = oneshot::channel();
-    tx.send(Request::Selftest(reply)).await.unwrap();
+    a.tx.send(Request::Selftest(reply)).await.unwrap();
     while !started_marker.exists() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
     let remotes = 50;
-    let storm = Storm::blow(&d.join("eve.sock"), &intake, &status, remotes, |s| {
-        s.alerts.intake.alerts >= 20_000 && s.alerts.open == remotes as usize
-    })
-    .await;
+    let storm = a
+        .storm(remotes, |s| {
+            s.alerts.intake.alerts >= 20_000 && s.alerts.open == remotes as usize
+        })
+        .await;
     storm.assert_flowed("a self-test replay ran");
     assert!(
         selftest_done.try_recv().is_err(),
         "the replay must still be running, or this proves nothing"
     );
-    answers(&tx, "l").await;
-    let s = status.borrow().clone();
+    answers(&a.tx, "l").await;
+    let s = a.status.borrow().clone();
     assert_eq!(
         s.alerts.high_unacked, remotes as usize,
         "the LED goes red now, not after the step"
@@ -244,7 +279,6 @@ async fn alerts_are_triaged_and_the_agent_answers_while_a_replay_runs() {
         Some("l"),
         "provenance comes from the index the agent published: {inc:?}"
     );
-    drop(run);
 }
 
 /// A million listed addresses are pulled, settled, rendered, written and
@@ -266,14 +300,9 @@ async fn alerts_flow_while_a_million_entry_list_is_rendered_and_applied() {
         d,
         &format!("alerts: {{ eve_socket: {}/eve.sock }}\n", d.display()),
     );
-    let (status, intake) = (agent.status(), agent.intake.clone());
-    let (_tx, rx) = mpsc::channel(8);
-    let run = Abort(tokio::spawn(agent.run(rx, std::future::pending())));
+    let a = Running::start(agent, d);
     let started = Instant::now();
-    let storm = Storm::blow(&d.join("eve.sock"), &intake, &status, 50, |s| {
-        s.blocklist.ipv4 >= 1_000_000
-    })
-    .await;
+    let storm = a.storm(50, |s| s.blocklist.ipv4 >= 1_000_000).await;
     println!(
         "the million was pulled and applied in {:?}",
         started.elapsed()
@@ -286,7 +315,6 @@ async fn alerts_flow_while_a_million_entry_list_is_rendered_and_applied() {
             > 8_000_000,
         "the list was written"
     );
-    drop(run);
 }
 
 /// A MISP that accepts the connection and never answers holds its own pull,
@@ -316,29 +344,24 @@ async fn alerts_flow_while_misp_hangs() {
         HashMap::new(),
     );
     let agent = Agent::open(Config::load(&cfg).unwrap(), &secrets).unwrap();
-    let (status, intake) = (agent.status(), agent.intake.clone());
-    let (tx, rx) = mpsc::channel(8);
-    let run = Abort(tokio::spawn(agent.run(rx, std::future::pending())));
-    until(&status, "the list applied", |s| {
-        s.sources.first().is_some_and(|s| s.entries == 1)
-    })
-    .await;
+    let a = Running::start(agent, d);
+    a.list_applied().await;
     while accepted.load(std::sync::atomic::Ordering::SeqCst) == 0 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let hung = Instant::now();
-    let storm = Storm::blow(&d.join("eve.sock"), &intake, &status, 50, |s| {
-        hung.elapsed() > Duration::from_secs(3) && s.alerts.open == 50
-    })
-    .await;
+    let storm = a
+        .storm(50, |s| {
+            hung.elapsed() > Duration::from_secs(3) && s.alerts.open == 50
+        })
+        .await;
     storm.assert_flowed("MISP hung");
-    answers(&tx, "l").await;
-    let m = status.borrow().sources[1].clone();
+    answers(&a.tx, "l").await;
+    let m = a.status.borrow().sources[1].clone();
     assert!(
         m.last_error.is_none() && m.last_ok.is_none(),
         "the pull must still hang, or this proves nothing: {m:?}"
     );
-    drop(run);
 }
 
 /// An SMTP server that accepts the connection and never greets holds the
@@ -357,27 +380,22 @@ async fn alerts_flow_while_the_smtp_server_hangs() {
             d.display()
         ),
     );
-    let (status, intake) = (agent.status(), agent.intake.clone());
-    let (_tx, rx) = mpsc::channel(8);
-    let run = Abort(tokio::spawn(agent.run(rx, std::future::pending())));
-    until(&status, "the list applied", |s| {
-        s.sources.first().is_some_and(|s| s.entries == 1)
-    })
-    .await;
+    let a = Running::start(agent, d);
+    a.list_applied().await;
     // The first incidents' mail goes out and hangs; the storm goes on.
     let hung: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    let storm = Storm::blow(&d.join("eve.sock"), &intake, &status, 50, |s| {
-        if accepted.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-            return false;
-        }
-        let at = hung.get_or_init(Instant::now);
-        at.elapsed() > Duration::from_secs(3) && s.alerts.open == 50
-    })
-    .await;
+    let storm = a
+        .storm(50, |s| {
+            if accepted.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                return false;
+            }
+            let at = hung.get_or_init(Instant::now);
+            at.elapsed() > Duration::from_secs(3) && s.alerts.open == 50
+        })
+        .await;
     storm.assert_flowed("the SMTP server hung");
-    let s = status.borrow().clone();
+    let s = a.status.borrow().clone();
     assert_eq!(s.alerts.high_unacked, 50);
     let queued = std::fs::read_dir(d.join("state/outbox")).unwrap().count();
     assert!(queued > 0, "the mail waits in the outbox");
-    drop(run);
 }
