@@ -461,9 +461,11 @@ impl Agent {
                 }
             }
         }
-        // No new alerts, then every task's way out (the incidents' owner
-        // saves what is open) before the agent says it stopped.
+        // No new alerts, no more requests (a panel or client waiting to hand
+        // one over hears that we stopped), then every task's way out (the
+        // incidents' owner saves what is open) before the agent says it stopped.
         drop(intake);
+        drop(requests);
         stopper.stop().await;
         tracing::info!("agent stopped");
         exit
