@@ -14,11 +14,9 @@ impl Agent {
         self.status.selftest.alarm = None;
         let n = match self.incidents.as_mut() {
             Some((book, _)) => book.acknowledge(),
-            None => {
-                let (reply, answer) = oneshot::channel();
-                let _ = self.incidents_tx.send(incidents::Msg::Ack(reply)).await;
-                answer.await.unwrap_or(0)
-            }
+            None => incidents::ask(&self.incidents_tx, incidents::Msg::Ack)
+                .await
+                .unwrap_or(0),
         };
         self.publish();
         n
@@ -78,9 +76,7 @@ impl Agent {
         match self.incidents.as_mut() {
             Some((book, _)) => book.forget(),
             None => {
-                let (reply, done) = oneshot::channel();
-                let _ = self.incidents_tx.send(incidents::Msg::Forget(reply)).await;
-                let _ = done.await;
+                incidents::ask(&self.incidents_tx, incidents::Msg::Forget).await;
             }
         }
         tracing::warn!(config = %self.cfg.path.display(), "factory reset: state cleared, factory config restored at the restart");

@@ -90,10 +90,10 @@ impl Agent {
         match &self.incidents {
             Some((book, _)) => book.recent(),
             None => {
-                let (reply, answer) = tokio::sync::oneshot::channel();
-                let msg = crate::daemon::incidents::Msg::Recent(reply);
-                let _ = self.incidents_tx.send(msg).await;
-                answer.await.unwrap_or_default()
+                use crate::daemon::incidents;
+                incidents::ask(&self.incidents_tx, incidents::Msg::Recent)
+                    .await
+                    .unwrap_or_default()
             }
         }
     }

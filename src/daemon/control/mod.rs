@@ -321,18 +321,8 @@ async fn ask<T, V: Serialize>(
 /// Acknowledges with the incidents' owner, then tells the agent (which puts
 /// out a self-test alarm and notes it) without waiting for its loop.
 async fn acknowledge(routes: &Routes) -> Value {
-    let gone = || serde_json::json!({"error": "agent is shutting down"});
-    let (tx, rx) = oneshot::channel();
-    if routes
-        .incidents
-        .send(incidents::Msg::Ack(tx))
-        .await
-        .is_err()
-    {
-        return gone();
-    }
-    let Ok(n) = rx.await else {
-        return gone();
+    let Some(n) = incidents::ask(&routes.incidents, incidents::Msg::Ack).await else {
+        return serde_json::json!({"error": "agent is shutting down"});
     };
     let agent = routes.agent.clone();
     tokio::spawn(async move {
