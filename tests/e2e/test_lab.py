@@ -329,7 +329,9 @@ def test_a_new_connection_on_a_bypassed_flows_ports_is_refused(lab):
     server = subprocess.Popen(["ip", "netns", "exec", "wan", "/usr/bin/python3", "-c", STREAMS_SERVER,
                                BENIGN, "9102"], stdin=subprocess.DEVNULL)
     time.sleep(0.3)
-    port = 45000 + int(time.time()) % 1000
+    # Above the kernel's ephemeral range (32768-60999): a port an earlier test's
+    # client left in TIME_WAIT would refuse the bind.
+    port = 61000 + int(time.time()) % 4000
     client = subprocess.Popen(["ip", "netns", "exec", "iot", "/usr/bin/python3", "-c", REUSE_CLIENT,
                                BENIGN, "9102", str(port), "1.5"], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
@@ -337,7 +339,10 @@ def test_a_new_connection_on_a_bypassed_flows_ports_is_refused(lab):
         def bypassed():
             out = lab.ns("pi", "conntrack", "-L", "-m", "0x20000000/0x20000000").stdout
             return any(f"sport={port} " in line and "dport=9102" in line for line in out.splitlines())
-        assert wait_for(bypassed, 5), lab.ns("pi", "conntrack", "-L").stdout
+        if not wait_for(bypassed, 5):
+            client.kill()
+            out, err = client.communicate()
+            raise AssertionError(f"client said {out!r} {err!r}; conntrack:\n" + lab.ns("pi", "conntrack", "-L").stdout)
         out, err = client.communicate(timeout=30)
         assert out.splitlines() == [f"{port} ConnectionRefusedError", f"{port + 1} connected"], out + err
     finally:
