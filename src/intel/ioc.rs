@@ -9,6 +9,10 @@ use ipnet::IpNet;
 
 /// Longest domain name DNS allows (RFC 1035, without the trailing dot).
 const MAX_DOMAIN_LEN: usize = 253;
+const _: () = assert!(MAX_DOMAIN_LEN <= name::MAX_LEN);
+
+mod name;
+pub use name::Names;
 /// Longest input we even look at; anything longer is refused before parsing.
 const MAX_VALUE_LEN: usize = 2048;
 
@@ -259,11 +263,43 @@ impl ParseError {
 
 /// A domain name that is safe to put into a dataset: lower-case ASCII letters,
 /// digits, `-` and `_`, dot-separated labels of 1–63 bytes, at least two labels.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone)]
 // A thin pointer on purpose (see `Ioc`), shared: the effective set and the
 // rendering hold the sources' names without copying them (a million names
-// copied cost about 64 MB).
-pub struct Domain(std::sync::Arc<Box<str>>);
+// copied cost about 64 MB); a set's names are packed (see `name.rs`).
+pub struct Domain(name::Name);
+
+impl PartialEq for Domain {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Domain {}
+
+impl std::hash::Hash for Domain {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.as_str().hash(h)
+    }
+}
+
+impl PartialOrd for Domain {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Domain {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl std::fmt::Debug for Domain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Domain").field(&self.as_str()).finish()
+    }
+}
 
 impl Domain {
     /// Parses and normalises (IDNA to punycode, lower case, trailing dot removed).
@@ -301,12 +337,17 @@ impl Domain {
         if ends_in_number(&ascii) {
             return Err(ParseError::NoncanonicalIp(truncate(v)));
         }
-        Ok(Domain(std::sync::Arc::new(ascii.into_boxed_str())))
+        Ok(Domain(name::Name::single(&ascii)))
+    }
+
+    /// The same name, moved into `names` (a set packs the names it holds).
+    pub fn packed(&self, names: &mut Names) -> Domain {
+        Domain(names.name(self.as_str()))
     }
 
     /// The normalised name.
     pub fn as_str(&self) -> &str {
-        &self.0
+        self.0.as_str()
     }
 
     /// True if `self` is `other` or a subdomain of it.
@@ -320,22 +361,22 @@ impl Domain {
     pub fn parents(&self) -> impl Iterator<Item = Domain> + '_ {
         let s = self.as_str();
         s.match_indices('.')
-            .map(move |(i, _)| Domain(std::sync::Arc::new(Box::from(&s[i + 1..]))))
+            .map(move |(i, _)| Domain(name::Name::single(&s[i + 1..])))
     }
 
     /// Number of labels (`a.b.c` has 3).
     pub fn labels(&self) -> usize {
-        self.0.split('.').count()
+        self.as_str().split('.').count()
     }
 }
 
 /// A file MD5.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Md5(pub Box<[u8; 16]>);
+pub struct Md5(pub std::sync::Arc<[u8; 16]>);
 
-/// A file SHA-256 (boxed: keeps `Ioc` small, hashes are rare).
+/// A file SHA-256 (behind a pointer: keeps `Ioc` small; shared, as names are).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Sha256(pub Box<[u8; 32]>);
+pub struct Sha256(pub std::sync::Arc<[u8; 32]>);
 
 /// Lower-case hex of bytes.
 pub fn hex(bytes: &[u8]) -> String {
@@ -363,13 +404,13 @@ fn unhex<const N: usize>(v: &str) -> Option<[u8; N]> {
 
 fn parse_md5(v: &str) -> Result<Ioc, ParseError> {
     unhex::<16>(v)
-        .map(|h| Ioc::Md5(Md5(Box::new(h))))
+        .map(|h| Ioc::Md5(Md5(std::sync::Arc::new(h))))
         .ok_or_else(|| ParseError::BadHash("md5", truncate(v)))
 }
 
 fn parse_sha256(v: &str) -> Result<Ioc, ParseError> {
     unhex::<32>(v)
-        .map(|h| Ioc::Sha256(Sha256(Box::new(h))))
+        .map(|h| Ioc::Sha256(Sha256(std::sync::Arc::new(h))))
         .ok_or_else(|| ParseError::BadHash("sha256", truncate(v)))
 }
 
