@@ -262,7 +262,7 @@ mod tests {
         let p = pull_into(&mut st, dir.path(), None).await;
         assert_eq!(p.stats.rejected.get("bad_ip"), Some(&1));
         st.apply(p, 1);
-        let mut vals: Vec<String> = st.set.entries().iter().map(|e| e.ioc.to_string()).collect();
+        let mut vals: Vec<String> = st.set.entries().map(|e| e.ioc.to_string()).collect();
         vals.sort();
         assert_eq!(
             vals,
@@ -275,7 +275,6 @@ mod tests {
         let e = st
             .set
             .entries()
-            .iter()
             .find(|e| e.ioc.to_string() == "203.0.113.66")
             .unwrap();
         let prov = st.set.provenance("feed", e);
@@ -297,7 +296,7 @@ mod tests {
         let p = pull_into(&mut st, dir.path(), None).await;
         assert_eq!(p.stats.seen, 0);
         st.apply(p, 2);
-        let vals: Vec<String> = st.set.entries().iter().map(|e| e.ioc.to_string()).collect();
+        let vals: Vec<String> = st.set.entries().map(|e| e.ioc.to_string()).collect();
         assert_eq!(vals.len(), 2, "{vals:?}");
         assert!(st.set.event_by_uuid(E2).is_none());
     }

@@ -512,10 +512,10 @@ mod tests {
             },
             20,
         );
-        let values: Vec<String> = st.set.entries().iter().map(|e| e.ioc.to_string()).collect();
+        let values: Vec<String> = st.set.entries().map(|e| e.ioc.to_string()).collect();
         assert_eq!(values, ["evil.example"]);
         // The threat level learnt earlier survives an attribute-only update.
-        let p = st.set.provenance("m", &st.set.entries()[0]);
+        let p = st.set.provenance("m", st.set.entries().next().unwrap());
         assert_eq!(p.threat_level, Some(1));
         assert_eq!(st.last_ok, Some(20));
         // So does when the event first arrived, through a patch and a full re-pull,
@@ -540,7 +540,6 @@ mod tests {
         let since: Vec<Option<u64>> = st
             .set
             .entries()
-            .iter()
             .map(|e| st.set.provenance("m", e).since)
             .collect();
         assert_eq!(since, [Some(10), Some(30)]);

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::ioc::Ioc;
+use super::ioc::{Ioc, Names};
 
 /// MISP threat levels (`threat_level_id`): 1 High, 2 Medium, 3 Low, 4 Undefined.
 pub type ThreatLevel = u8;
@@ -51,23 +51,35 @@ const MAX_TAG: usize = 128;
 /// Longest event title kept (characters); MISP's own are far shorter.
 const MAX_INFO: usize = 256;
 
-/// Marks "no event" / "no attribute" in an [`Entry`] (keeps entries at 32 bytes:
-/// a million-IoC list must fit a Pi's memory).
+/// Marks "no event" / "no attribute" in an [`Origin`].
 const NONE: u32 = u32::MAX;
 
-/// One indicator with where it came from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Entry {
-    /// The indicator.
-    pub ioc: Ioc,
+/// Where one indicator came from: indexes into its set's events and attributes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Origin {
     event: u32,
     attribute: u32,
 }
 
-impl Entry {
+impl Origin {
+    const UNKNOWN: Origin = Origin {
+        event: NONE,
+        attribute: NONE,
+    };
+}
+
+/// One indicator of a set with where it came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry<'a> {
+    /// The indicator.
+    pub ioc: &'a Ioc,
+    origin: Origin,
+}
+
+impl Entry<'_> {
     /// Index into the source's events, if it came from an event.
     pub fn event(&self) -> Option<u32> {
-        (self.event != NONE).then_some(self.event)
+        (self.origin.event != NONE).then_some(self.origin.event)
     }
 }
 
@@ -81,8 +93,13 @@ pub struct SourceSet {
     attributes: Vec<Box<str>>,
     /// Indicators; sorted by indicator once [`SourceSet::index`] ran and
     /// nothing was pushed since (see `lookup.rs`).
-    entries: Vec<Entry>,
+    iocs: Vec<Ioc>,
+    /// Where each indicator came from, beside it; empty while none has an
+    /// origin (plain lists: 8 bytes an indicator saved, a million of them on a Pi).
+    origins: Vec<Origin>,
     sorted: bool,
+    /// Where this set's names are packed.
+    names: Names,
 }
 
 /// Where one indicator came from, resolved for display and tracing.
@@ -161,9 +178,9 @@ impl SourceSet {
             self.event(ev);
         }
         let n = self.events.len() as u32;
-        for e in &mut self.entries {
-            if e.event != NONE && e.event >= n {
-                e.event = NONE;
+        for o in &mut self.origins {
+            if o.event != NONE && o.event >= n {
+                o.event = NONE;
             }
         }
         self.index();
@@ -208,6 +225,10 @@ impl SourceSet {
 
     /// Adds an indicator.
     pub fn push(&mut self, ioc: Ioc, event: Option<u32>, attribute: Option<&str>) {
+        let ioc = match ioc {
+            Ioc::Domain(d) => Ioc::Domain(d.packed(&mut self.names)),
+            other => other,
+        };
         let attribute = match attribute {
             Some(a) => {
                 // Composite attributes (domain|ip) add two entries for one uuid in a row.
@@ -220,32 +241,51 @@ impl SourceSet {
             }
             None => NONE,
         };
-        self.entries.push(Entry {
-            ioc,
+        let origin = Origin {
             event: event.unwrap_or(NONE),
             attribute,
-        });
+        };
+        if origin != Origin::UNKNOWN || !self.origins.is_empty() {
+            // The first origin gives the entries before it theirs (none).
+            self.origins.resize(self.iocs.len(), Origin::UNKNOWN);
+            self.origins.push(origin);
+        }
+        self.iocs.push(ioc);
         self.sorted = false;
     }
 
+    fn origin(&self, i: usize) -> Origin {
+        self.origins.get(i).copied().unwrap_or(Origin::UNKNOWN)
+    }
+
     /// The MISP attribute uuid of an entry of this set.
-    pub fn attribute_of(&self, e: &Entry) -> Option<&str> {
-        self.attributes.get(e.attribute as usize).map(|a| &**a)
+    pub fn attribute_of(&self, e: Entry) -> Option<&str> {
+        self.attributes
+            .get(e.origin.attribute as usize)
+            .map(|a| &**a)
     }
 
     /// All entries.
-    pub fn entries(&self) -> &[Entry] {
-        &self.entries
+    pub fn entries(&self) -> impl ExactSizeIterator<Item = Entry<'_>> + '_ {
+        self.iocs.iter().enumerate().map(|(i, ioc)| Entry {
+            ioc,
+            origin: self.origin(i),
+        })
+    }
+
+    /// The indicators alone.
+    pub fn iocs(&self) -> &[Ioc] {
+        &self.iocs
     }
 
     /// Number of entries.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.iocs.len()
     }
 
     /// True when the source contributes nothing.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.iocs.is_empty()
     }
 
     /// How many entries [`Self::remove_attributes`] and [`Self::remove_events`]
@@ -255,23 +295,41 @@ impl SourceSet {
             .iter()
             .filter_map(|u| self.event_index.get(u).copied())
             .collect();
-        self.entries
+        self.origins
             .iter()
-            .filter(|e| {
-                e.event().is_some_and(|i| gone.contains(&i))
+            .filter(|o| {
+                gone.contains(&o.event)
                     || self
                         .attributes
-                        .get(e.attribute as usize)
+                        .get(o.attribute as usize)
                         .is_some_and(|u| attributes.contains(&**u))
             })
             .count()
     }
 
+    /// Keeps the entries whose origin `keep` approves, in order.
+    fn retain_origins(&mut self, keep: impl Fn(Origin) -> bool) {
+        if self.origins.is_empty() {
+            return; // nothing came from an event or attribute
+        }
+        let mut kept = 0;
+        for i in 0..self.origins.len() {
+            if keep(self.origins[i]) {
+                self.origins.swap(kept, i);
+                self.iocs.swap(kept, i);
+                kept += 1;
+            }
+        }
+        self.origins.truncate(kept);
+        self.iocs.truncate(kept);
+    }
+
     /// Keeps the first `n` entries (in the order pulled) and forgets the
     /// events and attributes only the others referred to.
     pub fn truncate(&mut self, n: usize) {
-        if n < self.entries.len() {
-            self.entries.truncate(n);
+        if n < self.iocs.len() {
+            self.iocs.truncate(n);
+            self.origins.truncate(n);
             self.compact_events();
             self.compact_attributes();
         }
@@ -282,12 +340,13 @@ impl SourceSet {
         if uuids.is_empty() {
             return;
         }
-        let attributes = &self.attributes;
-        self.entries.retain(|e| {
+        let attributes = std::mem::take(&mut self.attributes);
+        self.retain_origins(|o| {
             attributes
-                .get(e.attribute as usize)
+                .get(o.attribute as usize)
                 .is_none_or(|u| !uuids.contains(&**u))
         });
+        self.attributes = attributes;
         self.compact_attributes();
     }
 
@@ -295,16 +354,16 @@ impl SourceSet {
     fn compact_attributes(&mut self) {
         let mut remap = vec![NONE; self.attributes.len()];
         let mut kept: Vec<Box<str>> = Vec::new();
-        for e in &mut self.entries {
-            if e.attribute == NONE {
+        for o in &mut self.origins {
+            if o.attribute == NONE {
                 continue;
             }
-            let old = e.attribute as usize;
+            let old = o.attribute as usize;
             if remap[old] == NONE {
                 remap[old] = kept.len() as u32;
                 kept.push(std::mem::take(&mut self.attributes[old]));
             }
-            e.attribute = remap[old];
+            o.attribute = remap[old];
         }
         self.attributes = kept;
     }
@@ -318,15 +377,19 @@ impl SourceSet {
             .iter()
             .filter_map(|u| self.event_index.get(u).copied())
             .collect();
-        self.entries
-            .retain(|e| e.event().is_none_or(|i| !gone.contains(&i)));
+        self.retain_origins(|o| !gone.contains(&o.event));
         self.compact_events();
         self.compact_attributes();
     }
 
     /// Removes events no entry refers to and renumbers the rest.
     pub fn compact_events(&mut self) {
-        let used: HashSet<u32> = self.entries.iter().filter_map(Entry::event).collect();
+        let used: HashSet<u32> = self
+            .origins
+            .iter()
+            .map(|o| o.event)
+            .filter(|&e| e != NONE)
+            .collect();
         if used.len() == self.events.len() {
             return;
         }
@@ -338,8 +401,12 @@ impl SourceSet {
                 kept.push(ev);
             }
         }
-        for e in &mut self.entries {
-            e.event = e.event().and_then(|i| remap[i as usize]).unwrap_or(NONE);
+        for o in &mut self.origins {
+            o.event = remap
+                .get(o.event as usize)
+                .copied()
+                .flatten()
+                .unwrap_or(NONE);
         }
         self.event_index = kept
             .iter()
@@ -350,7 +417,7 @@ impl SourceSet {
     }
 
     /// Provenance of an entry of this source.
-    pub fn provenance(&self, source: &str, entry: &Entry) -> Provenance {
+    pub fn provenance(&self, source: &str, entry: Entry) -> Provenance {
         let ev = entry.event().map(|i| &self.events[i as usize]);
         Provenance {
             source: source.to_string(),

@@ -97,8 +97,8 @@ pub fn explain(
             let not_enforced = if !allowed_by.is_empty() {
                 Some("the value is allowlisted".to_string())
             } else {
-                hold_back(&e.ioc, &hit, cfg, local)
-                    .or_else(|| warninglisted(&e.ioc, &hit, cfg, lists, &mut notes))
+                hold_back(e.ioc, &hit, cfg, local)
+                    .or_else(|| warninglisted(e.ioc, &hit, cfg, lists, &mut notes))
             };
             let standing = shadow.standing(
                 &e.ioc.to_string(),

@@ -215,10 +215,10 @@ impl<'a> Split<'a> {
 
     fn flagged(&self) -> impl Iterator<Item = (&'a Ioc, bool)> + '_ {
         self.sources.iter().flat_map(move |&(set, first)| {
-            set.entries()
+            set.iocs()
                 .iter()
                 .enumerate()
-                .map(move |(j, e)| (&e.ioc, first.is_some_and(|f| self.observed[f + j])))
+                .map(move |(j, ioc)| (ioc, first.is_some_and(|f| self.observed[f + j])))
         })
     }
 }
@@ -283,7 +283,7 @@ impl Shadow {
             };
             out.sources.push((set, Some(out.observed.len())));
             for e in set.entries() {
-                let key = Key::of(&e.ioc);
+                let key = Key::of(e.ioc);
                 seen.push(key);
                 let found = book.find(key);
                 let since = found.map_or(now, |i| u64::from(book.at[i]));

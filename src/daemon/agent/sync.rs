@@ -491,7 +491,7 @@ impl Prepare {
             let (eff, dropped) = Effective::from_iocs(
                 self.sources
                     .iter()
-                    .flat_map(|(set, _)| set.entries().iter().map(|e| &e.ioc))
+                    .flat_map(|(set, _)| set.iocs())
                     .chain([&canary]),
                 guard,
             );
@@ -533,7 +533,6 @@ pub(super) fn retry_delay(failures: u32, interval: Duration) -> Duration {
 /// The MISP attribute uuids a set holds.
 pub(super) fn attribute_uuids(set: &crate::intel::set::SourceSet) -> HashSet<String> {
     set.entries()
-        .iter()
         .filter_map(|e| set.attribute_of(e).map(str::to_string))
         .collect()
 }

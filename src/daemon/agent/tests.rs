@@ -124,7 +124,6 @@ async fn a_background_pull_overtaken_by_a_newer_one_is_dropped() {
         .state
         .set
         .entries()
-        .iter()
         .map(|e| e.ioc.to_string())
         .collect();
     assert_eq!(held, ["203.0.113.2"], "the older result must not win");

@@ -8,7 +8,7 @@ use std::time::Duration;
 fn read(text: &str, layout: &Layout) -> (Result<(), String>, Vec<String>, PullStats) {
     let mut c = Collector::new("t");
     let r = parse_into(text, layout, &mut c);
-    let vals = c.set.entries().iter().map(|e| e.ioc.to_string()).collect();
+    let vals = c.set.entries().map(|e| e.ioc.to_string()).collect();
     (r, vals, c.stats)
 }
 

@@ -245,12 +245,7 @@ impl Effective {
         sources: impl IntoIterator<Item = &'a SourceSet>,
         guard: Guard<'_>,
     ) -> (Effective, Dropped) {
-        Effective::from_iocs(
-            sources
-                .into_iter()
-                .flat_map(|s| s.entries().iter().map(|e| &e.ioc)),
-            guard,
-        )
+        Effective::from_iocs(sources.into_iter().flat_map(|s| s.iocs()), guard)
     }
 
     /// The same from indicators picked one by one (shadow mode splits sources).

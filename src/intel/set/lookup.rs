@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::{Entry, Provenance, SourceSet};
+use super::{Entry, Origin, Provenance, SourceSet};
 use crate::intel::ioc::Ioc;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
@@ -41,7 +41,7 @@ impl Index {
         let hit = Ioc::parse_any(value).ok()?;
         self.sources
             .iter()
-            .find_map(|(name, set)| set.covering(&hit).first().map(|e| set.provenance(name, e)))
+            .find_map(|(name, set)| set.covering(&hit).first().map(|e| set.provenance(name, *e)))
     }
 }
 
@@ -50,25 +50,31 @@ impl SourceSet {
     pub fn index(&mut self) {
         if !self.sorted {
             // In place: a million entries must not need a second copy on a Pi.
-            self.entries.sort_unstable_by(|a, b| {
-                a.ioc
-                    .cmp(&b.ioc)
-                    .then(a.event.cmp(&b.event))
-                    .then(a.attribute.cmp(&b.attribute))
-            });
+            if self.origins.is_empty() {
+                self.iocs.sort_unstable();
+            } else {
+                let (iocs, origins) = (&self.iocs, &self.origins);
+                let mut order: Vec<u32> = (0..iocs.len() as u32).collect();
+                order.sort_unstable_by_key(|&i| (&iocs[i as usize], origins[i as usize]));
+                permute(&mut self.iocs, &mut self.origins, &mut order);
+            }
             self.sorted = true;
         }
     }
 
     /// Every entry that covers `hit`: the indicator itself, a listed parent of
     /// a name, a listed network holding an address.
-    pub fn covering(&self, hit: &Ioc) -> Vec<&Entry> {
+    pub fn covering(&self, hit: &Ioc) -> Vec<Entry<'_>> {
         if !self.sorted {
             // A set still being built (offline tools, tests): right, not fast.
-            return self.entries.iter().filter(|e| e.ioc.covers(hit)).collect();
+            return self.entries().filter(|e| e.ioc.covers(hit)).collect();
         }
-        let mut out: Vec<&Entry> = self.equal(hit).iter().collect();
-        let mut take = |key: Ioc| out.extend(self.equal(&key));
+        let at = |i: usize| Entry {
+            ioc: &self.iocs[i],
+            origin: self.origin(i),
+        };
+        let mut out: Vec<Entry> = self.equal(hit).map(at).collect();
+        let mut take = |key: Ioc| out.extend(self.equal(&key).map(at));
         match hit {
             Ioc::Domain(d) => d.parents().for_each(|p| take(Ioc::Domain(p))),
             Ioc::Ipv4(a) => (0..32)
@@ -82,11 +88,29 @@ impl SourceSet {
         out
     }
 
-    /// The entries whose indicator is `key` (sorted entries only).
-    fn equal(&self, key: &Ioc) -> &[Entry] {
-        let lo = self.entries.partition_point(|e| e.ioc < *key);
-        let len = self.entries[lo..].partition_point(|e| e.ioc == *key);
-        &self.entries[lo..lo + len]
+    /// Where the entries whose indicator is `key` are (sorted entries only).
+    fn equal(&self, key: &Ioc) -> std::ops::Range<usize> {
+        let lo = self.iocs.partition_point(|i| i < key);
+        let len = self.iocs[lo..].partition_point(|i| i == key);
+        lo..lo + len
+    }
+}
+
+/// Puts both columns in `order` (`order[i]`: where position i's entry is now),
+/// following its cycles: no second copy of either column. `order` is used up.
+fn permute(iocs: &mut [Ioc], origins: &mut [Origin], order: &mut [u32]) {
+    for start in 0..order.len() {
+        let mut at = start;
+        loop {
+            let from = order[at] as usize;
+            order[at] = at as u32; // done
+            if from == start || from == at {
+                break;
+            }
+            iocs.swap(at, from);
+            origins.swap(at, from);
+            at = from;
+        }
     }
 }
 
@@ -137,7 +161,7 @@ mod tests {
             let scan = set.clone();
             set.index();
             for h in hits.iter().map(|h| ioc(h)) {
-                let key = |e: &&Entry| (e.ioc.clone(), e.event, e.attribute);
+                let key = |e: &Entry| (e.ioc.clone(), e.origin);
                 let mut found: Vec<_> = set.covering(&h).iter().map(key).collect();
                 let mut want: Vec<_> = scan.covering(&h).iter().map(key).collect();
                 found.sort();

@@ -163,7 +163,7 @@ fn removing_attributes_and_events_keeps_the_rest() {
     assert_eq!(s.len(), 1);
     assert_eq!(s.attributes.len(), 1);
     assert_eq!(s.events().len(), 1);
-    let p = s.provenance("misp", &s.entries()[0]);
+    let p = s.provenance("misp", s.entries().next().unwrap());
     assert_eq!(p.event_uuid.as_deref(), Some("e2"));
     assert_eq!(p.attribute_uuid.as_deref(), Some("a3"));
     assert_eq!(p.threat_level, Some(1));
@@ -206,4 +206,35 @@ fn updating_an_event_keeps_a_known_threat_level() {
     });
     let ev = s.event_by_uuid("e").unwrap();
     assert_eq!((ev.threat_level, ev.info.as_str()), (Some(1), "renamed"));
+}
+
+#[test]
+fn origins_are_kept_only_once_an_entry_has_one() {
+    let mut s = SourceSet::new();
+    s.push(Ioc::parse_any("203.0.113.1").unwrap(), None, None);
+    s.push(Ioc::parse_any("evil.test").unwrap(), None, None);
+    assert!(
+        s.origins.is_empty(),
+        "a plain list pays nothing for provenance"
+    );
+    let ev = s.event(EventInfo {
+        uuid: "e1".into(),
+        ..Default::default()
+    });
+    s.push(Ioc::parse_any("203.0.113.2").unwrap(), Some(ev), Some("a1"));
+    s.push(Ioc::parse_any("203.0.113.3").unwrap(), None, None);
+    s.index();
+    let seen: Vec<(String, Option<u32>, Option<&str>)> = s
+        .entries()
+        .map(|e| (e.ioc.to_string(), e.event(), s.attribute_of(e)))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("203.0.113.1".to_string(), None, None),
+            ("203.0.113.2".to_string(), Some(ev), Some("a1")),
+            ("203.0.113.3".to_string(), None, None),
+            ("evil.test".to_string(), None, None),
+        ]
+    );
 }
