@@ -64,7 +64,7 @@ pub enum Values<'a> {
     /// IPv6 addresses, ascending.
     Ipv6(&'a [Ipv6Addr]),
     /// Names, written in base64, ascending as base64 text.
-    Names(Vec<&'a Domain>),
+    Names(b64::Sorted<'a>),
     /// MD5s, ascending.
     Md5(&'a [Md5]),
     /// SHA-256s, ascending.
@@ -102,7 +102,7 @@ impl Values<'_> {
         match self {
             Values::Ipv4(v) => v[i].to_string(),
             Values::Ipv6(v) => v[i].to_string(),
-            Values::Names(v) => b64(v[i].as_str()),
+            Values::Names(v) => b64(v.get(i).as_str()),
             Values::Md5(v) => hex(&v[i].0[..]),
             Values::Sha256(v) => hex(&v[i].0[..]),
         }
@@ -215,11 +215,10 @@ pub fn render<'a>(
         ListFile {
             name: "hw-domain",
             kind: ListKind::String,
-            values: Values::Names(b64::sorted(enforced_names(
+            values: Values::Names(b64::sorted(
                 &eff.domains,
-                &[],
-                opts.match_subdomains,
-            ))),
+                enforced(&eff.domains, &[], opts.match_subdomains),
+            )),
         },
         ListFile {
             name: "hw-md5",
@@ -247,11 +246,10 @@ pub fn render<'a>(
             ListFile {
                 name: "hw-shadow-domain",
                 kind: ListKind::String,
-                values: Values::Names(b64::sorted(enforced_names(
+                values: Values::Names(b64::sorted(
                     &sh.domains,
-                    &eff.domains,
-                    opts.match_subdomains,
-                ))),
+                    enforced(&sh.domains, &eff.domains, opts.match_subdomains),
+                )),
             },
         ]);
     }
@@ -259,7 +257,7 @@ pub fn render<'a>(
         lists.push(ListFile {
             name: "hw-allow-domain",
             kind: ListKind::String,
-            values: Values::Names(b64::sorted(allow_domains.iter())),
+            values: Values::Names(b64::sorted(allow_domains, |_| true)),
         });
     }
     let mut r = Rules {
@@ -404,15 +402,26 @@ pub fn enforced_names<'a>(
     covered_by: &'a [Domain],
     match_subdomains: bool,
 ) -> impl Iterator<Item = &'a Domain> {
+    names
+        .iter()
+        .filter(enforced(names, covered_by, match_subdomains))
+}
+
+/// The test behind [`enforced_names`], for one name of `names`.
+fn enforced<'a>(
+    names: &'a [Domain],
+    covered_by: &'a [Domain],
+    match_subdomains: bool,
+) -> impl Fn(&&Domain) -> bool + 'a {
     debug_assert!(names.is_sorted() && covered_by.is_sorted());
     let on = |list: &[Domain], n: &str| list.binary_search_by(|d| d.as_str().cmp(n)).is_ok();
-    names.iter().filter(move |d| {
+    move |d| {
         let name = d.as_str();
         if on(covered_by, name) {
             return false;
         }
         !match_subdomains || !parents(name).any(|p| on(names, p) || on(covered_by, p))
-    })
+    }
 }
 
 /// True if the rendered rules block `name`: it is listed, or (with

@@ -36,12 +36,41 @@ pub fn cmp(a: &str, b: &str) -> Ordering {
     chars(a).cmp(chars(b))
 }
 
-/// Names in the order of their base64 forms, each once.
-pub fn sorted<'a>(names: impl Iterator<Item = &'a Domain>) -> Vec<&'a Domain> {
-    let mut v: Vec<&Domain> = names.collect();
-    v.sort_unstable_by(|a, b| cmp(a.as_str(), b.as_str()));
-    v.dedup();
-    v
+/// Names of a slice in the order of their base64 forms, each once: four
+/// bytes a name (a position), not a pointer's eight.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sorted<'a> {
+    all: &'a [Domain],
+    order: Vec<u32>,
+}
+
+impl<'a> Sorted<'a> {
+    /// Number of names.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// The `i`-th name in base64 order.
+    pub fn get(&self, i: usize) -> &'a Domain {
+        &self.all[self.order[i] as usize]
+    }
+}
+
+/// The names of `all` that `pick` keeps, in the order of their base64 forms, each once.
+pub fn sorted<'a>(all: &'a [Domain], pick: impl Fn(&&Domain) -> bool) -> Sorted<'a> {
+    let mut order: Vec<u32> = (0..all.len())
+        .filter(|&i| pick(&&all[i]))
+        .filter_map(|i| u32::try_from(i).ok())
+        .collect();
+    let name = |i: &u32| all[*i as usize].as_str();
+    order.sort_unstable_by(|a, b| cmp(name(a), name(b)));
+    order.dedup_by(|a, b| name(a) == name(b));
+    Sorted { all, order }
 }
 
 #[cfg(test)]
@@ -56,6 +85,29 @@ mod tests {
             prop_assert_eq!(chars(&a).collect::<Vec<u8>>(), b64(&a).into_bytes());
             prop_assert_eq!(cmp(&a, &b), b64(&a).cmp(&b64(&b)));
         }
+    }
+
+    #[test]
+    fn sorted_keeps_the_picked_names_once_in_base64_order() {
+        let all: Vec<Domain> = [
+            "b.example",
+            "a.example",
+            "b.example",
+            "skip.example",
+            "c.example",
+        ]
+        .iter()
+        .map(|n| Domain::parse(n).unwrap())
+        .collect();
+        let s = sorted(&all, |d| d.as_str() != "skip.example");
+        let lines: Vec<String> = (0..s.len()).map(|i| b64(s.get(i).as_str())).collect();
+        let mut want: Vec<String> = ["a.example", "b.example", "c.example"]
+            .iter()
+            .map(|n| b64(n))
+            .collect();
+        want.sort();
+        assert_eq!(lines, want);
+        assert!(sorted(&all, |_| false).is_empty());
     }
 
     #[test]
