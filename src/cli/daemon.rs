@@ -75,6 +75,7 @@ pub(crate) fn apply_factory_reset(path: &Path) -> Result<ExitCode> {
 
 /// `homewarden run`: the daemon.
 pub(crate) async fn run(path: &Path) -> Result<ExitCode> {
+    homewarden::daemon::memory::tune();
     let (cfg, secrets) = load(path)?;
     // Run by hand (no unit's root step before it): apply a pending reset if
     // this user may write the config, else say who will.

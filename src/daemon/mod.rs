@@ -6,5 +6,6 @@
 pub mod agent;
 pub mod control;
 pub mod incidents;
+pub mod memory;
 pub mod shutdown;
 pub mod supervisor;

@@ -386,7 +386,7 @@ impl Agent {
         };
         self.publish();
         drop((eff, allow));
-        tokio::task::spawn_blocking(give_back_memory);
+        tokio::task::spawn_blocking(crate::daemon::memory::give_back);
         out
     }
 
@@ -510,16 +510,6 @@ impl Prepare {
             fingerprint,
             written,
         }
-    }
-}
-
-/// Hands what a rendering freed back to the kernel: glibc keeps freed memory
-/// in its per-thread arenas, and a Pi pays for the settled RSS for hours.
-fn give_back_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim takes no pointers; it only walks glibc's own free lists.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 
