@@ -24,6 +24,12 @@ scripts/deny.sh
 step "cargo test (unit + integration, suricata -T on every rendering)"
 HOMEWARDEN_REQUIRE_SURICATA=1 HOMEWARDEN_REQUIRE_PEERS=1 cargo test --locked
 
+step "unsafe code under valgrind: the packed names' tests and the sets built on them"
+unit=$(cargo test --locked --lib --no-run --message-format=json 2>/dev/null \
+    | jq -r 'select(.profile.test == true and .target.kind == ["lib"]) | .executable')
+valgrind -q --error-exitcode=9 --leak-check=full --show-possibly-lost=no --errors-for-leak-kinds=definite \
+    "$unit" -q intel::ioc intel::set intel::store render::b64
+
 step "aarch64 cross build (Debian multiarch toolchain), run under qemu-user"
 scripts/build-aarch64.sh --check
 
