@@ -11,9 +11,9 @@ use std::fmt;
 
 use serde::Deserialize;
 
-use super::fetch::{Fetch, Location};
+use super::fetch::{Fetch, Location, Read};
 use super::ioc::ParseError;
-use super::{Change, Collector, Cursor, IntelError, Pulled};
+use super::{Change, Collector, Cursor, IntelError, PullStats, Pulled};
 
 /// How a list's lines are laid out.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -111,18 +111,32 @@ impl Default for Layout {
     }
 }
 
-/// Pulls a list and replaces the source's set with it.
+/// Pulls a list and replaces the source's set with it, unless `cursor` (the
+/// last pull taken) shows the list as it was then.
 pub async fn pull(
     name: &str,
     location: &Location,
     layout: &Layout,
     fetch: &Fetch,
+    cursor: &Cursor,
 ) -> Result<Pulled, IntelError> {
     let mut c = Collector::new(name);
     let mut p = Parser::new(layout);
-    location
-        .for_each_line(fetch, |line| p.line(line, &mut c))
+    // The same list read another way is another set.
+    let of = crate::fnv::Fnv1a::of(format_args!("{location}\n{layout:?}"));
+    let read = location
+        .for_each_line_since(fetch, of, cursor.list.as_ref(), |line| p.line(line, &mut c))
         .await?;
+    let validators = match read {
+        Read::Unchanged => {
+            return Ok(Pulled {
+                change: Change::Unchanged,
+                stats: PullStats::default(),
+                cursor: cursor.clone(),
+            })
+        }
+        Read::Read(v) => v,
+    };
     p.finish(&mut c).map_err(|message| IntelError::Unusable {
         url: location.to_string(),
         message,
@@ -130,7 +144,10 @@ pub async fn pull(
     Ok(Pulled {
         change: Change::Replace(c.set),
         stats: c.stats,
-        cursor: Cursor::default(),
+        cursor: Cursor {
+            list: validators,
+            ..Cursor::default()
+        },
     })
 }
 

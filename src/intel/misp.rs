@@ -441,6 +441,7 @@ pub async fn pull(
             misp_timestamp: max_ts,
             last_full: if full { Some(now) } else { cursor.last_full },
             publish_since: Some(now.saturating_sub(PUBLISH_OVERLAP)),
+            list: None,
         },
     })
 }

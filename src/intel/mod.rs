@@ -152,6 +152,8 @@ pub enum Change {
         /// New entries and their events.
         add: SourceSet,
     },
+    /// The source says its content is the one the set was taken from.
+    Unchanged,
 }
 
 impl Change {
@@ -175,6 +177,7 @@ impl Change {
                 add.truncate(add.len() - cut);
                 cut
             }
+            Change::Unchanged => 0,
         }
     }
 
@@ -188,6 +191,7 @@ impl Change {
                 remove_events,
                 add,
             } => old.len() - old.count_removed(remove_attributes, remove_events) + add.len(),
+            Change::Unchanged => old.len(),
         }
     }
 }
@@ -257,6 +261,9 @@ pub struct Cursor {
     /// Next pull asks for events published since this time (unix seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publish_since: Option<u64>,
+    /// What identified a list's content when it was last taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list: Option<fetch::Validators>,
 }
 
 /// Why a pull that would leave `new` of a source's `old` entries is held rather than
@@ -319,6 +326,13 @@ impl SourceState {
                 set.stamp_seen(|uuid| earlier.get(uuid).copied(), now);
                 // Incidents trace their hits through it: sorted once here, searched per hit.
                 set.index();
+            }
+            Change::Unchanged => {
+                // The set and the counters of the pull that made it stay.
+                self.cursor = pulled.cursor;
+                self.last_ok = Some(now);
+                self.last_error = None;
+                return;
             }
         }
         self.cursor = pulled.cursor;

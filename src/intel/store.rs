@@ -222,6 +222,12 @@ mod tests {
                 misp_timestamp: Some(99),
                 last_full: Some(98),
                 publish_since: Some(97),
+                list: Some(crate::intel::fetch::Validators {
+                    of: 7,
+                    etag: Some("\"v1\"".into()),
+                    last_modified: None,
+                    file: Some([1, 2, 3, 4]),
+                }),
             },
             stats: c.stats,
             last_ok: Some(100),

@@ -176,6 +176,15 @@ impl Agent {
         let name = src.cfg.name().to_string();
         src.generation += 1;
         match result {
+            Ok(pulled) if matches!(pulled.change, crate::intel::Change::Unchanged) => {
+                // Nothing to index, save or enforce: the set in force is this content's.
+                src.state.apply(pulled, unix_now());
+                src.failures = 0;
+                src.held = None;
+                src.next = Instant::now() + src.cfg.interval();
+                tracing::info!(source = %name, entries = src.state.set.len(), ms = started.elapsed().as_millis() as u64, "unchanged since the last pull");
+                false
+            }
             Ok(mut pulled) => {
                 let accepted = self.accept_shrink.remove(&name);
                 // Guarded: what sees a source whole (a list, a MISP full pull) and
@@ -214,6 +223,8 @@ impl Agent {
                     .fit(&src.state.set, budget.saturating_sub(others));
                 pulled.stats.over_budget = over as u64;
                 if over > 0 {
+                    // Read whole again next time: the budget may have room then.
+                    pulled.cursor.list = None;
                     tracing::warn!(source = %name, over, budget, "indicators over the budget (limits.indicators) not taken");
                 }
                 let tell_expiry = self.cfg.enforcement.expiration_sightings
@@ -547,7 +558,7 @@ pub(super) async fn pull_from(
             feed::pull(&f.name, loc, set, f.max_age, fetch, now).await
         }
         (SourceConfig::List(l), Client::List(loc, fetch)) => {
-            list::pull(&l.name, loc, &l.layout(), fetch).await
+            list::pull(&l.name, loc, &l.layout(), fetch, cursor).await
         }
         _ => Err(IntelError::Config("source and client disagree".into())),
     }

@@ -155,6 +155,41 @@ pub(super) fn list_agent(dir: &std::path::Path, extra: &str) -> Agent {
 }
 
 #[tokio::test]
+async fn a_list_that_did_not_change_is_neither_built_nor_saved_nor_enforced_again() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("list.txt"), "203.0.113.1\nevil.example\n").unwrap();
+    // Older than the two seconds a file's times need to tell it apart.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let mut agent = list_agent(dir.path(), "");
+    let first = pull(&agent.sources[0]).await;
+    assert!(agent.settle(0, first, std::time::Instant::now()).await);
+    let held = agent.sources[0].state.set.clone();
+    let saved = dir.path().join("state/intel/l.json");
+    let written = std::fs::metadata(&saved).unwrap().modified().unwrap();
+
+    let again = pull(&agent.sources[0]).await;
+    assert!(!agent.settle(0, again, std::time::Instant::now()).await);
+    assert!(std::sync::Arc::ptr_eq(&held, &agent.sources[0].state.set));
+    assert_eq!(
+        std::fs::metadata(&saved).unwrap().modified().unwrap(),
+        written
+    );
+    assert_eq!(
+        agent.sources[0].state.stats.accepted, 2,
+        "the counters of the pull that made the set stay"
+    );
+    // What identifies the list is saved with the set: after a restart too.
+    let mut restarted = Agent::open(agent.cfg.clone(), &Secrets::default()).unwrap();
+    let after = pull(&restarted.sources[0]).await;
+    assert!(matches!(
+        after.as_ref().map(|p| &p.change),
+        Ok(crate::intel::Change::Unchanged)
+    ));
+    assert!(!restarted.settle(0, after, std::time::Instant::now()).await);
+    assert_eq!(restarted.sources[0].state.set.len(), 2);
+}
+
+#[tokio::test]
 async fn a_full_pull_that_loses_most_of_a_source_is_held_until_the_owner_accepts_it() {
     let dir = tempfile::tempdir().unwrap();
     let list = dir.path().join("list.txt");

@@ -201,15 +201,21 @@ async fn pulls_from_a_file_and_a_bad_file_keeps_its_name() {
     std::fs::write(&p, "203.0.113.5\n").unwrap();
     let fetch = Fetch::new(reqwest::Client::new(), Duration::from_secs(5));
     let layout = Layout::default();
-    let pulled = pull("t", &Location::Path(p.clone()), &layout, &fetch)
-        .await
-        .unwrap();
+    let pulled = pull(
+        "t",
+        &Location::Path(p.clone()),
+        &layout,
+        &fetch,
+        &Cursor::default(),
+    )
+    .await
+    .unwrap();
     match pulled.change {
         Change::Replace(s) => assert_eq!(s.len(), 1),
-        Change::Patch { .. } => panic!("a list replaces"),
+        other => panic!("a list replaces: {other:?}"),
     }
     std::fs::write(&p, "<html>\n").unwrap();
-    let e = pull("t", &Location::Path(p), &layout, &fetch)
+    let e = pull("t", &Location::Path(p), &layout, &fetch, &Cursor::default())
         .await
         .unwrap_err()
         .to_string();
@@ -222,7 +228,56 @@ async fn pulls_from_a_file_and_a_bad_file_keeps_its_name() {
         &Location::Path(dir.path().join("nope")),
         &layout,
         &fetch,
+        &Cursor::default(),
     )
     .await;
     assert!(missing.unwrap_err().to_string().contains("nope"));
+}
+
+#[tokio::test]
+async fn a_file_list_that_did_not_change_is_not_read_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("l.txt");
+    let at = Location::Path(p.clone());
+    let fetch = Fetch::new(reqwest::Client::new(), Duration::from_secs(5));
+    let layout = Layout::default();
+    let replaced = |pulled: &Pulled| -> Vec<String> {
+        match &pulled.change {
+            Change::Replace(s) => s.entries().map(|e| e.ioc.to_string()).collect(),
+            other => panic!("read again: {other:?}"),
+        }
+    };
+    std::fs::write(&p, "203.0.113.5\n").unwrap();
+    // Just written: its times may not tell a rewrite in the same instant
+    // apart, so the file is read whole next time too.
+    let fresh = pull("t", &at, &layout, &fetch, &Cursor::default())
+        .await
+        .unwrap();
+    assert_eq!(fresh.cursor.list, None);
+    assert_eq!(replaced(&fresh), ["203.0.113.5"]);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let first = pull("t", &at, &layout, &fetch, &fresh.cursor)
+        .await
+        .unwrap();
+    assert_eq!(replaced(&first), ["203.0.113.5"]);
+    assert!(first.cursor.list.as_ref().is_some_and(|v| v.file.is_some()));
+
+    let again = pull("t", &at, &layout, &fetch, &first.cursor)
+        .await
+        .unwrap();
+    assert!(matches!(again.change, Change::Unchanged), "{again:?}");
+    assert_eq!(again.cursor, first.cursor);
+    // Read another way, it is another set.
+    let csv = Layout {
+        format: Format::Csv,
+        ..Layout::default()
+    };
+    let other = pull("t", &at, &csv, &fetch, &first.cursor).await.unwrap();
+    assert_eq!(replaced(&other), ["203.0.113.5"]);
+    // Rewritten with the same length: its times changed.
+    std::fs::write(&p, "203.0.113.6\n").unwrap();
+    let rewritten = pull("t", &at, &layout, &fetch, &first.cursor)
+        .await
+        .unwrap();
+    assert_eq!(replaced(&rewritten), ["203.0.113.6"]);
 }
