@@ -21,7 +21,7 @@ fi
 
 need=()
 for pkg in nftables iproute2 iptables ethtool curl python3 python3-venv python3-aiosmtpd \
-    iperf3 procps psmisc jq ca-certificates openssl time dnsmasq-base hostapd udhcpc conntrack valgrind; do
+    iperf3 procps psmisc jq ca-certificates openssl time dnsmasq-base hostapd udhcpc conntrack valgrind prometheus; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || need+=("$pkg")
 done
 have_suricata=0
@@ -36,6 +36,11 @@ fi
 if [ ${#need[@]} -gt 0 ]; then
     log "installing: ${need[*]}"
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# Prometheus (its promtool lints /metrics in the tests) starts a server on
+# install; the tests run their own.
+if [[ " ${need[*]} " == *" prometheus "* ]]; then
+    systemctl disable --now prometheus >/dev/null 2>&1 || true
 fi
 if [ $have_suricata -eq 0 ]; then
     log "installing suricata 7 from bookworm-backports"

@@ -111,6 +111,14 @@ pub(crate) async fn run(path: &Path) -> Result<ExitCode> {
     for p in problems {
         tracing::error!("{p}");
     }
+    let metrics = match (&cfg.metrics.listen, &cfg.metrics.token_env) {
+        (Some(addr), Some(name)) => match secrets.get(name) {
+            Some(token) => Some((*addr, Some(token))),
+            None => anyhow::bail!("metrics.token_env: the secret {name} is not set"),
+        },
+        (Some(addr), None) => Some((*addr, None)),
+        (None, _) => None,
+    };
     let mut agent = Agent::open(cfg, &secrets)?;
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let (panel_tx, panel_rx) = tokio::sync::mpsc::channel(4);
@@ -128,6 +136,11 @@ pub(crate) async fn run(path: &Path) -> Result<ExitCode> {
     });
     control::serve(&socket, access, agent.routes(tx), agent.stop_handle())
         .with_context(|| format!("control socket {}", socket.display()))?;
+    if let Some((addr, token)) = metrics {
+        let listener = homewarden::daemon::metrics::bind(addr).await?;
+        homewarden::daemon::metrics::serve(listener, token, agent.status(), agent.stop_handle());
+        tracing::info!("metrics at http://{addr}/metrics");
+    }
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let shutdown = async move {

@@ -6,6 +6,7 @@ pub mod appliance;
 mod de;
 pub mod expansion;
 mod limits;
+mod metrics;
 mod network;
 pub mod respond;
 mod selftest;
@@ -18,6 +19,7 @@ pub(crate) use de::de_duration;
 use de::{de_opt_duration, de_queues, de_shadow, de_source_shadow};
 pub use de::{MAX_QUEUES, SHADOW_DEFAULT};
 pub use limits::Limits;
+pub use metrics::MetricsConfig;
 pub use network::{AccessPoint, Network, OpenPort, Placement};
 pub use respond::{AdvisorConfig, MailConfig};
 pub use selftest::SelftestConfig;
@@ -102,6 +104,9 @@ pub struct Config {
     /// Bounds on what is read from sources and the LLM.
     #[serde(default)]
     pub limits: Limits,
+    /// The Prometheus endpoint.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     /// The file this was read from (not a YAML key).
     #[serde(skip)]
     pub path: PathBuf,

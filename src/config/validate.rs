@@ -15,6 +15,9 @@ impl Config {
         self.limits
             .check()
             .map_err(|(key, message)| self.err(key, message))?;
+        self.metrics
+            .check()
+            .map_err(|(key, message)| self.err(key, message))?;
         let e = &self.enforcement;
         // Each listed network becomes one dataset entry per address: a /8 or
         // a /64 from a feed would be millions (or 2^64) of them.
@@ -250,7 +253,7 @@ impl Config {
     /// Settings that are valid but weaken the appliance: the agent logs them
     /// at start and `status` shows them, so a lab setting left on is seen.
     pub fn warnings(&self) -> Vec<String> {
-        let mut out = Vec::new();
+        let mut out: Vec<String> = self.metrics.warning().into_iter().collect();
         let plain = |url: &str| {
             url.get(..7)
                 .is_some_and(|s| s.eq_ignore_ascii_case("http://"))

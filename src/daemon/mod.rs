@@ -7,5 +7,6 @@ pub mod agent;
 pub mod control;
 pub mod incidents;
 pub mod memory;
+pub mod metrics;
 pub mod shutdown;
 pub mod supervisor;

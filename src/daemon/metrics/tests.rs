@@ -1,0 +1,193 @@
+use super::*;
+use crate::daemon::agent::{Counts, SourceStatus};
+
+fn status() -> Status {
+    let mut s = Status {
+        version: "9.9.9".into(),
+        state: State::Protected,
+        started: 1_800_000_000,
+        blocklist: Counts {
+            ipv4: 5,
+            domains: 3,
+            ..Counts::default()
+        },
+        ..Status::default()
+    };
+    let mut feed = SourceStatus {
+        name: "feed".into(),
+        entries: 8,
+        last_ok: Some(1_800_000_100),
+        ..SourceStatus::default()
+    };
+    feed.stats.rejected.insert("bad_domain".into(), 2);
+    s.sources = vec![
+        feed,
+        SourceStatus {
+            name: "misp".into(),
+            last_error: Some("connection refused".into()),
+            ..SourceStatus::default()
+        },
+    ];
+    s.alerts.intake.alerts = 7;
+    s.alerts.loss.raised = 9;
+    s.alerts.loss.missing = 2;
+    s.alerts.open = 4;
+    s.alerts.high_open = 1;
+    s
+}
+
+use crate::daemon::agent::State;
+
+fn text(status: &Status) -> String {
+    let mut out = String::new();
+    prometheus_client::encoding::prometheus_text::encode(&mut out, &registry(status, Some(4096)))
+        .unwrap();
+    out
+}
+
+#[test]
+fn the_status_becomes_metrics_with_prometheus_names() {
+    let t = text(&status());
+    for line in [
+        "homewarden_build_info{version=\"9.9.9\"} 1",
+        "homewarden_state{state=\"protected\"} 1",
+        "homewarden_state{state=\"degraded\"} 0",
+        "homewarden_indicators_enforced{kind=\"ipv4\"} 5",
+        "homewarden_indicators_enforced{kind=\"domain\"} 3",
+        "homewarden_source_indicators{source=\"feed\"} 8",
+        "homewarden_source_up{source=\"feed\"} 1",
+        "homewarden_source_up{source=\"misp\"} 0",
+        "homewarden_source_refused{source=\"feed\",reason=\"bad_domain\"} 2",
+        "homewarden_source_last_success_seconds{source=\"feed\"} 1800000100",
+        "homewarden_start_time_seconds 1800000000",
+        "homewarden_alerts_received_total 7",
+        "homewarden_alerts_raised_total 9",
+        "homewarden_alerts_lost_total 2",
+        "homewarden_incidents_open{severity=\"high\"} 1",
+        "homewarden_incidents_open{severity=\"other\"} 3",
+        "homewarden_suricata_up 0",
+        "process_resident_memory_bytes 4096",
+    ] {
+        assert!(t.lines().any(|l| l == line), "no {line:?} in\n{t}");
+    }
+    // What is not known is left out, not shown as zero.
+    assert!(!t.contains("homewarden_selftest_ok"), "{t}");
+    assert!(
+        !t.contains("homewarden_source_last_success_seconds{source=\"misp\"}"),
+        "{t}"
+    );
+}
+
+/// `promtool check metrics` (Prometheus's own linter) on what a scrape gets:
+/// names, types, help texts and units as Prometheus wants them. Skipped
+/// where promtool is not installed, unless the suite requires it.
+#[test]
+fn promtool_finds_nothing_to_say() {
+    let text = text(&status());
+    let run = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match run {
+        Ok(c) => c,
+        Err(e) if std::env::var_os("HOMEWARDEN_REQUIRE_PEERS").is_none() => {
+            eprintln!("promtool not run: {e}");
+            return;
+        }
+        Err(e) => panic!("promtool: {e} (scripts/install-deps.sh installs it)"),
+    };
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool: {said}\n{text}"
+    );
+}
+
+fn get(path: &str, headers: &[(hyper::header::HeaderName, &str)]) -> Request<()> {
+    let mut r = Request::builder().uri(path);
+    for (k, v) in headers {
+        r = r.header(k, *v);
+    }
+    r.body(()).unwrap()
+}
+
+#[test]
+fn only_a_get_of_metrics_with_the_token_is_answered() {
+    let s = status();
+    let code = |req: &Request<()>, token| answer(req, token, &s, None).status();
+    assert_eq!(code(&get("/metrics", &[]), None), StatusCode::OK);
+    assert_eq!(code(&get("/", &[]), None), StatusCode::NOT_FOUND);
+    let post = Request::builder()
+        .method("POST")
+        .uri("/metrics")
+        .body(())
+        .unwrap();
+    assert_eq!(code(&post, None), StatusCode::METHOD_NOT_ALLOWED);
+    let unauth = answer(&get("/metrics", &[]), Some("s3cret"), &s, None);
+    assert_eq!(unauth.status(), StatusCode::UNAUTHORIZED);
+    assert!(unauth.headers().contains_key(WWW_AUTHENTICATE));
+    let wrong = get("/metrics", &[(AUTHORIZATION, "Bearer s3cre")]);
+    assert_eq!(code(&wrong, Some("s3cret")), StatusCode::UNAUTHORIZED);
+    let right = get("/metrics", &[(AUTHORIZATION, "Bearer s3cret")]);
+    assert_eq!(code(&right, Some("s3cret")), StatusCode::OK);
+}
+
+#[test]
+fn openmetrics_is_served_to_whoever_asks_for_it() {
+    let s = status();
+    let content_type = |req: &Request<()>| {
+        answer(req, None, &s, None)
+            .headers()
+            .get(CONTENT_TYPE)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(content_type(&get("/metrics", &[])).starts_with("text/plain; version=0.0.4"));
+    let accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
+    assert!(content_type(&get("/metrics", &[(ACCEPT, accept)]))
+        .starts_with("application/openmetrics-text"));
+}
+
+#[tokio::test]
+async fn a_scrape_over_tcp_reads_the_published_status_until_stopped() {
+    let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let url = format!("http://{}/metrics", listener.local_addr().unwrap());
+    let (tx, rx) = watch::channel(status());
+    let stopper = crate::daemon::shutdown::Stopper::default();
+    let server = serve(listener, Some("t0ken".into()), rx, stopper.handle());
+    let client = reqwest::Client::new();
+    let scrape = || client.get(&url).bearer_auth("t0ken").send();
+    let body = scrape().await.unwrap().text().await.unwrap();
+    assert!(
+        body.contains("homewarden_alerts_received_total 7"),
+        "{body}"
+    );
+    // The next scrape sees the status the agent published since.
+    let mut next = status();
+    next.alerts.intake.alerts = 8;
+    tx.send(next).unwrap();
+    let body = scrape().await.unwrap().text().await.unwrap();
+    assert!(
+        body.contains("homewarden_alerts_received_total 8"),
+        "{body}"
+    );
+    let anonymous = client.get(&url).send().await.unwrap();
+    assert_eq!(anonymous.status(), reqwest::StatusCode::UNAUTHORIZED);
+    stopper.stop().await;
+    server.await.unwrap();
+    let fresh = reqwest::Client::new().get(&url).send().await;
+    assert!(fresh.is_err(), "nobody listens once stopped");
+}
