@@ -32,6 +32,7 @@ FAIL=${HW_LAB_FAIL:-open}
 KEY=homewarden-lab-key-00000000000000000000
 COHERE_KEY=homewarden-lab-cohere-key-0000000000
 MAIL_TOKEN=homewarden-lab-mailtrap-token-000000
+METRICS_TOKEN=homewarden-lab-metrics-token-000000
 NAMESPACES=(iot pi wan)
 PY=/usr/bin/python3
 T0=${EPOCHREALTIME/./}
@@ -219,9 +220,13 @@ mail:
   from: homewarden <homewarden@lab.test>
   host: 203.0.113.25
   ca_file: $LAB/misp-ca.pem
+metrics:
+  listen: 127.0.0.1:9617
+  token_env: METRICS_TOKEN
 YAML
     : >"$LAB/watch-list.txt"
-    printf 'MISP_API_KEY=%s\nCOHERE_API_KEY=%s\nMAILTRAP_TOKEN=%s\n' "$KEY" "$COHERE_KEY" "$MAIL_TOKEN" >"$LAB/.env"
+    printf 'MISP_API_KEY=%s\nCOHERE_API_KEY=%s\nMAILTRAP_TOKEN=%s\nMETRICS_TOKEN=%s\n' \
+        "$KEY" "$COHERE_KEY" "$MAIL_TOKEN" "$METRICS_TOKEN" >"$LAB/.env"
     chmod 600 "$LAB/.env"
 }
 

@@ -1,6 +1,7 @@
 """End to end on real Suricata in the iot — pi — wan lab: intel in, packets dropped out."""
 
 import contextlib
+import json
 import os
 import signal
 import shutil
@@ -82,7 +83,6 @@ def test_a_blocked_c2_connection_reaches_the_agent_as_a_traced_incident(lab):
     assert sum(1 for i in lab.status()["alerts"]["recent"] if i["remote"] == C2) == 1
     # A high incident not from MISP becomes one MISP event (organisation only, TLP:AMBER),
     # the C2 as IoC, the home device as context only; more alerts add no second event.
-    import json
 
     def events():
         return [json.loads(line) for line in misp_admin(lab, "events").splitlines()
@@ -108,7 +108,6 @@ def test_a_blocked_c2_connection_reaches_the_agent_as_a_traced_incident(lab):
 def test_a_blocked_c2_mails_the_owner_with_advice_over_starttls(lab):
     import email
     import email.policy
-    import json
 
     assert not lab.http_ok(C2)
     maildir = lab.dir / "mail"
@@ -151,7 +150,6 @@ def test_a_blocked_c2_mails_the_owner_with_advice_over_starttls(lab):
 
 
 def test_the_panel_shows_red_after_a_block_and_green_again_after_a_press(lab):
-    import json
 
     def panel():
         return json.loads((lab.dir / "panel.json").read_text())
@@ -351,7 +349,6 @@ def test_a_new_connection_on_a_bypassed_flows_ports_is_refused(lab):
 
 
 def test_the_owner_explains_allows_and_unallows_a_misp_ioc(lab):
-    import json
     uuid = misp_admin(lab, "add", LATE).split()[0]
     lab.agent("sync", "--once")
     assert seconds_until(lab, LATE, "blocked") < 1.0
@@ -412,7 +409,6 @@ def http_from(lab, source, addr, timeout=2):
 
 
 def test_shadow_mode_observes_then_blocks_and_holds_for_a_do_not_break_device(lab):
-    import json
     watch = lab.dir / "watch-list.txt"   # source lab-watch: shadow 4s
     watch.write_text(LATE + "\n")
     lab.agent("sync", "--once")
@@ -468,7 +464,6 @@ def test_shadow_mode_observes_then_blocks_and_holds_for_a_do_not_break_device(la
 def test_selftest_proves_each_change_and_rolls_a_broken_rendering_back(lab):
     import email
     import email.policy
-    import json
     # A change of the enforced set is followed by a self-test of the live
     # datasets, which looks the new value up. (Waiting for "a newer run" would
     # race with one a change just before this test set off.)
@@ -642,7 +637,6 @@ def test_status_tells_the_truth_about_the_packet_path(lab):
     on every queue. A path gone wrong is degraded on status and the panel,
     one mail after a grace period, and one more when it is right again."""
     import email
-    import json
     maildir = lab.dir / "mail"
 
     def path_mails(word):
@@ -703,6 +697,76 @@ for i in range(n):
     s.sendto(struct.pack('>HHHHHH', i & 0xffff, 0x0100, 1, 0, 0, 0) + q, (server, 53))
     s.close()
 """
+
+
+METRICS = "http://127.0.0.1:9617/metrics"
+METRICS_TOKEN = "homewarden-lab-metrics-token-000000"
+
+
+def scrape(lab, token=METRICS_TOKEN):
+    """(HTTP code, {sample name with labels: value}) of /metrics, from the agent's namespace."""
+    r = lab.ns("pi", "curl", "-s", "-m", "5", "-H", f"Authorization: Bearer {token}",
+               "-w", "\n%{http_code}", METRICS)
+    body, _, code = r.stdout.rpartition("\n")
+    samples = {}
+    for line in body.splitlines() if code == "200" else []:
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return code, samples
+
+
+def test_the_metrics_say_what_status_says_and_a_real_prometheus_scrapes_them(lab):
+    assert scrape(lab, token="wrong")[0] == "401"
+
+    def agree():
+        s = lab.status()
+        code, m = scrape(lab)
+        b, a = s["blocklist"], s["alerts"]
+        want = {
+            f'homewarden_state{{state="{s["state"]}"}}': 1,
+            'homewarden_indicators_enforced{kind="ipv4"}': b["ipv4"],
+            'homewarden_indicators_enforced{kind="domain"}': b["domains"],
+            'homewarden_indicators_enforced{kind="sha256"}': b["sha256"],
+            "homewarden_alerts_received_total": a["intake"]["alerts"],
+            'homewarden_incidents_open{severity="high"}': a["high_open"],
+            "homewarden_suricata_up": int(s["suricata"]["reachable"]),
+            **{f'homewarden_source_indicators{{source="{src["name"]}"}}': src["entries"]
+               for src in s["sources"]},
+        }
+        agree.last = (want, {k: m.get(k) for k in want})
+        return code == "200" and all(m.get(k) == v for k, v in want.items())
+    # Status and a scrape are two reads: the same once nothing moves between them.
+    assert wait_for(agree, 10, step=0.5), agree.last
+
+    # Prometheus itself scrapes the agent with the token and stores what it read.
+    work = Path(tempfile.mkdtemp(prefix="hw-prom-"))
+    (work / "prometheus.yml").write_text(
+        "global: { scrape_interval: 1s }\n"
+        "scrape_configs:\n"
+        "  - job_name: homewarden\n"
+        f"    authorization: {{ credentials: {METRICS_TOKEN} }}\n"
+        "    static_configs: [{ targets: ['127.0.0.1:9617'] }]\n")
+    prom = subprocess.Popen(["ip", "netns", "exec", "pi", "prometheus",
+                             f"--config.file={work / 'prometheus.yml'}",
+                             f"--storage.tsdb.path={work / 'data'}",
+                             "--web.listen-address=127.0.0.1:19090"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        def query(q):
+            r = lab.ns("pi", "curl", "-s", "-m", "3", "--get", "--data-urlencode", f"query={q}",
+                       "http://127.0.0.1:19090/api/v1/query")
+            try:
+                return json.loads(r.stdout)["data"]["result"]
+            except (ValueError, KeyError):
+                return []
+        assert wait_for(lambda: query('up{job="homewarden"} == 1'), 30, step=0.5), prom.stderr
+        domains = query('homewarden_indicators_enforced{kind="domain"}')
+        assert domains and float(domains[0]["value"][1]) == lab.status()["blocklist"]["domains"], domains
+    finally:
+        prom.terminate()
+        prom.wait(timeout=10)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def test_alerts_the_agent_never_got_are_counted_not_lost_silently(lab):
