@@ -22,17 +22,22 @@ fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
     registry.register(name, help, c);
 }
 
+/// Gauges by label set.
+fn gauges(values: impl IntoIterator<Item = (Labels, i64)>) -> Family<Labels, Gauge> {
+    let f = Family::<Labels, Gauge>::default();
+    for (labels, v) in values {
+        f.get_or_create(&labels).set(v);
+    }
+    f
+}
+
 fn family(
     registry: &mut Registry,
     name: &str,
     help: &str,
     values: impl IntoIterator<Item = (Labels, i64)>,
 ) {
-    let f = Family::<Labels, Gauge>::default();
-    for (labels, v) in values {
-        f.get_or_create(&labels).set(v);
-    }
-    registry.register(name, help, f);
+    registry.register(name, help, gauges(values));
 }
 
 /// A time (unix seconds), when there is one.
@@ -44,17 +49,14 @@ fn time(registry: &mut Registry, name: &str, help: &str, value: Option<i64>) {
     }
 }
 
+/// Times (unix seconds) by label set.
 fn seconds(
     registry: &mut Registry,
     name: &str,
     help: &str,
     values: impl IntoIterator<Item = (Labels, i64)>,
 ) {
-    let f = Family::<Labels, Gauge>::default();
-    for (labels, v) in values {
-        f.get_or_create(&labels).set(v);
-    }
-    registry.register_with_unit(name, help, Unit::Seconds, f);
+    registry.register_with_unit(name, help, Unit::Seconds, gauges(values));
 }
 
 fn one(key: &'static str, value: impl ToString) -> Labels {
