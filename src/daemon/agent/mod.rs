@@ -40,7 +40,7 @@ mod verify;
 use verify::SelftestRun;
 
 pub use status::{
-    counts, AlertsStatus, Counts, ShadowStatus, SourceStatus, State, Status, SuricataStatus,
+    counts, AlertsStatus, Counts, Pulls, ShadowStatus, SourceStatus, State, Status, SuricataStatus,
 };
 pub use sync::render_offline;
 
@@ -94,6 +94,8 @@ struct Source {
     generation: u64,
     /// Why the last full pull was held rather than applied (it lost too much).
     held: Option<String>,
+    /// How its pulls went.
+    pulls: Pulls,
 }
 
 /// What a background pull hands back: the source's index, the generation it

@@ -40,6 +40,7 @@ impl Agent {
                 pulling: false,
                 generation: 0,
                 held: None,
+                pulls: Pulls::default(),
             });
         }
         let applier = Applier::new(

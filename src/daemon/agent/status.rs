@@ -56,6 +56,24 @@ pub struct SourceStatus {
     pub stats: PullStats,
     /// Seconds until the next pull.
     pub next_pull_in: u64,
+    /// How its pulls went since the agent started.
+    #[serde(default)]
+    pub pulls: Pulls,
+}
+
+/// How a source's pulls went since the agent started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pulls {
+    /// Pulls whose result was taken.
+    pub taken: u64,
+    /// Pulls that found the source as it was (nothing read).
+    pub unchanged: u64,
+    /// Pulls held back (they lost too much of the set).
+    pub held: u64,
+    /// Pulls that failed.
+    pub failed: u64,
+    /// How long the last one took, in milliseconds.
+    pub last_ms: u64,
 }
 
 /// Suricata as the agent last saw it.
@@ -281,6 +299,7 @@ impl Agent {
                     held: s.held.clone(),
                     stats: s.state.stats.clone(),
                     next_pull_in: s.next.saturating_duration_since(now_i).as_secs(),
+                    pulls: s.pulls,
                 }
             })
             .collect();

@@ -175,9 +175,11 @@ impl Agent {
         let src = &mut self.sources[i];
         let name = src.cfg.name().to_string();
         src.generation += 1;
+        src.pulls.last_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         match result {
             Ok(pulled) if matches!(pulled.change, crate::intel::Change::Unchanged) => {
                 // Nothing to index, save or enforce: the set in force is this content's.
+                src.pulls.unchanged += 1;
                 src.state.apply(pulled, unix_now());
                 src.failures = 0;
                 src.held = None;
@@ -202,6 +204,7 @@ impl Agent {
                     })
                     .flatten();
                 if let Some(why) = held {
+                    src.pulls.held += 1;
                     let why = format!("held: {why}; the last good set stays in force (`homewarden sync --accept-shrink {name}` takes the new one)");
                     tracing::warn!(source = %name, "{why}");
                     src.failures = 0;
@@ -216,6 +219,7 @@ impl Agent {
                     return false;
                 }
                 src.held = None;
+                src.pulls.taken += 1;
                 // What all sources hold stays within the budget: what would pass
                 // it is not taken, and is counted.
                 let over = pulled
@@ -271,6 +275,7 @@ impl Agent {
                 true
             }
             Err(e) => {
+                src.pulls.failed += 1;
                 src.failures += 1;
                 let wait = retry_delay(src.failures, src.cfg.interval());
                 src.next = Instant::now() + wait;
@@ -584,6 +589,7 @@ pub async fn render_offline(
             pulling: false,
             generation: 0,
             held: None,
+            pulls: Default::default(),
         };
         let pulled = pull(&src)
             .await

@@ -178,6 +178,8 @@ async fn a_list_that_did_not_change_is_neither_built_nor_saved_nor_enforced_agai
         agent.sources[0].state.stats.accepted, 2,
         "the counters of the pull that made the set stay"
     );
+    let pulls = agent.sources[0].pulls;
+    assert_eq!((pulls.taken, pulls.unchanged, pulls.failed), (1, 1, 0));
     // What identifies the list is saved with the set: after a restart too.
     let mut restarted = Agent::open(agent.cfg.clone(), &Secrets::default()).unwrap();
     let after = pull(&restarted.sources[0]).await;

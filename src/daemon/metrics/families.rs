@@ -6,7 +6,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::daemon::agent::{State, Status};
+use std::sync::atomic::AtomicU64;
+
+use crate::daemon::agent::{Pulls, State, Status};
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -185,6 +187,35 @@ pub fn registry(status: &Status, resident_bytes: Option<u64>) -> Registry {
                 )
             })
         }),
+    );
+    let pulls = Family::<Labels, Counter>::default();
+    for s in sources {
+        let p = &s.pulls;
+        for (outcome, n) in [
+            ("taken", p.taken),
+            ("unchanged", p.unchanged),
+            ("held", p.held),
+            ("failed", p.failed),
+        ] {
+            let labels = vec![("source", s.name.clone()), ("outcome", outcome.to_string())];
+            pulls.get_or_create(&labels).inc_by(n);
+        }
+    }
+    r.register(
+        "homewarden_source_pulls",
+        "Pulls of each source since the agent started, by outcome",
+        pulls,
+    );
+    let took = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    for s in sources.iter().filter(|s| s.pulls != Pulls::default()) {
+        took.get_or_create(&one("source", &s.name))
+            .set(s.pulls.last_ms as f64 / 1000.0);
+    }
+    r.register_with_unit(
+        "homewarden_source_last_pull_duration",
+        "How long each source's last pull took",
+        Unit::Seconds,
+        took,
     );
     family(
         &mut r,

@@ -20,6 +20,9 @@ fn status() -> Status {
         ..SourceStatus::default()
     };
     feed.stats.rejected.insert("bad_domain".into(), 2);
+    feed.pulls.taken = 3;
+    feed.pulls.unchanged = 5;
+    feed.pulls.last_ms = 1500;
     s.sources = vec![
         feed,
         SourceStatus {
@@ -60,6 +63,10 @@ fn the_status_becomes_metrics_with_prometheus_names() {
         "homewarden_source_refused{source=\"feed\",reason=\"bad_domain\"} 2",
         "homewarden_source_last_success_seconds{source=\"feed\"} 1800000100",
         "homewarden_start_time_seconds 1800000000",
+        "homewarden_source_pulls_total{source=\"feed\",outcome=\"taken\"} 3",
+        "homewarden_source_pulls_total{source=\"feed\",outcome=\"unchanged\"} 5",
+        "homewarden_source_pulls_total{source=\"misp\",outcome=\"failed\"} 0",
+        "homewarden_source_last_pull_duration_seconds{source=\"feed\"} 1.5",
         "homewarden_alerts_received_total 7",
         "homewarden_alerts_raised_total 9",
         "homewarden_alerts_lost_total 2",
