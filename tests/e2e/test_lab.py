@@ -731,8 +731,12 @@ def test_the_metrics_say_what_status_says_and_a_real_prometheus_scrapes_them(lab
             "homewarden_alerts_received_total": a["intake"]["alerts"],
             'homewarden_incidents_open{severity="high"}': a["high_open"],
             "homewarden_suricata_up": int(s["suricata"]["reachable"]),
+            'homewarden_applies_total{how="delta"}': s["suricata"]["applies"]["delta"],
+            'homewarden_applies_total{how="reload"}': s["suricata"]["applies"]["reload"],
             **{f'homewarden_source_indicators{{source="{src["name"]}"}}': src["entries"]
                for src in s["sources"]},
+            **{f'homewarden_source_pulls_total{{source="{src["name"]}",outcome="taken"}}':
+               src["pulls"]["taken"] for src in s["sources"]},
         }
         agree.last = (want, {k: m.get(k) for k in want})
         return code == "200" and all(m.get(k) == v for k, v in want.items())

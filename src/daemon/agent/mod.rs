@@ -40,7 +40,8 @@ mod verify;
 use verify::SelftestRun;
 
 pub use status::{
-    counts, AlertsStatus, Counts, Pulls, ShadowStatus, SourceStatus, State, Status, SuricataStatus,
+    counts, AlertsStatus, Applies, Counts, Pulls, ShadowStatus, SourceStatus, State, Status,
+    SuricataStatus,
 };
 pub use sync::render_offline;
 

@@ -91,6 +91,26 @@ pub struct SuricataStatus {
     pub last_removed: usize,
     /// Error writing our files, if the last apply failed.
     pub last_error: Option<String>,
+    /// How the applies went since the agent started.
+    #[serde(default)]
+    pub applies: Applies,
+}
+
+/// How the agent's applies (render, write, tell Suricata) went since it started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applies {
+    /// Sent to Suricata as dataset commands.
+    pub delta: u64,
+    /// Sent as a rule reload.
+    pub reload: u64,
+    /// Nothing to tell Suricata.
+    pub unchanged: u64,
+    /// Written while Suricata was down (it reads them when back).
+    pub suricata_down: u64,
+    /// Files that could not be written.
+    pub failed: u64,
+    /// How long the last one took, in milliseconds.
+    pub last_ms: u64,
 }
 
 /// Shadow mode in status.

@@ -293,6 +293,7 @@ impl Agent {
         // Every change of a source's set comes through here: incidents trace
         // their hits in the new sets from now on, whatever the apply costs.
         self.publish_index();
+        let started = std::time::Instant::now();
         let allow = match self.cfg.allowlist() {
             Ok(mut a) => {
                 let (nets, domains) = self.local_allow.targets();
@@ -363,6 +364,18 @@ impl Agent {
         self.status.dropped = dropped;
         self.applied = Some(p.fingerprint);
         let s = &mut self.status.suricata;
+        let n = &mut s.applies;
+        n.last_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let count = match &result {
+            Ok(r) => match r.live {
+                Live::Delta => &mut n.delta,
+                Live::Reload => &mut n.reload,
+                Live::Unchanged => &mut n.unchanged,
+                Live::SuricataDown(_) => &mut n.suricata_down,
+            },
+            Err(_) => &mut n.failed,
+        };
+        *count += 1;
         let out = match result {
             Ok(r) => {
                 // Prove the change: at once after a delta, once a reload has had time to land.

@@ -163,6 +163,13 @@ async fn a_list_that_did_not_change_is_neither_built_nor_saved_nor_enforced_agai
     let mut agent = list_agent(dir.path(), "");
     let first = pull(&agent.sources[0]).await;
     assert!(agent.settle(0, first, std::time::Instant::now()).await);
+    agent.enforce().await.unwrap();
+    let applies = agent.status.suricata.applies;
+    assert_eq!(
+        (applies.suricata_down, applies.failed),
+        (1, 0),
+        "no Suricata here: written for later"
+    );
     let held = agent.sources[0].state.set.clone();
     let saved = dir.path().join("state/intel/l.json");
     let written = std::fs::metadata(&saved).unwrap().modified().unwrap();

@@ -8,7 +8,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use std::sync::atomic::AtomicU64;
 
-use crate::daemon::agent::{Pulls, State, Status};
+use crate::daemon::agent::{Applies, Pulls, State, Status};
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -232,6 +232,32 @@ pub fn registry(status: &Status, resident_bytes: Option<u64>) -> Registry {
         "1 if Suricata's command socket answers",
         i64::from(su.reachable),
     );
+    let ap = &su.applies;
+    let applies = Family::<Labels, Counter>::default();
+    for (how, n) in [
+        ("delta", ap.delta),
+        ("reload", ap.reload),
+        ("unchanged", ap.unchanged),
+        ("suricata_down", ap.suricata_down),
+        ("failed", ap.failed),
+    ] {
+        applies.get_or_create(&one("how", how)).inc_by(n);
+    }
+    r.register(
+        "homewarden_applies",
+        "Renderings applied since the agent started, by how they reached Suricata",
+        applies,
+    );
+    if *ap != Applies::default() {
+        let g = Gauge::<f64, AtomicU64>::default();
+        g.set(ap.last_ms as f64 / 1000.0);
+        r.register_with_unit(
+            "homewarden_last_apply_duration",
+            "How long the last apply took (render, write, tell Suricata)",
+            Unit::Seconds,
+            g,
+        );
+    }
     time(
         &mut r,
         "homewarden_suricata_last_change",

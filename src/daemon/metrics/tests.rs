@@ -31,6 +31,8 @@ fn status() -> Status {
             ..SourceStatus::default()
         },
     ];
+    s.suricata.applies.reload = 2;
+    s.suricata.applies.last_ms = 250;
     s.alerts.intake.alerts = 7;
     s.alerts.loss.raised = 9;
     s.alerts.loss.missing = 2;
@@ -68,6 +70,9 @@ fn the_status_becomes_metrics_with_prometheus_names() {
         "homewarden_source_pulls_total{source=\"misp\",outcome=\"failed\"} 0",
         "homewarden_source_last_pull_duration_seconds{source=\"feed\"} 1.5",
         "homewarden_alerts_received_total 7",
+        "homewarden_applies_total{how=\"reload\"} 2",
+        "homewarden_applies_total{how=\"failed\"} 0",
+        "homewarden_last_apply_duration_seconds 0.25",
         "homewarden_alerts_raised_total 9",
         "homewarden_alerts_lost_total 2",
         "homewarden_incidents_open{severity=\"high\"} 1",
