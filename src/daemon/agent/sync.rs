@@ -179,6 +179,9 @@ impl Agent {
         match result {
             Ok(pulled) if matches!(pulled.change, crate::intel::Change::Unchanged) => {
                 // Nothing to index, save or enforce: the set in force is this content's.
+                // An acceptance is used up here too: there is no shrink left to accept,
+                // and a later one must be accepted on its own.
+                self.accept_shrink.remove(&name);
                 src.pulls.unchanged += 1;
                 src.state.apply(pulled, unix_now());
                 src.failures = 0;

@@ -174,8 +174,13 @@ async fn a_list_that_did_not_change_is_neither_built_nor_saved_nor_enforced_agai
     let saved = dir.path().join("state/intel/l.json");
     let written = std::fs::metadata(&saved).unwrap().modified().unwrap();
 
+    agent.accept_shrink.insert("l".into());
     let again = pull(&agent.sources[0]).await;
     assert!(!agent.settle(0, again, std::time::Instant::now()).await);
+    assert!(
+        agent.accept_shrink.is_empty(),
+        "an acceptance does not wait for a later shrink"
+    );
     assert!(std::sync::Arc::ptr_eq(&held, &agent.sources[0].state.set));
     assert_eq!(
         std::fs::metadata(&saved).unwrap().modified().unwrap(),
