@@ -18,8 +18,8 @@
 //!   panel and button, factory reset.
 //! * [`daemon`]: the owner tasks of the running appliance: the agent (sources
 //!   and enforcement), the incidents' owner (alerts to responders), the
-//!   supervisor that feeds systemd's watchdog, one stop for all, and the
-//!   control socket the CLI talks to.
+//!   supervisor that feeds systemd's watchdog, one stop for all, the
+//!   control socket the CLI talks to, and the Prometheus endpoint.
 //!
 //! [`config`] (typed, validated once) sits between them: it parses into
 //! intel's and alerts' types and holds the settings of every other folder.
