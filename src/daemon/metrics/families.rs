@@ -33,6 +33,25 @@ fn gauges(values: impl IntoIterator<Item = (Labels, i64)>) -> Family<Labels, Gau
     f
 }
 
+/// Counters by label set.
+fn counters(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    values: impl IntoIterator<Item = (Labels, u64)>,
+) {
+    let f = Family::<Labels, Counter>::default();
+    for (labels, n) in values {
+        f.get_or_create(&labels).inc_by(n);
+    }
+    registry.register(name, help, f);
+}
+
+/// Milliseconds as the seconds Prometheus wants.
+fn secs(ms: u64) -> f64 {
+    ms as f64 / 1000.0
+}
+
 fn family(
     registry: &mut Registry,
     name: &str,
@@ -188,28 +207,28 @@ pub fn registry(status: &Status, resident_bytes: Option<u64>) -> Registry {
             })
         }),
     );
-    let pulls = Family::<Labels, Counter>::default();
-    for s in sources {
-        let p = &s.pulls;
-        for (outcome, n) in [
-            ("taken", p.taken),
-            ("unchanged", p.unchanged),
-            ("held", p.held),
-            ("failed", p.failed),
-        ] {
-            let labels = vec![("source", s.name.clone()), ("outcome", outcome.to_string())];
-            pulls.get_or_create(&labels).inc_by(n);
-        }
-    }
-    r.register(
+    counters(
+        &mut r,
         "homewarden_source_pulls",
         "Pulls of each source since the agent started, by outcome",
-        pulls,
+        sources.iter().flat_map(|s| {
+            let p = &s.pulls;
+            [
+                ("taken", p.taken),
+                ("unchanged", p.unchanged),
+                ("held", p.held),
+                ("failed", p.failed),
+            ]
+            .map(|(outcome, n)| {
+                let labels = vec![("source", s.name.clone()), ("outcome", outcome.to_string())];
+                (labels, n)
+            })
+        }),
     );
     let took = Family::<Labels, Gauge<f64, AtomicU64>>::default();
     for s in sources.iter().filter(|s| s.pulls != Pulls::default()) {
         took.get_or_create(&one("source", &s.name))
-            .set(s.pulls.last_ms as f64 / 1000.0);
+            .set(secs(s.pulls.last_ms));
     }
     r.register_with_unit(
         "homewarden_source_last_pull_duration",
@@ -233,24 +252,22 @@ pub fn registry(status: &Status, resident_bytes: Option<u64>) -> Registry {
         i64::from(su.reachable),
     );
     let ap = &su.applies;
-    let applies = Family::<Labels, Counter>::default();
-    for (how, n) in [
-        ("delta", ap.delta),
-        ("reload", ap.reload),
-        ("unchanged", ap.unchanged),
-        ("suricata_down", ap.suricata_down),
-        ("failed", ap.failed),
-    ] {
-        applies.get_or_create(&one("how", how)).inc_by(n);
-    }
-    r.register(
+    counters(
+        &mut r,
         "homewarden_applies",
         "Renderings applied since the agent started, by how they reached Suricata",
-        applies,
+        [
+            ("delta", ap.delta),
+            ("reload", ap.reload),
+            ("unchanged", ap.unchanged),
+            ("suricata_down", ap.suricata_down),
+            ("failed", ap.failed),
+        ]
+        .map(|(how, n)| (one("how", how), n)),
     );
     if *ap != Applies::default() {
         let g = Gauge::<f64, AtomicU64>::default();
-        g.set(ap.last_ms as f64 / 1000.0);
+        g.set(secs(ap.last_ms));
         r.register_with_unit(
             "homewarden_last_apply_duration",
             "How long the last apply took (render, write, tell Suricata)",
