@@ -298,6 +298,7 @@ pub struct SourceState {
 impl SourceState {
     /// Applies a successful pull.
     pub fn apply(&mut self, pulled: Pulled, now: u64) {
+        let unchanged = matches!(pulled.change, Change::Unchanged);
         match pulled.change {
             Change::Replace(mut set) => {
                 // A full re-pull replaces the set, not the memory of when events arrived.
@@ -327,16 +328,13 @@ impl SourceState {
                 // Incidents trace their hits through it: sorted once here, searched per hit.
                 set.index();
             }
-            Change::Unchanged => {
-                // The set and the counters of the pull that made it stay.
-                self.cursor = pulled.cursor;
-                self.last_ok = Some(now);
-                self.last_error = None;
-                return;
-            }
+            Change::Unchanged => {}
         }
         self.cursor = pulled.cursor;
-        self.stats = pulled.stats;
+        // Unchanged: the counters of the pull that made the set stay with it.
+        if !unchanged {
+            self.stats = pulled.stats;
+        }
         self.last_ok = Some(now);
         self.last_error = None;
     }

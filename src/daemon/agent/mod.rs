@@ -99,6 +99,14 @@ struct Source {
     pulls: Pulls,
 }
 
+impl Source {
+    /// A pull was answered (taken, unchanged or held): no backoff, the next at its interval.
+    fn answered(&mut self) {
+        self.failures = 0;
+        self.next = Instant::now() + self.cfg.interval();
+    }
+}
+
 /// What a background pull hands back: the source's index, the generation it
 /// started from, the result, and when it started.
 type PullDone = (usize, u64, Result<Pulled, IntelError>, std::time::Instant);

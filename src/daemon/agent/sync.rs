@@ -184,9 +184,8 @@ impl Agent {
                 self.accept_shrink.remove(&name);
                 src.pulls.unchanged += 1;
                 src.state.apply(pulled, unix_now());
-                src.failures = 0;
                 src.held = None;
-                src.next = Instant::now() + src.cfg.interval();
+                src.answered();
                 tracing::info!(source = %name, entries = src.state.set.len(), ms = started.elapsed().as_millis() as u64, "unchanged since the last pull");
                 false
             }
@@ -210,8 +209,7 @@ impl Agent {
                     src.pulls.held += 1;
                     let why = format!("held: {why}; the last good set stays in force (`homewarden sync --accept-shrink {name}` takes the new one)");
                     tracing::warn!(source = %name, "{why}");
-                    src.failures = 0;
-                    src.next = Instant::now() + src.cfg.interval();
+                    src.answered();
                     let first = src.held.replace(why.clone()).is_none();
                     if first {
                         self.queue_notice(
@@ -268,8 +266,7 @@ impl Agent {
                 };
                 let src = &mut self.sources[i];
                 src.state = state;
-                src.failures = 0;
-                src.next = Instant::now() + src.cfg.interval();
+                src.answered();
                 tracing::info!(source = %name, entries = src.state.set.len(), ms = started.elapsed().as_millis() as u64, "pulled");
                 if let Err(e) = saved {
                     tracing::error!("intel store: {e}");
