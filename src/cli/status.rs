@@ -158,6 +158,18 @@ pub(crate) fn human_status(s: &Status, now: u64) -> String {
         ob.pending, ob.failing, ob.dropped, ob.corrupt
     );
     let _ = writeln!(o, "advice: {}; mail: {}", s.advisor, s.mail);
+    let (r, m) = (&s.responders, &s.responders.mails);
+    let _ = writeln!(
+        o,
+        "  since start: {} mails ({} digests folding {} incidents), LLM {} ok / {} rate-limited / {} failed, {} advised offline",
+        m.incident + m.digest + m.notice,
+        m.digest,
+        m.rate_limited,
+        r.llm.ok,
+        r.llm.rate_limited,
+        r.llm.failed,
+        r.offline_advice
+    );
     for p in &s.presses {
         let _ = writeln!(o, "  button {}: {}", ago(now, Some(p.at)), p.action);
     }

@@ -6,6 +6,7 @@
 pub mod advisor;
 pub mod mail;
 pub mod outbox;
+pub mod tally;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -20,6 +21,7 @@ use advisor::Advice;
 use mail::{Mailer, Plan, RateWindow};
 pub use outbox::MailPayload;
 use outbox::{Action, Item, Outbox};
+use tally::{Responder, Tally};
 
 /// How often the outbox is looked at when nobody wakes the responders.
 const EVERY: Duration = Duration::from_secs(1);
@@ -59,6 +61,8 @@ pub struct Responders {
     pub state_dir: PathBuf,
     /// This appliance's name, for mails.
     pub appliance: String,
+    /// What was delivered, for status.
+    pub tally: Arc<Tally>,
 }
 
 impl Responders {
@@ -133,6 +137,8 @@ impl Responders {
     }
 
     fn record(&self, item: &Item, result: Result<(), (String, Option<u64>)>) {
+        let responder = Responder::of(&item.action);
+        self.tally.note(|t| t.attempt(responder, result.is_ok()));
         let mut ob = lock(&self.outbox);
         let recorded = match &result {
             Ok(()) => {
@@ -179,7 +185,9 @@ impl Responders {
                 mailer
                     .send(&letter, &item.key)
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string())?;
+                self.tally.note(|t| t.mails.notice += 1);
+                Ok(())
             }
             Action::Mail(_) => Err("an incident mail is the mail round's".into()),
         }
@@ -231,6 +239,7 @@ impl Responders {
                     if sent.is_ok() {
                         window.record(unix_now());
                         self.save_window(window);
+                        self.tally.note(|t| t.mails.incident += 1);
                     }
                     self.record(&item, sent.map_err(|e| (e.to_string(), None)));
                 }
@@ -254,6 +263,10 @@ impl Responders {
                         window.record(unix_now());
                         self.save_window(window);
                         tracing::info!(incidents = parsed.len(), "digest mail sent");
+                        self.tally.note(|t| {
+                            t.mails.digest += 1;
+                            t.mails.rate_limited += parsed.len() as u64;
+                        });
                         for (item, _) in &parsed {
                             self.record(item, Ok(()));
                         }
@@ -274,7 +287,13 @@ impl Responders {
         let Some(llm) = &self.advisor else {
             return Ok(advisor::offline(inc));
         };
-        match llm.advise(inc).await {
+        let answer = llm.advise(inc).await;
+        self.tally.note(|t| match &answer {
+            Ok(_) => t.llm.ok += 1,
+            Err(advisor::AdvisorError::RateLimited { .. }) => t.llm.rate_limited += 1,
+            Err(_) => t.llm.failed += 1,
+        });
+        match answer {
             Ok(a) => Ok(a),
             Err(e)
                 if e.retryable()
@@ -286,6 +305,7 @@ impl Responders {
             }
             Err(e) => {
                 tracing::warn!(key = %item.key, "advisor failed, using offline advice: {e}");
+                self.tally.note(|t| t.offline_advice += 1);
                 Ok(advisor::offline(inc))
             }
         }
@@ -321,6 +341,7 @@ mod tests {
             max_per_hour: 10,
             state_dir: dir.to_path_buf(),
             appliance: "pi".into(),
+            tally: Arc::default(),
         }
     }
 
@@ -405,6 +426,7 @@ mod tests {
             max_per_hour: 10,
             state_dir: dir.path().to_path_buf(),
             appliance: "pi".into(),
+            tally: Arc::default(),
         };
         let wake = Arc::new(Notify::new());
         let task = tokio::spawn(r.run(wake.clone()));

@@ -6,11 +6,12 @@
 //! is a no-op. Bounded: when full, the oldest low-severity actions go first,
 //! and are counted.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::tally::Responder;
 use crate::config::respond::{FIRST_BACKOFF_SECS, MAX_BACKOFF_SECS};
 use crate::fsutil;
 
@@ -77,6 +78,9 @@ pub struct Stats {
     pub dropped: u64,
     /// Files that could not be read back, moved to `corrupt/`.
     pub corrupt: u64,
+    /// Actions waiting, by the responder that delivers them.
+    #[serde(default)]
+    pub pending_by: BTreeMap<Responder, usize>,
 }
 
 /// The outbox directory.
@@ -326,9 +330,14 @@ impl Outbox {
 
     /// Counters.
     pub fn stats(&self) -> Stats {
+        let mut pending_by = BTreeMap::new();
+        for item in self.items.values() {
+            *pending_by.entry(Responder::of(&item.action)).or_insert(0) += 1;
+        }
         Stats {
             pending: self.items.len(),
             failing: self.items.values().filter(|i| i.attempts >= 3).count(),
+            pending_by,
             ..self.stats.clone()
         }
     }

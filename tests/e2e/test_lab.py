@@ -700,6 +700,8 @@ for i in range(n):
 
 
 METRICS = "http://127.0.0.1:9617/metrics"
+# Kinds as status names them, as the metrics do.
+KIND = {"net": "network"}
 METRICS_TOKEN = "homewarden-lab-metrics-token-000000"
 
 
@@ -718,11 +720,13 @@ def scrape(lab, token=METRICS_TOKEN):
 
 def test_the_metrics_say_what_status_says_and_a_real_prometheus_scrapes_them(lab):
     assert scrape(lab, token="wrong")[0] == "401"
+    # A pull of every source through the agent: the pulls' counters and durations have values.
+    lab.agent("sync", "--once")
 
     def agree():
         s = lab.status()
         code, m = scrape(lab)
-        b, a = s["blocklist"], s["alerts"]
+        b, a, p, r = s["blocklist"], s["alerts"], s["path"], s["responders"]
         want = {
             f'homewarden_state{{state="{s["state"]}"}}': 1,
             'homewarden_indicators_enforced{kind="ipv4"}': b["ipv4"],
@@ -733,10 +737,26 @@ def test_the_metrics_say_what_status_says_and_a_real_prometheus_scrapes_them(lab
             "homewarden_suricata_up": int(s["suricata"]["reachable"]),
             'homewarden_applies_total{how="delta"}': s["suricata"]["applies"]["delta"],
             'homewarden_applies_total{how="reload"}': s["suricata"]["applies"]["reload"],
-            **{f'homewarden_source_indicators{{source="{src["name"]}"}}': src["entries"]
-               for src in s["sources"]},
+            **{f'homewarden_source_indicators{{source="{src["name"]}",kind="{KIND.get(k, k)}"}}': n
+               for src in s["sources"] for k, n in src["kinds"].items()},
             **{f'homewarden_source_pulls_total{{source="{src["name"]}",outcome="taken"}}':
                src["pulls"]["taken"] for src in s["sources"]},
+            # The packet path, as the health check last read it.
+            "homewarden_path_queued_packets_total": (p["queue"] or {}).get("packets"),
+            'homewarden_path_queues{state="unheld"}': 0,
+            "homewarden_path_fail_open": (p["queue"] or {}).get("bypass"),
+            "homewarden_path_bypassed_flows": p["bypassed_flows"],
+            "homewarden_path_queue_full_drops_total": p["queue_full_drops"],
+            # Not known before the first health check (then not served either).
+            'homewarden_suricata_verdicts_total{verdict="accepted"}': (p["suricata_verdicts"] or [None])[0],
+            'homewarden_suricata_verdicts_total{verdict="blocked"}': (p["suricata_verdicts"] or [None, None])[1],
+            # The responders.
+            **{f'homewarden_outbox_pending{{responder="{who}"}}': s["outbox"]["pending_by"].get(who, 0)
+               for who in ("misp", "mail")},
+            **{f'homewarden_mails_sent_total{{kind="{k}"}}': r["mails"][k] for k in ("incident", "digest", "notice")},
+            **{f'homewarden_llm_calls_total{{outcome="{k}"}}': r["llm"][k] for k in ("ok", "rate_limited", "failed")},
+            **{f'homewarden_responder_attempts_total{{responder="{who}",outcome="done"}}': r["done"].get(who, 0)
+               for who in ("misp", "mail")},
         }
         agree.last = (want, {k: m.get(k) for k in want})
         return code == "200" and all(m.get(k) == v for k, v in want.items())
@@ -767,6 +787,16 @@ def test_the_metrics_say_what_status_says_and_a_real_prometheus_scrapes_them(lab
         assert wait_for(lambda: query('up{job="homewarden"} == 1'), 30, step=0.5), prom.stderr
         domains = query('homewarden_indicators_enforced{kind="domain"}')
         assert domains and float(domains[0]["value"][1]) == lab.status()["blocklist"]["domains"], domains
+
+        # Every query of the Grafana dashboard in docs/ runs on this Prometheus and finds
+        # data (Grafana's own variables filled in as Grafana would); a filter such as
+        # `== 0` may find none.
+        board = json.loads((REPO / "docs/grafana/homewarden.json").read_text())
+        for panel in board["panels"]:
+            for target in panel["targets"]:
+                expr = target["expr"].replace("$__rate_interval", "30s").replace("$instance", ".*")
+                found = wait_for(lambda: query(expr), 20, step=1)
+                assert found or expr.endswith("== 0"), f'{panel["title"]}: {expr} found nothing'
     finally:
         prom.terminate()
         prom.wait(timeout=10)

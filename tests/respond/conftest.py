@@ -377,6 +377,22 @@ class Agent:
             raise AssertionError(f"status failed ({r.returncode}): {r.stderr.strip()}")
         return json.loads(r.stdout)
 
+    def counted(self, want, timeout=15):
+        """Waits until status's responder counters hold `want` ({"llm.ok": 1,
+        "done.mail": 2, ...}; absent counts as 0) and returns them."""
+        def at(d, path):
+            for k in path.split("."):
+                d = d.get(k, 0) if isinstance(d, dict) else 0
+            return d
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self.status()["responders"]
+            if all(at(got, k) == v for k, v in want.items()):
+                return got
+            if time.monotonic() > deadline:
+                raise AssertionError(f"status counts {got}, want {want}")
+            time.sleep(0.2)
+
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 

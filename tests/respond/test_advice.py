@@ -72,6 +72,8 @@ def test_rate_limited_then_answered_honours_retry_after(world):
     assert reply_marker(second) in text, text
     assert "advice by cohere" in text
     assert reply_marker(second) in part(mail, "html")
+    agent.counted({"llm.ok": 1, "llm.rate_limited": 1, "llm.failed": 0, "offline_advice": 0,
+                   "mails.incident": 1, "done.mail": 1, "failed.mail": 1})
 
 
 def test_llm_asking_for_an_hour_does_not_hold_back_the_mail(world):
@@ -82,6 +84,7 @@ def test_llm_asking_for_an_hour_does_not_hold_back_the_mail(world):
     mail = the_mail(world, agent, inc)
     assert [r["status"] for r in world.llm.requests()] == [429]
     assert "advice by offline" in part(mail, "plain")
+    agent.counted({"llm.ok": 0, "llm.rate_limited": 1, "offline_advice": 1, "mails.incident": 1})
 
 
 @pytest.mark.parametrize("fault", [{"disconnect": True}, {"status": 500}, {"delay": 4}],
@@ -106,6 +109,7 @@ def test_refused_key_means_offline_advice_at_once(world):
     text = part(mail, "plain")
     assert "advice by offline" in text and "llm-double" not in text, text
     assert "take it off the network" in text  # the offline steps for a trojan/C2 classification
+    agent.counted({"llm.ok": 0, "llm.failed": 1, "offline_advice": 1, "mails.incident": 1})
 
 
 def test_malformed_reply_means_offline_advice(world):
@@ -125,6 +129,7 @@ def test_llm_failing_for_good_falls_back_after_the_configured_tries(world):
     mail = the_mail(world, agent, inc)
     assert [r["status"] for r in world.llm.requests()] == [503, 503, 503]
     assert "advice by offline" in part(mail, "plain")
+    agent.counted({"llm.failed": 3, "offline_advice": 1, "failed.mail": 2, "done.mail": 1})
 
 
 def test_hostile_reply_is_inert_and_the_prompt_names_no_home_device(world):

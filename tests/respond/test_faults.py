@@ -48,6 +48,9 @@ def test_misp_down_then_up(world):
     assert_mailed_once(world.smtp, incs)
     st = wait_for(lambda: (s := agent.status())["outbox"]["pending"] == 0 and s, 15, "status to show the outbox empty")
     assert st["outbox"]["dropped"] == 0 and st["outbox"]["corrupt"] == 0, st["outbox"]
+    # Four events and the update delivered once each; every one failed at least once first.
+    counts = agent.counted({"done.misp": 5, "done.mail": 4, "failed.mail": 0, "mails.incident": 4, "llm.ok": 4})
+    assert counts["failed"]["misp"] >= 5, counts
     assert agent.alive()
 
 
@@ -69,6 +72,8 @@ def test_smtp_down_then_up(world):
     mails = assert_mailed_once(world.smtp, incs)
     asked = world.llm.requests()
     assert len(asked) == 4, f"{len(asked)} LLM calls for 4 incidents (advice must survive failed deliveries)"
+    counts = agent.counted({"done.mail": 4, "mails.incident": 4, "llm.ok": 4, "done.misp": 4, "failed.misp": 0})
+    assert counts["failed"]["mail"] >= 8, counts
     markers = {reply_marker(r) for r in asked}
     for m in mails:
         text = part(m, "plain")
@@ -109,6 +114,10 @@ def test_digest_past_the_hourly_limit(world):
     # Nothing more may go out this hour: the window is persisted and full.
     window = json.loads((agent.state / "mail-window.json").read_text())
     assert len(window["sent"]) == len(mails), window
+    # Status counts the same: mails by kind, the incidents the limit folded into digests.
+    folded = sum(1 for d in digests for i in incs if mails_covering([d], i))
+    agent.counted({"mails.digest": len(digests), "mails.incident": len(mails) - len(digests),
+                   "mails.rate_limited": folded, "done.mail": len(incs)})
 
 
 def test_agent_killed_mid_delivery(world):

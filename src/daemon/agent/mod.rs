@@ -178,6 +178,8 @@ pub struct Agent {
     /// Most indicators held across all sources (`limits.indicators`, resolved).
     budget: usize,
     outbox: Option<SharedOutbox>,
+    /// What the responders delivered (they count, status shows).
+    tally: Arc<crate::respond::tally::Tally>,
     /// Taken by `run`, which gives them a task of their own.
     responders: Option<Responders>,
     wake_responders: Arc<Notify>,

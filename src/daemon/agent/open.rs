@@ -2,6 +2,7 @@
 //! the incidents' owner, built once at start; a missing key or CA fails here.
 
 use super::*;
+use crate::respond::tally::Tally;
 
 impl Agent {
     /// Opens the store and builds every source's client; fails on a missing key or CA.
@@ -86,8 +87,15 @@ impl Agent {
                 None
             }
         };
+        let tally = Arc::new(Tally::default());
         let responders = match &outbox {
-            Some(o) => Some(build_responders(&cfg, secrets, &sources, o.clone())?),
+            Some(o) => Some(build_responders(
+                &cfg,
+                secrets,
+                &sources,
+                o.clone(),
+                tally.clone(),
+            )?),
             None => None,
         };
         let wake_responders = Arc::new(Notify::new());
@@ -103,6 +111,7 @@ impl Agent {
         );
         Ok(Agent {
             outbox,
+            tally,
             responders,
             wake_responders,
             mail_on: !cfg.mail.to.is_empty(),
@@ -146,6 +155,7 @@ fn build_responders(
     secrets: &Secrets,
     sources: &[Source],
     outbox: SharedOutbox,
+    tally: Arc<Tally>,
 ) -> Result<Responders, AgentError> {
     let misp = sources
         .iter()
@@ -170,6 +180,7 @@ fn build_responders(
         max_per_hour: cfg.mail.max_per_hour,
         state_dir: cfg.state_dir.clone(),
         appliance: crate::respond::mail::appliance_name(),
+        tally,
     })
 }
 

@@ -1,5 +1,7 @@
 //! What `homewarden status` shows, and how the agent publishes it.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
@@ -11,10 +13,12 @@ use crate::config::{Mode, SourceConfig};
 use crate::enforce::firewall::health::PathStatus;
 use crate::enforce::suricata::apply::Live;
 use crate::enforce::suricata::selftest;
+use crate::intel::ioc::Kind;
 use crate::intel::set::{Dropped, Effective};
 use crate::intel::{unix_now, PullStats};
 use crate::respond;
 use crate::respond::outbox::Stats as OutboxStats;
+use crate::respond::tally::Delivered;
 
 use super::Agent;
 
@@ -45,6 +49,9 @@ pub struct SourceStatus {
     pub kind: String,
     /// Indicators held.
     pub entries: usize,
+    /// Of those, how many of each kind.
+    #[serde(default)]
+    pub kinds: BTreeMap<Kind, usize>,
     /// Unix time of the last good pull.
     pub last_ok: Option<u64>,
     /// Error of the last attempt, if it failed.
@@ -179,6 +186,9 @@ pub struct Status {
     pub alerts: AlertsStatus,
     /// Responder actions waiting on disk.
     pub outbox: OutboxStats,
+    /// What the responders delivered since the agent started.
+    #[serde(default)]
+    pub responders: Delivered,
     /// Shadow mode: indicators observed before they block.
     #[serde(default)]
     pub shadow: ShadowStatus,
@@ -314,6 +324,7 @@ impl Agent {
                     name: s.cfg.name().to_string(),
                     kind: kind_name(&s.cfg).to_string(),
                     entries: s.state.set.len(),
+                    kinds: s.state.set.kinds(),
                     last_ok: s.state.last_ok,
                     last_error: s.state.last_error.clone(),
                     held: s.held.clone(),
@@ -338,6 +349,7 @@ impl Agent {
             .as_ref()
             .map(|o| respond::lock(o).stats())
             .unwrap_or_default();
+        self.status.responders = self.tally.snapshot();
         self.status_tx.send_replace(self.status.clone());
     }
 }

@@ -117,7 +117,8 @@ fn answer<B>(
             return r;
         }
     }
-    let registry = registry(status, resident);
+    let now = i64::try_from(crate::intel::unix_now()).unwrap_or(i64::MAX);
+    let registry = registry(status, now, resident);
     let open_metrics = req
         .headers()
         .get(ACCEPT)

@@ -1,5 +1,10 @@
+use std::collections::BTreeSet;
+
 use super::*;
 use crate::daemon::agent::{Counts, SourceStatus};
+use crate::enforce::firewall::health::{PathStatus, QueueRule};
+use crate::intel::ioc::Kind;
+use crate::respond::tally::Responder;
 
 fn status() -> Status {
     let mut s = Status {
@@ -19,6 +24,7 @@ fn status() -> Status {
         last_ok: Some(1_800_000_100),
         ..SourceStatus::default()
     };
+    feed.kinds = [(Kind::Ipv4, 5), (Kind::Domain, 3)].into();
     feed.stats.rejected.insert("bad_domain".into(), 2);
     feed.pulls.taken = 3;
     feed.pulls.unchanged = 5;
@@ -38,6 +44,33 @@ fn status() -> Status {
     s.alerts.loss.missing = 2;
     s.alerts.open = 4;
     s.alerts.high_open = 1;
+    s.alerts.high_unacked = 1;
+    s.alerts.last_block = Some(1_800_000_195);
+    s.path = PathStatus {
+        queue: Some(QueueRule {
+            backend: "nftables".into(),
+            queues: (0, 1),
+            bypass: false,
+            packets: 1234,
+        }),
+        held: vec![0],
+        bypassed_packets: 99,
+        bypassed_flows: 3,
+        queue_full_drops: 7,
+        suricata_verdicts: Some((1200, 34)),
+        ..PathStatus::default()
+    };
+    s.outbox.pending = 2;
+    s.outbox.pending_by = [(Responder::Mail, 2)].into();
+    let d = &mut s.responders;
+    d.done = [(Responder::Misp, 6), (Responder::Mail, 4)].into();
+    d.failed = [(Responder::Misp, 2)].into();
+    d.mails.incident = 3;
+    d.mails.digest = 1;
+    d.mails.rate_limited = 5;
+    d.llm.ok = 3;
+    d.llm.rate_limited = 1;
+    d.offline_advice = 1;
     s
 }
 
@@ -45,8 +78,11 @@ use crate::daemon::agent::State;
 
 fn text(status: &Status) -> String {
     let mut out = String::new();
-    prometheus_client::encoding::prometheus_text::encode(&mut out, &registry(status, Some(4096)))
-        .unwrap();
+    prometheus_client::encoding::prometheus_text::encode(
+        &mut out,
+        &registry(status, 1_800_000_200, Some(4096)),
+    )
+    .unwrap();
     out
 }
 
@@ -59,7 +95,8 @@ fn the_status_becomes_metrics_with_prometheus_names() {
         "homewarden_state{state=\"degraded\"} 0",
         "homewarden_indicators_enforced{kind=\"ipv4\"} 5",
         "homewarden_indicators_enforced{kind=\"domain\"} 3",
-        "homewarden_source_indicators{source=\"feed\"} 8",
+        "homewarden_source_indicators{source=\"feed\",kind=\"ipv4\"} 5",
+        "homewarden_source_indicators{source=\"feed\",kind=\"domain\"} 3",
         "homewarden_source_up{source=\"feed\"} 1",
         "homewarden_source_up{source=\"misp\"} 0",
         "homewarden_source_refused{source=\"feed\",reason=\"bad_domain\"} 2",
@@ -79,15 +116,136 @@ fn the_status_becomes_metrics_with_prometheus_names() {
         "homewarden_incidents_open{severity=\"other\"} 3",
         "homewarden_suricata_up 0",
         "process_resident_memory_bytes 4096",
+        // What the LEDs show: red (unacknowledged), blinking (a block 5 s ago).
+        "homewarden_condition{condition=\"unacked_high\"} 1",
+        "homewarden_condition{condition=\"blocking_now\"} 1",
+        "homewarden_condition{condition=\"suricata_down\"} 1",
+        "homewarden_condition{condition=\"protected\"} 0",
+        // The packet path: one of two queues unheld, fail-closed.
+        "homewarden_path_queued_packets_total 1234",
+        "homewarden_path_fail_open 0",
+        "homewarden_path_queues{state=\"held\"} 1",
+        "homewarden_path_queues{state=\"unheld\"} 1",
+        "homewarden_path_bypassed_packets_total 99",
+        "homewarden_path_bypassed_flows 3",
+        "homewarden_path_queue_full_drops_total 7",
+        "homewarden_suricata_verdicts_total{verdict=\"accepted\"} 1200",
+        "homewarden_suricata_verdicts_total{verdict=\"blocked\"} 34",
+        // The responders.
+        "homewarden_outbox_pending{responder=\"mail\"} 2",
+        "homewarden_outbox_pending{responder=\"misp\"} 0",
+        "homewarden_responder_attempts_total{responder=\"misp\",outcome=\"done\"} 6",
+        "homewarden_responder_attempts_total{responder=\"misp\",outcome=\"failed\"} 2",
+        "homewarden_responder_attempts_total{responder=\"mail\",outcome=\"done\"} 4",
+        "homewarden_responder_attempts_total{responder=\"mail\",outcome=\"failed\"} 0",
+        "homewarden_mails_sent_total{kind=\"incident\"} 3",
+        "homewarden_mails_sent_total{kind=\"digest\"} 1",
+        "homewarden_mails_sent_total{kind=\"notice\"} 0",
+        "homewarden_mail_rate_limited_total 5",
+        "homewarden_llm_calls_total{outcome=\"ok\"} 3",
+        "homewarden_llm_calls_total{outcome=\"rate_limited\"} 1",
+        "homewarden_llm_calls_total{outcome=\"failed\"} 0",
+        "homewarden_offline_advice_total 1",
     ] {
         assert!(t.lines().any(|l| l == line), "no {line:?} in\n{t}");
     }
     // What is not known is left out, not shown as zero.
     assert!(!t.contains("homewarden_selftest_ok"), "{t}");
+    assert!(!t.contains("homewarden_path_bridge_inspected"), "{t}");
     assert!(
         !t.contains("homewarden_source_last_success_seconds{source=\"misp\"}"),
         "{t}"
     );
+}
+
+/// A status where every family has something to say (no optional one left out).
+fn full_status() -> Status {
+    let mut s = status();
+    s.selftest.ok = Some(true);
+    s.selftest.last_run = Some(1_800_000_150);
+    s.path.bridge_inspected = Some(true);
+    s.suricata.last_change = Some(1_800_000_120);
+    s
+}
+
+/// The metric names a scrape of `status` shows (sample names, suffixes and all).
+fn names(status: &Status) -> BTreeSet<String> {
+    text(status)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The metric names in a PromQL expression (ours, and the process_ ones).
+fn named_in(expr: &str) -> Vec<String> {
+    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .filter(|w| w.starts_with("homewarden_") || w.starts_with("process_"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_grafana_dashboard_asks_only_for_metrics_the_agent_serves() {
+    let served = names(&full_status());
+    let board: serde_json::Value =
+        serde_json::from_str(include_str!("../../../docs/grafana/homewarden.json")).unwrap();
+    let panels = board["panels"].as_array().unwrap();
+    assert!(panels.len() >= 10, "{} panels", panels.len());
+    let mut ids = BTreeSet::new();
+    let mut asked = BTreeSet::new();
+    for p in panels {
+        let title = p["title"].as_str().unwrap();
+        assert!(ids.insert(p["id"].as_u64().unwrap()), "{title}: id twice");
+        let targets = p["targets"].as_array().unwrap();
+        assert!(!targets.is_empty(), "{title}: no query");
+        for t in targets {
+            let expr = t["expr"].as_str().unwrap();
+            let metrics = named_in(expr);
+            assert!(!metrics.is_empty(), "{title}: {expr} names no metric");
+            for m in metrics {
+                assert!(served.contains(&m), "{title}: {expr}: no metric {m}");
+                asked.insert(m);
+            }
+        }
+    }
+    // The board covers each part: protection, intel, the path, alerts, responders.
+    for m in [
+        "homewarden_state",
+        "homewarden_condition",
+        "homewarden_source_indicators",
+        "homewarden_path_queued_packets_total",
+        "homewarden_alerts_lost_total",
+        "homewarden_responder_attempts_total",
+        "homewarden_llm_calls_total",
+    ] {
+        assert!(asked.contains(m), "the dashboard does not show {m}");
+    }
+}
+
+#[test]
+fn the_readme_table_names_every_metric_and_nothing_else() {
+    let readme = include_str!("../../../README.md");
+    let section = readme
+        .split("### Metrics (Prometheus)")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .unwrap();
+    let documented: BTreeSet<String> = section
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .flat_map(|l| {
+            l.split('|')
+                .nth(1)
+                .unwrap_or("")
+                .split('`')
+                .skip(1)
+                .step_by(2)
+        })
+        .map(|name| name.split('{').next().unwrap_or(name).to_string())
+        .collect();
+    assert_eq!(documented, names(&full_status()));
 }
 
 /// `promtool check metrics` (Prometheus's own linter) on what a scrape gets:
@@ -95,7 +253,7 @@ fn the_status_becomes_metrics_with_prometheus_names() {
 /// where promtool is not installed, unless the suite requires it.
 #[test]
 fn promtool_finds_nothing_to_say() {
-    let text = text(&status());
+    let text = text(&full_status());
     let run = std::process::Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())

@@ -3,10 +3,11 @@
 //! each hit is then a few binary searches (the value, each parent name, each
 //! network prefix that could hold the address), never a scan of the set.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::{Entry, Origin, Provenance, SourceSet};
-use crate::intel::ioc::Ioc;
+use crate::intel::ioc::{Ioc, Kind};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 /// Every source's set as it stands, shared (not copied) with whoever traces
@@ -60,6 +61,27 @@ impl SourceSet {
             }
             self.sorted = true;
         }
+    }
+
+    /// How many entries of each kind the set holds (kinds it has none of are
+    /// left out). A sorted set keeps each kind together, so this is a few
+    /// binary searches, not a scan: status asks on every tick.
+    pub fn kinds(&self) -> BTreeMap<Kind, usize> {
+        let mut out = BTreeMap::new();
+        if !self.sorted {
+            for ioc in &self.iocs {
+                *out.entry(ioc.kind()).or_insert(0) += 1;
+            }
+            return out;
+        }
+        let mut rest = &self.iocs[..];
+        while let Some(first) = rest.first() {
+            let kind = first.kind();
+            let n = rest.partition_point(|i| i.kind() == kind);
+            out.insert(kind, n);
+            rest = &rest[n..];
+        }
+        out
     }
 
     /// Every entry that covers `hit`: the indicator itself, a listed parent of
@@ -148,7 +170,7 @@ mod tests {
     }
 
     proptest! {
-        /// The search finds exactly what a scan of every entry finds.
+        /// The search finds exactly what a scan of every entry finds (and counts).
         #[test]
         fn the_index_finds_what_a_scan_finds(
             held in prop::collection::vec((value(), 0u32..3), 0..40),
@@ -160,6 +182,9 @@ mod tests {
             }
             let scan = set.clone();
             set.index();
+            // The counts by kind: binary searches on the sorted set, a scan before.
+            prop_assert_eq!(set.kinds(), scan.kinds());
+            prop_assert_eq!(set.kinds().values().sum::<usize>(), held.len());
             for h in hits.iter().map(|h| ioc(h)) {
                 let key = |e: &Entry| (e.ioc.clone(), e.origin);
                 let mut found: Vec<_> = set.covering(&h).iter().map(key).collect();

@@ -81,6 +81,24 @@ fn pending_work_survives_a_restart() {
 }
 
 #[test]
+fn pending_actions_are_counted_by_the_responder_that_delivers_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ob = open(dir.path());
+    let sighting = Action::MispSighting(Sighting {
+        source: "misp".into(),
+        attribute_uuid: "a".into(),
+        time: 1,
+        kind: SightingType::Seen,
+    });
+    ob.put("inc-1:sighting", sighting, true, 1000).unwrap();
+    ob.put("inc-1:notice", notice(""), true, 1000).unwrap();
+    ob.put("inc-2:notice", notice(""), true, 1000).unwrap();
+    ob.done("inc-2:notice").unwrap();
+    let by = ob.stats().pending_by;
+    assert_eq!(by, [(Responder::Misp, 1), (Responder::Mail, 1)].into());
+}
+
+#[test]
 fn killed_between_done_and_forget_is_not_sent_again() {
     let dir = tempfile::tempdir().unwrap();
     let mut ob = open(dir.path());
