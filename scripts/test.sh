@@ -33,10 +33,10 @@ valgrind -q --error-exitcode=9 --leak-check=full --show-possibly-lost=no --error
 step "aarch64 cross build (Debian multiarch toolchain), run under qemu-user"
 scripts/build-aarch64.sh --check
 
-step "pytest: MISP double vs PyMISP and the OpenAPI spec, LLM double vs the cohere and openai SDKs, SMTP server, end-to-end lab on real Suricata, network placement on real dnsmasq/hostapd/nftables/bridge, responders under faults"
+step "pytest: MISP double vs PyMISP and the OpenAPI spec, LLM double vs the cohere and openai SDKs, SMTP server, push double vs a real Synapse, end-to-end lab on real Suricata, network placement on real dnsmasq/hostapd/nftables/bridge, responders under faults"
 cargo build --locked
 # One pytest per directory: each has a conftest of its own that its tests import.
-for suite in tests/misp tests/llm tests/smtp tests/e2e tests/placement \
+for suite in tests/misp tests/llm tests/smtp tests/push tests/e2e tests/placement \
     tests/respond; do  # responders under faults: outages, SIGKILL, torn outbox, LLM faults, hostile eve, 60 s storm
     echo "--- $suite"
     HOMEWARDEN_BIN="$repo/target/debug/homewarden" target/pyenv/bin/python -m pytest -q -p no:cacheprovider "$suite"

@@ -12,7 +12,8 @@
 //! * [`alerts`]: Suricata's eve records → incidents (intake, triage, hits,
 //!   loss accounting).
 //! * [`respond`]: incidents → the world, through a durable outbox: MISP
-//!   sightings and events, advice (LLM or offline), mail.
+//!   sightings and events, advice (LLM or offline), mail, push (ntfy, a
+//!   signed webhook, Matrix).
 //! * [`owner`]: what the home owner decides: `allow`, `explain`, shadow mode.
 //! * [`appliance`]: the Pi as a box: first boot, network placement, the LED
 //!   panel and button, factory reset.

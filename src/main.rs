@@ -123,6 +123,11 @@ enum Cmd {
     },
     /// Send a test mail with the configured SMTP settings.
     MailTest,
+    /// Send a test message to each `notify:` target (or the one named).
+    NotifyTest {
+        /// Only this target.
+        target: Option<String>,
+    },
     /// Why is this value blocked (or not)? Sources, MISP event and attribute,
     /// since when, and what overrides it. Works without the daemon too.
     Explain {
@@ -267,6 +272,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Cmd::CheckConfig => check_config(&cli.config),
         Cmd::ApplyFactoryReset => apply_factory_reset(&cli.config),
         Cmd::MailTest => mail_test(&cli.config).await,
+        Cmd::NotifyTest { target } => notify_test(&cli.config, target.as_deref()).await,
         Cmd::Network {
             action: NetworkAction::Apply { root },
         } => network_apply(&cli.config, &root),

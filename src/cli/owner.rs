@@ -180,6 +180,46 @@ pub(crate) async fn selftest(path: &Path, json: bool) -> Result<ExitCode> {
 }
 
 /// `homewarden mail-test`: one mail through the configured server.
+/// Sends a test message to each push target (or the one named); fails if any failed.
+pub(crate) async fn notify_test(path: &Path, only: Option<&str>) -> Result<ExitCode> {
+    let (cfg, secrets) = load(path)?;
+    let targets: Vec<_> = cfg
+        .notify
+        .iter()
+        .filter(|t| only.is_none_or(|n| t.name() == n))
+        .collect();
+    if targets.is_empty() {
+        anyhow::bail!(match only {
+            Some(n) => format!("no notify target named {n:?} in the config"),
+            None => "no notify targets in the config (notify:)".to_string(),
+        });
+    }
+    let name = homewarden::respond::mail::appliance_name();
+    let message = homewarden::respond::push::message::test(&name);
+    let mut failed = 0;
+    for t in targets {
+        let sent = match homewarden::respond::push::Pusher::new(t, &secrets) {
+            Ok(p) => {
+                let id = format!("test-{}-{}", homewarden::intel::unix_now(), t.name());
+                p.send(&message, &id, &name).await
+            }
+            Err(e) => Err(e),
+        };
+        match sent {
+            Ok(()) => println!("{}: test message sent", t.describe()),
+            Err(e) => {
+                failed += 1;
+                println!("{}: FAILED: {e}", t.describe());
+            }
+        }
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 pub(crate) async fn mail_test(path: &Path) -> Result<ExitCode> {
     let (cfg, secrets) = load(path)?;
     let mailer = Mailer::new(&cfg.mail, secrets.get(&cfg.mail.password_env))?

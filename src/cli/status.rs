@@ -158,6 +158,20 @@ pub(crate) fn human_status(s: &Status, now: u64) -> String {
         ob.pending, ob.failing, ob.dropped, ob.corrupt
     );
     let _ = writeln!(o, "advice: {}; mail: {}", s.advisor, s.mail);
+    for (t, line) in s
+        .notify
+        .iter()
+        .map(|t| (t, t.split(' ').next().unwrap_or("")))
+    {
+        let p = s.responders.pushes.get(line).cloned().unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "  push {t}; since start {} sent ({} digests folding {} incidents)",
+            p.incident + p.digest,
+            p.digest,
+            p.rate_limited
+        );
+    }
     let (r, m) = (&s.responders, &s.responders.mails);
     let _ = writeln!(
         o,

@@ -8,6 +8,7 @@ pub mod expansion;
 mod limits;
 mod metrics;
 mod network;
+pub mod notify;
 pub mod respond;
 mod selftest;
 mod sources;
@@ -21,6 +22,7 @@ pub use de::{MAX_QUEUES, SHADOW_DEFAULT};
 pub use limits::Limits;
 pub use metrics::MetricsConfig;
 pub use network::{AccessPoint, Network, OpenPort, Placement};
+pub use notify::{PushKind, PushTarget};
 pub use respond::{AdvisorConfig, MailConfig};
 pub use selftest::SelftestConfig;
 use sources::PATH_MARK;
@@ -107,6 +109,9 @@ pub struct Config {
     /// The Prometheus endpoint.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// Push targets beside mail (ntfy, webhook, Matrix); none by default.
+    #[serde(default)]
+    pub notify: Vec<PushTarget>,
     /// The file this was read from (not a YAML key).
     #[serde(skip)]
     pub path: PathBuf,

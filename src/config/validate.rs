@@ -18,6 +18,7 @@ impl Config {
         self.metrics
             .check()
             .map_err(|(key, message)| self.err(key, message))?;
+        notify::check(&self.notify).map_err(|(key, message)| self.err(key, message))?;
         let e = &self.enforcement;
         // Each listed network becomes one dataset entry per address: a /8 or
         // a /64 from a feed would be millions (or 2^64) of them.
@@ -254,6 +255,7 @@ impl Config {
     /// at start and `status` shows them, so a lab setting left on is seen.
     pub fn warnings(&self) -> Vec<String> {
         let mut out: Vec<String> = self.metrics.warning().into_iter().collect();
+        out.extend(self.notify.iter().filter_map(PushTarget::warning));
         let plain = |url: &str| {
             url.get(..7)
                 .is_some_and(|s| s.eq_ignore_ascii_case("http://"))

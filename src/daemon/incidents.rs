@@ -23,7 +23,7 @@ use crate::config::{Config, SourceConfig};
 use crate::intel::misp::{EditBody, EventBody, EventEdit, NewAttribute, NewEvent, TagName};
 use crate::intel::set::Index;
 use crate::intel::unix_now;
-use crate::respond::outbox::{Action, EventFor, EventUpdate, MailPayload, Sighting};
+use crate::respond::outbox::{Action, EventFor, EventUpdate, MailPayload, PushPayload, Sighting};
 use crate::respond::{self, SharedOutbox};
 
 use super::agent::AlertsStatus;
@@ -86,6 +86,8 @@ pub struct Incidents {
     outbox: Option<SharedOutbox>,
     wake: Arc<Notify>,
     mail_on: bool,
+    /// The `notify:` targets' names: each gets every high-severity incident.
+    push_to: Vec<String>,
     /// The MISP sources, in config order: sightings go to the one that listed a hit, events to the first.
     misp: Vec<String>,
     do_not_break: Vec<IpNet>,
@@ -129,6 +131,7 @@ impl Incidents {
             outbox,
             wake,
             mail_on: !cfg.mail.to.is_empty(),
+            push_to: cfg.notify.iter().map(|t| t.name().to_string()).collect(),
             misp,
             do_not_break: cfg.enforcement.do_not_break.clone(),
             index,
@@ -412,6 +415,17 @@ impl Incidents {
                 advice: None,
             });
             if let Err(e) = outbox.put(&format!("{}:mail", inc.id), mail, true, now) {
+                tracing::error!("{e}");
+            }
+        }
+        // And on every push target: one action each, so one slow target
+        // holds up no other.
+        for target in self.push_to.iter().filter(|_| inc.high) {
+            let push = Action::Push(PushPayload {
+                target: target.clone(),
+                incident: inc.clone(),
+            });
+            if let Err(e) = outbox.put(&format!("{}:push-{target}", inc.id), push, true, now) {
                 tracing::error!("{e}");
             }
         }

@@ -128,6 +128,14 @@ impl Client {
         })
     }
 
+    /// The page of event `id` in MISP's web interface (for a person to open).
+    pub fn event_url(&self, id: u64) -> Option<String> {
+        self.base
+            .join(&format!("events/view/{id}"))
+            .ok()
+            .map(String::from)
+    }
+
     /// Caps the replies read (`limits.body_mb`).
     pub fn with_max_body(mut self, max_body: usize) -> Client {
         self.max_body = max_body;

@@ -66,7 +66,7 @@ fn inert(s: &str) -> String {
 }
 
 /// A subject must stay one line of printable text.
-fn one_line(s: &str, max: usize) -> String {
+pub(crate) fn one_line(s: &str, max: usize) -> String {
     let s: String = s
         .chars()
         .filter(|c| !crate::untrusted::is_bidi_control(*c))

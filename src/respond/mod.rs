@@ -6,6 +6,8 @@
 pub mod advisor;
 pub mod mail;
 pub mod outbox;
+pub mod push;
+mod pushing;
 pub mod tally;
 
 use std::collections::HashMap;
@@ -63,6 +65,8 @@ pub struct Responders {
     pub appliance: String,
     /// What was delivered, for status.
     pub tally: Arc<Tally>,
+    /// The `notify:` targets.
+    pub push: Vec<push::Pusher>,
 }
 
 impl Responders {
@@ -73,12 +77,14 @@ impl Responders {
     /// mail waiting, nor a slow LLM or SMTP server MISP.
     pub async fn run(self, wake: Arc<Notify>) {
         let mut window = self.load_window();
-        let (misp_wake, mail_wake) = (Notify::new(), Notify::new());
+        let mut push_windows = self.load_push_windows();
+        let (misp_wake, mail_wake, push_wake) = (Notify::new(), Notify::new(), Notify::new());
         let fan_out = async {
             loop {
                 wake.notified().await;
                 misp_wake.notify_one();
                 mail_wake.notify_one();
+                push_wake.notify_one();
             }
         };
         let misp = async {
@@ -99,7 +105,17 @@ impl Responders {
                 }
             }
         };
-        tokio::join!(fan_out, misp, mail);
+        // Pushes go their own way too: a phone must not wait on SMTP.
+        let push = async {
+            loop {
+                self.push_round(&mut push_windows, unix_now()).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(EVERY) => {}
+                    _ = push_wake.notified() => {}
+                }
+            }
+        };
+        tokio::join!(fan_out, misp, mail, push);
     }
 
     fn load_window(&self) -> RateWindow {
@@ -121,7 +137,9 @@ impl Responders {
 
     /// One pass over the MISP actions that are due, one by one.
     pub async fn misp_round(&self, now: u64) {
-        let due = lock(&self.outbox).due_if(now, |i| !i.action.is_incident_mail());
+        let due = lock(&self.outbox).due_if(now, |i| {
+            !i.action.is_incident_mail() && !matches!(i.action, Action::Push(_))
+        });
         for item in due {
             let result = self.perform(&item).await;
             self.record(&item, result.map_err(|e| (e, None)));
@@ -190,6 +208,7 @@ impl Responders {
                 Ok(())
             }
             Action::Mail(_) => Err("an incident mail is the mail round's".into()),
+            Action::Push(_) => Err("a push is the push round's".into()),
         }
     }
 
@@ -342,6 +361,7 @@ mod tests {
             state_dir: dir.to_path_buf(),
             appliance: "pi".into(),
             tally: Arc::default(),
+            push: Vec::new(),
         }
     }
 
@@ -427,6 +447,7 @@ mod tests {
             state_dir: dir.path().to_path_buf(),
             appliance: "pi".into(),
             tally: Arc::default(),
+            push: Vec::new(),
         };
         let wake = Arc::new(Notify::new());
         let task = tokio::spawn(r.run(wake.clone()));

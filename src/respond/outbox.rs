@@ -18,7 +18,7 @@ use crate::fsutil;
 mod action;
 #[cfg(test)]
 use crate::intel::misp::SightingType;
-pub use action::{Action, EventFor, EventUpdate, MailPayload, Notice, Sighting};
+pub use action::{Action, EventFor, EventUpdate, MailPayload, Notice, PushPayload, Sighting};
 
 /// Done markers older than this are forgotten (the keys they guard are long gone).
 pub const DONE_KEEP_SECS: u64 = 30 * 86400;
@@ -299,8 +299,9 @@ impl Outbox {
             return Ok(());
         };
         item.attempts += 1;
+        // A wait that ends now means now (not the backoff of a time long past).
         item.next_at = retry_at
-            .filter(|t| *t > now)
+            .filter(|t| *t >= now)
             .map_or(now + backoff(self.first_backoff, item.attempts), |t| {
                 t.min(now + MAX_BACKOFF_SECS)
             });

@@ -17,11 +17,13 @@ pub enum Responder {
     Misp,
     /// Incident mails, digests and notices about the appliance.
     Mail,
+    /// Pushes to the `notify:` targets (ntfy, webhook, Matrix).
+    Push,
 }
 
 impl Responder {
     /// Every responder, for metrics that show zeros too.
-    pub const ALL: [Responder; 2] = [Responder::Misp, Responder::Mail];
+    pub const ALL: [Responder; 3] = [Responder::Misp, Responder::Mail, Responder::Push];
 
     /// The responder that delivers `action`.
     pub fn of(action: &Action) -> Responder {
@@ -30,6 +32,7 @@ impl Responder {
                 Responder::Misp
             }
             Action::Mail(_) | Action::MailNotice(_) => Responder::Mail,
+            Action::Push(_) => Responder::Push,
         }
     }
 
@@ -38,6 +41,7 @@ impl Responder {
         match self {
             Responder::Misp => "misp",
             Responder::Mail => "mail",
+            Responder::Push => "push",
         }
     }
 }
@@ -53,6 +57,9 @@ pub struct Delivered {
     pub mails: Mails,
     /// LLM calls, by outcome.
     pub llm: LlmCalls,
+    /// Messages the push targets took, by target: one incident each, or digests.
+    #[serde(default)]
+    pub pushes: BTreeMap<String, Pushes>,
     /// Incidents whose advice was written offline because the LLM failed
     /// for good (or asked to wait too long).
     pub offline_advice: u64,
@@ -68,6 +75,17 @@ pub struct Mails {
     /// Notices about the appliance (self-test, sources).
     pub notice: u64,
     /// Incidents that went out in a digest instead of a mail of their own.
+    pub rate_limited: u64,
+}
+
+/// Messages one push target took.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pushes {
+    /// One incident each.
+    pub incident: u64,
+    /// Digests: the target's hourly limit folded several incidents into one.
+    pub digest: u64,
+    /// Incidents that went out in a digest instead of a message of their own.
     pub rate_limited: u64,
 }
 

@@ -39,6 +39,10 @@ LLM_KEY = "hw-llm-test-key-0123456789abcdef"
 SMTP_USER = "api"
 SMTP_PASSWORD = "hw-mailtrap-token-0123456789abcdef"
 OWNER = "owner@home.test"
+NTFY_TOKEN = "tk_homewardentest0123456789abcd"
+HOOK_SECRET = "hw-webhook-secret-0123456789abcdef"
+MATRIX_TOKEN = "syt_homewarden_test_token"
+MATRIX_ROOM = "!home:matrix.test"
 HOME_NET = "198.18.1.0/24"
 DEVICE = "198.18.1.2"
 
@@ -284,6 +288,57 @@ class Smtp(Peer):
         return out
 
 
+class Push(Peer):
+    """The push double: ntfy, the webhook and a Matrix homeserver's send API on one port."""
+    name = "push double"
+
+    def command(self, listen, port_file):
+        return [SYSTEM_PYTHON, str(TESTS / "push" / "push_double.py"), "--listen", listen,
+                "--port-file", str(port_file), "--state", str(self.dir / "state.json"),
+                "--ntfy-token", NTFY_TOKEN, "--webhook-secret", HOOK_SECRET,
+                "--matrix-token", MATRIX_TOKEN, "--matrix-room", MATRIX_ROOM,
+                "--tls-cert", str(self.tls["cert"]), "--tls-key", str(self.tls["key"])]
+
+    @property
+    def url(self):
+        return f"https://127.0.0.1:{self.port}"
+
+    def _admin(self, method, path, body=None):
+        import ssl
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        ctx = ssl.create_default_context(cafile=str(self.tls["ca"]))
+        with urllib.request.urlopen(req, timeout=10, context=ctx) as resp:
+            return json.loads(resp.read())
+
+    def fault(self, service, *items):
+        return self._admin("POST", "/__admin/faults", {"service": service, "queue": list(items)})
+
+    def delivered(self, service):
+        """What the service took (read from the state file: it survives the double's restarts)."""
+        path = self.dir / "state.json"
+        return json.loads(path.read_text())[service] if path.exists() else []
+
+    def requests(self):
+        return self._admin("GET", "/__admin/requests")
+
+    def targets(self, **override):
+        """`notify:` entries for all three services on this double."""
+        ca = str(self.tls["ca"])
+        t = {
+            "ntfy": {"type": "ntfy", "name": "phone", "url": self.url, "topic": "hw-home", "token_env": "NTFY_TOKEN",
+                     "ca_file": ca, "timeout": "5s"},
+            "webhook": {"type": "webhook", "name": "hook", "url": self.url + "/hook", "secret_env": "HOOK_SECRET",
+                        "ca_file": ca, "timeout": "5s"},
+            "matrix": {"type": "matrix", "name": "room", "url": self.url, "room": MATRIX_ROOM,
+                       "token_env": "MATRIX_TOKEN", "ca_file": ca, "timeout": "5s"},
+        }
+        for k, v in override.items():
+            t[k] = {**t[k], **v}
+        return list(t.values())
+
+
 def part(msg, subtype):
     """The decoded text of the message's text/<subtype> part."""
     for p in msg.walk():
@@ -299,7 +354,7 @@ class Agent:
     """homewarden run, with a config pointing at the peers; restartable on the same state."""
 
     def __init__(self, directory: Path, misp, llm, smtp, tls, alerts=None, mail=None, advisor=None,
-                 source=None):
+                 source=None, notify=None):
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self.misp, self.llm, self.smtp, self.tls = misp, llm, smtp, tls
@@ -318,6 +373,8 @@ class Agent:
                         "tries": 3, **(advisor or {})}
         self.source = {"name": "misp", "type": "misp", "url": misp.url, "ca_file": str(tls["ca"]),
                        "interval": "1h", **(source or {})}
+        self.notify = notify or []
+        self.secrets = {}  # more .env lines, by name
         self.write_config()
 
     def write_config(self):
@@ -332,11 +389,14 @@ class Agent:
             "sources": [self.source],
             "advisor": self.advisor,
             "mail": self.mail,
+            "notify": self.notify,
         }
         # JSON is YAML; no PyYAML needed to write it.
         self.config.write_text(json.dumps(cfg, indent=2) + "\n")
         (d / ".env").write_text(f"MISP_API_KEY={MISP_KEY}\nCOHERE_API_KEY={LLM_KEY}\n"
-                                f"MAILTRAP_TOKEN={SMTP_PASSWORD}\n")
+                                f"MAILTRAP_TOKEN={SMTP_PASSWORD}\nNTFY_TOKEN={NTFY_TOKEN}\n"
+                                f"HOOK_SECRET={HOOK_SECRET}\nMATRIX_TOKEN={MATRIX_TOKEN}\n"
+                                + "".join(f"{k}={v}\n" for k, v in self.secrets.items()))
 
     def start(self, env=None):
         assert self.proc is None or self.proc.poll() is not None, "already running"
@@ -474,6 +534,8 @@ def world(tls, request):
             started.append(self.llm)
             self.smtp = Smtp(d / "smtp", tls).start()
             started.append(self.smtp)
+            self.push = Push(d / "push", tls).start()
+            started.append(self.push)
             self.agent = None
 
         def make_agent(self, **kw):

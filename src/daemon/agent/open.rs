@@ -62,6 +62,7 @@ impl Agent {
                     .is_some_and(|k| secrets.get(k).is_some()),
             ),
             mail: cfg.mail.describe(),
+            notify: cfg.notify.iter().map(|t| t.describe()).collect(),
             warnings: cfg.warnings(),
             ..Status::default()
         };
@@ -181,6 +182,12 @@ fn build_responders(
         state_dir: cfg.state_dir.clone(),
         appliance: crate::respond::mail::appliance_name(),
         tally,
+        push: cfg
+            .notify
+            .iter()
+            .map(|t| crate::respond::push::Pusher::new(t, secrets))
+            .collect::<Result<_, _>>()
+            .map_err(|e| AgentError::Responder(e.to_string()))?,
     })
 }
 

@@ -204,6 +204,9 @@ pub struct Status {
     /// Where incident mail goes (`off`, or recipients and server).
     #[serde(default)]
     pub mail: String,
+    /// Where incidents are pushed (`notify:`), one line a target.
+    #[serde(default)]
+    pub notify: Vec<String>,
     /// A source is failing or has not pulled for three intervals.
     pub intel_stale: bool,
     /// Button presses that did something, newest last.

@@ -71,6 +71,14 @@ fn status() -> Status {
     d.llm.ok = 3;
     d.llm.rate_limited = 1;
     d.offline_advice = 1;
+    d.pushes.insert(
+        "phone".into(),
+        crate::respond::tally::Pushes {
+            incident: 2,
+            digest: 1,
+            rate_limited: 6,
+        },
+    );
     s
 }
 
@@ -146,6 +154,10 @@ fn the_status_becomes_metrics_with_prometheus_names() {
         "homewarden_llm_calls_total{outcome=\"rate_limited\"} 1",
         "homewarden_llm_calls_total{outcome=\"failed\"} 0",
         "homewarden_offline_advice_total 1",
+        "homewarden_pushes_sent_total{target=\"phone\",kind=\"incident\"} 2",
+        "homewarden_pushes_sent_total{target=\"phone\",kind=\"digest\"} 1",
+        "homewarden_push_rate_limited_total{target=\"phone\"} 6",
+        "homewarden_outbox_pending{responder=\"push\"} 0",
     ] {
         assert!(t.lines().any(|l| l == line), "no {line:?} in\n{t}");
     }

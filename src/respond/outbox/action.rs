@@ -26,6 +26,9 @@ pub enum Action {
     /// Mail the owner about an incident, with advice.
     #[serde(rename = "mail")]
     Mail(MailPayload),
+    /// Push an incident to one of the `notify:` targets.
+    #[serde(rename = "push")]
+    Push(PushPayload),
     /// Mail the owner about the appliance itself.
     #[serde(rename = "mail-notice")]
     MailNotice(Notice),
@@ -40,6 +43,7 @@ impl Action {
             Action::MispEventUpdate(_) => "misp-event-update",
             Action::Mail(_) => "mail",
             Action::MailNotice(_) => "mail-notice",
+            Action::Push(_) => "push",
         }
     }
 
@@ -105,4 +109,13 @@ pub struct Notice {
     pub subject: String,
     /// Body text.
     pub text: String,
+}
+
+/// What a push action carries.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PushPayload {
+    /// The `notify:` target, by name.
+    pub target: String,
+    /// The incident as it was when queued.
+    pub incident: Incident,
 }

@@ -136,6 +136,25 @@ fn responders(r: &mut Registry, d: &Delivered) {
         ]
         .map(|(outcome, n)| (one("outcome", outcome), n)),
     );
+    counters(
+        r,
+        "homewarden_pushes_sent",
+        "Messages each push target (notify:) took, by kind",
+        d.pushes.iter().flat_map(|(target, p)| {
+            [("incident", p.incident), ("digest", p.digest)].map(|(kind, n)| {
+                let labels = vec![("target", target.clone()), ("kind", kind.to_string())];
+                (labels, n)
+            })
+        }),
+    );
+    counters(
+        r,
+        "homewarden_push_rate_limited",
+        "Incidents pushed in a digest because the target's max_per_hour was reached",
+        d.pushes
+            .iter()
+            .map(|(target, p)| (one("target", target), p.rate_limited)),
+    );
     counter(
         r,
         "homewarden_offline_advice",
