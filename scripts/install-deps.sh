@@ -21,7 +21,7 @@ fi
 
 need=()
 for pkg in nftables iproute2 iptables ethtool curl python3 python3-venv python3-aiosmtpd \
-    iperf3 procps psmisc jq ca-certificates openssl time dnsmasq-base hostapd udhcpc conntrack valgrind prometheus; do
+    iperf3 procps psmisc jq ca-certificates openssl time dnsmasq-base hostapd udhcpc conntrack valgrind prometheus mosquitto mosquitto-clients; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || need+=("$pkg")
 done
 have_suricata=0
@@ -37,11 +37,13 @@ if [ ${#need[@]} -gt 0 ]; then
     log "installing: ${need[*]}"
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-# Prometheus (its promtool lints /metrics in the tests) starts a server on
-# install; the tests run their own.
-if [[ " ${need[*]} " == *" prometheus "* ]]; then
-    systemctl disable --now prometheus >/dev/null 2>&1 || true
-fi
+# Prometheus (its promtool lints /metrics in the tests) and mosquitto (the
+# Home Assistant tests' broker) start servers on install; the tests run their own.
+for svc in prometheus mosquitto; do
+    if [[ " ${need[*]} " == *" $svc "* ]]; then
+        systemctl disable --now "$svc" >/dev/null 2>&1 || true
+    fi
+done
 if [ $have_suricata -eq 0 ]; then
     log "installing suricata 7 from bookworm-backports"
     apt-get install -y -qq --no-install-recommends -t bookworm-backports suricata >/dev/null

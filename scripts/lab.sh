@@ -33,6 +33,7 @@ KEY=homewarden-lab-key-00000000000000000000
 COHERE_KEY=homewarden-lab-cohere-key-0000000000
 MAIL_TOKEN=homewarden-lab-mailtrap-token-000000
 METRICS_TOKEN=homewarden-lab-metrics-token-000000
+MQTT_PASSWORD=homewarden-lab-mqtt-password-0000
 NAMESPACES=(iot pi wan)
 PY=/usr/bin/python3
 T0=${EPOCHREALTIME/./}
@@ -167,6 +168,21 @@ start_wan_services() {
         https://203.0.113.30/__admin/faults
 }
 
+# Home Assistant's broker, on the devices' side as at home (mosquitto, with a login).
+start_home_broker() {
+    command -v mosquitto >/dev/null || die "mosquitto missing (scripts/install-deps.sh installs it)"
+    mosquitto_passwd -b -c "$LAB/mqtt.passwd" homewarden "$MQTT_PASSWORD"
+    cat >"$LAB/mosquitto.conf" <<EOF
+user root
+listener 1883 198.18.1.2
+allow_anonymous false
+password_file $LAB/mqtt.passwd
+persistence false
+EOF
+    spawn iot mqtt mosquitto -c "$LAB/mosquitto.conf"
+    wait_until "MQTT broker" 50 in_ns iot bash -c 'exec 3<>/dev/tcp/198.18.1.2/1883'
+}
+
 write_config() {
     cat >"$LAB/homewarden.yaml" <<YAML
 # homewarden lab config (written by scripts/lab.sh)
@@ -223,10 +239,14 @@ mail:
 metrics:
   listen: 127.0.0.1:9617
   token_env: METRICS_TOKEN
+mqtt:
+  url: mqtt://198.18.1.2:1883
+  user: homewarden
+  password_env: MQTT_PASSWORD
 YAML
     : >"$LAB/watch-list.txt"
-    printf 'MISP_API_KEY=%s\nCOHERE_API_KEY=%s\nMAILTRAP_TOKEN=%s\nMETRICS_TOKEN=%s\n' \
-        "$KEY" "$COHERE_KEY" "$MAIL_TOKEN" "$METRICS_TOKEN" >"$LAB/.env"
+    printf 'MISP_API_KEY=%s\nCOHERE_API_KEY=%s\nMAILTRAP_TOKEN=%s\nMETRICS_TOKEN=%s\nMQTT_PASSWORD=%s\n' \
+        "$KEY" "$COHERE_KEY" "$MAIL_TOKEN" "$METRICS_TOKEN" "$MQTT_PASSWORD" >"$LAB/.env"
     chmod 600 "$LAB/.env"
 }
 
@@ -283,6 +303,7 @@ up() {
     say "certificates"; make_certs
     say "namespaces iot — pi — wan"; make_namespaces
     say "wan: web servers, DNS, MISP double, SMTP server, LLM double"; start_wan_services
+    say "iot: Home Assistant's MQTT broker"; start_home_broker
     [ -z "$ROOT" ] || firewall_up
     write_config
     [ -n "$ROOT" ] || firewall_up

@@ -119,6 +119,22 @@ pub(crate) async fn run(path: &Path) -> Result<ExitCode> {
         (Some(addr), None) => Some((*addr, None)),
         (None, _) => None,
     };
+    let mqtt = {
+        let password = cfg
+            .mqtt
+            .password_env
+            .as_deref()
+            .and_then(|n| secrets.get(n));
+        let misp = cfg
+            .sources
+            .iter()
+            .filter_map(|s| match s {
+                config::SourceConfig::Misp(m) => Some((m.name.clone(), m.url.clone())),
+                _ => None,
+            })
+            .collect();
+        homewarden::daemon::homeassistant::Settings::new(&cfg.mqtt, password, &cfg.state_dir, misp)?
+    };
     let mut agent = Agent::open(cfg, &secrets)?;
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let (panel_tx, panel_rx) = tokio::sync::mpsc::channel(4);
@@ -134,6 +150,12 @@ pub(crate) async fn run(path: &Path) -> Result<ExitCode> {
         .await;
         drop(panel_stop);
     });
+    if let Some(settings) = mqtt {
+        let (status, requests, stop) = (agent.status(), tx.clone(), agent.stop_handle());
+        tokio::spawn(homewarden::daemon::homeassistant::run(
+            settings, status, requests, stop,
+        ));
+    }
     control::serve(&socket, access, agent.routes(tx), agent.stop_handle())
         .with_context(|| format!("control socket {}", socket.display()))?;
     if let Some((addr, token)) = metrics {

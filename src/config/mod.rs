@@ -5,6 +5,7 @@
 pub mod appliance;
 mod de;
 pub mod expansion;
+pub mod homeassistant;
 mod limits;
 mod metrics;
 mod network;
@@ -19,6 +20,7 @@ pub use appliance::{AccessConfig, Pins, BRIDGE};
 pub(crate) use de::de_duration;
 use de::{de_opt_duration, de_queues, de_shadow, de_source_shadow};
 pub use de::{MAX_QUEUES, SHADOW_DEFAULT};
+pub use homeassistant::MqttConfig;
 pub use limits::Limits;
 pub use metrics::MetricsConfig;
 pub use network::{AccessPoint, Network, OpenPort, Placement};
@@ -112,6 +114,9 @@ pub struct Config {
     /// Push targets beside mail (ntfy, webhook, Matrix); none by default.
     #[serde(default)]
     pub notify: Vec<PushTarget>,
+    /// Home Assistant over MQTT; off by default.
+    #[serde(default)]
+    pub mqtt: MqttConfig,
     /// The file this was read from (not a YAML key).
     #[serde(skip)]
     pub path: PathBuf,

@@ -19,6 +19,9 @@ impl Config {
             .check()
             .map_err(|(key, message)| self.err(key, message))?;
         notify::check(&self.notify).map_err(|(key, message)| self.err(key, message))?;
+        self.mqtt
+            .check()
+            .map_err(|(key, message)| self.err(key, message))?;
         let e = &self.enforcement;
         // Each listed network becomes one dataset entry per address: a /8 or
         // a /64 from a feed would be millions (or 2^64) of them.
@@ -256,6 +259,7 @@ impl Config {
     pub fn warnings(&self) -> Vec<String> {
         let mut out: Vec<String> = self.metrics.warning().into_iter().collect();
         out.extend(self.notify.iter().filter_map(PushTarget::warning));
+        out.extend(self.mqtt.warning());
         let plain = |url: &str| {
             url.get(..7)
                 .is_some_and(|s| s.eq_ignore_ascii_case("http://"))

@@ -83,6 +83,8 @@ pub struct Incidents {
     acked: HashSet<String>,
     dirty: bool,
     last_block: Option<i64>,
+    /// Blocked alerts on one local day: (day number, count).
+    blocked_today: (i64, u64),
     outbox: Option<SharedOutbox>,
     wake: Arc<Notify>,
     mail_on: bool,
@@ -128,6 +130,7 @@ impl Incidents {
             acked,
             dirty: false,
             last_block: None,
+            blocked_today: (0, 0),
             outbox,
             wake,
             mail_on: !cfg.mail.to.is_empty(),
@@ -210,6 +213,11 @@ impl Incidents {
         let blocked = a.action == "blocked";
         if blocked {
             self.last_block = Some(a.time);
+            let day = local_day(a.time);
+            self.blocked_today = match self.blocked_today {
+                (d, n) if d == day => (d, n + 1),
+                _ => (day, 1),
+            };
         }
         let outcome = {
             let index = self.index.borrow();
@@ -315,6 +323,10 @@ impl Incidents {
                 .map(|i| i.id.clone())
                 .collect(),
             last_block: self.last_block,
+            blocked_today: match self.blocked_today {
+                (d, n) if d == local_day(unix_now() as i64) => n,
+                _ => 0,
+            },
             recent: recent.into_iter().take(RECENT_INCIDENTS).collect(),
             ..AlertsStatus::default()
         });
@@ -545,9 +557,37 @@ fn misp_event(inc: &Incident) -> NewEvent {
     }
 }
 
+/// The day `t` (unix seconds) falls on in the appliance's time zone, as a
+/// day number: "blocked today" starts at local midnight.
+pub fn local_day(t: i64) -> i64 {
+    let offset = {
+        let time: libc::time_t = t;
+        // SAFETY: localtime_r reads `time` and writes only the `tm` we own.
+        let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+        let ok = unsafe { !libc::localtime_r(&time, &mut tm).is_null() };
+        if ok {
+            tm.tm_gmtoff
+        } else {
+            0
+        }
+    };
+    (t + offset).div_euclid(86_400)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{misp_event, update_due};
+    use super::{local_day, misp_event, update_due};
+
+    #[test]
+    fn a_local_day_is_a_day_long_and_starts_at_local_midnight() {
+        let t = 1_800_000_000;
+        assert_eq!(local_day(t) - local_day(t - 86_400), 1);
+        let midnight = (t - 43_200..=t)
+            .find(|&x| local_day(x) != local_day(x - 1))
+            .or_else(|| (t..t + 43_200).find(|&x| local_day(x) != local_day(x - 1)))
+            .unwrap();
+        assert_eq!(local_day(midnight - 1) + 1, local_day(midnight));
+    }
     use crate::alerts::triage::{Outcome, Settings, Triage};
 
     /// The MISP attribute types of the event an SNI hit on `sni` gives.

@@ -1,12 +1,24 @@
 //! The running daemon: the agent that owns sources and enforcement, the
 //! incidents' owner that reads and triages alerts beside it, the supervisor
-//! that feeds systemd's watchdog only while both report in, and the control
-//! socket the CLI talks to.
+//! that feeds systemd's watchdog only while both report in, the control
+//! socket the CLI talks to, and the places owners look (/metrics, Home
+//! Assistant over MQTT).
 
 pub mod agent;
 pub mod control;
+pub mod homeassistant;
 pub mod incidents;
 pub mod memory;
 pub mod metrics;
 pub mod shutdown;
 pub mod supervisor;
+
+/// Aborts a task when dropped, so none outlives the task that started it
+/// (the responders the agent loop, the TLS bridge its MQTT connection).
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

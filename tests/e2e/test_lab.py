@@ -803,6 +803,75 @@ def test_the_metrics_say_what_status_says_and_a_real_prometheus_scrapes_them(lab
         shutil.rmtree(work, ignore_errors=True)
 
 
+MQTT = ("-h", "198.18.1.2", "-u", "homewarden", "-P", "homewarden-lab-mqtt-password-0000")
+# What Home Assistant's MQTT discovery documentation requires of each component.
+REQUIRED = {"sensor": {"state_topic"}, "binary_sensor": {"state_topic"}, "button": {"command_topic"}}
+
+
+def mqtt_retained(lab, topic, count=1):
+    """{topic: payload} of (up to `count`) retained messages under `topic`, read
+    as Home Assistant would from the broker on the devices' side."""
+    r = lab.ns("iot", "mosquitto_sub", *MQTT, "-t", topic, "-v", "--retained-only", "-C", str(count),
+               "-W", "3")
+    out = {}
+    for line in r.stdout.splitlines():
+        t, _, payload = line.partition(" ")
+        out[t] = payload
+    return out
+
+
+def test_home_assistant_sees_the_appliance_an_incident_and_presses_its_button(lab):
+    node = (lab.dir / "state" / "homeassistant-node-id").read_text().strip()
+    base = f"homewarden/{node}"
+    assert wait_for(lambda: mqtt_retained(lab, f"{base}/availability").get(f"{base}/availability") == "online", 15)
+
+    # Discovery: one device, eight entities, each config as the docs require.
+    configs = {t: json.loads(p) for t, p in mqtt_retained(lab, "homeassistant/#", 8).items()
+               if t.endswith("/config")}
+    assert len(configs) == 8, sorted(configs)
+    published = mqtt_retained(lab, f"{base}/#", 3)
+    for topic, cfg in configs.items():
+        prefix, component, n, obj, _ = topic.split("/")
+        assert (prefix, n) == ("homeassistant", node), topic
+        assert REQUIRED[component] <= set(cfg), (topic, cfg)
+        # Stable across restarts: made from the node id kept in the state directory.
+        assert cfg["unique_id"] == f"homewarden_{node}_{obj}", cfg
+        assert cfg["device"]["identifiers"] == [f"homewarden_{node}"], cfg
+        assert cfg["availability_topic"] == f"{base}/availability"
+        for key in ("state_topic", "json_attributes_topic"):
+            if key in cfg:  # a topic the agent really publishes, retained
+                assert cfg[key] in published, (topic, key, cfg[key], sorted(published))
+
+    def state():
+        return json.loads(mqtt_retained(lab, f"{base}/state").get(f"{base}/state", "{}"))
+
+    # A fresh listed address (from MISP, threat level high), then a device reaches for it.
+    lab.agent("ack")
+    assert wait_for(lambda: state().get("threat") != "alert", 10), state()
+    fresh = "203.0.113.68"
+    uuids = misp_admin(lab, "add", fresh).split()
+    try:
+        lab.agent("sync", "--once")
+        before = state()["blocked_today"]
+        assert not lab.http_ok(fresh)
+        assert wait_for(lambda: state().get("threat") == "alert", 15), state()
+        s = state()
+        assert s["open_high"] >= 1 and s["blocked_today"] > before and s["last_incident"].endswith(fresh), s
+        attrs = json.loads(mqtt_retained(lab, f"{base}/last_incident")[f"{base}/last_incident"])
+        assert attrs["remote"] == fresh and attrs["source"] == "lab-misp", attrs
+        assert attrs["misp_event"].startswith("https://203.0.113.10:8443/events/view/"), attrs
+
+        # The Acknowledge button, pressed in Home Assistant, does what the panel's press does.
+        r = lab.ns("iot", "mosquitto_pub", *MQTT, "-t", f"{base}/command", "-m", "ack")
+        assert r.returncode == 0, r.stderr
+        assert wait_for(lambda: lab.status()["alerts"]["high_unacked"] == 0, 10), lab.status()["alerts"]
+        assert wait_for(lambda: state().get("threat") != "alert", 10), state()
+        assert any("acknowledged" in p["action"] for p in lab.status()["presses"])
+    finally:
+        misp_admin(lab, "delete", *uuids)
+        lab.agent("sync", "--once")
+
+
 def test_alerts_the_agent_never_got_are_counted_not_lost_silently(lab):
     """The agent stalls (SIGSTOP) while a device floods queries for a listed
     name: Suricata fills the agent's eve socket and drops what does not fit.

@@ -17,6 +17,7 @@ use crate::config::{Config, SourceConfig};
 use crate::daemon::incidents::{self, Held, Incidents};
 use crate::daemon::shutdown::{Stop, Stopper};
 use crate::daemon::supervisor::{Heart, Supervisor};
+use crate::daemon::AbortOnDrop;
 use crate::enforce::firewall::names;
 use crate::enforce::suricata::apply::{Applier, ApplyReport};
 use crate::enforce::suricata::selftest::{self, Probe};
@@ -594,15 +595,6 @@ fn index_of(sources: &[Source]) -> Index {
 
 /// How long a non-blocking reload gets before the self-test looks.
 const RELOAD_SETTLE: u64 = 15;
-
-/// Aborts a task when dropped, so no responder outlives the agent loop.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
 
 #[cfg(test)]
 mod storm_tests;

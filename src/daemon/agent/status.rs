@@ -233,6 +233,9 @@ pub struct AlertsStatus {
     pub acknowledged: Vec<String>,
     /// Unix time of the last blocked alert.
     pub last_block: Option<i64>,
+    /// Blocked alerts since local midnight (or the agent's start).
+    #[serde(default)]
+    pub blocked_today: u64,
     /// Alerts Suricata raised, and how many of them never arrived.
     #[serde(default)]
     pub loss: crate::alerts::loss::LossStatus,
