@@ -139,18 +139,7 @@ mod tests {
     /// The commented example in the shipped config, uncommented, is valid.
     #[test]
     fn the_example_in_the_shipped_config_is_valid() {
-        let shipped = include_str!("../../overlays/etc/homewarden/homewarden.yaml");
-        let block: String = shipped
-            .lines()
-            .skip_while(|l| !l.starts_with("# mqtt:"))
-            .take_while(|l| l.starts_with('#'))
-            .map(|l| {
-                format!(
-                    "{}\n",
-                    l.strip_prefix("# ").unwrap_or(l).trim_start_matches('#')
-                )
-            })
-            .collect();
+        let block = crate::config::shipped_example("mqtt");
         #[derive(Deserialize)]
         struct Section {
             mqtt: MqttConfig,

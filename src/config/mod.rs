@@ -569,3 +569,21 @@ fn one_line(s: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// The commented example of `section` in the shipped config, uncommented:
+/// from its `# section:` line while lines are comments (the tests of each
+/// section check that what owners are shown parses and validates).
+#[cfg(test)]
+pub(crate) fn shipped_example(section: &str) -> String {
+    include_str!("../../overlays/etc/homewarden/homewarden.yaml")
+        .lines()
+        .skip_while(|l| !l.starts_with(&format!("# {section}:")))
+        .take_while(|l| l.starts_with('#'))
+        .map(|l| {
+            format!(
+                "{}\n",
+                l.strip_prefix("# ").unwrap_or(l).trim_start_matches('#')
+            )
+        })
+        .collect()
+}

@@ -181,6 +181,23 @@ class Peer:
         self.proc = None
 
 
+class AdminPeer(Peer):
+    """A double with a JSON admin API (/__admin/...) on its HTTPS port."""
+
+    @property
+    def url(self):
+        return f"https://127.0.0.1:{self.port}"
+
+    def _admin(self, method, path, body=None):
+        import ssl
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        ctx = ssl.create_default_context(cafile=str(self.tls["ca"]))
+        with urllib.request.urlopen(req, timeout=10, context=ctx) as resp:
+            return json.loads(resp.read())
+
+
 class Misp(Peer):
     name = "misp double"
 
@@ -222,7 +239,7 @@ class Misp(Peer):
         return out
 
 
-class Llm(Peer):
+class Llm(AdminPeer):
     name = "llm double"
 
     def command(self, listen, port_file):
@@ -230,19 +247,6 @@ class Llm(Peer):
                 "--port-file", str(port_file), "--api-key", LLM_KEY,
                 "--request-log", str(self.dir / "requests.jsonl"),
                 "--tls-cert", str(self.tls["cert"]), "--tls-key", str(self.tls["key"])]
-
-    @property
-    def url(self):
-        return f"https://127.0.0.1:{self.port}"
-
-    def _admin(self, method, path, body=None):
-        import ssl
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-        ctx = ssl.create_default_context(cafile=str(self.tls["ca"]))
-        with urllib.request.urlopen(req, timeout=10, context=ctx) as resp:
-            return json.loads(resp.read())
 
     def queue(self, *items):
         return self._admin("POST", "/__admin/faults", {"queue": list(items)})
@@ -288,7 +292,7 @@ class Smtp(Peer):
         return out
 
 
-class Push(Peer):
+class Push(AdminPeer):
     """The push double: ntfy, the webhook and a Matrix homeserver's send API on one port."""
     name = "push double"
 
@@ -298,19 +302,6 @@ class Push(Peer):
                 "--ntfy-token", NTFY_TOKEN, "--webhook-secret", HOOK_SECRET,
                 "--matrix-token", MATRIX_TOKEN, "--matrix-room", MATRIX_ROOM,
                 "--tls-cert", str(self.tls["cert"]), "--tls-key", str(self.tls["key"])]
-
-    @property
-    def url(self):
-        return f"https://127.0.0.1:{self.port}"
-
-    def _admin(self, method, path, body=None):
-        import ssl
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-        ctx = ssl.create_default_context(cafile=str(self.tls["ca"]))
-        with urllib.request.urlopen(req, timeout=10, context=ctx) as resp:
-            return json.loads(resp.read())
 
     def fault(self, service, *items):
         return self._admin("POST", "/__admin/faults", {"service": service, "queue": list(items)})
