@@ -151,9 +151,11 @@ pub(crate) async fn run(path: &Path) -> Result<ExitCode> {
         drop(panel_stop);
     });
     if let Some(settings) = mqtt {
+        let (link_tx, link_rx) = tokio::sync::watch::channel(None);
+        agent.set_mqtt(link_rx);
         let (status, requests, stop) = (agent.status(), tx.clone(), agent.stop_handle());
         tokio::spawn(homewarden::daemon::homeassistant::run(
-            settings, status, requests, stop,
+            settings, status, requests, link_tx, stop,
         ));
     }
     control::serve(&socket, access, agent.routes(tx), agent.stop_handle())

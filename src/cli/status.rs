@@ -158,6 +158,19 @@ pub(crate) fn human_status(s: &Status, now: u64) -> String {
         ob.pending, ob.failing, ob.dropped, ob.corrupt
     );
     let _ = writeln!(o, "advice: {}; mail: {}", s.advisor, s.mail);
+    if let Some(m) = &s.mqtt {
+        let _ = match (&m.error, m.connected) {
+            (_, true) => writeln!(
+                o,
+                "home assistant: connected to {} since {} (node {})",
+                m.broker,
+                ago(now, m.since),
+                m.node
+            ),
+            (Some(e), false) => writeln!(o, "home assistant: NOT connected to {}: {e}", m.broker),
+            (None, false) => writeln!(o, "home assistant: connecting to {}", m.broker),
+        };
+    }
     for (t, line) in s
         .notify
         .iter()

@@ -824,6 +824,9 @@ def test_home_assistant_sees_the_appliance_an_incident_and_presses_its_button(la
     node = (lab.dir / "state" / "homeassistant-node-id").read_text().strip()
     base = f"homewarden/{node}"
     assert wait_for(lambda: mqtt_retained(lab, f"{base}/availability").get(f"{base}/availability") == "online", 15)
+    mqtt = lab.status()["mqtt"]
+    assert mqtt["connected"] and mqtt["broker"] == "mqtt://198.18.1.2:1883" and mqtt["node"] == node, mqtt
+    assert "home assistant: connected to mqtt://198.18.1.2:1883" in lab.agent("status").stdout
 
     # Discovery: one device, eight entities, each config as the docs require.
     configs = {t: json.loads(p) for t, p in mqtt_retained(lab, "homeassistant/#", 8).items()

@@ -213,6 +213,8 @@ pub struct Agent {
     /// The last self-test failed and the last good rendering was put back.
     rolled_back: bool,
     panel: Option<mpsc::Sender<PanelInput>>,
+    /// The Home Assistant task's connection, for status.
+    mqtt: Option<watch::Receiver<Option<crate::daemon::homeassistant::Link>>>,
     intake: Arc<Counters>,
     cfg: Config,
     store: Store,
@@ -262,6 +264,11 @@ impl Agent {
     /// Connects the panel task, which takes simulated presses.
     pub fn set_panel(&mut self, tx: mpsc::Sender<PanelInput>) {
         self.panel = Some(tx);
+    }
+
+    /// Connects the Home Assistant task, whose connection status shows.
+    pub fn set_mqtt(&mut self, link: watch::Receiver<Option<crate::daemon::homeassistant::Link>>) {
+        self.mqtt = Some(link);
     }
 
     /// Runs until `shutdown` resolves (or a factory reset asks for a restart).

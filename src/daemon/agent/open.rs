@@ -134,6 +134,7 @@ impl Agent {
             applied: None,
             rolled_back: false,
             panel: None,
+            mqtt: None,
             intake: Arc::new(Counters::default()),
             packet_path: crate::enforce::firewall::PacketPath::from_config(&cfg, None),
             path_wrong: None,

@@ -189,6 +189,9 @@ pub struct Status {
     /// What the responders delivered since the agent started.
     #[serde(default)]
     pub responders: Delivered,
+    /// Home Assistant's broker, when `mqtt:` is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mqtt: Option<crate::daemon::homeassistant::Link>,
     /// Shadow mode: indicators observed before they block.
     #[serde(default)]
     pub shadow: ShadowStatus,
@@ -356,6 +359,7 @@ impl Agent {
             .map(|o| respond::lock(o).stats())
             .unwrap_or_default();
         self.status.responders = self.tally.snapshot();
+        self.status.mqtt = self.mqtt.as_ref().and_then(|l| l.borrow().clone());
         self.status_tx.send_replace(self.status.clone());
     }
 }

@@ -41,6 +41,22 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 #[error("mqtt: {0}")]
 pub struct MqttError(String);
 
+/// The connection to the broker, as `homewarden status` shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Link {
+    /// `host:port` (`mqtts://` when TLS).
+    pub broker: String,
+    /// The node id (Home Assistant's entities are named from it).
+    pub node: String,
+    /// Connected now.
+    pub connected: bool,
+    /// When the connection last came up or went down (unix seconds).
+    pub since: Option<u64>,
+    /// Why it is down, if it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// Everything the task needs, built once at start.
 pub struct Settings {
     broker: Broker,
@@ -210,12 +226,12 @@ fn options(s: &Settings) -> MqttOptions {
 /// What was last published, so only a change is sent again.
 type Published = Option<(discovery::StateMessage, discovery::IncidentAttributes)>;
 
-struct Link {
+struct Client {
     client: AsyncClient,
     topics: Topics,
 }
 
-impl Link {
+impl Client {
     /// Queues a message without waiting; false if the queue was full.
     fn send(&self, topic: String, payload: Vec<u8>, retain: bool) -> bool {
         match self
@@ -275,8 +291,24 @@ pub async fn run<R: From<ButtonAction> + Send + 'static>(
     s: Settings,
     mut status: watch::Receiver<Status>,
     requests: mpsc::Sender<R>,
+    link_tx: watch::Sender<Option<Link>>,
     mut stop: Stop,
 ) {
+    let scheme = if s.tls.is_some() { "mqtts" } else { "mqtt" };
+    let mut shown = Link {
+        broker: format!("{scheme}://{}:{}", s.broker.host, s.broker.port),
+        node: s.topics.node.clone(),
+        ..Link::default()
+    };
+    link_tx.send_replace(Some(shown.clone()));
+    let mut show = |connected: bool, error: Option<String>| {
+        if shown.connected != connected || (!connected && shown.error.is_none()) {
+            shown.since = Some(crate::intel::unix_now());
+        }
+        shown.connected = connected;
+        shown.error = error;
+        link_tx.send_replace(Some(shown.clone()));
+    };
     let _bridge = match &s.tls {
         Some((config, socket)) => {
             let _ = std::fs::remove_file(socket);
@@ -295,7 +327,7 @@ pub async fn run<R: From<ButtonAction> + Send + 'static>(
         None => None,
     };
     let (client, mut events) = AsyncClient::new(options(&s), 64);
-    let link = Link {
+    let link = Client {
         client,
         topics: s.topics.clone(),
     };
@@ -314,6 +346,7 @@ pub async fn run<R: From<ButtonAction> + Send + 'static>(
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     tracing::info!("mqtt: connected");
                     connected = true;
+                    show(true, None);
                     backoff = Duration::from_secs(1);
                     link.announce(&s.appliance);
                     published = None;
@@ -351,6 +384,7 @@ pub async fn run<R: From<ButtonAction> + Send + 'static>(
                         tracing::debug!("mqtt: cannot connect: {e}");
                     }
                     connected = false;
+                    show(false, Some(crate::respond::mail::one_line(&e.to_string(), 200)));
                     tokio::select! {
                         _ = stop.wait() => break,
                         _ = tokio::time::sleep(backoff) => {}

@@ -358,10 +358,19 @@ async fn a_real_broker_carries_the_device_its_state_and_the_buttons() {
     let (status_tx, status_rx) = watch::channel(protected());
     let (req_tx, mut req_rx) = mpsc::channel::<ButtonAction>(4);
     let stopper = crate::daemon::shutdown::Stopper::default();
-    let task = tokio::spawn(run(s, status_rx, req_tx.clone(), stopper.handle()));
+    let (link_tx, mut link) = watch::channel(None);
+    let task = tokio::spawn(run(s, status_rx, req_tx.clone(), link_tx, stopper.handle()));
 
     // Announced: eight retained configs that pass the documented rules, online, the state.
     watcher.until(&t.availability(), |v| v == b"online").await;
+    let shown = link
+        .wait_for(|l| l.as_ref().is_some_and(|l| l.connected))
+        .await
+        .unwrap()
+        .clone()
+        .unwrap();
+    assert_eq!(shown.broker, format!("mqtt://127.0.0.1:{}", broker.port));
+    assert_eq!((shown.node.as_str(), shown.error), (t.node.as_str(), None));
     let mut configs = Vec::new();
     for (topic, want) in discovery::configs(&t, "x", "y") {
         let got = json(&watcher.until(&topic, |v| !v.is_empty()).await);
@@ -428,7 +437,14 @@ async fn a_real_broker_carries_the_device_its_state_and_the_buttons() {
     let s = settings();
     assert_eq!(s.topics(), &t, "the node id survives a restart");
     let stopper = crate::daemon::shutdown::Stopper::default();
-    let task = tokio::spawn(run(s, status_tx.subscribe(), req_tx, stopper.handle()));
+    let (link_tx, _link) = watch::channel(None);
+    let task = tokio::spawn(run(
+        s,
+        status_tx.subscribe(),
+        req_tx,
+        link_tx,
+        stopper.handle(),
+    ));
     watcher.until(&t.availability(), |v| v == b"online").await;
     task.abort();
     let _ = task.await;
@@ -522,15 +538,21 @@ async fn mqtts_goes_through_our_own_tls_and_refuses_a_broker_it_cannot_verify() 
         .unwrap();
     let t = s.topics().clone();
     let stopper = crate::daemon::shutdown::Stopper::default();
+    let (link_tx, link) = watch::channel(None);
     let task = tokio::spawn(run(
         s,
         status_tx.subscribe(),
         req_tx.clone(),
+        link_tx,
         stopper.handle(),
     ));
     tokio::time::sleep(Duration::from_secs(2)).await;
     stopper.stop().await;
     task.await.unwrap();
+    // Status says so: not connected, and why.
+    let shown = link.borrow().clone().unwrap();
+    assert!(!shown.connected && shown.error.is_some(), "{shown:?}");
+    assert!(shown.broker.starts_with("mqtts://"), "{shown:?}");
     let sub = |args: Vec<String>| {
         let mut c = tokio::process::Command::new("mosquitto_sub");
         c.args([
@@ -560,7 +582,14 @@ async fn mqtts_goes_through_our_own_tls_and_refuses_a_broker_it_cannot_verify() 
         .unwrap()
         .unwrap();
     let stopper = crate::daemon::shutdown::Stopper::default();
-    let task = tokio::spawn(run(s, status_tx.subscribe(), req_tx, stopper.handle()));
+    let (link_tx, _link) = watch::channel(None);
+    let task = tokio::spawn(run(
+        s,
+        status_tx.subscribe(),
+        req_tx,
+        link_tx,
+        stopper.handle(),
+    ));
     let args = ["-t", &t.availability(), "-C", "1", "-W", "10"];
     let reader = sub(args.map(String::from).to_vec()).await;
     stopper.stop().await;

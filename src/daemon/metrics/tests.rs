@@ -177,6 +177,10 @@ fn full_status() -> Status {
     s.selftest.last_run = Some(1_800_000_150);
     s.path.bridge_inspected = Some(true);
     s.suricata.last_change = Some(1_800_000_120);
+    s.mqtt = Some(crate::daemon::homeassistant::Link {
+        connected: true,
+        ..Default::default()
+    });
     s
 }
 
@@ -243,6 +247,7 @@ fn the_readme_table_names_every_metric_and_nothing_else() {
         .split("### Metrics (Prometheus)")
         .nth(1)
         .and_then(|s| s.split("\n## ").next())
+        .and_then(|s| s.split("\n### ").next())
         .unwrap();
     let documented: BTreeSet<String> = section
         .lines()

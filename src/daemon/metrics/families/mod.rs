@@ -159,6 +159,14 @@ pub fn registry(status: &Status, now: i64, resident_bytes: Option<u64>) -> Regis
         "Indicators observed in shadow mode (alerting, not blocking)",
         i(status.shadow.observed),
     );
+    if let Some(m) = &status.mqtt {
+        gauge(
+            &mut r,
+            "homewarden_mqtt_connected",
+            "1 while the agent is connected to Home Assistant's MQTT broker",
+            i64::from(m.connected),
+        );
+    }
     let st = &status.selftest;
     if let Some(ok) = st.ok {
         gauge(
