@@ -327,7 +327,7 @@ pub async fn run<R: From<ButtonAction> + Send + 'static>(
         None => None,
     };
     let (client, mut events) = AsyncClient::new(options(&s), 64);
-    let link = Client {
+    let mqtt = Client {
         client,
         topics: s.topics.clone(),
     };
@@ -348,13 +348,12 @@ pub async fn run<R: From<ButtonAction> + Send + 'static>(
                     connected = true;
                     show(true, None);
                     backoff = Duration::from_secs(1);
-                    link.announce(&s.appliance);
+                    mqtt.announce(&s.appliance);
                     published = None;
-                    let st = status.borrow_and_update().clone();
-                    link.state(&s, &st, &mut published);
+                    mqtt.state(&s, &status.borrow_and_update(), &mut published);
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
-                    if p.topic == link.topics.command() {
+                    if p.topic == mqtt.topics.command() {
                         match discovery::command(&p.payload) {
                             Some(c) => {
                                 let action = match c {
@@ -368,12 +367,11 @@ pub async fn run<R: From<ButtonAction> + Send + 'static>(
                             }
                             None => tracing::warn!("mqtt: unknown command on {}", p.topic),
                         }
-                    } else if p.topic == link.topics.ha_status() && &p.payload[..] == b"online" {
+                    } else if p.topic == mqtt.topics.ha_status() && &p.payload[..] == b"online" {
                         // Home Assistant restarted: the configs again, as its docs ask.
-                        link.announce(&s.appliance);
+                        mqtt.announce(&s.appliance);
                         published = None;
-                        let st = status.borrow().clone();
-                        link.state(&s, &st, &mut published);
+                        mqtt.state(&s, &status.borrow(), &mut published);
                     }
                 }
                 Ok(_) => {}
@@ -396,15 +394,14 @@ pub async fn run<R: From<ButtonAction> + Send + 'static>(
                 if changed.is_err() {
                     break;
                 }
-                let st = status.borrow_and_update().clone();
-                link.state(&s, &st, &mut published);
+                mqtt.state(&s, &status.borrow_and_update(), &mut published);
             }
         }
     }
     // Say goodbye properly: "offline", then a clean disconnect (no last will).
     if connected {
-        link.send(link.topics.availability(), OFFLINE.into(), true);
-        let _ = link.client.try_disconnect();
+        mqtt.send(mqtt.topics.availability(), OFFLINE.into(), true);
+        let _ = mqtt.client.try_disconnect();
         let flush = async {
             while let Ok(ev) = events.poll().await {
                 if matches!(ev, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
