@@ -407,25 +407,18 @@ async fn a_real_broker_carries_the_device_its_state_and_the_buttons() {
     );
     assert_eq!(attrs["misp_event"], "https://misp.lab/events/view/42");
 
-    // The Acknowledge button, pressed in Home Assistant: the agent gets the panel's Ack.
-    watcher
-        .client
-        .publish(t.command(), QoS::AtLeastOnce, false, "ack")
-        .await
-        .unwrap();
-    let got = tokio::time::timeout(Duration::from_secs(10), req_rx.recv())
-        .await
-        .unwrap();
-    assert_eq!(got, Some(ButtonAction::Ack));
-    watcher
-        .client
-        .publish(t.command(), QoS::AtLeastOnce, false, "resync")
-        .await
-        .unwrap();
-    let got = tokio::time::timeout(Duration::from_secs(10), req_rx.recv())
-        .await
-        .unwrap();
-    assert_eq!(got, Some(ButtonAction::Resync));
+    // The buttons, pressed in Home Assistant: the agent gets the panel's requests.
+    for (payload, want) in [("ack", ButtonAction::Ack), ("resync", ButtonAction::Resync)] {
+        watcher
+            .client
+            .publish(t.command(), QoS::AtLeastOnce, false, payload)
+            .await
+            .unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(10), req_rx.recv())
+            .await
+            .unwrap();
+        assert_eq!(got, Some(want));
+    }
 
     // Stopped: offline, said by the agent itself.
     stopper.stop().await;
