@@ -34,6 +34,7 @@ pub mod appliance;
 pub mod child;
 pub mod config;
 pub mod daemon;
+pub mod devices;
 pub mod enforce;
 pub mod fnv;
 pub mod fsutil;

@@ -4,6 +4,7 @@
 
 pub mod appliance;
 mod de;
+pub mod devices;
 pub mod expansion;
 pub mod homeassistant;
 mod limits;
@@ -20,6 +21,7 @@ pub use appliance::{AccessConfig, Pins, BRIDGE};
 pub(crate) use de::de_duration;
 use de::{de_opt_duration, de_queues, de_shadow, de_source_shadow};
 pub use de::{MAX_QUEUES, SHADOW_DEFAULT};
+pub use devices::{DevicesConfig, NewDevice};
 pub use homeassistant::MqttConfig;
 pub use limits::Limits;
 pub use metrics::MetricsConfig;
@@ -117,6 +119,9 @@ pub struct Config {
     /// Home Assistant over MQTT; off by default.
     #[serde(default)]
     pub mqtt: MqttConfig,
+    /// The inventory of the home's devices and their quarantine.
+    #[serde(default)]
+    pub devices: DevicesConfig,
     /// The file this was read from (not a YAML key).
     #[serde(skip)]
     pub path: PathBuf,

@@ -22,6 +22,9 @@ impl Config {
         self.mqtt
             .check()
             .map_err(|(key, message)| self.err(key, message))?;
+        self.devices
+            .check()
+            .map_err(|(key, message)| self.err(key, message))?;
         let e = &self.enforcement;
         // Each listed network becomes one dataset entry per address: a /8 or
         // a /64 from a feed would be millions (or 2^64) of them.
