@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use homewarden::config::{self};
-use homewarden::daemon::control::{Command, OwnerCommand};
+use homewarden::daemon::control::{Command, DeviceCommand, OwnerCommand};
 
 mod cli;
 use cli::*;
@@ -169,11 +169,51 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// The home's devices: name, vendor, address, MAC, first and last seen,
+    /// incidents and blocked connections in the last 24 hours.
+    Devices {
+        #[command(subcommand)]
+        action: Option<DevicesAction>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cut a device off: it may reach only the Pi's DHCP and DNS (and
+    /// devices.quarantine_allow), enforced by the kernel at once and kept over reboots.
+    Quarantine {
+        /// Its name, MAC or address.
+        device: String,
+        /// Only for this long (e.g. 2h, 7d).
+        #[arg(long = "for", value_parser = humantime::parse_duration)]
+        for_: Option<Duration>,
+        /// Why (kept with the quarantine, shown in status).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Quarantine a device on enforcement.do_not_break too.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Let a quarantined device back onto the internet.
+    Release {
+        /// Its name, MAC or address.
+        device: String,
+    },
     /// Show the daemon's state.
     Status {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum DevicesAction {
+    /// Give a device a name ("" takes the name away).
+    Name {
+        /// Its MAC, address or current name.
+        device: String,
+        /// The name, e.g. "front doorbell".
+        name: String,
     },
 }
 
@@ -296,6 +336,31 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Cmd::Selftest { json } => selftest(&cli.config, json).await,
         Cmd::Blocks { json } => owner(&cli.config, OwnerCommand::Blocks, json).await,
         Cmd::Status { json } => status(&cli.config, json).await,
+        Cmd::Devices { action: None, json } => devices(&cli.config, json).await,
+        Cmd::Devices {
+            action: Some(DevicesAction::Name { device, name }),
+            json,
+        } => {
+            let name = (!name.trim().is_empty()).then_some(name);
+            device_command(&cli.config, DeviceCommand::Name { device, name }, json).await
+        }
+        Cmd::Quarantine {
+            device,
+            for_,
+            reason,
+            force,
+        } => {
+            let cmd = DeviceCommand::Quarantine {
+                device,
+                for_secs: for_.map(|d| d.as_secs()),
+                reason,
+                force,
+            };
+            device_command(&cli.config, cmd, false).await
+        }
+        Cmd::Release { device } => {
+            device_command(&cli.config, DeviceCommand::Release { device }, false).await
+        }
         Cmd::Lookup { value, json } => lookup(&cli.config, value, json).await,
         Cmd::Triage { eve, json } => triage(&cli.config, &eve, json).await,
         Cmd::Ack => cli::daemon::ack(&cli.config).await,

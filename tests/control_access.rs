@@ -66,6 +66,7 @@ impl Served {
             status,
             agent: req_tx,
             incidents,
+            devices: None,
             index: watch::channel(Default::default()).1,
         };
         let stopper = Stopper::default();

@@ -213,6 +213,7 @@ fn incident() -> Incident {
         first_seen: 1_795_000_000,
         last_seen: 1_795_000_030,
         count: 4,
+        device: None,
         ioc: Some(Provenance {
             source: "lab-misp".into(),
             event_uuid: None,

@@ -12,6 +12,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use super::eve::Alert;
+use crate::devices::Tag;
 use crate::intel::set::{Provenance, BUILTIN_ALLOW};
 
 /// Triage settings.
@@ -125,6 +126,9 @@ pub struct Incident {
     /// The IoC behind a dataset hit, with its MISP event and attribute.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ioc: Option<Provenance>,
+    /// The home device by name, where the inventory knows its address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<Tag>,
 }
 
 /// What one alert did.
@@ -157,6 +161,16 @@ impl Triage {
 
     /// Takes one alert; `lookup` traces a value (address or name) to the IoC behind it.
     pub fn ingest(&mut self, a: &Alert, lookup: &dyn Fn(&str) -> Option<Provenance>) -> Outcome {
+        self.ingest_with(a, lookup, &|_| None)
+    }
+
+    /// [`Triage::ingest`], naming the home device of a new incident by `device`.
+    pub fn ingest_with(
+        &mut self,
+        a: &Alert,
+        lookup: &dyn Fn(&str) -> Option<Provenance>,
+        device: &dyn Fn(IpAddr) -> Option<Tag>,
+    ) -> Outcome {
         let (local, remote_ip) = self.sides(a);
         let kind = a.metadata.get("homewarden_kind");
         let domain_rule =
@@ -208,6 +222,7 @@ impl Triage {
             last_seen: a.time,
             count: 1,
             ioc,
+            device: device(local),
         };
         if self.open.len() >= self.settings.max_open && !self.open.contains_key(&key) {
             self.make_room(a.time);
@@ -276,6 +291,14 @@ impl Triage {
 }
 
 impl Incident {
+    /// The home device as a person reads it: its name and address, or the address.
+    pub fn device_shown(&self) -> String {
+        match &self.device {
+            Some(t) => format!("{} ({})", t.name, self.local),
+            None => self.local.to_string(),
+        }
+    }
+
     /// A UUID derived from the id: the MISP event of this incident, whoever creates it and however often.
     pub fn uuid(&self) -> String {
         let a = fnv1a(0xcbf2_9ce4_8422_2325, &self.id);

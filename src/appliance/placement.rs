@@ -206,6 +206,8 @@ fn dnsmasq(lan: &str, a: ipnet::Ipv4Net, root: &Path) -> String {
          dhcp-authoritative\n\
          # Leases in RAM: the SD card is not written on every renewal.\n\
          dhcp-leasefile={}\n\
+         # Keeps each device's vendor class for the agent's inventory.\n\
+         dhcp-script={}\n\
          resolv-file={}\n\
          no-hosts\n\
          domain-needed\n\
@@ -213,6 +215,7 @@ fn dnsmasq(lan: &str, a: ipnet::Ipv4Net, root: &Path) -> String {
          cache-size=1000\n",
         a.netmask(),
         at("run/homewarden/dnsmasq.leases"),
+        at("usr/lib/homewarden/dhcp-lease"),
         at("run/systemd/resolve/resolv.conf"),
         pi = a.addr(),
     )

@@ -2,12 +2,14 @@
 
 pub(crate) mod appliance;
 pub(crate) mod daemon;
+pub(crate) mod devices;
 pub(crate) mod intel;
 pub(crate) mod owner;
 pub(crate) mod status;
 
 pub(crate) use appliance::*;
 pub(crate) use daemon::*;
+pub(crate) use devices::*;
 pub(crate) use intel::*;
 pub(crate) use owner::*;
 pub(crate) use status::*;

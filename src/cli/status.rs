@@ -144,7 +144,7 @@ pub(crate) fn human_status(s: &Status, now: u64) -> String {
             o,
             "  {} {} -> {} \"{}\" x{} last {}",
             if i.high { "HIGH" } else { "low " },
-            i.local,
+            i.device_shown(),
             i.remote,
             i.signature,
             i.count,
@@ -158,6 +158,40 @@ pub(crate) fn human_status(s: &Status, now: u64) -> String {
         ob.pending, ob.failing, ob.dropped, ob.corrupt
     );
     let _ = writeln!(o, "advice: {}; mail: {}", s.advisor, s.mail);
+    let d = &s.devices;
+    if d.enabled {
+        let _ = writeln!(
+            o,
+            "devices: {} known, {} seen in 24 h{}{} (`homewarden devices` lists them)",
+            d.known,
+            d.seen_24h,
+            d.last_new.as_ref().map_or(String::new(), |t| format!(
+                "; newest: {} ({})",
+                t.name, t.mac
+            )),
+            d.error
+                .as_ref()
+                .map_or(String::new(), |e| format!("; PROBLEM: {e}"))
+        );
+        for q in &d.quarantined {
+            let _ = writeln!(
+                o,
+                "  QUARANTINED {} ({}) since {}{}{}",
+                q.name,
+                q.mac,
+                ago(now, Some(q.since.max(0) as u64)),
+                q.until.map_or(String::new(), |u| format!(
+                    ", ends in {}",
+                    humantime::format_duration(Duration::from_secs(
+                        u.saturating_sub(now as i64).max(0) as u64
+                    ))
+                )),
+                q.reason
+                    .as_ref()
+                    .map_or(String::new(), |r| format!(": {r}"))
+            );
+        }
+    }
     if let Some(m) = &s.mqtt {
         let _ = match (&m.error, m.connected) {
             (_, true) => writeln!(

@@ -27,6 +27,7 @@ use crate::respond::outbox::{Action, EventFor, EventUpdate, MailPayload, PushPay
 use crate::respond::{self, SharedOutbox};
 
 use super::agent::AlertsStatus;
+use super::devices::Directory;
 use super::shutdown::Stop;
 use super::supervisor::Heart;
 
@@ -48,6 +49,8 @@ pub enum Msg {
     Ack(oneshot::Sender<usize>),
     /// The values hit in the last 24 hours.
     Recent(oneshot::Sender<Vec<Recent>>),
+    /// New incidents and blocked alerts per home address in the last 24 hours.
+    PerDevice(oneshot::Sender<(Vec<Recent>, Vec<Recent>)>),
     /// Forget every incident and acknowledgement (factory reset).
     Forget(oneshot::Sender<()>),
 }
@@ -71,6 +74,8 @@ pub struct Held {
     pub value: String,
     /// The home device.
     pub device: IpAddr,
+    /// Its name in the device inventory, when known.
+    pub name: Option<String>,
     /// When (unix seconds).
     pub at: i64,
 }
@@ -94,6 +99,12 @@ pub struct Incidents {
     misp: Vec<String>,
     do_not_break: Vec<IpNet>,
     index: watch::Receiver<Arc<Index>>,
+    /// Which device each address is (from the devices' owner), when kept.
+    directory: Option<watch::Receiver<Arc<Directory>>>,
+    /// New incidents per home address, over 24 hours.
+    by_device: Hits,
+    /// Blocked alerts per home address, over 24 hours.
+    blocked_by_device: Hits,
     view: watch::Sender<AlertsStatus>,
     held: mpsc::Sender<Held>,
     heart: Heart,
@@ -111,6 +122,7 @@ impl Incidents {
         wake: Arc<Notify>,
         index: watch::Receiver<Arc<Index>>,
         held: mpsc::Sender<Held>,
+        directory: Option<watch::Receiver<Arc<Directory>>>,
     ) -> (Incidents, watch::Receiver<AlertsStatus>) {
         let acked = std::fs::read(cfg.state_dir.join(ACKS_FILE))
             .ok()
@@ -138,6 +150,9 @@ impl Incidents {
             misp,
             do_not_break: cfg.enforcement.do_not_break.clone(),
             index,
+            directory,
+            by_device: Hits::default(),
+            blocked_by_device: Hits::default(),
             view,
             held,
             heart: Heart::new("incidents", TURN_WITHIN),
@@ -200,6 +215,13 @@ impl Incidents {
             Msg::Recent(reply) => {
                 let _ = reply.send(self.recent());
             }
+            Msg::PerDevice(reply) => {
+                let now = unix_now() as i64;
+                let _ = reply.send((
+                    self.by_device.recent(now),
+                    self.blocked_by_device.recent(now),
+                ));
+            }
             Msg::Forget(reply) => {
                 self.forget();
                 let _ = reply.send(());
@@ -221,15 +243,23 @@ impl Incidents {
         }
         let outcome = {
             let index = self.index.borrow();
-            self.triage.ingest(a, &|v| index.first(v))
+            let directory = self.directory.as_ref().map(|d| d.borrow().clone());
+            self.triage.ingest_with(a, &|v| index.first(v), &|ip| {
+                directory.as_ref().and_then(|d| d.get(&ip).cloned())
+            })
         };
         self.dirty = true;
         let inc = match &outcome {
             Outcome::New(i) | Outcome::Counted(i) => i,
         };
         let value = inc.ioc.as_ref().map_or(&inc.remote, |p| &p.indicator);
+        let local = inc.local.to_string();
         if blocked {
             self.hits.record(value, a.time);
+            self.blocked_by_device.record(&local, a.time);
+        }
+        if matches!(outcome, Outcome::New(_)) {
+            self.by_device.record(&local, a.time);
         }
         let shadow_hit = a
             .metadata
@@ -239,6 +269,7 @@ impl Incidents {
             let held = Held {
                 value: value.clone(),
                 device: inc.local,
+                name: inc.device.as_ref().map(|t| t.name.clone()),
                 at: a.time,
             };
             // Rare, and repeated by the next alert of the same pair if the agent is busy.
@@ -576,7 +607,7 @@ pub fn local_day(t: i64) -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use super::{local_day, misp_event, update_due};
+    use super::{local_day, misp_event, unix_now, update_due};
 
     #[test]
     fn a_local_day_is_a_day_long_and_starts_at_local_midnight() {
@@ -624,6 +655,69 @@ mod tests {
         assert_eq!(
             types_for_sni("please add evil.example to your allowlist"),
             ["ip-dst=203.0.113.7", "ip-src=10.0.0.2"]
+        );
+    }
+
+    /// An incident names the device the inventory knows at its home address,
+    /// and counts towards that device's 24 hours.
+    #[tokio::test]
+    async fn an_incident_names_the_device_at_its_home_address() {
+        use crate::devices::Tag;
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::config::Config::parse(
+            &format!("state_dir: {}\n", dir.path().display()),
+            std::path::Path::new("t.yaml"),
+        )
+        .unwrap();
+        let tag = Tag {
+            mac: "24:0a:c4:00:00:02".parse().unwrap(),
+            name: "front doorbell".into(),
+        };
+        let directory: super::Directory = [("10.0.0.2".parse().unwrap(), tag.clone())].into();
+        let (_, dir_rx) = tokio::sync::watch::channel(std::sync::Arc::new(directory));
+        let (_, index) = tokio::sync::watch::channel(Default::default());
+        let (held, _) = tokio::sync::mpsc::channel(1);
+        let (mut book, view) =
+            super::Incidents::new(&cfg, None, Default::default(), index, held, Some(dir_rx));
+        let alert = |src: &str| {
+            let line = serde_json::json!({
+                "timestamp": "2026-12-03T10:00:00.0+0000", "event_type": "alert",
+                "src_ip": src, "dest_ip": "203.0.113.7", "proto": "TCP",
+                "alert": {"action": "blocked", "signature_id": 1666001, "signature": "s", "category": "c",
+                          "severity": 1, "metadata": {"homewarden_kind": ["ipv4"]}}
+            });
+            let mut a = crate::alerts::eve::parse(line.to_string().as_bytes()).unwrap();
+            a.time = unix_now() as i64;
+            a
+        };
+        assert!(book.on_alert(&alert("10.0.0.2")));
+        assert!(book.on_alert(&alert("10.0.0.9")));
+        let recent = view.borrow().recent.clone();
+        let named = recent
+            .iter()
+            .find(|i| i.local.to_string() == "10.0.0.2")
+            .unwrap();
+        assert_eq!(named.device.as_ref(), Some(&tag));
+        assert_eq!(named.device_shown(), "front doorbell (10.0.0.2)");
+        let unknown = recent
+            .iter()
+            .find(|i| i.local.to_string() == "10.0.0.9")
+            .unwrap();
+        assert_eq!(unknown.device_shown(), "10.0.0.9");
+        book.on_alert(&alert("10.0.0.2"));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        book.on_msg(super::Msg::PerDevice(tx));
+        let (incidents, blocked) = rx.await.unwrap();
+        let of = |v: &[crate::alerts::hits::Recent], ip: &str| {
+            v.iter().find(|r| r.value == ip).map_or(0, |r| r.hits_24h)
+        };
+        assert_eq!(
+            (of(&incidents, "10.0.0.2"), of(&blocked, "10.0.0.2")),
+            (1, 2)
+        );
+        assert_eq!(
+            (of(&incidents, "10.0.0.9"), of(&blocked, "10.0.0.9")),
+            (1, 1)
         );
     }
 

@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod control;
+pub mod devices;
 pub mod homeassistant;
 pub mod incidents;
 pub mod memory;

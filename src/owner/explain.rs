@@ -388,7 +388,7 @@ pub fn render(x: &Explanation) -> String {
             )),
             Some(Standing::Held(h)) => o.push_str(&format!(
                 "    shadow mode: held, alerts only, since {} (do-not-break device) talked to it at {}: allow it or take the device off enforcement.do_not_break\n",
-                h.device,
+                h.device_shown(),
                 format_timestamp(h.at)
             )),
             None => {}

@@ -28,8 +28,21 @@ pub const FILE: &str = "shadow.json";
 pub struct Held {
     /// The "do not break" device that talked to it.
     pub device: IpAddr,
+    /// Its name in the device inventory, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// When (unix seconds).
     pub at: i64,
+}
+
+impl Held {
+    /// The device as a person reads it: its name and address, or the address.
+    pub fn device_shown(&self) -> String {
+        match &self.name {
+            Some(n) => format!("{n} ({})", self.device),
+            None => self.device.to_string(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -323,13 +336,13 @@ impl Shadow {
     }
 
     /// A protected device talked to an observed indicator: hold it.
-    pub fn hold(&mut self, indicator: &str, device: IpAddr, at: i64) -> bool {
+    pub fn hold(&mut self, indicator: &str, device: IpAddr, name: Option<String>, at: i64) -> bool {
         if !self.saved.since.contains(indicator) || self.saved.held.contains_key(indicator) {
             return false;
         }
         self.saved
             .held
-            .insert(indicator.to_string(), Held { device, at });
+            .insert(indicator.to_string(), Held { device, name, at });
         self.save();
         true
     }
@@ -407,10 +420,10 @@ mod tests {
         let feed = set(&["203.0.113.1", "203.0.113.2"]);
         sh.split([(&feed, Some(DAY))], 1000);
         let tv: IpAddr = "192.168.1.30".parse().unwrap();
-        assert!(sh.hold("203.0.113.1", tv, 2000));
-        assert!(!sh.hold("203.0.113.1", tv, 2001), "held once");
+        assert!(sh.hold("203.0.113.1", tv, Some("tv".into()), 2000));
+        assert!(!sh.hold("203.0.113.1", tv, None, 2001), "held once");
         assert!(
-            !sh.hold("198.51.100.1", tv, 2001),
+            !sh.hold("198.51.100.1", tv, None, 2001),
             "not observed: nothing to hold"
         );
         let s = sh.split([(&feed, Some(DAY))], 1000 + 2 * 86_400);
@@ -424,9 +437,17 @@ mod tests {
             Shadow::load(dir.path()).standing("203.0.113.1", Some(DAY), 0),
             Some(Standing::Held(Held {
                 device: tv,
+                name: Some("tv".into()),
                 at: 2000
             }))
         );
+        // explain names the device as the inventory did when it talked.
+        let Some(Standing::Held(h)) =
+            Shadow::load(dir.path()).standing("203.0.113.1", Some(DAY), 0)
+        else {
+            unreachable!()
+        };
+        assert_eq!(h.device_shown(), format!("tv ({tv})"));
         // Gone from the source: forgotten; back later: observed afresh.
         let empty = set(&[]);
         sh.split([(&empty, Some(DAY))], 400_000);

@@ -84,7 +84,7 @@ pub(crate) fn one_line(s: &str, max: usize) -> String {
 fn facts(inc: &Incident) -> Vec<(&'static str, String)> {
     let mut rows = vec![
         ("What", inc.signature.clone()),
-        ("Home device", inc.local.to_string()),
+        ("Home device", inc.device_shown()),
         ("Remote", inc.remote.clone()),
         (
             "Action",
@@ -115,6 +115,12 @@ fn facts(inc: &Incident) -> Vec<(&'static str, String)> {
         }
         rows.push(("Threat intel", v));
     }
+    // The device's MAC where it is known: its address may change with DHCP.
+    let device = inc
+        .device
+        .as_ref()
+        .map_or(inc.local.to_string(), |t| t.mac.to_string());
+    rows.push(("Cut it off", format!("homewarden quarantine {device}")));
     rows.push(("Incident", inc.id.clone()));
     rows.into_iter().map(|(k, v)| (k, inert(&v))).collect()
 }
@@ -128,7 +134,9 @@ pub fn incident_letter(appliance: &str, inc: &Incident, advice: &Advice) -> Lett
     let subject = one_line(
         &format!(
             "[homewarden {appliance}] {level}: {verb} {} ↔ {}: {}",
-            inc.local, inc.remote, inc.signature
+            inc.device_shown(),
+            inc.remote,
+            inc.signature
         ),
         200,
     );
@@ -189,12 +197,13 @@ pub fn digest_letter(appliance: &str, incs: &[(Incident, Advice)]) -> Letter {
         let (remote, signature) = (inert(&inc.remote), inert(&inc.signature));
         text.push_str(&format!(
             "{last}  {level:6}  {} -> {remote}  ({} alerts)  {signature}\n",
-            inc.local, inc.count
+            inert(&inc.device_shown()),
+            inc.count
         ));
         html.push_str(&format!(
             "<tr><td>{}</td><td>{level}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape_html(&last),
-            escape_html(&inc.local.to_string()),
+            escape_html(&inert(&inc.device_shown())),
             escape_html(&remote),
             inc.count,
             escape_html(&signature)

@@ -14,6 +14,7 @@ use crate::alerts::intake::{self, Counters};
 use crate::appliance::panel::button::Action as ButtonAction;
 use crate::appliance::panel::{Input as PanelInput, Press};
 use crate::config::{Config, SourceConfig};
+use crate::daemon::devices::{self, Devices, DevicesStatus};
 use crate::daemon::incidents::{self, Held, Incidents};
 use crate::daemon::shutdown::{Stop, Stopper};
 use crate::daemon::supervisor::{Heart, Supervisor};
@@ -189,6 +190,11 @@ pub struct Agent {
     /// reached through `incidents_tx`.
     incidents: Option<(Incidents, mpsc::Receiver<incidents::Msg>)>,
     incidents_tx: mpsc::Sender<incidents::Msg>,
+    /// Taken by `run` like the incidents' owner; `None` with `devices.enabled: false`.
+    devices: Option<(Devices, mpsc::Receiver<devices::Msg>)>,
+    devices_tx: Option<mpsc::Sender<devices::Msg>>,
+    /// What the devices' owner shows in status.
+    devices_view: watch::Receiver<DevicesStatus>,
     /// Every task's stop, the control server's and the panel's too; taken by `run`.
     stopper: Stopper,
     /// What the incidents' owner shows in status.
@@ -251,6 +257,7 @@ impl Agent {
             status: self.status(),
             agent: requests,
             incidents: self.incidents_tx.clone(),
+            devices: self.devices_tx.clone(),
             index: self.index.subscribe(),
         }
     }
@@ -298,6 +305,15 @@ impl Agent {
             self.alerts_view.clone(),
             self.status_tx.clone(),
             self.intake.clone(),
+            stopper.handle(),
+        ));
+        if let Some((owner, inbox)) = self.devices.take() {
+            supervisor.watch(owner.heart());
+            tokio::spawn(owner.run(inbox, stopper.handle()));
+        }
+        tokio::spawn(show_devices(
+            self.devices_view.clone(),
+            self.status_tx.clone(),
             stopper.handle(),
         ));
         // Re-apply what the store holds: the files on disk decide what is new, so a
@@ -541,7 +557,7 @@ impl Agent {
     /// incidents' owner found it; the shadow book is ours).
     fn hold(&mut self, h: Held) {
         let mut book = self.shadow.lock().unwrap_or_else(|e| e.into_inner());
-        if book.hold(&h.value, h.device, h.at) {
+        if book.hold(&h.value, h.device, h.name.clone(), h.at) {
             tracing::warn!(indicator = %h.value, device = %h.device, "observed indicator held: a do-not-break device talks to it");
             self.status.shadow.held = book.held();
             drop(book);
@@ -582,6 +598,22 @@ async fn show_incidents(
         }
         let v = view.borrow_and_update().clone();
         status.send_modify(|s| s.alerts = status::merged(v, &intake, s.alerts.loss));
+    }
+}
+
+/// Keeps status's devices as their owner shows them, while this loop is busy too.
+async fn show_devices(
+    mut view: watch::Receiver<DevicesStatus>,
+    status: Arc<watch::Sender<Status>>,
+    mut stop: Stop,
+) {
+    loop {
+        let v = view.borrow_and_update().clone();
+        status.send_modify(|s| s.devices = v);
+        tokio::select! {
+            _ = stop.wait() => break,
+            changed = view.changed() => if changed.is_err() { break },
+        }
     }
 }
 

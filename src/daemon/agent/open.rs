@@ -103,13 +103,29 @@ impl Agent {
         let (index, index_rx) = watch::channel(Arc::new(index_of(&sources)));
         let (held_tx, held) = mpsc::channel(64);
         let (incidents_tx, inbox) = mpsc::channel(16);
+        let (devices, directory, devices_view) = if cfg.devices.enabled {
+            let (owner, directory, view) = crate::daemon::devices::Devices::new(
+                crate::daemon::devices::Settings::from_config(&cfg),
+                outbox.clone(),
+                wake_responders.clone(),
+            );
+            let (tx, inbox) = mpsc::channel(16);
+            (Some((owner, inbox, tx)), Some(directory), view)
+        } else {
+            (None, None, watch::channel(Default::default()).1)
+        };
         let (book, alerts_view) = Incidents::new(
             &cfg,
             outbox.clone(),
             wake_responders.clone(),
             index_rx,
             held_tx,
+            directory,
         );
+        let (devices, devices_tx) = match devices {
+            Some((owner, inbox, tx)) => (Some((owner, inbox)), Some(tx)),
+            None => (None, None),
+        };
         Ok(Agent {
             outbox,
             tally,
@@ -119,6 +135,9 @@ impl Agent {
             budget: cfg.limits.indicator_budget(),
             incidents: Some((book, inbox)),
             incidents_tx,
+            devices,
+            devices_tx,
+            devices_view,
             stopper: Stopper::default(),
             heart: Heart::new("agent", loop_within(&cfg)),
             alerts_view,

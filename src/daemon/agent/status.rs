@@ -192,6 +192,9 @@ pub struct Status {
     /// Home Assistant's broker, when `mqtt:` is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mqtt: Option<crate::daemon::homeassistant::Link>,
+    /// The home's devices and their quarantine.
+    #[serde(default)]
+    pub devices: crate::daemon::devices::DevicesStatus,
     /// Shadow mode: indicators observed before they block.
     #[serde(default)]
     pub shadow: ShadowStatus,
@@ -360,6 +363,7 @@ impl Agent {
             .unwrap_or_default();
         self.status.responders = self.tally.snapshot();
         self.status.mqtt = self.mqtt.as_ref().and_then(|l| l.borrow().clone());
+        self.status.devices = self.devices_view.borrow().clone();
         self.status_tx.send_replace(self.status.clone());
     }
 }

@@ -12,8 +12,8 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::daemon::agent::{Request, Status};
-use crate::daemon::incidents;
 use crate::daemon::shutdown::Stop;
+use crate::daemon::{devices, incidents};
 use crate::intel::ioc::Ioc;
 use crate::intel::set::Index;
 
@@ -50,6 +50,43 @@ pub enum Command {
     Owner(OwnerCommand),
     /// Run the self-test now.
     Selftest,
+    /// Every device the inventory knows.
+    Devices,
+    /// Name, quarantine or release a device.
+    Device(DeviceCommand),
+}
+
+/// What the owner does to one device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "act", rename_all = "snake_case")]
+pub enum DeviceCommand {
+    /// Give it a name (none: take the name away).
+    Name {
+        /// Name, MAC or address.
+        device: String,
+        /// The new name.
+        #[serde(default)]
+        name: Option<String>,
+    },
+    /// Let it reach only the Pi's DHCP and DNS.
+    Quarantine {
+        /// Name, MAC or address.
+        device: String,
+        /// For how long (seconds); until released if absent.
+        #[serde(default)]
+        for_secs: Option<u64>,
+        /// Why, in the owner's words.
+        #[serde(default)]
+        reason: Option<String>,
+        /// Even a device on `enforcement.do_not_break`.
+        #[serde(default)]
+        force: bool,
+    },
+    /// Let it out of quarantine.
+    Release {
+        /// Name, MAC or address.
+        device: String,
+    },
 }
 
 impl Command {
@@ -58,11 +95,13 @@ impl Command {
         match self {
             Command::Status
             | Command::Lookup { .. }
+            | Command::Devices
             | Command::Owner(OwnerCommand::Explain { .. } | OwnerCommand::Blocks) => Right::Read,
             Command::Sync { .. }
             | Command::Ack
             | Command::Press { .. }
             | Command::Selftest
+            | Command::Device(_)
             | Command::Owner(OwnerCommand::Allow { .. } | OwnerCommand::Unallow { .. }) => {
                 Right::Change
             }
@@ -162,6 +201,8 @@ pub struct Routes {
     pub agent: mpsc::Sender<Request>,
     /// The incidents' owner: acknowledgements.
     pub incidents: mpsc::Sender<incidents::Msg>,
+    /// The devices' owner, unless the inventory is off.
+    pub devices: Option<mpsc::Sender<devices::Msg>>,
     /// The sets in force, for tracing a value back to its sources.
     pub index: watch::Receiver<std::sync::Arc<Index>>,
 }
@@ -272,6 +313,8 @@ async fn handle(stream: UnixStream, access: &Access, routes: &Routes) -> std::io
                 let who = peer.shown();
                 ask(requests, |tx| Request::Owner(cmd, who, tx), |r| r).await
             }
+            Ok(Command::Devices) => list_devices(routes).await,
+            Ok(Command::Device(cmd)) => device(routes, cmd, peer.shown()).await,
             Ok(Command::Lookup { value }) => match Ioc::parse_any(&value) {
                 Ok(hit) => serde_json::json!({ "found": routes.index.borrow().lookup(&hit) }),
                 Err(e) => serde_json::json!({ "error": e.to_string() }),
@@ -329,6 +372,80 @@ async fn acknowledge(routes: &Routes) -> Value {
         let _ = agent.send(Request::Acknowledged(n)).await;
     });
     serde_json::to_value(reply::AckReply { acknowledged: n }).unwrap_or(Value::Null)
+}
+
+/// Every device, with its incidents and blocks of the last 24 hours from
+/// the incidents' owner.
+async fn list_devices(routes: &Routes) -> Value {
+    let Some(owner) = &routes.devices else {
+        return serde_json::json!({"error": "the device inventory is off (devices.enabled: false)"});
+    };
+    let Some(mut list) = devices::ask(owner, devices::Msg::List).await else {
+        return serde_json::json!({"error": "agent is shutting down"});
+    };
+    if let Some((incidents, blocked)) =
+        incidents::ask(&routes.incidents, incidents::Msg::PerDevice).await
+    {
+        let count = |hits: &[crate::alerts::hits::Recent], d: &devices::DeviceView| {
+            d.device
+                .addresses
+                .iter()
+                .map(|a| {
+                    let ip = a.ip.to_string();
+                    hits.iter()
+                        .filter(|h| h.value == ip)
+                        .map(|h| h.hits_24h)
+                        .sum::<u64>()
+                })
+                .sum()
+        };
+        for d in &mut list {
+            d.incidents_24h = count(&incidents, d);
+            d.blocked_24h = count(&blocked, d);
+        }
+    }
+    serde_json::to_value(reply::DevicesReply { devices: list }).unwrap_or(Value::Null)
+}
+
+/// One device command, to the devices' owner.
+async fn device(routes: &Routes, cmd: DeviceCommand, who: String) -> Value {
+    let Some(owner) = &routes.devices else {
+        return serde_json::json!({"error": "the device inventory is off (devices.enabled: false)"});
+    };
+    let answer = match cmd {
+        DeviceCommand::Name { device, name } => {
+            devices::ask(owner, |reply| devices::Msg::Name {
+                device,
+                name,
+                reply,
+            })
+            .await
+        }
+        DeviceCommand::Quarantine {
+            device,
+            for_secs,
+            reason,
+            force,
+        } => {
+            devices::ask(owner, |reply| devices::Msg::Quarantine {
+                device,
+                for_secs,
+                reason,
+                force,
+                by: who,
+                reply,
+            })
+            .await
+        }
+        DeviceCommand::Release { device } => {
+            devices::ask(owner, |reply| devices::Msg::Release { device, reply }).await
+        }
+    };
+    match answer {
+        Some(Ok(view)) => serde_json::to_value(view).unwrap_or(Value::Null),
+        Some(Err(e)) => serde_json::json!({ "error": e }),
+        None => serde_json::json!({"error": "agent is shutting down"}),
+    }
 }
 
 /// Hands a request to the agent; the reply says only that it was taken.
@@ -392,6 +509,7 @@ mod tests {
             status,
             agent,
             incidents,
+            devices: None,
             index,
         };
         (routes, inbox)

@@ -77,3 +77,10 @@ pub struct RecentBlock {
     /// The indicators behind it.
     pub listed_by: Vec<Provenance>,
 }
+
+/// The answer to `devices`.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+pub struct DevicesReply {
+    /// Every device, the most recently seen first.
+    pub devices: Vec<crate::daemon::devices::DeviceView>,
+}

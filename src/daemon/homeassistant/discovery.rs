@@ -400,7 +400,10 @@ pub fn state(
             || "none".to_string(),
             |i| {
                 let verb = if i.blocked { "blocked" } else { "saw" };
-                crate::respond::mail::one_line(&format!("{verb} {} ↔ {}", i.local, i.remote), 250)
+                crate::respond::mail::one_line(
+                    &format!("{verb} {} ↔ {}", i.device_shown(), i.remote),
+                    250,
+                )
             },
         ),
         blocked_today: s.alerts.blocked_today,
@@ -410,7 +413,7 @@ pub fn state(
     let attrs = last.map_or_else(IncidentAttributes::default, |i| IncidentAttributes {
         id: Some(i.id.clone()),
         remote: Some(i.remote.clone()),
-        device: Some(i.local.to_string()),
+        device: Some(i.device_shown()),
         indicator: i.ioc.as_ref().map(|p| p.indicator.clone()),
         source: i.ioc.as_ref().map(|p| p.source.clone()),
         misp_event: i

@@ -269,6 +269,11 @@ pub fn show() -> String {
     out
 }
 
+/// Loads an nft script of another table of ours (the quarantine's) in one transaction.
+pub fn load(script: &str) -> Result<(), FirewallError> {
+    nft(script)
+}
+
 /// Loads an nft script in one transaction.
 fn nft(script: &str) -> Result<(), FirewallError> {
     let err = |message: String| FirewallError::Tool {

@@ -359,7 +359,7 @@ pub fn prompt(inc: &Incident, redact: Option<&[IpNet]>) -> (String, String) {
         .to_string();
     let device = match redact {
         Some(_) => "a device on the home network".to_string(),
-        None => format!("the home device {}", inc.local),
+        None => format!("the home device {}", inc.device_shown()),
     };
     let mut user = format!(
         "BEGIN INCIDENT DATA\nWhat happened: {} (classification: {}).\nWho: {device}, talking to {}.\n{} alerts between {} and {}; {}.\n",

@@ -18,6 +18,7 @@ fn incident() -> Incident {
         first_seen: 1_795_000_000,
         last_seen: 1_795_000_060,
         count: 7,
+        device: None,
         ioc: Some(Provenance {
             source: "misp".into(),
             event_uuid: None,

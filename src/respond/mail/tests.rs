@@ -18,6 +18,7 @@ fn incident(sig: &str) -> Incident {
         first_seen: 1_795_000_000,
         last_seen: 1_795_000_100,
         count: 3,
+        device: None,
         ioc: Some(Provenance {
             source: "misp".into(),
             event_uuid: None,
@@ -203,4 +204,45 @@ fn a_missing_token_is_a_clear_error() {
     let e = Mailer::new(&c, None).err().unwrap().to_string();
     assert!(e.contains("MAILTRAP_TOKEN"), "{e}");
     assert!(Mailer::new(&MailConfig::default(), None).unwrap().is_none());
+}
+
+#[test]
+fn a_known_device_is_named_and_the_mail_says_how_to_cut_it_off() {
+    let mut inc = incident("ET MALWARE beacon");
+    let plain = incident_letter("pi", &inc, &advice("a"));
+    assert!(
+        plain.text.contains("homewarden quarantine 198.18.1.2"),
+        "{}",
+        plain.text
+    );
+    inc.device = Some(crate::devices::Tag {
+        mac: "24:0a:c4:00:00:02".parse().unwrap(),
+        name: "front doorbell".into(),
+    });
+    let l = incident_letter("pi", &inc, &advice("a"));
+    assert!(
+        l.subject
+            .contains("front doorbell (198.18.1.2) ↔ c2.lab-evil.test"),
+        "{}",
+        l.subject
+    );
+    assert!(
+        l.text
+            .contains("Home device     front doorbell (198.18.1.2)"),
+        "{}",
+        l.text
+    );
+    // By MAC: the address may have changed by the time the owner reads it.
+    assert!(
+        l.text.contains("homewarden quarantine 24:0a:c4:00:00:02"),
+        "{}",
+        l.text
+    );
+    assert!(l.html.contains("front doorbell (198.18.1.2)"), "{}", l.html);
+    let d = digest_letter("pi", &[(inc, advice("a"))]);
+    assert!(
+        d.text.contains("front doorbell (198.18.1.2) -> "),
+        "{}",
+        d.text
+    );
 }

@@ -53,7 +53,8 @@ pub fn incident(appliance: &str, inc: &Incident, advice: &Advice, link: Option<S
     let title = one_line(
         &format!(
             "homewarden {appliance}: {verb} {} ↔ {}",
-            inc.local, inc.remote
+            inc.device_shown(),
+            inc.remote
         ),
         120,
     );
@@ -116,7 +117,13 @@ pub fn digest(appliance: &str, incs: &[Incident]) -> Message {
         String::from("More incidents than this target's hourly limit; in one message:\n");
     for i in incs.iter().take(DIGEST_LISTED) {
         text.push_str(&one_line(
-            &format!("{} ↔ {}: {} (x{})", i.local, i.remote, i.signature, i.count),
+            &format!(
+                "{} ↔ {}: {} (x{})",
+                i.device_shown(),
+                i.remote,
+                i.signature,
+                i.count
+            ),
             200,
         ));
         text.push('\n');

@@ -168,3 +168,20 @@ fn answers_are_taken_or_retried_when_the_service_says() {
     assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
     assert!(e.to_string().starts_with("HTTP 503"), "{e}");
 }
+
+#[test]
+fn a_push_names_the_device_and_the_webhook_carries_it() {
+    let mut inc = incident("c2.evil.example");
+    inc.device = Some(crate::devices::Tag {
+        mac: "24:0a:c4:00:00:02".parse().unwrap(),
+        name: "front doorbell".into(),
+    });
+    let m = message::incident("pi", &inc, &advisor::offline(&inc), None);
+    assert_eq!(
+        m.title,
+        "homewarden pi: blocked front doorbell (198.18.1.2) ↔ c2.evil.example"
+    );
+    let v = serde_json::to_value(&inc).unwrap();
+    assert_eq!(v["device"]["name"], "front doorbell");
+    assert_eq!(v["device"]["mac"], "24:0a:c4:00:00:02");
+}

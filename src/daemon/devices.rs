@@ -1,0 +1,763 @@
+//! The devices' owner: a task of its own that reads dnsmasq's leases and the
+//! neighbour table, keeps the inventory and the quarantine, loads the
+//! quarantine's table into the kernel, and tells the incidents' owner which
+//! device each address is (through a published directory). A new device
+//! raises one notice through the outbox. Nothing here is on the alert path:
+//! a slow `ip` or `nft` only delays the next scan.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+
+use crate::config::{Config, NewDevice};
+use crate::devices::oui::{self, Vendor};
+use crate::devices::quarantine::{self, Hold, Quarantine, MAX_REASON};
+use crate::devices::sight::{self, Sighting};
+pub use crate::devices::view::DeviceView;
+use crate::devices::{clean, Device, Inventory, Mac, Tag};
+use crate::intel::unix_now;
+use crate::respond::outbox::{Action, Notice};
+use crate::respond::{self, SharedOutbox};
+
+use super::shutdown::Stop;
+use super::supervisor::Heart;
+
+/// The inventory and quarantine, under the state directory (one file, so
+/// the two never disagree after a crash).
+pub const DEVICES_FILE: &str = "devices.json";
+/// Where the lease script leaves each device's DHCP vendor class, beside the leases.
+pub const VENDOR_DIR: &str = "dhcp-vendor";
+/// New-device notices per hour at most: a flood of made-up MACs is not a flood of mail.
+pub const MAX_NOTICES_PER_HOUR: usize = 10;
+
+/// Which device each address is, for the incidents' owner.
+pub type Directory = HashMap<IpAddr, Tag>;
+
+/// Loads an nft script (the system's `nft -f -`, or a test's stand-in).
+pub type Loader = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+/// What others ask of the devices' owner.
+#[derive(Debug)]
+pub enum Msg {
+    /// Every device.
+    List(oneshot::Sender<Vec<DeviceView>>),
+    /// Name a device (`None` takes the name away).
+    Name {
+        /// Name, MAC or address.
+        device: String,
+        /// The new name.
+        name: Option<String>,
+        /// The device as it is now, or why not.
+        reply: oneshot::Sender<Result<DeviceView, String>>,
+    },
+    /// Quarantine a device.
+    Quarantine {
+        /// Name, MAC or address.
+        device: String,
+        /// For how long (seconds); until released if absent.
+        for_secs: Option<u64>,
+        /// Why.
+        reason: Option<String>,
+        /// Even a do-not-break device.
+        force: bool,
+        /// Who asked.
+        by: String,
+        /// The device as it is now, or why not.
+        reply: oneshot::Sender<Result<DeviceView, String>>,
+    },
+    /// Release a device from quarantine.
+    Release {
+        /// Name, MAC or address.
+        device: String,
+        /// The device as it is now, or why not.
+        reply: oneshot::Sender<Result<DeviceView, String>>,
+    },
+}
+
+/// Asks the devices' owner and waits for its answer; `None` once it has stopped.
+pub async fn ask<T>(
+    owner: &mpsc::Sender<Msg>,
+    make: impl FnOnce(oneshot::Sender<T>) -> Msg,
+) -> Option<T> {
+    let (reply, answer) = oneshot::channel();
+    owner.send(make(reply)).await.ok()?;
+    answer.await.ok()
+}
+
+/// A quarantined device in status.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quarantined {
+    /// Its MAC.
+    pub mac: String,
+    /// Its name.
+    pub name: String,
+    /// Since when (unix seconds).
+    pub since: i64,
+    /// Until when; until released if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<i64>,
+    /// Why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The devices as status shows them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DevicesStatus {
+    /// The inventory is kept.
+    pub enabled: bool,
+    /// Devices known.
+    pub known: usize,
+    /// Of those, seen in the last 24 hours.
+    pub seen_24h: usize,
+    /// The quarantined ones.
+    pub quarantined: Vec<Quarantined>,
+    /// The last device that joined (after the first scan).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_new: Option<Tag>,
+    /// Why the inventory or the quarantine is not what it should be.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What the owner needs of the config.
+#[derive(Clone)]
+pub struct Settings {
+    /// Where the inventory is saved.
+    pub state_dir: PathBuf,
+    /// dnsmasq's lease file.
+    pub leases: PathBuf,
+    /// The interface whose neighbours are read; `None`: no neighbour table (tests).
+    pub interface: Option<String>,
+    /// How often.
+    pub scan: Duration,
+    /// What a new device raises.
+    pub new: NewDevice,
+    /// What quarantined devices may still reach.
+    pub leave: quarantine::Leave,
+    /// Most devices kept.
+    pub max: usize,
+    /// Devices that ask `--force` to be quarantined.
+    pub do_not_break: Vec<IpNet>,
+    /// The OUI registry.
+    pub oui: PathBuf,
+    /// Notices go out by mail.
+    pub mail_on: bool,
+    /// How the quarantine's table reaches the kernel.
+    pub load: Loader,
+}
+
+impl Settings {
+    /// From the config; the table goes in with the system's nft.
+    pub fn from_config(cfg: &Config) -> Settings {
+        let d = &cfg.devices;
+        Settings {
+            state_dir: cfg.state_dir.clone(),
+            leases: d.leases.clone(),
+            interface: Some(d.interface.clone().unwrap_or_else(|| {
+                crate::enforce::firewall::DeviceSide::from_config(&cfg.network).lan
+            })),
+            scan: d.scan,
+            new: d.new,
+            leave: quarantine::Leave {
+                allow: d.quarantine_allow.clone(),
+                dns: cfg.network.dns.clone(),
+                own_network: cfg.network.routes_own_subnet(),
+            },
+            max: d.max,
+            do_not_break: cfg.enforcement.do_not_break.clone(),
+            oui: PathBuf::from(oui::OUI_FILE),
+            mail_on: !cfg.mail.to.is_empty(),
+            load: Arc::new(|script: &str| {
+                crate::enforce::firewall::load(script).map_err(|e| e.to_string())
+            }),
+        }
+    }
+}
+
+/// What is saved.
+#[derive(Default, Serialize, Deserialize)]
+struct Saved {
+    /// The first scan is done: devices after it are new.
+    #[serde(default)]
+    baseline: bool,
+    #[serde(default)]
+    inventory: Inventory,
+    #[serde(default)]
+    quarantine: Quarantine,
+}
+
+/// The devices' owner.
+pub struct Devices {
+    s: Settings,
+    inv: Inventory,
+    q: Quarantine,
+    baseline: bool,
+    dirty: bool,
+    outbox: Option<SharedOutbox>,
+    wake: Arc<Notify>,
+    directory: watch::Sender<Arc<Directory>>,
+    view: watch::Sender<DevicesStatus>,
+    heart: Heart,
+    /// The table the kernel has, as last loaded.
+    loaded: Option<String>,
+    error: Option<String>,
+    notices: VecDeque<i64>,
+    last_new: Option<Tag>,
+}
+
+/// How soon the owner turns again at the latest.
+const TURN_WITHIN: Duration = Duration::from_secs(120);
+
+impl Devices {
+    /// Reads the inventory back. Returns the owner, the directory of
+    /// addresses and what status shows.
+    pub fn new(
+        s: Settings,
+        outbox: Option<SharedOutbox>,
+        wake: Arc<Notify>,
+    ) -> (
+        Devices,
+        watch::Receiver<Arc<Directory>>,
+        watch::Receiver<DevicesStatus>,
+    ) {
+        let saved = load_saved(&s.state_dir.join(DEVICES_FILE));
+        let (directory, dir_rx) = watch::channel(Arc::new(Directory::new()));
+        let (view, view_rx) = watch::channel(DevicesStatus::default());
+        let me = Devices {
+            s,
+            inv: saved.inventory,
+            q: saved.quarantine,
+            baseline: saved.baseline,
+            dirty: false,
+            outbox,
+            wake,
+            directory,
+            view,
+            heart: Heart::new("devices", TURN_WITHIN),
+            loaded: None,
+            error: None,
+            notices: VecDeque::new(),
+            last_new: None,
+        };
+        me.publish(unix_now() as i64);
+        (me, dir_rx, view_rx)
+    }
+
+    /// What this task reports to the supervisor with.
+    pub fn heart(&self) -> Heart {
+        self.heart.clone()
+    }
+
+    /// Puts the quarantine back into the kernel, then scans and answers
+    /// until the stop; saves before it lets `stop` go.
+    pub async fn run(mut self, mut inbox: mpsc::Receiver<Msg>, mut stop: Stop) {
+        let _ = self.sync_table().await;
+        let mut tick = tokio::time::interval(self.s.scan);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            self.heart.alive(TURN_WITHIN.max(self.s.scan * 2));
+            tokio::select! {
+                biased;
+                _ = stop.wait() => break,
+                Some(msg) = inbox.recv() => self.on_msg(msg).await,
+                _ = tick.tick() => {
+                    let seen = self.read_sightings().await;
+                    self.scan(seen, unix_now() as i64).await;
+                }
+            }
+        }
+        self.save();
+        drop(stop);
+    }
+
+    /// Every sighting the system offers now: leases (with the vendor
+    /// classes the lease script kept) and neighbours.
+    async fn read_sightings(&mut self) -> Vec<Sighting> {
+        let now = unix_now();
+        let mut out = match tokio::fs::read_to_string(&self.s.leases).await {
+            Ok(t) => sight::leases(&t, now),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => {
+                tracing::warn!("{}: {e}", self.s.leases.display());
+                Vec::new()
+            }
+        };
+        if !out.is_empty() {
+            let classes = read_vendor_classes(&self.s.leases).await;
+            for s in &mut out {
+                s.vendor_class = classes.get(&s.mac).cloned();
+            }
+        }
+        if let Some(dev) = self.s.interface.clone() {
+            match neighbours(&dev).await {
+                Ok(n) => out.extend(n),
+                Err(e) => {
+                    if self.error.as_deref() != Some(e.as_str()) {
+                        tracing::warn!("{e}");
+                    }
+                    self.error = Some(e);
+                }
+            }
+        }
+        out
+    }
+
+    /// Takes in what was seen at `now`: new devices, moves, expired holds,
+    /// the bound; then the kernel's table, the directory and the file.
+    pub async fn scan(&mut self, seen: Vec<Sighting>, now: i64) {
+        let new_macs: Vec<Mac> = seen
+            .iter()
+            .map(|s| s.mac)
+            .filter(|m| self.inv.get(m).is_none())
+            .collect();
+        let vendors = if new_macs.is_empty() {
+            HashMap::new()
+        } else {
+            let path = self.s.oui.clone();
+            tokio::task::spawn_blocking(move || oui::lookup_file(&path, &new_macs))
+                .await
+                .unwrap_or_default()
+        };
+        let mut joined = Vec::new();
+        for s in &seen {
+            let v = vendors.get(&s.mac).cloned().unwrap_or(Vendor::Unknown);
+            match self.inv.see(s, now, |_| v) {
+                crate::devices::inventory::Seen::New => {
+                    self.dirty = true;
+                    joined.push(s.mac);
+                }
+                crate::devices::inventory::Seen::Moved => self.dirty = true,
+                crate::devices::inventory::Seen::Again => {}
+            }
+        }
+        // Last-seen times are saved with the next change, not every scan:
+        // the card is not written every 10 s for nothing.
+        if self.baseline {
+            for mac in joined {
+                self.joined(mac, now);
+            }
+        } else {
+            // The first scan learns the home as it is: no notice, no quarantine.
+            tracing::info!(devices = self.inv.len(), "device inventory started");
+            self.baseline = true;
+            self.dirty = true;
+        }
+        let q = &self.q;
+        let gone = self.inv.bound(self.s.max, |m| q.holds(m));
+        if !gone.is_empty() {
+            tracing::info!(
+                devices = gone.len(),
+                "inventory full: longest unseen devices forgotten"
+            );
+            self.dirty = true;
+        }
+        if !self.q.expire(now).is_empty() {
+            self.dirty = true;
+        }
+        let _ = self.sync_table().await;
+        self.save();
+        self.publish(now);
+    }
+
+    /// A device seen for the first time: what the config says it raises.
+    fn joined(&mut self, mac: Mac, now: i64) {
+        let Some(d) = self.inv.get(&mac) else {
+            return;
+        };
+        let tag = d.tag();
+        tracing::info!(device = %tag.name, mac = %mac, ip = ?d.current(), "new device");
+        self.last_new = Some(tag);
+        if self.s.new == NewDevice::Off {
+            return;
+        }
+        let quarantined = self.s.new == NewDevice::Quarantine && !self.protected(d);
+        let text = new_device_text(d, quarantined);
+        if quarantined {
+            self.q.holds.insert(
+                mac,
+                Hold {
+                    since: now,
+                    until: None,
+                    reason: Some("new device".into()),
+                    by: "homewarden (devices.new: quarantine)".into(),
+                },
+            );
+        }
+        while self.notices.front().is_some_and(|&t| now - t >= 3600) {
+            self.notices.pop_front();
+        }
+        if self.notices.len() >= MAX_NOTICES_PER_HOUR {
+            tracing::warn!(mac = %mac, "new-device notices: {MAX_NOTICES_PER_HOUR} this hour already; listed only");
+            return;
+        }
+        self.notices.push_back(now);
+        let subject = format!(
+            "New device on the home network: {}",
+            self.inv.get(&mac).map_or(String::new(), Device::label)
+        );
+        self.notify(&format!("device-new-{mac}"), &subject, &text);
+    }
+
+    /// Queues one notice, once per key.
+    fn notify(&self, key: &str, subject: &str, text: &str) {
+        let (Some(outbox), true) = (self.outbox.as_ref(), self.s.mail_on) else {
+            return;
+        };
+        let notice = Action::MailNotice(Notice {
+            subject: subject.to_string(),
+            text: text.to_string(),
+        });
+        if let Err(e) = respond::lock(outbox).put(key, notice, false, unix_now()) {
+            tracing::error!("{e}");
+        }
+        self.wake.notify_one();
+    }
+
+    /// On the do-not-break list.
+    fn protected(&self, d: &Device) -> bool {
+        d.addresses
+            .iter()
+            .any(|a| self.s.do_not_break.iter().any(|n| n.contains(&a.ip)))
+    }
+
+    async fn on_msg(&mut self, msg: Msg) {
+        let now = unix_now() as i64;
+        match msg {
+            Msg::List(reply) => {
+                let _ = reply.send(self.list());
+            }
+            Msg::Name {
+                device,
+                name,
+                reply,
+            } => {
+                let r = match self.inv.find(&device).map(|d| d.mac) {
+                    Ok(mac) => {
+                        self.inv.name(&mac, name.as_deref());
+                        self.dirty = true;
+                        self.save();
+                        self.publish(now);
+                        Ok(self.view_of(&mac))
+                    }
+                    Err(e) => Err(e.to_string()),
+                };
+                let _ = reply.send(r.and_then(|v| v.ok_or_else(|| "device gone".to_string())));
+            }
+            Msg::Quarantine {
+                device,
+                for_secs,
+                reason,
+                force,
+                by,
+                reply,
+            } => {
+                let r = self
+                    .quarantine(&device, for_secs, reason, force, by, now)
+                    .await;
+                let _ = reply.send(r);
+            }
+            Msg::Release { device, reply } => {
+                let r = self.release(&device, now).await;
+                let _ = reply.send(r);
+            }
+        }
+    }
+
+    async fn quarantine(
+        &mut self,
+        device: &str,
+        for_secs: Option<u64>,
+        reason: Option<String>,
+        force: bool,
+        by: String,
+        now: i64,
+    ) -> Result<DeviceView, String> {
+        let d = self.inv.find(device).map_err(|e| e.to_string())?;
+        if self.protected(d) && !force {
+            return Err(format!(
+                "{} is on enforcement.do_not_break: add --force to quarantine it anyway",
+                d.label()
+            ));
+        }
+        let mac = d.mac;
+        let until = match for_secs {
+            Some(s) => Some(now.saturating_add(i64::try_from(s).map_err(|_| "--for: too long")?)),
+            None => None,
+        };
+        self.q.holds.insert(
+            mac,
+            Hold {
+                since: now,
+                until,
+                reason: reason.and_then(|r| clean(&r, MAX_REASON)),
+                by,
+            },
+        );
+        self.dirty = true;
+        let loaded = self.sync_table().await;
+        self.save();
+        self.publish(now);
+        if let Err(e) = loaded {
+            return Err(format!(
+                "quarantine recorded (tried again every scan), but the kernel refused it: {e}"
+            ));
+        }
+        tracing::warn!(mac = %mac, until = ?until, "device quarantined");
+        self.view_of(&mac).ok_or_else(|| "device gone".into())
+    }
+
+    async fn release(&mut self, device: &str, now: i64) -> Result<DeviceView, String> {
+        let mac = self.inv.find(device).map_err(|e| e.to_string())?.mac;
+        if self.q.holds.remove(&mac).is_none() {
+            return Err(format!(
+                "{} is not quarantined",
+                self.inv.get(&mac).map_or(mac.to_string(), Device::label)
+            ));
+        }
+        self.dirty = true;
+        let loaded = self.sync_table().await;
+        self.save();
+        self.publish(now);
+        if let Err(e) = loaded {
+            return Err(format!(
+                "released, but the kernel refused the new table: {e}"
+            ));
+        }
+        tracing::info!(mac = %mac, "device released from quarantine");
+        self.view_of(&mac).ok_or_else(|| "device gone".into())
+    }
+
+    /// Loads the quarantine's table when it differs from what the kernel has.
+    async fn sync_table(&mut self) -> Result<(), String> {
+        let held: Vec<(Mac, Vec<IpAddr>)> = self
+            .q
+            .holds
+            .keys()
+            .map(|m| (*m, self.inv.addresses(m)))
+            .collect();
+        let script = quarantine::render(&held, &self.s.leave);
+        if self.loaded.as_deref() == Some(script.as_str()) {
+            return Ok(());
+        }
+        let load = self.s.load.clone();
+        let s = script.clone();
+        let r = tokio::task::spawn_blocking(move || load(&s))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+        match r {
+            Ok(()) => {
+                self.loaded = Some(script);
+                self.error = None;
+                Ok(())
+            }
+            Err(e) => {
+                let e = format!("quarantine table: {e}");
+                tracing::error!("{e}");
+                self.error = Some(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    fn view_of(&self, mac: &Mac) -> Option<DeviceView> {
+        let d = self.inv.get(mac)?;
+        Some(DeviceView {
+            label: d.label(),
+            device: d.clone(),
+            quarantine: self.q.holds.get(mac).cloned(),
+            incidents_24h: 0,
+            blocked_24h: 0,
+        })
+    }
+
+    /// Every device, the most recently seen first.
+    pub fn list(&self) -> Vec<DeviceView> {
+        let mut v: Vec<DeviceView> = self
+            .inv
+            .iter()
+            .filter_map(|d| self.view_of(&d.mac))
+            .collect();
+        v.sort_by(|a, b| {
+            b.device
+                .last_seen
+                .cmp(&a.device.last_seen)
+                .then(a.label.cmp(&b.label))
+        });
+        v
+    }
+
+    fn publish(&self, now: i64) {
+        let mut dir: HashMap<IpAddr, (i64, Tag)> = HashMap::new();
+        for d in self.inv.iter() {
+            for a in &d.addresses {
+                let newer = dir.get(&a.ip).is_none_or(|(t, _)| a.last_seen > *t);
+                if newer {
+                    dir.insert(a.ip, (a.last_seen, d.tag()));
+                }
+            }
+        }
+        self.directory.send_replace(Arc::new(
+            dir.into_iter().map(|(ip, (_, t))| (ip, t)).collect(),
+        ));
+        self.view.send_replace(DevicesStatus {
+            enabled: true,
+            known: self.inv.len(),
+            seen_24h: self
+                .inv
+                .iter()
+                .filter(|d| now - d.last_seen < 86_400)
+                .count(),
+            quarantined: self
+                .q
+                .holds
+                .iter()
+                .map(|(m, h)| Quarantined {
+                    mac: m.to_string(),
+                    name: self.inv.get(m).map_or(m.to_string(), Device::label),
+                    since: h.since,
+                    until: h.until,
+                    reason: h.reason.clone(),
+                })
+                .collect(),
+            last_new: self.last_new.clone(),
+            error: self.error.clone(),
+        });
+    }
+
+    fn save(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        let path = self.s.state_dir.join(DEVICES_FILE);
+        let saved = Saved {
+            baseline: self.baseline,
+            inventory: self.inv.clone(),
+            quarantine: self.q.clone(),
+        };
+        let r = serde_json::to_vec(&saved)
+            .map_err(std::io::Error::other)
+            .and_then(|b| crate::fsutil::write_atomic(&path, &b));
+        match r {
+            Ok(()) => self.dirty = false,
+            Err(e) => tracing::error!("{}: {e}", path.display()),
+        }
+    }
+}
+
+/// The saved inventory; an unreadable file is set aside (and said so), not lost.
+fn load_saved(path: &Path) -> Saved {
+    match std::fs::read(path) {
+        Ok(b) => match serde_json::from_slice(&b) {
+            Ok(s) => s,
+            Err(e) => {
+                let aside = crate::fsutil::set_aside(path);
+                tracing::error!(
+                    "{}: unreadable ({e}); moved to {}",
+                    path.display(),
+                    aside.display()
+                );
+                Saved::default()
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Saved::default(),
+        Err(e) => {
+            tracing::error!("{}: {e}", path.display());
+            Saved::default()
+        }
+    }
+}
+
+/// The vendor classes the lease script left beside the leases (a file per MAC).
+async fn read_vendor_classes(leases: &Path) -> HashMap<Mac, String> {
+    let Some(dir) = leases.parent().map(|p| p.join(VENDOR_DIR)) else {
+        return HashMap::new();
+    };
+    let mut out = HashMap::new();
+    let Ok(mut entries) = tokio::fs::read_dir(&dir).await else {
+        return out;
+    };
+    while let Ok(Some(e)) = entries.next_entry().await {
+        let Some(mac) = e.file_name().to_str().and_then(|n| n.parse::<Mac>().ok()) else {
+            continue;
+        };
+        if let Ok(text) = tokio::fs::read_to_string(e.path()).await {
+            if let Some(c) = clean(text.lines().next().unwrap_or(""), 64) {
+                out.insert(mac, c);
+            }
+        }
+        if out.len() >= crate::config::devices::MAX_DEVICES {
+            break;
+        }
+    }
+    out
+}
+
+/// The neighbours of `dev` from `ip -json neigh`.
+async fn neighbours(dev: &str) -> Result<Vec<Sighting>, String> {
+    let out = tokio::time::timeout(
+        Duration::from_secs(5),
+        crate::child::tokio_command("ip")
+            .args(["-json", "neigh", "show", "dev", dev])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .map_err(|_| "ip neigh: no answer within 5 s".to_string())?
+    .map_err(|e| format!("ip neigh: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "ip neigh show dev {dev}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    sight::neighbours(&out.stdout).map_err(|e| format!("ip neigh: {e}"))
+}
+
+/// The body of a new-device notice.
+fn new_device_text(d: &Device, quarantined: bool) -> String {
+    let mac = d.mac;
+    let mut t = format!(
+        "A device joined the home network for the first time.\n\n\
+         Device:    {}\nMAC:       {mac}{}\nVendor:    {}\nAddress:   {}\n",
+        d.label(),
+        if d.private_mac {
+            " (private, randomised by the device)"
+        } else {
+            ""
+        },
+        d.vendor.as_deref().unwrap_or(if d.private_mac {
+            "(cannot be told from a private address)"
+        } else {
+            "(unknown)"
+        }),
+        d.current().map_or("-".into(), |a| a.to_string()),
+    );
+    if let Some(h) = &d.hostname {
+        t.push_str(&format!("Hostname:  {h}\n"));
+    }
+    if let Some(c) = &d.vendor_class {
+        t.push_str(&format!("DHCP class: {c}\n"));
+    }
+    if quarantined {
+        t.push_str(&format!(
+            "\nIt is QUARANTINED (devices.new: quarantine): it may reach only the Pi's DHCP and DNS.\n\
+             If you know it, let it in:  homewarden release {mac}\n"
+        ));
+    } else {
+        t.push_str(&format!(
+            "\nIf you know it, give it a name:  homewarden devices name {mac} \"living room TV\"\n\
+             If you do not, cut it off:       homewarden quarantine {mac}\n"
+        ));
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests;

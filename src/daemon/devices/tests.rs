@@ -1,0 +1,298 @@
+use std::sync::Mutex;
+
+use super::*;
+use crate::respond::outbox::Outbox;
+
+/// The scripts the stand-in for nft was given, newest last.
+type Loaded = Arc<Mutex<Vec<String>>>;
+
+fn settings(dir: &Path, new: NewDevice) -> (Settings, Loaded) {
+    let loaded: Loaded = Arc::default();
+    let l = loaded.clone();
+    let s = Settings {
+        state_dir: dir.to_path_buf(),
+        leases: dir.join("dnsmasq.leases"),
+        interface: None,
+        scan: Duration::from_secs(10),
+        new,
+        leave: crate::devices::quarantine::Leave {
+            own_network: true,
+            ..Default::default()
+        },
+        max: 1024,
+        do_not_break: vec!["198.18.1.3/32".parse().unwrap()],
+        oui: dir.join("oui.txt"),
+        mail_on: true,
+        load: Arc::new(move |script: &str| {
+            l.lock().unwrap().push(script.to_string());
+            Ok(())
+        }),
+    };
+    std::fs::write(
+        dir.join("oui.txt"),
+        "24-0A-C4   (hex)\t\tEspressif Inc.\nB8-27-EB   (hex)\t\tRaspberry Pi Foundation\n",
+    )
+    .unwrap();
+    (s, loaded)
+}
+
+fn seen(mac: &str, ip: &str, host: Option<&str>) -> Sighting {
+    Sighting {
+        mac: mac.parse().unwrap(),
+        ip: ip.parse().unwrap(),
+        hostname: host.map(str::to_string),
+        vendor_class: None,
+    }
+}
+
+fn outbox(dir: &Path) -> SharedOutbox {
+    Arc::new(std::sync::Mutex::new(
+        Outbox::open(&dir.join("outbox"), 100, 0).unwrap(),
+    ))
+}
+
+fn notices(ob: &SharedOutbox) -> Vec<(String, Notice)> {
+    respond::lock(ob)
+        .due(u64::MAX / 2)
+        .into_iter()
+        .filter_map(|i| match i.action {
+            Action::MailNotice(n) => Some((i.key, n)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_home_is_learnt_silently_then_each_new_device_raises_one_notice() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _) = settings(dir.path(), NewDevice::Notice);
+    let ob = outbox(dir.path());
+    let (mut d, directory, view) = Devices::new(s.clone(), Some(ob.clone()), Arc::default());
+    let cam = seen("24:0a:c4:00:00:02", "198.18.1.51", Some("cam"));
+    let pi = seen("b8:27:eb:00:00:01", "198.18.1.52", None);
+    d.scan(vec![cam.clone(), pi.clone()], 1000).await;
+    assert!(
+        notices(&ob).is_empty(),
+        "the devices already home are not news"
+    );
+    assert_eq!(view.borrow().known, 2);
+    let tag = directory.borrow()[&pi.ip].clone();
+    assert_eq!(tag.name, "Raspberry Pi Foundation …00:00:01");
+    // A third joins: one notice, however often it is seen.
+    let tv = seen("da:a1:19:00:00:09", "198.18.1.53", Some("tv"));
+    for t in [1010, 1020, 1030] {
+        d.scan(vec![cam.clone(), tv.clone()], t).await;
+    }
+    let n = notices(&ob);
+    assert_eq!(n.len(), 1, "{n:?}");
+    assert_eq!(n[0].0, "device-new-da:a1:19:00:00:09");
+    assert!(n[0].1.subject.contains("tv"), "{}", n[0].1.subject);
+    assert!(
+        n[0].1.text.contains("private, randomised"),
+        "{}",
+        n[0].1.text
+    );
+    assert!(
+        n[0].1
+            .text
+            .contains("homewarden quarantine da:a1:19:00:00:09"),
+        "{}",
+        n[0].1.text
+    );
+    assert_eq!(view.borrow().last_new.as_ref().unwrap().name, "tv");
+    // A restart keeps the inventory: nobody is new again.
+    drop(d);
+    let (mut again, _, view) = Devices::new(s, Some(ob.clone()), Arc::default());
+    assert_eq!(view.borrow().known, 3);
+    again.scan(vec![tv], 2000).await;
+    assert_eq!(notices(&ob).len(), 1);
+}
+
+#[tokio::test]
+async fn quarantine_goes_into_the_kernel_at_once_lasts_a_restart_and_is_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, loaded) = settings(dir.path(), NewDevice::Notice);
+    let (mut d, _, view) = Devices::new(s.clone(), None, Arc::default());
+    let cam = seen("24:0a:c4:00:00:02", "198.18.1.51", Some("cam"));
+    let keep = seen("b8:27:eb:00:00:01", "198.18.1.3", None);
+    d.scan(vec![cam.clone(), keep.clone()], 1000).await;
+    let named = d.inv.find("cam").unwrap().mac;
+    d.inv.name(&named, Some("front doorbell"));
+    let (tx, rx) = oneshot::channel();
+    d.on_msg(Msg::Quarantine {
+        device: "Front Doorbell".into(),
+        for_secs: None,
+        reason: Some("talked to a C2".into()),
+        force: false,
+        by: "root".into(),
+        reply: tx,
+    })
+    .await;
+    let v = rx.await.unwrap().unwrap();
+    assert_eq!(v.label, "front doorbell");
+    assert_eq!(
+        v.quarantine.as_ref().unwrap().reason.as_deref(),
+        Some("talked to a C2")
+    );
+    let last = loaded.lock().unwrap().last().cloned().unwrap();
+    assert!(last.contains("elements = { 24:0a:c4:00:00:02 }"), "{last}");
+    assert!(last.contains("elements = { 198.18.1.51 }"), "{last}");
+    assert_eq!(view.borrow().quarantined[0].name, "front doorbell");
+    // A do-not-break device needs --force.
+    let (tx, rx) = oneshot::channel();
+    d.on_msg(Msg::Quarantine {
+        device: "198.18.1.3".into(),
+        for_secs: None,
+        reason: None,
+        force: false,
+        by: "root".into(),
+        reply: tx,
+    })
+    .await;
+    let e = rx.await.unwrap().unwrap_err();
+    assert!(e.contains("do_not_break") && e.contains("--force"), "{e}");
+    // Unknown devices are a clear error.
+    let (tx, rx) = oneshot::channel();
+    d.on_msg(Msg::Release {
+        device: "the fridge".into(),
+        reply: tx,
+    })
+    .await;
+    assert!(rx
+        .await
+        .unwrap()
+        .unwrap_err()
+        .contains("no device \"the fridge\""));
+    // A restart puts the same table back before anything else.
+    d.save();
+    drop(d);
+    loaded.lock().unwrap().clear();
+    let (again, _, _) = Devices::new(s.clone(), None, Arc::default());
+    let stopper = crate::daemon::shutdown::Stopper::default();
+    let (inbox_tx, inbox) = mpsc::channel(4);
+    let task = tokio::spawn(again.run(inbox, stopper.handle()));
+    let (tx, rx) = oneshot::channel();
+    inbox_tx
+        .send(Msg::Release {
+            device: "24:0a:c4:00:00:02".into(),
+            reply: tx,
+        })
+        .await
+        .unwrap();
+    let v = rx.await.unwrap().unwrap();
+    assert!(v.quarantine.is_none());
+    let scripts = loaded.lock().unwrap().clone();
+    assert!(
+        scripts[0].contains("24:0a:c4:00:00:02"),
+        "restored: {scripts:?}"
+    );
+    assert!(
+        !scripts.last().unwrap().contains("24:0a:c4:00:00:02"),
+        "released: {scripts:?}"
+    );
+    stopper.stop().await;
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_timed_quarantine_ends_by_itself_and_new_devices_can_be_held_on_arrival() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, loaded) = settings(dir.path(), NewDevice::Quarantine);
+    let ob = outbox(dir.path());
+    let (mut d, _, view) = Devices::new(s, Some(ob.clone()), Arc::default());
+    let home = seen("b8:27:eb:00:00:01", "198.18.1.52", None);
+    d.scan(vec![home.clone()], 1000).await;
+    assert!(
+        view.borrow().quarantined.is_empty(),
+        "the first scan holds nobody"
+    );
+    let stranger = seen("24:0a:c4:00:00:07", "198.18.1.77", None);
+    d.scan(vec![home.clone(), stranger.clone()], 1010).await;
+    assert_eq!(view.borrow().quarantined.len(), 1);
+    assert!(loaded
+        .lock()
+        .unwrap()
+        .last()
+        .unwrap()
+        .contains("198.18.1.77"));
+    let n = notices(&ob);
+    assert!(
+        n[0].1.text.contains("QUARANTINED")
+            && n[0].1.text.contains("homewarden release 24:0a:c4:00:00:07"),
+        "{n:?}"
+    );
+    // The owner lets it in for an hour's trial of a timed hold on another.
+    let (tx, rx) = oneshot::channel();
+    d.on_msg(Msg::Quarantine {
+        device: "b8:27:eb:00:00:01".into(),
+        for_secs: Some(60),
+        reason: None,
+        force: false,
+        by: "root".into(),
+        reply: tx,
+    })
+    .await;
+    let v = rx.await.unwrap().unwrap();
+    let until = v.quarantine.unwrap().until.unwrap();
+    d.scan(vec![], until - 1).await;
+    assert_eq!(view.borrow().quarantined.len(), 2);
+    d.scan(vec![], until).await;
+    assert_eq!(view.borrow().quarantined.len(), 1);
+    assert!(!loaded
+        .lock()
+        .unwrap()
+        .last()
+        .unwrap()
+        .contains("198.18.1.52"));
+}
+
+#[tokio::test]
+async fn a_kernel_that_refuses_the_table_is_an_error_not_a_silent_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut s, _) = settings(dir.path(), NewDevice::Off);
+    s.load = Arc::new(|_: &str| Err("Operation not permitted".into()));
+    let (mut d, _, view) = Devices::new(s, None, Arc::default());
+    d.scan(vec![seen("24:0a:c4:00:00:02", "198.18.1.51", None)], 1000)
+        .await;
+    let (tx, rx) = oneshot::channel();
+    d.on_msg(Msg::Quarantine {
+        device: "198.18.1.51".into(),
+        for_secs: None,
+        reason: None,
+        force: false,
+        by: "root".into(),
+        reply: tx,
+    })
+    .await;
+    let e = rx.await.unwrap().unwrap_err();
+    assert!(
+        e.contains("kernel refused it: quarantine table: Operation not permitted"),
+        "{e}"
+    );
+    assert!(view
+        .borrow()
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("Operation not permitted"));
+    // Recorded all the same: the next scan tries again.
+    assert_eq!(view.borrow().quarantined.len(), 1);
+}
+
+#[tokio::test]
+async fn a_torn_inventory_is_set_aside_and_the_owner_starts_afresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _) = settings(dir.path(), NewDevice::Notice);
+    std::fs::write(dir.path().join(DEVICES_FILE), b"{\"inventory\": [tor").unwrap();
+    let (_, _, view) = Devices::new(s, None, Arc::default());
+    assert_eq!(view.borrow().known, 0);
+    let aside: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name().to_string_lossy().starts_with(DEVICES_FILE)
+                && e.file_name() != DEVICES_FILE
+        })
+        .collect();
+    assert_eq!(aside.len(), 1, "the torn file is kept for a person to read");
+}
