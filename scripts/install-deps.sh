@@ -21,7 +21,7 @@ fi
 
 need=()
 for pkg in nftables iproute2 iptables ethtool curl python3 python3-venv python3-aiosmtpd \
-    iperf3 procps psmisc jq ca-certificates openssl time dnsmasq-base hostapd udhcpc conntrack valgrind prometheus mosquitto mosquitto-clients; do
+    iperf3 procps psmisc jq ca-certificates openssl time dnsmasq-base hostapd udhcpc conntrack valgrind prometheus mosquitto mosquitto-clients ieee-data; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || need+=("$pkg")
 done
 have_suricata=0

@@ -2,6 +2,8 @@
 # The homewarden lab: three network namespaces on this machine,
 #
 #   iot (198.18.1.2) ── pi (198.18.1.1 | 203.0.113.1) ── wan (203.0.113.0/24)
+#   iot-cam, iot-speaker: two more devices on iot's link (macvlan, MACs of
+#   their own), addressed by DHCP from dnsmasq in `pi`
 #
 # with real Suricata inline (NFQUEUE) in `pi`, configured from overlays/, the
 # agent running in `pi`, and in `wan`: a known-bad C2 (.66), a benign web
@@ -12,6 +14,7 @@
 # lab feed (tests/data/lab-feed) makes 203.0.113.66 / c2.lab-evil.test bad.
 #
 #   scripts/lab.sh up | down | status | restart-suricata | exec NS CMD...
+#   scripts/lab.sh join NAME MAC [HOSTNAME [VENDOR_CLASS]]   # one more device (iot-NAME)
 #
 # Environment: HW_LAB_DIR (default /tmp/homewarden-lab), HW_LAB_FAIL=open|closed
 # (default open), HOMEWARDEN_BIN (default target/debug/homewarden, built if missing).
@@ -76,8 +79,16 @@ agent_protected() {
     "$BIN" --config "$LAB/homewarden.yaml" status --json | grep -q '"state": "protected"'
 }
 
+# The lab's namespaces: the three, and a device's each (iot-NAME).
+lab_namespaces() {
+    echo "${NAMESPACES[@]}"
+    ip netns list | awk '{print $1}' | grep -E '^iot-' || true
+}
+
 down() {
-    for ns in "${NAMESPACES[@]}"; do
+    local all
+    all=$(lab_namespaces)
+    for ns in $all; do
         ip netns list | grep -qw "^$ns" || continue
         # Everything the lab started lives in one of its namespaces.
         pids=$(ip netns pids "$ns" || true)
@@ -85,13 +96,13 @@ down() {
     done
     for _ in $(seq 25); do
         left=""
-        for ns in "${NAMESPACES[@]}"; do
+        for ns in $all; do
             ip netns list | grep -qw "^$ns" && left="$left$(ip netns pids "$ns" 2>/dev/null || true)"
         done
         [ -z "$left" ] && break
         sleep 0.2
     done
-    for ns in "${NAMESPACES[@]}"; do
+    for ns in $all; do
         if ip netns list | grep -qw "^$ns"; then
             pids=$(ip netns pids "$ns" || true)
             [ -n "$pids" ] && kill -9 $pids 2>/dev/null || true
@@ -243,6 +254,10 @@ mqtt:
   url: mqtt://198.18.1.2:1883
   user: homewarden
   password_env: MQTT_PASSWORD
+devices:
+  leases: $LAB/dnsmasq.leases
+  interface: pi-iot
+  scan: 1s
 YAML
     : >"$LAB/watch-list.txt"
     printf 'MISP_API_KEY=%s\nCOHERE_API_KEY=%s\nMAILTRAP_TOKEN=%s\nMETRICS_TOKEN=%s\nMQTT_PASSWORD=%s\n' \
@@ -283,6 +298,53 @@ start_suricata() {
     wait_until "Suricata" 150 suricata_answers
 }
 
+# DHCP for the devices' side, as homewarden-dhcp.service runs it in the ap and
+# gateway placements: dnsmasq's leases (and the vendor classes its lease
+# script keeps, from overlays/) are where the agent's inventory looks first.
+start_dhcp() {
+    cat >"$LAB/dnsmasq.conf" <<EOF
+interface=pi-iot
+bind-interfaces
+except-interface=lo
+# DHCP only: the lab's DNS is wan's.
+port=0
+dhcp-range=198.18.1.100,198.18.1.150,255.255.255.0,12h
+dhcp-option=option:router,198.18.1.1
+dhcp-option=option:dns-server,203.0.113.53
+dhcp-authoritative
+dhcp-leasefile=$LAB/dnsmasq.leases
+dhcp-script=$FILES/usr/lib/homewarden/dhcp-lease
+EOF
+    HOMEWARDEN_DHCP_VENDOR_DIR=$LAB/dhcp-vendor spawn pi dnsmasq \
+        dnsmasq --keep-in-foreground --conf-file="$LAB/dnsmasq.conf" --user=root --pid-file="$LAB/dnsmasq.pid"
+    cat >"$LAB/udhcpc.sh" <<'EOF'
+#!/bin/sh
+# A device's DHCP client: the leased address and route, nothing else.
+[ "$1" = bound ] || exit 0
+ip addr add "$ip/$mask" dev "$interface"
+for r in $router; do ip route add default via "$r"; done
+EOF
+    chmod 755 "$LAB/udhcpc.sh"
+}
+
+# One more device on iot's link: namespace iot-NAME with a macvlan of iot0
+# (so its frames carry its own MAC), addressed by DHCP from the Pi.
+join() {
+    local name=$1 mac=$2 host=${3:-} class=${4:-} ns=iot-$1 dev=dev-$1
+    ip netns add "$ns"
+    in_ns "$ns" ip link set lo up
+    in_ns iot ip link add "$dev" link iot0 address "$mac" type macvlan mode bridge
+    in_ns iot ip link set "$dev" netns "$ns"
+    in_ns "$ns" ip link set "$dev" up
+    in_ns "$ns" ethtool -K "$dev" gro off gso off tso off >/dev/null 2>&1 || true
+    local opts=(-i "$dev" -n -q -f -t 10 -T 1 -s "$LAB/udhcpc.sh")
+    [ -z "$host" ] || opts+=(-x "hostname:$host")
+    [ -z "$class" ] || opts+=(-V "$class")
+    in_ns "$ns" udhcpc "${opts[@]}" >>"$LAB/log/udhcpc-$name.log" 2>&1 \
+        || die "$name got no DHCP lease (logs in $LAB/log)"
+    say "$ns: $mac has $(in_ns "$ns" ip -4 -o addr show dev "$dev" | awk '{print $4}')"
+}
+
 up() {
     [ "$(id -u)" -eq 0 ] || die "run as root (namespaces, firewall)"
     case $FAIL in open|closed) ;; *) die "HW_LAB_FAIL must be open or closed" ;; esac
@@ -304,6 +366,9 @@ up() {
     say "namespaces iot — pi — wan"; make_namespaces
     say "wan: web servers, DNS, MISP double, SMTP server, LLM double"; start_wan_services
     say "iot: Home Assistant's MQTT broker"; start_home_broker
+    say "pi: DHCP for the devices (dnsmasq)"; start_dhcp
+    join cam 24:0a:c4:12:34:56 doorbell-cam "ESP32 camera"
+    join speaker 44:65:0d:12:34:56 kitchen-speaker amazon-echo
     [ -z "$ROOT" ] || firewall_up
     write_config
     [ -n "$ROOT" ] || firewall_up
@@ -359,6 +424,7 @@ case ${1:-} in
     restart-suricata) restart_suricata ;;
     down) down; echo "lab: down" >&2 ;;
     status) status ;;
+    join) shift; [ $# -ge 2 ] || die "usage: lab.sh join NAME MAC [HOSTNAME [VENDOR_CLASS]]"; join "$@" ;;
     exec) shift; [ $# -ge 2 ] || die "usage: lab.sh exec NS CMD..."; ns=$1; shift; exec ip netns exec "$ns" "$@" ;;
-    *) echo "usage: scripts/lab.sh up | down | status | restart-suricata | exec NS CMD..." >&2; exit 2 ;;
+    *) echo "usage: scripts/lab.sh up | down | status | restart-suricata | join NAME MAC [HOSTNAME [CLASS]] | exec NS CMD..." >&2; exit 2 ;;
 esac

@@ -125,7 +125,9 @@ def test_a_blocked_c2_mails_the_owner_with_advice_over_starttls(lab):
     # Delivered over TLS after a checked login, to the configured owner.
     assert meta["auth_user"] == "api" and meta["tls"].startswith("TLSv1."), meta
     assert meta["rcpt_tos"] == ["owner@lab.test"], meta
-    assert msg["Subject"].startswith("[homewarden ") and "High: blocked 198.18.1.2" in msg["Subject"]
+    # The home device by the inventory's name for it (iot's own MAC is a random one), and its address.
+    assert msg["Subject"].startswith("[homewarden ") and "High: blocked " in msg["Subject"]
+    assert "(198.18.1.2) ↔ 203.0.113.66" in msg["Subject"], msg["Subject"]
     text = msg.get_body(("plain",)).get_content()
     html = msg.get_body(("html",)).get_content()
     # The advice came from the LLM (the double's marker), with the MISP context beside it.

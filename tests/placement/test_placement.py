@@ -89,10 +89,10 @@ def net(tmp_path):
         root = top / "root"
         config = top / "homewarden.yaml"
 
-        def spawn(self, name, *cmd):
+        def spawn(self, name, *cmd, env=None):
             log = open(tmp_path / f"{name}.log", "w")
             p = subprocess.Popen(["ip", "netns", "exec", *cmd], stdout=log, stderr=subprocess.STDOUT,
-                                 stdin=subprocess.DEVNULL)
+                                 stdin=subprocess.DEVNULL, env=env)
             procs.append(p)
             return p
 
@@ -103,6 +103,19 @@ def net(tmp_path):
             self.config.write_text(yaml)
             return sh(BIN, "--config", str(self.config), "network", "apply", "--root", str(self.root),
                       env=dict(os.environ, **(env or {})))
+
+        def dnsmasq(self):
+            """dnsmasq as homewarden-dhcp.service starts it, on the rendered file,
+            with the lease script the image installs (from overlays/) keeping
+            vendor classes under the root."""
+            script = self.root / "usr/lib/homewarden/dhcp-lease"
+            script.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / "overlays/usr/lib/homewarden/dhcp-lease", script)
+            cmd = [a.replace("/run/homewarden/", f"{self.root}/run/homewarden/")
+                   for a in exec_start("homewarden-dhcp.service")]
+            assert cmd[0] == "/usr/sbin/dnsmasq"
+            env = dict(os.environ, HOMEWARDEN_DHCP_VENDOR_DIR=str(self.root / "run/homewarden/dhcp-vendor"))
+            return self.spawn("dnsmasq", "hwpl-pi", *cmd, env=env)
 
     yield Net()
     for p in procs:
@@ -142,6 +155,7 @@ def dhcp_lease(net):
                       "for r in $router; do ip route add default via \"$r\"; done\n")
     script.chmod(0o755)
     ns("hwpl-dev", "udhcpc", "-i", "dev0", "-n", "-q", "-f", "-t", "10", "-T", "1", "-s", str(script),
+       "-V", "homewarden-test-device",
        timeout=60)
     return dict(l.split("=", 1) for l in out.read_text().splitlines() if "=" in l)
 
@@ -180,17 +194,20 @@ def test_gateway_serves_dhcp_and_dns_and_nats_the_devices(net):
     resolv = net.root / "run/systemd/resolve/resolv.conf"
     resolv.parent.mkdir(parents=True)
     resolv.write_text(f"nameserver {DNS_UP}\n")
-    # dnsmasq as homewarden-dhcp.service starts it, on the rendered file.
-    cmd = [a.replace("/run/homewarden/", f"{net.root}/run/homewarden/") for a in exec_start("homewarden-dhcp.service")]
-    assert cmd[0] == "/usr/sbin/dnsmasq"
-    dnsmasq = net.spawn("dnsmasq", "hwpl-pi", *cmd)
+    dnsmasq = net.dnsmasq()
 
     lease = dhcp_lease(net)
     assert lease["router"] == "192.168.73.1" and lease["dns"].strip() == "192.168.73.1", lease
     assert lease["mask"] == "24", lease
     last = int(lease["ip"].rsplit(".", 1)[1])
     assert lease["ip"].startswith("192.168.73.") and 2 <= last <= 254, lease
-    assert (net.root / "run/homewarden/dnsmasq.leases").read_text().count(lease["ip"]) == 1
+    leases = (net.root / "run/homewarden/dnsmasq.leases").read_text()
+    assert leases.count(lease["ip"]) == 1
+    # The lease script kept what the lease file does not: the device's vendor class.
+    mac = next(l.split()[1] for l in leases.splitlines() if lease["ip"] in l)
+    kept = net.root / "run/homewarden/dhcp-vendor" / mac
+    assert wait_for(kept.exists, 5), net.log("dnsmasq")
+    assert kept.read_text() == "homewarden-test-device\n"
     # The Pi answers DNS, forwarding to the resolvers the uplink learned.
     assert wait_for(lambda: query("192.168.73.1", "www.lab-good.test"), 10), net.log("dnsmasq")
     assert dnsmasq.poll() is None
@@ -221,8 +238,7 @@ def test_the_pi_answers_its_devices_only_dhcp_dns_and_what_is_opened(net):
     resolv = net.root / "run/systemd/resolve/resolv.conf"
     resolv.parent.mkdir(parents=True)
     resolv.write_text(f"nameserver {DNS_UP}\n")
-    cmd = [a.replace("/run/homewarden/", f"{net.root}/run/homewarden/") for a in exec_start("homewarden-dhcp.service")]
-    net.spawn("dnsmasq", "hwpl-pi", *cmd)
+    net.dnsmasq()
     ns("hwpl-pi", "nft", "-f", str(net.root / "run/homewarden/network.nft"))
     # The Pi's SSH and another service, and a DNS-over-TLS port upstream and elsewhere.
     listen = ("import socket,sys,threading\n"
