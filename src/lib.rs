@@ -14,13 +14,16 @@
 //! * [`respond`]: incidents → the world, through a durable outbox: MISP
 //!   sightings and events, advice (LLM or offline), mail, push (ntfy, a
 //!   signed webhook, Matrix).
+//! * [`devices`]: who is on the devices' side (leases, neighbours, the OUI
+//!   registry), the owner's names for them, their quarantine's table; alerts
+//!   name devices through it.
 //! * [`owner`]: what the home owner decides: `allow`, `explain`, shadow mode.
 //! * [`appliance`]: the Pi as a box: first boot, network placement, the LED
 //!   panel and button, factory reset.
 //! * [`daemon`]: the owner tasks of the running appliance: the agent (sources
 //!   and enforcement), the incidents' owner (alerts to responders), the
-//!   supervisor that feeds systemd's watchdog, one stop for all, the
-//!   control socket the CLI talks to, and the Prometheus endpoint.
+//!   supervisor that feeds systemd's watchdog, the devices' owner, one stop
+//!   for all, the control socket the CLI talks to, and the Prometheus endpoint.
 //!
 //! [`config`] (typed, validated once) sits between them: it parses into
 //! intel's and alerts' types and holds the settings of every other folder.

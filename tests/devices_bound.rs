@@ -71,22 +71,32 @@ async fn a_thousand_devices_cost_little_memory_and_disk_and_a_flood_is_capped() 
     }
     assert_eq!(view.borrow().known, 1000);
     let held = LIVE.load(Ordering::Relaxed) - before;
-    let file = std::fs::metadata(dir.path().join(DEVICES_FILE)).unwrap().len();
+    let file = std::fs::metadata(dir.path().join(DEVICES_FILE))
+        .unwrap()
+        .len();
     println!("1,000 devices: {held} bytes of heap, {file} bytes on disk");
     // ~1 KiB a device in memory (8 addresses, the directory's entries) and on disk.
     assert!(held < 4 << 20, "{held} bytes of heap for 1,000 devices");
     assert!(file < 2 << 20, "{file} bytes on disk for 1,000 devices");
     let d = owner.list();
-    assert!(d.iter().all(|v| v.device.addresses.len() == 8), "addresses are bounded per device");
+    assert!(
+        d.iter().all(|v| v.device.addresses.len() == 8),
+        "addresses are bounded per device"
+    );
 
     // Ten thousand made-up MACs: the inventory keeps its bound.
     let flood: Vec<Sighting> = (1000..11_000).map(|i| sighting(i, 0)).collect();
     owner.scan(flood, 5_000).await;
     assert_eq!(view.borrow().known, 1024);
     let after = LIVE.load(Ordering::Relaxed) - before;
-    let file_after = std::fs::metadata(dir.path().join(DEVICES_FILE)).unwrap().len();
+    let file_after = std::fs::metadata(dir.path().join(DEVICES_FILE))
+        .unwrap()
+        .len();
     println!("after a flood of 10,000: {after} bytes of heap, {file_after} bytes on disk");
     assert!(after < 5 << 20, "{after} bytes of heap after a flood");
-    assert!(file_after < 2 << 20, "{file_after} bytes on disk after a flood");
+    assert!(
+        file_after < 2 << 20,
+        "{file_after} bytes on disk after a flood"
+    );
     assert!(directory.borrow().len() <= 1024 * 8);
 }

@@ -130,4 +130,18 @@ mod tests {
         }
         assert!(serde_yaml_ng::from_str::<DevicesConfig>("new: maybe").is_err());
     }
+
+    /// The commented example in the shipped config, uncommented, is valid.
+    #[test]
+    fn the_example_in_the_shipped_config_is_valid() {
+        let block = crate::config::shipped_example("devices");
+        #[derive(Deserialize)]
+        struct Section {
+            devices: DevicesConfig,
+        }
+        let s: Section = serde_yaml_ng::from_str(&block).unwrap();
+        assert_eq!(s.devices.new, NewDevice::Notice, "{block}");
+        assert_eq!(s.devices.quarantine_allow.len(), 1, "{block}");
+        assert_eq!(s.devices.check(), Ok(()));
+    }
 }

@@ -759,6 +759,10 @@ def test_the_metrics_say_what_status_says_and_a_real_prometheus_scrapes_them(lab
             **{f'homewarden_llm_calls_total{{outcome="{k}"}}': r["llm"][k] for k in ("ok", "rate_limited", "failed")},
             **{f'homewarden_responder_attempts_total{{responder="{who}",outcome="done"}}': r["done"].get(who, 0)
                for who in ("misp", "mail")},
+            # The device inventory.
+            "homewarden_devices": s["devices"]["known"],
+            "homewarden_devices_seen_24h": s["devices"]["seen_24h"],
+            "homewarden_devices_quarantined": len(s["devices"]["quarantined"]),
         }
         agree.last = (want, {k: m.get(k) for k in want})
         return code == "200" and all(m.get(k) == v for k, v in want.items())

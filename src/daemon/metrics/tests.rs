@@ -181,6 +181,13 @@ fn full_status() -> Status {
         connected: true,
         ..Default::default()
     });
+    s.devices = crate::daemon::devices::DevicesStatus {
+        enabled: true,
+        known: 3,
+        seen_24h: 2,
+        quarantined: vec![Default::default()],
+        ..Default::default()
+    };
     s
 }
 

@@ -167,6 +167,26 @@ pub fn registry(status: &Status, now: i64, resident_bytes: Option<u64>) -> Regis
             i64::from(m.connected),
         );
     }
+    if status.devices.enabled {
+        gauge(
+            &mut r,
+            "homewarden_devices",
+            "Devices the inventory knows on the devices' side",
+            status.devices.known as i64,
+        );
+        gauge(
+            &mut r,
+            "homewarden_devices_seen_24h",
+            "Of those, devices seen in the last 24 hours",
+            status.devices.seen_24h as i64,
+        );
+        gauge(
+            &mut r,
+            "homewarden_devices_quarantined",
+            "Devices the kernel holds in quarantine (DHCP and DNS only)",
+            status.devices.quarantined.len() as i64,
+        );
+    }
     let st = &status.selftest;
     if let Some(ok) = st.ok {
         gauge(
