@@ -60,6 +60,7 @@ async fn a_thousand_devices_cost_little_memory_and_disk_and_a_flood_is_capped() 
         do_not_break: Vec::new(),
         oui: homewarden::devices::oui::OUI_FILE.into(),
         mail_on: false,
+        push_to: Vec::new(),
         load: Arc::new(|_: &str| Ok(())),
     };
     let before = LIVE.load(Ordering::Relaxed);

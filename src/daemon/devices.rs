@@ -22,7 +22,7 @@ use crate::devices::sight::{self, Sighting};
 pub use crate::devices::view::DeviceView;
 use crate::devices::{clean, Device, Inventory, Mac, Tag};
 use crate::intel::unix_now;
-use crate::respond::outbox::{Action, Notice};
+use crate::respond::outbox::{Action, Notice, PushNotice};
 use crate::respond::{self, SharedOutbox};
 
 use super::shutdown::Stop;
@@ -149,6 +149,8 @@ pub struct Settings {
     pub oui: PathBuf,
     /// Notices go out by mail.
     pub mail_on: bool,
+    /// And to these `notify:` targets.
+    pub push_to: Vec<String>,
     /// How the quarantine's table reaches the kernel.
     pub load: Loader,
 }
@@ -174,6 +176,7 @@ impl Settings {
             do_not_break: cfg.enforcement.do_not_break.clone(),
             oui: PathBuf::from(oui::OUI_FILE),
             mail_on: !cfg.mail.to.is_empty(),
+            push_to: cfg.notify.iter().map(|t| t.name().to_string()).collect(),
             load: Arc::new(|script: &str| {
                 crate::enforce::firewall::load(script).map_err(|e| e.to_string())
             }),
@@ -405,18 +408,33 @@ impl Devices {
         self.notify(&format!("device-new-{mac}"), &subject, &text);
     }
 
-    /// Queues one notice, once per key.
+    /// Queues one notice for the mail and each push target, once per key.
     fn notify(&self, key: &str, subject: &str, text: &str) {
-        let (Some(outbox), true) = (self.outbox.as_ref(), self.s.mail_on) else {
+        let Some(outbox) = self.outbox.as_ref() else {
             return;
         };
-        let notice = Action::MailNotice(Notice {
+        let notice = Notice {
             subject: subject.to_string(),
             text: text.to_string(),
-        });
-        if let Err(e) = respond::lock(outbox).put(key, notice, false, unix_now()) {
-            tracing::error!("{e}");
+        };
+        let mut actions = Vec::new();
+        if self.s.mail_on {
+            actions.push((key.to_string(), Action::MailNotice(notice.clone())));
         }
+        for target in &self.s.push_to {
+            let push = Action::PushNotice(PushNotice {
+                target: target.clone(),
+                notice: notice.clone(),
+            });
+            actions.push((format!("{key}:push-{target}"), push));
+        }
+        let mut outbox = respond::lock(outbox);
+        for (key, action) in actions {
+            if let Err(e) = outbox.put(&key, action, false, unix_now()) {
+                tracing::error!("{e}");
+            }
+        }
+        drop(outbox);
         self.wake.notify_one();
     }
 

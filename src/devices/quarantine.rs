@@ -76,11 +76,15 @@ pub struct Leave {
 }
 
 /// The table as the kernel should have it: `held` is every quarantined
-/// device with its addresses. Replaces the table in one transaction.
+/// device with its addresses. Replaces the table in one transaction; with
+/// nobody held there is no table (no hook on every packet for nothing).
 pub fn render(held: &[(Mac, Vec<IpAddr>)], leave: &Leave) -> String {
     let (allow, own_network) = (&leave.allow, leave.own_network);
     let mut t = String::new();
     let _ = writeln!(t, "table inet {TABLE} {{}}\ndelete table inet {TABLE}");
+    if held.is_empty() {
+        return t;
+    }
     let _ = writeln!(t, "table inet {TABLE} {{");
     let elements = |v: Vec<String>| {
         if v.is_empty() {
@@ -253,17 +257,11 @@ mod tests {
             from.contains("th dport 53 return") && from.contains("udp dport 67 return"),
             "{shared}"
         );
-        // Nobody held: the table is there, empty, ready for the first.
-        let empty = render(
-            &[],
-            &Leave {
-                own_network: true,
-                ..Leave::default()
-            },
-        );
-        assert!(
-            empty.contains("set macs {\n        type ether_addr\n    }"),
-            "{empty}"
+        // Nobody held: no table at all (one left by an earlier run goes).
+        let empty = render(&[], &Leave::default());
+        assert_eq!(
+            empty,
+            "table inet homewarden_quarantine {}\ndelete table inet homewarden_quarantine\n"
         );
     }
 }

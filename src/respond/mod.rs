@@ -137,9 +137,8 @@ impl Responders {
 
     /// One pass over the MISP actions that are due, one by one.
     pub async fn misp_round(&self, now: u64) {
-        let due = lock(&self.outbox).due_if(now, |i| {
-            !i.action.is_incident_mail() && !matches!(i.action, Action::Push(_))
-        });
+        let due =
+            lock(&self.outbox).due_if(now, |i| !i.action.is_incident_mail() && !i.action.is_push());
         for item in due {
             let result = self.perform(&item).await;
             self.record(&item, result.map_err(|e| (e, None)));
@@ -208,7 +207,7 @@ impl Responders {
                 Ok(())
             }
             Action::Mail(_) => Err("an incident mail is the mail round's".into()),
-            Action::Push(_) => Err("a push is the push round's".into()),
+            Action::Push(_) | Action::PushNotice(_) => Err("a push is the push round's".into()),
         }
     }
 

@@ -18,7 +18,9 @@ use crate::fsutil;
 mod action;
 #[cfg(test)]
 use crate::intel::misp::SightingType;
-pub use action::{Action, EventFor, EventUpdate, MailPayload, Notice, PushPayload, Sighting};
+pub use action::{
+    Action, EventFor, EventUpdate, MailPayload, Notice, PushNotice, PushPayload, Sighting,
+};
 
 /// Done markers older than this are forgotten (the keys they guard are long gone).
 pub const DONE_KEEP_SECS: u64 = 30 * 86400;

@@ -46,13 +46,34 @@ impl Responders {
 
     /// One pass over the pushes that are due, target by target.
     pub async fn push_round(&self, windows: &mut Windows, now: u64) {
-        let due = lock(&self.outbox).due_if(now, |i| matches!(i.action, Action::Push(_)));
+        let due = lock(&self.outbox).due_if(now, |i| i.action.is_push());
         let mut by_target: HashMap<String, Vec<(Item, Incident)>> = HashMap::new();
+        let mut notices = Vec::new();
         for item in due {
-            if let Action::Push(p) = &item.action {
-                let (target, inc) = (p.target.clone(), p.incident.clone());
-                by_target.entry(target).or_default().push((item, inc));
+            match &item.action {
+                Action::Push(p) => {
+                    let (target, inc) = (p.target.clone(), p.incident.clone());
+                    by_target.entry(target).or_default().push((item, inc));
+                }
+                Action::PushNotice(n) => notices.push((n.clone(), item)),
+                _ => {}
             }
+        }
+        // Notices (a new device) are few by their making: each goes as it is.
+        for (n, item) in notices {
+            let Some(pusher) = self.push.iter().find(|p| p.name() == n.target) else {
+                tracing::warn!(key = %item.key, target = n.target, "no such notify target any more; not sending");
+                self.record(&item, Ok(()));
+                continue;
+            };
+            let m = message::notice(&self.appliance, &n.notice);
+            let sent = pusher.send(&m, &item.key, &self.appliance).await;
+            if sent.is_ok() {
+                self.sent(windows, &n.target);
+                self.tally
+                    .note(|t| t.pushes.entry(n.target.clone()).or_default().notice += 1);
+            }
+            self.record(&item, sent.map_err(retry));
         }
         for (target, items) in by_target {
             match self.push.iter().find(|p| p.name() == target) {

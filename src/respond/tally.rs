@@ -32,7 +32,7 @@ impl Responder {
                 Responder::Misp
             }
             Action::Mail(_) | Action::MailNotice(_) => Responder::Mail,
-            Action::Push(_) => Responder::Push,
+            Action::Push(_) | Action::PushNotice(_) => Responder::Push,
         }
     }
 
@@ -87,6 +87,9 @@ pub struct Pushes {
     pub digest: u64,
     /// Incidents that went out in a digest instead of a message of their own.
     pub rate_limited: u64,
+    /// Notices about the home (a new device).
+    #[serde(default)]
+    pub notice: u64,
 }
 
 /// LLM calls, by outcome.

@@ -345,7 +345,7 @@ class Agent:
     """homewarden run, with a config pointing at the peers; restartable on the same state."""
 
     def __init__(self, directory: Path, misp, llm, smtp, tls, alerts=None, mail=None, advisor=None,
-                 source=None, notify=None):
+                 source=None, notify=None, devices=None):
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self.misp, self.llm, self.smtp, self.tls = misp, llm, smtp, tls
@@ -365,6 +365,8 @@ class Agent:
         self.source = {"name": "misp", "type": "misp", "url": misp.url, "ca_file": str(tls["ca"]),
                        "interval": "1h", **(source or {})}
         self.notify = notify or []
+        # The device inventory is off unless a test gives it leases to read.
+        self.devices = devices or {"enabled": False}
         self.secrets = {}  # more .env lines, by name
         self.write_config()
 
@@ -381,6 +383,7 @@ class Agent:
             "advisor": self.advisor,
             "mail": self.mail,
             "notify": self.notify,
+            "devices": self.devices,
         }
         # JSON is YAML; no PyYAML needed to write it.
         self.config.write_text(json.dumps(cfg, indent=2) + "\n")

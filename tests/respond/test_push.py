@@ -189,3 +189,26 @@ def test_notify_test_reaches_each_target_and_says_which_failed(world):
     assert r.returncode == 1 and "room (matrix)" in r.stdout and "FAILED: HTTP 503" in r.stdout, r.stdout
     r = run("nosuch")
     assert r.returncode != 0 and "no notify target named \"nosuch\"" in r.stderr, r.stderr
+
+
+def test_a_new_device_is_pushed_once_to_every_target_and_mailed(world):
+    """The device inventory's notice goes the way of every notification: the
+    outbox, then each target (the webhook's `type` is `notice`) and the mail."""
+    leases = world.dir / "dnsmasq.leases"
+    far = int(time.time()) + 3600
+    leases.write_text(f"{far} 24:0a:c4:12:34:56 192.168.73.20 doorbell-cam *\n")
+    agent = world.make_agent(notify=world.push.targets(),
+                             devices={"leases": str(leases), "interface": "lo", "scan": "1s"}).start()
+    # The home as it is at the first scan raises nothing.
+    wait_for(lambda: agent.status()["devices"]["known"] == 1, 15, "the first scan")
+    leases.write_text(leases.read_text() + f"{far} fc:65:de:12:34:56 192.168.73.21 living-room-tv *\n")
+    wait_for(lambda: all(len(v) == 1 for v in pushed(world).values()), 30, "one notice on each target")
+    time.sleep(2)
+    for service, texts in pushed(world).items():
+        assert len(texts) == 1 and "New device on the home network: living-room-tv" in texts[0], (service, texts)
+        assert "homewarden quarantine fc:65:de:12:34:56" in texts[0], (service, texts)
+    hook = world.push.delivered("webhook")[0]
+    assert hook["type"] == "notice" and hook["id"] == "device-new-fc:65:de:12:34:56:push-hook", hook
+    assert world.push.delivered("ntfy")[0]["priority"] != 4, "a notice is not an alarm"
+    wait_for(lambda: any("living-room-tv" in m["Subject"] for m in world.smtp.mails()), 30, "the mail")
+    agent.counted({"pushes.phone.notice": 1, "pushes.hook.notice": 1, "pushes.room.notice": 1})

@@ -23,6 +23,7 @@ fn settings(dir: &Path, new: NewDevice) -> (Settings, Loaded) {
         do_not_break: vec!["198.18.1.3/32".parse().unwrap()],
         oui: dir.join("oui.txt"),
         mail_on: true,
+        push_to: vec!["phone".into()],
         load: Arc::new(move |script: &str| {
             l.lock().unwrap().push(script.to_string());
             Ok(())
@@ -86,6 +87,14 @@ async fn the_home_is_learnt_silently_then_each_new_device_raises_one_notice() {
     let n = notices(&ob);
     assert_eq!(n.len(), 1, "{n:?}");
     assert_eq!(n[0].0, "device-new-da:a1:19:00:00:09");
+    // The push targets hear of it too, each once.
+    let pushes: Vec<String> = respond::lock(&ob)
+        .due(u64::MAX / 2)
+        .into_iter()
+        .filter(|i| matches!(&i.action, Action::PushNotice(p) if p.target == "phone" && p.notice == n[0].1))
+        .map(|i| i.key)
+        .collect();
+    assert_eq!(pushes, ["device-new-da:a1:19:00:00:09:push-phone"]);
     assert!(n[0].1.subject.contains("tv"), "{}", n[0].1.subject);
     assert!(
         n[0].1.text.contains("private, randomised"),

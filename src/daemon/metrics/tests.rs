@@ -77,6 +77,7 @@ fn status() -> Status {
             incident: 2,
             digest: 1,
             rate_limited: 6,
+            notice: 1,
         },
     );
     s
@@ -156,6 +157,7 @@ fn the_status_becomes_metrics_with_prometheus_names() {
         "homewarden_offline_advice_total 1",
         "homewarden_pushes_sent_total{target=\"phone\",kind=\"incident\"} 2",
         "homewarden_pushes_sent_total{target=\"phone\",kind=\"digest\"} 1",
+        "homewarden_pushes_sent_total{target=\"phone\",kind=\"notice\"} 1",
         "homewarden_push_rate_limited_total{target=\"phone\"} 6",
         "homewarden_outbox_pending{responder=\"push\"} 0",
     ] {

@@ -32,6 +32,9 @@ pub enum Action {
     /// Mail the owner about the appliance itself.
     #[serde(rename = "mail-notice")]
     MailNotice(Notice),
+    /// Push a notice (a new device…) to one of the `notify:` targets.
+    #[serde(rename = "push-notice")]
+    PushNotice(PushNotice),
 }
 
 impl Action {
@@ -44,12 +47,18 @@ impl Action {
             Action::Mail(_) => "mail",
             Action::MailNotice(_) => "mail-notice",
             Action::Push(_) => "push",
+            Action::PushNotice(_) => "push-notice",
         }
     }
 
     /// Mails wait for the hourly limit and may go out as a digest.
     pub fn is_incident_mail(&self) -> bool {
         matches!(self, Action::Mail(_))
+    }
+
+    /// The push round's: an incident's or a notice's push.
+    pub fn is_push(&self) -> bool {
+        matches!(self, Action::Push(_) | Action::PushNotice(_))
     }
 }
 
@@ -118,4 +127,13 @@ pub struct PushPayload {
     pub target: String,
     /// The incident as it was when queued.
     pub incident: Incident,
+}
+
+/// What a notice's push carries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushNotice {
+    /// The `notify:` target, by name.
+    pub target: String,
+    /// The notice.
+    pub notice: Notice,
 }

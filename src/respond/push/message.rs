@@ -29,7 +29,7 @@ pub struct Message {
     pub steps: Vec<String>,
     /// Who wrote the advice.
     pub advice_by: Option<String>,
-    /// `incident`, `digest` or `test` (the webhook's `type`).
+    /// `incident`, `digest`, `notice` or `test` (the webhook's `type`).
     pub kind: &'static str,
 }
 
@@ -86,6 +86,25 @@ pub fn incident(appliance: &str, inc: &Incident, advice: &Advice, link: Option<S
         steps,
         advice_by: Some(advice.by.clone()),
         kind: "incident",
+    }
+}
+
+/// The push of a notice about the home (a new device joined…).
+pub fn notice(appliance: &str, n: &crate::respond::outbox::Notice) -> Message {
+    Message {
+        title: one_line(&format!("homewarden {appliance}: {}", n.subject), 120),
+        text: n
+            .text
+            .lines()
+            .map(|l| one_line(l, 300))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        link: None,
+        high: false,
+        incidents: Vec::new(),
+        steps: Vec::new(),
+        advice_by: None,
+        kind: "notice",
     }
 }
 

@@ -141,7 +141,12 @@ fn responders(r: &mut Registry, d: &Delivered) {
         "homewarden_pushes_sent",
         "Messages each push target (notify:) took, by kind",
         d.pushes.iter().flat_map(|(target, p)| {
-            [("incident", p.incident), ("digest", p.digest)].map(|(kind, n)| {
+            [
+                ("incident", p.incident),
+                ("digest", p.digest),
+                ("notice", p.notice),
+            ]
+            .map(|(kind, n)| {
                 let labels = vec![("target", target.clone()), ("kind", kind.to_string())];
                 (labels, n)
             })
