@@ -80,16 +80,6 @@ pub enum Msg {
     },
 }
 
-/// Asks the devices' owner and waits for its answer; `None` once it has stopped.
-pub async fn ask<T>(
-    owner: &mpsc::Sender<Msg>,
-    make: impl FnOnce(oneshot::Sender<T>) -> Msg,
-) -> Option<T> {
-    let (reply, answer) = oneshot::channel();
-    owner.send(make(reply)).await.ok()?;
-    answer.await.ok()
-}
-
 /// A quarantined device in status.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Quarantined {
@@ -518,17 +508,20 @@ impl Devices {
                 by,
             },
         );
+        self.commit(now).await.map_err(|e| {
+            format!("quarantine recorded (tried again every scan), but the kernel refused it: {e}")
+        })?;
+        tracing::warn!(mac = %mac, until = ?until, "device quarantined");
+        self.view_of(&mac).ok_or_else(|| "device gone".into())
+    }
+
+    /// After a change of the holds: the kernel's table, the file, status.
+    async fn commit(&mut self, now: i64) -> Result<(), String> {
         self.dirty = true;
         let loaded = self.sync_table().await;
         self.save();
         self.publish(now);
-        if let Err(e) = loaded {
-            return Err(format!(
-                "quarantine recorded (tried again every scan), but the kernel refused it: {e}"
-            ));
-        }
-        tracing::warn!(mac = %mac, until = ?until, "device quarantined");
-        self.view_of(&mac).ok_or_else(|| "device gone".into())
+        loaded
     }
 
     async fn release(&mut self, device: &str, now: i64) -> Result<DeviceView, String> {
@@ -539,15 +532,9 @@ impl Devices {
                 self.inv.get(&mac).map_or(mac.to_string(), Device::label)
             ));
         }
-        self.dirty = true;
-        let loaded = self.sync_table().await;
-        self.save();
-        self.publish(now);
-        if let Err(e) = loaded {
-            return Err(format!(
-                "released, but the kernel refused the new table: {e}"
-            ));
-        }
+        self.commit(now)
+            .await
+            .map_err(|e| format!("released, but the kernel refused the new table: {e}"))?;
         tracing::info!(mac = %mac, "device released from quarantine");
         self.view_of(&mac).ok_or_else(|| "device gone".into())
     }

@@ -55,17 +55,6 @@ pub enum Msg {
     Forget(oneshot::Sender<()>),
 }
 
-/// Asks the incidents' owner and waits for its answer; `None` once it has
-/// stopped.
-pub async fn ask<T>(
-    owner: &mpsc::Sender<Msg>,
-    make: impl FnOnce(oneshot::Sender<T>) -> Msg,
-) -> Option<T> {
-    let (reply, answer) = oneshot::channel();
-    owner.send(make(reply)).await.ok()?;
-    answer.await.ok()
-}
-
 /// A do-not-break device talked to an observed (shadow) indicator: the
 /// agent, which owns the shadow book, holds it for the owner.
 #[derive(Clone, Debug, PartialEq, Eq)]

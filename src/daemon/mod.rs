@@ -14,6 +14,16 @@ pub mod metrics;
 pub mod shutdown;
 pub mod supervisor;
 
+/// Asks an owner task and waits for its answer; `None` once it has stopped.
+pub async fn ask<M, T>(
+    owner: &tokio::sync::mpsc::Sender<M>,
+    make: impl FnOnce(tokio::sync::oneshot::Sender<T>) -> M,
+) -> Option<T> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    owner.send(make(reply)).await.ok()?;
+    answer.await.ok()
+}
+
 /// Aborts a task when dropped, so none outlives the task that started it
 /// (the responders the agent loop, the TLS bridge its MQTT connection).
 pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);

@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -68,6 +69,20 @@ class Lab:
 
     def suricata_pid(self):
         return int((self.dir / "suricata.pid").read_text().strip())
+
+    def restart_agent(self, log_name):
+        """Stops the agent (SIGTERM) and starts it again on the same state, as
+        systemd would; returns its new log."""
+        pid_file = self.dir / "homewarden.pid"
+        os.kill(int(pid_file.read_text()), signal.SIGTERM)
+        assert wait_for(lambda: not (self.dir / "control.sock").exists(), 10)
+        log = self.dir / "log" / log_name
+        with open(log, "w") as out:
+            p = subprocess.Popen(["ip", "netns", "exec", "pi", BIN, "--config", str(self.config), "run"],
+                                 stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
+        pid_file.write_text(str(p.pid))
+        assert wait_for(lambda: (self.dir / "control.sock").exists(), 10)
+        return log
 
 
 def wait_for(pred, timeout, step=0.1):

@@ -11,11 +11,11 @@ Devices: iot (the lab's first, static 198.18.1.2/.3), iot-cam (Espressif,
 import email
 import email.policy
 import json
+import os
 import signal
-import subprocess
 import time
 
-from conftest import BIN, BENIGN, C2, DNS, wait_for  # noqa: F401  (lab fixture from conftest)
+from conftest import BENIGN, C2, wait_for
 
 CAM = "24:0a:c4:12:34:56"
 SPEAKER = "44:65:0d:12:34:56"
@@ -48,19 +48,6 @@ def notices(lab, subject_part):
         if subject_part in msg["Subject"]:
             out.append(msg)
     return out
-
-
-def restart_agent(lab):
-    pid_file = lab.dir / "homewarden.pid"
-    import os
-    os.kill(int(pid_file.read_text()), signal.SIGTERM)
-    assert wait_for(lambda: not (lab.dir / "control.sock").exists(), 10)
-    log = lab.dir / "log" / "homewarden-devices-restart.log"
-    with open(log, "w") as out:
-        p = subprocess.Popen(["ip", "netns", "exec", "pi", BIN, "--config", str(lab.config), "run"],
-                             stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
-    pid_file.write_text(str(p.pid))
-    assert wait_for(lambda: (lab.dir / "control.sock").exists(), 10)
 
 
 def test_devices_are_listed_named_and_a_newcomer_raises_one_notice(lab):
@@ -143,15 +130,14 @@ def test_quarantine_cuts_one_device_at_once_keeps_dhcp_and_dns_and_outlives_a_re
     assert [x["name"] for x in q] == ["front doorbell"] and q[0]["reason"] == "talked to a C2", q
     assert "QUARANTINED front doorbell" in lab.agent("status").stdout
 
-    # The kernel holds it with Suricata stopped and the agent gone…
+    # The kernel holds it with Suricata stopped, and across the agent's restart…
     suricata = lab.suricata_pid()
-    import os
     os.kill(suricata, signal.SIGSTOP)
     try:
         assert not reaches(lab, "cam", BENIGN)
     finally:
         os.kill(suricata, signal.SIGCONT)
-    restart_agent(lab)
+    lab.restart_agent("homewarden-devices-restart.log")
     assert not reaches(lab, "cam", BENIGN)
     # …and the restarted agent knows the devices and the quarantine.
     d = devices(lab)

@@ -532,18 +532,7 @@ def test_our_misp_requests_match_the_openapi_spec(lab):
 
 
 def test_an_agent_restart_sends_suricata_nothing_twice(lab):
-    import os
-    import subprocess
-    from conftest import BIN
-    pid_file = lab.dir / "homewarden.pid"
-    os.kill(int(pid_file.read_text()), signal.SIGTERM)
-    assert wait_for(lambda: not (lab.dir / "control.sock").exists(), 10)
-    log = lab.dir / "log" / "homewarden-restarted.log"
-    with open(log, "w") as out:
-        p = subprocess.Popen(["ip", "netns", "exec", "pi", BIN, "--config", str(lab.config), "run"],
-                             stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
-    pid_file.write_text(str(p.pid))
-    assert wait_for(lambda: (lab.dir / "control.sock").exists(), 10)
+    log = lab.restart_agent("homewarden-restarted.log")
     assert wait_for(lambda: lab.status()["state"] == "protected", 10), lab.status()
     st = lab.status()
     assert st["suricata"]["last_live"] is None, st["suricata"]

@@ -14,7 +14,7 @@ impl Agent {
         self.status.selftest.alarm = None;
         let n = match self.incidents.as_mut() {
             Some((book, _)) => book.acknowledge(),
-            None => incidents::ask(&self.incidents_tx, incidents::Msg::Ack)
+            None => crate::daemon::ask(&self.incidents_tx, incidents::Msg::Ack)
                 .await
                 .unwrap_or(0),
         };
@@ -76,7 +76,7 @@ impl Agent {
         match self.incidents.as_mut() {
             Some((book, _)) => book.forget(),
             None => {
-                incidents::ask(&self.incidents_tx, incidents::Msg::Forget).await;
+                crate::daemon::ask(&self.incidents_tx, incidents::Msg::Forget).await;
             }
         }
         tracing::warn!(config = %self.cfg.path.display(), "factory reset: state cleared, factory config restored at the restart");

@@ -91,7 +91,7 @@ impl Agent {
             Some((book, _)) => book.recent(),
             None => {
                 use crate::daemon::incidents;
-                incidents::ask(&self.incidents_tx, incidents::Msg::Recent)
+                crate::daemon::ask(&self.incidents_tx, incidents::Msg::Recent)
                     .await
                     .unwrap_or_default()
             }

@@ -364,7 +364,7 @@ async fn ask<T, V: Serialize>(
 /// Acknowledges with the incidents' owner, then tells the agent (which puts
 /// out a self-test alarm and notes it) without waiting for its loop.
 async fn acknowledge(routes: &Routes) -> Value {
-    let Some(n) = incidents::ask(&routes.incidents, incidents::Msg::Ack).await else {
+    let Some(n) = crate::daemon::ask(&routes.incidents, incidents::Msg::Ack).await else {
         return serde_json::json!({"error": "agent is shutting down"});
     };
     let agent = routes.agent.clone();
@@ -380,11 +380,11 @@ async fn list_devices(routes: &Routes) -> Value {
     let Some(owner) = &routes.devices else {
         return serde_json::json!({"error": "the device inventory is off (devices.enabled: false)"});
     };
-    let Some(mut list) = devices::ask(owner, devices::Msg::List).await else {
+    let Some(mut list) = crate::daemon::ask(owner, devices::Msg::List).await else {
         return serde_json::json!({"error": "agent is shutting down"});
     };
     if let Some((incidents, blocked)) =
-        incidents::ask(&routes.incidents, incidents::Msg::PerDevice).await
+        crate::daemon::ask(&routes.incidents, incidents::Msg::PerDevice).await
     {
         let count = |hits: &[crate::alerts::hits::Recent], d: &devices::DeviceView| {
             d.device
@@ -414,7 +414,7 @@ async fn device(routes: &Routes, cmd: DeviceCommand, who: String) -> Value {
     };
     let answer = match cmd {
         DeviceCommand::Name { device, name } => {
-            devices::ask(owner, |reply| devices::Msg::Name {
+            crate::daemon::ask(owner, |reply| devices::Msg::Name {
                 device,
                 name,
                 reply,
@@ -427,7 +427,7 @@ async fn device(routes: &Routes, cmd: DeviceCommand, who: String) -> Value {
             reason,
             force,
         } => {
-            devices::ask(owner, |reply| devices::Msg::Quarantine {
+            crate::daemon::ask(owner, |reply| devices::Msg::Quarantine {
                 device,
                 for_secs,
                 reason,
@@ -438,7 +438,7 @@ async fn device(routes: &Routes, cmd: DeviceCommand, who: String) -> Value {
             .await
         }
         DeviceCommand::Release { device } => {
-            devices::ask(owner, |reply| devices::Msg::Release { device, reply }).await
+            crate::daemon::ask(owner, |reply| devices::Msg::Release { device, reply }).await
         }
     };
     match answer {

@@ -46,6 +46,26 @@ fn seen(mac: &str, ip: &str, host: Option<&str>) -> Sighting {
     }
 }
 
+/// Asks `d` to quarantine `device` as root would, and waits for the answer.
+async fn quarantine(
+    d: &mut Devices,
+    device: &str,
+    for_secs: Option<u64>,
+    reason: Option<String>,
+) -> Result<DeviceView, String> {
+    let (reply, answer) = oneshot::channel();
+    d.on_msg(Msg::Quarantine {
+        device: device.into(),
+        for_secs,
+        reason,
+        force: false,
+        by: "root".into(),
+        reply,
+    })
+    .await;
+    answer.await.unwrap()
+}
+
 fn outbox(dir: &Path) -> SharedOutbox {
     Arc::new(std::sync::Mutex::new(
         Outbox::open(&dir.join("outbox"), 100, 0).unwrap(),
@@ -127,17 +147,14 @@ async fn quarantine_goes_into_the_kernel_at_once_lasts_a_restart_and_is_released
     d.scan(vec![cam.clone(), keep.clone()], 1000).await;
     let named = d.inv.find("cam").unwrap().mac;
     d.inv.name(&named, Some("front doorbell"));
-    let (tx, rx) = oneshot::channel();
-    d.on_msg(Msg::Quarantine {
-        device: "Front Doorbell".into(),
-        for_secs: None,
-        reason: Some("talked to a C2".into()),
-        force: false,
-        by: "root".into(),
-        reply: tx,
-    })
-    .await;
-    let v = rx.await.unwrap().unwrap();
+    let v = quarantine(
+        &mut d,
+        "Front Doorbell",
+        None,
+        Some("talked to a C2".into()),
+    )
+    .await
+    .unwrap();
     assert_eq!(v.label, "front doorbell");
     assert_eq!(
         v.quarantine.as_ref().unwrap().reason.as_deref(),
@@ -148,17 +165,9 @@ async fn quarantine_goes_into_the_kernel_at_once_lasts_a_restart_and_is_released
     assert!(last.contains("elements = { 198.18.1.51 }"), "{last}");
     assert_eq!(view.borrow().quarantined[0].name, "front doorbell");
     // A do-not-break device needs --force.
-    let (tx, rx) = oneshot::channel();
-    d.on_msg(Msg::Quarantine {
-        device: "198.18.1.3".into(),
-        for_secs: None,
-        reason: None,
-        force: false,
-        by: "root".into(),
-        reply: tx,
-    })
-    .await;
-    let e = rx.await.unwrap().unwrap_err();
+    let e = quarantine(&mut d, "198.18.1.3", None, None)
+        .await
+        .unwrap_err();
     assert!(e.contains("do_not_break") && e.contains("--force"), "{e}");
     // Unknown devices are a clear error.
     let (tx, rx) = oneshot::channel();
@@ -231,17 +240,9 @@ async fn a_timed_quarantine_ends_by_itself_and_new_devices_can_be_held_on_arriva
         "{n:?}"
     );
     // The owner lets it in for an hour's trial of a timed hold on another.
-    let (tx, rx) = oneshot::channel();
-    d.on_msg(Msg::Quarantine {
-        device: "b8:27:eb:00:00:01".into(),
-        for_secs: Some(60),
-        reason: None,
-        force: false,
-        by: "root".into(),
-        reply: tx,
-    })
-    .await;
-    let v = rx.await.unwrap().unwrap();
+    let v = quarantine(&mut d, "b8:27:eb:00:00:01", Some(60), None)
+        .await
+        .unwrap();
     let until = v.quarantine.unwrap().until.unwrap();
     d.scan(vec![], until - 1).await;
     assert_eq!(view.borrow().quarantined.len(), 2);
@@ -263,17 +264,9 @@ async fn a_kernel_that_refuses_the_table_is_an_error_not_a_silent_pass() {
     let (mut d, _, view) = Devices::new(s, None, Arc::default());
     d.scan(vec![seen("24:0a:c4:00:00:02", "198.18.1.51", None)], 1000)
         .await;
-    let (tx, rx) = oneshot::channel();
-    d.on_msg(Msg::Quarantine {
-        device: "198.18.1.51".into(),
-        for_secs: None,
-        reason: None,
-        force: false,
-        by: "root".into(),
-        reply: tx,
-    })
-    .await;
-    let e = rx.await.unwrap().unwrap_err();
+    let e = quarantine(&mut d, "198.18.1.51", None, None)
+        .await
+        .unwrap_err();
     assert!(
         e.contains("kernel refused it: quarantine table: Operation not permitted"),
         "{e}"
