@@ -200,10 +200,18 @@ pub struct Devices {
     heart: Heart,
     /// The table the kernel has, as last loaded.
     loaded: Option<String>,
-    error: Option<String>,
+    /// Why the neighbour table could not be read.
+    scan_error: Option<String>,
+    /// Why the kernel refused the quarantine's table.
+    table_error: Option<String>,
+    /// When the inventory was last written (unix seconds).
+    saved_at: i64,
     notices: VecDeque<i64>,
     last_new: Option<Tag>,
 }
+
+/// How often last-seen times alone are written (seconds).
+const SAVE_SEEN_EVERY: i64 = 900;
 
 /// How soon the owner turns again at the latest.
 const TURN_WITHIN: Duration = Duration::from_secs(120);
@@ -235,7 +243,9 @@ impl Devices {
             view,
             heart: Heart::new("devices", TURN_WITHIN),
             loaded: None,
-            error: None,
+            scan_error: None,
+            table_error: None,
+            saved_at: unix_now() as i64,
             notices: VecDeque::new(),
             last_new: None,
         };
@@ -290,12 +300,15 @@ impl Devices {
         }
         if let Some(dev) = self.s.interface.clone() {
             match neighbours(&dev).await {
-                Ok(n) => out.extend(n),
+                Ok(n) => {
+                    out.extend(n);
+                    self.scan_error = None;
+                }
                 Err(e) => {
-                    if self.error.as_deref() != Some(e.as_str()) {
+                    if self.scan_error.as_deref() != Some(e.as_str()) {
                         tracing::warn!("{e}");
                     }
-                    self.error = Some(e);
+                    self.scan_error = Some(e);
                 }
             }
         }
@@ -330,8 +343,11 @@ impl Devices {
                 crate::devices::inventory::Seen::Again => {}
             }
         }
-        // Last-seen times are saved with the next change, not every scan:
-        // the card is not written every 10 s for nothing.
+        // Last-seen times alone are saved every quarter of an hour, not
+        // every scan: the card is not written every 10 s for nothing.
+        if now - self.saved_at >= SAVE_SEEN_EVERY {
+            self.dirty = true;
+        }
         if self.baseline {
             for mac in joined {
                 self.joined(mac, now);
@@ -559,13 +575,19 @@ impl Devices {
         match r {
             Ok(()) => {
                 self.loaded = Some(script);
-                self.error = None;
+                self.table_error = None;
+                Ok(())
+            }
+            // Nobody held, and no table to take away unless this agent (with
+            // the right to) made one: an agent run by hand needs none.
+            Err(e) if held.is_empty() => {
+                tracing::debug!("quarantine table (nobody held): {e}");
                 Ok(())
             }
             Err(e) => {
                 let e = format!("quarantine table: {e}");
                 tracing::error!("{e}");
-                self.error = Some(e.clone());
+                self.table_error = Some(e.clone());
                 Err(e)
             }
         }
@@ -632,7 +654,7 @@ impl Devices {
                 })
                 .collect(),
             last_new: self.last_new.clone(),
-            error: self.error.clone(),
+            error: self.table_error.clone().or_else(|| self.scan_error.clone()),
         });
     }
 
@@ -650,7 +672,10 @@ impl Devices {
             .map_err(std::io::Error::other)
             .and_then(|b| crate::fsutil::write_atomic(&path, &b));
         match r {
-            Ok(()) => self.dirty = false,
+            Ok(()) => {
+                self.dirty = false;
+                self.saved_at = unix_now() as i64;
+            }
             Err(e) => tracing::error!("{}: {e}", path.display()),
         }
     }
