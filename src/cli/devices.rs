@@ -13,17 +13,28 @@ use homewarden::daemon::devices::DeviceView;
 /// `homewarden devices`: the inventory as a table (or JSON).
 pub(crate) async fn devices(path: &Path, json: bool) -> Result<ExitCode> {
     let cfg = Config::load(path)?;
-    let v = control::request(
+    let asked = control::request(
         &cfg.control_socket,
         &Command::Devices,
         Duration::from_secs(30),
-    )
-    .await?;
+    );
+    let r: DevicesReply = match asked.await {
+        Ok(v) => serde_json::from_value(v).context("daemon's devices reply")?,
+        // No daemon: the inventory as it last saved it.
+        Err(control::ControlError::NotRunning { .. }) => {
+            eprintln!(
+                "(the agent is not running: the devices as it last saved them, without 24-hour counts)"
+            );
+            DevicesReply {
+                devices: homewarden::daemon::devices::saved_list(&cfg.state_dir)?,
+            }
+        }
+        Err(e) => return Err(e.into()),
+    };
     if json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let r: DevicesReply = serde_json::from_value(v).context("daemon's devices reply")?;
     let now = homewarden::intel::unix_now() as i64;
     print!("{}", homewarden::devices::view::render(&r.devices, now));
     Ok(ExitCode::SUCCESS)

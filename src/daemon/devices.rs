@@ -611,12 +611,7 @@ impl Devices {
             .iter()
             .filter_map(|d| self.view_of(&d.mac))
             .collect();
-        v.sort_by(|a, b| {
-            b.device
-                .last_seen
-                .cmp(&a.device.last_seen)
-                .then(a.label.cmp(&b.label))
-        });
+        sort_views(&mut v);
         v
     }
 
@@ -679,6 +674,45 @@ impl Devices {
             Err(e) => tracing::error!("{}: {e}", path.display()),
         }
     }
+}
+
+/// The devices as the last running agent saved them, for `devices` without
+/// a daemon (no 24-hour counts: those live in the running agent only).
+pub fn saved_list(state_dir: &Path) -> std::io::Result<Vec<DeviceView>> {
+    let path = state_dir.join(DEVICES_FILE);
+    let bytes = match std::fs::read(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        r => r.map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?,
+    };
+    let saved: Saved = serde_json::from_slice(&bytes).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{}: {e}", path.display()),
+        )
+    })?;
+    let (s, q) = (saved.inventory, saved.quarantine);
+    let mut v: Vec<DeviceView> = s
+        .iter()
+        .map(|d| DeviceView {
+            label: d.label(),
+            device: d.clone(),
+            quarantine: q.holds.get(&d.mac).cloned(),
+            incidents_24h: 0,
+            blocked_24h: 0,
+        })
+        .collect();
+    sort_views(&mut v);
+    Ok(v)
+}
+
+/// The most recently seen first, then by name.
+fn sort_views(v: &mut [DeviceView]) {
+    v.sort_by(|a, b| {
+        b.device
+            .last_seen
+            .cmp(&a.device.last_seen)
+            .then(a.label.cmp(&b.label))
+    });
 }
 
 /// The saved inventory; an unreadable file is set aside (and said so), not lost.

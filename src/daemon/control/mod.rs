@@ -1,6 +1,7 @@
 //! The control socket: `homewarden status` and `homewarden sync` talk to the
 //! running daemon through it, one JSON request and one JSON reply per line.
 
+use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
@@ -386,17 +387,15 @@ async fn list_devices(routes: &Routes) -> Value {
     if let Some((incidents, blocked)) =
         crate::daemon::ask(&routes.incidents, incidents::Msg::PerDevice).await
     {
-        let count = |hits: &[crate::alerts::hits::Recent], d: &devices::DeviceView| {
+        let by_address = |hits: Vec<crate::alerts::hits::Recent>| -> HashMap<String, u64> {
+            hits.into_iter().map(|h| (h.value, h.hits_24h)).collect()
+        };
+        let (incidents, blocked) = (by_address(incidents), by_address(blocked));
+        let count = |of: &HashMap<String, u64>, d: &devices::DeviceView| -> u64 {
             d.device
                 .addresses
                 .iter()
-                .map(|a| {
-                    let ip = a.ip.to_string();
-                    hits.iter()
-                        .filter(|h| h.value == ip)
-                        .map(|h| h.hits_24h)
-                        .sum::<u64>()
-                })
+                .filter_map(|a| of.get(&a.ip.to_string()))
                 .sum()
         };
         for d in &mut list {
@@ -652,6 +651,34 @@ mod tests {
         let mut lines = BufReader::new(r).lines();
         let reply = lines.next_line().await.unwrap().unwrap();
         assert!(reply.contains("\"state\""), "{reply}");
+    }
+
+    #[test]
+    fn the_device_list_is_a_look_and_a_quarantine_a_change() {
+        assert_eq!(Command::Devices.right(), Right::Read);
+        for cmd in [
+            DeviceCommand::Name {
+                device: "tv".into(),
+                name: None,
+            },
+            DeviceCommand::Quarantine {
+                device: "tv".into(),
+                for_secs: None,
+                reason: None,
+                force: false,
+            },
+            DeviceCommand::Release {
+                device: "tv".into(),
+            },
+        ] {
+            assert_eq!(Command::Device(cmd).right(), Right::Change);
+        }
+        // On the socket: the command and the act, side by side.
+        let line = serde_json::to_string(&Command::Device(DeviceCommand::Release {
+            device: "tv".into(),
+        }))
+        .unwrap();
+        assert_eq!(line, r#"{"cmd":"device","act":"release","device":"tv"}"#);
     }
 
     #[tokio::test]

@@ -183,6 +183,11 @@ async fn quarantine_goes_into_the_kernel_at_once_lasts_a_restart_and_is_released
         .contains("no device \"the fridge\""));
     // A restart puts the same table back before anything else.
     d.save();
+    // `devices` without a daemon reads what was saved.
+    let saved = saved_list(dir.path()).unwrap();
+    let cam = saved.iter().find(|v| v.label == "front doorbell").unwrap();
+    assert!(cam.quarantine.is_some() && saved.len() == 2, "{saved:?}");
+    assert!(saved_list(&dir.path().join("nowhere")).unwrap().is_empty());
     drop(d);
     loaded.lock().unwrap().clear();
     let (again, _, _) = Devices::new(s.clone(), None, Arc::default());
@@ -297,4 +302,9 @@ async fn a_torn_inventory_is_set_aside_and_the_owner_starts_afresh() {
         })
         .collect();
     assert_eq!(aside.len(), 1, "the torn file is kept for a person to read");
+    // Read without a daemon, a torn file is an error naming it, and stays where it is.
+    std::fs::write(dir.path().join(DEVICES_FILE), b"{\"inventory\": [tor").unwrap();
+    let e = saved_list(dir.path()).unwrap_err().to_string();
+    assert!(e.contains(DEVICES_FILE), "{e}");
+    assert!(dir.path().join(DEVICES_FILE).exists());
 }
