@@ -17,6 +17,8 @@ use super::{clean, Mac};
 pub const MAX_ADDRESSES: usize = 8;
 /// Longest owner-given name.
 pub const MAX_NAME: usize = 64;
+/// An address seen this close to the device's latest sighting is in use.
+const IN_USE_SECS: i64 = 600;
 
 /// One address a device had.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,9 +75,16 @@ impl Device {
         format!("{maker} …{d:02x}:{e:02x}:{f:02x}")
     }
 
-    /// The address it was seen at last.
+    /// The address it was seen at last: its IPv4 one when it has one in
+    /// use (a person reads 192.168.73.23 more easily than fe80::…).
     pub fn current(&self) -> Option<IpAddr> {
-        self.addresses.first().map(|a| a.ip)
+        let newest = self.addresses.first()?;
+        self.addresses
+            .iter()
+            .find(|a| a.ip.is_ipv4() && newest.last_seen - a.last_seen <= IN_USE_SECS)
+            .unwrap_or(newest)
+            .ip
+            .into()
     }
 
     /// The tag incidents and notices carry.
@@ -336,6 +345,16 @@ mod tests {
             other.mac
         );
         assert_eq!(inv.at("198.18.1.60".parse().unwrap()).unwrap().mac, s.mac);
+        // Its IPv6 link-local address, seen last, is not what a person looks for.
+        inv.see(
+            &sight("24:0a:c4:00:00:02", "fe80::260a:c4ff:fe00:2", None),
+            250,
+            espressif,
+        );
+        assert_eq!(
+            inv.get(&s.mac).unwrap().current(),
+            Some("198.18.1.60".parse().unwrap())
+        );
         // Addresses per device are bounded.
         for i in 0..20 {
             inv.see(
