@@ -169,6 +169,25 @@ async fn quarantine_goes_into_the_kernel_at_once_lasts_a_restart_and_is_released
         .await
         .unwrap_err();
     assert!(e.contains("do_not_break") && e.contains("--force"), "{e}");
+    // With --force it is the owner's word.
+    let (tx, rx) = oneshot::channel();
+    d.on_msg(Msg::Quarantine {
+        device: "198.18.1.3".into(),
+        for_secs: None,
+        reason: None,
+        force: true,
+        by: "root".into(),
+        reply: tx,
+    })
+    .await;
+    assert!(rx.await.unwrap().unwrap().quarantine.is_some());
+    let (tx, rx) = oneshot::channel();
+    d.on_msg(Msg::Release {
+        device: "198.18.1.3".into(),
+        reply: tx,
+    })
+    .await;
+    assert!(rx.await.unwrap().unwrap().quarantine.is_none());
     // Unknown devices are a clear error.
     let (tx, rx) = oneshot::channel();
     d.on_msg(Msg::Release {
