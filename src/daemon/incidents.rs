@@ -232,9 +232,10 @@ impl Incidents {
         }
         let outcome = {
             let index = self.index.borrow();
-            let directory = self.directory.as_ref().map(|d| d.borrow().clone());
+            // Asked only when an alert opens an incident, not on every alert.
+            let directory = &self.directory;
             self.triage.ingest_with(a, &|v| index.first(v), &|ip| {
-                directory.as_ref().and_then(|d| d.get(&ip).cloned())
+                directory.as_ref()?.borrow().get(&ip).cloned()
             })
         };
         self.dirty = true;
@@ -242,13 +243,16 @@ impl Incidents {
             Outcome::New(i) | Outcome::Counted(i) => i,
         };
         let value = inc.ioc.as_ref().map_or(&inc.remote, |p| &p.indicator);
-        let local = inc.local.to_string();
-        if blocked {
-            self.hits.record(value, a.time);
-            self.blocked_by_device.record(&local, a.time);
-        }
-        if matches!(outcome, Outcome::New(_)) {
-            self.by_device.record(&local, a.time);
+        let new = matches!(outcome, Outcome::New(_));
+        if blocked || new {
+            let local = inc.local.to_string();
+            if blocked {
+                self.hits.record(value, a.time);
+                self.blocked_by_device.record(&local, a.time);
+            }
+            if new {
+                self.by_device.record(&local, a.time);
+            }
         }
         let shadow_hit = a
             .metadata
