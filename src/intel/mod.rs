@@ -406,6 +406,17 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// The first whole second (since the epoch) at least `wait` from now: a peer's
+/// `Retry-After` honoured by a clock that counts whole seconds (flooring now
+/// would retry up to a second early).
+pub fn unix_after(wait: std::time::Duration) -> u64 {
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .saturating_add(wait);
+    at.as_secs() + u64::from(at.subsec_nanos() > 0)
+}
+
 /// Parses MISP's ids and timestamps, which arrive as strings of digits (or numbers).
 pub(crate) fn de_num<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     #[derive(Deserialize)]
@@ -443,6 +454,26 @@ pub(crate) fn de_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wait_ends_on_a_whole_second_never_before_it_is_over() {
+        use std::time::{Duration, SystemTime, UNIX_EPOCH};
+        for wait in [
+            Duration::ZERO,
+            Duration::from_millis(1),
+            Duration::from_secs(2),
+        ] {
+            let before = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
+            let at = Duration::from_secs(unix_after(wait));
+            assert!(at >= before + wait, "{wait:?}: {at:?} < {before:?} + wait");
+            assert!(
+                at < before + wait + Duration::from_secs(2),
+                "{wait:?}: {at:?}"
+            );
+        }
+    }
 
     #[test]
     fn urls_are_shown_without_their_secrets() {

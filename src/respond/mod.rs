@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::alerts::triage::Incident;
-use crate::intel::{misp, unix_now};
+use crate::intel::{misp, unix_after, unix_now};
 use advisor::Advice;
 use mail::{Mailer, Plan, RateWindow};
 pub use outbox::MailPayload;
@@ -318,7 +318,7 @@ impl Responders {
                     && item.attempts + 1 < self.advice_tries
                     && e.retry_after().is_none_or(|d| d <= MAX_ADVICE_WAIT) =>
             {
-                let at = e.retry_after().map(|d| unix_now() + d.as_secs());
+                let at = e.retry_after().map(unix_after);
                 Err((format!("advisor: {e}"), at))
             }
             Err(e) => {
@@ -400,7 +400,7 @@ mod tests {
             let got = r.advise(&item, &incident()).await;
             match (waits, got) {
                 (true, Err((_, Some(at)))) => {
-                    assert!(at >= unix_now() + 29 && at <= unix_now() + 30)
+                    assert!(at >= unix_now() + 30 && at <= unix_now() + 31)
                 }
                 (false, Ok(a)) => assert_eq!(a.by, "offline"),
                 (w, other) => panic!("Retry-After {retry_after} (wait: {w}): {other:?}"),

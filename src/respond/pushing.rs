@@ -8,7 +8,7 @@ use super::outbox::{Action, Item};
 use super::push::{message, Pusher};
 use super::{advisor, lock, Responders};
 use crate::alerts::triage::Incident;
-use crate::intel::unix_now;
+use crate::intel::{unix_after, unix_now};
 
 /// The windows, by target.
 pub type Windows = HashMap<String, RateWindow>;
@@ -157,10 +157,7 @@ impl Responders {
 }
 
 /// A failed push as the outbox records it: the words, and when to retry if
-/// the service said (counted from its answer, rounded up to whole seconds).
+/// the service said (counted from its answer, never before).
 fn retry(e: super::push::PushError) -> (String, Option<u64>) {
-    let at = e
-        .retry_after()
-        .map(|d| unix_now() + d.as_secs() + u64::from(d.subsec_nanos() > 0));
-    (e.to_string(), at)
+    (e.to_string(), e.retry_after().map(unix_after))
 }
