@@ -67,7 +67,7 @@ def test_rate_limited_then_answered_honours_retry_after(world):
 
     first, second = world.llm.requests()
     assert (first["status"], second["status"]) == (429, 200)
-    assert second["time"] - first["time"] >= 1.0, "asked again before the Retry-After"
+    assert second["time"] - first["time"] >= 1.9, "asked again before the Retry-After"
     text = part(mail, "plain")
     assert reply_marker(second) in text, text
     assert "advice by cohere" in text
