@@ -1,3 +1,4 @@
+use std::path::Path;
 use std::sync::Mutex;
 
 use super::*;

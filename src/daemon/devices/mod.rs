@@ -7,15 +7,12 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ipnet::IpNet;
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
-use crate::config::{Config, NewDevice};
+use crate::config::NewDevice;
 use crate::devices::oui::{self, Vendor};
 use crate::devices::quarantine::{self, Hold, Quarantine, MAX_REASON};
 use crate::devices::sight::{self, Sighting};
@@ -24,6 +21,19 @@ use crate::devices::{clean, Device, Inventory, Mac, Tag};
 use crate::intel::unix_now;
 use crate::respond::outbox::{Action, Notice, PushNotice};
 use crate::respond::{self, SharedOutbox};
+
+mod notice;
+mod saved;
+mod settings;
+mod status;
+mod system;
+
+use notice::new_device_text;
+pub use saved::saved_list;
+use saved::{load_saved, sort_views, Saved};
+pub use settings::Settings;
+pub use status::{DevicesStatus, Quarantined};
+use system::{neighbours, read_vendor_classes};
 
 use super::shutdown::Stop;
 use super::supervisor::Heart;
@@ -78,112 +88,6 @@ pub enum Msg {
         /// The device as it is now, or why not.
         reply: oneshot::Sender<Result<DeviceView, String>>,
     },
-}
-
-/// A quarantined device in status.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Quarantined {
-    /// Its MAC.
-    pub mac: String,
-    /// Its name.
-    pub name: String,
-    /// Since when (unix seconds).
-    pub since: i64,
-    /// Until when; until released if absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub until: Option<i64>,
-    /// Why.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
-
-/// The devices as status shows them.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DevicesStatus {
-    /// The inventory is kept.
-    pub enabled: bool,
-    /// Devices known.
-    pub known: usize,
-    /// Of those, seen in the last 24 hours.
-    pub seen_24h: usize,
-    /// The quarantined ones.
-    pub quarantined: Vec<Quarantined>,
-    /// The last device that joined (after the first scan).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_new: Option<Tag>,
-    /// Why the inventory or the quarantine is not what it should be.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-/// What the owner needs of the config.
-#[derive(Clone)]
-pub struct Settings {
-    /// Where the inventory is saved.
-    pub state_dir: PathBuf,
-    /// dnsmasq's lease file.
-    pub leases: PathBuf,
-    /// The interface whose neighbours are read; `None`: no neighbour table (tests).
-    pub interface: Option<String>,
-    /// How often.
-    pub scan: Duration,
-    /// What a new device raises.
-    pub new: NewDevice,
-    /// What quarantined devices may still reach.
-    pub leave: quarantine::Leave,
-    /// Most devices kept.
-    pub max: usize,
-    /// Devices that ask `--force` to be quarantined.
-    pub do_not_break: Vec<IpNet>,
-    /// The OUI registry.
-    pub oui: PathBuf,
-    /// Notices go out by mail.
-    pub mail_on: bool,
-    /// And to these `notify:` targets.
-    pub push_to: Vec<String>,
-    /// How the quarantine's table reaches the kernel.
-    pub load: Loader,
-}
-
-impl Settings {
-    /// From the config; the table goes in with the system's nft.
-    pub fn from_config(cfg: &Config) -> Settings {
-        let d = &cfg.devices;
-        Settings {
-            state_dir: cfg.state_dir.clone(),
-            leases: d.leases.clone(),
-            interface: Some(d.interface.clone().unwrap_or_else(|| {
-                crate::enforce::firewall::DeviceSide::from_config(&cfg.network).lan
-            })),
-            scan: d.scan,
-            new: d.new,
-            leave: quarantine::Leave {
-                allow: d.quarantine_allow.clone(),
-                dns: cfg.network.dns.clone(),
-                own_network: cfg.network.routes_own_subnet(),
-            },
-            max: d.max,
-            do_not_break: cfg.enforcement.do_not_break.clone(),
-            oui: PathBuf::from(oui::OUI_FILE),
-            mail_on: !cfg.mail.to.is_empty(),
-            push_to: cfg.notify.iter().map(|t| t.name().to_string()).collect(),
-            load: Arc::new(|script: &str| {
-                crate::enforce::firewall::load(script).map_err(|e| e.to_string())
-            }),
-        }
-    }
-}
-
-/// What is saved.
-#[derive(Default, Serialize, Deserialize)]
-struct Saved {
-    /// The first scan is done: devices after it are new.
-    #[serde(default)]
-    baseline: bool,
-    #[serde(default)]
-    inventory: Inventory,
-    #[serde(default)]
-    quarantine: Quarantine,
 }
 
 /// The devices' owner.
@@ -674,153 +578,6 @@ impl Devices {
             Err(e) => tracing::error!("{}: {e}", path.display()),
         }
     }
-}
-
-/// The devices as the last running agent saved them, for `devices` without
-/// a daemon (no 24-hour counts: those live in the running agent only).
-pub fn saved_list(state_dir: &Path) -> std::io::Result<Vec<DeviceView>> {
-    let path = state_dir.join(DEVICES_FILE);
-    let bytes = match std::fs::read(&path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        r => r.map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?,
-    };
-    let saved: Saved = serde_json::from_slice(&bytes).map_err(|e| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("{}: {e}", path.display()),
-        )
-    })?;
-    let (s, q) = (saved.inventory, saved.quarantine);
-    let mut v: Vec<DeviceView> = s
-        .iter()
-        .map(|d| DeviceView {
-            label: d.label(),
-            device: d.clone(),
-            quarantine: q.holds.get(&d.mac).cloned(),
-            incidents_24h: 0,
-            blocked_24h: 0,
-        })
-        .collect();
-    sort_views(&mut v);
-    Ok(v)
-}
-
-/// The most recently seen first, then by name.
-fn sort_views(v: &mut [DeviceView]) {
-    v.sort_by(|a, b| {
-        b.device
-            .last_seen
-            .cmp(&a.device.last_seen)
-            .then(a.label.cmp(&b.label))
-    });
-}
-
-/// The saved inventory; an unreadable file is set aside (and said so), not lost.
-fn load_saved(path: &Path) -> Saved {
-    match std::fs::read(path) {
-        Ok(b) => match serde_json::from_slice(&b) {
-            Ok(s) => s,
-            Err(e) => {
-                let aside = crate::fsutil::set_aside(path);
-                tracing::error!(
-                    "{}: unreadable ({e}); moved to {}",
-                    path.display(),
-                    aside.display()
-                );
-                Saved::default()
-            }
-        },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Saved::default(),
-        Err(e) => {
-            tracing::error!("{}: {e}", path.display());
-            Saved::default()
-        }
-    }
-}
-
-/// The vendor classes the lease script left beside the leases (a file per MAC).
-async fn read_vendor_classes(leases: &Path) -> HashMap<Mac, String> {
-    let Some(dir) = leases.parent().map(|p| p.join(VENDOR_DIR)) else {
-        return HashMap::new();
-    };
-    let mut out = HashMap::new();
-    let Ok(mut entries) = tokio::fs::read_dir(&dir).await else {
-        return out;
-    };
-    while let Ok(Some(e)) = entries.next_entry().await {
-        let Some(mac) = e.file_name().to_str().and_then(|n| n.parse::<Mac>().ok()) else {
-            continue;
-        };
-        if let Ok(text) = tokio::fs::read_to_string(e.path()).await {
-            if let Some(c) = clean(text.lines().next().unwrap_or(""), 64) {
-                out.insert(mac, c);
-            }
-        }
-        if out.len() >= crate::config::devices::MAX_DEVICES {
-            break;
-        }
-    }
-    out
-}
-
-/// The neighbours of `dev` from `ip -json neigh`.
-async fn neighbours(dev: &str) -> Result<Vec<Sighting>, String> {
-    let out = tokio::time::timeout(
-        Duration::from_secs(5),
-        crate::child::tokio_command("ip")
-            .args(["-json", "neigh", "show", "dev", dev])
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .map_err(|_| "ip neigh: no answer within 5 s".to_string())?
-    .map_err(|e| format!("ip neigh: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "ip neigh show dev {dev}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    sight::neighbours(&out.stdout).map_err(|e| format!("ip neigh: {e}"))
-}
-
-/// The body of a new-device notice.
-fn new_device_text(d: &Device, quarantined: bool) -> String {
-    let mac = d.mac;
-    let mut t = format!(
-        "A device joined the home network for the first time.\n\n\
-         Device:    {}\nMAC:       {mac}{}\nVendor:    {}\nAddress:   {}\n",
-        d.label(),
-        if d.private_mac {
-            " (private, randomised by the device)"
-        } else {
-            ""
-        },
-        d.vendor.as_deref().unwrap_or(if d.private_mac {
-            "(cannot be told from a private address)"
-        } else {
-            "(unknown)"
-        }),
-        d.current().map_or("-".into(), |a| a.to_string()),
-    );
-    if let Some(h) = &d.hostname {
-        t.push_str(&format!("Hostname:  {h}\n"));
-    }
-    if let Some(c) = &d.vendor_class {
-        t.push_str(&format!("DHCP class: {c}\n"));
-    }
-    if quarantined {
-        t.push_str(&format!(
-            "\nIt is QUARANTINED (devices.new: quarantine): it may reach only the Pi's DHCP and DNS.\n\
-             If you know it, let it in:  homewarden release {mac}\n"
-        ));
-    } else {
-        t.push_str(&format!(
-            "\nIf you know it, give it a name:  homewarden devices name {mac} \"living room TV\"\n\
-             If you do not, cut it off:       homewarden quarantine {mac}\n"
-        ));
-    }
-    t
 }
 
 #[cfg(test)]
