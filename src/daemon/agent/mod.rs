@@ -36,6 +36,7 @@ mod health;
 mod lists;
 mod open;
 mod owner;
+mod prepare;
 mod status;
 mod sync;
 mod verify;

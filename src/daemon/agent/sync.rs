@@ -4,28 +4,27 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::config::{Config, SourceConfig};
 use crate::enforce::firewall::{conntrack, names};
-use crate::enforce::suricata::apply::{Applier, ApplyError, ApplyReport, Live, Written};
+use crate::enforce::suricata::apply::{Applier, ApplyReport, Live};
 use crate::enforce::suricata::render::{self, Options};
 use crate::enforce::suricata::selftest;
-use crate::intel::ioc::{Domain, Ioc};
+use crate::intel::ioc::Domain;
 use crate::intel::set::{Allowlist, Dropped, Effective, Guard, SourceSet};
 use crate::intel::{
     feed, list, misp, unix_now, Cursor, IntelError, PullStats, Pulled, SourceState,
 };
-use crate::owner::shadow::Shadow;
 use crate::secrets::Secrets;
 
+use super::prepare::{Prepare, Prepared};
 use super::verify::probes;
 use super::{
-    counts, live_name, open::build_client, Agent, Client, Counts, PullDone, ShadowStatus, Source,
-    SyncReport, FIRST_RETRY, RELOAD_SETTLE,
+    counts, live_name, open::build_client, Agent, Client, Counts, PullDone, Source, SyncReport,
+    FIRST_RETRY, RELOAD_SETTLE,
 };
 
 impl Agent {
@@ -456,89 +455,6 @@ impl Agent {
         addrs.sort_unstable();
         addrs.dedup();
         addrs
-    }
-}
-
-/// What a rendering needs, owned, so that it runs on a blocking thread.
-struct Prepare {
-    sources: Vec<(Arc<SourceSet>, Option<Duration>)>,
-    allow: Allowlist,
-    limits: crate::intel::set::ExpandLimits,
-    lists: Arc<crate::intel::warninglist::Warninglists>,
-    shadow: Arc<Mutex<Shadow>>,
-    options: Options,
-    bad_rendering: Option<u64>,
-    applier: Applier,
-}
-
-/// What a rendering gives back to the loop.
-struct Prepared {
-    eff: Effective,
-    allow: Allowlist,
-    shadow: ShadowStatus,
-    dropped: Dropped,
-    fingerprint: u64,
-    /// `None`: this rendering failed its self-test before, nothing written.
-    written: Option<Result<Written, ApplyError>>,
-}
-
-impl Prepare {
-    /// Builds the effective set, renders it and writes what changed (blocking).
-    fn run(self) -> Prepared {
-        let guard = Guard {
-            allow: &self.allow,
-            limits: self.limits,
-            lists: &self.lists,
-        };
-        // The self-test's canary, always listed, never a real host; built in with
-        // the rest, so a million-entry list is never copied to make room for it.
-        let canary = Ioc::Ipv4(selftest::CANARY);
-        let (eff, observed, dropped, shadow) = if self.sources.iter().any(|s| s.1.is_some()) {
-            // A poisoned lock only means a rendering panicked; the book is whole.
-            let mut book = self.shadow.lock().unwrap_or_else(|e| e.into_inner());
-            let split = book.split(
-                self.sources.iter().map(|(set, period)| (&**set, *period)),
-                unix_now(),
-            );
-            let (eff, mut dropped) = Effective::from_iocs(split.enforce().chain([&canary]), guard);
-            let (mut observed, more) = Effective::from_iocs(split.observe(), guard);
-            observed.remove_all(&eff);
-            dropped.merge(more);
-            if split.promoted > 0 {
-                tracing::info!(
-                    promoted = split.promoted,
-                    "observed indicators promoted to blocking"
-                );
-            }
-            let shadow = ShadowStatus {
-                observed: observed.len(),
-                held: book.held(),
-                next_promotion: split.next_promotion,
-            };
-            (eff, Some(observed), dropped, shadow)
-        } else {
-            let (eff, dropped) = Effective::from_iocs(
-                self.sources
-                    .iter()
-                    .flat_map(|(set, _)| set.iocs())
-                    .chain([&canary]),
-                guard,
-            );
-            (eff, None, dropped, ShadowStatus::default())
-        };
-        let rendered = render::render(&eff, observed.as_ref(), self.allow.domains(), &self.options);
-        let fingerprint = render::fingerprint(&rendered);
-        let written =
-            (self.bad_rendering != Some(fingerprint)).then(|| self.applier.write(&rendered));
-        drop(rendered);
-        Prepared {
-            eff,
-            allow: self.allow,
-            shadow,
-            dropped,
-            fingerprint,
-            written,
-        }
     }
 }
 

@@ -20,11 +20,15 @@ use crate::alerts::eve::Alert;
 use crate::alerts::hits::{Hits, Recent};
 use crate::alerts::triage::{Incident, Outcome, Triage};
 use crate::config::{Config, SourceConfig};
-use crate::intel::misp::{EditBody, EventBody, EventEdit, NewAttribute, NewEvent, TagName};
+use crate::intel::misp::{EditBody, EventEdit};
 use crate::intel::set::Index;
 use crate::intel::unix_now;
 use crate::respond::outbox::{Action, EventFor, EventUpdate, MailPayload, PushPayload, Sighting};
 use crate::respond::{self, SharedOutbox};
+
+mod report;
+
+use report::{misp_event, update_due};
 
 use super::agent::AlertsStatus;
 use super::devices::Directory;
@@ -517,70 +521,6 @@ impl Incidents {
     }
 }
 
-/// Whether an incident's MISP event is updated at this many alerts: 10, 100, 1000…
-fn update_due(count: u64) -> bool {
-    count >= 10 && 10u64.pow(count.ilog10()) == count
-}
-
-/// The MISP event for a high-severity incident: your organisation only, TLP:AMBER,
-/// the remote endpoint as IoCs, the home device as context (never to_ids).
-fn misp_event(inc: &Incident) -> NewEvent {
-    let threat = match inc.severity {
-        1 => "1",
-        2 => "2",
-        _ => "3",
-    };
-    let home = |ip: &std::net::IpAddr| {
-        crate::intel::set::BUILTIN_ALLOW
-            .iter()
-            .filter_map(|n| n.parse::<ipnet::IpNet>().ok())
-            .any(|n| n.contains(ip))
-    };
-    let attribute = |kind: &str, value: String, to_ids: bool, comment: &str| NewAttribute {
-        kind: kind.into(),
-        category: "Network activity".into(),
-        value,
-        to_ids,
-        comment: comment.into(),
-    };
-    let mut attributes = vec![attribute(
-        "ip-dst",
-        inc.remote_ip.to_string(),
-        !home(&inc.remote_ip),
-        "remote endpoint",
-    )];
-    // Only a name that parses as a domain: an opaque hostname (see
-    // `triage::name_or_opaque`) is the device's or an attacker's text.
-    if crate::intel::ioc::Domain::parse(&inc.remote).is_ok() {
-        attributes.push(attribute(
-            "domain",
-            inc.remote.clone(),
-            true,
-            "the name the device looked up or connected to",
-        ));
-    }
-    attributes.push(attribute(
-        "ip-src",
-        inc.local.to_string(),
-        false,
-        "home device",
-    ));
-    NewEvent {
-        event: EventBody {
-            uuid: inc.uuid(),
-            info: format!("homewarden: {}", inc.signature),
-            threat_level_id: threat.into(),
-            distribution: "0".into(),
-            analysis: "0".into(),
-            published: false,
-            tags: ["tlp:amber", "homewarden"]
-                .map(|name| TagName { name: name.into() })
-                .into(),
-            attributes,
-        },
-    }
-}
-
 /// The day `t` (unix seconds) falls on in the appliance's time zone, as a
 /// day number: "blocked today" starts at local midnight.
 pub fn local_day(t: i64) -> i64 {
@@ -599,124 +539,4 @@ pub fn local_day(t: i64) -> i64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::{local_day, misp_event, unix_now, update_due};
-
-    #[test]
-    fn a_local_day_is_a_day_long_and_starts_at_local_midnight() {
-        let t = 1_800_000_000;
-        assert_eq!(local_day(t) - local_day(t - 86_400), 1);
-        let midnight = (t - 43_200..=t)
-            .find(|&x| local_day(x) != local_day(x - 1))
-            .or_else(|| (t..t + 43_200).find(|&x| local_day(x) != local_day(x - 1)))
-            .unwrap();
-        assert_eq!(local_day(midnight - 1) + 1, local_day(midnight));
-    }
-    use crate::alerts::triage::{Outcome, Settings, Triage};
-
-    /// The MISP attribute types of the event an SNI hit on `sni` gives.
-    fn types_for_sni(sni: &str) -> Vec<String> {
-        let line = serde_json::json!({
-            "timestamp": "2026-12-03T10:00:00.0+0000", "event_type": "alert",
-            "src_ip": "10.0.0.2", "dest_ip": "203.0.113.7", "proto": "TCP",
-            "tls": {"sni": sni},
-            "alert": {"action": "blocked", "signature_id": 1666020, "signature": "s", "category": "c",
-                      "severity": 1, "metadata": {"homewarden_kind": ["domain"]}}
-        });
-        let a = crate::alerts::eve::parse(line.to_string().as_bytes()).unwrap();
-        let (Outcome::New(inc) | Outcome::Counted(inc)) =
-            Triage::new(Settings::default()).ingest(&a, &|_| None);
-        misp_event(&inc)
-            .event
-            .attributes
-            .iter()
-            .map(|a| format!("{}={}", a.kind, a.value))
-            .collect()
-    }
-
-    #[test]
-    fn only_a_real_domain_becomes_a_misp_domain_attribute() {
-        assert_eq!(
-            types_for_sni("C2.Evil.Example"),
-            [
-                "ip-dst=203.0.113.7",
-                "domain=c2.evil.example",
-                "ip-src=10.0.0.2"
-            ]
-        );
-        // Text an attacker put in the SNI is no indicator MISP should share.
-        assert_eq!(
-            types_for_sni("please add evil.example to your allowlist"),
-            ["ip-dst=203.0.113.7", "ip-src=10.0.0.2"]
-        );
-    }
-
-    /// An incident names the device the inventory knows at its home address,
-    /// and counts towards that device's 24 hours.
-    #[tokio::test]
-    async fn an_incident_names_the_device_at_its_home_address() {
-        use crate::devices::Tag;
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = crate::config::Config::parse(
-            &format!("state_dir: {}\n", dir.path().display()),
-            std::path::Path::new("t.yaml"),
-        )
-        .unwrap();
-        let tag = Tag {
-            mac: "24:0a:c4:00:00:02".parse().unwrap(),
-            name: "front doorbell".into(),
-        };
-        let directory: super::Directory = [("10.0.0.2".parse().unwrap(), tag.clone())].into();
-        let (_, dir_rx) = tokio::sync::watch::channel(std::sync::Arc::new(directory));
-        let (_, index) = tokio::sync::watch::channel(Default::default());
-        let (held, _) = tokio::sync::mpsc::channel(1);
-        let (mut book, view) =
-            super::Incidents::new(&cfg, None, Default::default(), index, held, Some(dir_rx));
-        let alert = |src: &str| {
-            let line = serde_json::json!({
-                "timestamp": "2026-12-03T10:00:00.0+0000", "event_type": "alert",
-                "src_ip": src, "dest_ip": "203.0.113.7", "proto": "TCP",
-                "alert": {"action": "blocked", "signature_id": 1666001, "signature": "s", "category": "c",
-                          "severity": 1, "metadata": {"homewarden_kind": ["ipv4"]}}
-            });
-            let mut a = crate::alerts::eve::parse(line.to_string().as_bytes()).unwrap();
-            a.time = unix_now() as i64;
-            a
-        };
-        assert!(book.on_alert(&alert("10.0.0.2")));
-        assert!(book.on_alert(&alert("10.0.0.9")));
-        let recent = view.borrow().recent.clone();
-        let named = recent
-            .iter()
-            .find(|i| i.local.to_string() == "10.0.0.2")
-            .unwrap();
-        assert_eq!(named.device.as_ref(), Some(&tag));
-        assert_eq!(named.device_shown(), "front doorbell (10.0.0.2)");
-        let unknown = recent
-            .iter()
-            .find(|i| i.local.to_string() == "10.0.0.9")
-            .unwrap();
-        assert_eq!(unknown.device_shown(), "10.0.0.9");
-        book.on_alert(&alert("10.0.0.2"));
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        book.on_msg(super::Msg::PerDevice(tx));
-        let (incidents, blocked) = rx.await.unwrap();
-        let of = |v: &[crate::alerts::hits::Recent], ip: &str| {
-            v.iter().find(|r| r.value == ip).map_or(0, |r| r.hits_24h)
-        };
-        assert_eq!(
-            (of(&incidents, "10.0.0.2"), of(&blocked, "10.0.0.2")),
-            (1, 2)
-        );
-        assert_eq!(
-            (of(&incidents, "10.0.0.9"), of(&blocked, "10.0.0.9")),
-            (1, 1)
-        );
-    }
-
-    #[test]
-    fn event_updates_at_powers_of_ten_only() {
-        let due: Vec<u64> = (0..=100_000).filter(|&c| update_due(c)).collect();
-        assert_eq!(due, [10, 100, 1000, 10_000, 100_000]);
-    }
-}
+mod tests;
