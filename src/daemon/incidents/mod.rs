@@ -334,28 +334,39 @@ impl Incidents {
     }
 
     /// Publishes what status shows of the incidents.
+    /// Counts the open incidents and shows the newest few: a partial
+    /// selection over references, so a storm of distinct incidents is not
+    /// cloned and sorted whole every second.
     fn publish(&self) {
-        let mut recent: Vec<Incident> = self.triage.open().cloned().collect();
-        recent.sort_by_key(|i| std::cmp::Reverse(i.last_seen));
+        let newest =
+            |a: &&Incident, b: &&Incident| b.last_seen.cmp(&a.last_seen).then(a.id.cmp(&b.id));
         let acked = &self.acked;
+        let mut open: Vec<&Incident> = self.triage.open().collect();
+        let count = open.len();
+        let high_open = open.iter().filter(|i| i.high).count();
+        let mut acknowledged: Vec<&Incident> = open
+            .iter()
+            .copied()
+            .filter(|i| acked.contains(&i.id))
+            .collect();
+        let high_unacked = high_open - acknowledged.iter().filter(|i| i.high).count();
+        acknowledged.sort_unstable_by(newest);
+        if open.len() > RECENT_INCIDENTS {
+            open.select_nth_unstable_by(RECENT_INCIDENTS, newest);
+            open.truncate(RECENT_INCIDENTS);
+        }
+        open.sort_unstable_by(newest);
         self.view.send_replace(AlertsStatus {
-            open: recent.len(),
-            high_open: recent.iter().filter(|i| i.high).count(),
-            high_unacked: recent
-                .iter()
-                .filter(|i| i.high && !acked.contains(&i.id))
-                .count(),
-            acknowledged: recent
-                .iter()
-                .filter(|i| acked.contains(&i.id))
-                .map(|i| i.id.clone())
-                .collect(),
+            open: count,
+            high_open,
+            high_unacked,
+            acknowledged: acknowledged.into_iter().map(|i| i.id.clone()).collect(),
             last_block: self.last_block,
             blocked_today: match self.blocked_today {
                 (d, n) if d == local_day(unix_now() as i64) => n,
                 _ => 0,
             },
-            recent: recent.into_iter().take(RECENT_INCIDENTS).collect(),
+            recent: open.into_iter().cloned().collect(),
             ..AlertsStatus::default()
         });
     }

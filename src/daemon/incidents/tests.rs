@@ -118,3 +118,53 @@ fn event_updates_at_powers_of_ten_only() {
     let due: Vec<u64> = (0..=100_000).filter(|&c| update_due(c)).collect();
     assert_eq!(due, [10, 100, 1000, 10_000, 100_000]);
 }
+
+/// Status counts every open incident but lists the ten newest, newest
+/// first; an acknowledgement moves them from unacknowledged to acknowledged.
+#[tokio::test]
+async fn status_counts_all_open_incidents_and_lists_the_ten_newest() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = crate::config::Config::parse(
+        &format!("state_dir: {}\n", dir.path().display()),
+        std::path::Path::new("t.yaml"),
+    )
+    .unwrap();
+    let (_, index) = tokio::sync::watch::channel(Default::default());
+    let (held, _) = tokio::sync::mpsc::channel(1);
+    let (mut book, view) = super::Incidents::new(&cfg, None, Default::default(), index, held, None);
+    let now = unix_now() as i64;
+    // 25 remotes, seen in a shuffled order of time: remote n at now - 100 + n.
+    for n in (0..25u8).map(|k| (k * 7) % 25) {
+        let line = serde_json::json!({
+            "timestamp": "2026-12-03T10:00:00.0+0000", "event_type": "alert",
+            "src_ip": "10.0.0.2", "dest_ip": format!("203.0.113.{n}"), "proto": "TCP",
+            "alert": {"action": "blocked", "signature_id": 1666001, "signature": "s", "category": "c",
+                      "severity": 1, "metadata": {"homewarden_kind": ["ipv4"]}}
+        });
+        let mut a = crate::alerts::eve::parse(line.to_string().as_bytes()).unwrap();
+        a.time = now - 100 + i64::from(n);
+        assert!(book.on_alert(&a), "remote {n} opens an incident");
+    }
+    let shown = view.borrow().clone();
+    assert_eq!(
+        (shown.open, shown.high_open, shown.high_unacked),
+        (25, 25, 25)
+    );
+    let remotes: Vec<String> = shown
+        .recent
+        .iter()
+        .map(|i| i.remote_ip.to_string())
+        .collect();
+    let newest: Vec<String> = (15..25).rev().map(|n| format!("203.0.113.{n}")).collect();
+    assert_eq!(remotes, newest);
+    assert!(shown.acknowledged.is_empty());
+
+    assert_eq!(book.acknowledge(), 25);
+    let shown = view.borrow().clone();
+    assert_eq!(
+        (shown.open, shown.high_open, shown.high_unacked),
+        (25, 25, 0)
+    );
+    assert_eq!(shown.acknowledged.len(), 25);
+    assert_eq!(shown.acknowledged[0], shown.recent[0].id, "newest first");
+}
