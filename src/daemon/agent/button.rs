@@ -64,7 +64,7 @@ impl Agent {
         self.publish();
     }
 
-    /// Forgets all state (IoC store, acknowledgements) and asks for the factory
+    /// Forgets all state (IoC store, incidents, acknowledgements, devices) and asks for the factory
     /// config at the next start (the agent cannot write /etc: see [`crate::appliance::factory`]).
     async fn factory_reset(&mut self) -> std::io::Result<()> {
         crate::appliance::factory::request(&self.cfg.state_dir, &self.cfg.panel.factory_config)?;
@@ -78,6 +78,15 @@ impl Agent {
             None => {
                 crate::daemon::ask(&self.incidents_tx, incidents::Msg::Forget).await;
             }
+        }
+        // So does the devices' owner: names, inventory, and every hold (a
+        // factory-reset box cuts nobody off).
+        match (self.devices.as_mut(), &self.devices_tx) {
+            (Some((owner, _)), _) => owner.forget(unix_now() as i64).await,
+            (None, Some(tx)) => {
+                crate::daemon::ask(tx, devices::Msg::Forget).await;
+            }
+            (None, None) => devices::forget_saved(&self.cfg.state_dir),
         }
         tracing::warn!(config = %self.cfg.path.display(), "factory reset: state cleared, factory config restored at the restart");
         Ok(())

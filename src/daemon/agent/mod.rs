@@ -311,6 +311,8 @@ impl Agent {
         if let Some((owner, inbox)) = self.devices.take() {
             supervisor.watch(owner.heart());
             tokio::spawn(owner.run(inbox, stopper.handle()));
+        } else if self.devices_tx.is_none() {
+            tokio::spawn(devices::lift_leftover());
         }
         tokio::spawn(show_devices(
             self.devices_view.clone(),

@@ -18,6 +18,7 @@ fn agent_in(dir: &std::path::Path, factory: Option<&str>) -> Agent {
     std::fs::create_dir_all(dir.join("state/intel")).unwrap();
     std::fs::write(dir.join("state/intel/misp.json"), "{}").unwrap();
     std::fs::write(dir.join("state/acks.json"), "[]").unwrap();
+    std::fs::write(dir.join("state/devices.json"), "{}").unwrap();
     Agent::open(Config::load(&cfg).unwrap(), &Secrets::default()).unwrap()
 }
 
@@ -31,6 +32,7 @@ async fn factory_reset_clears_state_and_has_the_config_restored_at_restart() {
     );
     assert!(!dir.path().join("state/intel").exists());
     assert!(!dir.path().join("state/acks.json").exists());
+    assert!(!dir.path().join("state/devices.json").exists());
     // What the unit's root step does before the restart.
     let cfg = dir.path().join("homewarden.yaml");
     let restored = crate::appliance::factory::apply_pending(

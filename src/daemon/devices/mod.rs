@@ -29,10 +29,11 @@ mod status;
 mod system;
 
 use notice::new_device_text;
-pub use saved::saved_list;
+pub use saved::{forget as forget_saved, saved_list};
 use saved::{load_saved, sort_views, Saved};
 pub use settings::Settings;
 pub use status::{DevicesStatus, Quarantined};
+pub use system::lift_leftover;
 use system::{neighbours, read_vendor_classes};
 
 use super::shutdown::Stop;
@@ -88,6 +89,8 @@ pub enum Msg {
         /// The device as it is now, or why not.
         reply: oneshot::Sender<Result<DeviceView, String>>,
     },
+    /// Forget every device and release every hold (factory reset).
+    Forget(oneshot::Sender<()>),
 }
 
 /// The devices' owner.
@@ -395,6 +398,10 @@ impl Devices {
                 let r = self.release(&device, now).await;
                 let _ = reply.send(r);
             }
+            Msg::Forget(reply) => {
+                self.forget(now).await;
+                let _ = reply.send(());
+            }
         }
     }
 
@@ -457,6 +464,25 @@ impl Devices {
             .map_err(|e| format!("released, but the kernel refused the new table: {e}"))?;
         tracing::info!(mac = %mac, "device released from quarantine");
         self.view_of(&mac).ok_or_else(|| "device gone".into())
+    }
+
+    /// Forgets every device, name and hold (factory reset): the kernel's
+    /// table goes, and so does the file. The next scan learns the home
+    /// afresh, silently, as a new appliance's first scan does.
+    pub async fn forget(&mut self, now: i64) {
+        let held = !self.q.holds.is_empty();
+        self.inv = Inventory::default();
+        self.q = Quarantine::default();
+        self.baseline = false;
+        self.last_new = None;
+        self.notices.clear();
+        // With nobody held the kernel has no table of ours to take away.
+        if held {
+            let _ = self.sync_table().await;
+        }
+        saved::forget(&self.s.state_dir);
+        self.dirty = false;
+        self.publish(now);
     }
 
     /// Loads the quarantine's table when it differs from what the kernel has.

@@ -52,6 +52,17 @@ pub fn saved_list(state_dir: &Path) -> std::io::Result<Vec<DeviceView>> {
     Ok(v)
 }
 
+/// Removes the devices' file (factory reset), whether or not an owner runs.
+pub fn forget(state_dir: &Path) {
+    let path = state_dir.join(DEVICES_FILE);
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            tracing::error!("{}: {e}", path.display());
+        }
+        _ => {}
+    }
+}
+
 /// The most recently seen first, then by name.
 pub(super) fn sort_views(v: &mut [DeviceView]) {
     v.sort_by(|a, b| {

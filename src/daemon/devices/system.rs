@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::VENDOR_DIR;
+use crate::devices::quarantine;
 use crate::devices::sight::{self, Sighting};
 use crate::devices::{clean, Mac};
 
@@ -53,4 +54,32 @@ pub(super) async fn neighbours(dev: &str) -> Result<Vec<Sighting>, String> {
         ));
     }
     sight::neighbours(&out.stdout).map_err(|e| format!("ip neigh: {e}"))
+}
+
+/// With the inventory off no hold may outlive it, unseen in status: a
+/// quarantine table an earlier run left (it lasts until a reboot) is taken
+/// away, and the log says so.
+pub async fn lift_leftover() {
+    let table = crate::child::tokio_command("nft")
+        .args(["list", "table", "inet", quarantine::TABLE])
+        .kill_on_drop(true)
+        .output();
+    let listed = tokio::time::timeout(Duration::from_secs(5), table)
+        .await
+        .is_ok_and(|o| o.is_ok_and(|o| o.status.success()));
+    if !listed {
+        return;
+    }
+    let script = quarantine::render(&[], &quarantine::Leave::default());
+    let r = tokio::task::spawn_blocking(move || crate::enforce::firewall::load(&script))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    match r {
+        Ok(()) => tracing::warn!("devices.enabled is false: every quarantine lifted"),
+        Err(e) => tracing::error!(
+            "devices.enabled is false, but the quarantine's table (inet {}) stays: {e}",
+            quarantine::TABLE
+        ),
+    }
 }

@@ -328,3 +328,43 @@ async fn a_torn_inventory_is_set_aside_and_the_owner_starts_afresh() {
     assert!(e.contains(DEVICES_FILE), "{e}");
     assert!(dir.path().join(DEVICES_FILE).exists());
 }
+
+#[tokio::test]
+async fn a_factory_reset_forgets_every_device_and_lifts_every_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, loaded) = settings(dir.path(), NewDevice::Notice);
+    let ob = outbox(dir.path());
+    let (mut d, directory, view) = Devices::new(s.clone(), Some(ob.clone()), Arc::default());
+    let cam = seen("24:0a:c4:00:00:02", "198.18.1.51", Some("cam"));
+    d.scan(vec![cam.clone()], 1000).await;
+    quarantine(&mut d, "cam", None, None).await.unwrap();
+    assert!(dir.path().join(DEVICES_FILE).exists());
+
+    let (tx, rx) = oneshot::channel();
+    d.on_msg(Msg::Forget(tx)).await;
+    rx.await.unwrap();
+    let last = loaded.lock().unwrap().last().cloned().unwrap();
+    assert!(
+        !last.contains("24:0a:c4") && last.contains("delete table inet"),
+        "the table goes: {last}"
+    );
+    assert!(!dir.path().join(DEVICES_FILE).exists());
+    assert!(d.list().is_empty() && directory.borrow().is_empty());
+    assert_eq!(
+        (view.borrow().known, view.borrow().quarantined.len()),
+        (0, 0)
+    );
+    // The stop does not write the old inventory back.
+    d.save();
+    assert!(saved_list(dir.path()).unwrap().is_empty());
+    // The home is learnt afresh, as on a new appliance: no notice for the camera.
+    d.scan(vec![cam], 1010).await;
+    assert!(notices(&ob).is_empty(), "{:?}", notices(&ob));
+    assert_eq!(view.borrow().known, 1);
+
+    // Without an owner (devices off), the file goes all the same.
+    d.save();
+    assert!(dir.path().join(DEVICES_FILE).exists());
+    forget_saved(dir.path());
+    assert!(!dir.path().join(DEVICES_FILE).exists());
+}

@@ -333,7 +333,6 @@ impl Incidents {
         self.publish();
     }
 
-    /// Publishes what status shows of the incidents.
     /// Counts the open incidents and shows the newest few: a partial
     /// selection over references, so a storm of distinct incidents is not
     /// cloned and sorted whole every second.
