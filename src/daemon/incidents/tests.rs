@@ -50,38 +50,52 @@ fn only_a_real_domain_becomes_a_misp_domain_attribute() {
     );
 }
 
+/// An incidents' owner on `dir`, told which device each address is as the
+/// devices' owner would; and what it shows in status.
+fn book(
+    dir: &std::path::Path,
+    directory: Option<super::Directory>,
+) -> (
+    super::Incidents,
+    tokio::sync::watch::Receiver<super::AlertsStatus>,
+) {
+    let cfg = crate::config::Config::parse(
+        &format!("state_dir: {}\n", dir.display()),
+        std::path::Path::new("t.yaml"),
+    )
+    .unwrap();
+    let directory = directory.map(|d| tokio::sync::watch::channel(std::sync::Arc::new(d)).1);
+    let (_, index) = tokio::sync::watch::channel(Default::default());
+    let (held, _) = tokio::sync::mpsc::channel(1);
+    super::Incidents::new(&cfg, None, Default::default(), index, held, directory)
+}
+
+/// A blocked connection from the home address `src` to the listed `dest` at `time`.
+fn blocked(src: &str, dest: &str, time: i64) -> crate::alerts::eve::Alert {
+    let line = serde_json::json!({
+        "timestamp": "2026-12-03T10:00:00.0+0000", "event_type": "alert",
+        "src_ip": src, "dest_ip": dest, "proto": "TCP",
+        "alert": {"action": "blocked", "signature_id": 1666001, "signature": "s", "category": "c",
+                  "severity": 1, "metadata": {"homewarden_kind": ["ipv4"]}}
+    });
+    let mut a = crate::alerts::eve::parse(line.to_string().as_bytes()).unwrap();
+    a.time = time;
+    a
+}
+
 /// An incident names the device the inventory knows at its home address,
 /// and counts towards that device's 24 hours.
 #[tokio::test]
 async fn an_incident_names_the_device_at_its_home_address() {
     use crate::devices::Tag;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = crate::config::Config::parse(
-        &format!("state_dir: {}\n", dir.path().display()),
-        std::path::Path::new("t.yaml"),
-    )
-    .unwrap();
     let tag = Tag {
         mac: "24:0a:c4:00:00:02".parse().unwrap(),
         name: "front doorbell".into(),
     };
-    let directory: super::Directory = [("10.0.0.2".parse().unwrap(), tag.clone())].into();
-    let (_, dir_rx) = tokio::sync::watch::channel(std::sync::Arc::new(directory));
-    let (_, index) = tokio::sync::watch::channel(Default::default());
-    let (held, _) = tokio::sync::mpsc::channel(1);
-    let (mut book, view) =
-        super::Incidents::new(&cfg, None, Default::default(), index, held, Some(dir_rx));
-    let alert = |src: &str| {
-        let line = serde_json::json!({
-            "timestamp": "2026-12-03T10:00:00.0+0000", "event_type": "alert",
-            "src_ip": src, "dest_ip": "203.0.113.7", "proto": "TCP",
-            "alert": {"action": "blocked", "signature_id": 1666001, "signature": "s", "category": "c",
-                      "severity": 1, "metadata": {"homewarden_kind": ["ipv4"]}}
-        });
-        let mut a = crate::alerts::eve::parse(line.to_string().as_bytes()).unwrap();
-        a.time = unix_now() as i64;
-        a
-    };
+    let directory = [("10.0.0.2".parse().unwrap(), tag.clone())].into();
+    let (mut book, view) = book(dir.path(), Some(directory));
+    let alert = |src: &str| blocked(src, "203.0.113.7", unix_now() as i64);
     assert!(book.on_alert(&alert("10.0.0.2")));
     assert!(book.on_alert(&alert("10.0.0.9")));
     let recent = view.borrow().recent.clone();
@@ -124,25 +138,15 @@ fn event_updates_at_powers_of_ten_only() {
 #[tokio::test]
 async fn status_counts_all_open_incidents_and_lists_the_ten_newest() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = crate::config::Config::parse(
-        &format!("state_dir: {}\n", dir.path().display()),
-        std::path::Path::new("t.yaml"),
-    )
-    .unwrap();
-    let (_, index) = tokio::sync::watch::channel(Default::default());
-    let (held, _) = tokio::sync::mpsc::channel(1);
-    let (mut book, view) = super::Incidents::new(&cfg, None, Default::default(), index, held, None);
+    let (mut book, view) = book(dir.path(), None);
     let now = unix_now() as i64;
     // 25 remotes, seen in a shuffled order of time: remote n at now - 100 + n.
     for n in (0..25u8).map(|k| (k * 7) % 25) {
-        let line = serde_json::json!({
-            "timestamp": "2026-12-03T10:00:00.0+0000", "event_type": "alert",
-            "src_ip": "10.0.0.2", "dest_ip": format!("203.0.113.{n}"), "proto": "TCP",
-            "alert": {"action": "blocked", "signature_id": 1666001, "signature": "s", "category": "c",
-                      "severity": 1, "metadata": {"homewarden_kind": ["ipv4"]}}
-        });
-        let mut a = crate::alerts::eve::parse(line.to_string().as_bytes()).unwrap();
-        a.time = now - 100 + i64::from(n);
+        let a = blocked(
+            "10.0.0.2",
+            &format!("203.0.113.{n}"),
+            now - 100 + i64::from(n),
+        );
         assert!(book.on_alert(&a), "remote {n} opens an incident");
     }
     let shown = view.borrow().clone();
