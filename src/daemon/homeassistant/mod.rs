@@ -170,33 +170,53 @@ fn tls(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, MqttError> {
 
 /// Carries each connection rumqttc makes to the bridge's socket over TLS to
 /// the broker (the certificate checked against `host`).
-async fn tls_bridge(listener: UnixListener, config: Arc<rustls::ClientConfig>, broker: Broker) {
+/// Its last failure (TCP or TLS) is kept in `failed` for status: rumqttc
+/// only sees the bridge's socket close.
+async fn tls_bridge(
+    listener: UnixListener,
+    config: Arc<rustls::ClientConfig>,
+    broker: Broker,
+    failed: BridgeError,
+) {
     let connector = tokio_rustls::TlsConnector::from(config);
+    let say = |e: String| *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
     let Ok(name) = rustls::pki_types::ServerName::try_from(broker.host.clone()) else {
-        tracing::error!("mqtt: {:?} is not a TLS server name", broker.host);
-        return;
+        let e = format!("{:?} is not a TLS server name", broker.host);
+        tracing::error!("mqtt: {e}");
+        return say(e);
     };
     loop {
         let Ok((mut plain, _)) = listener.accept().await else {
             return;
         };
         let (connector, name, broker) = (connector.clone(), name.clone(), broker.clone());
+        let failed = failed.clone();
         tokio::spawn(async move {
+            let say = |e: Option<String>| *failed.lock().unwrap_or_else(|p| p.into_inner()) = e;
+            let at = format!("{}:{}", broker.host, broker.port);
             let tcp = match TcpStream::connect((broker.host.as_str(), broker.port)).await {
                 Ok(t) => t,
-                Err(e) => return tracing::debug!("mqtt: {}:{}: {e}", broker.host, broker.port),
+                Err(e) => {
+                    tracing::debug!("mqtt: {at}: {e}");
+                    return say(Some(format!("{at}: {e}")));
+                }
             };
             let mut tls = match connector.connect(name, tcp).await {
                 Ok(t) => t,
-                // The one place a bad certificate shows: say it.
+                // The one place a bad certificate shows: say it, in the log and in status.
                 Err(e) => {
-                    return tracing::warn!("mqtt: TLS to {}:{}: {e}", broker.host, broker.port)
+                    tracing::warn!("mqtt: TLS to {at}: {e}");
+                    return say(Some(format!("TLS to {at}: {e}")));
                 }
             };
+            say(None);
             let _ = tokio::io::copy_bidirectional(&mut plain, &mut tls).await;
         });
     }
 }
+
+/// The TLS bridge's last failure, shared with the connection's loop.
+type BridgeError = Arc<std::sync::Mutex<Option<String>>>;
 
 fn options(s: &Settings) -> MqttOptions {
     let id = format!("homewarden-{}", s.topics.node);
@@ -309,6 +329,7 @@ pub async fn run<R: From<ButtonAction> + Send + 'static>(
         shown.error = error;
         link_tx.send_replace(Some(shown.clone()));
     };
+    let bridge_error = BridgeError::default();
     let _bridge = match &s.tls {
         Some((config, socket)) => {
             let _ = std::fs::remove_file(socket);
@@ -317,6 +338,7 @@ pub async fn run<R: From<ButtonAction> + Send + 'static>(
                     l,
                     config.clone(),
                     s.broker.clone(),
+                    bridge_error.clone(),
                 )))),
                 Err(e) => {
                     tracing::error!("mqtt: {}: {e}; Home Assistant is off", socket.display());
@@ -382,7 +404,13 @@ pub async fn run<R: From<ButtonAction> + Send + 'static>(
                         tracing::debug!("mqtt: cannot connect: {e}");
                     }
                     connected = false;
-                    show(false, Some(crate::respond::mail::one_line(&e.to_string(), 200)));
+                    // Over TLS the bridge knows why (a certificate, say); rumqttc saw a closed socket.
+                    let why = bridge_error
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone()
+                        .unwrap_or_else(|| e.to_string());
+                    show(false, Some(crate::respond::mail::one_line(&why, 200)));
                     tokio::select! {
                         _ = stop.wait() => break,
                         _ = tokio::time::sleep(backoff) => {}
