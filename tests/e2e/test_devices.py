@@ -153,3 +153,25 @@ def test_quarantine_cuts_one_device_at_once_keeps_dhcp_and_dns_and_outlives_a_re
     assert wait_for(lambda: any(a["ip"] == "198.18.1.3" for d in devices(lab).values() for a in d["addresses"]), 10)
     r = lab.agent("quarantine", "198.18.1.3", check=False)
     assert r.returncode != 0 and "--force" in r.stderr, r.stderr
+
+
+def test_turning_the_inventory_off_lifts_every_quarantine(lab):
+    """No hold outlives `devices.enabled: false` unseen: the agent takes the
+    table away at start; turned on again, the saved holds come back (shown)."""
+    lab.agent("quarantine", CAM, "--reason", "suspended")
+    assert not reaches(lab, "cam", BENIGN)
+    text = lab.config.read_text()
+    assert "\ndevices:\n" in text, text
+    lab.config.write_text(text.replace("\ndevices:\n", "\ndevices:\n  enabled: false\n", 1))
+    try:
+        log = lab.restart_agent("homewarden-devices-off.log")
+        assert wait_for(lambda: reaches(lab, "cam", BENIGN), 5)
+        assert wait_for(lambda: "every quarantine lifted" in log.read_text(), 5), log.read_text()
+        assert lab.status()["devices"]["quarantined"] == []
+    finally:
+        lab.config.write_text(text)
+        lab.restart_agent("homewarden-devices-on.log")
+    assert wait_for(lambda: not reaches(lab, "cam", BENIGN), 5)
+    assert [q["reason"] for q in lab.status()["devices"]["quarantined"]] == ["suspended"]
+    lab.agent("release", CAM)
+    assert wait_for(lambda: reaches(lab, "cam", BENIGN), 5)
