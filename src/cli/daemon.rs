@@ -134,6 +134,7 @@ pub(crate) async fn run(path: &Path) -> Result<ExitCode> {
             })
             .collect();
         homewarden::daemon::homeassistant::Settings::new(&cfg.mqtt, password, &cfg.state_dir, misp)?
+            .map(|s| s.with_devices(cfg.devices.enabled))
     };
     let mut agent = Agent::open(cfg, &secrets)?;
     let (tx, rx) = tokio::sync::mpsc::channel(8);

@@ -823,11 +823,14 @@ def test_home_assistant_sees_the_appliance_an_incident_and_presses_its_button(la
     assert mqtt["connected"] and mqtt["broker"] == "mqtt://198.18.1.2:1883" and mqtt["node"] == node, mqtt
     assert "home assistant: connected to mqtt://198.18.1.2:1883" in lab.agent("status").stdout
 
-    # Discovery: one device, eight entities, each config as the docs require.
-    configs = {t: json.loads(p) for t, p in mqtt_retained(lab, "homeassistant/#", 8).items()
+    # Discovery: one device, ten entities (the device inventory's two counts
+    # too), each config as the docs require.
+    configs = {t: json.loads(p) for t, p in mqtt_retained(lab, "homeassistant/#", 10).items()
                if t.endswith("/config")}
-    assert len(configs) == 8, sorted(configs)
+    assert len(configs) == 10, sorted(configs)
     published = mqtt_retained(lab, f"{base}/#", 3)
+    shown = json.loads(published[f"{base}/state"])
+    assert shown["devices"] >= 3 and shown["quarantined"] == 0, shown
     for topic, cfg in configs.items():
         prefix, component, n, obj, _ = topic.split("/")
         assert (prefix, n) == ("homeassistant", node), topic
@@ -839,6 +842,9 @@ def test_home_assistant_sees_the_appliance_an_incident_and_presses_its_button(la
         for key in ("state_topic", "json_attributes_topic"):
             if key in cfg:  # a topic the agent really publishes, retained
                 assert cfg[key] in published, (topic, key, cfg[key], sorted(published))
+        if "value_template" in cfg:  # a key the state has
+            key = cfg["value_template"].removeprefix("{{ value_json.").removesuffix(" }}")
+            assert key in shown, (topic, cfg["value_template"], shown)
 
     def state():
         return json.loads(mqtt_retained(lab, f"{base}/state").get(f"{base}/state", "{}"))

@@ -176,7 +176,13 @@ pub fn command(payload: &[u8]) -> Option<Command> {
 }
 
 /// Every entity's (component, discovery topic, config).
-pub fn configs(t: &Topics, appliance: &str, version: &str) -> Vec<(String, EntityConfig)> {
+/// With `devices` (the inventory is kept) two more sensors count the devices.
+pub fn configs(
+    t: &Topics,
+    appliance: &str,
+    version: &str,
+    devices: bool,
+) -> Vec<(String, EntityConfig)> {
     let device = Device {
         identifiers: vec![format!("homewarden_{}", t.node)],
         name: appliance.to_string(),
@@ -223,6 +229,36 @@ pub fn configs(t: &Topics, appliance: &str, version: &str) -> Vec<(String, Entit
         icon: Some(icon),
         ..base(object, name)
     };
+    let counter = |object: &str, name, template, unit, icon| EntityConfig {
+        state_class: Some("measurement"),
+        unit_of_measurement: Some(unit),
+        icon: Some(icon),
+        ..sensor(object, name, template)
+    };
+    let device_sensors = [
+        (
+            "sensor",
+            DEVICE_SENSORS[0],
+            counter(
+                DEVICE_SENSORS[0],
+                "Devices",
+                "{{ value_json.devices }}",
+                "devices",
+                "mdi:devices",
+            ),
+        ),
+        (
+            "sensor",
+            DEVICE_SENSORS[1],
+            counter(
+                DEVICE_SENSORS[1],
+                "Quarantined devices",
+                "{{ value_json.quarantined }}",
+                "devices",
+                "mdi:lan-disconnect",
+            ),
+        ),
+    ];
     let entities = [
         (
             "sensor",
@@ -314,7 +350,24 @@ pub fn configs(t: &Topics, appliance: &str, version: &str) -> Vec<(String, Entit
     ];
     entities
         .into_iter()
+        .chain(device_sensors.into_iter().filter(|_| devices))
         .map(|(component, object, cfg)| (t.config(component, object), cfg))
+        .collect()
+}
+
+/// The device sensors' object ids.
+const DEVICE_SENSORS: [&str; 2] = ["devices", "quarantined_devices"];
+
+/// Config topics announced before and no longer (the device sensors with
+/// the inventory off): an empty retained config removes an entity, as Home
+/// Assistant's discovery documentation says.
+pub fn retired(t: &Topics, devices: bool) -> Vec<String> {
+    if devices {
+        return Vec::new();
+    }
+    DEVICE_SENSORS
+        .iter()
+        .map(|o| t.config("sensor", o))
         .collect()
 }
 
@@ -333,6 +386,12 @@ pub struct StateMessage {
     pub indicators: usize,
     /// `ON` while Suricata answers.
     pub suricata: &'static str,
+    /// Devices known (absent with the inventory off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub devices: Option<usize>,
+    /// Of those, quarantined.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quarantined: Option<usize>,
 }
 
 /// The last incident's attributes.
@@ -409,6 +468,8 @@ pub fn state(
         blocked_today: s.alerts.blocked_today,
         indicators: b.ipv4 + b.ipv6 + b.domains + b.md5 + b.sha256 + b.networks,
         suricata: if s.suricata.reachable { "ON" } else { "OFF" },
+        devices: s.devices.enabled.then_some(s.devices.known),
+        quarantined: s.devices.enabled.then_some(s.devices.quarantined.len()),
     };
     let attrs = last.map_or_else(IncidentAttributes::default, |i| IncidentAttributes {
         id: Some(i.id.clone()),

@@ -68,6 +68,8 @@ pub struct Settings {
     appliance: String,
     /// MISP sources' base URLs, for the last incident's event page.
     misp: HashMap<String, String>,
+    /// The device inventory is kept: its sensors are announced.
+    devices: bool,
 }
 
 impl Settings {
@@ -104,7 +106,13 @@ impl Settings {
             topics: Topics::new(&cfg.discovery_prefix, &cfg.base_topic, &node),
             appliance: crate::respond::mail::appliance_name(),
             misp,
+            devices: false,
         }))
+    }
+
+    /// With the device inventory kept (`devices.enabled`), its two sensors.
+    pub fn with_devices(self, devices: bool) -> Settings {
+        Settings { devices, ..self }
     }
 
     /// The topics (for tests and the log).
@@ -249,6 +257,8 @@ type Published = Option<(discovery::StateMessage, discovery::IncidentAttributes)
 struct Client {
     client: AsyncClient,
     topics: Topics,
+    /// The device sensors are announced (else retired).
+    devices: bool,
 }
 
 impl Client {
@@ -268,13 +278,17 @@ impl Client {
 
     /// The discovery configs (retained), availability, the subscriptions.
     fn announce(&self, appliance: &str) {
-        for (topic, cfg) in discovery::configs(&self.topics, appliance, env!("CARGO_PKG_VERSION")) {
+        let version = env!("CARGO_PKG_VERSION");
+        for (topic, cfg) in discovery::configs(&self.topics, appliance, version, self.devices) {
             match serde_json::to_vec(&cfg) {
                 Ok(body) => {
                     self.send(topic, body, true);
                 }
                 Err(e) => tracing::error!("mqtt: {e}"),
             }
+        }
+        for topic in discovery::retired(&self.topics, self.devices) {
+            self.send(topic, Vec::new(), true);
         }
         self.send(self.topics.availability(), ONLINE.into(), true);
         for topic in [self.topics.command(), self.topics.ha_status()] {
@@ -352,6 +366,7 @@ pub async fn run<R: From<ButtonAction> + Send + 'static>(
     let mqtt = Client {
         client,
         topics: s.topics.clone(),
+        devices: s.devices,
     };
     let mut published: Published = None;
     let mut connected = false;

@@ -37,7 +37,7 @@ fn protected() -> Status {
 /// Home Assistant's MQTT discovery rules, as its documentation states them:
 /// the topic's shape, the keys each component requires, one device for all,
 /// unique ids, and topics that are the ones the agent publishes or hears.
-fn check_against_ha_docs(configs: &[(String, EntityConfig)], t: &Topics) {
+fn check_against_ha_docs(configs: &[(String, EntityConfig)], t: &Topics, sensors: usize) {
     let id = |s: &str| {
         !s.is_empty()
             && s.bytes()
@@ -100,15 +100,31 @@ fn check_against_ha_docs(configs: &[(String, EntityConfig)], t: &Topics) {
         });
     assert_eq!(
         components,
-        BTreeMap::from([("binary_sensor", 1), ("button", 2), ("sensor", 5)])
+        BTreeMap::from([("binary_sensor", 1), ("button", 2), ("sensor", sensors)])
     );
 }
 
 #[test]
 fn the_device_and_its_entities_are_announced_as_home_assistant_documents() {
     let t = topics();
-    let announced = configs(&t, "pi", "9.9.9");
-    check_against_ha_docs(&announced, &t);
+    // Without the device inventory: five sensors, and the device sensors retired.
+    let without = configs(&t, "pi", "9.9.9", false);
+    check_against_ha_docs(&without, &t, 5);
+    let gone = retired(&t, false);
+    assert_eq!(
+        gone,
+        [
+            "homeassistant/sensor/a1b2c3d4e5f6/devices/config",
+            "homeassistant/sensor/a1b2c3d4e5f6/quarantined_devices/config"
+        ]
+    );
+    assert!(without.iter().all(|(topic, _)| !gone.contains(topic)));
+    let announced = configs(&t, "pi", "9.9.9", true);
+    check_against_ha_docs(&announced, &t, 7);
+    assert!(retired(&t, true).is_empty());
+    assert!(gone
+        .iter()
+        .all(|g| announced.iter().any(|(topic, _)| topic == g)));
     let by_object = |o: &str| {
         &announced
             .iter()
@@ -127,6 +143,7 @@ fn the_device_and_its_entities_are_announced_as_home_assistant_documents() {
         &Topics::new("homeassistant", "homewarden", "ffffffffffff"),
         "pi",
         "9.9.9",
+        true,
     );
     assert!(other
         .iter()
@@ -170,6 +187,14 @@ fn the_state_names_the_last_incident_and_its_misp_event() {
         ("none", 10, "ON")
     );
     assert_eq!(a, IncidentAttributes::default());
+    assert_eq!((m.devices, m.quarantined), (None, None), "inventory off");
+    let body = serde_json::to_value(&m).unwrap();
+    assert!(body.get("devices").is_none() && body.get("quarantined").is_none());
+    s.devices.enabled = true;
+    s.devices.known = 12;
+    s.devices.quarantined = vec![Default::default()];
+    let (m, _) = state(&s, |_, _| None);
+    assert_eq!((m.devices, m.quarantined), (Some(12), Some(1)));
     s.alerts.recent = vec![
         incident("old.example", 100, false),
         incident("c2.lab-evil.test", 200, true),
@@ -342,7 +367,7 @@ async fn a_real_broker_carries_the_device_its_state_and_the_buttons() {
     let state_dir = tempfile::tempdir().unwrap();
     let cfg: MqttConfig =
         serde_yaml_ng::from_str(&format!("url: mqtt://127.0.0.1:{}", broker.port)).unwrap();
-    let settings = || {
+    let settings = |devices| {
         Settings::new(
             &cfg,
             None,
@@ -351,17 +376,23 @@ async fn a_real_broker_carries_the_device_its_state_and_the_buttons() {
         )
         .unwrap()
         .unwrap()
+        .with_devices(devices)
     };
-    let s = settings();
+    let s = settings(true);
     let t = s.topics().clone();
     let mut watcher = Watcher::start(broker.port).await;
-    let (status_tx, status_rx) = watch::channel(protected());
+    let mut home = protected();
+    home.devices.enabled = true;
+    home.devices.known = 3;
+    home.devices.quarantined = vec![Default::default()];
+    let (status_tx, status_rx) = watch::channel(home);
     let (req_tx, mut req_rx) = mpsc::channel::<ButtonAction>(4);
     let stopper = crate::daemon::shutdown::Stopper::default();
     let (link_tx, mut link) = watch::channel(None);
     let task = tokio::spawn(run(s, status_rx, req_tx.clone(), link_tx, stopper.handle()));
 
-    // Announced: eight retained configs that pass the documented rules, online, the state.
+    // Announced: ten retained configs (the device sensors too) that pass the
+    // documented rules, online, the state.
     watcher.until(&t.availability(), |v| v == b"online").await;
     let shown = link
         .wait_for(|l| l.as_ref().is_some_and(|l| l.connected))
@@ -372,7 +403,7 @@ async fn a_real_broker_carries_the_device_its_state_and_the_buttons() {
     assert_eq!(shown.broker, format!("mqtt://127.0.0.1:{}", broker.port));
     assert_eq!((shown.node.as_str(), shown.error), (t.node.as_str(), None));
     let mut configs = Vec::new();
-    for (topic, want) in discovery::configs(&t, "x", "y") {
+    for (topic, want) in discovery::configs(&t, "x", "y", true) {
         let got = json(&watcher.until(&topic, |v| !v.is_empty()).await);
         assert_eq!(got["unique_id"], want.unique_id);
         configs.push((
@@ -380,7 +411,7 @@ async fn a_real_broker_carries_the_device_its_state_and_the_buttons() {
             serde_json::from_value::<serde_json::Value>(got).unwrap(),
         ));
     }
-    assert_eq!(configs.len(), 8);
+    assert_eq!(configs.len(), 10);
     let state = json(
         &watcher
             .until(&t.state(), |v| json(v)["threat"] == "protected")
@@ -388,6 +419,19 @@ async fn a_real_broker_carries_the_device_its_state_and_the_buttons() {
     );
     assert_eq!(state["suricata"], "ON");
     assert_eq!(state["indicators"], 10);
+    assert_eq!(
+        (&state["devices"], &state["quarantined"]),
+        (&3.into(), &1.into())
+    );
+    // Every sensor reads a key the state message has.
+    for (_, cfg) in &configs {
+        if let Some(template) = cfg["value_template"].as_str() {
+            let key = template
+                .trim_start_matches("{{ value_json.")
+                .trim_end_matches(" }}");
+            assert!(state.get(key).is_some(), "{template} in {state}");
+        }
+    }
 
     // A C2 is hit: the state says alert, the last incident names it.
     status_tx.send_modify(|s| {
@@ -425,9 +469,11 @@ async fn a_real_broker_carries_the_device_its_state_and_the_buttons() {
     task.await.unwrap();
     watcher.until(&t.availability(), |v| v == b"offline").await;
 
-    // Started again (same state directory): the same node and unique ids;
-    // then the connection dies without a goodbye: the broker's last will says offline.
-    let s = settings();
+    // Started again (same state directory) with the inventory turned off:
+    // the same node and unique ids, the device sensors removed (an empty
+    // retained config); then the connection dies without a goodbye: the
+    // broker's last will says offline.
+    let s = settings(false);
     assert_eq!(s.topics(), &t, "the node id survives a restart");
     let stopper = crate::daemon::shutdown::Stopper::default();
     let (link_tx, _link) = watch::channel(None);
@@ -439,6 +485,9 @@ async fn a_real_broker_carries_the_device_its_state_and_the_buttons() {
         stopper.handle(),
     ));
     watcher.until(&t.availability(), |v| v == b"online").await;
+    for topic in discovery::retired(&t, false) {
+        watcher.until(&topic, <[u8]>::is_empty).await;
+    }
     task.abort();
     let _ = task.await;
     watcher.until(&t.availability(), |v| v == b"offline").await;
