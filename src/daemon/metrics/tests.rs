@@ -235,7 +235,7 @@ fn the_grafana_dashboard_asks_only_for_metrics_the_agent_serves() {
             }
         }
     }
-    // The board covers each part: protection, intel, the path, alerts, responders.
+    // The board covers each part: protection, intel, the path, alerts, responders, devices.
     for m in [
         "homewarden_state",
         "homewarden_condition",
@@ -244,6 +244,7 @@ fn the_grafana_dashboard_asks_only_for_metrics_the_agent_serves() {
         "homewarden_alerts_lost_total",
         "homewarden_responder_attempts_total",
         "homewarden_llm_calls_total",
+        "homewarden_devices_quarantined",
     ] {
         assert!(asked.contains(m), "the dashboard does not show {m}");
     }
