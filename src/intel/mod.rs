@@ -414,7 +414,8 @@ pub fn unix_after(wait: std::time::Duration) -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
         .saturating_add(wait);
-    at.as_secs() + u64::from(at.subsec_nanos() > 0)
+    at.as_secs()
+        .saturating_add(u64::from(at.subsec_nanos() > 0))
 }
 
 /// Parses MISP's ids and timestamps, which arrive as strings of digits (or numbers).

@@ -64,8 +64,8 @@ impl Agent {
         self.publish();
     }
 
-    /// Forgets all state (IoC store, incidents, acknowledgements, devices) and asks for the factory
-    /// config at the next start (the agent cannot write /etc: see [`crate::appliance::factory`]).
+    /// Forgets all state (IoC store, incidents, acknowledgements, devices)
+    /// and asks for the factory config at the next start (the agent cannot write /etc: see [`crate::appliance::factory`]).
     async fn factory_reset(&mut self) -> std::io::Result<()> {
         crate::appliance::factory::request(&self.cfg.state_dir, &self.cfg.panel.factory_config)?;
         let intel = self.cfg.state_dir.join("intel");
@@ -84,7 +84,10 @@ impl Agent {
         match (self.devices.as_mut(), &self.devices_tx) {
             (Some((owner, _)), _) => owner.forget(unix_now() as i64).await,
             (None, Some(tx)) => {
-                crate::daemon::ask(tx, devices::Msg::Forget).await;
+                // An owner that is gone cannot write the file back: remove it here.
+                if crate::daemon::ask(tx, devices::Msg::Forget).await.is_none() {
+                    devices::forget_saved(&self.cfg.state_dir);
+                }
             }
             (None, None) => devices::forget_saved(&self.cfg.state_dir),
         }

@@ -467,7 +467,7 @@ impl Devices {
     }
 
     /// Forgets every device, name and hold (factory reset): the kernel's
-    /// table goes, and so does the file. The next scan learns the home
+    /// table goes if anyone was held, and so does the file. The next scan learns the home
     /// afresh, silently, as a new appliance's first scan does.
     pub async fn forget(&mut self, now: i64) {
         let held = !self.q.holds.is_empty();

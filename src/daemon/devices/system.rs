@@ -1,5 +1,6 @@
-//! What the system says is on the devices' side: the vendor classes the
-//! lease script kept and the kernel's neighbour table.
+//! The system around the devices' owner: the vendor classes the lease
+//! script kept, the kernel's neighbour table, and a leftover quarantine
+//! table taken away when the inventory is off.
 
 use std::collections::HashMap;
 use std::path::Path;
