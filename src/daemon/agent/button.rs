@@ -65,7 +65,8 @@ impl Agent {
     }
 
     /// Forgets all state (IoC store, incidents, acknowledgements, devices)
-    /// and asks for the factory config at the next start (the agent cannot write /etc: see [`crate::appliance::factory`]).
+    /// and asks for the factory config at the next start (the agent cannot
+    /// write /etc: see [`crate::appliance::factory`]).
     async fn factory_reset(&mut self) -> std::io::Result<()> {
         crate::appliance::factory::request(&self.cfg.state_dir, &self.cfg.panel.factory_config)?;
         let intel = self.cfg.state_dir.join("intel");

@@ -187,11 +187,10 @@ async fn tls_bridge(
     failed: BridgeError,
 ) {
     let connector = tokio_rustls::TlsConnector::from(config);
-    let say = |e: String| *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
     let Ok(name) = rustls::pki_types::ServerName::try_from(broker.host.clone()) else {
         let e = format!("{:?} is not a TLS server name", broker.host);
         tracing::error!("mqtt: {e}");
-        return say(e);
+        return failed.set(Some(e));
     };
     loop {
         let Ok((mut plain, _)) = listener.accept().await else {
@@ -200,13 +199,12 @@ async fn tls_bridge(
         let (connector, name, broker) = (connector.clone(), name.clone(), broker.clone());
         let failed = failed.clone();
         tokio::spawn(async move {
-            let say = |e: Option<String>| *failed.lock().unwrap_or_else(|p| p.into_inner()) = e;
             let at = format!("{}:{}", broker.host, broker.port);
             let tcp = match TcpStream::connect((broker.host.as_str(), broker.port)).await {
                 Ok(t) => t,
                 Err(e) => {
                     tracing::debug!("mqtt: {at}: {e}");
-                    return say(Some(format!("{at}: {e}")));
+                    return failed.set(Some(format!("{at}: {e}")));
                 }
             };
             let mut tls = match connector.connect(name, tcp).await {
@@ -214,17 +212,30 @@ async fn tls_bridge(
                 // The one place a bad certificate shows: say it, in the log and in status.
                 Err(e) => {
                     tracing::warn!("mqtt: TLS to {at}: {e}");
-                    return say(Some(format!("TLS to {at}: {e}")));
+                    return failed.set(Some(format!("TLS to {at}: {e}")));
                 }
             };
-            say(None);
+            failed.set(None);
             let _ = tokio::io::copy_bidirectional(&mut plain, &mut tls).await;
         });
     }
 }
 
 /// The TLS bridge's last failure, shared with the connection's loop.
-type BridgeError = Arc<std::sync::Mutex<Option<String>>>;
+#[derive(Clone, Default)]
+struct BridgeError(Arc<std::sync::Mutex<Option<String>>>);
+
+impl BridgeError {
+    /// Records the last attempt's failure (`None`: it went through).
+    fn set(&self, e: Option<String>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = e;
+    }
+
+    /// The last attempt's failure.
+    fn get(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
 
 fn options(s: &Settings) -> MqttOptions {
     let id = format!("homewarden-{}", s.topics.node);
@@ -420,11 +431,7 @@ pub async fn run<R: From<ButtonAction> + Send + 'static>(
                     }
                     connected = false;
                     // Over TLS the bridge knows why (a certificate, say); rumqttc saw a closed socket.
-                    let why = bridge_error
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .clone()
-                        .unwrap_or_else(|| e.to_string());
+                    let why = bridge_error.get().unwrap_or_else(|| e.to_string());
                     show(false, Some(crate::respond::mail::one_line(&why, 200)));
                     tokio::select! {
                         _ = stop.wait() => break,
