@@ -144,6 +144,21 @@ say "agent user=$(getent passwd "$(awk '/^Uid:/ {print $2}' "$st" 2>/dev/null)" 
 led=/run/homewarden/act-standin
 say "act-standin trigger=$(cat "$led/trigger" 2>&1) brightness=$(cat "$led/brightness" 2>&1) owner=$(stat -c %U:%G "$led/brightness" 2>&1)"
 
+# Root stays root: the agent (its own user, as one taken over would) swaps
+# its rule directory for a link to a directory of root's and has Suricata
+# restarted. No root step of Suricata's unit may chown, create or write
+# through it: the canary keeps its owner, mode and single file.
+rules=/var/lib/homewarden/suricata
+canary=/run/homewarden-canary
+mkdir -p -m 0755 "$canary" && echo root >"$canary/file" && chmod 0644 "$canary/file"
+planted=no
+runuser -u homewarden -- sh -c "mv $rules $rules.real && ln -s $canary $rules" && planted=yes
+systemctl restart suricata.service 2>&1 | sed 's/^/HWTEST planted-restart| /'
+say "planted-link $planted canary=$(stat -c %U:%G:%a "$canary") file=$(stat -c %U:%G:%a "$canary/file") entries=$(ls -A "$canary" | tr '\n' ',')"
+runuser -u homewarden -- sh -c "rm $rules && mv $rules.real $rules"
+systemctl restart suricata.service 2>&1 | sed 's/^/HWTEST restored-restart| /'
+say "rules-restored suricata=$(systemctl is-active suricata.service)"
+
 # Last, as it ends the user's config: a 10 s button press. The agent only
 # leaves a marker (it cannot write /etc); its unit's root step restores the
 # factory config before the restart.

@@ -184,6 +184,9 @@ expect 'agent user=homewarden groups=[a-z,]*gpio[a-z,]* cap-eff=0000000000001000
     "the agent runs sandboxed as its own user, in group gpio, with CAP_NET_ADMIN alone (and still reached protected)"
 expect 'act-standin trigger=none brightness=[01] owner=root:homewarden' \
     "the ACT LED backend drove the stand-in LED through the group permission (trigger none, brightness set)"
+expect 'planted-link yes canary=root:root:755 file=root:root:644 entries=file,' \
+    "the agent swapped its rule directory for a link to root's and Suricata restarted: nothing of root's changed hands or gained a file"
+expect 'rules-restored suricata=active' "Suricata back on the agent's own rule directory"
 expect 'factory-reset config=restored marker=gone agent=active .*' \
     "a 10 s button press: the unit's root step restored the factory config, the sandboxed agent came back"
 expect 'after-agent-restart dnsmasq.conf=kept dhcp=active' \

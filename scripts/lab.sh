@@ -284,7 +284,7 @@ firewall_up() {
 start_suricata() {
     # The overlay's include, with the lab's eve socket paths: `--set` cannot reach
     # into the include's outputs list (Suricata then keeps Debian's outputs).
-    sed -e "s#/run/homewarden/eve.sock#$LAB/eve.sock#" -e "s#/run/homewarden/dns.sock#$LAB/dns.sock#" \
+    sed -e "s#/run/homewarden/agent/eve.sock#$LAB/eve.sock#" -e "s#/run/homewarden/agent/dns.sock#$LAB/dns.sock#" \
         "$FILES/etc/suricata/homewarden.yaml" \
         >"$LAB/suricata-include.yaml"
     local args
@@ -313,8 +313,14 @@ dhcp-option=option:router,198.18.1.1
 dhcp-option=option:dns-server,203.0.113.53
 dhcp-authoritative
 dhcp-leasefile=$LAB/dnsmasq.leases
-dhcp-script=$FILES/usr/lib/homewarden/dhcp-lease
+dhcp-script=$LAB/dhcp-lease
+dhcp-scriptuser=dnsmasq
 EOF
+    # As on the appliance: the lease script runs as dnsmasq, into a directory
+    # of its own (a copy of the overlay's: the checkout may not be readable
+    # by dnsmasq's user).
+    install -m 0755 "$FILES/usr/lib/homewarden/dhcp-lease" "$LAB/dhcp-lease"
+    install -d -o dnsmasq -m 0755 "$LAB/dhcp-vendor"
     HOMEWARDEN_DHCP_VENDOR_DIR=$LAB/dhcp-vendor spawn pi dnsmasq \
         dnsmasq --keep-in-foreground --conf-file="$LAB/dnsmasq.conf" --user=root --pid-file="$LAB/dnsmasq.pid"
     cat >"$LAB/udhcpc.sh" <<'EOF'

@@ -1,5 +1,7 @@
 //! Crash-safe file writes: temp file in the same directory, fsync, rename,
 //! fsync of the directory. A reader sees the old file or the new one, never half.
+//! Temp files get unguessable names and are opened O_EXCL|O_NOFOLLOW: safe in
+//! a directory another user can write.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -46,36 +48,23 @@ where
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+    let (file, tmp) = create_temp(dir, &name.to_string_lossy(), mode.map_or(0o666, |m| m.0))?;
     let result = (|| {
-        let file = match mode {
-            None => File::create(&tmp)?,
-            Some((m, gid)) => {
-                use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-                let f = fs::OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .mode(m)
-                    .open(&tmp)?;
-                // The umask may have narrowed `mode`, and an old temp file kept its own.
-                f.set_permissions(fs::Permissions::from_mode(m))?;
-                if let Some(gid) = gid {
-                    std::os::unix::fs::fchown(&f, None, Some(gid))?;
-                }
-                f
+        if let Some((m, gid)) = mode {
+            use std::os::unix::fs::PermissionsExt;
+            // The umask may have narrowed `mode`.
+            file.set_permissions(fs::Permissions::from_mode(m))?;
+            if let Some(gid) = gid {
+                std::os::unix::fs::fchown(&file, None, Some(gid))?;
             }
-        };
+        }
         {
             let mut w = BufWriter::with_capacity(1 << 16, &file);
             fill(&mut w)?;
             w.flush()?;
         }
         file.sync_all()?;
+        // rename replaces a symlink at `path` itself, never what it points to.
         fs::rename(&tmp, path)?;
         // The rename is only durable once the directory entry is.
         File::open(dir)?.sync_all()
@@ -84,6 +73,43 @@ where
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Creates a new temp file for `name` in `dir`: a name nobody can guess
+/// (128 random bits), opened with O_EXCL and O_NOFOLLOW. A root helper often
+/// writes into a directory a less privileged user can write too: a file or a
+/// symlink planted at a temp name must make the write fail, never be
+/// truncated, followed or written through.
+fn create_temp(dir: &Path, name: &str, mode: u32) -> io::Result<(File, std::path::PathBuf)> {
+    let rng = ring::rand::SystemRandom::new();
+    let mut last = None;
+    // A clash of 128 random bits is a planted name or a broken RNG: try a
+    // few, then give up rather than loop.
+    for _ in 0..4 {
+        let mut bytes = [0u8; 16];
+        ring::rand::SecureRandom::fill(&rng, &mut bytes)
+            .map_err(|_| io::Error::other("no randomness for a temp file name"))?;
+        let suffix: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let tmp = dir.join(format!(".{name}.tmp-{suffix}"));
+        match open_new(&tmp, mode) {
+            Ok(f) => return Ok((f, tmp)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("no temp file name")))
+}
+
+/// Opens a file that must not exist yet: whatever is at `path` (a file, a
+/// symlink, dangling or not) makes it fail, and is left as it was.
+fn open_new(path: &Path, mode: u32) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
 }
 
 /// Writes `bytes` to `path` atomically.
@@ -109,5 +135,74 @@ mod tests {
         assert!(r.is_err());
         assert_eq!(fs::read(&p).unwrap(), b"two");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn temp_names_cannot_be_guessed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, a) = create_temp(dir.path(), "f", 0o600).unwrap();
+        let (_, b) = create_temp(dir.path(), "f", 0o600).unwrap();
+        assert_ne!(a, b);
+        let name = a.file_name().unwrap().to_string_lossy().into_owned();
+        // 128 random bits, not the pid the old names used.
+        assert!(
+            name.starts_with(".f.tmp-") && name.len() == ".f.tmp-".len() + 32,
+            "{name}"
+        );
+    }
+
+    #[test]
+    fn a_symlink_planted_at_the_old_guessable_temp_name_is_left_alone() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"root's").unwrap();
+        let guess = dir.path().join(format!(".f.tmp-{}", std::process::id()));
+        symlink(&victim, &guess).unwrap();
+        write_atomic(&dir.path().join("f"), b"new").unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"root's");
+        assert_eq!(fs::read(dir.path().join("f")).unwrap(), b"new");
+    }
+
+    #[test]
+    fn anything_planted_at_a_temp_name_makes_the_open_fail_and_stays_untouched() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"root's").unwrap();
+        let dangling = dir.path().join("nowhere");
+        let planted = dir.path().join(".g.tmp-planted");
+        for target in [&victim, &dangling] {
+            let _ = fs::remove_file(&planted);
+            symlink(target, &planted).unwrap();
+            let e = open_new(&planted, 0o600).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::AlreadyExists, "{target:?}");
+        }
+        fs::remove_file(&planted).unwrap();
+        fs::write(&planted, b"a file").unwrap();
+        assert_eq!(
+            open_new(&planted, 0o600).unwrap_err().kind(),
+            io::ErrorKind::AlreadyExists
+        );
+        assert_eq!(fs::read(&planted).unwrap(), b"a file");
+        assert_eq!(fs::read(&victim).unwrap(), b"root's");
+        assert!(
+            !dangling.exists(),
+            "a dangling link was followed and created its target"
+        );
+    }
+
+    #[test]
+    fn a_symlink_at_the_destination_is_replaced_not_written_through() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"root's").unwrap();
+        let p = dir.path().join("f");
+        symlink(&victim, &p).unwrap();
+        write_atomic_mode(&p, b"new", 0o600).unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"root's");
+        assert!(!fs::symlink_metadata(&p).unwrap().file_type().is_symlink());
+        assert_eq!(fs::read(&p).unwrap(), b"new");
     }
 }

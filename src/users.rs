@@ -1,6 +1,14 @@
 //! Users and groups as `/etc/passwd` and `/etc/group` have them: parsed from
 //! their text, so callers (and tests) pass the file's content in.
 
+/// The group the agent's unit runs as (overlays/usr/lib/sysusers.d). It
+/// also reads `/etc/homewarden/.env` and writes Suricata's command socket.
+pub const AGENT_GROUP: &str = "homewarden";
+/// The group made for `control_access.read_group`: it may look, nothing else.
+pub const READ_GROUP: &str = "homewarden-read";
+/// The group made for `control_access.admin_group`: it may also change things.
+pub const ADMIN_GROUP: &str = "homewarden-admin";
+
 /// A group as `/etc/group` has it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Group {

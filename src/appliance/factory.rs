@@ -47,7 +47,9 @@ pub enum Applied {
 /// config is in place, so a failure here is retried at the next start.
 pub fn apply_pending(state_dir: &Path, config: &Path, factory: &Path) -> io::Result<Applied> {
     let marker = marker(state_dir);
-    if !marker.exists() {
+    // Root runs this; the state directory is the agent's. Only whether a
+    // name is there counts: never followed, never read.
+    if std::fs::symlink_metadata(&marker).is_err() {
         return Ok(Applied::Nothing);
     }
     let bytes = std::fs::read(factory)

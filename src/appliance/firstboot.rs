@@ -64,8 +64,14 @@ pub struct Paths {
     pub config: PathBuf,
     /// root's `authorized_keys`.
     pub authorized_keys: PathBuf,
-    /// A copy of the boot copy as last imported (it holds no secrets).
+    /// A copy of the boot copy as last imported (it holds no secrets), in
+    /// root's own state directory: the agent can neither delete it (the
+    /// owner's edits on the Pi would revert) nor plant links there.
     pub stamp: PathBuf,
+    /// Where versions before 0.1.x kept the stamp, in the agent's state
+    /// directory: read once (never followed through a link) while `stamp`
+    /// does not exist yet, so an update does not import the boot copy again.
+    pub legacy_stamp: Option<PathBuf>,
     /// The keys this import put into `authorized_keys` (one per line): the
     /// ones it may take out again when they leave the boot copy.
     pub managed_keys: PathBuf,
@@ -81,8 +87,9 @@ impl Default for Paths {
             error_file: "/boot/firmware/homewarden-error.txt".into(),
             config: crate::config::DEFAULT_PATH.into(),
             authorized_keys: "/root/.ssh/authorized_keys".into(),
-            stamp: "/var/lib/homewarden/boot-config.imported".into(),
-            managed_keys: "/var/lib/homewarden/boot-ssh-keys".into(),
+            stamp: format!("{STATE_DIR}/boot-config.imported").into(),
+            legacy_stamp: Some("/var/lib/homewarden/boot-config.imported".into()),
+            managed_keys: format!("{STATE_DIR}/boot-ssh-keys").into(),
             agent_gid: std::fs::read_to_string("/etc/group")
                 .ok()
                 .and_then(|g| crate::users::group_gid(&g, AGENT_GROUP)),
@@ -90,8 +97,11 @@ impl Default for Paths {
     }
 }
 
-/// The group the agent's unit runs as (overlays/usr/lib/sysusers.d).
-pub const AGENT_GROUP: &str = "homewarden";
+/// First boot's own state directory (root's, made by its unit's
+/// `StateDirectory=`): nothing it keeps sits where the agent can write.
+pub const STATE_DIR: &str = "/var/lib/homewarden-firstboot";
+
+pub use crate::users::AGENT_GROUP;
 
 /// A first-boot failure.
 #[derive(Debug, thiserror::Error)]
@@ -214,6 +224,32 @@ impl KeySet {
     }
 }
 
+/// The boot copy as last imported: the stamp, or while there is none yet the
+/// stamp an earlier version left in the agent's directory. That one the agent
+/// could have written, so it is opened without following a link and read only
+/// up to a config's size; at worst it makes this import run or not.
+fn last_import(paths: &Paths) -> Option<Vec<u8>> {
+    match fs::read(&paths.stamp) {
+        Ok(s) => return Some(s),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(_) => return None,
+    }
+    let legacy = paths.legacy_stamp.as_ref()?;
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(legacy)
+        .ok()?;
+    if !f.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut out = Vec::new();
+    f.take(MAX_BYTES + 1).read_to_end(&mut out).ok()?;
+    Some(out)
+}
+
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), FirstbootError> {
     crate::fsutil::write_atomic_mode(path, bytes, 0o600).map_err(|e| io_err(path, e))
 }
@@ -246,7 +282,7 @@ pub fn import(paths: &Paths) -> Result<Report, FirstbootError> {
         return Err(e.into());
     }
     let bytes = fs::read(&paths.boot_config).map_err(|e| io_err(&paths.boot_config, e))?;
-    if fs::read(&paths.stamp).is_ok_and(|s| s == bytes) {
+    if last_import(paths).is_some_and(|s| s == bytes) {
         return Ok(Report {
             unchanged: true,
             ..Report::default()
@@ -329,7 +365,7 @@ pub fn import(paths: &Paths) -> Result<Report, FirstbootError> {
         }
         if keys.managed != managed {
             if let Some(dir) = paths.managed_keys.parent() {
-                fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+                ensure_dir(dir, 0o700)?;
             }
             write_private(&paths.managed_keys, lines_text(&keys.managed).as_bytes())?;
         }
@@ -348,7 +384,7 @@ pub fn import(paths: &Paths) -> Result<Report, FirstbootError> {
         write_private(&paths.boot_config, split.boot_copy.as_bytes())?;
     }
     if let Some(dir) = paths.stamp.parent() {
-        fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+        ensure_dir(dir, 0o700)?;
     }
     write_atomic(&paths.stamp, split.boot_copy.as_bytes()).map_err(|e| io_err(&paths.stamp, e))?;
     match fs::remove_file(&paths.error_file) {

@@ -206,8 +206,10 @@ fn dnsmasq(lan: &str, a: ipnet::Ipv4Net, root: &Path) -> String {
          dhcp-authoritative\n\
          # Leases in RAM: the SD card is not written on every renewal.\n\
          dhcp-leasefile={}\n\
-         # Keeps each device's vendor class for the agent's inventory.\n\
+         # Keeps each device's vendor class for the agent's inventory, as\n\
+         # dnsmasq's user (not root) into a directory made for it.\n\
          dhcp-script={}\n\
+         dhcp-scriptuser=dnsmasq\n\
          resolv-file={}\n\
          no-hosts\n\
          domain-needed\n\

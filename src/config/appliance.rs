@@ -65,6 +65,18 @@ impl AccessConfig {
                         format!("{g:?} is not a group name"),
                     ));
                 }
+                // Its members would also read every secret in .env, drive
+                // Suricata's command socket and plant names in the agent's
+                // runtime directory: far more than the socket.
+                if g == crate::users::AGENT_GROUP || g == "root" {
+                    return Err((
+                        format!("control_access.{key}"),
+                        format!(
+                            "{g:?} can do much more than use the control socket; use {:?} (made by the image and the role)",
+                            if key == "read_group" { crate::users::READ_GROUP } else { crate::users::ADMIN_GROUP }
+                        ),
+                    ));
+                }
             }
         }
         Ok(())

@@ -286,7 +286,7 @@ impl Default for PanelConfig {
     fn default() -> Self {
         PanelConfig {
             backends: Vec::new(),
-            state_file: PathBuf::from("/run/homewarden/panel.json"),
+            state_file: PathBuf::from("/run/homewarden/agent/panel.json"),
             act_led: PathBuf::from("/sys/class/leds/ACT"),
             pins: Pins::default(),
             factory_config: PathBuf::from("/usr/share/homewarden/homewarden.yaml"),
@@ -322,7 +322,7 @@ pub struct AlertsConfig {
 impl Default for AlertsConfig {
     fn default() -> Self {
         AlertsConfig {
-            eve_socket: PathBuf::from("/run/homewarden/eve.sock"),
+            eve_socket: PathBuf::from("/run/homewarden/agent/eve.sock"),
             eve_file: None,
             window: Duration::from_secs(600),
             high_severity: 1,
@@ -367,7 +367,7 @@ mod defaults {
         PathBuf::from("/var/lib/homewarden")
     }
     pub fn control_socket() -> PathBuf {
-        PathBuf::from("/run/homewarden/control.sock")
+        PathBuf::from("/run/homewarden/agent/control.sock")
     }
     pub fn misp_key_env() -> String {
         "MISP_API_KEY".to_string()

@@ -346,3 +346,30 @@ fn the_body_cap_is_a_size_in_mib_within_bounds() {
         );
     }
 }
+
+#[test]
+fn the_control_socket_is_never_handed_to_the_agents_own_group() {
+    for key in ["read_group", "admin_group"] {
+        for group in ["homewarden", "root"] {
+            let e = parse(&format!("control_access:\n  {key}: {group}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(&format!("control_access.{key}")) && e.contains(group),
+                "{e}"
+            );
+            assert!(
+                e.contains("homewarden-read") || e.contains("homewarden-admin"),
+                "{e}"
+            );
+            assert_eq!(e.lines().count(), 1, "{e}");
+        }
+    }
+    let c =
+        parse("control_access:\n  read_group: homewarden-read\n  admin_group: homewarden-admin\n")
+            .unwrap();
+    assert_eq!(
+        c.control_access.read_group.as_deref(),
+        Some("homewarden-read")
+    );
+}

@@ -67,8 +67,8 @@ def test_pi_runs_the_roots_files(up):
     # The lab's include is the root's with only the eve sockets moved.
     include = (Path(LAB_DIR) / "suricata-include.yaml").read_text()
     laid = (root / "etc/suricata/homewarden.yaml").read_text()
-    assert include == laid.replace("/run/homewarden/eve.sock", f"{LAB_DIR}/eve.sock") \
-        .replace("/run/homewarden/dns.sock", f"{LAB_DIR}/dns.sock")
+    assert include == laid.replace("/run/homewarden/agent/eve.sock", f"{LAB_DIR}/eve.sock") \
+        .replace("/run/homewarden/agent/dns.sock", f"{LAB_DIR}/dns.sock")
     # fail-open, from the config the role wrote, in the kernel and in Suricata.
     config = str(root / "etc/homewarden/homewarden.yaml")
     status = ns("pi", BIN, "--config", config, "firewall", "status").stdout

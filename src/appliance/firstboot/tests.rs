@@ -18,6 +18,7 @@ fn paths(dir: &Path) -> Paths {
         config: dir.join("etc/homewarden/homewarden.yaml"),
         authorized_keys: dir.join("root/.ssh/authorized_keys"),
         stamp: dir.join("state/boot-config.imported"),
+        legacy_stamp: Some(dir.join("agent-state/boot-config.imported")),
         managed_keys: dir.join("state/boot-ssh-keys"),
         agent_gid: None,
     }
@@ -309,4 +310,59 @@ fn no_boot_copy_is_nothing_to_do() {
     let p = paths(dir.path());
     assert!(import(&p).unwrap().unchanged);
     assert!(!p.config.parent().unwrap().exists());
+}
+
+#[test]
+fn first_boot_keeps_nothing_where_the_agent_can_write() {
+    let p = Paths::default();
+    for path in [&p.stamp, &p.managed_keys] {
+        assert!(path.starts_with(STATE_DIR), "{path:?}");
+        assert!(!path.starts_with("/var/lib/homewarden/"), "{path:?}");
+    }
+    // The unit makes that directory root's, with systemd.
+    let unit = include_str!("../../../overlays/etc/systemd/system/homewarden-firstboot.service");
+    let dir = STATE_DIR.trim_start_matches("/var/lib/");
+    assert!(
+        unit.lines().any(|l| l == format!("StateDirectory={dir}")),
+        "{unit}"
+    );
+}
+
+#[test]
+fn an_earlier_versions_stamp_spares_the_owners_edits_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = paths(dir.path());
+    fs::write(&p.boot_config, user_file()).unwrap();
+    import(&p).unwrap();
+    // As an earlier version left things: its stamp in the agent's directory.
+    let legacy = p.legacy_stamp.clone().unwrap();
+    fs::create_dir_all(legacy.parent().unwrap()).unwrap();
+    fs::rename(&p.stamp, &legacy).unwrap();
+    fs::write(&p.config, "# edited on the Pi\n").unwrap();
+    assert!(import(&p).unwrap().unchanged);
+    assert_eq!(
+        fs::read_to_string(&p.config).unwrap(),
+        "# edited on the Pi\n"
+    );
+}
+
+#[test]
+fn an_earlier_versions_stamp_is_never_read_through_a_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = paths(dir.path());
+    fs::write(&p.boot_config, user_file()).unwrap();
+    import(&p).unwrap();
+    let boot_copy = fs::read(&p.stamp).unwrap();
+    fs::remove_file(&p.stamp).unwrap();
+    // The agent points its old stamp at a root file equal to the boot copy
+    // (here: a copy of it) to learn by the outcome whether they are equal.
+    let root_file = dir.path().join("root-only");
+    fs::write(&root_file, &boot_copy).unwrap();
+    let legacy = p.legacy_stamp.clone().unwrap();
+    fs::create_dir_all(legacy.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(&root_file, &legacy).unwrap();
+    assert!(last_import(&p).is_none());
+    // Not followed: the boot copy is imported again.
+    assert!(!import(&p).unwrap().unchanged);
+    assert_eq!(fs::read(&p.stamp).unwrap(), boot_copy);
 }

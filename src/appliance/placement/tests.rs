@@ -58,6 +58,11 @@ fn gateway_with_two_nics_serves_and_nats_its_own_subnet() {
         d.contains("dhcp-leasefile=/run/homewarden/dnsmasq.leases\n"),
         "{d}"
     );
+    // dnsmasq runs its lease script as root unless told otherwise.
+    assert!(
+        d.contains("dhcp-script=/usr/lib/homewarden/dhcp-lease\ndhcp-scriptuser=dnsmasq\n"),
+        "{d}"
+    );
     let nft = file(&files, "run/homewarden/network.nft");
     assert!(
         nft.contains("oifname \"eth0\" ip saddr 192.168.73.0/24 masquerade"),
