@@ -254,6 +254,7 @@ mqtt:
   url: mqtt://198.18.1.2:1883
   user: homewarden
   password_env: MQTT_PASSWORD
+  buttons: true
 devices:
   leases: $LAB/dnsmasq.leases
   interface: pi-iot

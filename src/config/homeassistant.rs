@@ -21,6 +21,11 @@ pub struct MqttConfig {
     pub discovery_prefix: String,
     /// Where state is published and commands are heard: `<base_topic>/<node>/…`.
     pub base_topic: String,
+    /// Home Assistant's Acknowledge and Re-sync buttons. Anyone who may
+    /// publish on the broker can press them (the node id is public in the
+    /// retained discovery), and an acknowledgement is an admin's right on the
+    /// control socket: off unless asked for.
+    pub buttons: bool,
 }
 
 impl Default for MqttConfig {
@@ -32,6 +37,7 @@ impl Default for MqttConfig {
             ca_file: None,
             discovery_prefix: "homeassistant".into(),
             base_topic: "homewarden".into(),
+            buttons: false,
         }
     }
 }
@@ -112,19 +118,35 @@ impl MqttConfig {
         Ok(())
     }
 
-    /// What weakens the appliance: a password sent in clear to a broker elsewhere.
-    pub fn warning(&self) -> Option<String> {
-        let b = self.broker().ok()??;
+    /// What weakens the appliance: plain MQTT to a broker elsewhere, a
+    /// broker without a login, buttons anyone on such a broker can press.
+    pub fn warnings(&self) -> Vec<String> {
+        let Ok(Some(b)) = self.broker() else {
+            return Vec::new();
+        };
+        let url = self.url.as_deref().unwrap_or_default();
         let local = b.host == "localhost"
             || b.host
                 .parse::<std::net::IpAddr>()
                 .is_ok_and(|ip| ip.is_loopback());
-        (!b.tls && !local && self.password_env.is_some()).then(|| {
-            format!(
-                "mqtt.url {} is plain MQTT: the password and the appliance's state cross the network unencrypted (mqtts:// encrypts them)",
-                self.url.as_deref().unwrap_or_default()
-            )
-        })
+        let mut out = Vec::new();
+        if !b.tls && !local {
+            let what = if self.password_env.is_some() {
+                "the password and the appliance's state cross"
+            } else {
+                "the appliance's state crosses"
+            };
+            out.push(format!(
+                "mqtt.url {url} is plain MQTT: {what} the network unencrypted (mqtts:// encrypts them)"
+            ));
+        }
+        if self.user.is_none() {
+            out.push(format!(
+                "mqtt: no login for {url}: if the broker lets anyone in, anyone on the network reads the appliance's state{}",
+                if self.buttons { " and presses its buttons (mqtt.buttons)" } else { "" }
+            ));
+        }
+        out
     }
 }
 
@@ -196,12 +218,31 @@ mod tests {
             assert!(m.contains(says), "{yaml}: {m}");
         }
         let lan = cfg("{url: mqtt://192.168.1.10, user: ha, password_env: MQTT_PASSWORD}");
-        assert!(lan.warning().unwrap().contains("plain MQTT"));
+        assert_eq!(lan.warnings().len(), 1);
+        assert!(lan.warnings()[0].contains("plain MQTT: the password and"));
         assert!(cfg("{url: mqtt://127.0.0.1, user: ha, password_env: P}")
-            .warning()
-            .is_none());
+            .warnings()
+            .is_empty());
         assert!(cfg("{url: mqtts://b, user: ha, password_env: P}")
-            .warning()
-            .is_none());
+            .warnings()
+            .is_empty());
+    }
+
+    #[test]
+    fn buttons_are_off_unless_asked_for_and_an_open_broker_is_a_warning() {
+        assert!(!MqttConfig::default().buttons);
+        assert!(!cfg("url: mqtts://b").buttons);
+        // No login: the state is anyone's to read; with buttons, to press.
+        let open = cfg("url: mqtts://b");
+        assert_eq!(open.warnings().len(), 1);
+        assert!(open.warnings()[0].contains("no login") && !open.warnings()[0].contains("buttons"));
+        let pressable = cfg("{url: mqtt://192.168.1.10, buttons: true}");
+        let w = pressable.warnings();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].contains("plain MQTT: the appliance's state crosses"),
+            "{w:?}"
+        );
+        assert!(w[1].contains("presses its buttons"), "{w:?}");
     }
 }

@@ -262,7 +262,7 @@ impl Config {
     pub fn warnings(&self) -> Vec<String> {
         let mut out: Vec<String> = self.metrics.warning().into_iter().collect();
         out.extend(self.notify.iter().filter_map(PushTarget::warning));
-        out.extend(self.mqtt.warning());
+        out.extend(self.mqtt.warnings());
         let plain = |url: &str| {
             url.get(..7)
                 .is_some_and(|s| s.eq_ignore_ascii_case("http://"))

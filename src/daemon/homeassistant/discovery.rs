@@ -175,13 +175,21 @@ pub fn command(payload: &[u8]) -> Option<Command> {
     }
 }
 
-/// Every entity's (component, discovery topic, config).
-/// With `devices` (the inventory is kept) two more sensors count the devices.
+/// Which entities beyond the always-there sensors are announced.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Optional {
+    /// The inventory is kept: two sensors count the devices.
+    pub devices: bool,
+    /// `mqtt.buttons`: Acknowledge and Re-sync.
+    pub buttons: bool,
+}
+
+/// Every entity's (discovery topic, config).
 pub fn configs(
     t: &Topics,
     appliance: &str,
     version: &str,
-    devices: bool,
+    optional: Optional,
 ) -> Vec<(String, EntityConfig)> {
     let device = Device {
         identifiers: vec![format!("homewarden_{}", t.node)],
@@ -337,38 +345,47 @@ pub fn configs(
                 ..sensor("suricata", "Suricata", "{{ value_json.suricata }}")
             },
         ),
+    ];
+    let buttons = [
         (
             "button",
-            "acknowledge",
-            button("acknowledge", "Acknowledge", "ack", "mdi:check-circle"),
+            BUTTONS[0],
+            button(BUTTONS[0], "Acknowledge", "ack", "mdi:check-circle"),
         ),
         (
             "button",
-            "resync",
-            button("resync", "Re-sync intel", "resync", "mdi:cloud-sync"),
+            BUTTONS[1],
+            button(BUTTONS[1], "Re-sync intel", "resync", "mdi:cloud-sync"),
         ),
     ];
     entities
         .into_iter()
-        .chain(device_sensors.into_iter().filter(|_| devices))
+        .chain(buttons.into_iter().filter(|_| optional.buttons))
+        .chain(device_sensors.into_iter().filter(|_| optional.devices))
         .map(|(component, object, cfg)| (t.config(component, object), cfg))
         .collect()
 }
 
+/// The buttons' object ids.
+const BUTTONS: [&str; 2] = ["acknowledge", "resync"];
+
 /// The device sensors' object ids.
 const DEVICE_SENSORS: [&str; 2] = ["devices", "quarantined_devices"];
 
-/// Config topics announced before and no longer (the device sensors with
-/// the inventory off): an empty retained config removes an entity, as Home
-/// Assistant's discovery documentation says.
-pub fn retired(t: &Topics, devices: bool) -> Vec<String> {
-    if devices {
-        return Vec::new();
-    }
-    DEVICE_SENSORS
+/// Config topics that may have been announced before and are not now (the
+/// device sensors with the inventory off, the buttons with `mqtt.buttons`
+/// off): an empty retained config removes an entity, as Home Assistant's
+/// discovery documentation says.
+pub fn retired(t: &Topics, optional: Optional) -> Vec<String> {
+    let devices = DEVICE_SENSORS
         .iter()
-        .map(|o| t.config("sensor", o))
-        .collect()
+        .filter(|_| !optional.devices)
+        .map(|o| t.config("sensor", o));
+    let buttons = BUTTONS
+        .iter()
+        .filter(|_| !optional.buttons)
+        .map(|o| t.config("button", o));
+    buttons.chain(devices).collect()
 }
 
 /// What every sensor reads (published to the state topic, retained).

@@ -68,8 +68,8 @@ pub struct Settings {
     appliance: String,
     /// MISP sources' base URLs, for the last incident's event page.
     misp: HashMap<String, String>,
-    /// The device inventory is kept: its sensors are announced.
-    devices: bool,
+    /// The optional entities: the device sensors, the buttons.
+    optional: discovery::Optional,
 }
 
 impl Settings {
@@ -106,13 +106,17 @@ impl Settings {
             topics: Topics::new(&cfg.discovery_prefix, &cfg.base_topic, &node),
             appliance: crate::respond::mail::appliance_name(),
             misp,
-            devices: false,
+            optional: discovery::Optional {
+                devices: false,
+                buttons: cfg.buttons,
+            },
         }))
     }
 
     /// With the device inventory kept (`devices.enabled`), its two sensors.
-    pub fn with_devices(self, devices: bool) -> Settings {
-        Settings { devices, ..self }
+    pub fn with_devices(mut self, devices: bool) -> Settings {
+        self.optional.devices = devices;
+        self
     }
 
     /// The topics (for tests and the log).
@@ -268,8 +272,8 @@ type Published = Option<(discovery::StateMessage, discovery::IncidentAttributes)
 struct Client {
     client: AsyncClient,
     topics: Topics,
-    /// The device sensors are announced (else retired).
-    devices: bool,
+    /// The optional entities announced (the others retired).
+    optional: discovery::Optional,
 }
 
 impl Client {
@@ -290,7 +294,7 @@ impl Client {
     /// The discovery configs (retained), availability, the subscriptions.
     fn announce(&self, appliance: &str) {
         let version = env!("CARGO_PKG_VERSION");
-        for (topic, cfg) in discovery::configs(&self.topics, appliance, version, self.devices) {
+        for (topic, cfg) in discovery::configs(&self.topics, appliance, version, self.optional) {
             match serde_json::to_vec(&cfg) {
                 Ok(body) => {
                     self.send(topic, body, true);
@@ -298,11 +302,13 @@ impl Client {
                 Err(e) => tracing::error!("mqtt: {e}"),
             }
         }
-        for topic in discovery::retired(&self.topics, self.devices) {
+        for topic in discovery::retired(&self.topics, self.optional) {
             self.send(topic, Vec::new(), true);
         }
         self.send(self.topics.availability(), ONLINE.into(), true);
-        for topic in [self.topics.command(), self.topics.ha_status()] {
+        // Without buttons nothing is heard on the command topic at all.
+        let command = self.optional.buttons.then(|| self.topics.command());
+        for topic in command.into_iter().chain([self.topics.ha_status()]) {
             if let Err(e) = self.client.try_subscribe(topic, QoS::AtLeastOnce) {
                 tracing::warn!("mqtt: cannot subscribe: {e}");
             }
@@ -377,7 +383,7 @@ pub async fn run<R: From<ButtonAction> + Send + 'static>(
     let mqtt = Client {
         client,
         topics: s.topics.clone(),
-        devices: s.devices,
+        optional: s.optional,
     };
     let mut published: Published = None;
     let mut connected = false;
@@ -401,7 +407,16 @@ pub async fn run<R: From<ButtonAction> + Send + 'static>(
                     mqtt.state(&s, &status.borrow_and_update(), &mut published);
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
-                    if p.topic == mqtt.topics.command() {
+                    if p.topic == mqtt.topics.command() && (p.retain || !mqtt.optional.buttons) {
+                        // A retained command is one somebody left on the
+                        // broker: it would be pressed again at every
+                        // reconnect. A press counts only when it is made.
+                        tracing::warn!(
+                            retained = p.retain,
+                            "mqtt: a command on {} ignored (only live presses, with mqtt.buttons, count)",
+                            p.topic
+                        );
+                    } else if p.topic == mqtt.topics.command() {
                         match discovery::command(&p.payload) {
                             Some(c) => {
                                 let action = match c {

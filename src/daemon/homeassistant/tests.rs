@@ -37,7 +37,12 @@ fn protected() -> Status {
 /// Home Assistant's MQTT discovery rules, as its documentation states them:
 /// the topic's shape, the keys each component requires, one device for all,
 /// unique ids, and topics that are the ones the agent publishes or hears.
-fn check_against_ha_docs(configs: &[(String, EntityConfig)], t: &Topics, sensors: usize) {
+fn check_against_ha_docs(
+    configs: &[(String, EntityConfig)],
+    t: &Topics,
+    sensors: usize,
+    buttons: usize,
+) {
     let id = |s: &str| {
         !s.is_empty()
             && s.bytes()
@@ -98,9 +103,14 @@ fn check_against_ha_docs(configs: &[(String, EntityConfig)], t: &Topics, sensors
             *m.entry(topic.split('/').nth(1).unwrap()).or_default() += 1;
             m
         });
+    let want = BTreeMap::from([
+        ("binary_sensor", 1),
+        ("button", buttons),
+        ("sensor", sensors),
+    ]);
     assert_eq!(
         components,
-        BTreeMap::from([("binary_sensor", 1), ("button", 2), ("sensor", sensors)])
+        want.into_iter().filter(|(_, n)| *n > 0).collect()
     );
 }
 
@@ -108,9 +118,13 @@ fn check_against_ha_docs(configs: &[(String, EntityConfig)], t: &Topics, sensors
 fn the_device_and_its_entities_are_announced_as_home_assistant_documents() {
     let t = topics();
     // Without the device inventory: five sensors, and the device sensors retired.
-    let without = configs(&t, "pi", "9.9.9", false);
-    check_against_ha_docs(&without, &t, 5);
-    let gone = retired(&t, false);
+    let buttons = Optional {
+        devices: false,
+        buttons: true,
+    };
+    let without = configs(&t, "pi", "9.9.9", buttons);
+    check_against_ha_docs(&without, &t, 5, 2);
+    let gone = retired(&t, buttons);
     assert_eq!(
         gone,
         [
@@ -119,9 +133,24 @@ fn the_device_and_its_entities_are_announced_as_home_assistant_documents() {
         ]
     );
     assert!(without.iter().all(|(topic, _)| !gone.contains(topic)));
-    let announced = configs(&t, "pi", "9.9.9", true);
-    check_against_ha_docs(&announced, &t, 7);
-    assert!(retired(&t, true).is_empty());
+    let all = Optional {
+        devices: true,
+        buttons: true,
+    };
+    let announced = configs(&t, "pi", "9.9.9", all);
+    check_against_ha_docs(&announced, &t, 7, 2);
+    assert!(retired(&t, all).is_empty());
+    // Without mqtt.buttons (the default) no button is announced, and one
+    // announced before is removed.
+    let sensors_only = configs(&t, "pi", "9.9.9", Optional::default());
+    check_against_ha_docs(&sensors_only, &t, 5, 0);
+    assert_eq!(
+        retired(&t, Optional::default())[..2],
+        [
+            "homeassistant/button/a1b2c3d4e5f6/acknowledge/config",
+            "homeassistant/button/a1b2c3d4e5f6/resync/config"
+        ]
+    );
     assert!(gone
         .iter()
         .all(|g| announced.iter().any(|(topic, _)| topic == g)));
@@ -143,7 +172,7 @@ fn the_device_and_its_entities_are_announced_as_home_assistant_documents() {
         &Topics::new("homeassistant", "homewarden", "ffffffffffff"),
         "pi",
         "9.9.9",
-        true,
+        all,
     );
     assert!(other
         .iter()
@@ -365,8 +394,11 @@ async fn a_real_broker_carries_the_device_its_state_and_the_buttons() {
         return;
     };
     let state_dir = tempfile::tempdir().unwrap();
-    let cfg: MqttConfig =
-        serde_yaml_ng::from_str(&format!("url: mqtt://127.0.0.1:{}", broker.port)).unwrap();
+    let cfg: MqttConfig = serde_yaml_ng::from_str(&format!(
+        "{{url: 'mqtt://127.0.0.1:{}', buttons: true}}",
+        broker.port
+    ))
+    .unwrap();
     let settings = |devices| {
         Settings::new(
             &cfg,
@@ -403,7 +435,11 @@ async fn a_real_broker_carries_the_device_its_state_and_the_buttons() {
     assert_eq!(shown.broker, format!("mqtt://127.0.0.1:{}", broker.port));
     assert_eq!((shown.node.as_str(), shown.error), (t.node.as_str(), None));
     let mut configs = Vec::new();
-    for (topic, want) in discovery::configs(&t, "x", "y", true) {
+    let all = Optional {
+        devices: true,
+        buttons: true,
+    };
+    for (topic, want) in discovery::configs(&t, "x", "y", all) {
         let got = json(&watcher.until(&topic, |v| !v.is_empty()).await);
         assert_eq!(got["unique_id"], want.unique_id);
         configs.push((
@@ -485,12 +521,101 @@ async fn a_real_broker_carries_the_device_its_state_and_the_buttons() {
         stopper.handle(),
     ));
     watcher.until(&t.availability(), |v| v == b"online").await;
-    for topic in discovery::retired(&t, false) {
+    for topic in discovery::retired(
+        &t,
+        Optional {
+            devices: false,
+            buttons: true,
+        },
+    ) {
         watcher.until(&topic, <[u8]>::is_empty).await;
     }
     task.abort();
     let _ = task.await;
     watcher.until(&t.availability(), |v| v == b"offline").await;
+}
+
+#[tokio::test]
+async fn a_retained_command_or_one_without_mqtt_buttons_presses_nothing() {
+    let Some(broker) = Mosquitto::start() else {
+        return;
+    };
+    let state_dir = tempfile::tempdir().unwrap();
+    let settings = |buttons: bool| {
+        let cfg: MqttConfig = serde_yaml_ng::from_str(&format!(
+            "{{url: 'mqtt://127.0.0.1:{}', buttons: {buttons}}}",
+            broker.port
+        ))
+        .unwrap();
+        Settings::new(&cfg, None, state_dir.path(), HashMap::new())
+            .unwrap()
+            .unwrap()
+    };
+    let t = settings(true).topics().clone();
+    let mut watcher = Watcher::start(broker.port).await;
+    // Somebody who may publish on the broker leaves an `ack` there, retained.
+    watcher
+        .client
+        .publish(t.command(), QoS::AtLeastOnce, true, "ack")
+        .await
+        .unwrap();
+    watcher.until(&t.command(), |v| v == b"ack").await;
+    let (status_tx, _) = watch::channel(protected());
+    let (req_tx, mut req_rx) = mpsc::channel::<ButtonAction>(4);
+    let start = |buttons: bool| {
+        let stopper = crate::daemon::shutdown::Stopper::default();
+        let (link_tx, _) = watch::channel(None);
+        let task = tokio::spawn(run(
+            settings(buttons),
+            status_tx.subscribe(),
+            req_tx.clone(),
+            link_tx,
+            stopper.handle(),
+        ));
+        (stopper, task)
+    };
+    let nothing_pressed = |rx: &mut mpsc::Receiver<ButtonAction>| {
+        let got = rx.try_recv();
+        assert!(got.is_err(), "pressed: {got:?}");
+    };
+
+    // Connected, subscribed (the state is out), and again after a reconnect:
+    // the retained `ack` is delivered each time and pressed neither time.
+    for _ in 0..2 {
+        let (stopper, task) = start(true);
+        watcher.until(&t.availability(), |v| v == b"online").await;
+        watcher.until(&t.state(), |v| !v.is_empty()).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        nothing_pressed(&mut req_rx);
+        // A live press is heard: the subscription was there.
+        watcher
+            .client
+            .publish(t.command(), QoS::AtLeastOnce, false, "resync")
+            .await
+            .unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(10), req_rx.recv()).await;
+        assert_eq!(got.ok().flatten(), Some(ButtonAction::Resync));
+        stopper.stop().await;
+        task.await.unwrap();
+        watcher.until(&t.availability(), |v| v == b"offline").await;
+    }
+
+    // Without mqtt.buttons: the buttons are taken out of Home Assistant and
+    // a live press does nothing.
+    let (stopper, task) = start(false);
+    watcher.until(&t.availability(), |v| v == b"online").await;
+    for topic in discovery::retired(&t, Optional::default()) {
+        watcher.until(&topic, <[u8]>::is_empty).await;
+    }
+    watcher
+        .client
+        .publish(t.command(), QoS::AtLeastOnce, false, "ack")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    nothing_pressed(&mut req_rx);
+    stopper.stop().await;
+    task.await.unwrap();
 }
 
 /// A CA and a certificate for 127.0.0.1 it signed (openssl, as any admin would make them).
