@@ -43,6 +43,7 @@ fn sighting(i: u32, round: u32) -> Sighting {
         ip: IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i * 16 + round)),
         hostname: Some(format!("{i:0>63}")),
         vendor_class: Some(format!("{round:x<64}")),
+        leased: false,
     }
 }
 
@@ -58,6 +59,7 @@ async fn a_thousand_devices_cost_little_memory_and_disk_and_a_flood_is_capped() 
         leave: Default::default(),
         max: 1024,
         do_not_break: Vec::new(),
+        infrastructure: Vec::new(),
         oui: homewarden::devices::oui::OUI_FILE.into(),
         mail_on: false,
         push_to: Vec::new(),

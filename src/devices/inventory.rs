@@ -18,7 +18,7 @@ pub const MAX_ADDRESSES: usize = 8;
 /// Longest owner-given name.
 pub const MAX_NAME: usize = 64;
 /// An address seen this close to the device's latest sighting is in use.
-const IN_USE_SECS: i64 = 600;
+pub(crate) const IN_USE_SECS: i64 = 600;
 
 /// One address a device had.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +57,10 @@ pub struct Device {
     pub first_seen: i64,
     /// Last seen.
     pub last_seen: i64,
+    /// Was on the network when the inventory began: the home as it was.
+    /// Never forgotten to make room, never held by `devices.new: quarantine`.
+    #[serde(default)]
+    pub baseline: bool,
 }
 
 impl Device {
@@ -177,6 +181,7 @@ impl Inventory {
                     }],
                     first_seen: now,
                     last_seen: now,
+                    baseline: false,
                 },
             );
             return Seen::New;
@@ -217,18 +222,26 @@ impl Inventory {
         seen
     }
 
-    /// Keeps at most `max` devices: the longest unseen go first, but never
-    /// one the owner named or `keep` holds (a quarantined one). Returns the
-    /// MACs let go.
+    /// Marks every device known now as the home's own (the first scan).
+    pub fn mark_baseline(&mut self) {
+        for d in self.devices.values_mut() {
+            d.baseline = true;
+        }
+    }
+
+    /// Keeps at most `max` devices, never one the owner named, one of the
+    /// baseline or one `keep` holds (a quarantined one). The ones the home
+    /// has had for the shortest time go first (a flood of made-up MACs, each
+    /// seen once), then the longest unseen. Returns the MACs let go.
     pub fn bound(&mut self, max: usize, keep: impl Fn(&Mac) -> bool) -> Vec<Mac> {
         if self.devices.len() <= max {
             return Vec::new();
         }
-        let mut candidates: Vec<(i64, Mac)> = self
+        let mut candidates: Vec<((i64, i64), Mac)> = self
             .devices
             .values()
-            .filter(|d| d.name.is_none() && !keep(&d.mac))
-            .map(|d| (d.last_seen, d.mac))
+            .filter(|d| d.name.is_none() && !d.baseline && !keep(&d.mac))
+            .map(|d| ((d.last_seen - d.first_seen, d.last_seen), d.mac))
             .collect();
         candidates.sort();
         let excess = self.devices.len() - max;
@@ -311,6 +324,7 @@ mod tests {
             ip: ip.parse().unwrap(),
             hostname: host.map(str::to_string),
             vendor_class: None,
+            leased: false,
         }
     }
 
@@ -416,5 +430,51 @@ mod tests {
         assert!(inv.get(&"24:0a:c4:00:00:09".parse().unwrap()).is_some());
         assert!(inv.get(&"24:0a:c4:00:00:02".parse().unwrap()).is_none());
         assert!(inv.bound(5, |_| false).is_empty());
+    }
+
+    #[test]
+    fn a_flood_of_made_up_macs_never_pushes_out_the_homes_own_devices() {
+        let mut inv = Inventory::default();
+        // The home when the inventory began, and a device that joined later
+        // and has been around for a day.
+        for i in 0..3u8 {
+            inv.see(
+                &sight(
+                    &format!("b8:27:eb:00:00:{i:02x}"),
+                    &format!("198.18.1.{i}"),
+                    None,
+                ),
+                0,
+                espressif,
+            );
+        }
+        inv.mark_baseline();
+        let tv = sight("fc:65:de:00:00:01", "198.18.1.9", None);
+        inv.see(&tv, 10, espressif);
+        inv.see(&tv, 86_400, espressif);
+        // A flood, each made-up MAC seen once, after the home's devices last talked.
+        for i in 0..1000u32 {
+            let [_, _, a, b] = i.to_be_bytes();
+            inv.see(
+                &sight(
+                    &format!("da:00:00:00:{a:02x}:{b:02x}"),
+                    "198.18.1.200",
+                    None,
+                ),
+                90_000,
+                espressif,
+            );
+        }
+        inv.bound(8, |_| false);
+        assert_eq!(inv.len(), 8);
+        for i in 0..3u8 {
+            assert!(inv
+                .get(&format!("b8:27:eb:00:00:{i:02x}").parse().unwrap())
+                .is_some_and(|d| d.baseline));
+        }
+        assert!(
+            inv.get(&tv.mac).is_some(),
+            "the day-old device was pushed out by made-up ones"
+        );
     }
 }

@@ -5,13 +5,14 @@
 //! carries one and by every address the device was seen at, in both
 //! directions: a cut takes its open connections too.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use super::inventory::{Inventory, IN_USE_SECS};
 use super::Mac;
 
 /// The quarantine's nftables table (inet: IPv4 and IPv6).
@@ -63,6 +64,48 @@ impl Quarantine {
     }
 }
 
+/// Holds the agent makes by itself (`devices.new: quarantine`) at most at
+/// once: a flood of made-up MACs must not grow the table or the file.
+pub const MAX_AUTO_HOLDS: usize = 32;
+/// And at most this many an hour.
+pub const MAX_AUTO_HOLDS_PER_HOUR: usize = 10;
+
+/// Addresses a hold never cuts, whoever claims them.
+#[derive(Clone, Debug, Default)]
+pub struct Never {
+    /// The home's gateways and resolvers, the Pi's own addresses, and the
+    /// `do_not_break` devices: a do-not-break device held with `--force` is
+    /// held by its MAC alone, so no device can make one cut by claiming its address.
+    pub spared: Vec<IpNet>,
+}
+
+/// The addresses of held device `mac` a hold may cut: the ones it uses now
+/// (seen within minutes of its latest sighting) that nobody else has a
+/// better claim to. A device that answers ARP for the router, a resolver,
+/// the Pi or a neighbour gets those addresses into the neighbour table; a
+/// hold on them would cut the whole home. So an address is left out when
+/// `never` spares it, when `leases` (where the Pi serves DHCP, its live
+/// leases by address) give it to another device, or when another device was
+/// seen at it more recently.
+pub fn addresses_to_cut(
+    inv: &Inventory,
+    mac: &Mac,
+    leases: &HashMap<IpAddr, Mac>,
+    never: &Never,
+) -> Vec<IpAddr> {
+    let Some(d) = inv.get(mac) else {
+        return Vec::new();
+    };
+    d.addresses
+        .iter()
+        .filter(|a| d.last_seen - a.last_seen <= IN_USE_SECS)
+        .filter(|a| !never.spared.iter().any(|n| n.contains(&a.ip)))
+        .filter(|a| leases.get(&a.ip).is_none_or(|m| m == mac))
+        .filter(|a| inv.at(a.ip).is_none_or(|other| other.mac == *mac))
+        .map(|a| a.ip)
+        .collect()
+}
+
 /// What a quarantined device may still reach.
 #[derive(Clone, Debug, Default)]
 pub struct Leave {
@@ -70,6 +113,9 @@ pub struct Leave {
     pub allow: Vec<IpNet>,
     /// The home's resolvers (`network.dns`): DNS to them stays open.
     pub dns: Vec<IpAddr>,
+    /// The home's gateways (`network.gateway` and the Pi's default routes):
+    /// on the owner's network they answer DHCP and often DNS.
+    pub gateway: Vec<IpAddr>,
     /// The devices use the Pi's DHCP and DNS (ap, two-interface gateway)
     /// rather than the router's, through the Pi (bridge, one-armed gateway).
     pub own_network: bool,
@@ -113,12 +159,18 @@ pub fn render(held: &[(Mac, Vec<IpAddr>)], leave: &Leave) -> String {
             .filter(|n| matches!(n, IpNet::V4(_)) == v4)
             .map(IpNet::to_string)
             .collect();
-        let dns: Vec<String> = leave
+        // The Pi answers where the devices have a network of their own; on
+        // the owner's network the resolvers and the gateways do.
+        let servers = leave
             .dns
             .iter()
+            .chain(leave.gateway.iter().filter(|_| !own_network));
+        let mut dns: Vec<String> = servers
             .filter(|a| a.is_ipv4() == v4)
             .map(IpAddr::to_string)
             .collect();
+        dns.sort();
+        dns.dedup();
         let _ = writeln!(
             t,
             "    set held_{ip} {{\n        type {kind}{}\n    }}\n    set allow_{ip} {{\n        type {kind}\n        flags interval{}\n    }}\n    set dns_{ip} {{\n        type {kind}{}\n    }}",
@@ -158,10 +210,12 @@ pub fn render(held: &[(Mac, Vec<IpAddr>)], leave: &Leave) -> String {
             "        meta l4proto { tcp, udp } th sport 53 ip saddr @dns_ip return\n        meta l4proto { tcp, udp } th sport 53 ip6 saddr @dns_ip6 return\n".into(),
         )
     } else {
+        // DHCP as a broadcast (the router answers) or to a server of the
+        // home's, DNS only to those: port 53 to any host would be a way out.
         (
-            "        udp dport 67 return\n        meta l4proto { tcp, udp } th dport 53 return\n"
+            "        udp dport 67 ip daddr 255.255.255.255 return\n        udp dport 67 ip daddr @dns_ip return\n        meta l4proto { tcp, udp } th dport 53 ip daddr @dns_ip return\n        meta l4proto { tcp, udp } th dport 53 ip6 daddr @dns_ip6 return\n"
                 .into(),
-            "        udp sport 67 return\n        meta l4proto { tcp, udp } th sport 53 return\n"
+            "        udp sport 67 ip saddr @dns_ip return\n        meta l4proto { tcp, udp } th sport 53 ip saddr @dns_ip return\n        meta l4proto { tcp, udp } th sport 53 ip6 saddr @dns_ip6 return\n"
                 .into(),
         )
     };
@@ -216,6 +270,8 @@ mod tests {
         let leave = Leave {
             allow: allow.to_vec(),
             dns: vec!["192.0.2.53".parse().unwrap()],
+            // Not reached through the Pi where it is the devices' router.
+            gateway: vec!["192.0.2.1".parse().unwrap()],
             own_network: true,
         };
         let t = render(&held, &leave);
@@ -250,12 +306,34 @@ mod tests {
             t.contains("set dns_ip {\n        type ipv4_addr\n        elements = { 192.0.2.53 }"),
             "{t}"
         );
-        // On the owner's network, the router's DHCP and DNS through the Pi.
-        let shared = render(&held, &Leave::default());
+        // On the owner's network, the router's DHCP and DNS through the
+        // Pi, and no DNS or DHCP to any other host (a C2 on port 53).
+        let shared = render(
+            &held,
+            &Leave {
+                gateway: vec!["192.168.1.1".parse().unwrap()],
+                dns: vec!["192.168.1.53".parse().unwrap()],
+                ..Leave::default()
+            },
+        );
         let from = shared.split("chain from_device").nth(1).unwrap();
+        let from = from.split("chain").next().unwrap();
         assert!(
-            from.contains("th dport 53 return") && from.contains("udp dport 67 return"),
+            from.contains("th dport 53 ip daddr @dns_ip return")
+                && from.contains("udp dport 67 ip daddr 255.255.255.255 return")
+                && from.contains("udp dport 67 ip daddr @dns_ip return"),
             "{shared}"
+        );
+        assert!(!from.contains("th dport 53 return") && !from.contains("udp dport 67 return"));
+        assert!(
+            shared.contains("set dns_ip {\n        type ipv4_addr\n        elements = { 192.168.1.1, 192.168.1.53 }"),
+            "{shared}"
+        );
+        let to = shared.split("chain to_device").nth(1).unwrap();
+        let to = to.split("chain").next().unwrap();
+        assert!(
+            !to.contains("sport 53 return") && to.contains("th sport 53 ip saddr @dns_ip return"),
+            "{to}"
         );
         // Nobody held: no table at all (one left by an earlier run goes).
         let empty = render(&[], &Leave::default());
@@ -263,5 +341,91 @@ mod tests {
             empty,
             "table inet homewarden_quarantine {}\ndelete table inet homewarden_quarantine\n"
         );
+    }
+
+    fn inventory(seen: &[(&str, &str, i64)]) -> Inventory {
+        let mut inv = Inventory::default();
+        for (mac, ip, at) in seen {
+            let s = super::super::sight::Sighting {
+                mac: mac.parse().unwrap(),
+                ip: ip.parse().unwrap(),
+                hostname: None,
+                vendor_class: None,
+                leased: false,
+            };
+            inv.see(&s, *at, |_| super::super::oui::Vendor::Unknown);
+        }
+        inv
+    }
+
+    const HELD: &str = "24:0a:c4:00:00:02";
+    const ROUTER: &str = "b8:27:eb:00:00:01";
+    const OTHER: &str = "44:65:0d:00:00:03";
+
+    fn cut(inv: &Inventory, leases: &HashMap<IpAddr, Mac>, never: &Never) -> Vec<String> {
+        addresses_to_cut(inv, &HELD.parse().unwrap(), leases, never)
+            .iter()
+            .map(IpAddr::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn a_held_device_that_claims_the_router_does_not_take_the_router_with_it() {
+        // The router talked last at 100; the held device answers ARP for it at 200.
+        let inv = inventory(&[
+            (ROUTER, "192.168.1.1", 100),
+            (HELD, "192.168.1.50", 150),
+            (HELD, "192.168.1.1", 200),
+        ]);
+        let nobody = HashMap::new();
+        // As 2ae014e held it: every address the device was ever seen at.
+        assert_eq!(inv.addresses(&HELD.parse().unwrap()).len(), 2);
+        let gateway = Never {
+            spared: vec!["192.168.1.1/32".parse().unwrap()],
+        };
+        assert_eq!(cut(&inv, &nobody, &gateway), ["192.168.1.50"]);
+        // The Pi's own address, a resolver: the same.
+        let pi = Never {
+            spared: vec!["192.168.1.0/31".parse().unwrap()],
+        };
+        assert_eq!(cut(&inv, &nobody, &pi), ["192.168.1.50"]);
+    }
+
+    #[test]
+    fn an_address_another_device_leases_or_used_later_is_not_cut() {
+        let never = Never::default();
+        // The Pi leased .120 to another device: the held one claiming it is lying.
+        let inv = inventory(&[
+            (OTHER, "198.18.1.120", 100),
+            (HELD, "198.18.1.51", 150),
+            (HELD, "198.18.1.120", 200),
+        ]);
+        let leases = HashMap::from([("198.18.1.120".parse().unwrap(), OTHER.parse().unwrap())]);
+        assert_eq!(cut(&inv, &leases, &never), ["198.18.1.51"]);
+        // Without leases (bridge): the other device seen there after the claim wins it back.
+        let inv = inventory(&[
+            (HELD, "198.18.1.51", 150),
+            (HELD, "198.18.1.120", 200),
+            (OTHER, "198.18.1.120", 260),
+        ]);
+        assert_eq!(cut(&inv, &HashMap::new(), &never), ["198.18.1.51"]);
+        // An address given up long ago (a stale lease, reused since) is not cut either.
+        let inv = inventory(&[
+            (HELD, "198.18.1.77", 100),
+            (HELD, "198.18.1.51", 100 + IN_USE_SECS + 1),
+        ]);
+        assert_eq!(cut(&inv, &HashMap::new(), &never), ["198.18.1.51"]);
+    }
+
+    #[test]
+    fn do_not_break_addresses_are_never_cut() {
+        let never = Never {
+            spared: vec!["192.168.1.30/32".parse().unwrap()],
+        };
+        let spoof = inventory(&[(HELD, "192.168.1.50", 100), (HELD, "192.168.1.30", 110)]);
+        assert_eq!(cut(&spoof, &HashMap::new(), &never), ["192.168.1.50"]);
+        // Quarantined with --force, the listed device is held by its MAC alone.
+        let forced = inventory(&[(HELD, "192.168.1.30", 100)]);
+        assert!(cut(&forced, &HashMap::new(), &never).is_empty());
     }
 }

@@ -22,6 +22,9 @@ pub struct Sighting {
     pub hostname: Option<String>,
     /// The vendor class it gave DHCP (option 60).
     pub vendor_class: Option<String>,
+    /// From a live lease of the Pi's DHCP (not a claim in the neighbour
+    /// table, which any device can make for any address).
+    pub leased: bool,
 }
 
 /// The live leases of a dnsmasq lease file (`expiry mac ip hostname
@@ -46,6 +49,7 @@ pub fn leases(text: &str, now: u64) -> Vec<Sighting> {
                 ip,
                 hostname,
                 vendor_class: None,
+                leased: true,
             })
         })
         .collect()
@@ -80,6 +84,7 @@ pub fn neighbours(json: &[u8]) -> Result<Vec<Sighting>, serde_json::Error> {
                 ip: n.dst,
                 hostname: None,
                 vendor_class: None,
+                leased: false,
             })
         })
         .collect())

@@ -120,6 +120,7 @@ mod tests {
             }],
             first_seen: 1000,
             last_seen: 4600,
+            baseline: false,
         };
         DeviceView {
             label: device.label(),

@@ -114,7 +114,12 @@ def net(tmp_path):
             cmd = [a.replace("/run/homewarden/", f"{self.root}/run/homewarden/")
                    for a in exec_start("homewarden-dhcp.service")]
             assert cmd[0] == "/usr/sbin/dnsmasq"
-            env = dict(os.environ, HOMEWARDEN_DHCP_VENDOR_DIR=str(self.root / "run/homewarden/dhcp-vendor"))
+            # As tmpfiles.d makes it: the lease script runs as dnsmasq
+            # (dhcp-scriptuser), into a directory of its own.
+            vendor = self.root / "run/homewarden/dhcp-vendor"
+            vendor.mkdir(parents=True, exist_ok=True)
+            shutil.chown(vendor, user="dnsmasq")
+            env = dict(os.environ, HOMEWARDEN_DHCP_VENDOR_DIR=str(vendor))
             return self.spawn("dnsmasq", "hwpl-pi", *cmd, env=env)
 
     yield Net()

@@ -14,14 +14,15 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use crate::config::NewDevice;
 use crate::devices::oui::{self, Vendor};
-use crate::devices::quarantine::{self, Hold, Quarantine, MAX_REASON};
+use crate::devices::quarantine::{Hold, Quarantine, MAX_REASON};
 use crate::devices::sight::{self, Sighting};
 pub use crate::devices::view::DeviceView;
-use crate::devices::{clean, Device, Inventory, Mac, Tag};
+use crate::devices::{Device, Inventory, Mac, Tag};
 use crate::intel::unix_now;
 use crate::respond::outbox::{Action, Notice, PushNotice};
 use crate::respond::{self, SharedOutbox};
 
+mod holds;
 mod notice;
 mod saved;
 mod settings;
@@ -34,7 +35,7 @@ use saved::{load_saved, sort_views, Saved};
 pub use settings::Settings;
 pub use status::{DevicesStatus, Quarantined};
 pub use system::lift_leftover;
-use system::{neighbours, read_vendor_classes};
+use system::{local_infrastructure, neighbours, read_vendor_classes, Local};
 
 use super::shutdown::Stop;
 use super::supervisor::Heart;
@@ -115,6 +116,12 @@ pub struct Devices {
     saved_at: i64,
     notices: VecDeque<i64>,
     last_new: Option<Tag>,
+    /// The Pi's live leases by address (empty where it serves no DHCP).
+    leases: HashMap<IpAddr, Mac>,
+    /// The Pi's own addresses and default gateways, as the system has them.
+    local: Local,
+    /// When the agent held a new device by itself (`devices.new: quarantine`).
+    auto_holds: VecDeque<i64>,
 }
 
 /// How often last-seen times alone are written (seconds).
@@ -155,6 +162,9 @@ impl Devices {
             saved_at: unix_now() as i64,
             notices: VecDeque::new(),
             last_new: None,
+            leases: HashMap::new(),
+            local: Local::default(),
+            auto_holds: VecDeque::new(),
         };
         me.publish(unix_now() as i64);
         (me, dir_rx, view_rx)
@@ -206,6 +216,10 @@ impl Devices {
             }
         }
         if let Some(dev) = self.s.interface.clone() {
+            match local_infrastructure().await {
+                Ok(local) => self.local = local,
+                Err(e) => tracing::warn!("{e}"),
+            }
             match neighbours(&dev).await {
                 Ok(n) => {
                     out.extend(n);
@@ -225,6 +239,11 @@ impl Devices {
     /// Takes in what was seen at `now`: new devices, moves, expired holds,
     /// the bound; then the kernel's table, the directory and the file.
     pub async fn scan(&mut self, seen: Vec<Sighting>, now: i64) {
+        self.leases = seen
+            .iter()
+            .filter(|s| s.leased)
+            .map(|s| (s.ip, s.mac))
+            .collect();
         let new_macs: Vec<Mac> = seen
             .iter()
             .map(|s| s.mac)
@@ -260,8 +279,10 @@ impl Devices {
                 self.joined(mac, now);
             }
         } else {
-            // The first scan learns the home as it is: no notice, no quarantine.
+            // The first scan learns the home as it is: no notice, no
+            // quarantine, and these devices are never pushed out by others.
             tracing::info!(devices = self.inv.len(), "device inventory started");
+            self.inv.mark_baseline();
             self.baseline = true;
             self.dirty = true;
         }
@@ -293,16 +314,21 @@ impl Devices {
         if self.s.new == NewDevice::Off {
             return;
         }
-        let quarantined = self.s.new == NewDevice::Quarantine && !self.protected(d);
+        let wanted = self.s.new == NewDevice::Quarantine && !self.protected(d);
+        let quarantined = wanted && self.may_hold_by_itself(now);
+        let Some(d) = self.inv.get(&mac) else {
+            return;
+        };
         let text = new_device_text(d, quarantined);
         if quarantined {
+            self.auto_holds.push_back(now);
             self.q.holds.insert(
                 mac,
                 Hold {
                     since: now,
                     until: None,
                     reason: Some("new device".into()),
-                    by: "homewarden (devices.new: quarantine)".into(),
+                    by: holds::AUTO.into(),
                 },
             );
         }
@@ -405,67 +431,6 @@ impl Devices {
         }
     }
 
-    async fn quarantine(
-        &mut self,
-        device: &str,
-        for_secs: Option<u64>,
-        reason: Option<String>,
-        force: bool,
-        by: String,
-        now: i64,
-    ) -> Result<DeviceView, String> {
-        let d = self.inv.find(device).map_err(|e| e.to_string())?;
-        if self.protected(d) && !force {
-            return Err(format!(
-                "{} is on enforcement.do_not_break: add --force to quarantine it anyway",
-                d.label()
-            ));
-        }
-        let mac = d.mac;
-        let until = match for_secs {
-            Some(s) => Some(now.saturating_add(i64::try_from(s).map_err(|_| "--for: too long")?)),
-            None => None,
-        };
-        self.q.holds.insert(
-            mac,
-            Hold {
-                since: now,
-                until,
-                reason: reason.and_then(|r| clean(&r, MAX_REASON)),
-                by,
-            },
-        );
-        self.commit(now).await.map_err(|e| {
-            format!("quarantine recorded (tried again every scan), but the kernel refused it: {e}")
-        })?;
-        tracing::warn!(mac = %mac, until = ?until, "device quarantined");
-        self.view_of(&mac).ok_or_else(|| "device gone".into())
-    }
-
-    /// After a change of the holds: the kernel's table, the file, status.
-    async fn commit(&mut self, now: i64) -> Result<(), String> {
-        self.dirty = true;
-        let loaded = self.sync_table().await;
-        self.save();
-        self.publish(now);
-        loaded
-    }
-
-    async fn release(&mut self, device: &str, now: i64) -> Result<DeviceView, String> {
-        let mac = self.inv.find(device).map_err(|e| e.to_string())?.mac;
-        if self.q.holds.remove(&mac).is_none() {
-            return Err(format!(
-                "{} is not quarantined",
-                self.inv.get(&mac).map_or(mac.to_string(), Device::label)
-            ));
-        }
-        self.commit(now)
-            .await
-            .map_err(|e| format!("released, but the kernel refused the new table: {e}"))?;
-        tracing::info!(mac = %mac, "device released from quarantine");
-        self.view_of(&mac).ok_or_else(|| "device gone".into())
-    }
-
     /// Forgets every device, name and hold (factory reset): the kernel's
     /// table goes if anyone was held, and so does the file. The next scan learns the home
     /// afresh, silently, as a new appliance's first scan does.
@@ -483,44 +448,6 @@ impl Devices {
         saved::forget(&self.s.state_dir);
         self.dirty = false;
         self.publish(now);
-    }
-
-    /// Loads the quarantine's table when it differs from what the kernel has.
-    async fn sync_table(&mut self) -> Result<(), String> {
-        let held: Vec<(Mac, Vec<IpAddr>)> = self
-            .q
-            .holds
-            .keys()
-            .map(|m| (*m, self.inv.addresses(m)))
-            .collect();
-        let script = quarantine::render(&held, &self.s.leave);
-        if self.loaded.as_deref() == Some(script.as_str()) {
-            return Ok(());
-        }
-        let load = self.s.load.clone();
-        let s = script.clone();
-        let r = tokio::task::spawn_blocking(move || load(&s))
-            .await
-            .unwrap_or_else(|e| Err(e.to_string()));
-        match r {
-            Ok(()) => {
-                self.loaded = Some(script);
-                self.table_error = None;
-                Ok(())
-            }
-            // Nobody held, and no table to take away unless this agent (with
-            // the right to) made one: an agent run by hand needs none.
-            Err(e) if held.is_empty() => {
-                tracing::debug!("quarantine table (nobody held): {e}");
-                Ok(())
-            }
-            Err(e) => {
-                let e = format!("quarantine table: {e}");
-                tracing::error!("{e}");
-                self.table_error = Some(e.clone());
-                Err(e)
-            }
-        }
     }
 
     fn view_of(&self, mac: &Mac) -> Option<DeviceView> {

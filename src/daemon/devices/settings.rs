@@ -30,6 +30,10 @@ pub struct Settings {
     pub max: usize,
     /// Devices that ask `--force` to be quarantined.
     pub do_not_break: Vec<IpNet>,
+    /// Addresses no hold may cut, as the config names them (the gateways,
+    /// resolvers, the Pi's devices-side address); the Pi's addresses and
+    /// default routes are added as the system has them.
+    pub infrastructure: Vec<IpNet>,
     /// The OUI registry.
     pub oui: PathBuf,
     /// Notices go out by mail.
@@ -55,10 +59,12 @@ impl Settings {
             leave: quarantine::Leave {
                 allow: d.quarantine_allow.clone(),
                 dns: cfg.network.dns.clone(),
+                gateway: cfg.network.gateway.clone(),
                 own_network: cfg.network.routes_own_subnet(),
             },
             max: d.max,
             do_not_break: cfg.enforcement.do_not_break.clone(),
+            infrastructure: infrastructure(&cfg.network),
             oui: PathBuf::from(oui::OUI_FILE),
             mail_on: !cfg.mail.to.is_empty(),
             push_to: cfg.notify.iter().map(|t| t.name().to_string()).collect(),
@@ -67,4 +73,18 @@ impl Settings {
             }),
         }
     }
+}
+
+/// What the config says the home's infrastructure is: no hold may cut it.
+fn infrastructure(n: &crate::config::Network) -> Vec<IpNet> {
+    let mut out: Vec<IpNet> = n
+        .gateway
+        .iter()
+        .chain(&n.dns)
+        .map(|a| IpNet::from(*a))
+        .collect();
+    if n.routes_own_subnet() {
+        out.push(IpNet::from(std::net::IpAddr::V4(n.lan_address.addr())));
+    }
+    out
 }

@@ -2,6 +2,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use super::*;
+use crate::devices::quarantine::{MAX_AUTO_HOLDS, MAX_AUTO_HOLDS_PER_HOUR};
 use crate::respond::outbox::Outbox;
 
 /// The scripts the stand-in for nft was given, newest last.
@@ -22,6 +23,7 @@ fn settings(dir: &Path, new: NewDevice) -> (Settings, Loaded) {
         },
         max: 1024,
         do_not_break: vec!["198.18.1.3/32".parse().unwrap()],
+        infrastructure: vec!["198.18.1.1/32".parse().unwrap()],
         oui: dir.join("oui.txt"),
         mail_on: true,
         push_to: vec!["phone".into()],
@@ -44,6 +46,7 @@ fn seen(mac: &str, ip: &str, host: Option<&str>) -> Sighting {
         ip: ip.parse().unwrap(),
         hostname: host.map(str::to_string),
         vendor_class: None,
+        leased: false,
     }
 }
 
@@ -367,4 +370,126 @@ async fn a_factory_reset_forgets_every_device_and_lifts_every_hold() {
     assert!(dir.path().join(DEVICES_FILE).exists());
     forget_saved(dir.path());
     assert!(!dir.path().join(DEVICES_FILE).exists());
+}
+
+fn lease(mac: &str, ip: &str) -> Sighting {
+    Sighting {
+        leased: true,
+        ..seen(mac, ip, None)
+    }
+}
+
+/// The addresses the last table loaded holds.
+fn held_addresses(loaded: &Loaded) -> String {
+    let last = loaded.lock().unwrap().last().cloned().unwrap();
+    let held = last.split("set held_ip {").nth(1).unwrap();
+    held.split('}').next().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_held_device_that_answers_arp_for_the_router_or_a_neighbour_cuts_only_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, loaded) = settings(dir.path(), NewDevice::Notice);
+    let (mut d, _, _) = Devices::new(s, None, Arc::default());
+    let cam = "24:0a:c4:00:00:02";
+    let speaker = "44:65:0d:00:00:03";
+    d.scan(
+        vec![lease(cam, "198.18.1.51"), lease(speaker, "198.18.1.52")],
+        1000,
+    )
+    .await;
+    quarantine(&mut d, cam, None, None).await.unwrap();
+    assert!(held_addresses(&loaded).contains("198.18.1.51"));
+    // The held camera claims the router (the Pi here), the speaker's leased
+    // address and an address nobody has: the neighbour table believes it.
+    d.scan(
+        vec![
+            lease(cam, "198.18.1.51"),
+            lease(speaker, "198.18.1.52"),
+            seen(cam, "198.18.1.1", None),
+            seen(cam, "198.18.1.52", None),
+            seen(cam, "198.18.1.60", None),
+        ],
+        1010,
+    )
+    .await;
+    let held = held_addresses(&loaded);
+    assert!(
+        held.contains("198.18.1.51") && held.contains("198.18.1.60"),
+        "{held}"
+    );
+    assert!(
+        !held.contains("198.18.1.1,") && !held.contains("198.18.1.1 "),
+        "the router: {held}"
+    );
+    assert!(!held.contains("198.18.1.52"), "the speaker: {held}");
+    // Asked by address, the lease says whose it is, not the last ARP.
+    let e = quarantine(&mut d, "198.18.1.52", None, None).await.unwrap();
+    assert_eq!(e.device.mac.to_string(), speaker);
+}
+
+#[tokio::test]
+async fn a_flood_of_new_macs_gets_few_holds_and_never_the_homes_devices() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut s, loaded) = settings(dir.path(), NewDevice::Quarantine);
+    s.max = 64;
+    let (mut d, _, view) = Devices::new(s, None, Arc::default());
+    let home: Vec<Sighting> = (0..3)
+        .map(|i| {
+            seen(
+                &format!("b8:27:eb:00:00:{i:02x}"),
+                &format!("198.18.1.{}", 10 + i),
+                None,
+            )
+        })
+        .collect();
+    d.scan(home.clone(), 1000).await;
+    // A thousand made-up MACs within a few minutes.
+    for round in 0..10u32 {
+        let flood: Vec<Sighting> = (0..100u32)
+            .map(|i| {
+                let n = round * 100 + i;
+                seen(
+                    &format!("da:00:00:00:{:02x}:{:02x}", n >> 8, n & 0xff),
+                    "198.18.1.200",
+                    None,
+                )
+            })
+            .collect();
+        d.scan(flood, 1010 + i64::from(round)).await;
+    }
+    let v = view.borrow().clone();
+    assert!(
+        v.quarantined.len() <= MAX_AUTO_HOLDS_PER_HOUR,
+        "{} held",
+        v.quarantined.len()
+    );
+    assert!(v.known <= 64, "{} known", v.known);
+    for h in &home {
+        assert!(d.inv.get(&h.mac).is_some_and(|x| x.baseline) && !d.q.holds(&h.mac));
+    }
+    let file = std::fs::metadata(dir.path().join(DEVICES_FILE))
+        .unwrap()
+        .len();
+    assert!(file < 64 * 1024, "{file} bytes");
+    assert!(loaded.lock().unwrap().last().unwrap().len() < 16 * 1024);
+    // An hour on, a few more; never more than the cap at once.
+    for hour in 1..8i64 {
+        let flood: Vec<Sighting> = (0..50u32)
+            .map(|i| {
+                seen(
+                    &format!("da:00:01:{hour:02x}:00:{i:02x}"),
+                    "198.18.1.201",
+                    None,
+                )
+            })
+            .collect();
+        d.scan(flood, 1000 + hour * 3600).await;
+    }
+    let held = view.borrow().quarantined.len();
+    assert!(held <= MAX_AUTO_HOLDS, "{held} held");
+    assert!(
+        held > MAX_AUTO_HOLDS_PER_HOUR,
+        "the cap, not the hourly rate alone: {held}"
+    );
 }
