@@ -384,3 +384,35 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+    use homewarden::respond::advisor::reply::{COMMANDS, READ_ONLY_COMMANDS};
+
+    use super::Cli;
+
+    /// The LLM-reply cleaner knows every subcommand, and each one it keeps
+    /// takes only `--json` and the value the cleaner expects: a flag added
+    /// here must be judged there.
+    #[test]
+    fn the_reply_cleaner_knows_the_cli() {
+        let cli = Cli::command();
+        let mut names: Vec<&str> = cli.get_subcommands().map(|c| c.get_name()).collect();
+        let mut known = COMMANDS.to_vec();
+        names.sort_unstable();
+        known.sort_unstable();
+        assert_eq!(names, known);
+        for (name, takes_value) in READ_ONLY_COMMANDS {
+            let sub = cli.find_subcommand(name).expect("a subcommand");
+            let args: Vec<_> = sub
+                .get_arguments()
+                .filter(|a| !matches!(a.get_id().as_str(), "help" | "version"))
+                .collect();
+            let values = args.iter().filter(|a| a.is_positional()).count();
+            let flags: Vec<_> = args.iter().filter_map(|a| a.get_long()).collect();
+            assert_eq!(values, usize::from(*takes_value), "{name}");
+            assert_eq!(flags, ["json"], "{name}");
+        }
+    }
+}
