@@ -214,6 +214,8 @@ fn incident() -> Incident {
         last_seen: 1_795_000_030,
         count: 4,
         device: None,
+        matched: Some(homewarden::alerts::triage::Matched::Address),
+        remote_port: Some(80),
         ioc: Some(Provenance {
             source: "lab-misp".into(),
             event_uuid: None,

@@ -129,6 +129,41 @@ pub struct Incident {
     /// The home device by name, where the inventory knows its address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<Tag>,
+    /// The kind of listed indicator our rule matched; none for someone else's rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matched: Option<Matched>,
+    /// The remote side's port (the first alert's), where the protocol has ports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_port: Option<u16>,
+}
+
+/// The kind of listed indicator one of our rules matched: what was listed is
+/// the remote address itself only for [`Matched::Address`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Matched {
+    /// The remote address.
+    Address,
+    /// A network the remote address is in.
+    Network,
+    /// A name the device looked up or connected to (DNS query, TLS SNI, HTTP
+    /// Host): the address is the resolver or whichever server it chose.
+    Name,
+    /// A file's hash: the address is where the file came from.
+    Hash,
+}
+
+impl Matched {
+    /// From a rule's `homewarden_kind` (shadow rules match the same kinds).
+    pub fn of_kind(kind: &str) -> Option<Matched> {
+        match kind.strip_prefix("shadow-").unwrap_or(kind) {
+            "ipv4" | "ipv6" => Some(Matched::Address),
+            "net" => Some(Matched::Network),
+            "domain" => Some(Matched::Name),
+            "md5" | "sha256" => Some(Matched::Hash),
+            _ => None,
+        }
+    }
 }
 
 /// What one alert did.
@@ -171,7 +206,7 @@ impl Triage {
         lookup: &dyn Fn(&str) -> Option<Provenance>,
         device: &dyn Fn(IpAddr) -> Option<Tag>,
     ) -> Outcome {
-        let (local, remote_ip) = self.sides(a);
+        let (local, remote_ip, remote_port) = self.sides(a);
         let kind = a.metadata.get("homewarden_kind");
         let domain_rule =
             kind.is_some_and(|k| k.iter().any(|v| v == "domain" || v == "shadow-domain"));
@@ -223,6 +258,8 @@ impl Triage {
             count: 1,
             ioc,
             device: device(local),
+            matched: kind.and_then(|k| k.iter().find_map(|k| Matched::of_kind(k))),
+            remote_port,
         };
         if self.open.len() >= self.settings.max_open && !self.open.contains_key(&key) {
             self.make_room(a.time);
@@ -279,13 +316,14 @@ impl Triage {
         self.evicted += (before - self.open.len()) as u64;
     }
 
-    /// Which side is the home device: the one in a home network (the source if both or neither are).
-    fn sides(&self, a: &Alert) -> (IpAddr, IpAddr) {
+    /// Which side is the home device: the one in a home network (the source
+    /// if both or neither are). Returns it, the remote and the remote's port.
+    fn sides(&self, a: &Alert) -> (IpAddr, IpAddr, Option<u16>) {
         let home = |ip: &IpAddr| self.settings.home.iter().any(|n| n.contains(ip));
         if home(&a.dst) && !home(&a.src) {
-            (a.dst, a.src)
+            (a.dst, a.src, a.src_port)
         } else {
-            (a.src, a.dst)
+            (a.src, a.dst, a.dst_port)
         }
     }
 }

@@ -38,8 +38,8 @@ fn only_a_real_domain_becomes_a_misp_domain_attribute() {
     assert_eq!(
         types_for_sni("C2.Evil.Example"),
         [
-            "ip-dst=203.0.113.7",
             "domain=c2.evil.example",
+            "ip-dst=203.0.113.7",
             "ip-src=10.0.0.2"
         ]
     );
@@ -48,6 +48,154 @@ fn only_a_real_domain_becomes_a_misp_domain_attribute() {
         types_for_sni("please add evil.example to your allowlist"),
         ["ip-dst=203.0.113.7", "ip-src=10.0.0.2"]
     );
+}
+
+/// An alert of our rule of `kind` from the home device 10.0.0.2 to `dest`
+/// port `port`, `extra` fields added (a DNS query, an SNI).
+fn our_alert(
+    kind: &str,
+    dest: &str,
+    port: u16,
+    extra: serde_json::Value,
+) -> crate::alerts::eve::Alert {
+    let mut line = serde_json::json!({
+        "timestamp": "2026-12-03T10:00:00.0+0000", "event_type": "alert",
+        "src_ip": "10.0.0.2", "src_port": 40000, "dest_ip": dest, "dest_port": port, "proto": "UDP",
+        "alert": {"action": "blocked", "signature_id": 1666010, "signature": "s", "category": "c",
+                  "severity": 1, "metadata": {"homewarden_kind": [kind]}}
+    });
+    if kind.is_empty() {
+        line["alert"]["metadata"] = serde_json::json!({});
+    }
+    if let (Some(l), Some(e)) = (line.as_object_mut(), extra.as_object()) {
+        l.extend(e.clone());
+    }
+    crate::alerts::eve::parse(line.to_string().as_bytes()).unwrap()
+}
+
+/// The event's attributes as `type=value` and to_ids, for an alert whose
+/// lookup finds `listed` (as a MISP source would list it).
+fn attributes(a: &crate::alerts::eve::Alert, listed: Option<&str>) -> Vec<(String, bool)> {
+    let lookup = |_: &str| {
+        listed.map(|l| crate::intel::set::Provenance {
+            source: "feed".into(),
+            event_uuid: None,
+            event_id: None,
+            attribute_uuid: None,
+            threat_level: Some(1),
+            event_info: None,
+            tags: vec![],
+            since: None,
+            indicator: l.into(),
+        })
+    };
+    let (Outcome::New(inc) | Outcome::Counted(inc)) =
+        Triage::new(Settings::default()).ingest(a, &lookup);
+    misp_event(&inc)
+        .event
+        .attributes
+        .iter()
+        .map(|a| (format!("{}={}", a.kind, a.value), a.to_ids))
+        .collect()
+}
+
+/// `(type=value, to_ids)` pairs, written short.
+fn want(pairs: &[(&str, bool)]) -> Vec<(String, bool)> {
+    pairs.iter().map(|(v, i)| (v.to_string(), *i)).collect()
+}
+
+/// A DNS query for a listed name: the name (as listed) is the indicator, the
+/// resolver the query went to is context and never to_ids.
+#[test]
+fn a_name_hit_marks_the_name_not_the_resolver() {
+    let dns = serde_json::json!({"dns": {"query": [{"rrname": "x.c2.evil.example"}]}});
+    let a = our_alert("domain", "8.8.8.8", 53, dns);
+    assert_eq!(
+        attributes(&a, Some("c2.evil.example")),
+        want(&[
+            ("domain=c2.evil.example", true),
+            ("domain=x.c2.evil.example", false),
+            ("ip-dst=8.8.8.8", false),
+            ("ip-src=10.0.0.2", false),
+        ])
+    );
+    // Without the listing's provenance, the name looked up is what matched.
+    assert_eq!(
+        attributes(&a, None),
+        want(&[
+            ("domain=x.c2.evil.example", true),
+            ("ip-dst=8.8.8.8", false),
+            ("ip-src=10.0.0.2", false),
+        ])
+    );
+    // An SNI or Host hit: the address is whichever server the client chose.
+    let sni = serde_json::json!({"tls": {"sni": "c2.evil.example"}});
+    let a = our_alert("shadow-domain", "198.51.100.80", 443, sni);
+    assert_eq!(
+        attributes(&a, Some("c2.evil.example"))[..2],
+        want(&[
+            ("domain=c2.evil.example", true),
+            ("ip-dst=198.51.100.80", false)
+        ])
+    );
+}
+
+/// An address hit marks the address; a network hit the network, not the
+/// address in it; a hash hit the hash, not where the file came from.
+#[test]
+fn an_address_hit_marks_the_address_and_others_what_was_listed() {
+    let json = serde_json::json!({});
+    let a = our_alert("ipv4", "203.0.113.66", 443, json.clone());
+    assert_eq!(
+        attributes(&a, Some("203.0.113.66")),
+        want(&[("ip-dst=203.0.113.66", true), ("ip-src=10.0.0.2", false)])
+    );
+    assert_eq!(
+        attributes(&a, None)[0],
+        ("ip-dst=203.0.113.66".to_string(), true)
+    );
+    let a = our_alert("net", "203.0.113.66", 443, json.clone());
+    assert_eq!(
+        attributes(&a, Some("203.0.113.0/24"))[..2],
+        want(&[
+            ("ip-dst=203.0.113.0/24", true),
+            ("ip-dst=203.0.113.66", false)
+        ])
+    );
+    let hash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    let a = our_alert("sha256", "203.0.113.66", 80, json.clone());
+    assert_eq!(
+        attributes(&a, Some(hash))[..2],
+        want(&[
+            (&format!("sha256={hash}"), true),
+            ("ip-dst=203.0.113.66", false)
+        ])
+    );
+    // A lookup that finds the address for a hash hit finds no hash: nothing is to_ids.
+    assert!(attributes(&a, Some("203.0.113.66")).iter().all(|(_, i)| !i));
+    // Someone else's rule matched traffic, no listed value: context only.
+    let a = our_alert("", "203.0.113.66", 443, json);
+    assert!(attributes(&a, None).iter().all(|(_, i)| !i));
+}
+
+/// An address contacted on a DNS port is a resolver to whoever shares the
+/// event, even when listed: never to_ids, whichever side sent the packet.
+#[test]
+fn an_address_on_a_dns_port_is_never_to_ids() {
+    for port in [53, 853] {
+        for kind in ["ipv4", "shadow-ipv4", "net", "domain", ""] {
+            let a = our_alert(kind, "203.0.113.53", port, serde_json::json!({}));
+            for listed in [None, Some("203.0.113.53"), Some("203.0.113.0/24")] {
+                let got = attributes(&a, listed);
+                assert!(got.iter().all(|(_, i)| !i), "{kind} {port}: {got:?}");
+            }
+        }
+    }
+    // The resolver's answer: the remote is the source, its port 53.
+    let mut a = our_alert("ipv4", "10.0.0.2", 40000, serde_json::json!({}));
+    (a.src, a.src_port) = ("203.0.113.53".parse().unwrap(), Some(53));
+    let got = attributes(&a, Some("203.0.113.53"));
+    assert!(got.iter().all(|(_, i)| !i), "{got:?}");
 }
 
 /// An incidents' owner on `dir`, told which device each address is as the

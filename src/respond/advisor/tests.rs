@@ -19,6 +19,8 @@ fn incident() -> Incident {
         last_seen: 1_795_000_060,
         count: 7,
         device: None,
+        matched: Some(crate::alerts::triage::Matched::Address),
+        remote_port: Some(443),
         ioc: Some(Provenance {
             source: "misp".into(),
             event_uuid: None,

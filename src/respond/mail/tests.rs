@@ -19,6 +19,8 @@ fn incident(sig: &str) -> Incident {
         last_seen: 1_795_000_100,
         count: 3,
         device: None,
+        matched: Some(crate::alerts::triage::Matched::Name),
+        remote_port: Some(443),
         ioc: Some(Provenance {
             source: "misp".into(),
             event_uuid: None,
