@@ -287,9 +287,10 @@ fn is_command(body: &str) -> bool {
     if COMMAND_MARKS.iter().any(|m| lower.contains(m)) || body.trim_start().starts_with("$ ") {
         return true;
     }
-    // Shell separators split words too: `status;reboot` is two.
+    // Shell separators split words too: `status;reboot` is two. Not `<` and
+    // `>`: markup is text here (`</b>` is no path), redirections are marks.
     let words: Vec<&str> = body
-        .split(|c: char| c.is_whitespace() || matches!(c, ';' | '&' | '<' | '>'))
+        .split(|c: char| c.is_whitespace() || matches!(c, ';' | '&'))
         .map(strip_punctuation)
         .filter(|w| !w.is_empty())
         .collect();

@@ -114,6 +114,8 @@ fn shell_commands_go_and_prose_stays() {
         ("Use e.g. a password manager, i.e. one app.", Kept),
         ("Update to version 2.1.3 and turn off SSH.", Kept),
         ("A well-known trick -- and a common one.", Kept),
+        // Markup is text (the mail escapes it), not a path or a redirection.
+        ("<script>alert('x')</script> and <b>bold</b>", Kept),
         ("Run the maker's app and update the firmware.", Kept),
     ]);
 }
