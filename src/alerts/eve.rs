@@ -220,7 +220,7 @@ pub fn format_timestamp(t: i64) -> String {
 }
 
 /// The inverse of [`days_from_civil`] (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
+pub(crate) fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;

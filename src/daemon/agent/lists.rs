@@ -76,6 +76,12 @@ impl Agent {
         for k in &report.kept {
             tracing::warn!("warninglist refresh kept the copy in use: {k}");
         }
+        if report.left_out > 0 {
+            tracing::warn!(
+                left_out = report.left_out,
+                "warninglist refresh left out networks too wide to exempt"
+            );
+        }
         if report.updated.is_empty() {
             tracing::info!(current = report.current, "warninglists: nothing newer");
             return;
