@@ -20,18 +20,26 @@ pub fn budget(len: usize) -> usize {
     (len.saturating_mul(8)).saturating_add(1 << 20)
 }
 
-/// The message of [`check`]'s error.
+/// The message of [`check`]'s error when the expansion passes the budget.
 pub const TOO_BIG: &str =
     "anchors and aliases (&name, *name) expand this file past what a config can need; write the values out";
 
 /// Walks `text` as YAML and fails with [`TOO_BIG`] when its expanded size
-/// passes `limit`. Syntax errors are not reported here: the real parse that
-/// follows reports them with their key.
-pub fn check(text: &str, limit: usize) -> Result<(), &'static str> {
+/// passes `limit`, or with the parser's own words (one line) when the walk
+/// stops for any other reason: a file the walk could not finish is a file
+/// whose expansion was not measured.
+pub fn check(text: &str, limit: usize) -> Result<(), String> {
     let left = Cell::new(limit);
     match Walk(&left).deserialize(serde_yaml_ng::Deserializer::from_str(text)) {
-        Err(e) if e.to_string().contains(TOO_BIG) => Err(TOO_BIG),
-        _ => Ok(()),
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let message = e.to_string();
+            if message.contains(TOO_BIG) {
+                Err(TOO_BIG.into())
+            } else {
+                Err(message.split_whitespace().collect::<Vec<_>>().join(" "))
+            }
+        }
     }
 }
 
@@ -73,6 +81,12 @@ impl<'de> Visitor<'de> for Walk<'_> {
         self.spend(0)
     }
     fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        self.spend(0)
+    }
+    fn visit_i128<E: de::Error>(self, _: i128) -> Result<(), E> {
+        self.spend(0)
+    }
+    fn visit_u128<E: de::Error>(self, _: u128) -> Result<(), E> {
         self.spend(0)
     }
     fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
@@ -132,7 +146,7 @@ mod tests {
         // The reported file: 200,000 items aliased 150,000 times (30 billion nodes).
         let text = wide(200_000, 150_000);
         assert!(text.len() < 2_000_000);
-        assert_eq!(check(&text, budget(text.len())), Err(TOO_BIG));
+        assert_eq!(check(&text, budget(text.len())), Err(TOO_BIG.into()));
     }
 
     #[test]
@@ -142,7 +156,7 @@ mod tests {
             "k".repeat(100_000),
             vec!["*x"; 200].join(",")
         );
-        assert_eq!(check(&text, budget(text.len())), Err(TOO_BIG));
+        assert_eq!(check(&text, budget(text.len())), Err(TOO_BIG.into()));
     }
 
     #[test]
@@ -152,8 +166,28 @@ mod tests {
         let shared = "base: &b { interval: 1h, timeout: 30s }\nsources:\n  - { name: a, type: list, path: /a, <<: *b }\n  - { name: c, type: list, path: /c, <<: *b }\n";
         assert_eq!(check(shared, budget(shared.len())), Ok(()));
         assert_eq!(check(&wide(100, 20), budget(wide(100, 20).len())), Ok(()));
-        // Tags and syntax errors are left to the real parse.
+        // Tags are left to the real parse.
         assert_eq!(check("a: !secret x\n", 1 << 20), Ok(()));
-        assert_eq!(check("a: [unclosed\n", 1 << 20), Ok(()));
+        // Every kind of scalar is walked, however the parser reads it.
+        let scalars = "a: [99999999999999999999999, -99999999999999999999999, 1e400, 0x1F, .nan, ~, 'x', !!binary aGk=]\n";
+        assert_eq!(check(scalars, 1 << 20), Ok(()));
+        for empty in ["", "\n", "# nothing yet\n", "---\n"] {
+            assert_eq!(check(empty, 1 << 20), Ok(()), "{empty:?}");
+        }
+    }
+
+    #[test]
+    fn a_walk_that_cannot_finish_fails_closed_in_one_line() {
+        let deep = format!("a: {}1{}\n", "[".repeat(200), "]".repeat(200));
+        for (text, says) in [
+            ("a: [unclosed\n", "line 2"),
+            ("a: *nowhere\n", "unknown anchor"),
+            (deep.as_str(), "recursion limit exceeded"),
+            ("a: 1\n---\nb: 2\n", "more than one document"),
+        ] {
+            let e = check(text, 1 << 20).unwrap_err();
+            assert!(e.contains(says), "{text:.40}: {e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
     }
 }

@@ -440,7 +440,7 @@ impl Config {
         expansion::check(text, expansion::budget(text.len())).map_err(|m| ConfigError {
             file: file.clone(),
             key: "-".into(),
-            message: m.into(),
+            message: m,
         })?;
         // An empty file is a valid config: every default applies.
         let de =

@@ -34,6 +34,27 @@ fn a_config_whose_aliases_expand_past_the_budget_is_refused_before_it_is_built()
 }
 
 #[test]
+fn a_config_the_expansion_walk_cannot_finish_is_refused_in_one_line() {
+    let e = parse("sources: *nowhere\n").unwrap_err().to_string();
+    assert!(
+        e.starts_with("/etc/homewarden/homewarden.yaml: -: unknown anchor"),
+        "{e}"
+    );
+    assert!(!e.contains('\n'), "{e}");
+    // A scalar the walk once stopped at (and let through) no longer hides
+    // the aliases after it.
+    let long = "d".repeat(60_000);
+    let bomb = format!(
+        "mail: {{ user: 99999999999999999999999 }}\nallowlist:\n  domains: &x [\"{long}.example\"]\nx: [{}]\n",
+        vec!["*x"; 5_000].join(",")
+    );
+    assert_eq!(
+        parse(&bomb).unwrap_err().to_string(),
+        format!("/etc/homewarden/homewarden.yaml: -: {}", expansion::TOO_BIG)
+    );
+}
+
+#[test]
 fn prefix_limits_that_would_expand_a_network_into_millions_are_refused() {
     let e = parse("enforcement: { max_ipv6_prefix: 64 }")
         .unwrap_err()

@@ -194,7 +194,7 @@ fn check_ssh_key(file: &Path, i: usize, v: &Value) -> Result<String, ConfigError
 /// the agent's own [`Config::parse`].
 pub fn split(text: &str, file: &Path) -> Result<Split, ConfigError> {
     crate::config::expansion::check(text, crate::config::expansion::budget(text.len()))
-        .map_err(|m| cerr(file, "-", m.into()))?;
+        .map_err(|m| cerr(file, "-", m))?;
     let doc: Value = if text.trim().is_empty() {
         Value::Mapping(Default::default())
     } else {
