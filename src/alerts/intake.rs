@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncSeekExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::net::UnixListener;
 use tokio::sync::mpsc;
 
@@ -19,6 +19,9 @@ use super::eve::{self, Alert, Skip};
 
 /// Longest eve line accepted; longer ones are counted as malformed and skipped.
 pub const MAX_LINE: usize = 1 << 20;
+/// Bytes read at a time from a socket or file: with [`MAX_LINE`], all an
+/// intake ever holds, however long a line Suricata (or whoever) writes.
+const CHUNK: usize = 64 * 1024;
 
 /// Counters of what came in.
 #[derive(Debug, Default)]
@@ -79,19 +82,103 @@ impl Counters {
             }
         }
     }
+
+    /// Counts a line over [`MAX_LINE`], skipped unread.
+    pub fn too_long(&self) {
+        if self.malformed.fetch_add(1, Ordering::Relaxed) < 5 {
+            tracing::warn!("skipped an eve line longer than {MAX_LINE} bytes");
+        }
+    }
+
+    /// Counts a line as [`Lines`] gives it; returns the alert if it is one.
+    fn take(&self, line: Option<&[u8]>) -> Option<Alert> {
+        match line {
+            Some(l) => self.line(l),
+            None => {
+                self.too_long();
+                None
+            }
+        }
+    }
 }
 
-/// Splits complete lines off `buf`, keeping an unfinished last line for later.
-fn drain_lines(buf: &mut Vec<u8>, mut each: impl FnMut(&[u8])) {
-    let mut start = 0;
-    while let Some(pos) = buf[start..].iter().position(|&b| b == b'\n') {
-        each(&buf[start..start + pos]);
-        start += pos + 1;
+/// Cuts a byte stream into lines of at most `max` bytes (newline not
+/// counted). A longer line is dropped as it streams by, never held past
+/// `max`, and given as `None` once its newline comes.
+#[derive(Debug)]
+pub struct Lines {
+    buf: Vec<u8>,
+    max: usize,
+    skipping: bool,
+}
+
+impl Lines {
+    /// Lines of at most `max` bytes.
+    pub fn new(max: usize) -> Lines {
+        Lines {
+            buf: Vec::new(),
+            max,
+            skipping: false,
+        }
     }
-    buf.drain(..start);
-    // A line that never ends must not grow without bound.
-    if buf.len() > MAX_LINE {
-        buf.clear();
+
+    /// Feeds the next bytes; `each` gets every line they complete.
+    pub fn push(&mut self, mut data: &[u8], mut each: impl FnMut(Option<&[u8]>)) {
+        while let Some(pos) = data.iter().position(|&b| b == b'\n') {
+            let part = &data[..pos];
+            if self.skipping || self.buf.len() + part.len() > self.max {
+                each(None);
+            } else if self.buf.is_empty() {
+                each(Some(part));
+            } else {
+                self.append(part);
+                each(Some(&self.buf));
+            }
+            self.buf.clear();
+            self.skipping = false;
+            data = &data[pos + 1..];
+        }
+        if self.skipping {
+            return;
+        }
+        let need = self.buf.len() + data.len();
+        if need > self.max {
+            // Over the cap with no newline yet: the rest is read and dropped, never kept.
+            self.buf.clear();
+            self.skipping = true;
+            return;
+        }
+        self.append(data);
+    }
+
+    /// Adds to the line begun, which stays within the cap.
+    fn append(&mut self, data: &[u8]) {
+        let need = self.buf.len() + data.len();
+        if need > self.buf.capacity() {
+            // Doubling, but never past the cap.
+            let cap = need.max(self.buf.capacity() * 2).min(self.max);
+            self.buf.reserve_exact(cap - self.buf.len());
+        }
+        self.buf.extend_from_slice(data);
+    }
+
+    /// The unfinished last line at the end of input, if any (`None` in it: over the cap).
+    pub fn finish(&mut self) -> Option<Option<&[u8]>> {
+        if std::mem::take(&mut self.skipping) {
+            return Some(None);
+        }
+        (!self.buf.is_empty()).then_some(Some(&self.buf))
+    }
+
+    /// Forgets a line begun (the file under it was replaced).
+    pub fn reset(&mut self) {
+        self.buf.clear();
+        self.skipping = false;
+    }
+
+    /// Bytes held for an unfinished line.
+    pub fn held(&self) -> usize {
+        self.buf.capacity()
     }
 }
 
@@ -102,18 +189,7 @@ pub fn listen(
     counters: Arc<Counters>,
     tx: mpsc::Sender<Alert>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    listen_lines(
-        path,
-        "eve",
-        move |line| match line {
-            Some(body) => counters.line(body),
-            None => {
-                counters.malformed.fetch_add(1, Ordering::Relaxed);
-                None
-            }
-        },
-        tx,
-    )
+    listen_lines(path, "eve", move |line| counters.take(line), tx)
 }
 
 /// Listens on `path` for an eve `unix_stream` output and sends what `read`
@@ -140,31 +216,24 @@ pub fn listen_lines<T: Send + 'static>(
             tracing::info!("suricata connected to the {what} socket");
             let (read, tx) = (read.clone(), tx.clone());
             tokio::spawn(async move {
-                let mut reader = BufReader::new(stream);
-                let mut line = Vec::new();
+                let mut stream = stream;
+                let mut chunk = vec![0u8; CHUNK];
+                let mut lines = Lines::new(MAX_LINE);
+                let mut items = Vec::new();
                 loop {
-                    line.clear();
-                    match (&mut reader)
-                        .take(MAX_LINE as u64 + 1)
-                        .read_until(b'\n', &mut line)
-                        .await
-                    {
+                    let n = match stream.read(&mut chunk).await {
                         Ok(0) | Err(_) => break,
-                        Ok(_) => {}
-                    }
-                    let item = if line.last() != Some(&b'\n') && line.len() > MAX_LINE {
-                        // Too long: skip to the end of that line.
-                        let mut rest = Vec::new();
-                        let _ = reader.read_until(b'\n', &mut rest).await;
-                        read(None)
-                    } else {
-                        read(Some(line.strip_suffix(b"\n").unwrap_or(&line)))
+                        Ok(n) => n,
                     };
-                    if let Some(item) = item {
+                    lines.push(&chunk[..n], |l| items.extend(read(l)));
+                    for item in items.drain(..) {
                         if tx.send(item).await.is_err() {
                             return;
                         }
                     }
+                }
+                if let Some(item) = lines.finish().and_then(&read) {
+                    let _ = tx.send(item).await;
                 }
                 tracing::info!("suricata closed the {what} socket");
             });
@@ -183,7 +252,9 @@ pub async fn follow(
 ) {
     let mut file: Option<(tokio::fs::File, u64)> = None; // file and its inode
     let mut pos: u64 = 0;
-    let mut buf = Vec::new();
+    let mut lines = Lines::new(MAX_LINE);
+    let mut chunk = vec![0u8; CHUNK];
+    let mut alerts = Vec::new();
     let mut first = true;
     loop {
         if file.is_none() {
@@ -195,7 +266,7 @@ pub async fn follow(
                     0
                 };
                 file = Some((f, ino));
-                buf.clear();
+                lines.reset();
             }
             first = false;
         }
@@ -210,16 +281,20 @@ pub async fn follow(
             if len < pos {
                 // Truncated in place (copytruncate): start over.
                 pos = 0;
-                buf.clear();
+                lines.reset();
             }
             if len > pos && f.seek(SeekFrom::Start(pos)).await.is_ok() {
-                let mut chunk = Vec::new();
-                if let Ok(n) = f.take(len - pos).read_to_end(&mut chunk).await {
+                // A chunk at a time: a file grown by gigabytes since the
+                // last look is read through, not into memory.
+                while pos < len {
+                    let want = usize::try_from(len - pos).unwrap_or(CHUNK).min(CHUNK);
+                    let n = match f.read(&mut chunk[..want]).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
                     pos += n as u64;
-                    buf.extend_from_slice(&chunk);
-                    let mut alerts = Vec::new();
-                    drain_lines(&mut buf, |l| alerts.extend(counters.line(l)));
-                    for a in alerts {
+                    lines.push(&chunk[..n], |l| alerts.extend(counters.take(l)));
+                    for a in alerts.drain(..) {
                         if tx.send(a).await.is_err() {
                             return;
                         }
@@ -242,21 +317,18 @@ pub async fn read_file(
     mut each: impl FnMut(Alert),
 ) -> std::io::Result<()> {
     let mut f = tokio::fs::File::open(path).await?;
-    let mut buf = Vec::new();
-    let mut chunk = vec![0u8; 1 << 16];
+    let mut lines = Lines::new(MAX_LINE);
+    let mut chunk = vec![0u8; CHUNK];
     loop {
         let n = f.read(&mut chunk).await?;
         if n == 0 {
             break;
         }
-        buf.extend_from_slice(&chunk[..n]);
-        drain_lines(&mut buf, |l| {
-            if let Some(a) = counters.line(l) {
-                each(a);
-            }
+        lines.push(&chunk[..n], |l| {
+            counters.take(l).into_iter().for_each(&mut each)
         });
     }
-    if let Some(a) = counters.line(&buf) {
+    if let Some(a) = lines.finish().and_then(|l| counters.take(l)) {
         each(a);
     }
     Ok(())
@@ -368,5 +440,88 @@ mod tests {
             .unwrap();
         assert_eq!(got, [8, 9]);
         assert_eq!(counters.snapshot().malformed, 2);
+    }
+
+    /// What `push`es of `chunks` (and the end of input) make of them, with
+    /// the most held at any point.
+    fn cut(max: usize, chunks: &[&[u8]]) -> (Vec<Option<String>>, usize) {
+        let mut lines = Lines::new(max);
+        let (mut out, mut held) = (Vec::new(), 0);
+        let text = |l: Option<&[u8]>| l.map(|l| String::from_utf8_lossy(l).into_owned());
+        for c in chunks {
+            lines.push(c, |l| out.push(text(l)));
+            held = held.max(lines.held());
+        }
+        out.extend(lines.finish().map(text));
+        (out, held)
+    }
+
+    #[test]
+    fn a_line_over_the_cap_is_dropped_as_it_streams_by() {
+        // Ten megabytes without a newline, 4 KiB at a time, then two good lines.
+        let x = vec![b'x'; 4096];
+        let mut chunks: Vec<&[u8]> = vec![b"ab\nc"];
+        chunks.extend(std::iter::repeat_n(x.as_slice(), 2560));
+        chunks.extend([b"\ngood\nlast".as_slice()]);
+        let (out, held) = cut(1000, &chunks);
+        assert_eq!(
+            out,
+            [
+                Some("ab".into()),
+                None,
+                Some("good".into()),
+                Some("last".into())
+            ]
+        );
+        assert!(held <= 1000, "held {held} bytes for a 1000-byte cap");
+
+        // The cap is the line's length, however the line is split.
+        let at = "y".repeat(1000);
+        let over = "z".repeat(1001);
+        let stream = format!("{at}\n{over}\n{at}\n");
+        for size in [1, 7, 999, 1000, 1001, 4096] {
+            let chunks: Vec<&[u8]> = stream.as_bytes().chunks(size).collect();
+            let (out, held) = cut(1000, &chunks);
+            assert_eq!(out, [Some(at.clone()), None, Some(at.clone())], "{size}");
+            assert!(held <= 1000, "{size}: {held}");
+        }
+        // An unfinished last line over the cap is still a skipped line.
+        assert_eq!(cut(3, &[b"ok\nlonger"]).0, [Some("ok".into()), None]);
+    }
+
+    #[tokio::test]
+    async fn socket_skips_and_counts_a_line_over_the_cap_and_reads_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("eve.sock");
+        let counters = Arc::new(Counters::default());
+        let (tx, mut rx) = mpsc::channel(16);
+        let _task = listen(&path, counters.clone(), tx).unwrap();
+        let mut s = tokio::net::UnixStream::connect(&path).await.unwrap();
+        let long = format!(
+            "{{\"event_type\":\"alert\",\"x\":\"{}\"}}\n",
+            "a".repeat(3 * MAX_LINE)
+        );
+        s.write_all(long.as_bytes()).await.unwrap();
+        s.write_all(line(5).as_bytes()).await.unwrap();
+        assert_eq!(recv_n(&mut rx, 1).await, [5]);
+        let c = counters.snapshot();
+        assert_eq!((c.alerts, c.malformed), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn the_tail_of_a_line_over_the_cap_in_a_file_is_not_a_line_of_its_own() {
+        // The long line ends on a chunk's edge with an alert's JSON after it:
+        // dropping only what was buffered would read that tail as an alert.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("eve.json");
+        let filler = "x".repeat(MAX_LINE + CHUNK);
+        std::fs::write(&path, format!("{filler}{}{}", line(7), line(8))).unwrap();
+        let counters = Counters::default();
+        let mut got = Vec::new();
+        read_file(&path, &counters, |a| got.push(a.sid))
+            .await
+            .unwrap();
+        assert_eq!(got, [8]);
+        assert_eq!(counters.snapshot().malformed, 1);
     }
 }
