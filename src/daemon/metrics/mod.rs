@@ -4,9 +4,10 @@
 
 mod families;
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,6 +24,12 @@ use crate::daemon::shutdown::Stop;
 
 /// Scrapes served at once; more are refused (closed) until one ends.
 const MAX_CONNECTIONS: usize = 8;
+/// Connections one peer may hold at once (Prometheus holds one): a client
+/// that opens many is refused past these instead of taking every slot.
+const PER_PEER: usize = 2;
+/// Longest wait for a request's headers: a scraper sends them at once, a
+/// connection left idle gives its slot back this soon.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest a connection may take, headers to last byte (a scrape takes milliseconds).
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -43,14 +50,18 @@ pub fn serve(
 ) -> tokio::task::JoinHandle<()> {
     let token = Arc::new(token);
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let peers = Peers::default();
     tokio::spawn(async move {
         loop {
-            let stream = tokio::select! {
+            let (stream, peer) = tokio::select! {
                 _ = stop.wait() => break,
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
+                    Ok(accepted) => accepted,
                     Err(_) => continue,
                 },
+            };
+            let Some(seat) = peers.enter(peer.ip()) else {
+                continue; // dropped: that peer holds its share
             };
             let Ok(slot) = slots.clone().try_acquire_owned() else {
                 continue; // dropped: busy
@@ -65,13 +76,63 @@ pub fn serve(
                     });
                 // One scrape per connection: nothing lingers past a stop.
                 let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
                     .keep_alive(false)
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
                 let _ = tokio::time::timeout(CONNECTION_TIMEOUT, conn).await;
-                drop(slot);
+                drop((slot, seat));
             });
         }
     })
+}
+
+/// Connections open per peer.
+#[derive(Clone, Default)]
+struct Peers(Arc<Mutex<HashMap<IpAddr, usize>>>);
+
+impl Peers {
+    /// A seat for one more connection from `ip`, unless it holds [`PER_PEER`].
+    fn enter(&self, ip: IpAddr) -> Option<Seat> {
+        let key = peer_key(ip);
+        let mut open = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = open.entry(key).or_insert(0);
+        if *n >= PER_PEER {
+            return None;
+        }
+        *n += 1;
+        Some(Seat {
+            peers: self.clone(),
+            key,
+        })
+    }
+}
+
+/// One connection's place in [`Peers`], given back when dropped.
+struct Seat {
+    peers: Peers,
+    key: IpAddr,
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        let mut open = self.peers.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = open.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// Who a peer is: its IPv4 address, or its IPv6 /64 (one host can take
+/// any address in its /64, so counting addresses would count nothing).
+fn peer_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a) & !((1u128 << 64) - 1))),
+        v4 => v4,
+    }
 }
 
 fn plain(code: StatusCode, text: &'static str) -> Response<Full<Bytes>> {

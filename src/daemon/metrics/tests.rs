@@ -388,3 +388,87 @@ async fn a_scrape_over_tcp_reads_the_published_status_until_stopped() {
     let fresh = reqwest::Client::new().get(&url).send().await;
     assert!(fresh.is_err(), "nobody listens once stopped");
 }
+
+/// A scrape from `source` (a loopback address of its own), the whole answer.
+async fn scrape_from(source: &str, to: SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    let mut s = socket.connect(to).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: hw\r\nAuthorization: Bearer t0ken\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// When the server closes `s` (which sends nothing).
+async fn closed(mut s: tokio::net::TcpStream) -> std::time::Instant {
+    use tokio::io::AsyncReadExt;
+    let mut sink = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(8), s.read_to_end(&mut sink)).await;
+    assert!(read.is_ok(), "still open after 8 s");
+    std::time::Instant::now()
+}
+
+#[tokio::test]
+async fn idle_connections_give_their_slots_back_and_one_peer_cannot_take_them_all() {
+    let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_tx, rx) = watch::channel(status());
+    let stopper = crate::daemon::shutdown::Stopper::default();
+    let server = serve(listener, Some("t0ken".into()), rx, stopper.handle());
+    // One peer opens more idle connections than there are slots.
+    let opened = std::time::Instant::now();
+    let mut idle = tokio::task::JoinSet::new();
+    for _ in 0..MAX_CONNECTIONS + 2 {
+        idle.spawn(closed(tokio::net::TcpStream::connect(addr).await.unwrap()));
+    }
+    // Another peer is still answered at once.
+    let other = scrape_from("127.0.0.2", addr).await;
+    assert!(other.starts_with("HTTP/1.1 200"), "{other}");
+    // Past its share, the first peer's connections were closed at once; the
+    // two it holds are closed once the headers are late.
+    let mut waits: Vec<Duration> = idle
+        .join_all()
+        .await
+        .into_iter()
+        .map(|at| at - opened)
+        .collect();
+    waits.sort();
+    let (at_once, late) = waits.split_at(waits.len() - PER_PEER);
+    assert!(at_once.iter().all(|w| *w < HEADER_TIMEOUT), "{waits:?}");
+    assert!(
+        late.iter()
+            .all(|w| *w + Duration::from_secs(1) >= HEADER_TIMEOUT && *w < CONNECTION_TIMEOUT),
+        "{waits:?}"
+    );
+    // Its slots are free again.
+    let again = scrape_from("127.0.0.1", addr).await;
+    assert!(again.starts_with("HTTP/1.1 200"), "{again}");
+    stopper.stop().await;
+    server.await.unwrap();
+}
+
+#[test]
+fn a_peer_is_its_ipv4_address_or_its_ipv6_64() {
+    let key = |s: &str| peer_key(s.parse().unwrap()).to_string();
+    assert_eq!(key("192.0.2.7"), "192.0.2.7");
+    assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7");
+    assert_eq!(key("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::");
+    let peers = Peers::default();
+    let a = peers.enter("2001:db8::1".parse().unwrap());
+    let b = peers.enter("2001:db8::2".parse().unwrap());
+    assert!(a.is_some() && b.is_some());
+    assert!(
+        peers.enter("2001:db8::3".parse().unwrap()).is_none(),
+        "same /64"
+    );
+    assert!(peers.enter("2001:db8:0:1::1".parse().unwrap()).is_some());
+    drop(a);
+    assert!(
+        peers.enter("2001:db8::3".parse().unwrap()).is_some(),
+        "given back"
+    );
+}
