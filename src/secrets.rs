@@ -26,11 +26,44 @@ fn line_prefix(line: usize) -> String {
 
 /// Where secrets are looked up, in order: environment, `$CREDENTIALS_DIRECTORY/<name>`
 /// (name lower-cased, as in `LoadCredential=misp_api_key:…`), then `.env`.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Secrets {
     env: HashMap<String, String>,
     credentials_dir: Option<PathBuf>,
     dotenv: HashMap<String, String>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Names only: the values are the secrets.
+        let names = |m: &HashMap<String, String>| {
+            let mut n: Vec<&str> = m.keys().map(String::as_str).collect();
+            n.sort_unstable();
+            n.join(",")
+        };
+        f.debug_struct("Secrets")
+            .field("env", &format_args!("[{} names]", self.env.len()))
+            .field("credentials_dir", &self.credentials_dir)
+            .field("dotenv", &names(&self.dotenv))
+            .finish()
+    }
+}
+
+/// Shortest secret [`redact`] looks for: shorter ones would blank ordinary words.
+const MIN_REDACTED: usize = 4;
+
+/// `text` with every occurrence of each of `secrets` replaced by `***`
+/// (the longest first, so a URL goes before its path).
+pub fn redact(text: &str, secrets: &[&str]) -> String {
+    let mut by_length: Vec<&str> = secrets
+        .iter()
+        .copied()
+        .filter(|s| s.len() >= MIN_REDACTED)
+        .collect();
+    by_length.sort_unstable_by_key(|s| std::cmp::Reverse(s.len()));
+    by_length
+        .into_iter()
+        .fold(text.to_string(), |t, s| t.replace(s, "***"))
 }
 
 impl Secrets {
@@ -125,6 +158,25 @@ fn parse_dotenv(text: &str, path: &Path) -> Result<HashMap<String, String>, Secr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_names_secrets_but_never_shows_them() {
+        let s = Secrets::from_maps(
+            [("COHERE_API_KEY".to_string(), "env-s3cret".to_string())].into(),
+            [("MISP_API_KEY".to_string(), "dotenv-s3cret".to_string())].into(),
+        );
+        let debug = format!("{s:?}");
+        assert!(debug.contains("MISP_API_KEY"), "{debug}");
+        assert!(!debug.contains("s3cret"), "{debug}");
+        assert_eq!(
+            redact(
+                "a https://h.example/p4th and t0k and p4th",
+                &["https://h.example/p4th", "p4th", "t0k"]
+            ),
+            "a *** and t0k and ***",
+            "the longest first; too short to redact safely"
+        );
+    }
 
     #[test]
     fn env_wins_over_dotenv_and_empty_is_unset() {

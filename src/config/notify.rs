@@ -80,26 +80,37 @@ fn secret_name_ok(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
+/// A push URL as status, warnings and logs show it: scheme, host and port,
+/// with `/…` standing for a path or query (where webhooks keep their token).
+pub fn shown_url(raw: &str) -> String {
+    let Ok(url) = url::Url::parse(raw) else {
+        return "(not a URL)".into();
+    };
+    let host = url.host_str().unwrap_or("");
+    let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+    let rest = if url.path() != "/" || url.query().is_some() {
+        "/…"
+    } else {
+        ""
+    };
+    format!("{}://{host}{port}{rest}", url.scheme())
+}
+
 impl PushTarget {
     /// Its name, default applied.
     pub fn name(&self) -> &str {
         self.name.as_deref().unwrap_or(self.kind.name())
     }
 
-    /// One line for status and check-config.
+    /// One line for status and check-config. An ntfy topic is all it takes
+    /// to read or send to it, and a webhook's path often is its token: the
+    /// line shows where pushes go, not those.
     pub fn describe(&self) -> String {
+        let url = shown_url(&self.url);
         let at = match self.kind {
-            PushKind::Ntfy => format!(
-                "topic {} at {}",
-                self.topic.as_deref().unwrap_or("?"),
-                self.url
-            ),
-            PushKind::Webhook => self.url.clone(),
-            PushKind::Matrix => format!(
-                "room {} at {}",
-                self.room.as_deref().unwrap_or("?"),
-                self.url
-            ),
+            PushKind::Ntfy => format!("a topic at {url}"),
+            PushKind::Webhook => url,
+            PushKind::Matrix => format!("room {} at {url}", self.room.as_deref().unwrap_or("?")),
         };
         format!(
             "{} ({}): {at}, {} an hour at most",
@@ -220,7 +231,7 @@ impl PushTarget {
             return Some(format!(
                 "notify {}: {} is plain http: incidents (and any token) cross the network unencrypted",
                 self.name(),
-                self.url
+                shown_url(&self.url)
             ));
         }
         (self.kind == PushKind::Webhook && self.secret_env.is_none()).then(|| {

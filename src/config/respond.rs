@@ -87,7 +87,7 @@ impl AdvisorConfig {
         match self.backend {
             Backend::Cohere if key_set => format!("cohere {}", self.model()),
             Backend::Cohere => "offline (no Cohere key)".to_string(),
-            Backend::Openai => format!("{} at {}", self.model(), self.url()),
+            Backend::Openai => format!("{} at {}", self.model(), crate::intel::masked(self.url())),
             Backend::Offline => "offline".to_string(),
         }
     }

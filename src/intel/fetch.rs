@@ -52,6 +52,13 @@ pub async fn capped_body(mut resp: reqwest::Response, max: usize) -> Result<Vec<
     Ok(body)
 }
 
+/// A transport error as status, logs and the outbox show it: without the
+/// URL reqwest puts in its message, which may carry a secret (a webhook's
+/// path, an `?access_token=`).
+pub fn transport_text(e: reqwest::Error) -> String {
+    crate::error_chain(&e.without_url())
+}
+
 /// Why [`capped_body`] failed.
 #[derive(Debug)]
 pub enum CappedError {
@@ -250,7 +257,7 @@ impl Location {
     ) -> Result<Read, IntelError> {
         let (http, timeout, max) = (&fetch.http, fetch.timeout, fetch.max_body);
         let too_large = |name: &dyn fmt::Display| IntelError::TooLarge {
-            what: name.to_string(),
+            what: super::masked(&name.to_string()),
             limit_mb: max / 1024 / 1024,
         };
         let mut total = 0usize;
@@ -307,7 +314,7 @@ impl Location {
                 }
                 if !status.is_success() {
                     return Err(IntelError::Status {
-                        url: u.to_string(),
+                        url: super::masked(u.as_str()),
                         status: status.as_u16(),
                         body: String::new(),
                     });

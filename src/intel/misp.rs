@@ -27,7 +27,7 @@ pub enum SightingType {
 }
 
 /// A MISP REST client for one instance.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: url::Url,
@@ -103,6 +103,18 @@ pub(crate) struct TagRef {
     pub(crate) name: String,
 }
 
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The API key stays out of every log and panic message.
+        f.debug_struct("Client")
+            .field("base", &super::masked(self.base.as_str()))
+            .field("key", &"***")
+            .field("timeout", &self.timeout)
+            .field("max_body", &self.max_body)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Events asked about per `/events/restSearch` call.
 const EVENT_CHUNK: usize = 200;
 
@@ -162,7 +174,7 @@ impl Client {
             Ok(b) => b,
             Err(super::fetch::CappedError::TooLarge) => {
                 return Err(IntelError::TooLarge {
-                    what: url.to_string(),
+                    what: super::masked(url.as_str()),
                     limit_mb: self.max_body / 1024 / 1024,
                 })
             }
@@ -186,7 +198,7 @@ impl Client {
                 .take(200)
                 .collect();
             return Err(IntelError::Status {
-                url: url.to_string(),
+                url: super::masked(url.as_str()),
                 status: status.as_u16(),
                 body,
             });
@@ -483,6 +495,28 @@ mod tests {
         .with_max_body(2 << 20);
         let e = c.search_attributes(json!({}), 10).await.unwrap_err();
         assert!(matches!(e, IntelError::TooLarge { limit_mb: 2, .. }), "{e}");
+    }
+
+    #[tokio::test]
+    async fn the_key_and_a_token_in_the_url_stay_out_of_debug_and_errors() {
+        let head = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\n{}";
+        let url = super::super::fetch::canned_server(head.to_vec()).await;
+        let c = Client::new(
+            reqwest::Client::new(),
+            &format!("{url}/?token=t0ken-in-url"),
+            "m1sp-auth-k3y".into(),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("m1sp-auth-k3y"), "{debug}");
+        assert!(!debug.contains("t0ken-in-url"), "{debug}");
+        let e = c
+            .post("events/restSearch?token=t0ken-in-url", &json!({}))
+            .await;
+        let e = e.unwrap_err().to_string();
+        assert!(e.contains("HTTP 403") && e.contains("token=***"), "{e}");
+        assert!(!e.contains("t0ken-in-url"), "{e}");
     }
 
     #[test]

@@ -119,7 +119,7 @@ impl IntelError {
         IntelError::Http {
             url: masked(url),
             // reqwest puts the URL in its message too: once, masked, is enough.
-            message: crate::error_chain(&e.without_url()),
+            message: fetch::transport_text(e),
         }
     }
 

@@ -12,7 +12,7 @@ use crate::config::{Config, ConfigError};
 
 /// The boot copy taken apart: the config text without the first-boot keys,
 /// the secrets (`.env` name, value) and the SSH keys.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Split {
     /// The user's text with the `secrets:` and `ssh_authorized_keys:` blocks
     /// blanked (line numbers kept, so errors point at the user's lines).
@@ -27,6 +27,20 @@ pub struct Split {
     pub ssh_keys: Vec<String>,
     /// The placement makes a Wi-Fi access point, which needs a passphrase.
     pub needs_wifi_passphrase: bool,
+}
+
+impl std::fmt::Debug for Split {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secrets' names only; the texts are the ones with values blanked.
+        let names: Vec<&str> = self.secrets.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("Split")
+            .field("etc_config", &self.etc_config)
+            .field("boot_copy", &self.boot_copy)
+            .field("secrets", &names)
+            .field("ssh_keys", &self.ssh_keys)
+            .field("needs_wifi_passphrase", &self.needs_wifi_passphrase)
+            .finish_non_exhaustive()
+    }
 }
 
 pub(super) fn cerr(file: &Path, key: &str, message: String) -> ConfigError {

@@ -54,6 +54,12 @@ fn split_takes_secrets_and_keys_out_and_keeps_line_numbers() {
     assert!(s
         .boot_copy
         .contains(&format!("ssh_authorized_keys:\n  - {KEY}\nsources: []\n")));
+    let debug = format!("{s:?}");
+    assert!(debug.contains("MISP_API_KEY"), "{debug}");
+    assert!(
+        !debug.contains("abc123") && !debug.contains("correct horse"),
+        "{debug}"
+    );
     // The rewritten copy is itself a valid boot copy with nothing left to move.
     let again = split(&s.boot_copy, Path::new("b")).unwrap();
     assert!(again.secrets.is_empty());

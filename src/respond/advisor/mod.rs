@@ -95,7 +95,6 @@ impl AdvisorError {
 }
 
 /// An LLM advisor, built once from the config.
-#[derive(Debug)]
 pub struct Client {
     backend: Backend,
     http: reqwest::Client,
@@ -105,6 +104,20 @@ pub struct Client {
     redact: bool,
     home: Vec<IpNet>,
     max_body: usize,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The API key stays out of every log and panic message.
+        f.debug_struct("Client")
+            .field("backend", &self.backend)
+            .field("endpoint", &crate::intel::masked(self.endpoint.as_str()))
+            .field("model", &self.model)
+            .field("key", &self.key.as_ref().map(|_| "***"))
+            .field("redact", &self.redact)
+            .field("max_body", &self.max_body)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Client {
@@ -181,7 +194,7 @@ impl Client {
         let resp = req
             .send()
             .await
-            .map_err(|e| AdvisorError::Transport(crate::error_chain(&e)))?;
+            .map_err(|e| AdvisorError::Transport(crate::intel::fetch::transport_text(e)))?;
         let status = resp.status().as_u16();
         let retry_after = resp
             .headers()
@@ -197,13 +210,15 @@ impl Client {
                     self.max_body / 1024 / 1024
                 )),
                 crate::intel::fetch::CappedError::Transport(e) => {
-                    AdvisorError::Transport(crate::error_chain(&e))
+                    AdvisorError::Transport(crate::intel::fetch::transport_text(e))
                 }
             })?;
-        let text = check_status(status, retry_after, &bytes).and_then(|()| match self.backend {
-            Backend::Cohere => parse_cohere(&bytes),
-            _ => parse_openai(&bytes),
-        })?;
+        let text = check_status(status, retry_after, &bytes)
+            .and_then(|()| match self.backend {
+                Backend::Cohere => parse_cohere(&bytes),
+                _ => parse_openai(&bytes),
+            })
+            .map_err(|e| self.scrub(e))?;
         let by = match self.backend {
             Backend::Cohere => format!("cohere {}", self.model),
             _ => format!(
@@ -216,6 +231,28 @@ impl Client {
             text: reply::neutralise(&clean(&text)),
             by: clean(&by),
         })
+    }
+
+    /// A service may quote the key it refused in its error: those words go
+    /// to the outbox and logs without it.
+    fn scrub(&self, e: AdvisorError) -> AdvisorError {
+        let Some(key) = self.key.as_deref() else {
+            return e;
+        };
+        let r = |m: String| crate::secrets::redact(&m, &[key]);
+        match e {
+            AdvisorError::Unauthorized(m) => AdvisorError::Unauthorized(r(m)),
+            AdvisorError::Server { status, message } => AdvisorError::Server {
+                status,
+                message: r(message),
+            },
+            AdvisorError::Rejected { status, message } => AdvisorError::Rejected {
+                status,
+                message: r(message),
+            },
+            AdvisorError::Malformed(m) => AdvisorError::Malformed(r(m)),
+            other => other,
+        }
     }
 }
 

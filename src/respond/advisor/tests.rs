@@ -186,3 +186,47 @@ fn no_key_for_cohere_means_offline() {
         .unwrap()
         .is_none());
 }
+
+#[tokio::test]
+async fn errors_and_debug_carry_no_key_and_no_secret_in_the_url() {
+    let key = "co-k3y-s3cret-value";
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = l.local_addr().unwrap();
+    drop(l);
+    let cfg = AdvisorConfig {
+        backend: Backend::Openai,
+        url: Some(format!("http://{at}/pr1vate-gateway/v1")),
+        ..Default::default()
+    };
+    let c = Client::new(&cfg, Some(key.into()), vec![])
+        .unwrap()
+        .unwrap();
+    let debug = format!("{c:?}");
+    assert!(!debug.contains(key), "{debug}");
+    let e = c.advise(&incident()).await.unwrap_err();
+    assert!(matches!(e, AdvisorError::Transport(_)), "{e}");
+    let e = e.to_string();
+    assert!(e.contains("error sending request"), "{e}");
+    assert!(!e.contains("pr1vate-gateway") && !e.contains(key), "{e}");
+
+    // A service that quotes the key it refused.
+    let body = format!(r#"{{"error":{{"message":"Incorrect API key provided: {key}"}}}}"#);
+    let reply = format!(
+        "HTTP/1.1 401 Unauthorized\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let server = crate::intel::fetch::canned_server(reply.into_bytes()).await;
+    let cfg = AdvisorConfig {
+        backend: Backend::Openai,
+        url: Some(server),
+        ..Default::default()
+    };
+    let c = Client::new(&cfg, Some(key.into()), vec![])
+        .unwrap()
+        .unwrap();
+    let e = c.advise(&incident()).await.unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "the API key was refused (Incorrect API key provided: ***)"
+    );
+}

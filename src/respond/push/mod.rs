@@ -61,7 +61,6 @@ impl PushError {
 }
 
 /// One push target, built once at start.
-#[derive(Debug)]
 pub struct Pusher {
     name: String,
     kind: PushKind,
@@ -73,6 +72,21 @@ pub struct Pusher {
     key: Option<hmac::Key>,
     /// Most messages an hour.
     pub max_per_hour: u32,
+}
+
+impl std::fmt::Debug for Pusher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL (a webhook's path, a topic), token and HMAC key stay out
+        // of every log and panic message.
+        f.debug_struct("Pusher")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("url", &crate::config::notify::shown_url(self.url.as_str()))
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("key", &self.key.as_ref().map(|_| "***"))
+            .field("max_per_hour", &self.max_per_hour)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Pusher {
@@ -154,7 +168,7 @@ impl Pusher {
         let resp = req
             .send()
             .await
-            .map_err(|e| PushError::failed(crate::error_chain(&e)))?;
+            .map_err(|e| PushError::failed(crate::intel::fetch::transport_text(e)))?;
         let status = resp.status().as_u16();
         let header_wait = resp
             .headers()
@@ -165,7 +179,33 @@ impl Pusher {
         let body = crate::intel::fetch::capped_body(resp, MAX_ANSWER)
             .await
             .unwrap_or_default();
-        answer(status, header_wait, &body)
+        answer(status, header_wait, &body).map_err(|e| self.scrub(e))
+    }
+
+    /// A service may quote what it was sent in its error (the token, the
+    /// URL): those words go to the outbox and logs without them.
+    fn scrub(&self, e: PushError) -> PushError {
+        let PushError::Failed {
+            message,
+            retry_after,
+        } = e
+        else {
+            return e;
+        };
+        let url = self.url.as_str();
+        let path = self.url.path();
+        let query = self.url.query().unwrap_or("");
+        let secrets = [
+            self.token.as_deref().unwrap_or(""),
+            url,
+            path,
+            query,
+            &self.topic,
+        ];
+        PushError::Failed {
+            message: crate::secrets::redact(&message, &secrets),
+            retry_after,
+        }
     }
 }
 

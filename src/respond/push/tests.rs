@@ -1,6 +1,8 @@
 use super::*;
 use crate::alerts::triage::Incident;
+use crate::config::PushTarget;
 use crate::respond::advisor::{self, Advice};
+use crate::secrets::Secrets;
 
 fn incident(remote: &str) -> Incident {
     serde_json::from_value(serde_json::json!({
@@ -184,4 +186,82 @@ fn a_push_names_the_device_and_the_webhook_carries_it() {
     let v = serde_json::to_value(&inc).unwrap();
     assert_eq!(v["device"]["name"], "front doorbell");
     assert_eq!(v["device"]["mac"], "24:0a:c4:00:00:02");
+}
+
+/// A URL nobody answers on (a port just let go).
+async fn refused_url(path: &str) -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = l.local_addr().unwrap();
+    drop(l);
+    format!("http://{at}{path}")
+}
+
+fn target(yaml: &str) -> (PushTarget, Secrets) {
+    let t: PushTarget = serde_yaml_ng::from_str(yaml).unwrap();
+    let secrets = Secrets::from_maps(
+        [
+            ("MX_TOKEN".to_string(), "syt_mx-access-t0ken".to_string()),
+            ("HOOK_KEY".to_string(), "hmac-k3y-value".to_string()),
+        ]
+        .into(),
+        Default::default(),
+    );
+    (t, secrets)
+}
+
+#[tokio::test]
+async fn errors_status_and_debug_carry_no_token_path_or_topic() {
+    let secret_bits = [
+        "s3cr3t-hook-path",
+        "qu3ry-t0ken",
+        "syt_mx-access-t0ken",
+        "hmac-k3y-value",
+        "hw-pr1vate-topic",
+    ];
+    let clean = |what: &str, text: &str| {
+        for s in secret_bits {
+            assert!(!text.contains(s), "{what} shows {s}: {text}");
+        }
+    };
+    let hook = refused_url("/s3cr3t-hook-path?token=qu3ry-t0ken").await;
+    let (t, secrets) = target(&format!(
+        "{{type: webhook, url: '{hook}', secret_env: HOOK_KEY, token_env: MX_TOKEN}}"
+    ));
+    let p = Pusher::new(&t, &secrets).unwrap();
+    clean("Debug", &format!("{p:?}"));
+    clean("status", &t.describe());
+    let m = message::test("pi");
+    let e = p.send(&m, "test-1", "pi").await.unwrap_err().to_string();
+    assert!(e.contains("error sending request"), "{e}");
+    clean("a transport error", &e);
+
+    // A service that quotes what it was sent back in its refusal.
+    let cases = [
+        (
+            "{type: matrix, url: 'URL', room: '!r:example', token_env: MX_TOKEN}",
+            "syt_mx-access-t0ken",
+        ),
+        (
+            "{type: ntfy, url: 'URL', topic: hw-pr1vate-topic}",
+            "hw-pr1vate-topic",
+        ),
+        (
+            "{type: webhook, url: 'URL/s3cr3t-hook-path', secret_env: HOOK_KEY}",
+            "/s3cr3t-hook-path",
+        ),
+    ];
+    for (yaml, quoted) in cases {
+        let body = format!(r#"{{"errcode":"M_UNKNOWN_TOKEN","error":"{quoted} is not valid"}}"#);
+        let reply = format!(
+            "HTTP/1.1 401 Unauthorized\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let server = crate::intel::fetch::canned_server(reply.into_bytes()).await;
+        let (t, secrets) = target(&yaml.replace("URL", &server));
+        let p = Pusher::new(&t, &secrets).unwrap();
+        clean("Debug", &format!("{p:?}"));
+        clean("status", &t.describe());
+        let e = p.send(&m, "test-2", "pi").await.unwrap_err().to_string();
+        assert_eq!(e, "HTTP 401: M_UNKNOWN_TOKEN *** is not valid");
+    }
 }
