@@ -35,6 +35,7 @@
 pub mod alerts;
 pub mod appliance;
 pub mod child;
+pub mod civil;
 pub mod config;
 pub mod daemon;
 pub mod devices;

@@ -250,7 +250,7 @@ fn version_problem(version: u64, current: Option<u64>, this_year: i64) -> Option
 /// The calendar year of a Unix time.
 fn year_of(unix: u64) -> i64 {
     let days = i64::try_from(unix / 86_400).unwrap_or(i64::MAX / 2);
-    crate::alerts::eve::civil_from_days(days).0
+    crate::civil::civil_from_days(days).0
 }
 
 #[cfg(test)]
