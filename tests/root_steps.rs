@@ -236,13 +236,16 @@ fn the_rule_a_root_step_made_before_would_be_caught() {
 
 #[test]
 fn dnsmasqs_lease_script_writes_into_a_directory_of_its_user() {
-    // The placement's dnsmasq.conf runs it as dnsmasq (its unit test says so).
-    let tmpfiles = std::fs::read_to_string(repo().join(TMPFILES)).unwrap();
+    // The placement's dnsmasq.conf runs it as dnsmasq (its unit test says
+    // so); the unit makes the directory it writes, in root's /run/homewarden.
+    let unit = Unit::read(&repo().join(UNITS).join("homewarden-dhcp.service"));
     assert!(
-        tmpfiles
-            .lines()
-            .any(|l| l.starts_with("d /run/homewarden/dhcp-vendor ") && l.contains(" dnsmasq ")),
-        "{tmpfiles}"
+        unit.root_commands()
+            .iter()
+            .any(|c| c.starts_with("/usr/bin/install -d -o dnsmasq")
+                && c.ends_with(" /run/homewarden/dhcp-vendor")),
+        "{:?}",
+        unit.root_commands()
     );
 }
 

@@ -114,7 +114,7 @@ def net(tmp_path):
             cmd = [a.replace("/run/homewarden/", f"{self.root}/run/homewarden/")
                    for a in exec_start("homewarden-dhcp.service")]
             assert cmd[0] == "/usr/sbin/dnsmasq"
-            # As tmpfiles.d makes it: the lease script runs as dnsmasq
+            # As homewarden-dhcp.service makes it: the lease script runs as dnsmasq
             # (dhcp-scriptuser), into a directory of its own.
             vendor = self.root / "run/homewarden/dhcp-vendor"
             vendor.mkdir(parents=True, exist_ok=True)
