@@ -31,7 +31,9 @@ pub enum SightingType {
 pub struct Client {
     http: reqwest::Client,
     base: url::Url,
-    key: String,
+    /// `Authorization: <key>`, marked sensitive (kept out of HTTP/2's
+    /// header compression tables and reqwest's Debug).
+    key: reqwest::header::HeaderValue,
     timeout: Duration,
     max_body: usize,
 }
@@ -131,6 +133,10 @@ impl Client {
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
         }
+        let mut key = reqwest::header::HeaderValue::try_from(key).map_err(|_| {
+            IntelError::Config("the MISP key holds characters an HTTP header cannot carry".into())
+        })?;
+        key.set_sensitive(true);
         Ok(Client {
             http,
             base,
@@ -163,7 +169,7 @@ impl Client {
             .http
             .post(url.clone())
             .timeout(self.timeout)
-            .header("Authorization", &self.key)
+            .header("Authorization", self.key.clone())
             .header("Accept", "application/json")
             .json(body)
             .send()
@@ -508,6 +514,19 @@ mod tests {
             Duration::from_secs(5),
         )
         .unwrap();
+        assert!(c.key.is_sensitive());
+        let broken = Client::new(
+            reqwest::Client::new(),
+            "https://misp.example",
+            "m1sp-auth-k3y\r\nX-Evil: 1".into(),
+            Duration::from_secs(5),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            !broken.contains("m1sp-auth-k3y") && broken.contains("MISP key"),
+            "{broken}"
+        );
         let debug = format!("{c:?}");
         assert!(!debug.contains("m1sp-auth-k3y"), "{debug}");
         assert!(!debug.contains("t0ken-in-url"), "{debug}");

@@ -20,6 +20,12 @@ pub const WIDEST_V4: u8 = 8;
 /// /29s and /32s, and upstream's widest is Akamai's /24: a /20 leaves room
 /// for that to grow, and refuses `::/0` and whole registry blocks.
 pub const WIDEST_V6: u8 = 20;
+/// Most IPv4 addresses one refreshed list may exempt in all (a quarter of
+/// the space): 256 /8s pass the per-entry bound and exempt everything. The
+/// widest list upstream (vpn-ipv4) covers about 2^28.5.
+pub const MOST_V4: u128 = 1 << 30;
+/// The same for IPv6 (upstream's widest, vpn-ipv6, covers about 2^106).
+pub const MOST_V6: u128 = 1 << 112;
 /// Versions up to this are counters (upstream's highest is 27); above it
 /// and short of a date, a version is a typo (upstream once published 202000923).
 const MAX_COUNTER: u64 = 9_999;
@@ -149,6 +155,9 @@ fn check(
             new.version
         ));
     }
+    if let Some(why) = too_much(&new.list) {
+        return Err(format!("v{}: {why}", new.version));
+    }
     let line = match current {
         None => format!("{name} v{} (new)", new.version),
         Some(cur) => {
@@ -186,6 +195,33 @@ fn check(
         body: Some(body),
         left_out,
     }))
+}
+
+/// Why a list's networks exempt too much address space together, if they
+/// do (overlaps counted twice: the bound errs towards refusing).
+fn too_much(list: &[String]) -> Option<String> {
+    let (mut v4, mut v6) = (0u128, 0u128);
+    for net in list
+        .iter()
+        .filter_map(|e| as_net(e.trim().trim_matches('.')))
+    {
+        match net {
+            IpNet::V4(n) => v4 = v4.saturating_add(1 << (32 - u32::from(n.prefix_len()))),
+            IpNet::V6(n) => {
+                v6 = v6.saturating_add(
+                    1u128
+                        .checked_shl(128 - u32::from(n.prefix_len()))
+                        .unwrap_or(u128::MAX),
+                )
+            }
+        }
+    }
+    if v4 > MOST_V4 {
+        return Some(format!(
+            "its networks cover {v4} IPv4 addresses, more than {MOST_V4}"
+        ));
+    }
+    (v6 > MOST_V6).then(|| format!("its networks cover {v6} IPv6 addresses, more than 2^112"))
 }
 
 /// Whether a network is wider than a refreshed list may hold.

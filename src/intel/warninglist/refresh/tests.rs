@@ -261,3 +261,30 @@ fn the_shipped_lists_pass_the_checks_a_refresh_makes() {
     }
     assert!(seen >= 19, "{seen}");
 }
+
+#[test]
+fn many_networks_each_within_the_bound_cannot_exempt_everything_together() {
+    // 256 /8s: each allowed alone, together every IPv4 address.
+    let all: Vec<String> = (0..=255).map(|a| format!("\"{a}.0.0.0/8\"")).collect();
+    let body = format!(
+        r#"{{"name": "x", "version": 3, "type": "cidr", "list": [{}]}}"#,
+        all.join(",")
+    );
+    let why = check("x", body.as_bytes(), None, FLOOR_YEAR).unwrap_err();
+    assert!(why.contains("IPv4 addresses, more than"), "{why}");
+    // 2^16 IPv6 /20s: the same for IPv6.
+    let v6: Vec<String> = (0..4096u32)
+        .map(|a| format!("\"{:x}::/20\"", a << 4))
+        .collect();
+    let body = format!(
+        r#"{{"name": "x", "version": 3, "type": "cidr", "list": [{}]}}"#,
+        v6.join(",")
+    );
+    let why = check("x", body.as_bytes(), None, FLOOR_YEAR).unwrap_err();
+    assert!(why.contains("IPv6 addresses"), "{why}");
+    // Four /8s are fine.
+    let few = r#"{"name": "x", "version": 3, "type": "cidr", "list": ["10.0.0.0/8", "17.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]}"#;
+    assert!(check("x", few.as_bytes(), None, FLOOR_YEAR)
+        .unwrap()
+        .is_some());
+}
