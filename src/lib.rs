@@ -9,6 +9,9 @@
 //! * [`enforce`]: the set → Suricata's rules and datasets
 //!   ([`enforce::suricata`]) and the kernel's packet path that queues
 //!   traffic to it ([`enforce::firewall`]).
+//! * [`signatures`]: a ruleset (Emerging Threats Open, through
+//!   suricata-update) → the signatures the board carries, each dropping,
+//!   alerting or left out for a reason.
 //! * [`alerts`]: Suricata's eve records → incidents (intake, triage, hits,
 //!   loss accounting).
 //! * [`respond`]: incidents → the world, through a durable outbox: MISP
@@ -29,7 +32,7 @@
 //! intel's and alerts' types and holds the settings of every other folder.
 //! Beneath everything: [`secrets`], [`users`], [`untrusted`] (text someone
 //! else wrote, made fit to show), [`fsutil`] (atomic writes), [`fnv`] (a
-//! stable hash) and [`child`] (the tools' environment). A folder imports the flows it consumes and what
+//! stable hash), [`child`] (the tools' environment) and [`civil`] (dates). A folder imports the flows it consumes and what
 //! lies beneath them, never around a circle: `tests/layout.rs` checks it.
 
 pub mod alerts;
@@ -46,6 +49,7 @@ pub mod intel;
 pub mod owner;
 pub mod respond;
 pub mod secrets;
+pub mod signatures;
 pub mod untrusted;
 pub mod users;
 

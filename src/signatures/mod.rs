@@ -1,0 +1,191 @@
+//! Signatures beyond listed values: a ruleset such as Emerging Threats Open,
+//! fetched and merged by Debian's `suricata-update` (never re-implemented
+//! here), then cut to what the board carries and given a drop policy a
+//! household can live with. This is the pure core: rules in, the file
+//! Suricata loads and a per-signature account of what each does and why out.
+//!
+//! - [`rule`]: one rule line, read far enough to decide on it;
+//! - [`profile`]: which categories a board runs;
+//! - [`policy`]: drop, alert or not loaded, and why.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+pub mod policy;
+pub mod profile;
+pub mod rule;
+
+use policy::{Overrides, Reason, Verdict};
+use profile::Tier;
+use rule::Skip;
+
+/// The file Suricata loads the signatures from, beside homewarden's own rules.
+pub const RULES_FILE: &str = "signatures.rules";
+
+/// What is known of one loaded or left-out signature, for `explain`,
+/// triage and status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Entry {
+    /// Its category (`malware`), from the ruleset's file.
+    pub category: String,
+    /// Its message.
+    pub msg: String,
+    /// ET's `signature_severity`, if given.
+    pub severity: Option<String>,
+    /// What it does here.
+    pub verdict: Verdict,
+    /// Why.
+    pub reason: Reason,
+    /// Shadow mode kept it from dropping.
+    pub would_drop: bool,
+}
+
+/// Counts of a build, for status and /metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Rules read.
+    pub read: usize,
+    /// Loaded as drop rules.
+    pub dropping: usize,
+    /// Loaded as alerts (or passes).
+    pub alerting: usize,
+    /// Not loaded: shipped disabled, outside the profile or by the owner.
+    pub off: usize,
+    /// Lines that looked like rules but were not whole ones, or too long.
+    pub malformed: usize,
+    /// A sid a file before had already: Suricata would refuse the second.
+    pub duplicates: usize,
+}
+
+/// A ruleset made ready for Suricata.
+#[derive(Clone, Debug, Default)]
+pub struct Built {
+    /// The text of [`RULES_FILE`].
+    pub rules: String,
+    /// Every signature read, by sid.
+    pub index: BTreeMap<u64, Entry>,
+    /// The counts.
+    pub counts: Counts,
+}
+
+/// Builds the rules file from `files` (name and text of each `.rules` file
+/// in the ruleset's layout, in a stable order) for `tier`.
+pub fn build(files: &[(String, String)], tier: Tier, overrides: &Overrides, shadow: bool) -> Built {
+    let mut out = Built::default();
+    let _ = writeln!(
+        out.rules,
+        "# homewarden: signatures for the {} profile (made by the agent; edit the config, not this file)",
+        tier.name()
+    );
+    for (name, text) in files {
+        let Some(category) = rule::category(name) else {
+            continue;
+        };
+        for line in text.lines() {
+            let r = match rule::parse(line) {
+                Ok(r) => r,
+                Err(Skip::NotARule) => continue,
+                Err(Skip::Malformed | Skip::TooLong) => {
+                    out.counts.malformed += 1;
+                    continue;
+                }
+            };
+            out.counts.read += 1;
+            if out.index.contains_key(&r.sid) {
+                out.counts.duplicates += 1;
+                continue;
+            }
+            let d = policy::decide(&r, category, tier, overrides, shadow);
+            match policy::line(&r, &d) {
+                Some(l) => {
+                    match d.verdict {
+                        Verdict::Drop => out.counts.dropping += 1,
+                        _ => out.counts.alerting += 1,
+                    }
+                    out.rules.push_str(&l);
+                    out.rules.push('\n');
+                }
+                None => out.counts.off += 1,
+            }
+            let severity = r.meta("signature_severity").map(str::to_string);
+            out.index.insert(
+                r.sid,
+                Entry {
+                    category: category.to_string(),
+                    msg: r.msg,
+                    severity,
+                    verdict: d.verdict,
+                    reason: d.reason,
+                    would_drop: d.would_drop,
+                },
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn et(sid: u64, severity: &str) -> String {
+        format!(
+            "alert http $HOME_NET any -> $EXTERNAL_NET any (msg:\"ET TEST {sid}\"; content:\"x\"; classtype:trojan-activity; sid:{sid}; rev:1; metadata:signature_severity {severity};)"
+        )
+    }
+
+    #[test]
+    fn a_ruleset_in_ets_layout_becomes_one_file_cut_to_the_profile() {
+        let files = vec![
+            (
+                "emerging-malware.rules".to_string(),
+                format!(
+                    "# Emerging Threats\n\n{}\n{}\n# {}\n",
+                    et(1, "Major"),
+                    et(2, "Minor"),
+                    et(3, "Major")
+                ),
+            ),
+            ("emerging-web_server.rules".into(), et(4, "Major")),
+            // A sid twice (Suricata would refuse the file), a broken line.
+            (
+                "emerging-phishing.rules".into(),
+                format!(
+                    "{}\nalert tcp any any -> any any (msg:\"x\";\n",
+                    et(1, "Critical")
+                ),
+            ),
+            (
+                "classification.config".into(),
+                "config classification: x,y,1".into(),
+            ),
+        ];
+        let b = build(&files, Tier::Home, &Overrides::default(), false);
+        assert_eq!(
+            b.counts,
+            Counts {
+                read: 5,
+                dropping: 1,
+                alerting: 1,
+                off: 2,
+                malformed: 1,
+                duplicates: 1
+            }
+        );
+        let lines: Vec<&str> = b.rules.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(lines.len(), 2, "{}", b.rules);
+        assert!(lines[0].starts_with("drop http") && lines[0].contains("sid:1;"));
+        assert!(lines[1].starts_with("alert http") && lines[1].contains("sid:2;"));
+        assert_eq!(b.index[&1].category, "malware");
+        assert_eq!(b.index[&4].verdict, Verdict::Off);
+        assert_eq!(b.index[&3].reason, Reason::ShippedDisabled);
+        assert_eq!(b.index[&2].severity.as_deref(), Some("Minor"));
+        // Built twice from the same input: the same file (no reload for nothing).
+        assert_eq!(
+            build(&files, Tier::Home, &Overrides::default(), false).rules,
+            b.rules
+        );
+    }
+}
