@@ -195,8 +195,11 @@ check mode_owner /etc/homewarden/homewarden.yaml "644 root:root"
 # Owner and group as the root names them (its ids need not be the host's).
 env_owner=$(chroot "$ROOT" stat -c '%a %U:%G' /etc/homewarden/.env)
 check test "$env_owner" = "640 root:homewarden"
-# The agent's own user, in gpio for the panel, with no login.
-check test "$(chroot "$ROOT" id -nG homewarden)" = "homewarden gpio"
+# The agent's own user, in gpio for the panel and in the control socket's
+# groups (so it can hand its socket to either), with no login.
+check test "$(chroot "$ROOT" id -nG homewarden)" = "homewarden gpio homewarden-read homewarden-admin"
+# The control socket's groups own nothing: nobody is in them but the agent.
+check test "$(chroot "$ROOT" getent group homewarden-read | cut -d: -f4)" = homewarden
 check test "$(chroot "$ROOT" getent passwd homewarden | cut -d: -f7)" = /usr/sbin/nologin
 check grep -qx "MISP_API_KEY='homewarden-lab-key-00000000000000000000'" "$ROOT/etc/homewarden/.env"
 check grep -qx "COHERE_API_KEY='test-cohere-key'" "$ROOT/etc/homewarden/.env"

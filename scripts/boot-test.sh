@@ -180,7 +180,7 @@ expect 'root-grown yes .*' "root file system grown to the card"
 expect 'journal volatile' "journal in RAM (/run/log/journal), nothing under /var/log/journal"
 expect 'selftest replay=pass sid [0-9]+ fired after .*' "the first self-test replayed the canary capture through suricata -r on the image: the canary rule fired"
 expect 'restarts homewarden=0 suricata=0' "neither the agent nor Suricata restarted (the watchdog did not fire during the slow replay)"
-expect 'agent user=homewarden groups=[a-z,]*gpio[a-z,]* cap-eff=0000000000001000 cap-bnd=0000000000001000' \
+expect 'agent user=homewarden groups=[a-z,-]*gpio[a-z,-]* cap-eff=0000000000001000 cap-bnd=0000000000001000' \
     "the agent runs sandboxed as its own user, in group gpio, with CAP_NET_ADMIN alone (and still reached protected)"
 expect 'act-standin trigger=none brightness=[01] owner=root:homewarden' \
     "the ACT LED backend drove the stand-in LED through the group permission (trigger none, brightness set)"
