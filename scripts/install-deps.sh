@@ -51,6 +51,13 @@ if [ $have_suricata -eq 0 ]; then
     systemctl disable --now suricata >/dev/null 2>&1 || true
 fi
 suricata -V >&2
+# suricata-update fetches and merges signature rulesets (the signatures
+# tests run it on a generated ruleset in ET Open's layout, from a local file).
+if ! command -v suricata-update >/dev/null 2>&1; then
+    log "installing suricata-update from bookworm-backports"
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends -t bookworm-backports suricata-update >/dev/null
+fi
 
 # cargo-deny (scripts/deny.sh): built from crates.io, pinned, once per machine.
 DENY_VERSION=0.20.2

@@ -265,6 +265,7 @@ fn suricata_accepts(rule: &str) -> Option<bool> {
     }
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("hw.lst"), "").unwrap();
+    std::fs::write(dir.path().join("signatures.rules"), "").unwrap();
     std::fs::write(dir.path().join("t.rules"), format!("{rule}\n")).unwrap();
     let o = std::process::Command::new("suricata")
         .args(["-T", "-c", "/etc/suricata/suricata.yaml", "--include"])

@@ -13,6 +13,7 @@ mod network;
 pub mod notify;
 pub mod respond;
 mod selftest;
+pub mod signatures;
 mod sources;
 mod validate;
 mod warninglists;
@@ -29,6 +30,7 @@ pub use network::{AccessPoint, Network, OpenPort, Placement};
 pub use notify::{PushKind, PushTarget};
 pub use respond::{AdvisorConfig, MailConfig};
 pub use selftest::SelftestConfig;
+pub use signatures::SignaturesConfig;
 use sources::PATH_MARK;
 pub use sources::{FeedSource, ListSource, MispSource, SourceConfig};
 pub use warninglists::WarninglistConfig;
@@ -122,6 +124,9 @@ pub struct Config {
     /// The inventory of the home's devices and their quarantine.
     #[serde(default)]
     pub devices: DevicesConfig,
+    /// The signature ruleset (Emerging Threats Open) beside the IoC sets.
+    #[serde(default)]
+    pub signatures: SignaturesConfig,
     /// The file this was read from (not a YAML key).
     #[serde(skip)]
     pub path: PathBuf,

@@ -25,6 +25,9 @@ impl Config {
         self.devices
             .check()
             .map_err(|(key, message)| self.err(key, message))?;
+        self.signatures
+            .check()
+            .map_err(|(key, message)| self.err(key, message))?;
         let e = &self.enforcement;
         // Each listed network becomes one dataset entry per address: a /8 or
         // a /64 from a feed would be millions (or 2^64) of them.

@@ -6,16 +6,20 @@
 //!
 //! - [`rule`]: one rule line, read far enough to decide on it;
 //! - [`profile`]: which categories a board runs;
-//! - [`policy`]: drop, alert or not loaded, and why.
+//! - [`policy`]: drop, alert or not loaded, and why;
+//! - [`source`]: where a ruleset comes from;
+//! - [`update`]: suricata-update, the cut, `suricata -T`, then the swap.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub mod policy;
 pub mod profile;
 pub mod rule;
+pub mod source;
+pub mod update;
 
 use policy::{Overrides, Reason, Verdict};
 use profile::Tier;
@@ -23,10 +27,13 @@ use rule::Skip;
 
 /// The file Suricata loads the signatures from, beside homewarden's own rules.
 pub const RULES_FILE: &str = "signatures.rules";
+/// That file before the first ruleset is taken.
+pub const EMPTY: &str =
+    "# homewarden: no signature ruleset taken yet (`homewarden signatures status`)\n";
 
 /// What is known of one loaded or left-out signature, for `explain`,
 /// triage and status.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     /// Its category (`malware`), from the ruleset's file.
     pub category: String,
@@ -43,7 +50,7 @@ pub struct Entry {
 }
 
 /// Counts of a build, for status and /metrics.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     /// Rules read.
     pub read: usize,
@@ -70,8 +77,8 @@ pub struct Built {
     pub counts: Counts,
 }
 
-/// Builds the rules file from `files` (name and text of each `.rules` file
-/// in the ruleset's layout, in a stable order) for `tier`.
+/// Builds the rules file from `files` (each ruleset file's category and
+/// text, in a stable order) for `tier`.
 pub fn build(files: &[(String, String)], tier: Tier, overrides: &Overrides, shadow: bool) -> Built {
     let mut out = Built::default();
     let _ = writeln!(
@@ -79,10 +86,8 @@ pub fn build(files: &[(String, String)], tier: Tier, overrides: &Overrides, shad
         "# homewarden: signatures for the {} profile (made by the agent; edit the config, not this file)",
         tier.name()
     );
-    for (name, text) in files {
-        let Some(category) = rule::category(name) else {
-            continue;
-        };
+    for (category, text) in files {
+        let category = category.as_str();
         for line in text.lines() {
             let r = match rule::parse(line) {
                 Ok(r) => r,
@@ -140,7 +145,7 @@ mod tests {
     fn a_ruleset_in_ets_layout_becomes_one_file_cut_to_the_profile() {
         let files = vec![
             (
-                "emerging-malware.rules".to_string(),
+                "malware".to_string(),
                 format!(
                     "# Emerging Threats\n\n{}\n{}\n# {}\n",
                     et(1, "Major"),
@@ -148,18 +153,14 @@ mod tests {
                     et(3, "Major")
                 ),
             ),
-            ("emerging-web_server.rules".into(), et(4, "Major")),
+            ("web_server".into(), et(4, "Major")),
             // A sid twice (Suricata would refuse the file), a broken line.
             (
-                "emerging-phishing.rules".into(),
+                "phishing".into(),
                 format!(
                     "{}\nalert tcp any any -> any any (msg:\"x\";\n",
                     et(1, "Critical")
                 ),
-            ),
-            (
-                "classification.config".into(),
-                "config classification: x,y,1".into(),
             ),
         ];
         let b = build(&files, Tier::Home, &Overrides::default(), false);

@@ -47,16 +47,21 @@ impl Tier {
         }
     }
 
-    /// Whether rules of `category` are loaded at this tier.
+    /// Whether rules of `category` are loaded at this tier. The owner's own
+    /// rules ([`LOCAL`]) load whenever signatures do.
     pub fn keeps(self, category: &str) -> bool {
         match self {
             Tier::Off => false,
+            _ if category == LOCAL => true,
             Tier::Core => CORE.contains(&category),
             Tier::Home => HOME.contains(&category),
             Tier::Full => !IP_REPUTATION.contains(&category),
         }
     }
 }
+
+/// The category of the owner's own `.rules` files.
+pub const LOCAL: &str = "local";
 
 /// Malware talking home and the pages that deliver it: drop-worthy, cheap.
 pub const CORE: &[&str] = &[
@@ -191,6 +196,10 @@ mod tests {
             assert!(HOME.contains(c), "core is within home: {c}");
         }
         assert!(!Tier::Off.keeps("malware"));
+        assert!(
+            Tier::Core.keeps(LOCAL) && !Tier::Off.keeps(LOCAL),
+            "the owner's own rules"
+        );
     }
 
     #[test]

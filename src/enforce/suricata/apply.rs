@@ -124,6 +124,14 @@ impl Applier {
     /// list is read and rewritten), and says what Suricata must be told.
     pub fn write(&self, r: &Rendered<'_>) -> Result<Written, ApplyError> {
         std::fs::create_dir_all(&self.dir).map_err(|e| self.err(&self.dir, e))?;
+        // Suricata's config lists the signatures' file too, and `suricata -T`
+        // refuses a listed file that is missing: until the first ruleset is
+        // taken, it holds no rule.
+        let signatures = self.dir.join(crate::signatures::RULES_FILE);
+        if !signatures.exists() {
+            crate::fsutil::write_atomic(&signatures, crate::signatures::EMPTY.as_bytes())
+                .map_err(|e| self.err(&signatures, e))?;
+        }
         let rules_path = self.dir.join(RULES_FILE);
         let rules_changed =
             std::fs::read_to_string(&rules_path).ok().as_deref() != Some(r.rules.as_str());

@@ -1,0 +1,415 @@
+//! One ruleset update, at the edges of the pure core: Debian's
+//! `suricata-update` fetches, checks and merges the sources (nothing of its
+//! job is re-implemented here), [`super::build`] cuts the result to the
+//! board and its policy, `suricata -T` must accept it, and only then does it
+//! replace the ruleset Suricata loads. Anything failing on the way keeps the
+//! last good ruleset where it is, and says why in one line.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::policy::Overrides;
+use super::profile::{Tier, LOCAL};
+use super::source::Source;
+use super::{build, Counts, Entry, RULES_FILE};
+
+/// A ruleset file read from suricata-update's output at most this large…
+pub const MAX_FILE: u64 = 64 << 20;
+/// …and all of them together (ET Open is ~40 MB unpacked).
+pub const MAX_TOTAL: u64 = 256 << 20;
+/// How long suricata-update may take (downloads over a slow uplink).
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// How long `suricata -T` may take on a slow board.
+pub const TEST_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// The update's record beside the agent's state.
+pub const STATE_FILE: &str = "signatures.json";
+/// Every signature's verdict and reason, for `explain` and triage.
+pub const INDEX_FILE: &str = "signatures-index.json";
+
+/// Where an update reads and writes.
+#[derive(Clone, Debug)]
+pub struct Paths {
+    /// Suricata's rule directory (the agent's): [`RULES_FILE`] goes there.
+    pub rules_dir: PathBuf,
+    /// The update's own directory (suricata-update's cache, the record).
+    pub work_dir: PathBuf,
+    /// Suricata's main config.
+    pub suricata_yaml: PathBuf,
+    /// homewarden's include for it.
+    pub include: PathBuf,
+}
+
+/// What to make.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The rulesets.
+    pub sources: Vec<Source>,
+    /// The board's tier, and why it is that.
+    pub tier: Tier,
+    /// Why.
+    pub why: String,
+    /// The owner's word.
+    pub overrides: Overrides,
+    /// Drops only reported.
+    pub shadow: bool,
+    /// Fetch even if suricata-update fetched less than 15 minutes ago.
+    pub force: bool,
+}
+
+/// Why an update was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    /// suricata-update failed (no network, a bad checksum, a corrupt archive…).
+    #[error("suricata-update: {0}")]
+    Fetch(String),
+    /// Its output could not be read, or is larger than the bounds.
+    #[error("the merged ruleset: {0}")]
+    Read(String),
+    /// Nothing usable came out of it.
+    #[error("the sources hold no rule this profile loads ({0} read)")]
+    Empty(usize),
+    /// Suricata refused the result.
+    #[error("suricata -T refused the new ruleset: {0}")]
+    Test(String),
+    /// It could not be written.
+    #[error("{0}")]
+    Write(String),
+}
+
+/// The record of the ruleset in force and of the last attempt.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// The ruleset in force, if one was ever taken.
+    pub good: Option<Good>,
+    /// The last attempt: when, and why it failed (`None`: it succeeded).
+    pub last_attempt: Option<Attempt>,
+}
+
+/// A ruleset taken.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Good {
+    /// When (unix seconds).
+    pub at: i64,
+    /// The profile it was cut to.
+    pub tier: String,
+    /// Why that profile.
+    pub why: String,
+    /// Its sources, as configured.
+    pub sources: Vec<String>,
+    /// Its counts.
+    pub counts: Counts,
+    /// Drops were only reported.
+    pub shadow: bool,
+}
+
+/// One attempt.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// When (unix seconds).
+    pub at: i64,
+    /// Why it was not taken; `None` when it was.
+    pub error: Option<String>,
+}
+
+impl Record {
+    /// The record in `work_dir` (a missing or unreadable one is empty).
+    pub fn load(work_dir: &Path) -> Record {
+        std::fs::read(work_dir.join(STATE_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    fn save(&self, work_dir: &Path) -> Result<(), UpdateError> {
+        let bytes =
+            serde_json::to_vec_pretty(self).map_err(|e| UpdateError::Write(e.to_string()))?;
+        let path = work_dir.join(STATE_FILE);
+        crate::fsutil::write_atomic(&path, &bytes)
+            .map_err(|e| UpdateError::Write(format!("{}: {e}", path.display())))
+    }
+}
+
+fn source_arg(s: &Source) -> String {
+    match s {
+        Source::EtOpen => "etopen".into(),
+        Source::Url(u) => u.clone(),
+        Source::File(p) => p.display().to_string(),
+    }
+}
+
+/// Runs one update at `now`; on success the new ruleset is in place (and
+/// Suricata must be asked to reload it), on failure the old one still is.
+/// Either way the record says how it went.
+pub async fn run(paths: &Paths, plan: &Plan, now: i64) -> Result<Good, UpdateError> {
+    let result = attempt(paths, plan, now).await;
+    let mut record = Record::load(&paths.work_dir);
+    record.last_attempt = Some(Attempt {
+        at: now,
+        error: result.as_ref().err().map(ToString::to_string),
+    });
+    if let Ok(good) = &result {
+        record.good = Some(good.clone());
+    }
+    record.save(&paths.work_dir)?;
+    result
+}
+
+async fn attempt(paths: &Paths, plan: &Plan, now: i64) -> Result<Good, UpdateError> {
+    let write =
+        |what: &Path, e: std::io::Error| UpdateError::Write(format!("{}: {e}", what.display()));
+    std::fs::create_dir_all(&paths.work_dir).map_err(|e| write(&paths.work_dir, e))?;
+    let out = tempdir_in(&paths.work_dir).map_err(|e| write(&paths.work_dir, e))?;
+    let result = async {
+        // suricata-update adds ET Open whenever it is given no URL: with
+        // only the owner's own files there is nothing to fetch.
+        let mut files = if plan.sources.iter().any(fetched) {
+            fetch(paths, plan, out.path()).await?;
+            read_rules(out.path())?
+        } else {
+            Vec::new()
+        };
+        files.extend(read_local(&plan.sources)?);
+        let built = build(&files, plan.tier, &plan.overrides, plan.shadow);
+        if built.counts.dropping + built.counts.alerting == 0 {
+            return Err(UpdateError::Empty(built.counts.read));
+        }
+        let candidate = out.path().join(RULES_FILE);
+        crate::fsutil::write_atomic(&candidate, built.rules.as_bytes())
+            .map_err(|e| write(&candidate, e))?;
+        test(paths, &candidate).await?;
+        let index =
+            serde_json::to_vec(&built.index).map_err(|e| UpdateError::Write(e.to_string()))?;
+        let index_path = paths.work_dir.join(INDEX_FILE);
+        crate::fsutil::write_atomic(&index_path, &index).map_err(|e| write(&index_path, e))?;
+        let target = paths.rules_dir.join(RULES_FILE);
+        crate::fsutil::write_atomic(&target, built.rules.as_bytes())
+            .map_err(|e| write(&target, e))?;
+        Ok(Good {
+            at: now,
+            tier: plan.tier.name().into(),
+            why: plan.why.clone(),
+            sources: plan.sources.iter().map(source_arg).collect(),
+            counts: built.counts,
+            shadow: plan.shadow,
+        })
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(out.path());
+    result
+}
+
+/// A fresh directory in `dir` for one run's output.
+fn tempdir_in(dir: &Path) -> std::io::Result<TempDir> {
+    let rng = ring::rand::SystemRandom::new();
+    let mut bytes = [0u8; 8];
+    ring::rand::SecureRandom::fill(&rng, &mut bytes)
+        .map_err(|_| std::io::Error::other("no randomness"))?;
+    let name: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let path = dir.join(format!("out-{name}"));
+    std::fs::create_dir(&path)?;
+    Ok(TempDir(path))
+}
+
+/// A directory removed when the run is over.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// suricata-update, told everything on its command line: no config file of
+/// its own, no reload and no test of its own (both are ours), one file per
+/// ruleset file so each rule keeps its category.
+async fn fetch(paths: &Paths, plan: &Plan, out: &Path) -> Result<(), UpdateError> {
+    let mut cmd = crate::child::tokio_command("suricata-update");
+    cmd.args([
+        "--no-reload",
+        "--no-test",
+        "--no-merge",
+        "--fail",
+        "-c",
+        "/dev/null",
+    ])
+    .arg("-D")
+    .arg(paths.work_dir.join("suricata-update"))
+    .arg("-o")
+    .arg(out)
+    .arg("--suricata-conf")
+    .arg(&paths.suricata_yaml);
+    if plan.force {
+        cmd.arg("--force");
+    }
+    for s in plan.sources.iter().filter(|s| fetched(s)) {
+        match s {
+            Source::EtOpen => {
+                cmd.arg("--etopen");
+            }
+            Source::Url(u) => {
+                cmd.arg("--url").arg(u);
+            }
+            Source::File(p) => {
+                cmd.arg("--url").arg(format!("file://{}", p.display()));
+            }
+        }
+    }
+    let output = tokio::time::timeout(FETCH_TIMEOUT, cmd.kill_on_drop(true).output())
+        .await
+        .map_err(|_| {
+            UpdateError::Fetch(format!(
+                "no result within {}",
+                humantime::format_duration(FETCH_TIMEOUT)
+            ))
+        })?
+        .map_err(|e| {
+            UpdateError::Fetch(format!(
+                "cannot run it ({e}): is Debian's suricata-update installed?"
+            ))
+        })?;
+    if !output.status.success() {
+        return Err(UpdateError::Fetch(last_error(&output)));
+    }
+    Ok(())
+}
+
+/// A source suricata-update fetches (a ruleset archive or URL); the owner's
+/// own `.rules` files are read as they are.
+fn fetched(s: &Source) -> bool {
+    !matches!(s, Source::File(p) if p.extension().is_some_and(|e| e == "rules"))
+}
+
+/// The owner's own `.rules` files, as category [`LOCAL`].
+fn read_local(sources: &[Source]) -> Result<Vec<(String, String)>, UpdateError> {
+    let mut out = Vec::new();
+    for s in sources.iter().filter(|s| !fetched(s)) {
+        let Source::File(p) = s else { continue };
+        let err = |e: std::io::Error| UpdateError::Read(format!("{}: {e}", p.display()));
+        if std::fs::metadata(p).map_err(err)?.len() > MAX_FILE {
+            return Err(UpdateError::Read(format!(
+                "{}: larger than {} MiB",
+                p.display(),
+                MAX_FILE >> 20
+            )));
+        }
+        let bytes = std::fs::read(p).map_err(err)?;
+        out.push((
+            LOCAL.to_string(),
+            String::from_utf8_lossy(&bytes).into_owned(),
+        ));
+    }
+    Ok(out)
+}
+
+/// The line that says why a tool failed: its last error line, else its last line.
+fn last_error(o: &std::process::Output) -> String {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let line = lines
+        .iter()
+        .rev()
+        .find(|l| l.contains("<Error>") || l.starts_with("E:") || l.starts_with("Error"))
+        .or(lines.last())
+        .copied()
+        .unwrap_or("no output");
+    let line = line.split("<Error> -- ").last().unwrap_or(line);
+    crate::untrusted::inert(line, 300)
+}
+
+/// The `.rules` files of suricata-update's output, by name, bounded.
+fn read_rules(dir: &Path) -> Result<Vec<(String, String)>, UpdateError> {
+    let err = |e: std::io::Error| UpdateError::Read(format!("{}: {e}", dir.display()));
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map_err(err)?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".rules") && n != RULES_FILE)
+        .collect();
+    names.sort();
+    let mut total = 0;
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let path = dir.join(&name);
+        let len = std::fs::metadata(&path).map_err(err)?.len();
+        total += len;
+        if len > MAX_FILE || total > MAX_TOTAL {
+            return Err(UpdateError::Read(format!(
+                "{name}: the ruleset is larger than {} MiB in all or {} MiB a file",
+                MAX_TOTAL >> 20,
+                MAX_FILE >> 20
+            )));
+        }
+        let bytes = std::fs::read(&path).map_err(err)?;
+        if let Some(category) = super::rule::category(&name) {
+            out.push((
+                category.to_string(),
+                String::from_utf8_lossy(&bytes).into_owned(),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// `suricata -T` on the candidate alone, with the appliance's own config:
+/// every rule must load.
+async fn test(paths: &Paths, candidate: &Path) -> Result<(), UpdateError> {
+    let log = candidate.with_file_name("test-log");
+    std::fs::create_dir_all(&log).map_err(|e| UpdateError::Test(e.to_string()))?;
+    let mut cmd = crate::child::tokio_command("suricata");
+    cmd.arg("-T")
+        .arg("-v")
+        .arg("-c")
+        .arg(&paths.suricata_yaml)
+        .arg("--include")
+        .arg(&paths.include)
+        .arg("-S")
+        .arg(candidate)
+        .arg("-l")
+        .arg(&log);
+    let output = tokio::time::timeout(TEST_TIMEOUT, cmd.kill_on_drop(true).output())
+        .await
+        .map_err(|_| {
+            UpdateError::Test(format!(
+                "no verdict within {}",
+                humantime::format_duration(TEST_TIMEOUT)
+            ))
+        })?
+        .map_err(|e| UpdateError::Test(format!("cannot run suricata: {e}")))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let failed = text
+        .lines()
+        .find(|l| l.contains("rules successfully loaded"))
+        .is_some_and(|l| !l.contains(" 0 rules failed"));
+    if !output.status.success() || failed {
+        return Err(UpdateError::Test(last_error(&output)));
+    }
+    Ok(())
+}
+
+/// The index of the ruleset in force (empty if none).
+pub fn load_index(work_dir: &Path) -> std::collections::BTreeMap<u64, Entry> {
+    std::fs::read(work_dir.join(INDEX_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}

@@ -1,0 +1,251 @@
+//! A ruleset update on the real tools: Debian's suricata-update fetches a
+//! ruleset in ET Open's layout (generated here: rules/emerging-*.rules with
+//! ET's metadata, packed as ET packs it) from a local file, the policy cuts
+//! it, Suricata's `-T` accepts it, and it is installed. A corrupt archive and
+//! a rule Suricata refuses each keep the last good ruleset, and say why.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use homewarden::signatures::policy::Overrides;
+use homewarden::signatures::profile::Tier;
+use homewarden::signatures::source::Source;
+use homewarden::signatures::update::{self, Paths, Plan, Record};
+use homewarden::signatures::RULES_FILE;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn tools() -> bool {
+    let have = |p: &str| {
+        Command::new(p)
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let found = have("suricata") && have("suricata-update");
+    if !found && std::env::var_os("HOMEWARDEN_REQUIRE_SURICATA").is_some() {
+        panic!("suricata and suricata-update are required (scripts/install-deps.sh installs them)");
+    }
+    if !found {
+        eprintln!("suricata or suricata-update not installed: skipped");
+    }
+    found
+}
+
+fn et_rule(sid: u64, msg: &str, uri: &str, severity: &str, disabled: bool) -> String {
+    format!(
+        "{}alert http $HOME_NET any -> $EXTERNAL_NET any (msg:\"{msg}\"; flow:established,to_server; http.uri; content:\"{uri}\"; classtype:trojan-activity; sid:{sid}; rev:1; metadata:attack_target Client_Endpoint, deployment Perimeter, signature_severity {severity}, updated_at 2026_12_01;)\n",
+        if disabled { "#" } else { "" }
+    )
+}
+
+/// A ruleset archive in ET Open's layout under `dir`, with `extra` in the malware file.
+fn ruleset(dir: &Path, name: &str, extra: &str) -> PathBuf {
+    let src = dir.join(format!("{name}-src"));
+    let rules = src.join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    let malware = format!(
+        "# Emerging Threats (generated for homewarden's tests in ET Open's layout)\n{}{}{}",
+        et_rule(
+            2_999_001,
+            "ET MALWARE Test CnC Checkin",
+            "/gate.php",
+            "Major",
+            false
+        ),
+        et_rule(
+            2_999_002,
+            "ET MALWARE Test Beacon",
+            "/beacon",
+            "Minor",
+            false
+        ),
+        extra
+    );
+    std::fs::write(rules.join("emerging-malware.rules"), malware).unwrap();
+    std::fs::write(
+        rules.join("emerging-web_server.rules"),
+        et_rule(
+            2_999_010,
+            "ET WEB_SERVER Test",
+            "/etc/passwd",
+            "Major",
+            false,
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        rules.join("emerging-phishing.rules"),
+        et_rule(
+            2_999_020,
+            "ET PHISHING Test Landing",
+            "/login-verify",
+            "Major",
+            true,
+        ),
+    )
+    .unwrap();
+    let archive = dir.join(format!("{name}.rules.tar.gz"));
+    let ok = Command::new("tar")
+        .arg("-C")
+        .arg(&src)
+        .arg("-czf")
+        .arg(&archive)
+        .arg("rules")
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    archive
+}
+
+fn paths(dir: &Path) -> Paths {
+    let rules_dir = dir.join("rules");
+    std::fs::create_dir_all(&rules_dir).unwrap();
+    Paths {
+        rules_dir,
+        work_dir: dir.join("state/signatures"),
+        suricata_yaml: "/etc/suricata/suricata.yaml".into(),
+        include: repo().join("overlays/etc/suricata/homewarden.yaml"),
+    }
+}
+
+fn plan(source: &Path) -> Plan {
+    Plan {
+        sources: vec![Source::File(source.to_path_buf())],
+        tier: Tier::Home,
+        why: "test".into(),
+        overrides: Overrides::default(),
+        shadow: false,
+        force: true,
+    }
+}
+
+#[tokio::test]
+async fn a_ruleset_is_fetched_cut_tested_and_installed_and_a_bad_one_keeps_it() {
+    if !tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = paths(dir.path());
+    let good = ruleset(dir.path(), "good", "");
+    let taken = update::run(&p, &plan(&good), 1_000).await.unwrap();
+    // Home: malware's two (one drops: Major), web_server left out, the
+    // shipped-disabled phishing rule left out; Suricata's own event rules
+    // (suricata-update adds them) are not in the home profile.
+    assert_eq!(
+        (taken.counts.dropping, taken.counts.alerting),
+        (1, 1),
+        "{taken:?}"
+    );
+    let installed = std::fs::read_to_string(p.rules_dir.join(RULES_FILE)).unwrap();
+    assert!(
+        installed.contains(
+            "drop http $HOME_NET any -> $EXTERNAL_NET any (msg:\"ET MALWARE Test CnC Checkin\""
+        ),
+        "{installed}"
+    );
+    assert!(installed.contains("alert http") && installed.contains("sid:2999002;"));
+    assert!(!installed.contains("sid:2999010;") && !installed.contains("sid:2999020;"));
+    let index = update::load_index(&p.work_dir);
+    assert_eq!(index[&2_999_010].category, "web_server");
+    let record = Record::load(&p.work_dir);
+    assert_eq!(record.good.as_ref(), Some(&taken));
+    assert_eq!(record.last_attempt.as_ref().unwrap().error, None);
+
+    // A corrupt archive: suricata-update fails, the installed file stays.
+    let corrupt = dir.path().join("corrupt.rules.tar.gz");
+    std::fs::write(&corrupt, b"\x1f\x8b\x08\x00 this is not a ruleset").unwrap();
+    let e = update::run(&p, &plan(&corrupt), 2_000).await.unwrap_err();
+    assert!(e.to_string().starts_with("suricata-update: "), "{e}");
+    assert_eq!(
+        std::fs::read_to_string(p.rules_dir.join(RULES_FILE)).unwrap(),
+        installed
+    );
+    let record = Record::load(&p.work_dir);
+    assert_eq!(
+        record.good.as_ref(),
+        Some(&taken),
+        "the good one is still the one in force"
+    );
+    let last = record.last_attempt.unwrap();
+    assert_eq!(last.at, 2_000);
+    assert!(last.error.unwrap().starts_with("suricata-update: "));
+
+    // A rule Suricata cannot load: refused by -T, the installed file stays.
+    let broken = ruleset(
+        dir.path(),
+        "broken",
+        "alert http $HOME_NET any -> $EXTERNAL_NET any (msg:\"ET MALWARE Broken\"; no_such_keyword; sid:2999003; rev:1; metadata:signature_severity Major;)\n",
+    );
+    let e = update::run(&p, &plan(&broken), 3_000).await.unwrap_err();
+    assert!(e.to_string().starts_with("suricata -T refused"), "{e}");
+    assert_eq!(
+        std::fs::read_to_string(p.rules_dir.join(RULES_FILE)).unwrap(),
+        installed
+    );
+
+    // Nothing of the runs is left behind but the cache and the record.
+    let left: Vec<String> = std::fs::read_dir(&p.work_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("out-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[tokio::test]
+async fn the_owners_own_rules_load_as_they_are_without_fetching_anything() {
+    if !tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = paths(dir.path());
+    let local = dir.path().join("mine.rules");
+    let rules = format!(
+        "{}{}",
+        et_rule(
+            9_000_001,
+            "LOCAL camera phones home",
+            "/cam/report",
+            "Informational",
+            false
+        ),
+        et_rule(9_000_002, "LOCAL drop it", "/bad", "Informational", false)
+    );
+    std::fs::write(&local, rules).unwrap();
+    let mut plan = plan(&local);
+    // The owner wants one to drop; shadow mode keeps it from dropping. Only a
+    // local file: suricata-update is not run (it would add ET Open).
+    plan.tier = Tier::Core;
+    plan.overrides
+        .sids
+        .insert(9_000_002, homewarden::signatures::policy::Setting::Drop);
+    plan.shadow = true;
+    let taken = update::run(&p, &plan, 1_000).await.unwrap();
+    assert_eq!(
+        (taken.counts.dropping, taken.counts.alerting),
+        (0, 2),
+        "{taken:?}"
+    );
+    assert!(
+        !p.work_dir.join("suricata-update").exists(),
+        "suricata-update ran"
+    );
+    let index = update::load_index(&p.work_dir);
+    assert!(index[&9_000_002].would_drop && !index[&9_000_001].would_drop);
+    assert_eq!(index[&9_000_001].category, "local");
+    // Without shadow mode it drops.
+    plan.shadow = false;
+    let taken = update::run(&p, &plan, 2_000).await.unwrap();
+    assert_eq!((taken.counts.dropping, taken.counts.alerting), (1, 1));
+    let installed = std::fs::read_to_string(p.rules_dir.join(RULES_FILE)).unwrap();
+    assert!(
+        installed
+            .lines()
+            .any(|l| l.starts_with("drop http") && l.contains("sid:9000002;")),
+        "{installed}"
+    );
+}
