@@ -198,6 +198,12 @@ enum Cmd {
         /// Its name, MAC or address.
         device: String,
     },
+    /// The signature ruleset (Emerging Threats Open by default): what is
+    /// loaded and why, and updating it.
+    Signatures {
+        #[command(subcommand)]
+        action: SignaturesAction,
+    },
     /// Show the daemon's state.
     Status {
         /// Machine-readable output.
@@ -214,6 +220,25 @@ pub(crate) enum DevicesAction {
         device: String,
         /// The name, e.g. "front doorbell".
         name: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum SignaturesAction {
+    /// The profile and why, the ruleset in force (sources, counts), the last
+    /// update and its outcome, the next one.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fetch the rulesets now, cut them to the profile, check them with
+    /// `suricata -T` and have Suricata load them; a failure keeps the ruleset in force.
+    Update {
+        /// This ruleset alone, this once: `etopen`, an https:// URL, or a
+        /// local `.tar.gz` (ET Open's layout) or `.rules` file.
+        #[arg(long)]
+        source: Option<String>,
     },
 }
 
@@ -336,6 +361,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Cmd::Selftest { json } => selftest(&cli.config, json).await,
         Cmd::Blocks { json } => owner(&cli.config, OwnerCommand::Blocks, json).await,
         Cmd::Status { json } => status(&cli.config, json).await,
+        Cmd::Signatures { action } => signatures(&cli.config, action).await,
         Cmd::Devices { action: None, json } => devices(&cli.config, json).await,
         Cmd::Devices {
             action: Some(DevicesAction::Name { device, name }),

@@ -67,6 +67,7 @@ impl Served {
             agent: req_tx,
             incidents,
             devices: None,
+            signatures: None,
             index: watch::channel(Default::default()).1,
         };
         let stopper = Stopper::default();

@@ -38,7 +38,8 @@ impl Daemon {
                 "state_dir: {d}/state\ncontrol_socket: {d}/control.sock\n\
                  suricata: {{ rules_dir: {d}/rules, command_socket: {d}/no-suricata.sock }}\n\
                  alerts: {{ eve_socket: {d}/eve.sock }}\n\
-                 panel: {{ backends: [simulated], state_file: {d}/panel.json }}\n{extra}"
+                 panel: {{ backends: [simulated], state_file: {d}/panel.json }}\n\
+                 signatures: {{ profile: off }}\n{extra}"
             ),
         )
         .unwrap();

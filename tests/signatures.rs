@@ -249,3 +249,98 @@ async fn the_owners_own_rules_load_as_they_are_without_fetching_anything() {
         "{installed}"
     );
 }
+
+/// The daemon as a user reaches it: `signatures update` through the control
+/// socket, `signatures status` after it.
+#[test]
+fn the_daemon_takes_a_ruleset_when_asked_and_says_so() {
+    if !tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let archive = ruleset(dir.path(), "asked", "");
+    let cfg = dir.path().join("homewarden.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir: {d}/state\ncontrol_socket: {d}/control.sock\n\
+             suricata: {{ rules_dir: {d}/rules, command_socket: {d}/no-suricata.sock }}\n\
+             alerts: {{ eve_socket: {d}/eve.sock }}\n\
+             panel: {{ backends: [simulated], state_file: {d}/panel.json }}\n\
+             devices: {{ enabled: false }}\nselftest: {{ replay: false }}\n\
+             signatures: {{ profile: off }}\n"
+        ),
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_homewarden");
+    let mut daemon = Command::new(bin)
+        .arg("--config")
+        .arg(&cfg)
+        .args(["--log", "warn", "run"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let cli = |args: &[&str]| {
+        Command::new(bin)
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let mut up = false;
+    for _ in 0..100 {
+        if cli(&["signatures", "status"]).status.success() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let status = String::from_utf8_lossy(&cli(&["signatures", "status"]).stdout).into_owned();
+    // Off (as in every test: nothing is fetched), yet a ruleset handed over is taken.
+    let asked = cli(&[
+        "signatures",
+        "update",
+        "--source",
+        archive.to_str().unwrap(),
+    ]);
+    let shown = cli(&["signatures", "status", "--json"]);
+    let refused = cli(&[
+        "signatures",
+        "update",
+        "--source",
+        "http://rules.example/x.tar.gz",
+    ]);
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(up, "the daemon never answered");
+    assert!(
+        status.contains("profile: off") && status.contains("none yet"),
+        "{status}"
+    );
+    let out = String::from_utf8_lossy(&asked.stdout);
+    assert!(
+        asked.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&asked.stderr)
+    );
+    assert!(out.starts_with("taken: 1 dropping, 1 alerting"), "{out}");
+    let v: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(v["record"]["good"]["counts"]["dropping"], 1, "{v}");
+    assert!(
+        v["reload_error"]
+            .as_str()
+            .unwrap()
+            .contains("no-suricata.sock"),
+        "{v}"
+    );
+    assert!(
+        std::fs::read_to_string(dir.path().join("rules").join(RULES_FILE))
+            .unwrap()
+            .contains("sid:2999001;")
+    );
+    let e = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && e.contains("not https"), "{e}");
+}

@@ -136,7 +136,15 @@ pub(crate) async fn run(path: &Path) -> Result<ExitCode> {
         homewarden::daemon::homeassistant::Settings::new(&cfg.mqtt, password, &cfg.state_dir, misp)?
             .map(|s| s.with_devices(cfg.devices.enabled))
     };
+    let signatures = homewarden::daemon::signatures::Settings::from_config(
+        &cfg,
+        config::mem_total().unwrap_or(0),
+    );
     let mut agent = Agent::open(cfg, &secrets)?;
+    let (signatures_tx, signatures_inbox) = tokio::sync::mpsc::channel(8);
+    let signatures = homewarden::daemon::signatures::Signatures::new(signatures);
+    agent.supervise(signatures.heart());
+    tokio::spawn(signatures.run(signatures_inbox, agent.stop_handle()));
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let (panel_tx, panel_rx) = tokio::sync::mpsc::channel(4);
     agent.set_panel(panel_tx);
@@ -159,7 +167,9 @@ pub(crate) async fn run(path: &Path) -> Result<ExitCode> {
             settings, status, requests, link_tx, stop,
         ));
     }
-    control::serve(&socket, access, agent.routes(tx), agent.stop_handle())
+    let mut routes = agent.routes(tx);
+    routes.signatures = Some(signatures_tx);
+    control::serve(&socket, access, routes, agent.stop_handle())
         .with_context(|| format!("control socket {}", socket.display()))?;
     if let Some((addr, token)) = metrics {
         let listener = homewarden::daemon::metrics::bind(addr).await?;

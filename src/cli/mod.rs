@@ -5,6 +5,7 @@ pub(crate) mod daemon;
 pub(crate) mod devices;
 pub(crate) mod intel;
 pub(crate) mod owner;
+pub(crate) mod signatures;
 pub(crate) mod status;
 
 pub(crate) use appliance::*;
@@ -12,6 +13,7 @@ pub(crate) use daemon::*;
 pub(crate) use devices::*;
 pub(crate) use intel::*;
 pub(crate) use owner::*;
+pub(crate) use signatures::*;
 pub(crate) use status::*;
 
 use std::path::Path;

@@ -24,7 +24,7 @@ use de::{de_opt_duration, de_queues, de_shadow, de_source_shadow};
 pub use de::{MAX_QUEUES, SHADOW_DEFAULT};
 pub use devices::{DevicesConfig, NewDevice};
 pub use homeassistant::MqttConfig;
-pub use limits::Limits;
+pub use limits::{mem_total, Limits};
 pub use metrics::MetricsConfig;
 pub use network::{AccessPoint, Network, OpenPort, Placement};
 pub use notify::{PushKind, PushTarget};

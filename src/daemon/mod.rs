@@ -12,6 +12,7 @@ pub mod incidents;
 pub mod memory;
 pub mod metrics;
 pub mod shutdown;
+pub mod signatures;
 pub mod supervisor;
 
 /// Asks an owner task and waits for its answer; `None` once it has stopped.

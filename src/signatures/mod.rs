@@ -88,8 +88,8 @@ pub fn build(files: &[(String, String)], tier: Tier, overrides: &Overrides, shad
     );
     for (category, text) in files {
         let category = category.as_str();
-        for line in text.lines() {
-            let r = match rule::parse(line) {
+        for line in rule::lines(text) {
+            let r = match rule::parse(&line) {
                 Ok(r) => r,
                 Err(Skip::NotARule) => continue,
                 Err(Skip::Malformed | Skip::TooLong) => {

@@ -188,6 +188,23 @@ fn unquote(v: &str) -> String {
     out
 }
 
+/// The rules of a file's text, one a line: a line ending in `\` goes on in
+/// the next (Suricata's own event rules are written so).
+pub fn lines(text: &str) -> impl Iterator<Item = String> + '_ {
+    let mut raw = text.lines();
+    std::iter::from_fn(move || {
+        let mut line = raw.next()?.to_string();
+        while line.ends_with('\\') && line.len() <= MAX_LINE {
+            line.pop();
+            match raw.next() {
+                Some(next) => line.push_str(next.trim_start()),
+                None => break,
+            }
+        }
+        Some(line)
+    })
+}
+
 /// The category of a rules file in ET's layout: `emerging-malware.rules` →
 /// `malware`; the IP-reputation files keep their names (`botcc`, `drop`…).
 pub fn category(file_name: &str) -> Option<&str> {
@@ -257,6 +274,26 @@ mod tests {
             "a".repeat(MAX_LINE)
         );
         assert_eq!(parse(&long), Err(Skip::TooLong));
+    }
+
+    #[test]
+    fn a_rule_written_over_several_lines_is_one_rule() {
+        let text = "alert dnp3 any any -> any any (msg:\"SURICATA DNP3 flood\"; \\\n  app-layer-event:dnp3.flooded; \\\n  sid:2270000; rev:2;)\nalert tcp any any -> any any (msg:\"x\"; sid:7;)\n";
+        let rules: Vec<Rule> = lines(text).map(|l| parse(&l).unwrap()).collect();
+        assert_eq!(rules.len(), 2);
+        assert_eq!(
+            (rules[0].sid, rules[0].msg.as_str()),
+            (2_270_000, "SURICATA DNP3 flood")
+        );
+        assert!(
+            rules[0]
+                .text
+                .contains("app-layer-event:dnp3.flooded; sid:2270000;"),
+            "{}",
+            rules[0].text
+        );
+        // A file that ends inside a continued line still yields what it has.
+        assert_eq!(lines("alert tcp \\").count(), 1);
     }
 
     #[test]

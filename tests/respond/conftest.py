@@ -384,6 +384,8 @@ class Agent:
             "mail": self.mail,
             "notify": self.notify,
             "devices": self.devices,
+            # No ruleset download from a test: nothing here may leave the machine.
+            "signatures": {"profile": "off"},
         }
         # JSON is YAML; no PyYAML needed to write it.
         self.config.write_text(json.dumps(cfg, indent=2) + "\n")

@@ -206,6 +206,9 @@ pub struct Agent {
     held: mpsc::Receiver<Held>,
     /// Reports to the supervisor: each turn of the loop, and each long step's bound.
     heart: Heart,
+    /// Owners started beside the agent (the signatures'): the supervisor
+    /// feeds systemd's watchdog only while they turn too.
+    hearts: Vec<Heart>,
     local_allow: LocalAllowlist,
     /// Shared only with the rendering's blocking thread, which the loop awaits.
     shadow: Arc<std::sync::Mutex<crate::owner::shadow::Shadow>>,
@@ -259,6 +262,7 @@ impl Agent {
             agent: requests,
             incidents: self.incidents_tx.clone(),
             devices: self.devices_tx.clone(),
+            signatures: None,
             index: self.index.subscribe(),
         }
     }
@@ -267,6 +271,12 @@ impl Agent {
     /// the panel): `run` asks it to stop and returns once it has dropped it.
     pub fn stop_handle(&self) -> Stop {
         self.stopper.handle()
+    }
+
+    /// Watches an owner started beside the agent: a hung one stops the
+    /// watchdog being fed, and systemd restarts the daemon.
+    pub fn supervise(&mut self, heart: Heart) {
+        self.hearts.push(heart);
     }
 
     /// Connects the panel task, which takes simulated presses.
@@ -297,6 +307,9 @@ impl Agent {
         // step of this loop (a big apply, a self-test replay) holds them up.
         let mut supervisor = Supervisor::default();
         supervisor.watch(self.heart.clone());
+        for h in self.hearts.drain(..) {
+            supervisor.watch(h);
+        }
         if let Some((book, inbox)) = self.incidents.take() {
             supervisor.watch(book.heart());
             // Its handle lives as long as its `run`: past the last save.

@@ -140,6 +140,7 @@ impl Agent {
             devices_view,
             stopper: Stopper::default(),
             heart: Heart::new("agent", loop_within(&cfg)),
+            hearts: Vec::new(),
             alerts_view,
             index,
             held,

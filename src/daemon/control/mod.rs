@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::daemon::agent::{Request, Status};
 use crate::daemon::shutdown::Stop;
-use crate::daemon::{devices, incidents};
+use crate::daemon::{devices, incidents, signatures};
 use crate::intel::ioc::Ioc;
 use crate::intel::set::Index;
 
@@ -55,6 +55,22 @@ pub enum Command {
     Devices,
     /// Name, quarantine or release a device.
     Device(DeviceCommand),
+    /// The signature ruleset: its status, or an update now.
+    Signatures(SignaturesCommand),
+}
+
+/// What the owner asks of the signature ruleset.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "act", rename_all = "snake_case")]
+pub enum SignaturesCommand {
+    /// The profile and why, the ruleset in force, the last attempt.
+    Status,
+    /// Fetch, cut, test and take the rulesets now; the reply comes when done.
+    Update {
+        /// A ruleset for this update alone: `etopen`, an https URL or a local file.
+        #[serde(default)]
+        source: Option<String>,
+    },
 }
 
 /// What the owner does to one device.
@@ -97,12 +113,14 @@ impl Command {
             Command::Status
             | Command::Lookup { .. }
             | Command::Devices
+            | Command::Signatures(SignaturesCommand::Status)
             | Command::Owner(OwnerCommand::Explain { .. } | OwnerCommand::Blocks) => Right::Read,
             Command::Sync { .. }
             | Command::Ack
             | Command::Press { .. }
             | Command::Selftest
             | Command::Device(_)
+            | Command::Signatures(SignaturesCommand::Update { .. })
             | Command::Owner(OwnerCommand::Allow { .. } | OwnerCommand::Unallow { .. }) => {
                 Right::Change
             }
@@ -204,6 +222,8 @@ pub struct Routes {
     pub incidents: mpsc::Sender<incidents::Msg>,
     /// The devices' owner, unless the inventory is off.
     pub devices: Option<mpsc::Sender<devices::Msg>>,
+    /// The signatures' owner.
+    pub signatures: Option<mpsc::Sender<signatures::Msg>>,
     /// The sets in force, for tracing a value back to its sources.
     pub index: watch::Receiver<std::sync::Arc<Index>>,
 }
@@ -316,6 +336,7 @@ async fn handle(stream: UnixStream, access: &Access, routes: &Routes) -> std::io
             }
             Ok(Command::Devices) => list_devices(routes).await,
             Ok(Command::Device(cmd)) => device(routes, cmd, peer.shown()).await,
+            Ok(Command::Signatures(cmd)) => signature_command(routes, cmd).await,
             Ok(Command::Lookup { value }) => match Ioc::parse_any(&value) {
                 Ok(hit) => serde_json::json!({ "found": routes.index.borrow().lookup(&hit) }),
                 Err(e) => serde_json::json!({ "error": e.to_string() }),
@@ -404,6 +425,35 @@ async fn list_devices(routes: &Routes) -> Value {
         }
     }
     serde_json::to_value(reply::DevicesReply { devices: list }).unwrap_or(Value::Null)
+}
+
+/// A signatures command, to their owner.
+async fn signature_command(routes: &Routes, cmd: SignaturesCommand) -> Value {
+    let Some(owner) = &routes.signatures else {
+        return serde_json::json!({"error": "the signatures' owner does not run here"});
+    };
+    let answer = match cmd {
+        SignaturesCommand::Status => crate::daemon::ask(owner, signatures::Msg::Status)
+            .await
+            .map(|s| serde_json::to_value(s).map_err(|e| e.to_string())),
+        SignaturesCommand::Update { source } => {
+            let source = match source
+                .map(|s| crate::signatures::source::Source::parse(&s))
+                .transpose()
+            {
+                Ok(s) => s,
+                Err(e) => return serde_json::json!({ "error": format!("--source: {e}") }),
+            };
+            crate::daemon::ask(owner, |reply| signatures::Msg::Update { source, reply })
+                .await
+                .map(|r| r.and_then(|g| serde_json::to_value(g).map_err(|e| e.to_string())))
+        }
+    };
+    match answer {
+        Some(Ok(v)) => v,
+        Some(Err(e)) => serde_json::json!({ "error": e }),
+        None => serde_json::json!({"error": "agent is shutting down"}),
+    }
 }
 
 /// One device command, to the devices' owner.

@@ -18,6 +18,7 @@ fn routes(
         agent,
         incidents,
         devices: None,
+        signatures: None,
         index,
     };
     (routes, inbox)

@@ -63,6 +63,7 @@ pub const COMMANDS: &[&str] = &[
     "devices",
     "quarantine",
     "release",
+    "signatures",
     "status",
 ];
 

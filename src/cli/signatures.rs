@@ -1,0 +1,105 @@
+//! `signatures status` and `signatures update`: the signature ruleset,
+//! through the daemon (whose owner task keeps it).
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use homewarden::config::Config;
+use homewarden::daemon::control::{self, Command, SignaturesCommand};
+use homewarden::daemon::signatures::SignaturesStatus;
+use homewarden::signatures::update::Good;
+
+use crate::SignaturesAction;
+
+/// `homewarden signatures …`.
+pub(crate) async fn signatures(path: &Path, action: SignaturesAction) -> Result<ExitCode> {
+    let cfg = Config::load(path)?;
+    match action {
+        SignaturesAction::Status { json } => {
+            let cmd = Command::Signatures(SignaturesCommand::Status);
+            let v = control::request(&cfg.control_socket, &cmd, Duration::from_secs(30)).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let s: SignaturesStatus =
+                serde_json::from_value(v).context("daemon's signatures reply")?;
+            print!("{}", render_status(&s));
+            Ok(ExitCode::SUCCESS)
+        }
+        SignaturesAction::Update { source } => {
+            let cmd = Command::Signatures(SignaturesCommand::Update { source });
+            // A download and a `suricata -T` of thousands of rules on a Pi.
+            let v =
+                control::request(&cfg.control_socket, &cmd, Duration::from_secs(30 * 60)).await?;
+            let g: Good = serde_json::from_value(v).context("daemon's signatures reply")?;
+            println!("taken: {}", summary(&g));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn summary(g: &Good) -> String {
+    let c = &g.counts;
+    format!(
+        "{} dropping, {} alerting, {} not loaded ({} profile{}; from {})",
+        c.dropping,
+        c.alerting,
+        c.off,
+        g.tier,
+        if g.shadow {
+            ", shadow: drops only reported"
+        } else {
+            ""
+        },
+        g.sources.join(", ")
+    )
+}
+
+/// What a person reads.
+fn render_status(s: &SignaturesStatus) -> String {
+    use std::fmt::Write as _;
+    let at = |t: i64| homewarden::alerts::eve::format_timestamp(t);
+    let mut out = format!("profile: {} ({})\n", s.tier, s.why);
+    match &s.record.good {
+        Some(g) => {
+            let _ = writeln!(out, "in force: {}, taken {}", summary(g), at(g.at));
+            if g.counts.malformed + g.counts.duplicates > 0 {
+                let _ = writeln!(
+                    out,
+                    "  skipped: {} malformed lines, {} duplicate sids",
+                    g.counts.malformed, g.counts.duplicates
+                );
+            }
+        }
+        None => {
+            out.push_str("in force: none yet (the IoC sets alone protect until the first update)\n")
+        }
+    }
+    if let Some(a) = &s.record.last_attempt {
+        match &a.error {
+            None => {
+                let _ = writeln!(out, "last update: {}: taken", at(a.at));
+            }
+            Some(e) => {
+                let _ = writeln!(
+                    out,
+                    "last update: {}: FAILED: {e} (the ruleset in force stays)",
+                    at(a.at)
+                );
+            }
+        }
+    }
+    if s.updating {
+        out.push_str("updating now\n");
+    }
+    if let Some(e) = &s.reload_error {
+        let _ = writeln!(out, "Suricata has not loaded it yet: {e}");
+    }
+    if let Some(n) = s.next_at {
+        let _ = writeln!(out, "next update: {}", at(n));
+    }
+    out
+}

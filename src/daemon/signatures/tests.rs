@@ -1,0 +1,233 @@
+use std::sync::Mutex;
+
+use super::*;
+use crate::signatures::policy::Overrides;
+use crate::signatures::Counts;
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+fn good(at: i64) -> Good {
+    Good {
+        at,
+        tier: "home".into(),
+        why: "test".into(),
+        sources: vec!["etopen".into()],
+        counts: Counts {
+            dropping: 3,
+            alerting: 7,
+            ..Counts::default()
+        },
+        shadow: false,
+    }
+}
+
+#[test]
+fn the_schedule_waits_an_interval_and_backs_off_after_failures() {
+    let none = Record::default();
+    assert_eq!(
+        next_due(&none, DAY, 0, 1_000, 0.0),
+        1_060,
+        "first boot: a minute"
+    );
+    let taken = Record {
+        good: Some(good(1_000)),
+        last_attempt: None,
+    };
+    assert_eq!(next_due(&taken, DAY, 0, 2_000, 0.0), 1_000 + 86_400);
+    // Up to a tenth of the interval later, by this appliance's own draw.
+    assert_eq!(next_due(&taken, DAY, 0, 2_000, 0.5), 1_000 + 86_400 + 4_320);
+    // Overdue (the Pi was off): now.
+    assert_eq!(next_due(&taken, DAY, 0, 200_000, 0.0), 200_000);
+    // Failures: 15 min, 30 min, 1 h… at most 6 h and never past the interval.
+    let after = |n| next_due(&taken, DAY, n, 10_000, 0.0) - 10_000;
+    assert_eq!([after(1), after(2), after(3)], [900, 1_800, 3_600]);
+    assert_eq!(after(10), 6 * 3600);
+    assert_eq!(next_due(&taken, Duration::from_secs(3600), 5, 0, 0.0), 3600);
+}
+
+/// An owner whose updates and reloads are recorded stand-ins.
+struct Harness {
+    plans: Arc<Mutex<Vec<Plan>>>,
+    reloads: Arc<Mutex<usize>>,
+    _dir: tempfile::TempDir,
+    settings: Settings,
+}
+
+fn harness(tier: Tier, fail: bool) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let plans: Arc<Mutex<Vec<Plan>>> = Arc::default();
+    let reloads: Arc<Mutex<usize>> = Arc::default();
+    let (p, r) = (plans.clone(), reloads.clone());
+    let work_dir = dir.path().join("signatures");
+    let record_dir = work_dir.clone();
+    let settings = Settings {
+        paths: Paths {
+            rules_dir: dir.path().join("rules"),
+            work_dir,
+            suricata_yaml: "/nonexistent".into(),
+            include: "/nonexistent".into(),
+        },
+        plan: Plan {
+            sources: vec![Source::EtOpen],
+            tier,
+            why: "test".into(),
+            overrides: Overrides::default(),
+            shadow: false,
+            force: false,
+        },
+        every: DAY,
+        updater: Arc::new(move |plan, now| {
+            p.lock().unwrap().push(plan);
+            let dir = record_dir.clone();
+            Box::pin(async move {
+                // As long as a download and a -T take.
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                let result = if fail {
+                    Err(UpdateError::Fetch("no network".into()))
+                } else {
+                    Ok(good(now))
+                };
+                // The real update records its outcome; so does this one.
+                std::fs::create_dir_all(&dir).unwrap();
+                let record = Record {
+                    good: result.as_ref().ok().cloned(),
+                    last_attempt: None,
+                };
+                std::fs::write(
+                    dir.join(update::STATE_FILE),
+                    serde_json::to_vec(&record).unwrap(),
+                )
+                .unwrap();
+                result
+            })
+        }),
+        reload: Arc::new(move || {
+            *r.lock().unwrap() += 1;
+            Box::pin(async { Ok(()) })
+        }),
+    };
+    Harness {
+        plans,
+        reloads,
+        _dir: dir,
+        settings,
+    }
+}
+
+async fn status(tx: &mpsc::Sender<Msg>) -> SignaturesStatus {
+    crate::daemon::ask(tx, Msg::Status).await.unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_update_runs_beside_the_loop_and_suricata_reloads_what_was_taken() {
+    let h = harness(Tier::Home, false);
+    let stopper = crate::daemon::shutdown::Stopper::default();
+    let (tx, inbox) = mpsc::channel(4);
+    let task = tokio::spawn(Signatures::new(h.settings.clone()).run(inbox, stopper.handle()));
+    let st = status(&tx).await;
+    assert_eq!((st.tier.as_str(), st.updating), ("home", false));
+    assert!(st.next_at.is_some());
+    // Asked for: it runs, and status answers meanwhile.
+    let (reply, answer) = oneshot::channel();
+    tx.send(Msg::Update {
+        source: None,
+        reply,
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(status(&tx).await.updating);
+    let taken = answer.await.unwrap().unwrap();
+    assert_eq!(taken.counts.dropping, 3);
+    assert_eq!(*h.reloads.lock().unwrap(), 1);
+    assert!(
+        h.plans.lock().unwrap()[0].force,
+        "asked: fetched whatever the cache says"
+    );
+    let st = status(&tx).await;
+    assert!(!st.updating && st.record.good.is_some());
+    // The next one a day on (and a bit).
+    let next = st.next_at.unwrap();
+    assert!(
+        next >= taken.at + 86_400 && next <= taken.at + 86_400 + 8_640,
+        "{next}"
+    );
+    stopper.stop().await;
+    task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_update_keeps_what_is_in_force_and_is_tried_again_later() {
+    let h = harness(Tier::Home, true);
+    let stopper = crate::daemon::shutdown::Stopper::default();
+    let (tx, inbox) = mpsc::channel(4);
+    let task = tokio::spawn(Signatures::new(h.settings.clone()).run(inbox, stopper.handle()));
+    let e = crate::daemon::ask(&tx, |reply| Msg::Update {
+        source: None,
+        reply,
+    })
+    .await
+    .unwrap()
+    .unwrap_err();
+    assert!(e.contains("no network"), "{e}");
+    assert_eq!(*h.reloads.lock().unwrap(), 0, "nothing new to load");
+    let next = status(&tx).await.next_at.unwrap();
+    let now = unix_now() as i64;
+    assert!(
+        next >= now + 800 && next <= now + 1_000,
+        "retried in 15 minutes: {next} at {now}"
+    );
+    stopper.stop().await;
+    task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_signatures_off_nothing_runs_unless_a_ruleset_is_given() {
+    let h = harness(Tier::Off, false);
+    let stopper = crate::daemon::shutdown::Stopper::default();
+    let (tx, inbox) = mpsc::channel(4);
+    let task = tokio::spawn(Signatures::new(h.settings.clone()).run(inbox, stopper.handle()));
+    assert_eq!(status(&tx).await.next_at, None);
+    tokio::time::sleep(DAY * 2).await;
+    assert!(h.plans.lock().unwrap().is_empty(), "no scheduled update");
+    let e = crate::daemon::ask(&tx, |reply| Msg::Update {
+        source: None,
+        reply,
+    })
+    .await
+    .unwrap()
+    .unwrap_err();
+    assert!(e.contains("signatures are off"), "{e}");
+    // A ruleset the owner hands over is taken (its own rules, say).
+    let local = Source::File("/etc/homewarden/local.rules".into());
+    crate::daemon::ask(&tx, |reply| Msg::Update {
+        source: Some(local.clone()),
+        reply,
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(h.plans.lock().unwrap()[0].sources, [local]);
+    stopper.stop().await;
+    task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_schedule_runs_the_first_update_soon_after_a_first_start() {
+    let h = harness(Tier::Home, false);
+    let stopper = crate::daemon::shutdown::Stopper::default();
+    let (tx, inbox) = mpsc::channel(4);
+    let task = tokio::spawn(Signatures::new(h.settings.clone()).run(inbox, stopper.handle()));
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(h.plans.lock().unwrap().is_empty());
+    tokio::time::sleep(Duration::from_secs(100)).await;
+    assert_eq!(h.plans.lock().unwrap().len(), 1);
+    assert!(
+        !h.plans.lock().unwrap()[0].force,
+        "scheduled: suricata-update's cache counts"
+    );
+    assert_eq!(*h.reloads.lock().unwrap(), 1);
+    assert!(status(&tx).await.record.good.is_some());
+    stopper.stop().await;
+    task.await.unwrap();
+}
