@@ -262,17 +262,13 @@ async fn fetch(paths: &Paths, plan: &Plan, out: &Path) -> Result<(), UpdateError
             }
         }
     }
-    let output = tokio::time::timeout(FETCH_TIMEOUT, cmd.kill_on_drop(true).output())
+    let output = run_bounded(cmd, FETCH_TIMEOUT)
         .await
+        .map_err(|e| UpdateError::Fetch(format!("{e}: is Debian's suricata-update installed?")))?
         .map_err(|_| {
             UpdateError::Fetch(format!(
                 "no result within {}",
                 humantime::format_duration(FETCH_TIMEOUT)
-            ))
-        })?
-        .map_err(|e| {
-            UpdateError::Fetch(format!(
-                "cannot run it ({e}): is Debian's suricata-update installed?"
             ))
         })?;
     if !output.status.success() {
@@ -307,6 +303,20 @@ fn read_local(sources: &[Source]) -> Result<Vec<(String, String)>, UpdateError> 
         ));
     }
     Ok(out)
+}
+
+/// Runs a tool to its end or `limit` (then it is killed): `Err` if it could
+/// not start, `Ok(Err(()))` if it ran out of time.
+async fn run_bounded(
+    mut cmd: tokio::process::Command,
+    limit: Duration,
+) -> Result<Result<std::process::Output, ()>, String> {
+    let program = cmd.as_std().get_program().to_string_lossy().into_owned();
+    match tokio::time::timeout(limit, cmd.kill_on_drop(true).output()).await {
+        Ok(Ok(o)) => Ok(Ok(o)),
+        Ok(Err(e)) => Err(format!("cannot run {program} ({e})")),
+        Err(_) => Ok(Err(())),
+    }
 }
 
 /// The line that says why a tool failed: its last error line, else its last line.
@@ -382,15 +392,15 @@ async fn test(paths: &Paths, candidate: &Path) -> Result<(), UpdateError> {
         .arg(candidate)
         .arg("-l")
         .arg(&log);
-    let output = tokio::time::timeout(TEST_TIMEOUT, cmd.kill_on_drop(true).output())
+    let output = run_bounded(cmd, TEST_TIMEOUT)
         .await
+        .map_err(UpdateError::Test)?
         .map_err(|_| {
             UpdateError::Test(format!(
                 "no verdict within {}",
                 humantime::format_duration(TEST_TIMEOUT)
             ))
-        })?
-        .map_err(|e| UpdateError::Test(format!("cannot run suricata: {e}")))?;
+        })?;
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),

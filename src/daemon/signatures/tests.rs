@@ -114,6 +114,20 @@ fn harness(tier: Tier, fail: bool) -> Harness {
     }
 }
 
+/// The owner running, its inbox and the stop that ends it.
+fn start(
+    h: &Harness,
+) -> (
+    crate::daemon::shutdown::Stopper,
+    mpsc::Sender<Msg>,
+    tokio::task::JoinHandle<()>,
+) {
+    let stopper = crate::daemon::shutdown::Stopper::default();
+    let (tx, inbox) = mpsc::channel(4);
+    let task = tokio::spawn(Signatures::new(h.settings.clone()).run(inbox, stopper.handle()));
+    (stopper, tx, task)
+}
+
 async fn status(tx: &mpsc::Sender<Msg>) -> SignaturesStatus {
     crate::daemon::ask(tx, Msg::Status).await.unwrap()
 }
@@ -121,9 +135,7 @@ async fn status(tx: &mpsc::Sender<Msg>) -> SignaturesStatus {
 #[tokio::test(start_paused = true)]
 async fn an_update_runs_beside_the_loop_and_suricata_reloads_what_was_taken() {
     let h = harness(Tier::Home, false);
-    let stopper = crate::daemon::shutdown::Stopper::default();
-    let (tx, inbox) = mpsc::channel(4);
-    let task = tokio::spawn(Signatures::new(h.settings.clone()).run(inbox, stopper.handle()));
+    let (stopper, tx, task) = start(&h);
     let st = status(&tx).await;
     assert_eq!((st.tier.as_str(), st.updating), ("home", false));
     assert!(st.next_at.is_some());
@@ -159,9 +171,7 @@ async fn an_update_runs_beside_the_loop_and_suricata_reloads_what_was_taken() {
 #[tokio::test(start_paused = true)]
 async fn a_failed_update_keeps_what_is_in_force_and_is_tried_again_later() {
     let h = harness(Tier::Home, true);
-    let stopper = crate::daemon::shutdown::Stopper::default();
-    let (tx, inbox) = mpsc::channel(4);
-    let task = tokio::spawn(Signatures::new(h.settings.clone()).run(inbox, stopper.handle()));
+    let (stopper, tx, task) = start(&h);
     let e = crate::daemon::ask(&tx, |reply| Msg::Update {
         source: None,
         reply,
@@ -184,9 +194,7 @@ async fn a_failed_update_keeps_what_is_in_force_and_is_tried_again_later() {
 #[tokio::test(start_paused = true)]
 async fn with_signatures_off_nothing_runs_unless_a_ruleset_is_given() {
     let h = harness(Tier::Off, false);
-    let stopper = crate::daemon::shutdown::Stopper::default();
-    let (tx, inbox) = mpsc::channel(4);
-    let task = tokio::spawn(Signatures::new(h.settings.clone()).run(inbox, stopper.handle()));
+    let (stopper, tx, task) = start(&h);
     assert_eq!(status(&tx).await.next_at, None);
     tokio::time::sleep(DAY * 2).await;
     assert!(h.plans.lock().unwrap().is_empty(), "no scheduled update");
@@ -215,9 +223,7 @@ async fn with_signatures_off_nothing_runs_unless_a_ruleset_is_given() {
 #[tokio::test(start_paused = true)]
 async fn the_schedule_runs_the_first_update_soon_after_a_first_start() {
     let h = harness(Tier::Home, false);
-    let stopper = crate::daemon::shutdown::Stopper::default();
-    let (tx, inbox) = mpsc::channel(4);
-    let task = tokio::spawn(Signatures::new(h.settings.clone()).run(inbox, stopper.handle()));
+    let (stopper, tx, task) = start(&h);
     tokio::time::sleep(Duration::from_secs(30)).await;
     assert!(h.plans.lock().unwrap().is_empty());
     tokio::time::sleep(Duration::from_secs(100)).await;
