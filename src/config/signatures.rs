@@ -79,7 +79,7 @@ pub struct SignaturesConfig {
 impl Default for SignaturesConfig {
     fn default() -> Self {
         SignaturesConfig {
-            profile: Profile::Auto,
+            profile: Profile::default(),
             sources: vec![RulesetSource::EtOpen],
             update: Duration::from_secs(24 * 3600),
             shadow: false,
@@ -174,11 +174,11 @@ mod tests {
     }
 
     #[test]
-    fn et_open_daily_by_the_boards_memory_unless_told_otherwise() {
+    fn et_open_daily_once_turned_on() {
         let d = SignaturesConfig::default();
         assert_eq!(
             (d.profile, &d.sources[..]),
-            (Profile::Auto, &[RulesetSource::EtOpen][..])
+            (Profile::Off, &[RulesetSource::EtOpen][..])
         );
         assert_eq!(d.update, Duration::from_secs(86_400));
         assert_eq!(d.check(), Ok(()));

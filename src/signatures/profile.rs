@@ -11,9 +11,11 @@ use serde::Deserialize;
 #[serde(rename_all = "lowercase")]
 pub enum Profile {
     /// By the board's memory.
-    #[default]
     Auto,
-    /// No signatures: the IoC sets alone.
+    /// No signatures: the IoC sets alone. The default until Suricata's
+    /// memory with a ruleset is measured and bounded per board: a ruleset
+    /// that does not fit takes the home down.
+    #[default]
     Off,
     /// The few categories that catch malware talking home, for small boards.
     Core,
