@@ -239,13 +239,14 @@ fn dnsmasqs_lease_script_writes_into_a_directory_of_its_user() {
     // The placement's dnsmasq.conf runs it as dnsmasq (its unit test says
     // so); the unit makes the directory it writes, in root's /run/homewarden.
     let unit = Unit::read(&repo().join(UNITS).join("homewarden-dhcp.service"));
+    let cmds = unit.root_commands();
     assert!(
-        unit.root_commands()
-            .iter()
-            .any(|c| c.starts_with("/usr/bin/install -d -o dnsmasq")
-                && c.ends_with(" /run/homewarden/dhcp-vendor")),
-        "{:?}",
-        unit.root_commands()
+        cmds.iter()
+            .any(|c| c == "/usr/bin/mkdir -p -m 0755 /run/homewarden/dhcp-vendor")
+            && cmds
+                .iter()
+                .any(|c| c == "/usr/bin/chown dnsmasq /run/homewarden/dhcp-vendor"),
+        "{cmds:?}"
     );
 }
 
