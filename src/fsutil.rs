@@ -81,15 +81,11 @@ where
 /// symlink planted at a temp name must make the write fail, never be
 /// truncated, followed or written through.
 fn create_temp(dir: &Path, name: &str, mode: u32) -> io::Result<(File, std::path::PathBuf)> {
-    let rng = ring::rand::SystemRandom::new();
     let mut last = None;
     // A clash of 128 random bits is a planted name or a broken RNG: try a
     // few, then give up rather than loop.
     for _ in 0..4 {
-        let mut bytes = [0u8; 16];
-        ring::rand::SecureRandom::fill(&rng, &mut bytes)
-            .map_err(|_| io::Error::other("no randomness for a temp file name"))?;
-        let suffix: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let suffix = unguessable(16)?;
         let tmp = dir.join(format!(".{name}.tmp-{suffix}"));
         match open_new(&tmp, mode) {
             Ok(f) => return Ok((f, tmp)),
@@ -98,6 +94,15 @@ fn create_temp(dir: &Path, name: &str, mode: u32) -> io::Result<(File, std::path
         }
     }
     Err(last.unwrap_or_else(|| io::Error::other("no temp file name")))
+}
+
+/// `bytes` random bytes from the system's generator, in hex: a name part
+/// nobody can guess.
+pub fn unguessable(bytes: usize) -> io::Result<String> {
+    let mut buf = vec![0u8; bytes];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut buf)
+        .map_err(|_| io::Error::other("no randomness for a name"))?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Opens a file that must not exist yet: whatever is at `path` (a file, a

@@ -196,18 +196,13 @@ async fn attempt(paths: &Paths, plan: &Plan, now: i64) -> Result<Good, UpdateErr
         })
     }
     .await;
-    let _ = std::fs::remove_dir_all(out.path());
+    // `out` goes with its Drop, whatever the outcome.
     result
 }
 
 /// A fresh directory in `dir` for one run's output.
 fn tempdir_in(dir: &Path) -> std::io::Result<TempDir> {
-    let rng = ring::rand::SystemRandom::new();
-    let mut bytes = [0u8; 8];
-    ring::rand::SecureRandom::fill(&rng, &mut bytes)
-        .map_err(|_| std::io::Error::other("no randomness"))?;
-    let name: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let path = dir.join(format!("out-{name}"));
+    let path = dir.join(format!("out-{}", crate::fsutil::unguessable(8)?));
     std::fs::create_dir(&path)?;
     Ok(TempDir(path))
 }

@@ -128,6 +128,13 @@ fn start(
     (stopper, tx, task)
 }
 
+/// Asks for an update (from `source` alone if given) and waits for it.
+async fn update(tx: &mpsc::Sender<Msg>, source: Option<Source>) -> Result<Good, String> {
+    crate::daemon::ask(tx, |reply| Msg::Update { source, reply })
+        .await
+        .unwrap()
+}
+
 async fn status(tx: &mpsc::Sender<Msg>) -> SignaturesStatus {
     crate::daemon::ask(tx, Msg::Status).await.unwrap()
 }
@@ -172,13 +179,7 @@ async fn an_update_runs_beside_the_loop_and_suricata_reloads_what_was_taken() {
 async fn a_failed_update_keeps_what_is_in_force_and_is_tried_again_later() {
     let h = harness(Tier::Home, true);
     let (stopper, tx, task) = start(&h);
-    let e = crate::daemon::ask(&tx, |reply| Msg::Update {
-        source: None,
-        reply,
-    })
-    .await
-    .unwrap()
-    .unwrap_err();
+    let e = update(&tx, None).await.unwrap_err();
     assert!(e.contains("no network"), "{e}");
     assert_eq!(*h.reloads.lock().unwrap(), 0, "nothing new to load");
     let next = status(&tx).await.next_at.unwrap();
@@ -198,23 +199,11 @@ async fn with_signatures_off_nothing_runs_unless_a_ruleset_is_given() {
     assert_eq!(status(&tx).await.next_at, None);
     tokio::time::sleep(DAY * 2).await;
     assert!(h.plans.lock().unwrap().is_empty(), "no scheduled update");
-    let e = crate::daemon::ask(&tx, |reply| Msg::Update {
-        source: None,
-        reply,
-    })
-    .await
-    .unwrap()
-    .unwrap_err();
+    let e = update(&tx, None).await.unwrap_err();
     assert!(e.contains("signatures are off"), "{e}");
     // A ruleset the owner hands over is taken (its own rules, say).
     let local = Source::File("/etc/homewarden/local.rules".into());
-    crate::daemon::ask(&tx, |reply| Msg::Update {
-        source: Some(local.clone()),
-        reply,
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    update(&tx, Some(local.clone())).await.unwrap();
     assert_eq!(h.plans.lock().unwrap()[0].sources, [local]);
     stopper.stop().await;
     task.await.unwrap();
