@@ -240,6 +240,35 @@ pub(crate) enum SignaturesAction {
         #[arg(long)]
         source: Option<String>,
     },
+    /// Drop on a signature or a whole category (kept until `reset`).
+    Drop {
+        /// A signature id (2030000) or a category (malware).
+        target: String,
+    },
+    /// Only report a signature or a whole category, never drop on it.
+    Alert {
+        /// A signature id or a category.
+        target: String,
+    },
+    /// Do not load a signature or a whole category.
+    Disable {
+        /// A signature id or a category.
+        target: String,
+    },
+    /// Take back what `drop`, `alert` or `disable` said (the config's word
+    /// and the default policy apply again).
+    Reset {
+        /// A signature id or a category.
+        target: String,
+    },
+    /// What one signature does here, why, and how to change it (also `homewarden explain SID`).
+    Explain {
+        /// The signature id.
+        sid: u64,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]

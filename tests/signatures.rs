@@ -7,10 +7,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use homewarden::signatures::policy::Overrides;
+use homewarden::signatures::policy::{Overrides, Setting};
 use homewarden::signatures::profile::Tier;
 use homewarden::signatures::source::Source;
-use homewarden::signatures::update::{self, Paths, Plan, Record};
+use homewarden::signatures::update::{self, Fetch, Paths, Plan, Record};
 use homewarden::signatures::RULES_FILE;
 
 fn repo() -> PathBuf {
@@ -119,7 +119,7 @@ fn plan(source: &Path) -> Plan {
         why: "test".into(),
         overrides: Overrides::default(),
         shadow: false,
-        force: true,
+        fetch: Fetch::Now,
     }
 }
 
@@ -187,13 +187,51 @@ async fn a_ruleset_is_fetched_cut_tested_and_installed_and_a_bad_one_keeps_it() 
         installed
     );
 
-    // Nothing of the runs is left behind but the cache and the record.
+    // The owner's word cuts the kept ruleset (the good one: the refused
+    // ones were not kept) again without a download: the archive is gone.
+    std::fs::remove_file(&good).unwrap();
+    let mut recut = plan(&good);
+    recut.fetch = Fetch::Kept;
+    recut.overrides.sids.insert(2_999_001, Setting::Alert);
+    let again = update::run(&p, &recut, 4_000).await.unwrap();
+    assert_eq!(
+        (again.counts.dropping, again.counts.alerting),
+        (0, 2),
+        "{again:?}"
+    );
+    assert_ne!(again.cut, taken.cut);
+    let installed = std::fs::read_to_string(p.rules_dir.join(RULES_FILE)).unwrap();
+    assert!(
+        installed.contains(
+            "alert http $HOME_NET any -> $EXTERNAL_NET any (msg:\"ET MALWARE Test CnC Checkin\""
+        ),
+        "{installed}"
+    );
+    assert!(!installed.contains("sid:2999003;"), "{installed}");
+    assert_eq!(
+        update::load_index(&p.work_dir)[&2_999_001].reason,
+        homewarden::signatures::policy::Reason::Sid
+    );
+
+    // Nothing of the runs is left behind but the cache, the record and
+    // the one ruleset kept.
     let left: Vec<String> = std::fs::read_dir(&p.work_dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("out-"))
+        .filter(|n| n.starts_with("out-") || n.starts_with("fetched"))
         .collect();
-    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left.contains(&"fetched".to_string()), "{left:?}");
+}
+
+#[tokio::test]
+async fn cutting_again_before_anything_was_fetched_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = paths(dir.path());
+    let mut recut = plan(Path::new("/nonexistent/rules.tar.gz"));
+    recut.fetch = Fetch::Kept;
+    let e = update::run(&p, &recut, 1_000).await.unwrap_err();
+    assert!(e.to_string().contains("no ruleset fetched yet"), "{e}");
 }
 
 #[tokio::test]
@@ -251,7 +289,8 @@ async fn the_owners_own_rules_load_as_they_are_without_fetching_anything() {
 }
 
 /// The daemon as a user reaches it: `signatures update` through the control
-/// socket, `signatures status` after it.
+/// socket, `signatures status` after it, `explain SID`, and the owner's word
+/// (`signatures alert SID`, `reset`) cutting the kept ruleset again.
 #[test]
 fn the_daemon_takes_a_ruleset_when_asked_and_says_so() {
     if !tools() {
@@ -269,7 +308,8 @@ fn the_daemon_takes_a_ruleset_when_asked_and_says_so() {
              alerts: {{ eve_socket: {d}/eve.sock }}\n\
              panel: {{ backends: [simulated], state_file: {d}/panel.json }}\n\
              devices: {{ enabled: false }}\nselftest: {{ replay: false }}\n\
-             signatures: {{ profile: off }}\n"
+             signatures: {{ profile: home, sources: [{}], update: 30d }}\n",
+            archive.display()
         ),
     )
     .unwrap();
@@ -299,14 +339,15 @@ fn the_daemon_takes_a_ruleset_when_asked_and_says_so() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     let status = String::from_utf8_lossy(&cli(&["signatures", "status"]).stdout).into_owned();
-    // Off (as in every test: nothing is fetched), yet a ruleset handed over is taken.
-    let asked = cli(&[
-        "signatures",
-        "update",
-        "--source",
-        archive.to_str().unwrap(),
-    ]);
+    // The configured local archive (nothing from the internet), asked for now.
+    let asked = cli(&["signatures", "update"]);
     let shown = cli(&["signatures", "status", "--json"]);
+    let explained = cli(&["explain", "2999001"]);
+    let alert = cli(&["signatures", "alert", "2999001"]);
+    let after_alert = std::fs::read_to_string(dir.path().join("rules").join(RULES_FILE));
+    let word = cli(&["signatures", "status"]);
+    let reset = cli(&["signatures", "reset", "2999001"]);
+    let after_reset = std::fs::read_to_string(dir.path().join("rules").join(RULES_FILE));
     let refused = cli(&[
         "signatures",
         "update",
@@ -317,7 +358,7 @@ fn the_daemon_takes_a_ruleset_when_asked_and_says_so() {
     let _ = daemon.wait();
     assert!(up, "the daemon never answered");
     assert!(
-        status.contains("profile: off") && status.contains("none yet"),
+        status.contains("profile: home") && status.contains("none yet"),
         "{status}"
     );
     let out = String::from_utf8_lossy(&asked.stdout);
@@ -343,4 +384,42 @@ fn the_daemon_takes_a_ruleset_when_asked_and_says_so() {
     );
     let e = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success() && e.contains("not https"), "{e}");
+    let out = String::from_utf8_lossy(&explained.stdout);
+    assert!(
+        out.contains("2999001: ET MALWARE Test CnC Checkin")
+            && out.contains("drops the traffic it matches")
+            && out.contains("`homewarden signatures alert 2999001` to only report it"),
+        "{out}{}",
+        String::from_utf8_lossy(&explained.stderr)
+    );
+    let out = String::from_utf8_lossy(&alert.stdout);
+    assert!(
+        alert.status.success() && out.contains("taken: 0 dropping, 2 alerting"),
+        "{out}{}",
+        String::from_utf8_lossy(&alert.stderr)
+    );
+    assert!(
+        out.contains(
+            "reports what it matches and lets it pass: you set `alert` for it on the command line"
+        ),
+        "{out}"
+    );
+    let after_alert = after_alert.unwrap();
+    assert!(
+        after_alert
+            .lines()
+            .any(|l| l.starts_with("alert http") && l.contains("sid:2999001;")),
+        "{after_alert}"
+    );
+    let out = String::from_utf8_lossy(&word.stdout);
+    assert!(out.contains("your word: 2999001 alert"), "{out}");
+    let out = String::from_utf8_lossy(&reset.stdout);
+    assert!(
+        reset.status.success() && out.contains("taken: 1 dropping, 1 alerting"),
+        "{out}"
+    );
+    assert!(after_reset
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("drop http") && l.contains("sid:2999001;")));
 }

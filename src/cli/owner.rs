@@ -16,6 +16,10 @@ use crate::cli::*;
 pub(crate) async fn explain(path: &Path, value: String, json: bool) -> Result<ExitCode> {
     use homewarden::owner::explain::{self, Explanation, SourceView};
     let (cfg, _) = load(path)?;
+    // A number is a signature id: no address, name or hash is all digits.
+    if let Ok(sid) = value.parse::<u64>() {
+        return crate::cli::signatures::explain_sid(&cfg, sid, json).await;
+    }
     let cmd = Command::Owner(OwnerCommand::Explain {
         value: value.clone(),
     });

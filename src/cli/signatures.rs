@@ -1,5 +1,5 @@
-//! `signatures status` and `signatures update`: the signature ruleset,
-//! through the daemon (whose owner task keeps it).
+//! `signatures status|update|drop|alert|disable|reset|explain`: the
+//! signature ruleset, through the daemon (whose owner task keeps it).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -8,7 +8,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use homewarden::config::Config;
 use homewarden::daemon::control::{self, Command, SignaturesCommand};
-use homewarden::daemon::signatures::SignaturesStatus;
+use homewarden::daemon::signatures::{SetReply, SignaturesStatus};
+use homewarden::signatures::explain::{self, Explained};
+use homewarden::signatures::policy::Setting;
 use homewarden::signatures::update::Good;
 
 use crate::SignaturesAction;
@@ -38,7 +40,64 @@ pub(crate) async fn signatures(path: &Path, action: SignaturesAction) -> Result<
             println!("taken: {}", summary(&g));
             Ok(ExitCode::SUCCESS)
         }
+        SignaturesAction::Drop { target } => set(&cfg, target, Some(Setting::Drop)).await,
+        SignaturesAction::Alert { target } => set(&cfg, target, Some(Setting::Alert)).await,
+        SignaturesAction::Disable { target } => set(&cfg, target, Some(Setting::Disable)).await,
+        SignaturesAction::Reset { target } => set(&cfg, target, None).await,
+        SignaturesAction::Explain { sid, json } => explain_sid(&cfg, sid, json).await,
     }
+}
+
+/// `signatures drop|alert|disable|reset TARGET`.
+async fn set(cfg: &Config, target: String, setting: Option<Setting>) -> Result<ExitCode> {
+    homewarden::signatures::word::Target::parse(&target).map_err(anyhow::Error::msg)?;
+    let cmd = Command::Signatures(SignaturesCommand::Set { target, setting });
+    // A `suricata -T` and a reload of thousands of rules on a Pi.
+    let v = control::request(&cfg.control_socket, &cmd, Duration::from_secs(30 * 60)).await?;
+    let r: SetReply = serde_json::from_value(v).context("daemon's signatures reply")?;
+    match r.setting {
+        Some(w) => println!(
+            "{}: {} (kept until `homewarden signatures reset`)",
+            r.target,
+            setting_word(w)
+        ),
+        None => println!(
+            "{}: reset (the config's word and the default policy apply again)",
+            r.target
+        ),
+    }
+    match (&r.taken, &r.reload_error) {
+        (Some(g), None) => println!("in force now: {}", summary(g)),
+        (Some(g), Some(e)) => {
+            println!("taken: {}; Suricata has not loaded it yet: {e}", summary(g))
+        }
+        (None, _) => println!("applies to the next ruleset taken (none is cut again now)"),
+    }
+    if let Some(x) = &r.explained {
+        print!("{}", explain::render(x));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn setting_word(s: Setting) -> &'static str {
+    match s {
+        Setting::Drop => "drop",
+        Setting::Alert => "alert",
+        Setting::Disable => "disable",
+    }
+}
+
+/// `signatures explain SID` and `explain SID`.
+pub(crate) async fn explain_sid(cfg: &Config, sid: u64, json: bool) -> Result<ExitCode> {
+    let cmd = Command::Signatures(SignaturesCommand::Explain { sid });
+    let v = control::request(&cfg.control_socket, &cmd, Duration::from_secs(30)).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let x: Explained = serde_json::from_value(v).context("daemon's signatures reply")?;
+    print!("{}", explain::render(&x));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn summary(g: &Good) -> String {
@@ -91,6 +150,21 @@ fn render_status(s: &SignaturesStatus) -> String {
                 );
             }
         }
+    }
+    let word: Vec<String> = s
+        .word
+        .sids
+        .iter()
+        .map(|(sid, w)| format!("{sid} {}", setting_word(*w)))
+        .chain(
+            s.word
+                .categories
+                .iter()
+                .map(|(c, w)| format!("category {c} {}", setting_word(*w))),
+        )
+        .collect();
+    if !word.is_empty() {
+        let _ = writeln!(out, "your word: {}", word.join(", "));
     }
     if s.updating {
         out.push_str("updating now\n");

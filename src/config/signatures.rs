@@ -4,56 +4,12 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use crate::signatures::policy::{Overrides, Setting};
 use crate::signatures::profile::Profile;
 pub use crate::signatures::source::Source as RulesetSource;
-
-/// A sid or a category, as the owner names one.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Target {
-    /// One signature.
-    Sid(u64),
-    /// A whole category (`malware`, `policy`…).
-    Category(String),
-}
-
-impl<'de> Deserialize<'de> for Target {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Sid(u64),
-            Name(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Sid(0) => Err(serde::de::Error::custom("0 is not a signature id")),
-            Raw::Sid(n) => Ok(Target::Sid(n)),
-            Raw::Name(s) => Target::parse(&s).map_err(serde::de::Error::custom),
-        }
-    }
-}
-
-impl Target {
-    /// A sid (digits) or a category name (letters, digits, `_`, `-`).
-    pub fn parse(s: &str) -> Result<Target, String> {
-        if let Ok(n) = s.parse::<u64>() {
-            return (n > 0)
-                .then_some(Target::Sid(n))
-                .ok_or_else(|| "0 is not a signature id".to_string());
-        }
-        let ok = !s.is_empty()
-            && s.len() <= 64
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if ok {
-            Ok(Target::Category(s.to_ascii_lowercase()))
-        } else {
-            Err(format!("{s:?} is neither a signature id nor a category"))
-        }
-    }
-}
+pub use crate::signatures::word::Target;
 
 /// The `signatures:` section.
 #[derive(Clone, Debug, Deserialize)]

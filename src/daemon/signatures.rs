@@ -18,9 +18,12 @@ use super::shutdown::Stop;
 use super::supervisor::Heart;
 use crate::config::Config;
 use crate::intel::unix_now;
+use crate::signatures::explain::{self, Explained};
+use crate::signatures::policy::{Overrides, Setting};
 use crate::signatures::profile::Tier;
 use crate::signatures::source::Source;
-use crate::signatures::update::{self, Good, Paths, Plan, Record, UpdateError};
+use crate::signatures::update::{self, Fetch, Good, Paths, Plan, Record, UpdateError};
+use crate::signatures::word::{self, Target};
 
 /// How long after the agent starts the first update runs when none was
 /// ever taken: the uplink may need a moment at first boot.
@@ -41,8 +44,41 @@ pub enum Msg {
         /// What was taken, or why not.
         reply: oneshot::Sender<Result<Good, String>>,
     },
+    /// The owner's word on a signature or a category (`None`: take it
+    /// back); the kept ruleset is cut again and reloaded before the reply.
+    Set {
+        /// What it is about.
+        target: Target,
+        /// Drop, alert or disable.
+        setting: Option<Setting>,
+        /// What it does now, or why the word was not kept.
+        reply: oneshot::Sender<Result<SetReply, String>>,
+    },
+    /// What one signature does here, and why.
+    Explain {
+        /// Its id.
+        sid: u64,
+        /// The answer.
+        reply: oneshot::Sender<Explained>,
+    },
     /// What `signatures status` shows.
     Status(oneshot::Sender<SignaturesStatus>),
+}
+
+/// What `signatures drop|alert|disable|reset` answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetReply {
+    /// The sid or category, as the owner named it.
+    pub target: String,
+    /// The owner's word on it now (`None`: reset).
+    pub setting: Option<Setting>,
+    /// The ruleset cut again with it (none when no ruleset was fetched yet:
+    /// the word applies to the first one).
+    pub taken: Option<Good>,
+    /// Why Suricata did not take it live.
+    pub reload_error: Option<String>,
+    /// For a sid: what it does now.
+    pub explained: Option<Explained>,
 }
 
 /// What `signatures status` shows.
@@ -60,6 +96,9 @@ pub struct SignaturesStatus {
     pub next_at: Option<i64>,
     /// Why Suricata did not take the last ruleset live (it loads it at its next start).
     pub reload_error: Option<String>,
+    /// The owner's word given on the command line (above the config's).
+    #[serde(default)]
+    pub word: Overrides,
 }
 
 /// Runs one update (the real one: suricata-update, the cut, `suricata -T`).
@@ -78,7 +117,8 @@ pub type Reloader =
 pub struct Settings {
     /// The update's files.
     pub paths: Paths,
-    /// The plan, as configured (the tier already resolved).
+    /// The plan, as configured (the tier already resolved; the overrides
+    /// the config's alone: the command line's are laid on them).
     pub plan: Plan,
     /// How often.
     pub every: Duration,
@@ -111,7 +151,7 @@ impl Settings {
                 why,
                 overrides: s.overrides(),
                 shadow: s.shadow,
-                force: false,
+                fetch: Fetch::Cached,
             },
             every: s.update,
             updater: Arc::new(move |plan, now| {
@@ -138,18 +178,38 @@ async fn reload(socket: &std::path::Path) -> Result<(), String> {
     }
 }
 
-/// An update under way: its task, and who waits for its result.
+/// Who waits for a run to end.
+#[derive(Debug)]
+enum Waiter {
+    /// `signatures update`.
+    Update(oneshot::Sender<Result<Good, String>>),
+    /// `signatures drop|alert|disable|reset`.
+    Set {
+        target: Target,
+        setting: Option<Setting>,
+        reply: oneshot::Sender<Result<SetReply, String>>,
+    },
+}
+
+/// How a run ended: the update, then Suricata's reload of what it took.
+struct Done {
+    result: Result<Good, UpdateError>,
+    reload: Option<Result<(), String>>,
+}
+
+/// A run under way: its task, and who waits for its result.
 struct Running {
-    task: tokio::task::JoinHandle<Result<Good, UpdateError>>,
-    waiting: Vec<oneshot::Sender<Result<Good, String>>>,
+    task: tokio::task::JoinHandle<Done>,
+    waiting: Vec<Waiter>,
 }
 
 /// The running update's result; never, when none runs.
-async fn join(running: &mut Option<Running>) -> Result<Good, UpdateError> {
+async fn join(running: &mut Option<Running>) -> Done {
     match running {
-        Some(r) => (&mut r.task)
-            .await
-            .unwrap_or_else(|e| Err(UpdateError::Write(format!("the update stopped: {e}")))),
+        Some(r) => (&mut r.task).await.unwrap_or_else(|e| Done {
+            result: Err(UpdateError::Write(format!("the update stopped: {e}"))),
+            reload: None,
+        }),
         None => std::future::pending().await,
     }
 }
@@ -158,8 +218,14 @@ async fn join(running: &mut Option<Running>) -> Result<Good, UpdateError> {
 pub struct Signatures {
     s: Settings,
     record: Record,
+    /// The owner's word from the command line; `Err` if its file could not
+    /// be read (then no new word is taken: it would replace what is there).
+    word: Result<Overrides, String>,
     next: Option<i64>,
     running: Option<Running>,
+    /// The owner's word changed while a run was under way: cut again after it.
+    recut: Vec<Waiter>,
+    recut_due: bool,
     failures: u32,
     reload_error: Option<String>,
     heart: Heart,
@@ -199,14 +265,23 @@ fn jitter() -> f64 {
 }
 
 impl Signatures {
-    /// The owner, with the record of earlier runs.
+    /// The owner, with the record of earlier runs and the owner's word.
     pub fn new(s: Settings) -> Signatures {
         let record = Record::load(&s.paths.work_dir);
+        let word = word::load(&s.paths.work_dir).map_err(|e| e.to_string());
+        if let Err(e) = &word {
+            tracing::error!(
+                "the signatures' overrides: {e}; the config's alone apply until it is fixed"
+            );
+        }
         Signatures {
             s,
             record,
+            word,
             next: None,
             running: None,
+            recut: Vec::new(),
+            recut_due: false,
             failures: 0,
             reload_error: None,
             heart: Heart::new("signatures", TURN_WITHIN),
@@ -218,6 +293,18 @@ impl Signatures {
         self.heart.clone()
     }
 
+    fn word(&self) -> Overrides {
+        self.word.clone().unwrap_or_default()
+    }
+
+    /// The plan as it stands: the config's, with the command line's word laid on.
+    fn plan(&self, fetch: Fetch) -> Plan {
+        let mut plan = self.s.plan.clone();
+        plan.overrides = word::layered(&self.s.plan.overrides, &self.word());
+        plan.fetch = fetch;
+        plan
+    }
+
     fn status(&self) -> SignaturesStatus {
         SignaturesStatus {
             tier: self.s.plan.tier.name().into(),
@@ -226,6 +313,7 @@ impl Signatures {
             updating: self.running.is_some(),
             next_at: self.next,
             reload_error: self.reload_error.clone(),
+            word: self.word(),
         }
     }
 
@@ -240,8 +328,21 @@ impl Signatures {
                 unix_now() as i64,
                 jitter,
             ));
+            // The profile, shadow mode or the owner's word changed while the
+            // agent was down: the kept ruleset is cut again, no download.
+            if self
+                .record
+                .good
+                .as_ref()
+                .is_some_and(|g| g.cut != self.plan(Fetch::Kept).cut())
+            {
+                self.start(Fetch::Kept, None);
+            }
         } else {
             tracing::info!(why = %self.s.plan.why, "signatures off");
+            if self.record.good.is_some() {
+                self.switch_off();
+            }
         }
         loop {
             self.heart.alive(TURN_WITHIN);
@@ -252,15 +353,10 @@ impl Signatures {
             tokio::select! {
                 biased;
                 _ = stop.wait() => break,
-                Some(msg) = inbox.recv() => match msg {
-                    Msg::Status(reply) => {
-                        let _ = reply.send(self.status());
-                    }
-                    Msg::Update { source, reply } => self.asked(source, reply),
-                },
-                result = join(&mut self.running) => self.finished(result, jitter).await,
+                Some(msg) = inbox.recv() => self.handle(msg),
+                done = join(&mut self.running) => self.finished(done, jitter),
                 _ = tokio::time::sleep(due.unwrap_or(TURN_WITHIN)), if due.is_some() => {
-                    self.start(None, true);
+                    self.start(Fetch::Cached, None);
                 }
                 _ = tokio::time::sleep(TURN_WITHIN / 2) => {}
             }
@@ -271,43 +367,160 @@ impl Signatures {
         drop(stop);
     }
 
-    fn asked(&mut self, source: Option<Source>, reply: oneshot::Sender<Result<Good, String>>) {
-        if self.s.plan.tier == Tier::Off && source.is_none() {
-            let _ = reply.send(Err(format!("signatures are off ({})", self.s.plan.why)));
-            return;
-        }
-        if self.running.is_none() {
-            self.start(source, false);
-        }
-        if let Some(r) = self.running.as_mut() {
-            r.waiting.push(reply);
+    fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            Msg::Update { source, reply } => self.asked(source, reply),
+            Msg::Set {
+                target,
+                setting,
+                reply,
+            } => self.set(target, setting, reply),
+            Msg::Explain { sid, reply } => {
+                let (config, word) = (self.s.plan.overrides.clone(), self.word());
+                let work_dir = self.s.paths.work_dir.clone();
+                // The index of ET Open is megabytes of JSON: read beside the loop.
+                tokio::task::spawn_blocking(move || {
+                    let index = update::load_index(&work_dir);
+                    let entry = index.get(&sid).cloned();
+                    let _ = reply.send(explain::explain(sid, entry, index.len(), &config, &word));
+                });
+            }
         }
     }
 
-    fn start(&mut self, source: Option<Source>, scheduled: bool) {
-        let mut plan = self.s.plan.clone();
-        // Asked by the owner: fetched now, whatever suricata-update's cache says.
-        plan.force = !scheduled;
-        if let Some(s) = source {
-            plan.sources = vec![s];
-            if plan.tier == Tier::Off {
-                plan.tier = Tier::Core;
-            }
+    /// Signatures were turned off: Suricata loads none from now on.
+    fn switch_off(&mut self) {
+        let target = self.s.paths.rules_dir.join(crate::signatures::RULES_FILE);
+        if let Err(e) = crate::fsutil::write_atomic(&target, crate::signatures::EMPTY.as_bytes()) {
+            tracing::error!("{}: {e}; the last ruleset stays loaded", target.display());
+            return;
         }
-        let updater = self.s.updater.clone();
-        let task = tokio::spawn(async move { updater(plan, unix_now() as i64).await });
-        tracing::info!(scheduled, "signature update started");
+        self.record.good = None;
+        if let Err(e) = self.record.save(&self.s.paths.work_dir) {
+            tracing::error!("{e}");
+        }
+        let reload = self.s.reload.clone();
+        let task = tokio::spawn(async move {
+            Done {
+                result: Err(UpdateError::Empty(0)),
+                reload: Some(reload().await),
+            }
+        });
+        tracing::info!("signatures turned off: the ruleset is unloaded");
         self.running = Some(Running {
             task,
             waiting: Vec::new(),
         });
     }
 
-    async fn finished(&mut self, result: Result<Good, UpdateError>, jitter: f64) {
+    fn asked(&mut self, source: Option<Source>, reply: oneshot::Sender<Result<Good, String>>) {
+        if self.s.plan.tier == Tier::Off {
+            let _ = reply.send(Err(format!(
+                "signatures are off ({}): set signatures.profile (home, say) to take a ruleset",
+                self.s.plan.why
+            )));
+            return;
+        }
+        match (self.running.as_mut(), source) {
+            (None, None) => {
+                self.start(Fetch::Now, None);
+                if let Some(r) = self.running.as_mut() {
+                    r.waiting.push(Waiter::Update(reply));
+                }
+            }
+            (None, Some(s)) => self.start(Fetch::Now, Some((s, Waiter::Update(reply)))),
+            // The run under way answers a plain update…
+            (Some(r), None) => r.waiting.push(Waiter::Update(reply)),
+            // …not one from another source.
+            (Some(_), Some(_)) => {
+                let _ = reply.send(Err(
+                    "an update is running: ask again when `homewarden signatures status` says it is done".into(),
+                ));
+            }
+        }
+    }
+
+    fn set(
+        &mut self,
+        target: Target,
+        setting: Option<Setting>,
+        reply: oneshot::Sender<Result<SetReply, String>>,
+    ) {
+        let mut word = match &self.word {
+            Ok(w) => w.clone(),
+            Err(e) => {
+                let _ = reply.send(Err(format!("{e}: fix or remove it first")));
+                return;
+            }
+        };
+        let changed = word::set(&mut word, &target, setting);
+        if changed {
+            if let Err(e) = word::save(&self.s.paths.work_dir, &word) {
+                let _ = reply.send(Err(e.to_string()));
+                return;
+            }
+            self.word = Ok(word);
+        }
+        let waiter = Waiter::Set {
+            target,
+            setting,
+            reply,
+        };
+        // Nothing to cut again: off, never fetched, or the same word again.
+        let kept = self.record.good.is_some() && self.s.plan.tier != Tier::Off;
+        if !kept || !changed {
+            self.answer(waiter, None, None);
+            return;
+        }
+        if self.running.is_some() {
+            self.recut.push(waiter);
+            self.recut_due = true;
+        } else {
+            self.start(Fetch::Kept, None);
+            if let Some(r) = self.running.as_mut() {
+                r.waiting.push(waiter);
+            }
+        }
+    }
+
+    /// Starts a run: `fetch` from the configured sources, or a one-off
+    /// `source` with the one who asked for it.
+    fn start(&mut self, fetch: Fetch, one_off: Option<(Source, Waiter)>) {
+        let mut plan = self.plan(fetch);
+        let mut waiting = Vec::new();
+        if let Some((source, who)) = one_off {
+            plan.sources = vec![source];
+            waiting.push(who);
+        } else if fetch == Fetch::Kept {
+            // Cut what was fetched, from where it was fetched (a one-off too).
+            if let Some(g) = &self.record.good {
+                plan.sources = Plan::sources_of(g);
+            }
+        }
+        let (updater, reload) = (self.s.updater.clone(), self.s.reload.clone());
+        let task = tokio::spawn(async move {
+            let result = updater(plan, unix_now() as i64).await;
+            let reload = match &result {
+                Ok(_) => Some(reload().await),
+                Err(_) => None,
+            };
+            Done { result, reload }
+        });
+        tracing::info!(?fetch, "signature update started");
+        self.running = Some(Running { task, waiting });
+    }
+
+    fn finished(&mut self, done: Done, jitter: f64) {
         let waiting = self.running.take().map(|r| r.waiting).unwrap_or_default();
         self.record = Record::load(&self.s.paths.work_dir);
         let now = unix_now() as i64;
-        let reply = match result {
+        if let Some(r) = &done.reload {
+            self.reload_error = r.as_ref().err().cloned();
+        }
+        let result = match done.result {
             Ok(good) => {
                 self.failures = 0;
                 tracing::info!(
@@ -315,16 +528,14 @@ impl Signatures {
                     alerting = good.counts.alerting,
                     "signatures taken"
                 );
-                self.reload_error = match (self.s.reload)().await {
-                    Ok(()) => None,
-                    Err(e) => {
-                        tracing::warn!(
-                            "signatures taken; Suricata loads them at its next start: {e}"
-                        );
-                        Some(e)
-                    }
-                };
+                if let Some(e) = &self.reload_error {
+                    tracing::warn!("signatures taken; Suricata loads them at its next start: {e}");
+                }
                 Ok(good)
+            }
+            // Switched off: nothing was to be taken.
+            Err(UpdateError::Empty(0)) if self.s.plan.tier == Tier::Off => {
+                Err("signatures are off".to_string())
             }
             Err(e) => {
                 self.failures += 1;
@@ -342,7 +553,59 @@ impl Signatures {
             ));
         }
         for w in waiting {
-            let _ = w.send(reply.clone());
+            match result.clone() {
+                Ok(g) => self.answer(w, Some(g), self.reload_error.clone()),
+                Err(e) => match w {
+                    Waiter::Update(reply) => {
+                        let _ = reply.send(Err(e));
+                    }
+                    Waiter::Set { reply, .. } => {
+                        let _ = reply.send(Err(format!(
+                            "the word is kept, but the ruleset could not be cut again: {e}"
+                        )));
+                    }
+                },
+            }
+        }
+        if std::mem::take(&mut self.recut_due) {
+            self.start(Fetch::Kept, None);
+            if let Some(r) = self.running.as_mut() {
+                r.waiting.append(&mut self.recut);
+            }
+        }
+    }
+
+    /// Answers one who waited, with what was taken.
+    fn answer(&self, w: Waiter, taken: Option<Good>, reload_error: Option<String>) {
+        match w {
+            Waiter::Update(reply) => {
+                let _ = reply.send(taken.ok_or_else(|| "nothing was taken".to_string()));
+            }
+            Waiter::Set {
+                target,
+                setting,
+                reply,
+            } => {
+                let (config, word) = (self.s.plan.overrides.clone(), self.word());
+                let work_dir = self.s.paths.work_dir.clone();
+                tokio::task::spawn_blocking(move || {
+                    let explained = match target {
+                        Target::Sid(sid) => {
+                            let index = update::load_index(&work_dir);
+                            let entry = index.get(&sid).cloned();
+                            Some(explain::explain(sid, entry, index.len(), &config, &word))
+                        }
+                        Target::Category(_) => None,
+                    };
+                    let _ = reply.send(Ok(SetReply {
+                        target: target.to_string(),
+                        setting,
+                        taken,
+                        reload_error,
+                        explained,
+                    }));
+                });
+            }
         }
     }
 }

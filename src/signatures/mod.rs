@@ -4,22 +4,26 @@
 //! household can live with. This is the pure core: rules in, the file
 //! Suricata loads and a per-signature account of what each does and why out.
 //!
+//! - [`explain`]: one signature, for the owner;
 //! - [`rule`]: one rule line, read far enough to decide on it;
 //! - [`profile`]: which categories a board runs;
 //! - [`policy`]: drop, alert or not loaded, and why;
 //! - [`source`]: where a ruleset comes from;
-//! - [`update`]: suricata-update, the cut, `suricata -T`, then the swap.
+//! - [`update`]: suricata-update, the cut, `suricata -T`, then the swap;
+//! - [`word`]: the owner's word from the command line, kept above the config's.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+pub mod explain;
 pub mod policy;
 pub mod profile;
 pub mod rule;
 pub mod source;
 pub mod update;
+pub mod word;
 
 use policy::{Overrides, Reason, Verdict};
 use profile::Tier;

@@ -13,17 +13,31 @@ use serde::{Deserialize, Serialize};
 use super::profile::Tier;
 use super::rule::{Action, Rule};
 
-/// Categories whose Major and Critical signatures drop by default.
-pub const DROP_CATEGORIES: &[&str] = &[
-    "malware",
-    "exploit_kit",
-    "coinminer",
-    "mobile_malware",
-    "phishing",
+/// Which signatures drop by default: a category and the ET severities in it
+/// that do. Malware talking home, exploit kits, miners and phishing pages
+/// are rarely mistaken; an exploit or a worm's probe drops only when ET
+/// rates it Critical (its Major ones include scanners a home may run). Any
+/// other signature alerts.
+pub const DROP_TABLE: &[(&str, &[&str])] = &[
+    ("malware", MAJOR_UP),
+    ("mobile_malware", MAJOR_UP),
+    ("exploit_kit", MAJOR_UP),
+    ("coinminer", MAJOR_UP),
+    ("phishing", MAJOR_UP),
+    ("exploit", CRITICAL),
+    ("attack_response", CRITICAL),
+    ("worm", CRITICAL),
 ];
 
-/// ET severities that drop in [`DROP_CATEGORIES`].
-pub const DROP_SEVERITIES: &[&str] = &["Major", "Critical"];
+const MAJOR_UP: &[&str] = &["Major", "Critical"];
+const CRITICAL: &[&str] = &["Critical"];
+
+/// Whether a signature of `category` rated `severity` by ET drops by default.
+pub fn drops_by_default(category: &str, severity: &str) -> bool {
+    DROP_TABLE
+        .iter()
+        .any(|(c, s)| *c == category && s.contains(&severity))
+}
 
 /// What the owner sets for a sid or a category.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,12 +107,15 @@ impl fmt::Display for Reason {
             Reason::Sid => write!(f, "you set this signature so"),
             Reason::Category => write!(f, "you set its category so"),
             Reason::ShippedDisabled => {
-                write!(f, "the ruleset ships it disabled (noisy or slow, its authors say)")
+                write!(
+                    f,
+                    "the ruleset ships it disabled (noisy or slow, its authors say)"
+                )
             }
             Reason::Profile { tier } => write!(f, "its category is not in the {tier} profile"),
             Reason::HighConfidence { severity } => write!(
                 f,
-                "ET rates it {severity} in a category where a match is malware, an exploit kit or phishing"
+                "ET rates it {severity}, high enough to drop in its category"
             ),
             Reason::Default => write!(f, "only high-confidence signatures drop; this one reports"),
             Reason::AsShipped => write!(f, "kept as the ruleset wrote it"),
@@ -155,7 +172,7 @@ pub fn decide(
             Reason::AsShipped,
         ),
         None => match rule.meta("signature_severity") {
-            Some(s) if DROP_SEVERITIES.contains(&s) && DROP_CATEGORIES.contains(&category) => (
+            Some(s) if drops_by_default(category, s) => (
                 Verdict::Drop,
                 Reason::HighConfidence {
                     severity: s.to_string(),
@@ -221,9 +238,18 @@ mod tests {
             verdict(&minor, "malware", Tier::Home, &none),
             Verdict::Alert
         );
-        // Major, but where a false positive is more likely: reported only.
+        // Major, but where a false positive is more likely: reported only;
+        // a Critical exploit drops.
         assert_eq!(
             verdict(&major, "exploit", Tier::Home, &none),
+            Verdict::Alert
+        );
+        assert_eq!(
+            verdict(&rule(5, "Critical", true), "exploit", Tier::Home, &none),
+            Verdict::Drop
+        );
+        assert_eq!(
+            verdict(&rule(5, "Critical", true), "policy", Tier::Full, &none),
             Verdict::Alert
         );
         assert_eq!(

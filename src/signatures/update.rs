@@ -27,6 +27,10 @@ pub const TEST_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 pub const STATE_FILE: &str = "signatures.json";
 /// Every signature's verdict and reason, for `explain` and triage.
 pub const INDEX_FILE: &str = "signatures-index.json";
+/// The last ruleset fetched and taken, as suricata-update wrote it (a link
+/// to a directory, swapped whole): the owner's word on a signature cuts it
+/// again without a download.
+pub const FETCHED: &str = "fetched";
 
 /// Where an update reads and writes.
 #[derive(Clone, Debug)]
@@ -54,8 +58,41 @@ pub struct Plan {
     pub overrides: Overrides,
     /// Drops only reported.
     pub shadow: bool,
-    /// Fetch even if suricata-update fetched less than 15 minutes ago.
-    pub force: bool,
+    /// Where the rules come from this time.
+    pub fetch: Fetch,
+}
+
+impl Plan {
+    /// A fingerprint of what decides the cut (tier, shadow mode, the owner's
+    /// word): the same rules cut under the same fingerprint load the same.
+    pub fn cut(&self) -> u64 {
+        crate::fnv::Fnv1a::of(format_args!(
+            "{}|{}|{:?}",
+            self.tier.name(),
+            self.shadow,
+            self.overrides
+        ))
+    }
+
+    /// The sources as [`Good::sources`] names them, parsed back.
+    pub fn sources_of(good: &Good) -> Vec<Source> {
+        good.sources
+            .iter()
+            .filter_map(|s| Source::parse(s).ok())
+            .collect()
+    }
+}
+
+/// Where an update's rules come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fetch {
+    /// suricata-update, which may answer from its cache of the last 15 minutes.
+    Cached,
+    /// suricata-update, downloading now (the owner asked).
+    Now,
+    /// No download: the last ruleset fetched, cut again (the owner changed
+    /// a signature's setting, or the profile changed).
+    Kept,
 }
 
 /// Why an update was not taken.
@@ -70,6 +107,9 @@ pub enum UpdateError {
     /// Nothing usable came out of it.
     #[error("the sources hold no rule this profile loads ({0} read)")]
     Empty(usize),
+    /// Asked to cut the kept ruleset again before any was fetched.
+    #[error("no ruleset fetched yet: `homewarden signatures update` fetches one")]
+    NothingKept,
     /// Suricata refused the result.
     #[error("suricata -T refused the new ruleset: {0}")]
     Test(String),
@@ -102,6 +142,10 @@ pub struct Good {
     pub counts: Counts,
     /// Drops were only reported.
     pub shadow: bool,
+    /// The cut's fingerprint ([`Plan::cut`]): another one means the kept
+    /// ruleset must be cut again.
+    #[serde(default)]
+    pub cut: u64,
 }
 
 /// One attempt.
@@ -122,7 +166,8 @@ impl Record {
             .unwrap_or_default()
     }
 
-    fn save(&self, work_dir: &Path) -> Result<(), UpdateError> {
+    /// Saves the record in `work_dir`.
+    pub fn save(&self, work_dir: &Path) -> Result<(), UpdateError> {
         let bytes =
             serde_json::to_vec_pretty(self).map_err(|e| UpdateError::Write(e.to_string()))?;
         let path = work_dir.join(STATE_FILE);
@@ -162,13 +207,23 @@ async fn attempt(paths: &Paths, plan: &Plan, now: i64) -> Result<Good, UpdateErr
     std::fs::create_dir_all(&paths.work_dir).map_err(|e| write(&paths.work_dir, e))?;
     let out = tempdir_in(&paths.work_dir).map_err(|e| write(&paths.work_dir, e))?;
     let result = async {
+        let fetched_dir = out.path().join(FETCHED);
         // suricata-update adds ET Open whenever it is given no URL: with
         // only the owner's own files there is nothing to fetch.
-        let mut files = if plan.sources.iter().any(fetched) {
-            fetch(paths, plan, out.path()).await?;
-            read_rules(out.path())?
-        } else {
-            Vec::new()
+        let mut files = match plan.fetch {
+            _ if !plan.sources.iter().any(fetched) => Vec::new(),
+            Fetch::Kept => {
+                let kept = paths.work_dir.join(FETCHED);
+                if !kept.exists() {
+                    return Err(UpdateError::NothingKept);
+                }
+                read_rules(&kept)?
+            }
+            Fetch::Cached | Fetch::Now => {
+                std::fs::create_dir(&fetched_dir).map_err(|e| write(&fetched_dir, e))?;
+                fetch(paths, plan, &fetched_dir).await?;
+                read_rules(&fetched_dir)?
+            }
         };
         files.extend(read_local(&plan.sources)?);
         let built = build(&files, plan.tier, &plan.overrides, plan.shadow);
@@ -186,6 +241,9 @@ async fn attempt(paths: &Paths, plan: &Plan, now: i64) -> Result<Good, UpdateErr
         let target = paths.rules_dir.join(RULES_FILE);
         crate::fsutil::write_atomic(&target, built.rules.as_bytes())
             .map_err(|e| write(&target, e))?;
+        if fetched_dir.exists() {
+            keep(&paths.work_dir, &fetched_dir).map_err(|e| write(&paths.work_dir, e))?;
+        }
         Ok(Good {
             at: now,
             tier: plan.tier.name().into(),
@@ -193,11 +251,30 @@ async fn attempt(paths: &Paths, plan: &Plan, now: i64) -> Result<Good, UpdateErr
             sources: plan.sources.iter().map(source_arg).collect(),
             counts: built.counts,
             shadow: plan.shadow,
+            cut: plan.cut(),
         })
     }
     .await;
     // `out` goes with its Drop, whatever the outcome.
     result
+}
+
+/// Makes `dir` (an update's download, just taken) the kept ruleset: moved
+/// beside the work directory under a name of its own, then the [`FETCHED`]
+/// link swapped to it in one rename, then the one before removed.
+fn keep(work_dir: &Path, dir: &Path) -> std::io::Result<()> {
+    let name = format!("{FETCHED}-{}", crate::fsutil::unguessable(8)?);
+    std::fs::rename(dir, work_dir.join(&name))?;
+    let link = work_dir.join(FETCHED);
+    let before = std::fs::read_link(&link).ok();
+    let tmp = work_dir.join(format!("{FETCHED}.{}", crate::fsutil::unguessable(8)?));
+    std::os::unix::fs::symlink(&name, &tmp)?;
+    std::fs::rename(&tmp, &link)?;
+    // Only a directory this function made (a bare name beside the link).
+    if let Some(old) = before.filter(|b| b.components().count() == 1 && *b != Path::new(&name)) {
+        let _ = std::fs::remove_dir_all(work_dir.join(old));
+    }
+    Ok(())
 }
 
 /// A fresh directory in `dir` for one run's output.
@@ -241,7 +318,7 @@ async fn fetch(paths: &Paths, plan: &Plan, out: &Path) -> Result<(), UpdateError
     .arg(out)
     .arg("--suricata-conf")
     .arg(&paths.suricata_yaml);
-    if plan.force {
+    if plan.fetch == Fetch::Now {
         cmd.arg("--force");
     }
     for s in plan.sources.iter().filter(|s| fetched(s)) {

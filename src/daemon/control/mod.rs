@@ -71,6 +71,20 @@ pub enum SignaturesCommand {
         #[serde(default)]
         source: Option<String>,
     },
+    /// The owner's word on a signature or a category; the reply comes once
+    /// the kept ruleset is cut again and reloaded.
+    Set {
+        /// A sid or a category.
+        target: String,
+        /// Drop, alert or disable; none takes the word back.
+        #[serde(default)]
+        setting: Option<crate::signatures::policy::Setting>,
+    },
+    /// What one signature does here and why.
+    Explain {
+        /// Its id.
+        sid: u64,
+    },
 }
 
 /// What the owner does to one device.
@@ -113,14 +127,16 @@ impl Command {
             Command::Status
             | Command::Lookup { .. }
             | Command::Devices
-            | Command::Signatures(SignaturesCommand::Status)
+            | Command::Signatures(SignaturesCommand::Status | SignaturesCommand::Explain { .. })
             | Command::Owner(OwnerCommand::Explain { .. } | OwnerCommand::Blocks) => Right::Read,
             Command::Sync { .. }
             | Command::Ack
             | Command::Press { .. }
             | Command::Selftest
             | Command::Device(_)
-            | Command::Signatures(SignaturesCommand::Update { .. })
+            | Command::Signatures(
+                SignaturesCommand::Update { .. } | SignaturesCommand::Set { .. },
+            )
             | Command::Owner(OwnerCommand::Allow { .. } | OwnerCommand::Unallow { .. }) => {
                 Right::Change
             }
@@ -447,6 +463,24 @@ async fn signature_command(routes: &Routes, cmd: SignaturesCommand) -> Value {
             crate::daemon::ask(owner, |reply| signatures::Msg::Update { source, reply })
                 .await
                 .map(|r| r.and_then(|g| serde_json::to_value(g).map_err(|e| e.to_string())))
+        }
+        SignaturesCommand::Set { target, setting } => {
+            let target = match crate::signatures::word::Target::parse(&target) {
+                Ok(t) => t,
+                Err(e) => return serde_json::json!({ "error": e }),
+            };
+            crate::daemon::ask(owner, |reply| signatures::Msg::Set {
+                target,
+                setting,
+                reply,
+            })
+            .await
+            .map(|r| r.and_then(|g| serde_json::to_value(g).map_err(|e| e.to_string())))
+        }
+        SignaturesCommand::Explain { sid } => {
+            crate::daemon::ask(owner, |reply| signatures::Msg::Explain { sid, reply })
+                .await
+                .map(|x| serde_json::to_value(x).map_err(|e| e.to_string()))
         }
     };
     match answer {

@@ -18,6 +18,7 @@ fn good(at: i64) -> Good {
             ..Counts::default()
         },
         shadow: false,
+        cut: 0,
     }
 }
 
@@ -73,10 +74,11 @@ fn harness(tier: Tier, fail: bool) -> Harness {
             why: "test".into(),
             overrides: Overrides::default(),
             shadow: false,
-            force: false,
+            fetch: Fetch::Cached,
         },
         every: DAY,
         updater: Arc::new(move |plan, now| {
+            let cut = plan.cut();
             p.lock().unwrap().push(plan);
             let dir = record_dir.clone();
             Box::pin(async move {
@@ -85,7 +87,7 @@ fn harness(tier: Tier, fail: bool) -> Harness {
                 let result = if fail {
                     Err(UpdateError::Fetch("no network".into()))
                 } else {
-                    Ok(good(now))
+                    Ok(Good { cut, ..good(now) })
                 };
                 // The real update records its outcome; so does this one.
                 std::fs::create_dir_all(&dir).unwrap();
@@ -160,7 +162,7 @@ async fn an_update_runs_beside_the_loop_and_suricata_reloads_what_was_taken() {
     assert_eq!(taken.counts.dropping, 3);
     assert_eq!(*h.reloads.lock().unwrap(), 1);
     assert!(
-        h.plans.lock().unwrap()[0].force,
+        h.plans.lock().unwrap()[0].fetch == Fetch::Now,
         "asked: fetched whatever the cache says"
     );
     let st = status(&tx).await;
@@ -193,18 +195,137 @@ async fn a_failed_update_keeps_what_is_in_force_and_is_tried_again_later() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn with_signatures_off_nothing_runs_unless_a_ruleset_is_given() {
+async fn with_signatures_off_nothing_runs_and_a_ruleset_taken_before_is_unloaded() {
     let h = harness(Tier::Off, false);
+    // A ruleset taken while signatures were on.
+    let work_dir = &h.settings.paths.work_dir;
+    std::fs::create_dir_all(work_dir).unwrap();
+    let before = Record {
+        good: Some(good(1_000)),
+        last_attempt: None,
+    };
+    before.save(work_dir).unwrap();
+    std::fs::create_dir_all(&h.settings.paths.rules_dir).unwrap();
     let (stopper, tx, task) = start(&h);
     assert_eq!(status(&tx).await.next_at, None);
     tokio::time::sleep(DAY * 2).await;
     assert!(h.plans.lock().unwrap().is_empty(), "no scheduled update");
+    let rules = h
+        .settings
+        .paths
+        .rules_dir
+        .join(crate::signatures::RULES_FILE);
+    assert_eq!(
+        std::fs::read_to_string(rules).unwrap(),
+        crate::signatures::EMPTY
+    );
+    assert_eq!(*h.reloads.lock().unwrap(), 1, "Suricata unloads it");
+    assert_eq!(status(&tx).await.record.good, None);
     let e = update(&tx, None).await.unwrap_err();
     assert!(e.contains("signatures are off"), "{e}");
-    // A ruleset the owner hands over is taken (its own rules, say).
+    // Not even a ruleset the owner hands over: off is off.
     let local = Source::File("/etc/homewarden/local.rules".into());
-    update(&tx, Some(local.clone())).await.unwrap();
-    assert_eq!(h.plans.lock().unwrap()[0].sources, [local]);
+    let e = update(&tx, Some(local)).await.unwrap_err();
+    assert!(e.contains("set signatures.profile"), "{e}");
+    assert!(h.plans.lock().unwrap().is_empty());
+    stopper.stop().await;
+    task.await.unwrap();
+}
+
+async fn set(
+    tx: &mpsc::Sender<Msg>,
+    target: &str,
+    setting: Option<Setting>,
+) -> Result<SetReply, String> {
+    let target = Target::parse(target).unwrap();
+    crate::daemon::ask(tx, |reply| Msg::Set {
+        target,
+        setting,
+        reply,
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_owners_word_cuts_the_kept_ruleset_again_and_is_kept_until_reset() {
+    let h = harness(Tier::Home, false);
+    let (stopper, tx, task) = start(&h);
+    // Before any ruleset: kept for the first one, nothing runs.
+    let r = set(&tx, "2030000", Some(Setting::Alert)).await.unwrap();
+    assert_eq!((r.taken, r.setting), (None, Some(Setting::Alert)));
+    assert!(h.plans.lock().unwrap().is_empty());
+    update(&tx, None).await.unwrap();
+    assert_eq!(
+        h.plans.lock().unwrap()[0].overrides.sids[&2_030_000],
+        Setting::Alert
+    );
+    // With one in force: cut again from what was kept, and reloaded.
+    let r = set(&tx, "Policy", Some(Setting::Drop)).await.unwrap();
+    assert!(r.taken.is_some() && r.explained.is_none());
+    {
+        let plans = h.plans.lock().unwrap();
+        assert_eq!(plans.len(), 2);
+        assert_eq!(plans[1].fetch, Fetch::Kept, "no download");
+        assert_eq!(plans[1].overrides.categories["policy"], Setting::Drop);
+    }
+    assert_eq!(*h.reloads.lock().unwrap(), 2);
+    // The same word again: nothing to do.
+    set(&tx, "policy", Some(Setting::Drop)).await.unwrap();
+    assert_eq!(h.plans.lock().unwrap().len(), 2);
+    // A word while an update runs: cut again once it is done.
+    let (reply, _answer) = oneshot::channel();
+    tx.send(Msg::Update {
+        source: None,
+        reply,
+    })
+    .await
+    .unwrap();
+    let r = set(&tx, "2030000", None).await.unwrap();
+    assert!(r.taken.is_some());
+    {
+        let plans = h.plans.lock().unwrap();
+        assert_eq!(plans.len(), 4);
+        assert_eq!((plans[2].fetch, plans[3].fetch), (Fetch::Now, Fetch::Kept));
+        assert!(!plans[3].overrides.sids.contains_key(&2_030_000), "reset");
+    }
+    let st = status(&tx).await;
+    assert_eq!(st.word.categories["policy"], Setting::Drop);
+    assert!(st.word.sids.is_empty());
+    stopper.stop().await;
+    task.await.unwrap();
+    // Kept across a restart; the cut is the same, so nothing runs at start.
+    let (stopper, tx, task) = start(&h);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(status(&tx).await.word.categories["policy"], Setting::Drop);
+    assert_eq!(h.plans.lock().unwrap().len(), 4);
+    stopper.stop().await;
+    task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn another_profile_at_start_cuts_the_kept_ruleset_again() {
+    let h = harness(Tier::Home, false);
+    let (stopper, tx, task) = start(&h);
+    update(&tx, None).await.unwrap();
+    stopper.stop().await;
+    task.await.unwrap();
+    let mut full = h.settings.clone();
+    full.plan.tier = Tier::Full;
+    let stopper = crate::daemon::shutdown::Stopper::default();
+    let (tx, inbox) = mpsc::channel(4);
+    let task = tokio::spawn(Signatures::new(full).run(inbox, stopper.handle()));
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    {
+        let plans = h.plans.lock().unwrap();
+        assert_eq!(plans.len(), 2);
+        assert_eq!((plans[1].fetch, plans[1].tier), (Fetch::Kept, Tier::Full));
+    }
+    assert_eq!(status(&tx).await.record.good.unwrap().cut, {
+        let mut p = h.settings.plan.clone();
+        p.tier = Tier::Full;
+        p.cut()
+    });
     stopper.stop().await;
     task.await.unwrap();
 }
@@ -218,7 +339,7 @@ async fn the_schedule_runs_the_first_update_soon_after_a_first_start() {
     tokio::time::sleep(Duration::from_secs(100)).await;
     assert_eq!(h.plans.lock().unwrap().len(), 1);
     assert!(
-        !h.plans.lock().unwrap()[0].force,
+        h.plans.lock().unwrap()[0].fetch == Fetch::Cached,
         "scheduled: suricata-update's cache counts"
     );
     assert_eq!(*h.reloads.lock().unwrap(), 1);
