@@ -216,6 +216,7 @@ fn incident() -> Incident {
         device: None,
         matched: Some(homewarden::alerts::triage::Matched::Address),
         remote_port: Some(80),
+        signature_severity: None,
         ioc: Some(Provenance {
             source: "lab-misp".into(),
             event_uuid: None,

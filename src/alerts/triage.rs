@@ -2,7 +2,10 @@
 //! device makes one incident with a count, not thousands: alerts are grouped by
 //! (signature, remote endpoint, local device) while they keep coming within a
 //! window. An incident is high when Suricata says severity 1, or when the IoC
-//! behind a dataset hit comes from a MISP event of threat level High.
+//! behind a dataset hit comes from a MISP event of threat level High. A
+//! signature that carries ET's `signature_severity` is judged by it instead
+//! (Critical and Major are high, Minor and Informational are not): Suricata's
+//! severity comes from the classtype, and a mere policy notice has priority 1.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -135,7 +138,14 @@ pub struct Incident {
     /// The remote side's port (the first alert's), where the protocol has ports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote_port: Option<u16>,
+    /// ET's `signature_severity` of someone else's signature (Critical,
+    /// Major, Minor, Informational), where the rule carries one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature_severity: Option<String>,
 }
+
+/// ET severities that make a signature's incident high.
+pub const HIGH_ET_SEVERITIES: &[&str] = &["Critical", "Major"];
 
 /// The kind of listed indicator one of our rules matched: what was listed is
 /// the remote address itself only for [`Matched::Address`].
@@ -217,6 +227,14 @@ impl Triage {
             _ => remote_ip.to_string(),
         };
         let listed = kind.is_some();
+        let et_severity = (!listed)
+            .then(|| a.metadata.get("signature_severity")?.first().cloned())
+            .flatten();
+        // ET's word where a signature carries it; Suricata's severity else.
+        let high_alert = match &et_severity {
+            Some(s) => HIGH_ET_SEVERITIES.contains(&s.as_str()),
+            None => a.severity <= self.settings.high_severity,
+        };
         let key = Key {
             hit: Hit::of(listed, shadow_rule, a.sid),
             remote,
@@ -229,13 +247,13 @@ impl Triage {
                 inc.last_seen = inc.last_seen.max(a.time);
                 inc.severity = inc.severity.min(a.severity);
                 inc.blocked |= a.action == "blocked";
-                inc.high |= !shadow_rule && a.severity <= self.settings.high_severity;
+                inc.high |= !shadow_rule && high_alert;
                 return Outcome::Counted(inc.clone());
             }
         }
         let ioc = if listed { lookup(&key.remote) } else { None };
         let high = !shadow_rule
-            && (a.severity <= self.settings.high_severity
+            && (high_alert
                 || ioc
                     .as_ref()
                     .and_then(|p| p.threat_level)
@@ -260,6 +278,7 @@ impl Triage {
             device: device(local),
             matched: kind.and_then(|k| k.iter().find_map(|k| Matched::of_kind(k))),
             remote_port,
+            signature_severity: et_severity,
         };
         if self.open.len() >= self.settings.max_open && !self.open.contains_key(&key) {
             self.make_room(a.time);

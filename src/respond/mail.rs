@@ -102,6 +102,15 @@ fn facts(inc: &Incident) -> Vec<(&'static str, String)> {
     if !inc.category.is_empty() {
         rows.push(("Classification", inc.category.clone()));
     }
+    if !inc.listed {
+        // Someone else's signature: what the owner types to look it up or change it.
+        let mut v = format!("sid {}", inc.sid);
+        if let Some(s) = &inc.signature_severity {
+            v.push_str(&format!(", rated {s} by its ruleset"));
+        }
+        v.push_str(&format!(" (homewarden explain {})", inc.sid));
+        rows.push(("Signature", v));
+    }
     if let Some(p) = &inc.ioc {
         let mut v = format!("{} (source {})", p.indicator, p.source);
         if let Some(info) = &p.event_info {

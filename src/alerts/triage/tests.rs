@@ -283,3 +283,38 @@ fn ids_are_stable() {
         )
     );
 }
+
+#[test]
+fn a_signature_is_judged_by_ets_severity_where_it_carries_one() {
+    let mut t = Triage::new(Settings::default());
+    let sig = |time: i64, sid: u32, suricata: u8, et: Option<&str>| {
+        let mut a = alert(time, "192.168.1.5", "203.0.113.9", sid, suricata);
+        a.metadata.clear();
+        if let Some(s) = et {
+            a.metadata
+                .insert("signature_severity".into(), vec![s.into()]);
+        }
+        a
+    };
+    let judged = |t: &mut Triage, a: &Alert| match t.ingest(a, &|_| None) {
+        Outcome::New(i) | Outcome::Counted(i) => i,
+    };
+    // A policy notice with a priority-1 classtype: not a page.
+    let i = judged(&mut t, &sig(0, 2_000_001, 1, Some("Informational")));
+    assert!(!i.high);
+    assert_eq!(i.signature_severity.as_deref(), Some("Informational"));
+    assert!(!judged(&mut t, &sig(0, 2_000_002, 1, Some("Minor"))).high);
+    // Malware ET rates Major, whatever its classtype says.
+    assert!(judged(&mut t, &sig(0, 2_000_003, 2, Some("Major"))).high);
+    assert!(judged(&mut t, &sig(0, 2_000_004, 3, Some("Critical"))).high);
+    // No ET severity: Suricata's, as before.
+    assert!(judged(&mut t, &sig(0, 2_000_005, 1, None)).high);
+    let i = judged(&mut t, &sig(0, 2_000_006, 2, None));
+    assert!(!i.high && i.signature_severity.is_none());
+    // Our own rules carry no ET severity to go by.
+    let mut ours = alert(0, "192.168.1.5", "203.0.113.9", 1_666_001, 1);
+    ours.metadata
+        .insert("signature_severity".into(), vec!["Minor".into()]);
+    let i = judged(&mut t, &ours);
+    assert!(i.high && i.signature_severity.is_none());
+}

@@ -40,10 +40,14 @@ fn attribute(kind: &str, value: String, to_ids: bool, comment: &str) -> NewAttri
 /// network, the remote of someone else's rule, any address on a resolver
 /// port, the home device.
 pub(super) fn misp_event(inc: &Incident) -> NewEvent {
-    let threat = match inc.severity {
-        1 => "1",
-        2 => "2",
-        _ => "3",
+    // ET's own rating where a signature carries one (see triage).
+    let threat = match (inc.signature_severity.as_deref(), inc.severity) {
+        (Some("Critical" | "Major"), _) => "1",
+        (Some("Minor"), _) => "2",
+        (Some(_), _) => "3",
+        (None, 1) => "1",
+        (None, 2) => "2",
+        (None, _) => "3",
     };
     let home = |ip: &IpAddr| {
         crate::intel::set::BUILTIN_ALLOW
@@ -147,7 +151,10 @@ pub(super) fn misp_event(inc: &Incident) -> NewEvent {
             "ip-dst",
             remote,
             false,
-            "the remote of a flow someone else's rule matched: context, not a listed indicator",
+            &format!(
+                "the remote of a flow signature {} matched: context, not a listed indicator",
+                inc.sid
+            ),
         )),
     }
     attributes.push(attribute(

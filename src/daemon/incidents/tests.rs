@@ -320,3 +320,37 @@ async fn status_counts_all_open_incidents_and_lists_the_ten_newest() {
     assert_eq!(shown.acknowledged.len(), 25);
     assert_eq!(shown.acknowledged[0], shown.recent[0].id, "newest first");
 }
+
+#[test]
+fn a_signatures_event_takes_ets_rating_and_names_the_sid() {
+    let event = |et: Option<&str>, severity: u8| {
+        let mut alert = serde_json::json!({
+            "timestamp": "2026-12-03T10:00:00.0+0000", "event_type": "alert",
+            "src_ip": "10.0.0.2", "dest_ip": "203.0.113.7", "proto": "TCP",
+            "alert": {"action": "blocked", "signature_id": 2999001,
+                      "signature": "ET MALWARE Test CnC Checkin", "category": "c",
+                      "severity": severity, "metadata": {}}
+        });
+        if let Some(s) = et {
+            alert["alert"]["metadata"]["signature_severity"] = serde_json::json!([s]);
+        }
+        let a = crate::alerts::eve::parse(alert.to_string().as_bytes()).unwrap();
+        let (Outcome::New(inc) | Outcome::Counted(inc)) =
+            Triage::new(Settings::default()).ingest(&a, &|_| None);
+        misp_event(&inc).event
+    };
+    assert_eq!(event(Some("Major"), 3).threat_level_id, "1");
+    assert_eq!(event(Some("Minor"), 1).threat_level_id, "2");
+    assert_eq!(event(Some("Informational"), 1).threat_level_id, "3");
+    assert_eq!(event(None, 2).threat_level_id, "2");
+    let e = event(Some("Major"), 1);
+    assert_eq!(e.attributes[0].kind, "ip-dst");
+    assert!(
+        e.attributes[0]
+            .comment
+            .contains("signature 2999001 matched")
+            && !e.attributes[0].to_ids,
+        "{:?}",
+        e.attributes[0]
+    );
+}

@@ -412,6 +412,16 @@ pub fn prompt(inc: &Incident, redact: Option<&[IpNet]>) -> (String, String) {
             "the traffic was only observed, not blocked"
         },
     );
+    if !inc.listed {
+        user.push_str(&format!(
+            "Signature: sid {} of the appliance's ruleset (Emerging Threats or the owner's own)",
+            inc.sid
+        ));
+        if let Some(s) = &inc.signature_severity {
+            user.push_str(&format!(", rated {s} by its authors"));
+        }
+        user.push_str(".\n");
+    }
     if let Some(p) = &inc.ioc {
         user.push_str(&format!(
             "Threat intelligence: listed as {} by {}",

@@ -21,6 +21,7 @@ fn incident() -> Incident {
         device: None,
         matched: Some(crate::alerts::triage::Matched::Address),
         remote_port: Some(443),
+        signature_severity: None,
         ioc: Some(Provenance {
             source: "misp".into(),
             event_uuid: None,
@@ -229,4 +230,29 @@ async fn errors_and_debug_carry_no_key_and_no_secret_in_the_url() {
         e,
         "the API key was refused (Incorrect API key provided: ***)"
     );
+}
+
+#[test]
+fn a_signatures_prompt_names_the_sid_and_its_rating_as_data() {
+    let mut inc = incident();
+    inc.listed = false;
+    inc.ioc = None;
+    inc.sid = 2_999_001;
+    inc.signature = "ET MALWARE Test CnC Checkin".into();
+    inc.signature_severity = Some("Major".into());
+    let (_, user) = prompt(&inc, None);
+    let data = user
+        .split_once("BEGIN INCIDENT DATA\n")
+        .and_then(|(_, d)| d.split_once("END INCIDENT DATA"))
+        .map(|(d, _)| d)
+        .unwrap();
+    assert!(
+        data.contains("What happened: ET MALWARE Test CnC Checkin"),
+        "{user}"
+    );
+    assert!(
+        data.contains("Signature: sid 2999001 of the appliance's ruleset (Emerging Threats or the owner's own), rated Major by its authors."),
+        "{user}"
+    );
+    assert!(!prompt(&incident(), None).1.contains("Signature:"));
 }

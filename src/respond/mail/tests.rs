@@ -21,6 +21,7 @@ fn incident(sig: &str) -> Incident {
         device: None,
         matched: Some(crate::alerts::triage::Matched::Name),
         remote_port: Some(443),
+        signature_severity: None,
         ioc: Some(Provenance {
             source: "misp".into(),
             event_uuid: None,
@@ -247,4 +248,21 @@ fn a_known_device_is_named_and_the_mail_says_how_to_cut_it_off() {
         "{}",
         d.text
     );
+}
+
+#[test]
+fn a_signatures_mail_names_the_sid_its_rating_and_how_to_look_it_up() {
+    let mut inc = incident("ET MALWARE Test CnC Checkin");
+    inc.listed = false;
+    inc.ioc = None;
+    inc.sid = 2_999_001;
+    inc.signature_severity = Some("Major".into());
+    let rows = facts(&inc);
+    let row = rows.iter().find(|(k, _)| *k == "Signature").unwrap();
+    assert_eq!(
+        row.1,
+        "sid 2999001, rated Major by its ruleset (homewarden explain 2999001)"
+    );
+    // Our own rules name a listed value instead.
+    assert!(!facts(&incident("x")).iter().any(|(k, _)| *k == "Signature"));
 }
