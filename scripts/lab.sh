@@ -141,7 +141,7 @@ make_namespaces() {
     in_ns pi ip addr add 198.18.1.1/24 dev pi-iot
     in_ns pi ip addr add 203.0.113.1/24 dev pi-wan
     in_ns wan ip addr add 203.0.113.2/24 dev wan0
-    for a in 10 25 30 53 66 67 80; do in_ns wan ip addr add "203.0.113.$a/32" dev wan0; done
+    for a in 10 25 30 53 66 67 80 90; do in_ns wan ip addr add "203.0.113.$a/32" dev wan0; done
     for pair in iot:iot0 pi:pi-iot pi:pi-wan wan:wan0; do
         ns=${pair%%:*} dev=${pair#*:}
         in_ns "$ns" ip link set "$dev" up
@@ -154,14 +154,16 @@ make_namespaces() {
 }
 
 start_wan_services() {
-    for host in 66:c2 67:late 80:benign; do
+    # fresh: a server nobody listed (signatures, not the IoC sets, must catch what goes there).
+    for host in 66:c2 67:late 80:benign 90:fresh; do
         addr=203.0.113.${host%%:*} name=${host#*:}
         mkdir -p "$LAB/www/$name"
         echo "homewarden lab: $name server at $addr" >"$LAB/www/$name/index.html"
         spawn wan "web-$name" "$PY" -m http.server --bind "$addr" --directory "$LAB/www/$name" 80
     done
     spawn wan dns "$PY" "$REPO/scripts/lab_dns.py" 203.0.113.53 \
-        c2.lab-evil.test=203.0.113.66 bad.lab-evil.test=203.0.113.67 www.lab-good.test=203.0.113.80
+        c2.lab-evil.test=203.0.113.66 bad.lab-evil.test=203.0.113.67 www.lab-good.test=203.0.113.80 \
+        update.lab-fresh.test=203.0.113.90
     [ -f "$REPO/tests/misp/misp_double.py" ] || die "tests/misp/misp_double.py missing"
     spawn wan misp "$PY" "$REPO/tests/misp/misp_double.py" --listen 203.0.113.10:8443 \
         --tls-cert "$LAB/misp.pem" --tls-key "$LAB/misp.key" --api-key "$KEY" \
@@ -208,6 +210,7 @@ enforcement:
 suricata:
   rules_dir: $LAB/rules
   command_socket: $LAB/suricata.sock
+  include: $LAB/suricata-include.yaml
 alerts:
   eve_socket: $LAB/eve.sock
 panel:
@@ -255,9 +258,12 @@ mqtt:
   user: homewarden
   password_env: MQTT_PASSWORD
   buttons: true
-# The lab fetches no ruleset from the internet (its tests hand one over).
+# Signatures from the lab's own ruleset in ET Open's layout (tests/data/lab-rules),
+# taken through suricata-update when the lab comes up: nothing from the internet.
 signatures:
-  profile: off
+  profile: home
+  sources: [$LAB/lab-rules.tar.gz]
+  update: 30d
 devices:
   leases: $LAB/dnsmasq.leases
   interface: pi-iot
@@ -285,12 +291,16 @@ firewall_up() {
     fi
 }
 
-start_suricata() {
-    # The overlay's include, with the lab's eve socket paths: `--set` cannot reach
-    # into the include's outputs list (Suricata then keeps Debian's outputs).
+# The overlay's include, with the lab's eve socket paths: `--set` cannot reach
+# into the include's outputs list (Suricata then keeps Debian's outputs).
+write_include() {
     sed -e "s#/run/homewarden/agent/eve.sock#$LAB/eve.sock#" -e "s#/run/homewarden/agent/dns.sock#$LAB/dns.sock#" \
         "$FILES/etc/suricata/homewarden.yaml" \
         >"$LAB/suricata-include.yaml"
+}
+
+start_suricata() {
+    write_include
     local args
     args=$(sed -n 's/^HOMEWARDEN_SURICATA_ARGS=//p' "$LAB/suricata.env")
     [ -n "$args" ] || die "$LAB/suricata.env holds no Suricata arguments"
@@ -372,6 +382,8 @@ up() {
     down
     rm -rf "$LAB"
     mkdir -p "$LAB/log" "$LAB/rules" "$LAB/state"
+    # As ET packs its archive: rules/emerging-*.rules.
+    tar -C "$REPO/tests/data/lab-rules" -czf "$LAB/lab-rules.tar.gz" rules
     say "certificates"; make_certs
     say "namespaces iot — pi — wan"; make_namespaces
     say "wan: web servers, DNS, MISP double, SMTP server, LLM double"; start_wan_services
@@ -379,6 +391,7 @@ up() {
     say "pi: DHCP for the devices (dnsmasq)"; start_dhcp
     join cam 24:0a:c4:12:34:56 doorbell-cam "ESP32 camera"
     join speaker 44:65:0d:12:34:56 kitchen-speaker amazon-echo
+    write_include
     [ -z "$ROOT" ] || firewall_up
     write_config
     [ -n "$ROOT" ] || firewall_up
@@ -391,6 +404,9 @@ up() {
     wait_until "agent" 50 test -S "$LAB/eve.sock"
     say "pi: Suricata inline on NFQUEUE"; start_suricata
     wait_until "agent" 100 agent_protected
+    say "pi: signatures (the lab's ruleset, through suricata-update)"
+    "$BIN" --config "$LAB/homewarden.yaml" signatures update >"$LAB/log/signatures-update.log" 2>&1 \
+        || die "signature update failed: $(cat "$LAB/log/signatures-update.log")"
     wait_until "iot -> benign" 25 in_ns iot curl -sf -m 1 http://203.0.113.80/
     say "up"
     cat >&2 <<EOF
@@ -398,6 +414,7 @@ up() {
   The lab is up (files and logs in $LAB).
     scripts/lab.sh exec iot curl -m 3 http://203.0.113.80/   # benign: answers
     scripts/lab.sh exec iot curl -m 3 http://203.0.113.66/   # C2: dropped (times out)
+    scripts/lab.sh exec iot curl -m 3 -A hwlab-bot -d x http://203.0.113.90/gate.php   # a signature drops it
     $BIN --config $LAB/homewarden.yaml status
     scripts/lab.sh down
 EOF

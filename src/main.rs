@@ -261,6 +261,21 @@ pub(crate) enum SignaturesAction {
         /// A signature id or a category.
         target: String,
     },
+    /// Lift a signature for one device or one destination (a false positive
+    /// there), not for the whole home: it no longer matches their traffic.
+    Allow {
+        /// The signature id.
+        sid: u64,
+        /// The device's or destination's address or network.
+        address: String,
+    },
+    /// Take back what `signatures allow` lifted.
+    Unallow {
+        /// The signature id.
+        sid: u64,
+        /// The address or network as allowed.
+        address: String,
+    },
     /// What one signature does here, why, and how to change it (also `homewarden explain SID`).
     Explain {
         /// The signature id.

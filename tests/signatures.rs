@@ -423,3 +423,44 @@ fn the_daemon_takes_a_ruleset_when_asked_and_says_so() {
         .lines()
         .any(|l| l.starts_with("drop http") && l.contains("sid:2999001;")));
 }
+
+/// The home's networks reach Suricata as `$HOME_NET` through a file it reads
+/// again on every rule reload, with every other variable as Debian has it
+/// (an included `vars:` replaces the whole section).
+#[test]
+fn the_homes_networks_are_suricatas_home_net_and_nothing_else_of_its_variables_changes() {
+    if !tools() {
+        return;
+    }
+    use homewarden::enforce::firewall::{suricata_vars, PacketPath};
+    let main = Path::new("/etc/suricata/suricata.yaml");
+    let include = repo().join("overlays/etc/suricata/homewarden.yaml");
+    let debian = suricata_vars(main, &include).unwrap();
+    assert!(
+        debian.iter().any(|(k, _)| k == "port-groups.HTTP_PORTS"),
+        "{debian:?}"
+    );
+    let cfg = homewarden::config::Config::parse(
+        "network: {home: [198.18.1.0/24, '2001:db8:1::/64']}\nsignatures: {profile: off}\n",
+        Path::new("/x.yaml"),
+    )
+    .unwrap();
+    let path = PacketPath::from_config(&cfg, None);
+    let dir = tempfile::tempdir().unwrap();
+    let vars = dir.path().join("suricata-vars.yaml");
+    std::fs::write(&vars, path.vars_yaml(&debian).unwrap()).unwrap();
+    let mut with = suricata_vars(main, &vars).unwrap();
+    with.sort();
+    let mut expected: Vec<(String, String)> = debian
+        .iter()
+        .map(|(k, v)| {
+            if k == "address-groups.HOME_NET" {
+                (k.clone(), "[198.18.1.0/24,2001:db8:1::/64]".to_string())
+            } else {
+                (k.clone(), v.clone())
+            }
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(with, expected);
+}

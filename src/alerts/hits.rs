@@ -28,6 +28,21 @@ pub struct Recent {
     pub last: i64,
 }
 
+/// What [`signature_key`] puts between the remote and the sid.
+const SID_MARK: &str = " sid:";
+
+/// The key a signature's drops are counted under: the remote, and the sid
+/// that dropped its traffic (a listed value's drops count under the value).
+pub fn signature_key(remote: &str, sid: u32) -> String {
+    format!("{remote}{SID_MARK}{sid}")
+}
+
+/// The remote and the sid of a [`signature_key`]; `None` for a listed value.
+pub fn split_signature_key(key: &str) -> Option<(&str, u32)> {
+    let (remote, sid) = key.rsplit_once(SID_MARK)?;
+    Some((remote, sid.parse().ok()?))
+}
+
 /// The book of recent hits.
 #[derive(Clone, Debug, Default)]
 pub struct Hits {
@@ -84,6 +99,14 @@ impl Hits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_signatures_key_splits_back_and_a_listed_value_does_not() {
+        let k = signature_key("203.0.113.90", 2_999_101);
+        assert_eq!(split_signature_key(&k), Some(("203.0.113.90", 2_999_101)));
+        assert_eq!(split_signature_key("c2.evil.test"), None);
+        assert_eq!(split_signature_key("2001:db8::1"), None);
+    }
 
     #[test]
     fn counts_the_last_24_hours_only_newest_first() {

@@ -106,7 +106,13 @@ pub(crate) fn firewall(config: &Path, action: FirewallAction) -> Result<ExitCode
                 }
             });
             let path = PacketPath::from_config(&cfg, fail);
-            let backend = path.up(&suricata_env)?;
+            // Only a home of the owner's own needs Suricata's variables rewritten.
+            let vars = if cfg.network.home.is_empty() {
+                Vec::new()
+            } else {
+                firewall::suricata_vars(&cfg.selftest.suricata_config, &cfg.suricata.include)?
+            };
+            let backend = path.up(&suricata_env, &vars)?;
             println!(
                 "firewall: {}{} queue{} {}, fail-{}, flow bypass {}; Suricata: {}",
                 firewall::health::backend_name(backend),

@@ -143,6 +143,7 @@ pub(crate) async fn run(path: &Path) -> Result<ExitCode> {
     let mut agent = Agent::open(cfg, &secrets)?;
     let (signatures_tx, signatures_inbox) = tokio::sync::mpsc::channel(8);
     let signatures = homewarden::daemon::signatures::Signatures::new(signatures);
+    let signatures_status = signatures.watch();
     agent.supervise(signatures.heart());
     tokio::spawn(signatures.run(signatures_inbox, agent.stop_handle()));
     let (tx, rx) = tokio::sync::mpsc::channel(8);
@@ -173,7 +174,13 @@ pub(crate) async fn run(path: &Path) -> Result<ExitCode> {
         .with_context(|| format!("control socket {}", socket.display()))?;
     if let Some((addr, token)) = metrics {
         let listener = homewarden::daemon::metrics::bind(addr).await?;
-        homewarden::daemon::metrics::serve(listener, token, agent.status(), agent.stop_handle());
+        homewarden::daemon::metrics::serve(
+            listener,
+            token,
+            agent.status(),
+            Some(signatures_status),
+            agent.stop_handle(),
+        );
         tracing::info!("metrics at http://{addr}/metrics");
     }
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;

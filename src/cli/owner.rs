@@ -119,13 +119,20 @@ pub(crate) async fn owner(path: &Path, cmd: OwnerCommand, json: bool) -> Result<
                 println!("blocked in the last 24 hours (newest first):");
             }
             for hit in &r.recent {
-                let by: Vec<&str> = hit.listed_by.iter().map(|p| p.source.as_str()).collect();
+                let by = match hit.sid {
+                    Some(sid) => format!("signature {sid}: `homewarden explain {sid}`"),
+                    None => hit
+                        .listed_by
+                        .iter()
+                        .map(|p| p.source.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                };
                 println!(
-                    "  {:<40} {:>6} hits, last {}  ({})",
+                    "  {:<40} {:>6} hits, last {}  ({by})",
                     hit.value,
                     hit.hits_24h,
                     ago(now, u64::try_from(hit.last).ok()),
-                    by.join(", ")
                 );
             }
             for a in &r.allowed {

@@ -44,6 +44,8 @@ pub(crate) async fn signatures(path: &Path, action: SignaturesAction) -> Result<
         SignaturesAction::Alert { target } => set(&cfg, target, Some(Setting::Alert)).await,
         SignaturesAction::Disable { target } => set(&cfg, target, Some(Setting::Disable)).await,
         SignaturesAction::Reset { target } => set(&cfg, target, None).await,
+        SignaturesAction::Allow { sid, address } => lift(&cfg, sid, address, true).await,
+        SignaturesAction::Unallow { sid, address } => lift(&cfg, sid, address, false).await,
         SignaturesAction::Explain { sid, json } => explain_sid(&cfg, sid, json).await,
     }
 }
@@ -51,17 +53,41 @@ pub(crate) async fn signatures(path: &Path, action: SignaturesAction) -> Result<
 /// `signatures drop|alert|disable|reset TARGET`.
 async fn set(cfg: &Config, target: String, setting: Option<Setting>) -> Result<ExitCode> {
     homewarden::signatures::word::Target::parse(&target).map_err(anyhow::Error::msg)?;
-    let cmd = Command::Signatures(SignaturesCommand::Set { target, setting });
+    said(cfg, SignaturesCommand::Set { target, setting }).await
+}
+
+/// `signatures allow|unallow SID ADDRESS`.
+async fn lift(cfg: &Config, sid: u64, address: String, lifted: bool) -> Result<ExitCode> {
+    homewarden::signatures::word::parse_net(&address).map_err(anyhow::Error::msg)?;
+    said(
+        cfg,
+        SignaturesCommand::Lift {
+            sid,
+            address,
+            lifted,
+        },
+    )
+    .await
+}
+
+/// The owner's word to the daemon, and what it does now.
+async fn said(cfg: &Config, word: SignaturesCommand) -> Result<ExitCode> {
+    let cmd = Command::Signatures(word);
     // A `suricata -T` and a reload of thousands of rules on a Pi.
     let v = control::request(&cfg.control_socket, &cmd, Duration::from_secs(30 * 60)).await?;
     let r: SetReply = serde_json::from_value(v).context("daemon's signatures reply")?;
-    match r.setting {
-        Some(w) => println!(
+    match (r.setting, r.lifted) {
+        (Some(w), _) => println!(
             "{}: {} (kept until `homewarden signatures reset`)",
             r.target,
             setting_word(w)
         ),
-        None => println!(
+        (None, Some(true)) => println!(
+            "{}: lifted (kept until `homewarden signatures unallow`)",
+            r.target
+        ),
+        (None, Some(false)) => println!("{}: no longer lifted", r.target),
+        (None, None) => println!(
             "{}: reset (the config's word and the default policy apply again)",
             r.target
         ),

@@ -243,6 +243,9 @@ pub struct SuricataConfig {
     /// output): the addresses whose flows are cut when their name is listed.
     /// Unset: `dns.sock` beside `alerts.eve_socket` (see [`Config::dns_socket`]).
     pub dns_socket: Option<PathBuf>,
+    /// homewarden's include for Suricata's main config (`selftest.suricata_config`):
+    /// a signature ruleset is tested with `suricata -T` under both, as Suricata runs.
+    pub include: PathBuf,
 }
 
 impl Default for SuricataConfig {
@@ -255,6 +258,7 @@ impl Default for SuricataConfig {
             queues: None,
             flow_bypass: true,
             dns_socket: None,
+            include: PathBuf::from("/etc/suricata/homewarden.yaml"),
         }
     }
 }

@@ -23,7 +23,7 @@ use crate::signatures::policy::{Overrides, Setting};
 use crate::signatures::profile::Tier;
 use crate::signatures::source::Source;
 use crate::signatures::update::{self, Fetch, Good, Paths, Plan, Record, UpdateError};
-use crate::signatures::word::{self, Target};
+use crate::signatures::word::{self, Target, Word};
 
 /// How long after the agent starts the first update runs when none was
 /// ever taken: the uplink may need a moment at first boot.
@@ -44,13 +44,11 @@ pub enum Msg {
         /// What was taken, or why not.
         reply: oneshot::Sender<Result<Good, String>>,
     },
-    /// The owner's word on a signature or a category (`None`: take it
-    /// back); the kept ruleset is cut again and reloaded before the reply.
+    /// The owner's word on a signature or a category; the kept ruleset
+    /// is cut again and reloaded before the reply.
     Set {
-        /// What it is about.
-        target: Target,
-        /// Drop, alert or disable.
-        setting: Option<Setting>,
+        /// The word.
+        word: Word,
         /// What it does now, or why the word was not kept.
         reply: oneshot::Sender<Result<SetReply, String>>,
     },
@@ -65,13 +63,16 @@ pub enum Msg {
     Status(oneshot::Sender<SignaturesStatus>),
 }
 
-/// What `signatures drop|alert|disable|reset` answers.
+/// What `signatures drop|alert|disable|reset|allow|unallow` answers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SetReply {
-    /// The sid or category, as the owner named it.
+    /// The sid or category (and the address), as the owner named it.
     pub target: String,
-    /// The owner's word on it now (`None`: reset).
+    /// The owner's word on it now (`None`: reset, or an allowance).
     pub setting: Option<Setting>,
+    /// For an allowance: lifted now, or no longer.
+    #[serde(default)]
+    pub lifted: Option<bool>,
     /// The ruleset cut again with it (none when no ruleset was fetched yet:
     /// the word applies to the first one).
     pub taken: Option<Good>,
@@ -134,7 +135,7 @@ impl Settings {
         let s = &cfg.signatures;
         let (tier, why) = s.profile.resolve(mem_total);
         let suricata_yaml = cfg.selftest.suricata_config.clone();
-        let include = suricata_yaml.with_file_name("homewarden.yaml");
+        let include = cfg.suricata.include.clone();
         let paths = Paths {
             rules_dir: cfg.suricata.rules_dir.clone(),
             work_dir: cfg.state_dir.join("signatures"),
@@ -171,7 +172,7 @@ async fn reload(socket: &std::path::Path) -> Result<(), String> {
     let mut conn = crate::enforce::suricata::socket::Connection::open(socket, RELOAD_TIMEOUT)
         .await
         .map_err(|e| e.to_string())?;
-    match conn.command("ruleset-reload-rules", None).await {
+    match conn.reload("ruleset-reload-rules", RELOAD_TIMEOUT).await {
         Ok(r) if r.ok => Ok(()),
         Ok(r) => Err(format!("ruleset-reload-rules: {}", r.message)),
         Err(e) => Err(e.to_string()),
@@ -183,10 +184,9 @@ async fn reload(socket: &std::path::Path) -> Result<(), String> {
 enum Waiter {
     /// `signatures update`.
     Update(oneshot::Sender<Result<Good, String>>),
-    /// `signatures drop|alert|disable|reset`.
+    /// `signatures drop|alert|disable|reset|allow|unallow`.
     Set {
-        target: Target,
-        setting: Option<Setting>,
+        word: Word,
         reply: oneshot::Sender<Result<SetReply, String>>,
     },
 }
@@ -229,6 +229,8 @@ pub struct Signatures {
     failures: u32,
     reload_error: Option<String>,
     heart: Heart,
+    /// What status shows, for /metrics (which never waits on this task).
+    published: tokio::sync::watch::Sender<SignaturesStatus>,
 }
 
 /// How soon the owner turns again at the latest.
@@ -285,7 +287,13 @@ impl Signatures {
             failures: 0,
             reload_error: None,
             heart: Heart::new("signatures", TURN_WITHIN),
+            published: tokio::sync::watch::Sender::new(SignaturesStatus::default()),
         }
+    }
+
+    /// What status shows, as it changes.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<SignaturesStatus> {
+        self.published.subscribe()
     }
 
     /// What this task reports to the supervisor with.
@@ -346,6 +354,12 @@ impl Signatures {
         }
         loop {
             self.heart.alive(TURN_WITHIN);
+            let now = self.status();
+            self.published.send_if_modified(|s| {
+                let changed = *s != now;
+                *s = now;
+                changed
+            });
             let due = self
                 .next
                 .filter(|_| self.running.is_none())
@@ -373,11 +387,7 @@ impl Signatures {
                 let _ = reply.send(self.status());
             }
             Msg::Update { source, reply } => self.asked(source, reply),
-            Msg::Set {
-                target,
-                setting,
-                reply,
-            } => self.set(target, setting, reply),
+            Msg::Set { word, reply } => self.set(word, reply),
             Msg::Explain { sid, reply } => {
                 let (config, word) = (self.s.plan.overrides.clone(), self.word());
                 let work_dir = self.s.paths.work_dir.clone();
@@ -443,12 +453,7 @@ impl Signatures {
         }
     }
 
-    fn set(
-        &mut self,
-        target: Target,
-        setting: Option<Setting>,
-        reply: oneshot::Sender<Result<SetReply, String>>,
-    ) {
+    fn set(&mut self, said: Word, reply: oneshot::Sender<Result<SetReply, String>>) {
         let mut word = match &self.word {
             Ok(w) => w.clone(),
             Err(e) => {
@@ -456,7 +461,7 @@ impl Signatures {
                 return;
             }
         };
-        let changed = word::set(&mut word, &target, setting);
+        let changed = word::apply(&mut word, &said);
         if changed {
             if let Err(e) = word::save(&self.s.paths.work_dir, &word) {
                 let _ = reply.send(Err(e.to_string()));
@@ -464,11 +469,7 @@ impl Signatures {
             }
             self.word = Ok(word);
         }
-        let waiter = Waiter::Set {
-            target,
-            setting,
-            reply,
-        };
+        let waiter = Waiter::Set { word: said, reply };
         // Nothing to cut again: off, never fetched, or the same word again.
         let kept = self.record.good.is_some() && self.s.plan.tier != Tier::Off;
         if !kept || !changed {
@@ -581,25 +582,31 @@ impl Signatures {
             Waiter::Update(reply) => {
                 let _ = reply.send(taken.ok_or_else(|| "nothing was taken".to_string()));
             }
-            Waiter::Set {
-                target,
-                setting,
-                reply,
-            } => {
+            Waiter::Set { word: said, reply } => {
                 let (config, word) = (self.s.plan.overrides.clone(), self.word());
                 let work_dir = self.s.paths.work_dir.clone();
                 tokio::task::spawn_blocking(move || {
-                    let explained = match target {
-                        Target::Sid(sid) => {
-                            let index = update::load_index(&work_dir);
-                            let entry = index.get(&sid).cloned();
-                            Some(explain::explain(sid, entry, index.len(), &config, &word))
+                    let sid = match &said {
+                        Word::Set {
+                            target: Target::Sid(sid),
+                            ..
                         }
-                        Target::Category(_) => None,
+                        | Word::Lift { sid, .. } => Some(*sid),
+                        Word::Set { .. } => None,
+                    };
+                    let explained = sid.map(|sid| {
+                        let index = update::load_index(&work_dir);
+                        let entry = index.get(&sid).cloned();
+                        explain::explain(sid, entry, index.len(), &config, &word)
+                    });
+                    let (setting, lifted) = match &said {
+                        Word::Set { setting, .. } => (*setting, None),
+                        Word::Lift { lifted, .. } => (None, Some(*lifted)),
                     };
                     let _ = reply.send(Ok(SetReply {
-                        target: target.to_string(),
+                        target: said.to_string(),
                         setting,
+                        lifted,
                         taken,
                         reload_error,
                         explained,

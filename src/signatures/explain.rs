@@ -31,6 +31,9 @@ pub struct Explained {
     pub category_setting: Option<(Setting, Said)>,
     /// Signatures in the ruleset in force (0: none taken yet).
     pub in_force: usize,
+    /// Devices or destinations the owner lifted it for.
+    #[serde(default)]
+    pub lifted_for: Vec<ipnet::IpNet>,
 }
 
 fn said(
@@ -60,6 +63,12 @@ pub fn explain(
         category_setting,
         entry,
         in_force,
+        lifted_for: word
+            .except
+            .get(&sid)
+            .or_else(|| config.except.get(&sid))
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default(),
     }
 }
 
@@ -83,7 +92,7 @@ pub fn render(x: &Explained) -> String {
     let mut out = String::new();
     let sid = x.sid;
     let Some(e) = &x.entry else {
-        if x.in_force == 0 {
+        if x.in_force == 0 && x.lifted_for.is_empty() {
             let _ = writeln!(
                 out,
                 "{sid}: no signature ruleset is in force yet (`homewarden signatures status`)"
@@ -132,6 +141,12 @@ pub fn render(x: &Explained) -> String {
         (r, _, _) => r.to_string(),
     };
     let _ = writeln!(out, "  {what}: {why}");
+    for net in &x.lifted_for {
+        let _ = writeln!(
+            out,
+            "  lifted for {net}: it never matches its traffic (`homewarden signatures unallow {sid} {net}` to take that back)"
+        );
+    }
     let cmd = |s: &str| format!("homewarden signatures {s} {sid}");
     let mut to = Vec::new();
     if e.verdict != Verdict::Alert || e.would_drop {

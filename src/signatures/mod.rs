@@ -68,6 +68,10 @@ pub struct Counts {
     pub malformed: usize,
     /// A sid a file before had already: Suricata would refuse the second.
     pub duplicates: usize,
+    /// Rules the owner lifted for an address whose header could not be cut
+    /// for it: loaded as decided, for everyone (status says so).
+    #[serde(default)]
+    pub uncut: usize,
 }
 
 /// A ruleset made ready for Suricata.
@@ -107,8 +111,17 @@ pub fn build(files: &[(String, String)], tier: Tier, overrides: &Overrides, shad
                 continue;
             }
             let d = policy::decide(&r, category, tier, overrides, shadow);
-            match policy::line(&r, &d) {
+            let except: Vec<ipnet::IpNet> = overrides
+                .except
+                .get(&r.sid)
+                .map(|s| s.iter().copied().collect())
+                .unwrap_or_default();
+            match policy::line(&r, &d, &except) {
                 Some(l) => {
+                    let l = l.unwrap_or_else(|as_decided| {
+                        out.counts.uncut += 1;
+                        as_decided
+                    });
                     match d.verdict {
                         Verdict::Drop => out.counts.dropping += 1,
                         _ => out.counts.alerting += 1,
@@ -176,7 +189,8 @@ mod tests {
                 alerting: 1,
                 off: 2,
                 malformed: 1,
-                duplicates: 1
+                duplicates: 1,
+                uncut: 0,
             }
         );
         let lines: Vec<&str> = b.rules.lines().filter(|l| !l.starts_with('#')).collect();
@@ -190,6 +204,54 @@ mod tests {
         // Built twice from the same input: the same file (no reload for nothing).
         assert_eq!(
             build(&files, Tier::Home, &Overrides::default(), false).rules,
+            b.rules
+        );
+    }
+
+    #[test]
+    fn a_signature_lifted_for_a_device_matches_everyone_else() {
+        let files = vec![(
+            "malware".to_string(),
+            format!("{}\n{}\n", et(1, "Major"), et(2, "Major")),
+        )];
+        let mut o = Overrides::default();
+        o.except.insert(
+            1,
+            [
+                "198.18.1.2/32".parse().unwrap(),
+                "2001:db8::/64".parse().unwrap(),
+            ]
+            .into(),
+        );
+        let b = build(&files, Tier::Home, &o, false);
+        let lines: Vec<&str> = b.rules.lines().filter(|l| !l.starts_with('#')).collect();
+        assert!(
+            lines[0].starts_with(
+                "drop http [$HOME_NET,!198.18.1.2/32,!2001:db8::/64] any -> [$EXTERNAL_NET,!198.18.1.2/32,!2001:db8::/64] any (msg:\"ET TEST 1\""
+            ),
+            "{}",
+            lines[0]
+        );
+        assert!(lines[1].starts_with("drop http $HOME_NET any -> $EXTERNAL_NET any"));
+        assert_eq!(b.counts.uncut, 0);
+        // A header that is not the usual seven words is not guessed at.
+        let odd = vec![("malware".to_string(), "alert http any any -> any any any (msg:\"x\"; sid:3; metadata:signature_severity Major;)\n".to_string())];
+        let mut o = Overrides::default();
+        o.except
+            .insert(3, ["198.18.1.2/32".parse().unwrap()].into());
+        let b = build(&odd, Tier::Home, &o, false);
+        assert_eq!(b.counts.uncut, 1);
+        assert!(b.rules.contains("drop http any any -> any any any"));
+        // `any` on a side becomes the negation alone.
+        let any = vec![("malware".to_string(), "alert http any any -> any any (msg:\"x\"; sid:4; metadata:signature_severity Major;)\n".to_string())];
+        let mut o = Overrides::default();
+        o.except
+            .insert(4, ["198.18.1.2/32".parse().unwrap()].into());
+        let b = build(&any, Tier::Home, &o, false);
+        assert!(
+            b.rules
+                .contains("drop http [!198.18.1.2/32] any -> [!198.18.1.2/32] any (msg"),
+            "{}",
             b.rules
         );
     }

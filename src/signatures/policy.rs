@@ -60,6 +60,10 @@ pub struct Overrides {
     /// By category (`malware`, `policy`…).
     #[serde(default)]
     pub categories: BTreeMap<String, Setting>,
+    /// By signature id: devices or destinations it is lifted for (a false
+    /// positive of one device, not a rule wrong for the whole home).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub except: BTreeMap<u64, std::collections::BTreeSet<ipnet::IpNet>>,
 }
 
 /// What one rule does here.
@@ -194,15 +198,21 @@ pub fn decide(
     }
 }
 
-/// The line Suricata loads for a rule and its decision (`None`: not loaded).
-pub fn line(rule: &Rule, d: &Decision) -> Option<String> {
-    match (d.verdict, rule.action) {
-        (Verdict::Off, _) => None,
-        (_, Action::Pass) => Some(rule.with_action(Action::Pass)),
-        (Verdict::Drop, Action::Reject) => Some(rule.with_action(Action::Reject)),
-        (Verdict::Drop, _) => Some(rule.with_action(Action::Drop)),
-        (Verdict::Alert, _) => Some(rule.with_action(Action::Alert)),
-    }
+/// The line Suricata loads for a rule and its decision (`None`: not
+/// loaded), lifted for the networks in `except`; `Err` (with the line as
+/// decided) when the rule's header cannot be cut for them.
+pub fn line(rule: &Rule, d: &Decision, except: &[ipnet::IpNet]) -> Option<Result<String, String>> {
+    let action = match (d.verdict, rule.action) {
+        (Verdict::Off, _) => return None,
+        (_, Action::Pass) => Action::Pass,
+        (Verdict::Drop, Action::Reject) => Action::Reject,
+        (Verdict::Drop, _) => Action::Drop,
+        (Verdict::Alert, _) => Action::Alert,
+    };
+    Some(
+        rule.with_action_except(action, except)
+            .ok_or_else(|| rule.with_action(action)),
+    )
 }
 
 #[cfg(test)]
@@ -320,24 +330,40 @@ mod tests {
         let none = Overrides::default();
         let r = rule(1, "Major", true);
         let d = decide(&r, "malware", Tier::Home, &none, false);
-        assert!(line(&r, &d).unwrap().starts_with("drop http any any"));
+        assert!(line(&r, &d, &[])
+            .map(|l| l.unwrap())
+            .unwrap()
+            .starts_with("drop http any any"));
         let d = decide(&r, "malware", Tier::Home, &none, true);
-        assert!(line(&r, &d).unwrap().starts_with("alert http"));
+        assert!(line(&r, &d, &[])
+            .map(|l| l.unwrap())
+            .unwrap()
+            .starts_with("alert http"));
         let d = decide(&r, "web_server", Tier::Home, &none, false);
-        assert_eq!(line(&r, &d), None);
+        assert_eq!(line(&r, &d, &[]).map(|l| l.unwrap()), None);
         // A disabled rule the owner turns on loads without its `#`.
         let mut o = Overrides::default();
         o.sids.insert(5, Setting::Alert);
         let r = rule(5, "Minor", false);
-        assert!(line(&r, &decide(&r, "malware", Tier::Home, &o, false))
+        assert!(line(&r, &decide(&r, "malware", Tier::Home, &o, false), &[])
+            .map(|l| l.unwrap())
             .unwrap()
             .starts_with("alert http"));
         // The ruleset's own pass and reject rules keep their action.
         let pass = parse("pass dns any any -> any any (msg:\"ok\"; sid:6;)").unwrap();
         let d = decide(&pass, "dns", Tier::Home, &none, true);
-        assert!(line(&pass, &d).unwrap().starts_with("pass dns") && !d.would_drop);
+        assert!(
+            line(&pass, &d, &[])
+                .map(|l| l.unwrap())
+                .unwrap()
+                .starts_with("pass dns")
+                && !d.would_drop
+        );
         let reject = parse("reject tcp any any -> any any (msg:\"r\"; sid:7;)").unwrap();
         let d = decide(&reject, "malware", Tier::Home, &none, false);
-        assert!(line(&reject, &d).unwrap().starts_with("reject tcp"));
+        assert!(line(&reject, &d, &[])
+            .map(|l| l.unwrap())
+            .unwrap()
+            .starts_with("reject tcp"));
     }
 }

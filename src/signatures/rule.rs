@@ -79,6 +79,36 @@ impl Rule {
             .map_or("", |(_, r)| r);
         format!("{} {rest}", action.word())
     }
+
+    /// The rule with `action`, matching no traffic from or to `except` (the
+    /// owner lifted it for a device or a destination): each side of the
+    /// header loses those networks. `None` when the header is not the usual
+    /// `action proto src sport dir dst dport`, so it cannot be cut safely.
+    pub fn with_action_except(&self, action: Action, except: &[ipnet::IpNet]) -> Option<String> {
+        if except.is_empty() {
+            return Some(self.with_action(action));
+        }
+        let open = self.text.find('(')?;
+        let (header, body) = self.text.split_at(open);
+        let words: Vec<&str> = header.split_whitespace().collect();
+        let [_, proto, src, sport, dir, dst, dport] = words[..] else {
+            return None;
+        };
+        if !matches!(dir, "->" | "<>") {
+            return None;
+        }
+        let nots: Vec<String> = except.iter().map(|n| format!("!{n}")).collect();
+        let cut = |side: &str| match side {
+            "any" => format!("[{}]", nots.join(",")),
+            side => format!("[{side},{}]", nots.join(",")),
+        };
+        Some(format!(
+            "{} {proto} {} {sport} {dir} {} {dport} {body}",
+            action.word(),
+            cut(src),
+            cut(dst)
+        ))
+    }
 }
 
 /// Why a line is not a rule.

@@ -73,6 +73,64 @@ pub struct WordError {
     message: String,
 }
 
+/// One word of the owner's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Word {
+    /// Drop, alert or disable (`None`: reset) a sid or a category.
+    Set {
+        /// What it is about.
+        target: Target,
+        /// The setting.
+        setting: Option<Setting>,
+    },
+    /// Lift a sid for one device or destination (`lifted: false` takes it back).
+    Lift {
+        /// The signature.
+        sid: u64,
+        /// The device's or the destination's address or network.
+        net: ipnet::IpNet,
+        /// Lifted, or no longer.
+        lifted: bool,
+    },
+}
+
+impl std::fmt::Display for Word {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Word::Set { target, .. } => write!(f, "{target}"),
+            Word::Lift { sid, net, .. } => write!(f, "{sid} for {net}"),
+        }
+    }
+}
+
+/// Takes `w` into `o`; whether it changed anything.
+pub fn apply(o: &mut Overrides, w: &Word) -> bool {
+    match w {
+        Word::Set { target, setting } => set(o, target, *setting),
+        Word::Lift { sid, net, lifted } => {
+            let nets = o.except.entry(*sid).or_default();
+            let changed = if *lifted {
+                nets.insert(*net)
+            } else {
+                nets.remove(net)
+            };
+            if nets.is_empty() {
+                o.except.remove(sid);
+            }
+            changed
+        }
+    }
+}
+
+/// An address or a network, as the owner names the device or destination a
+/// signature is lifted for (a bare address is its /32 or /128).
+pub fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map(|n| n.trunc())
+        .map_err(|_| format!("{s:?} is not an address or a network"))
+}
+
 /// Sets (`Some`) or resets (`None`) `target` in `o`; whether it changed.
 pub fn set(o: &mut Overrides, target: &Target, setting: Option<Setting>) -> bool {
     let before = o.clone();
@@ -93,12 +151,19 @@ pub fn set(o: &mut Overrides, target: &Target, setting: Option<Setting>) -> bool
     *o != before
 }
 
-/// `over` laid on `base`: the command line's word wins over the config's.
+/// `over` laid on `base`: the command line's word wins over the config's
+/// (and lifts a signature for its addresses too).
 pub fn layered(base: &Overrides, over: &Overrides) -> Overrides {
     let mut o = base.clone();
     o.sids.extend(over.sids.iter().map(|(k, v)| (*k, *v)));
     o.categories
         .extend(over.categories.iter().map(|(k, v)| (k.clone(), *v)));
+    for (sid, nets) in &over.except {
+        o.except
+            .entry(*sid)
+            .or_default()
+            .extend(nets.iter().copied());
+    }
     o
 }
 
@@ -172,6 +237,29 @@ mod tests {
         std::fs::write(dir.path().join(FILE), b"{not json").unwrap();
         let e = load(dir.path()).unwrap_err().to_string();
         assert!(e.contains(FILE), "{e}");
+    }
+
+    #[test]
+    fn a_signature_is_lifted_for_an_address_and_taken_back() {
+        let mut o = Overrides::default();
+        let net = parse_net("198.18.1.2").unwrap();
+        assert_eq!(net.to_string(), "198.18.1.2/32");
+        let lift = |lifted| Word::Lift {
+            sid: 7,
+            net,
+            lifted,
+        };
+        assert!(apply(&mut o, &lift(true)));
+        assert!(!apply(&mut o, &lift(true)));
+        assert_eq!(o.except[&7].len(), 1);
+        assert_eq!(lift(true).to_string(), "7 for 198.18.1.2/32");
+        assert!(apply(&mut o, &lift(false)));
+        assert!(o.except.is_empty(), "nothing left behind");
+        assert_eq!(
+            parse_net("2001:db8::1/64").unwrap().to_string(),
+            "2001:db8::/64"
+        );
+        assert!(parse_net("cam").unwrap_err().contains("not an address"));
     }
 
     #[test]

@@ -67,14 +67,26 @@ impl Agent {
                     .recent_hits()
                     .await
                     .into_iter()
-                    .map(|r| RecentBlock {
-                        listed_by: Ioc::parse_any(&r.value)
-                            .map(|i| index.lookup(&i))
-                            .unwrap_or_default(),
-                        value: r.value,
-                        hits_24h: r.hits_24h,
-                        last: r.last,
-                    })
+                    .map(
+                        |r| match crate::alerts::hits::split_signature_key(&r.value) {
+                            Some((remote, sid)) => RecentBlock {
+                                listed_by: Vec::new(),
+                                value: remote.to_string(),
+                                hits_24h: r.hits_24h,
+                                last: r.last,
+                                sid: Some(sid),
+                            },
+                            None => RecentBlock {
+                                listed_by: Ioc::parse_any(&r.value)
+                                    .map(|i| index.lookup(&i))
+                                    .unwrap_or_default(),
+                                value: r.value,
+                                hits_24h: r.hits_24h,
+                                last: r.last,
+                                sid: None,
+                            },
+                        },
+                    )
                     .collect();
                 Ok(OwnerReply::Blocks(BlocksReply {
                     blocklist: self.status.blocklist.clone(),

@@ -80,6 +80,16 @@ pub enum SignaturesCommand {
         #[serde(default)]
         setting: Option<crate::signatures::policy::Setting>,
     },
+    /// Lift a signature for one device or destination (`lifted: false`
+    /// takes that back); the reply comes once the ruleset is reloaded.
+    Lift {
+        /// The signature id.
+        sid: u64,
+        /// The device's or destination's address or network.
+        address: String,
+        /// Lifted, or no longer.
+        lifted: bool,
+    },
     /// What one signature does here and why.
     Explain {
         /// Its id.
@@ -135,7 +145,9 @@ impl Command {
             | Command::Selftest
             | Command::Device(_)
             | Command::Signatures(
-                SignaturesCommand::Update { .. } | SignaturesCommand::Set { .. },
+                SignaturesCommand::Update { .. }
+                | SignaturesCommand::Set { .. }
+                | SignaturesCommand::Lift { .. },
             )
             | Command::Owner(OwnerCommand::Allow { .. } | OwnerCommand::Unallow { .. }) => {
                 Right::Change
@@ -469,13 +481,24 @@ async fn signature_command(routes: &Routes, cmd: SignaturesCommand) -> Value {
                 Ok(t) => t,
                 Err(e) => return serde_json::json!({ "error": e }),
             };
-            crate::daemon::ask(owner, |reply| signatures::Msg::Set {
-                target,
-                setting,
-                reply,
-            })
-            .await
-            .map(|r| r.and_then(|g| serde_json::to_value(g).map_err(|e| e.to_string())))
+            let word = crate::signatures::word::Word::Set { target, setting };
+            crate::daemon::ask(owner, |reply| signatures::Msg::Set { word, reply })
+                .await
+                .map(|r| r.and_then(|g| serde_json::to_value(g).map_err(|e| e.to_string())))
+        }
+        SignaturesCommand::Lift {
+            sid,
+            address,
+            lifted,
+        } => {
+            let net = match crate::signatures::word::parse_net(&address) {
+                Ok(n) => n,
+                Err(e) => return serde_json::json!({ "error": e }),
+            };
+            let word = crate::signatures::word::Word::Lift { sid, net, lifted };
+            crate::daemon::ask(owner, |reply| signatures::Msg::Set { word, reply })
+                .await
+                .map(|r| r.and_then(|g| serde_json::to_value(g).map_err(|e| e.to_string())))
         }
         SignaturesCommand::Explain { sid } => {
             crate::daemon::ask(owner, |reply| signatures::Msg::Explain { sid, reply })

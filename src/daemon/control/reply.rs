@@ -76,6 +76,9 @@ pub struct RecentBlock {
     pub last: i64,
     /// The indicators behind it.
     pub listed_by: Vec<Provenance>,
+    /// The signature that dropped it, when no listed value did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<u32>,
 }
 
 /// The answer to `devices`.

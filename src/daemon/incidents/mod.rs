@@ -246,7 +246,13 @@ impl Incidents {
         let inc = match &outcome {
             Outcome::New(i) | Outcome::Counted(i) => i,
         };
-        let value = inc.ioc.as_ref().map_or(&inc.remote, |p| &p.indicator);
+        // A listed value by itself; a signature's drop by the remote and the sid.
+        let value = match &inc.ioc {
+            Some(p) => p.indicator.clone(),
+            None if inc.listed => inc.remote.clone(),
+            None => crate::alerts::hits::signature_key(&inc.remote, inc.sid),
+        };
+        let value = &value;
         let new = matches!(outcome, Outcome::New(_));
         if blocked || new {
             let local = inc.local.to_string();

@@ -21,6 +21,7 @@ pub use families::{registry, resident_bytes};
 
 use crate::daemon::agent::Status;
 use crate::daemon::shutdown::Stop;
+use crate::daemon::signatures::SignaturesStatus;
 
 /// Scrapes served at once; more are refused (closed) until one ends.
 const MAX_CONNECTIONS: usize = 8;
@@ -46,6 +47,7 @@ pub fn serve(
     listener: TcpListener,
     token: Option<String>,
     status: watch::Receiver<Status>,
+    signatures: Option<watch::Receiver<SignaturesStatus>>,
     mut stop: Stop,
 ) -> tokio::task::JoinHandle<()> {
     let token = Arc::new(token);
@@ -67,11 +69,18 @@ pub fn serve(
                 continue; // dropped: busy
             };
             let (status, token) = (status.clone(), token.clone());
+            let signatures = signatures.clone();
             tokio::spawn(async move {
                 let service =
                     hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let reply =
-                            answer(&req, token.as_deref(), &status.borrow(), resident_bytes());
+                        let sigs = signatures.as_ref().map(|s| s.borrow().clone());
+                        let reply = answer(
+                            &req,
+                            token.as_deref(),
+                            &status.borrow(),
+                            sigs.as_ref(),
+                            resident_bytes(),
+                        );
                         async move { Ok::<_, Infallible>(reply) }
                     });
                 // One scrape per connection: nothing lingers past a stop.
@@ -156,6 +165,7 @@ fn answer<B>(
     req: &Request<B>,
     token: Option<&str>,
     status: &Status,
+    signatures: Option<&SignaturesStatus>,
     resident: Option<u64>,
 ) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
@@ -179,7 +189,10 @@ fn answer<B>(
         }
     }
     let now = i64::try_from(crate::intel::unix_now()).unwrap_or(i64::MAX);
-    let registry = registry(status, now, resident);
+    let mut registry = registry(status, now, resident);
+    if let Some(s) = signatures {
+        families::signatures::add(&mut registry, s);
+    }
     let open_metrics = req
         .headers()
         .get(ACCEPT)

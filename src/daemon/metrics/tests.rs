@@ -87,12 +87,41 @@ use crate::daemon::agent::State;
 
 fn text(status: &Status) -> String {
     let mut out = String::new();
-    prometheus_client::encoding::prometheus_text::encode(
-        &mut out,
-        &registry(status, 1_800_000_200, Some(4096)),
-    )
-    .unwrap();
+    let mut r = registry(status, 1_800_000_200, Some(4096));
+    super::families::signatures::add(&mut r, &signatures_status());
+    prometheus_client::encoding::prometheus_text::encode(&mut out, &r).unwrap();
     out
+}
+
+/// A ruleset in force whose last update failed.
+fn signatures_status() -> crate::daemon::signatures::SignaturesStatus {
+    use crate::signatures::update::{Attempt, Good, Record};
+    use crate::signatures::Counts;
+    crate::daemon::signatures::SignaturesStatus {
+        tier: "home".into(),
+        why: "signatures.profile: home".into(),
+        record: Record {
+            good: Some(Good {
+                at: 1_800_000_000,
+                tier: "home".into(),
+                why: "x".into(),
+                sources: vec!["etopen".into()],
+                counts: Counts {
+                    dropping: 3_100,
+                    alerting: 14_000,
+                    off: 25_000,
+                    ..Counts::default()
+                },
+                shadow: false,
+                cut: 1,
+            }),
+            last_attempt: Some(Attempt {
+                at: 1_800_000_100,
+                error: Some("suricata-update: no network".into()),
+            }),
+        },
+        ..Default::default()
+    }
 }
 
 #[test]
@@ -322,7 +351,7 @@ fn get(path: &str, headers: &[(hyper::header::HeaderName, &str)]) -> Request<()>
 #[test]
 fn only_a_get_of_metrics_with_the_token_is_answered() {
     let s = status();
-    let code = |req: &Request<()>, token| answer(req, token, &s, None).status();
+    let code = |req: &Request<()>, token| answer(req, token, &s, None, None).status();
     assert_eq!(code(&get("/metrics", &[]), None), StatusCode::OK);
     assert_eq!(code(&get("/", &[]), None), StatusCode::NOT_FOUND);
     let post = Request::builder()
@@ -331,7 +360,7 @@ fn only_a_get_of_metrics_with_the_token_is_answered() {
         .body(())
         .unwrap();
     assert_eq!(code(&post, None), StatusCode::METHOD_NOT_ALLOWED);
-    let unauth = answer(&get("/metrics", &[]), Some("s3cret"), &s, None);
+    let unauth = answer(&get("/metrics", &[]), Some("s3cret"), &s, None, None);
     assert_eq!(unauth.status(), StatusCode::UNAUTHORIZED);
     assert!(unauth.headers().contains_key(WWW_AUTHENTICATE));
     let wrong = get("/metrics", &[(AUTHORIZATION, "Bearer s3cre")]);
@@ -344,7 +373,7 @@ fn only_a_get_of_metrics_with_the_token_is_answered() {
 fn openmetrics_is_served_to_whoever_asks_for_it() {
     let s = status();
     let content_type = |req: &Request<()>| {
-        answer(req, None, &s, None)
+        answer(req, None, &s, None, None)
             .headers()
             .get(CONTENT_TYPE)
             .unwrap()
@@ -364,7 +393,7 @@ async fn a_scrape_over_tcp_reads_the_published_status_until_stopped() {
     let url = format!("http://{}/metrics", listener.local_addr().unwrap());
     let (tx, rx) = watch::channel(status());
     let stopper = crate::daemon::shutdown::Stopper::default();
-    let server = serve(listener, Some("t0ken".into()), rx, stopper.handle());
+    let server = serve(listener, Some("t0ken".into()), rx, None, stopper.handle());
     let client = reqwest::Client::new();
     let scrape = || client.get(&url).bearer_auth("t0ken").send();
     let body = scrape().await.unwrap().text().await.unwrap();
@@ -418,7 +447,7 @@ async fn idle_connections_give_their_slots_back_and_one_peer_cannot_take_them_al
     let addr = listener.local_addr().unwrap();
     let (_tx, rx) = watch::channel(status());
     let stopper = crate::daemon::shutdown::Stopper::default();
-    let server = serve(listener, Some("t0ken".into()), rx, stopper.handle());
+    let server = serve(listener, Some("t0ken".into()), rx, None, stopper.handle());
     // One peer opens more idle connections than there are slots.
     let opened = std::time::Instant::now();
     let mut idle = tokio::task::JoinSet::new();
@@ -471,4 +500,34 @@ fn a_peer_is_its_ipv4_address_or_its_ipv6_64() {
         peers.enter("2001:db8::3".parse().unwrap()).is_some(),
         "given back"
     );
+}
+
+#[test]
+fn the_signature_ruleset_is_in_the_metrics_as_status_says_it() {
+    let sigs = signatures_status();
+    let reply = answer(&get("/metrics", &[]), None, &status(), Some(&sigs), None);
+    let body = reply.into_body();
+    let bytes = futures_body(body);
+    for line in [
+        "homewarden_signatures_profile{profile=\"home\"} 1",
+        "homewarden_signatures_profile{profile=\"full\"} 0",
+        "homewarden_signatures_rules{verdict=\"drop\"} 3100",
+        "homewarden_signatures_rules{verdict=\"alert\"} 14000",
+        "homewarden_signatures_last_success_timestamp_seconds 1800000000",
+        "homewarden_signatures_last_update_failed 1",
+        "homewarden_signatures_reload_failed 0",
+    ] {
+        assert!(bytes.lines().any(|l| l == line), "{line} missing:\n{bytes}");
+    }
+}
+
+/// The whole body of a reply made in memory.
+fn futures_body(body: http_body_util::Full<bytes::Bytes>) -> String {
+    use http_body_util::BodyExt;
+    let collected = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(body.collect())
+        .unwrap();
+    String::from_utf8(collected.to_bytes().to_vec()).unwrap()
 }

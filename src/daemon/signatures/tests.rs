@@ -238,13 +238,10 @@ async fn set(
     setting: Option<Setting>,
 ) -> Result<SetReply, String> {
     let target = Target::parse(target).unwrap();
-    crate::daemon::ask(tx, |reply| Msg::Set {
-        target,
-        setting,
-        reply,
-    })
-    .await
-    .unwrap()
+    let word = Word::Set { target, setting };
+    crate::daemon::ask(tx, |reply| Msg::Set { word, reply })
+        .await
+        .unwrap()
 }
 
 #[tokio::test(start_paused = true)]

@@ -263,6 +263,7 @@ mod tests {
             flow_bypass: true,
             action: Action::Drop,
             devices: Default::default(),
+            home: Vec::new(),
         }
     }
 

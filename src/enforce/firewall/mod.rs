@@ -32,6 +32,8 @@ pub const CUT_MARK: u32 = 0x4000_0000;
 pub const SURICATA_ENV: &str = "/run/homewarden/suricata.env";
 /// The variable in that file.
 pub const SURICATA_ENV_VAR: &str = "HOMEWARDEN_SURICATA_ARGS";
+/// Suricata's address variables, beside the environment file.
+pub const VARS_FILE: &str = "suricata-vars.yaml";
 
 /// Most queues worth having: one Suricata worker per core, and a Pi has four.
 pub const MAX_AUTO_QUEUES: u16 = 4;
@@ -49,6 +51,10 @@ pub struct PacketPath {
     pub action: Action,
     /// The Pi's own protection from the devices' side.
     pub devices: DeviceSide,
+    /// The home's networks (`network.home`), Suricata's `$HOME_NET`: the
+    /// signatures' direction (`$HOME_NET -> $EXTERNAL_NET`) follows the home,
+    /// not Debian's private ranges. Empty: Debian's.
+    pub home: Vec<ipnet::IpNet>,
 }
 
 /// What the devices may reach of the Pi, and what their traffic may not
@@ -161,29 +167,76 @@ impl PacketPath {
             flow_bypass: cfg.suricata.flow_bypass,
             action: cfg.enforcement.action,
             devices: DeviceSide::from_config(&cfg.network),
+            home: cfg.network.home.clone(),
         }
     }
 
-    /// The `EnvironmentFile=` text that hands Suricata its arguments.
-    pub fn suricata_env(&self) -> String {
+    /// The `EnvironmentFile=` text that hands Suricata its arguments, with
+    /// the file of [`PacketPath::vars_yaml`] to include, if any.
+    pub fn suricata_env(&self, vars: Option<&Path>) -> String {
+        let mut args = self.suricata_args();
+        if let Some(v) = vars {
+            args.extend(["--include".to_string(), v.display().to_string()]);
+        }
         format!(
             "# Written by `homewarden firewall up`: Suricata's side of the packet path.\n\
              {SURICATA_ENV_VAR}={}\n",
-            self.suricata_args().join(" ")
+            args.join(" ")
         )
     }
 
+    /// A config file for Suricata that makes the home's networks its
+    /// `$HOME_NET` (none when `network.home` is unset: Debian's private
+    /// ranges stand), with every other variable as `defaults` (Suricata's
+    /// own config, [`suricata_vars`]) gives it: an included `vars:` replaces
+    /// the whole section. A file, not `--set`: a rule reload reads the
+    /// variables again from the config files and forgets a `--set` one
+    /// (Suricata 7.0.10, seen in the lab), and the signatures' direction
+    /// (`$HOME_NET -> $EXTERNAL_NET`) would silently turn.
+    pub fn vars_yaml(&self, defaults: &[(String, String)]) -> Option<String> {
+        if self.home.is_empty() {
+            return None;
+        }
+        let nets: Vec<String> = self.home.iter().map(ToString::to_string).collect();
+        let home = format!("[{}]", nets.join(","));
+        let mut out = String::from(
+            "%YAML 1.1\n---\n# Written by `homewarden firewall up`: network.home as $HOME_NET, the rest as Suricata's config has it.\nvars:\n",
+        );
+        for group in ["address-groups", "port-groups"] {
+            out.push_str(&format!("  {group}:\n"));
+            let mut seen_home = false;
+            for (name, value) in defaults.iter().filter_map(|(k, v)| {
+                k.strip_prefix(group)
+                    .and_then(|n| n.strip_prefix('.'))
+                    .map(|n| (n, v))
+            }) {
+                let value = if group == "address-groups" && name == "HOME_NET" {
+                    seen_home = true;
+                    &home
+                } else {
+                    value
+                };
+                out.push_str(&format!("    {name}: {}\n", yaml_quoted(value)));
+            }
+            if group == "address-groups" && !seen_home {
+                out.push_str(&format!("    HOME_NET: {}\n", yaml_quoted(&home)));
+            }
+        }
+        Some(out)
+    }
+
     /// Installs the path: replaces our table (and xtables chain) and writes
-    /// Suricata's arguments to `env` (restart Suricata for queue or fail changes).
-    pub fn up(&self, env: &Path) -> Result<Backend, FirewallError> {
+    /// Suricata's arguments to `env` (restart Suricata for queue or fail
+    /// changes), with its variables from `vars` ([`suricata_vars`]).
+    pub fn up(&self, env: &Path, vars: &[(String, String)]) -> Result<Backend, FirewallError> {
         let mut path = self.clone();
         if path.devices.bridge.is_some() {
             path.devices.bridge = Some(bridge_inspected());
         }
-        path.install(env)
+        path.install(env, vars)
     }
 
-    fn install(&self, env: &Path) -> Result<Backend, FirewallError> {
+    fn install(&self, env: &Path, defaults: &[(String, String)]) -> Result<Backend, FirewallError> {
         down_xtables();
         let backend = match nft(&self.nft(true)) {
             Ok(()) => Backend::Nft,
@@ -206,14 +259,69 @@ impl PacketPath {
                 source,
             })?;
         }
-        fsutil::write_atomic(env, self.suricata_env().as_bytes()).map_err(|source| {
-            FirewallError::Write {
-                path: env.display().to_string(),
+        let write = |path: &Path, text: &str| {
+            fsutil::write_atomic(path, text.as_bytes()).map_err(|source| FirewallError::Write {
+                path: path.display().to_string(),
                 source,
+            })
+        };
+        let vars_path = env.with_file_name(VARS_FILE);
+        let vars = match self.vars_yaml(defaults) {
+            Some(yaml) => {
+                write(&vars_path, &yaml)?;
+                Some(vars_path.as_path())
             }
-        })?;
+            None => {
+                let _ = std::fs::remove_file(&vars_path);
+                None
+            }
+        };
+        write(env, &self.suricata_env(vars))?;
         Ok(backend)
     }
+}
+
+/// A YAML double-quoted scalar.
+fn yaml_quoted(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// Suricata's rule variables (`address-groups.NAME`, `port-groups.NAME`)
+/// as its config `main` with `include` gives them (`suricata --dump-config`).
+pub fn suricata_vars(main: &Path, include: &Path) -> Result<Vec<(String, String)>, FirewallError> {
+    let out = crate::child::command("suricata")
+        .arg("--dump-config")
+        .arg("-c")
+        .arg(main)
+        .arg("--include")
+        .arg(include)
+        .output()
+        .map_err(|e| FirewallError::Tool {
+            tool: "suricata --dump-config".into(),
+            message: e.to_string(),
+        })?;
+    let vars = parse_vars(&String::from_utf8_lossy(&out.stdout));
+    if !out.status.success() || vars.is_empty() {
+        return Err(FirewallError::Tool {
+            tool: "suricata --dump-config".into(),
+            message: format!(
+                "no rule variables in {} ({})",
+                main.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        });
+    }
+    Ok(vars)
+}
+
+/// The `vars.*` lines of `suricata --dump-config`.
+fn parse_vars(dump: &str) -> Vec<(String, String)> {
+    dump.lines()
+        .filter_map(|l| l.strip_prefix("vars."))
+        .filter_map(|l| l.split_once(" = "))
+        .filter(|(k, _)| k.starts_with("address-groups.") || k.starts_with("port-groups."))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect()
 }
 
 /// Removes our table and chains: forwarded traffic is no longer inspected.

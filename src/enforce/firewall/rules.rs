@@ -334,6 +334,7 @@ mod tests {
             flow_bypass,
             action: Action::Drop,
             devices: DeviceSide::default(),
+            home: Vec::new(),
         }
     }
 
@@ -356,6 +357,57 @@ mod tests {
         assert!(path(1, FailMode::Closed, false)
             .nft(true)
             .contains("queue num 0\n"));
+    }
+
+    #[test]
+    fn suricatas_home_net_is_the_homes_networks_in_a_file_a_reload_reads() {
+        let dump = "vars.address-groups.HOME_NET = [192.168.0.0/16,10.0.0.0/8,172.16.0.0/12]\n\
+                    vars.address-groups.EXTERNAL_NET = !$HOME_NET\n\
+                    vars.address-groups.HTTP_SERVERS = $HOME_NET\n\
+                    vars.port-groups.HTTP_PORTS = 80\n\
+                    vars.port-groups.FILE_DATA_PORTS = [$HTTP_PORTS,110,143]\n\
+                    outputs.0.fast.enabled = no\n";
+        let defaults = super::super::parse_vars(dump);
+        assert_eq!(defaults.len(), 5, "{defaults:?}");
+        let mut p = path(1, FailMode::Open, true);
+        assert_eq!(p.vars_yaml(&defaults), None, "Debian's $HOME_NET stands");
+        p.home = vec![
+            "198.18.1.0/24".parse().unwrap(),
+            "2001:db8:1::/64".parse().unwrap(),
+        ];
+        let yaml = p.vars_yaml(&defaults).unwrap();
+        assert!(
+            yaml.starts_with("%YAML 1.1\n---\n"),
+            "Suricata's loader wants the header"
+        );
+        let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&yaml).unwrap();
+        let a = &v["vars"]["address-groups"];
+        assert_eq!(
+            a["HOME_NET"].as_str(),
+            Some("[198.18.1.0/24,2001:db8:1::/64]"),
+            "{yaml}"
+        );
+        // Every other variable as Suricata's config has it: an included
+        // `vars:` replaces the whole section.
+        assert_eq!(a["EXTERNAL_NET"].as_str(), Some("!$HOME_NET"));
+        assert_eq!(a["HTTP_SERVERS"].as_str(), Some("$HOME_NET"));
+        assert_eq!(v["vars"]["port-groups"]["HTTP_PORTS"].as_str(), Some("80"));
+        assert_eq!(
+            v["vars"]["port-groups"]["FILE_DATA_PORTS"].as_str(),
+            Some("[$HTTP_PORTS,110,143]")
+        );
+        let env = p.suricata_env(Some(std::path::Path::new(
+            "/run/homewarden/suricata-vars.yaml",
+        )));
+        assert!(
+            env.trim_end()
+                .ends_with(" --include /run/homewarden/suricata-vars.yaml"),
+            "{env}"
+        );
+        assert!(
+            !env.contains("HOME_NET"),
+            "never --set: a reload forgets it"
+        );
     }
 
     #[test]

@@ -258,7 +258,7 @@ impl Applier {
             tracing::info!(failed = failed.len(), first = %failed[0].message, "dataset commands refused; reloading rules instead");
         }
         let reply = conn
-            .command("ruleset-reload-nonblocking", None)
+            .reload("ruleset-reload-nonblocking", self.timeout)
             .await
             .map_err(|e| e.to_string())?;
         if reply.ok {

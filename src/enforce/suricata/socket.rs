@@ -25,6 +25,9 @@ pub enum SocketError {
     Protocol(String),
 }
 
+/// How long a reload waits before asking again while another is in progress.
+pub const RELOAD_RETRY: Duration = Duration::from_millis(500);
+
 /// One command's outcome.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Reply {
@@ -122,6 +125,29 @@ impl Connection {
         self.read_reply().await
     }
 
+    /// A rule reload (`ruleset-reload-rules` or `ruleset-reload-nonblocking`),
+    /// asked again while Suricata answers that another is in progress, for
+    /// up to `patience`: the agent's IoC apply and the signatures' owner each
+    /// reload, and one refused for the other's would leave its files unread.
+    pub async fn reload(
+        &mut self,
+        command: &str,
+        patience: Duration,
+    ) -> Result<Reply, SocketError> {
+        let until = tokio::time::Instant::now() + patience;
+        loop {
+            let r = self.command(command, None).await?;
+            let busy = !r.ok
+                && r.message
+                    .as_str()
+                    .is_some_and(|m| m.contains("already in progress"));
+            if !busy || tokio::time::Instant::now() >= until {
+                return Ok(r);
+            }
+            tokio::time::sleep(RELOAD_RETRY).await;
+        }
+    }
+
     /// Runs many commands over this one connection, each waiting for its reply.
     ///
     /// Not pipelined: Suricata's unix manager parses whatever one read returns
@@ -170,8 +196,15 @@ mod tests {
                         .await;
                     break;
                 };
+                let reloads = seen
+                    .iter()
+                    .filter(|s: &&Value| s["command"] == "ruleset-reload-rules")
+                    .count();
                 let reply = if v.get("version").is_some() {
                     json!({"return": "OK"})
+                } else if v["command"] == "ruleset-reload-rules" && reloads < 2 {
+                    // Another's reload runs: Suricata refuses a second one.
+                    json!({"return": "NOK", "message": "Reload already in progress"})
                 } else if v["arguments"]["datavalue"] == "bad" {
                     json!({"return": "NOK", "message": "failed"})
                 } else {
@@ -211,6 +244,30 @@ mod tests {
         assert_eq!(seen.len(), 1002);
         assert_eq!(seen[1]["command"], "dataset-add");
         assert_eq!(seen[1001]["command"], "dataset-remove");
+    }
+
+    #[tokio::test]
+    async fn a_reload_refused_for_anothers_in_progress_is_asked_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let peer = fake_suricata(&path).await;
+        let mut c = Connection::open(&path, Duration::from_secs(5))
+            .await
+            .unwrap();
+        // Out of patience: the refusal is the answer.
+        let r = c
+            .reload("ruleset-reload-rules", Duration::ZERO)
+            .await
+            .unwrap();
+        assert!(!r.ok && r.message == "Reload already in progress");
+        let r = c
+            .reload("ruleset-reload-rules", Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert!(r.ok, "{r:?}");
+        drop(c);
+        let seen = peer.await.unwrap();
+        assert_eq!(seen.len(), 4, "the handshake, then three reloads: {seen:?}");
     }
 
     #[tokio::test]

@@ -8,6 +8,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 mod intel;
 mod respond;
+pub mod signatures;
 mod suricata;
 
 use crate::appliance::panel::Shown;
