@@ -143,6 +143,37 @@ fn summary(g: &Good) -> String {
     )
 }
 
+/// The ruleset in one line of `homewarden status`.
+pub(crate) fn one_line(s: &SignaturesStatus, now: u64) -> String {
+    let ago = |t: i64| crate::cli::status::ago(now, u64::try_from(t).ok());
+    let mut line = match (&s.record.good, s.tier.as_str()) {
+        (_, "off") => format!("signatures: off ({})", s.why),
+        (None, _) => format!(
+            "signatures: {} profile, no ruleset taken yet (the IoC sets protect meanwhile)",
+            s.tier
+        ),
+        (Some(g), _) => format!(
+            "signatures: {} profile, {} dropping, {} alerting, taken {}",
+            g.tier,
+            g.counts.dropping,
+            g.counts.alerting,
+            ago(g.at)
+        ),
+    };
+    if let Some(e) = s
+        .record
+        .last_attempt
+        .as_ref()
+        .and_then(|a| a.error.as_ref())
+    {
+        line.push_str(&format!("; last update FAILED: {e}"));
+    }
+    if let Some(e) = &s.reload_error {
+        line.push_str(&format!("; Suricata has not loaded it: {e}"));
+    }
+    line
+}
+
 /// What a person reads.
 fn render_status(s: &SignaturesStatus) -> String {
     use std::fmt::Write as _;

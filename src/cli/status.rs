@@ -25,6 +25,13 @@ pub(crate) async fn status(path: &Path, json: bool) -> Result<ExitCode> {
     let s: Status = serde_json::from_value(v).context("daemon's status reply")?;
     let now = homewarden::intel::unix_now();
     print!("{}", human_status(&s, now));
+    // The signatures' owner answers for itself (none with an older daemon).
+    let sig = Command::Signatures(homewarden::daemon::control::SignaturesCommand::Status);
+    if let Ok(v) = control::request(&cfg.control_socket, &sig, Duration::from_secs(10)).await {
+        if let Ok(st) = serde_json::from_value(v) {
+            println!("{}", crate::cli::signatures::one_line(&st, now));
+        }
+    }
     // Where the Pi sits, when homewarden-network rendered it.
     if let Ok(p) = std::fs::read_to_string("/run/homewarden/placement") {
         let leases = std::fs::read_to_string("/run/homewarden/dnsmasq.leases").ok();

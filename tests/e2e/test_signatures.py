@@ -42,6 +42,8 @@ def test_the_ruleset_is_taken_offline_and_cut_to_the_home_profile(lab):
     assert sig["record"]["last_attempt"]["error"] is None and sig["reload_error"] is None, sig
     out = lab.agent("explain", str(SERVER)).stdout
     assert "is not loaded: its category is not in the home profile" in out, out
+    out = lab.agent("status").stdout
+    assert "signatures: home profile, 2 dropping, 1 alerting, taken " in out, out
 
 
 def test_a_check_in_and_an_exploit_to_an_unlisted_server_are_dropped_by_signatures(lab):
