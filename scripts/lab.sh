@@ -16,7 +16,10 @@
 #   scripts/lab.sh up | down | status | restart-suricata | exec NS CMD...
 #   scripts/lab.sh join NAME MAC [HOSTNAME [VENDOR_CLASS]]   # one more device (iot-NAME)
 #
-# Environment: HW_LAB_DIR (default /tmp/homewarden-lab), HW_LAB_FAIL=open|closed
+# Environment: HW_LAB_SIGNATURES=home|off (default home: the lab's own ruleset
+# in ET Open's layout, tests/data/lab-rules, taken through suricata-update;
+# off: the IoC sets alone, as the benchmarks' "IoCs only" runs),
+# HW_LAB_DIR (default /tmp/homewarden-lab), HW_LAB_FAIL=open|closed
 # (default open), HOMEWARDEN_BIN (default target/debug/homewarden, built if missing).
 # HW_LAB_ROOT=DIR: a root the Ansible role provisioned (scripts/ansible-test.sh):
 # `pi` then runs the firewall on DIR's homewarden.yaml (its fail mode, queues
@@ -32,6 +35,7 @@ ROOT=${HW_LAB_ROOT:-}
 FILES=${ROOT:-$REPO/overlays}
 SURICATA_YAML=$ROOT/etc/suricata/suricata.yaml
 FAIL=${HW_LAB_FAIL:-open}
+SIGNATURES=${HW_LAB_SIGNATURES:-home}
 KEY=homewarden-lab-key-00000000000000000000
 COHERE_KEY=homewarden-lab-cohere-key-0000000000
 MAIL_TOKEN=homewarden-lab-mailtrap-token-000000
@@ -261,7 +265,7 @@ mqtt:
 # Signatures from the lab's own ruleset in ET Open's layout (tests/data/lab-rules),
 # taken through suricata-update when the lab comes up: nothing from the internet.
 signatures:
-  profile: home
+  profile: $SIGNATURES
   sources: [$LAB/lab-rules.tar.gz]
   update: 30d
 devices:
@@ -368,6 +372,7 @@ join() {
 up() {
     [ "$(id -u)" -eq 0 ] || die "run as root (namespaces, firewall)"
     case $FAIL in open|closed) ;; *) die "HW_LAB_FAIL must be open or closed" ;; esac
+    case $SIGNATURES in home|off) ;; *) die "HW_LAB_SIGNATURES must be home or off" ;; esac
     if [ -n "$ROOT" ]; then
         for f in etc/systemd/system/homewarden-firewall.service etc/suricata/homewarden.yaml etc/suricata/suricata.yaml \
             etc/homewarden/homewarden.yaml; do
@@ -404,9 +409,11 @@ up() {
     wait_until "agent" 50 test -S "$LAB/eve.sock"
     say "pi: Suricata inline on NFQUEUE"; start_suricata
     wait_until "agent" 100 agent_protected
-    say "pi: signatures (the lab's ruleset, through suricata-update)"
-    "$BIN" --config "$LAB/homewarden.yaml" signatures update >"$LAB/log/signatures-update.log" 2>&1 \
-        || die "signature update failed: $(cat "$LAB/log/signatures-update.log")"
+    if [ "$SIGNATURES" != off ]; then
+        say "pi: signatures (the lab's ruleset, through suricata-update)"
+        "$BIN" --config "$LAB/homewarden.yaml" signatures update >"$LAB/log/signatures-update.log" 2>&1 \
+            || die "signature update failed: $(cat "$LAB/log/signatures-update.log")"
+    fi
     wait_until "iot -> benign" 25 in_ns iot curl -sf -m 1 http://203.0.113.80/
     say "up"
     cat >&2 <<EOF

@@ -124,9 +124,20 @@ fn start(
     mpsc::Sender<Msg>,
     tokio::task::JoinHandle<()>,
 ) {
+    start_with(h.settings.clone())
+}
+
+/// The owner running with `settings`.
+fn start_with(
+    settings: Settings,
+) -> (
+    crate::daemon::shutdown::Stopper,
+    mpsc::Sender<Msg>,
+    tokio::task::JoinHandle<()>,
+) {
     let stopper = crate::daemon::shutdown::Stopper::default();
     let (tx, inbox) = mpsc::channel(4);
-    let task = tokio::spawn(Signatures::new(h.settings.clone()).run(inbox, stopper.handle()));
+    let task = tokio::spawn(Signatures::new(settings).run(inbox, stopper.handle()));
     (stopper, tx, task)
 }
 
@@ -309,9 +320,7 @@ async fn another_profile_at_start_cuts_the_kept_ruleset_again() {
     task.await.unwrap();
     let mut full = h.settings.clone();
     full.plan.tier = Tier::Full;
-    let stopper = crate::daemon::shutdown::Stopper::default();
-    let (tx, inbox) = mpsc::channel(4);
-    let task = tokio::spawn(Signatures::new(full).run(inbox, stopper.handle()));
+    let (stopper, tx, task) = start_with(full);
     tokio::time::sleep(Duration::from_secs(40)).await;
     {
         let plans = h.plans.lock().unwrap();

@@ -217,14 +217,24 @@ mod tests {
         })
     }
 
-    #[tokio::test]
-    async fn a_batch_goes_over_one_connection_one_command_at_a_time() {
+    /// A connection to a [`fake_suricata`], and the peer's task.
+    async fn connected() -> (
+        tempfile::TempDir,
+        Connection,
+        tokio::task::JoinHandle<Vec<Value>>,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.sock");
         let peer = fake_suricata(&path).await;
-        let mut c = Connection::open(&path, Duration::from_secs(5))
+        let c = Connection::open(&path, Duration::from_secs(5))
             .await
             .unwrap();
+        (dir, c, peer)
+    }
+
+    #[tokio::test]
+    async fn a_batch_goes_over_one_connection_one_command_at_a_time() {
+        let (_dir, mut c, peer) = connected().await;
         let mut cmds: Vec<Value> = (0..1000)
             .map(|i| {
                 dataset_command(
@@ -248,12 +258,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_reload_refused_for_anothers_in_progress_is_asked_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.sock");
-        let peer = fake_suricata(&path).await;
-        let mut c = Connection::open(&path, Duration::from_secs(5))
-            .await
-            .unwrap();
+        let (_dir, mut c, peer) = connected().await;
         // Out of patience: the refusal is the answer.
         let r = c
             .reload("ruleset-reload-rules", Duration::ZERO)
