@@ -1,4 +1,6 @@
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use crate::signatures::update::Paths;
 
 use super::*;
 use crate::signatures::policy::Overrides;
