@@ -357,6 +357,7 @@ fn one_query_handshake_or_request_for_a_listed_name_raises_one_alert() {
         flows.push(("DNS query", name, want, cap.dns_query(name)));
         flows.push(("TLS SNI", name, want, cap.tls_client_hello(name)));
         flows.push(("HTTP host", name, want, cap.http_request(name)));
+        flows.push(("QUIC SNI", name, want, cap.quic_initial(name)));
     }
     let fired = replay(&out, &cap.bytes());
     let mut wrong = Vec::new();
@@ -373,6 +374,7 @@ fn one_query_handshake_or_request_for_a_listed_name_raises_one_alert() {
             let family = match what {
                 "DNS query" => 10..20,
                 "TLS SNI" => 20..30,
+                "QUIC SNI" => 1000..1010,
                 _ => 30..40,
             };
             assert!(family.contains(&offset), "{what} {name}: sid {}", sids[0]);

@@ -40,7 +40,7 @@ pub struct Alert {
     pub severity: u8,
     /// Rule metadata (`homewarden_kind` for our own rules).
     pub metadata: BTreeMap<String, Vec<String>>,
-    /// The name involved, if any: DNS query, TLS SNI or HTTP host.
+    /// The name involved, if any: DNS query, TLS or QUIC SNI, or HTTP host.
     pub hostname: Option<String>,
 }
 
@@ -66,6 +66,7 @@ struct Raw {
     alert: Option<RawAlert>,
     dns: Option<serde_json::Value>,
     tls: Option<RawTls>,
+    quic: Option<RawTls>,
     http: Option<RawHttp>,
 }
 
@@ -118,6 +119,7 @@ pub fn parse(line: &[u8]) -> Result<Alert, Skip> {
         .ok_or_else(|| Skip::Malformed("missing or bad timestamp".into()))?;
     let hostname = dns_name(raw.dns.as_ref())
         .or(raw.tls.and_then(|t| t.sni))
+        .or(raw.quic.and_then(|q| q.sni))
         .or(raw.http.and_then(|h| h.hostname))
         .map(|h| clip(&h));
     Ok(Alert {
@@ -257,6 +259,11 @@ mod tests {
         );
         assert_eq!(
             with(r#""http":{"hostname":"evil.example","url":"/"}"#).as_deref(),
+            Some("evil.example")
+        );
+        // As Suricata 7 logs a QUIC alert's app-layer metadata.
+        assert_eq!(
+            with(r#""quic":{"version":"1","sni":"evil.example","ua":"x"}"#).as_deref(),
             Some("evil.example")
         );
     }

@@ -199,6 +199,22 @@ pub struct Enforcement {
     /// set is held, not applied: an emptied list or a broken feed must not
     /// lift protection unnoticed (`sync --accept-shrink` takes it; 100: off).
     pub max_shrink: u8,
+    /// QUIC (HTTP/3 on UDP port 443): `inspect` (the default: its Initial
+    /// names the server, which the rules read as a TLS SNI) or `block`
+    /// (refused, so browsers and apps fall back to TLS over TCP, where
+    /// signatures see more of the handshake).
+    pub quic: Quic,
+}
+
+/// What the firewall does with QUIC (`enforcement.quic`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Quic {
+    /// Queued to Suricata like any flow: a listed name in its SNI is dropped.
+    #[default]
+    Inspect,
+    /// Refused at once (ICMP port unreachable): clients use TLS over TCP.
+    Block,
 }
 
 impl Default for Enforcement {
@@ -209,6 +225,7 @@ impl Default for Enforcement {
             action: Action::Drop,
             fail: FailMode::Open,
             match_subdomains: true,
+            quic: Quic::Inspect,
             max_ipv4_prefix: l.max_v4_prefix,
             max_ipv6_prefix: l.max_v6_prefix,
             shadow: None,

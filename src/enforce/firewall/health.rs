@@ -264,6 +264,7 @@ mod tests {
             action: Action::Drop,
             devices: Default::default(),
             home: Vec::new(),
+            quic_block: false,
         }
     }
 

@@ -55,6 +55,8 @@ pub struct PacketPath {
     /// signatures' direction (`$HOME_NET -> $EXTERNAL_NET`) follows the home,
     /// not Debian's private ranges. Empty: Debian's.
     pub home: Vec<ipnet::IpNet>,
+    /// QUIC is refused (`enforcement.quic: block`), not inspected.
+    pub quic_block: bool,
 }
 
 /// What the devices may reach of the Pi, and what their traffic may not
@@ -168,6 +170,7 @@ impl PacketPath {
             action: cfg.enforcement.action,
             devices: DeviceSide::from_config(&cfg.network),
             home: cfg.network.home.clone(),
+            quic_block: cfg.enforcement.quic == crate::config::Quic::Block,
         }
     }
 

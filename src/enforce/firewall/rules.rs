@@ -95,6 +95,14 @@ impl PacketPath {
                         let _ = writeln!(t, "        {rule}");
                     }
                 }
+                if self.quic_block {
+                    // Port unreachable: a browser falls back to TCP at once
+                    // instead of waiting out its QUIC attempt.
+                    let _ = writeln!(
+                        t,
+                        "        udp dport 443 counter reject with icmpx type port-unreachable"
+                    );
+                }
             }
             if self.flow_bypass {
                 // Suricata 7 remembers a bypassed flow for 100 s and would take
@@ -335,6 +343,7 @@ mod tests {
             action: Action::Drop,
             devices: DeviceSide::default(),
             home: Vec::new(),
+            quic_block: false,
         }
     }
 
@@ -357,6 +366,50 @@ mod tests {
         assert!(path(1, FailMode::Closed, false)
             .nft(true)
             .contains("queue num 0\n"));
+    }
+
+    #[test]
+    fn quic_is_refused_only_when_asked_before_anything_is_queued() {
+        let mut p = path(2, FailMode::Open, true);
+        assert!(!p.nft(true).contains("dport 443"));
+        p.quic_block = true;
+        let t = p.nft(true);
+        let forward = chain(&t, "forward");
+        let refuse = forward
+            .iter()
+            .position(|l| {
+                l.trim() == "udp dport 443 counter reject with icmpx type port-unreachable"
+            })
+            .unwrap_or_else(|| panic!("{t}"));
+        let queue = forward
+            .iter()
+            .position(|l| l.contains("queue num"))
+            .unwrap();
+        assert!(refuse < queue, "{t}");
+        // The table is one nft transaction the kernel checks whole (without
+        // the queue statement, which a kernel without nft_queue refuses: the
+        // xtables chain queues there).
+        if std::process::Command::new("nft")
+            .arg("--version")
+            .output()
+            .is_ok()
+            && unsafe { libc::geteuid() } == 0
+        {
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("t.nft");
+            std::fs::write(&file, p.nft(false)).unwrap();
+            let o = std::process::Command::new("nft")
+                .arg("-c")
+                .arg("-f")
+                .arg(&file)
+                .output()
+                .unwrap();
+            assert!(
+                o.status.success(),
+                "{}\n{t}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
     }
 
     #[test]

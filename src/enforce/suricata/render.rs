@@ -271,10 +271,14 @@ pub fn render<'a>(
     );
 
     r.address_rules(action, 0, "on blocklist", "hw", "");
+    // QUIC's SNI is in its Initial packet, which Suricata decrypts (the keys
+    // come from the packet itself): Chrome, Android and YouTube send much of
+    // their traffic so. Its block starts past the networks' (200..1000).
     let protos = [
         ("dns", "dns.query", 10, "DNS query"),
         ("tls", "tls.sni", 20, "TLS SNI"),
         ("http", "http.host", 30, "HTTP host"),
+        ("quic", "quic.sni", 1000, "QUIC SNI"),
     ];
     // Blocked domains, and (sids +40) pass rules for allowlisted ones, so subdomain
     // matching of a blocked parent never catches an allowlisted child.
@@ -498,6 +502,13 @@ fn bypass_rules(r: &mut Rules, http: bool) {
             "flow:established,to_server; tls.sni; bsize:>0;",
         ),
     ];
+    // Likewise QUIC: its SNI is in the Initial; all after it is encrypted.
+    rules.push((
+        "quic",
+        99,
+        "QUIC SNI inspected",
+        "flow:to_server; quic.sni; bsize:>0;",
+    ));
     if http {
         // The Host is in the request; what follows is the response, read by
         // the file-hash rules only. Short connections gain the most: in the

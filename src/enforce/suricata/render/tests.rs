@@ -34,7 +34,7 @@ fn shadow_mode_observes_in_datasets_of_its_own() {
         .lines()
         .filter(|l| l.contains("hw-shadow-"))
         .collect();
-    assert_eq!(shadow_rules.len(), 4 + 3 * 6, "{}", r.rules);
+    assert_eq!(shadow_rules.len(), 4 + 4 * 6, "{}", r.rules);
     assert!(
         shadow_rules.iter().all(|l| l.starts_with("alert ")),
         "{}",
@@ -119,8 +119,14 @@ fn action_follows_mode() {
     assert_eq!(count(&ips, "drop"), rules);
     assert_eq!(count(&rej, "reject"), rules);
     assert_eq!(count(&ids, "alert"), rules);
-    // 4 IP rules, 3 protocols × (exact + 5 suffix depths).
-    assert_eq!(rules, 4 + 3 * 6);
+    // 4 IP rules, 4 protocols (DNS, TLS, HTTP, QUIC) × (exact + 5 suffix depths).
+    assert_eq!(rules, 4 + 4 * 6);
+    assert!(
+        ips.rules.lines().any(|l| l.starts_with("drop quic any any")
+            && l.contains("quic.sni; to_lowercase; dataset:isset,hw-domain")),
+        "{}",
+        ips.rules
+    );
 }
 
 #[test]
@@ -230,7 +236,8 @@ fn bypass_rules_only_when_asked_and_http_only_without_file_hashes() {
     o.flow_bypass = true;
     let r = render(&e, None, &[], &o).rules;
     let bypass: Vec<&str> = r.lines().filter(|l| l.contains(" bypass;")).collect();
-    assert_eq!(bypass.len(), 4, "{r}");
+    assert_eq!(bypass.len(), 5, "{r}");
+    assert!(bypass.iter().any(|l| l.starts_with("alert quic")));
     assert!(bypass
         .iter()
         .all(|l| l.starts_with("alert ") && l.contains("noalert;")));
@@ -242,7 +249,7 @@ fn bypass_rules_only_when_asked_and_http_only_without_file_hashes() {
     assert!(!r
         .lines()
         .any(|l| l.starts_with("alert http") && l.contains(" bypass;")));
-    assert_eq!(r.lines().filter(|l| l.contains(" bypass;")).count(), 3);
+    assert_eq!(r.lines().filter(|l| l.contains(" bypass;")).count(), 4);
 }
 
 #[test]
