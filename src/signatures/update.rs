@@ -234,6 +234,10 @@ async fn attempt(paths: &Paths, plan: &Plan, now: i64) -> Result<Good, UpdateErr
         crate::fsutil::write_atomic(&candidate, built.rules.as_bytes())
             .map_err(|e| write(&candidate, e))?;
         test(paths, &candidate).await?;
+        // Kept first: the rules in force are always a cut of what is kept.
+        if fetched_dir.exists() {
+            keep(&paths.work_dir, &fetched_dir).map_err(|e| write(&paths.work_dir, e))?;
+        }
         let index =
             serde_json::to_vec(&built.index).map_err(|e| UpdateError::Write(e.to_string()))?;
         let index_path = paths.work_dir.join(INDEX_FILE);
@@ -241,9 +245,6 @@ async fn attempt(paths: &Paths, plan: &Plan, now: i64) -> Result<Good, UpdateErr
         let target = paths.rules_dir.join(RULES_FILE);
         crate::fsutil::write_atomic(&target, built.rules.as_bytes())
             .map_err(|e| write(&target, e))?;
-        if fetched_dir.exists() {
-            keep(&paths.work_dir, &fetched_dir).map_err(|e| write(&paths.work_dir, e))?;
-        }
         Ok(Good {
             at: now,
             tier: plan.tier.name().into(),
