@@ -106,11 +106,18 @@ pub(crate) fn firewall(config: &Path, action: FirewallAction) -> Result<ExitCode
                 }
             });
             let path = PacketPath::from_config(&cfg, fail);
-            // Only a home of the owner's own needs Suricata's variables rewritten.
+            // Only a home of the owner's own needs Suricata's variables
+            // rewritten; the queue must go up whatever becomes of that.
             let vars = if cfg.network.home.is_empty() {
                 Vec::new()
             } else {
-                firewall::suricata_vars(&cfg.selftest.suricata_config, &cfg.suricata.include)?
+                firewall::suricata_vars(&cfg.selftest.suricata_config, &cfg.suricata.include)
+                    .unwrap_or_else(|e| {
+                        eprintln!(
+                            "warning: {e}: Suricata's $HOME_NET stays Debian's (signatures may not see network.home's devices)"
+                        );
+                        Vec::new()
+                    })
             };
             let backend = path.up(&suricata_env, &vars)?;
             println!(

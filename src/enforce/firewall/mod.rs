@@ -197,7 +197,9 @@ impl PacketPath {
     /// (Suricata 7.0.10, seen in the lab), and the signatures' direction
     /// (`$HOME_NET -> $EXTERNAL_NET`) would silently turn.
     pub fn vars_yaml(&self, defaults: &[(String, String)]) -> Option<String> {
-        if self.home.is_empty() {
+        // Without the rest of the variables the file would take them away
+        // ($EXTERNAL_NET first): then Debian's `$HOME_NET` stands instead.
+        if self.home.is_empty() || defaults.is_empty() {
             return None;
         }
         let nets: Vec<String> = self.home.iter().map(ToString::to_string).collect();

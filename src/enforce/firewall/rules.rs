@@ -424,6 +424,12 @@ mod tests {
         assert_eq!(defaults.len(), 5, "{defaults:?}");
         let mut p = path(1, FailMode::Open, true);
         assert_eq!(p.vars_yaml(&defaults), None, "Debian's $HOME_NET stands");
+        p.home = vec!["198.18.1.0/24".parse().unwrap()];
+        assert_eq!(
+            p.vars_yaml(&[]),
+            None,
+            "never a vars: section of one variable"
+        );
         p.home = vec![
             "198.18.1.0/24".parse().unwrap(),
             "2001:db8:1::/64".parse().unwrap(),
