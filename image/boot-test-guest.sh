@@ -57,6 +57,12 @@ done
 say "protected-after ${up}s"
 say "units homewarden=$(systemctl is-active homewarden.service) suricata=$(systemctl is-active suricata.service) homewarden-firewall=$(systemctl is-active homewarden-firewall.service)"
 say "state $(homewarden status --json 2>/dev/null | sed -n 's/.*"state": *"\([a-z]*\)".*/\1/p' | head -n 1)"
+# network.home as $HOME_NET: a file Suricata reads again on a rule reload (a --set it forgets).
+sock=/run/suricata/suricata-command.socket
+say "home-net vars-file=$([ -f /run/homewarden/suricata-vars.yaml ] && echo yes || echo no)" \
+    "$(suricatasc -c 'conf-get vars.address-groups.HOME_NET' "$sock" 2>&1 | tr -d '\n')" \
+    "external $(suricatasc -c 'conf-get vars.address-groups.EXTERNAL_NET' "$sock" 2>&1 | tr -d '\n')"
+journalctl -b -u homewarden-firewall.service --no-pager -o cat 2>&1 | grep -i warning | sed 's/^/HWTEST firewall-warning| /'
 homewarden status 2>&1 | sed 's/^/HWTEST status| /'
 # The forward queue statement as the kernel lists it (nft's own wording).
 fwdq=$(nft list chain inet homewarden forward 2>/dev/null | grep -o 'queue .*' | head -n 1)

@@ -82,6 +82,9 @@ enforcement:
   mode: ips
   fail: open
 sources: []
+# The devices' side of the gateway placement: Suricata's $HOME_NET.
+network:
+  home: [192.168.73.0/24]
 # The VM reaches out through qemu's user network: no ruleset is fetched.
 signatures:
   profile: off
@@ -168,6 +171,8 @@ expect 'units homewarden=active suricata=active homewarden-firewall=active' "sys
 expect 'state protected' "homewarden status says protected"
 expect 'inline (nftables queue .*bypass.*|iptables-nft NFQUEUE .*bypass.*)' "forwarded traffic is queued to Suricata (NFQUEUE), fail-open"
 expect 'suricata -q 0 running' "Suricata runs on NFQUEUE 0"
+expect 'home-net vars-file=yes .*"message": "\[192.168.73.0/24\]".* external .*"message": "!\$HOME_NET".*' \
+    "network.home is Suricata's \$HOME_NET through the file the sandboxed firewall unit wrote (suricata --dump-config in it), \$EXTERNAL_NET kept"
 expect 'status\| path: nftables queues 0-1 \(fail-open\), Suricata holds 0, 1;.*' \
     "the agent's path check: native nft queue fanned out over both vCPUs, Suricata holding each queue"
 expect 'network placement=gateway uplink=eth0 lan=eth1 lan-addr=192.168.73.1/24 dhcp=active ap=inactive nat=1 dns-queued=yes' \
