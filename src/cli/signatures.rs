@@ -182,6 +182,13 @@ fn render_status(s: &SignaturesStatus) -> String {
     match &s.record.good {
         Some(g) => {
             let _ = writeln!(out, "in force: {}, taken {}", summary(g), at(g.at));
+            if g.counts.uncut > 0 {
+                let _ = writeln!(
+                    out,
+                    "  {} signatures you lifted for an address have a header that cannot be cut: they apply to everyone",
+                    g.counts.uncut
+                );
+            }
             if g.counts.malformed + g.counts.duplicates > 0 {
                 let _ = writeln!(
                     out,
