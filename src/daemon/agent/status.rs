@@ -364,7 +364,18 @@ impl Agent {
         self.status.responders = self.tally.snapshot();
         self.status.mqtt = self.mqtt.as_ref().and_then(|l| l.borrow().clone());
         self.status.devices = self.devices_view.borrow().clone();
-        self.status_tx.send_replace(self.status.clone());
+        // The incidents' view as it is at the moment of sending, under the
+        // status's own lock: read earlier (before the outbox's lock above),
+        // a newer view that `show_incidents` put in meanwhile would be
+        // overwritten with an older one (a high incident missing from
+        // status until the next change).
+        let snapshot = self.status.clone();
+        let (view, intake) = (&self.alerts_view, &self.intake);
+        self.status_tx.send_modify(|s| {
+            *s = snapshot;
+            s.alerts = merged(view.borrow().clone(), intake, s.alerts.loss);
+        });
+        self.status.alerts = self.status_tx.borrow().alerts.clone();
     }
 }
 
