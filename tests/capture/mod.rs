@@ -32,13 +32,19 @@ impl Capture {
             dns.extend_from_slice(label.as_bytes());
         }
         dns.extend_from_slice(&[0, 0, 1, 0, 1]);
+        self.udp_request(53, &dns)
+    }
+
+    /// One UDP datagram carrying `payload` from the device to the server's
+    /// `dport`, from a port of its own; returns that port.
+    fn udp_request(&mut self, dport: u16, payload: &[u8]) -> u16 {
         let sport = self.port();
         let mut udp = Vec::new();
         udp.extend_from_slice(&sport.to_be_bytes());
-        udp.extend_from_slice(&53u16.to_be_bytes());
-        udp.extend_from_slice(&((8 + dns.len()) as u16).to_be_bytes());
+        udp.extend_from_slice(&dport.to_be_bytes());
+        udp.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
         udp.extend_from_slice(&[0, 0]);
-        udp.extend_from_slice(&dns);
+        udp.extend_from_slice(payload);
         self.packets.push(ip(CLIENT, SERVER, 17, &udp));
         sport
     }
@@ -70,16 +76,9 @@ impl Capture {
     /// as a browser sends it), padded to 1,200 bytes, to UDP port 443;
     /// returns the client's port.
     pub fn quic_initial(&mut self, sni: &str) -> u16 {
-        let sport = self.port();
-        let datagram = quic::initial(&client_hello(sni), sport);
-        let mut udp = Vec::new();
-        udp.extend_from_slice(&sport.to_be_bytes());
-        udp.extend_from_slice(&443u16.to_be_bytes());
-        udp.extend_from_slice(&((8 + datagram.len()) as u16).to_be_bytes());
-        udp.extend_from_slice(&[0, 0]);
-        udp.extend_from_slice(&datagram);
-        self.packets.push(ip(CLIENT, SERVER, 17, &udp));
-        sport
+        // The connection id follows the flow's number: keys of its own.
+        let datagram = quic::initial(&client_hello(sni), self.next_port);
+        self.udp_request(443, &datagram)
     }
 
     /// An HTTP/1.1 GET with `Host: host`, on a TCP connection to port 80;
