@@ -346,8 +346,6 @@ impl Agent {
                 }
             })
             .collect();
-        let view = self.alerts_view.borrow().clone();
-        self.status.alerts = merged(view, &self.intake, self.status.alerts.loss);
         self.status.state = if reasons.is_empty() {
             State::Protected
         } else {
