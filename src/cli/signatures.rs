@@ -80,7 +80,7 @@ async fn said(cfg: &Config, word: SignaturesCommand) -> Result<ExitCode> {
         (Some(w), _) => println!(
             "{}: {} (kept until `homewarden signatures reset`)",
             r.target,
-            setting_word(w)
+            w.word()
         ),
         (None, Some(true)) => println!(
             "{}: lifted (kept until `homewarden signatures unallow`)",
@@ -103,14 +103,6 @@ async fn said(cfg: &Config, word: SignaturesCommand) -> Result<ExitCode> {
         print!("{}", explain::render(x));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn setting_word(s: Setting) -> &'static str {
-    match s {
-        Setting::Drop => "drop",
-        Setting::Alert => "alert",
-        Setting::Disable => "disable",
-    }
 }
 
 /// `signatures explain SID` and `explain SID`.
@@ -219,12 +211,12 @@ fn render_status(s: &SignaturesStatus) -> String {
         .word
         .sids
         .iter()
-        .map(|(sid, w)| format!("{sid} {}", setting_word(*w)))
+        .map(|(sid, w)| format!("{sid} {}", w.word()))
         .chain(
             s.word
                 .categories
                 .iter()
-                .map(|(c, w)| format!("category {c} {}", setting_word(*w))),
+                .map(|(c, w)| format!("category {c} {}", w.word())),
         )
         .collect();
     if !word.is_empty() {

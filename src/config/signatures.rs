@@ -92,14 +92,7 @@ impl SignaturesConfig {
             (Setting::Disable, &self.disable),
         ] {
             for t in list {
-                match t {
-                    Target::Sid(n) => {
-                        o.sids.insert(*n, setting);
-                    }
-                    Target::Category(c) => {
-                        o.categories.insert(c.clone(), setting);
-                    }
-                }
+                crate::signatures::word::set(&mut o, t, Some(setting));
             }
         }
         o

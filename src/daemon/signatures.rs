@@ -139,9 +139,9 @@ pub struct Signatures {
     word: Result<Overrides, String>,
     next: Option<i64>,
     running: Option<Running>,
-    /// The owner's word changed while a run was under way: cut again after it.
+    /// Who gave a word while a run was under way: the ruleset is cut again
+    /// after it (none: nothing to cut again).
     recut: Vec<Waiter>,
-    recut_due: bool,
     failures: u32,
     reload_error: Option<String>,
     heart: Heart,
@@ -199,7 +199,6 @@ impl Signatures {
             next: None,
             running: None,
             recut: Vec::new(),
-            recut_due: false,
             failures: 0,
             reload_error: None,
             heart: Heart::new("signatures", TURN_WITHIN),
@@ -305,13 +304,10 @@ impl Signatures {
             Msg::Update { source, reply } => self.asked(source, reply),
             Msg::Set { word, reply } => self.set(word, reply),
             Msg::Explain { sid, reply } => {
-                let (config, word) = (self.s.plan.overrides.clone(), self.word());
-                let work_dir = self.s.paths.work_dir.clone();
+                let explain = self.explainer();
                 // The index of ET Open is megabytes of JSON: read beside the loop.
                 tokio::task::spawn_blocking(move || {
-                    let index = update::load_index(&work_dir);
-                    let entry = index.get(&sid).cloned();
-                    let _ = reply.send(explain::explain(sid, entry, index.len(), &config, &word));
+                    let _ = reply.send(explain(sid));
                 });
             }
         }
@@ -394,7 +390,6 @@ impl Signatures {
         }
         if self.running.is_some() {
             self.recut.push(waiter);
-            self.recut_due = true;
         } else {
             self.start(Fetch::Kept, None);
             if let Some(r) = self.running.as_mut() {
@@ -484,11 +479,23 @@ impl Signatures {
                 },
             }
         }
-        if std::mem::take(&mut self.recut_due) {
+        if !self.recut.is_empty() {
             self.start(Fetch::Kept, None);
             if let Some(r) = self.running.as_mut() {
                 r.waiting.append(&mut self.recut);
             }
+        }
+    }
+
+    /// What explains a sid from the index of the ruleset in force and the
+    /// owner's word as they stand now: a blocking read, for beside the loop.
+    fn explainer(&self) -> impl FnOnce(u64) -> Explained + Send + 'static {
+        let (config, word) = (self.s.plan.overrides.clone(), self.word());
+        let work_dir = self.s.paths.work_dir.clone();
+        move |sid| {
+            let index = update::load_index(&work_dir);
+            let entry = index.get(&sid).cloned();
+            explain::explain(sid, entry, index.len(), &config, &word)
         }
     }
 
@@ -499,8 +506,7 @@ impl Signatures {
                 let _ = reply.send(taken.ok_or_else(|| "nothing was taken".to_string()));
             }
             Waiter::Set { word: said, reply } => {
-                let (config, word) = (self.s.plan.overrides.clone(), self.word());
-                let work_dir = self.s.paths.work_dir.clone();
+                let explain = self.explainer();
                 tokio::task::spawn_blocking(move || {
                     let sid = match &said {
                         Word::Set {
@@ -510,11 +516,7 @@ impl Signatures {
                         | Word::Lift { sid, .. } => Some(*sid),
                         Word::Set { .. } => None,
                     };
-                    let explained = sid.map(|sid| {
-                        let index = update::load_index(&work_dir);
-                        let entry = index.get(&sid).cloned();
-                        explain::explain(sid, entry, index.len(), &config, &word)
-                    });
+                    let explained = sid.map(explain);
                     let (setting, lifted) = match &said {
                         Word::Set { setting, .. } => (*setting, None),
                         Word::Lift { lifted, .. } => (None, Some(*lifted)),

@@ -72,14 +72,6 @@ pub fn explain(
     }
 }
 
-fn words(s: Setting) -> &'static str {
-    match s {
-        Setting::Drop => "drop",
-        Setting::Alert => "alert",
-        Setting::Disable => "disable",
-    }
-}
-
 fn whose(s: Said) -> &'static str {
     match s {
         Said::Config => "in the config (signatures.drop|alert|disable)",
@@ -108,7 +100,7 @@ pub fn render(x: &Explained) -> String {
             let _ = writeln!(
                 out,
                 "  you said `{}` for it {}; it applies once a ruleset has it",
-                words(s),
+                s.word(),
                 whose(by)
             );
         }
@@ -131,10 +123,10 @@ pub fn render(x: &Explained) -> String {
         (Verdict::Off, _) => "is not loaded",
     };
     let why = match (&e.reason, x.sid_setting, x.category_setting) {
-        (Reason::Sid, Some((s, by)), _) => format!("you set `{}` for it {}", words(s), whose(by)),
+        (Reason::Sid, Some((s, by)), _) => format!("you set `{}` for it {}", s.word(), whose(by)),
         (Reason::Category, _, Some((s, by))) => format!(
             "you set `{}` for category {} {}",
-            words(s),
+            s.word(),
             e.category,
             whose(by)
         ),

@@ -51,6 +51,17 @@ pub enum Setting {
     Disable,
 }
 
+impl Setting {
+    /// The word the config and the command line use for it.
+    pub fn word(self) -> &'static str {
+        match self {
+            Setting::Drop => "drop",
+            Setting::Alert => "alert",
+            Setting::Disable => "disable",
+        }
+    }
+}
+
 /// The owner's overrides (`signatures.overrides`, and `homewarden signatures drop|alert|disable`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Overrides {
