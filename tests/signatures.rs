@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use homewarden::signatures::memory::Way;
 use homewarden::signatures::policy::{Overrides, Setting};
 use homewarden::signatures::profile::Tier;
 use homewarden::signatures::source::Source;
@@ -109,6 +110,8 @@ fn paths(dir: &Path) -> Paths {
         work_dir: dir.join("state/signatures"),
         suricata_yaml: "/etc/suricata/suricata.yaml".into(),
         include: repo().join("overlays/etc/suricata/homewarden.yaml"),
+        // Suricata's cgroup as the test writes it (none until it does).
+        cgroup: dir.join("cgroup"),
     }
 }
 
@@ -222,6 +225,57 @@ async fn a_ruleset_is_fetched_cut_tested_and_installed_and_a_bad_one_keeps_it() 
         .collect();
     assert_eq!(left.len(), 2, "{left:?}");
     assert!(left.contains(&"fetched".to_string()), "{left:?}");
+}
+
+#[tokio::test]
+async fn a_ruleset_goes_in_live_by_a_restart_or_not_at_all_by_suricatas_memory_budget() {
+    if !tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = paths(dir.path());
+    let good = ruleset(dir.path(), "good", "");
+    // No budget to read: live, as always.
+    let taken = update::run(&p, &plan(&good), 1_000).await.unwrap();
+    assert_eq!(taken.way, Way::Live);
+    // The real `suricata -T`'s peak, from the kernel: tens of MiB at least.
+    let peak = taken.test_peak.unwrap();
+    assert!(peak > 10 << 20 && peak < 4 << 30, "{peak}");
+
+    // Suricata's cgroup (v2's files): twice the engine now, half an engine
+    // free. A second engine beside it would not fit; the new one alone does.
+    let cgroup = &p.cgroup;
+    std::fs::create_dir_all(cgroup).unwrap();
+    let budget = |limit: u64, current: u64| {
+        std::fs::write(cgroup.join("memory.max"), format!("{limit}\n")).unwrap();
+        std::fs::write(cgroup.join("memory.current"), format!("{current}\n")).unwrap();
+    };
+    budget(peak * 5 / 2, peak * 2);
+    let mut recut = plan(&good);
+    recut.fetch = Fetch::Kept;
+    recut.overrides.sids.insert(2_999_001, Setting::Alert);
+    let restarted = update::run(&p, &recut, 2_000).await.unwrap();
+    assert_eq!(restarted.way, Way::Restart, "{restarted:?}");
+    let installed = std::fs::read_to_string(p.rules_dir.join(RULES_FILE)).unwrap();
+
+    // A budget the engine does not fit even alone: refused in one line,
+    // nothing written, the record says why.
+    budget(peak, peak * 2);
+    recut.overrides.sids.insert(2_999_001, Setting::Drop);
+    let e = update::run(&p, &recut, 3_000).await.unwrap_err();
+    let line = e.to_string();
+    assert!(
+        line.starts_with("the new ruleset does not fit: it needs about"),
+        "{line}"
+    );
+    assert!(!line.contains('\n'), "{line}");
+    assert_eq!(
+        std::fs::read_to_string(p.rules_dir.join(RULES_FILE)).unwrap(),
+        installed
+    );
+    let record = Record::load(&p.work_dir);
+    assert_eq!(record.good, Some(restarted));
+    assert_eq!(record.last_attempt.unwrap().error, Some(line));
 }
 
 #[tokio::test]

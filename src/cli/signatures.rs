@@ -10,6 +10,7 @@ use homewarden::config::Config;
 use homewarden::daemon::control::{self, Command, SignaturesCommand};
 use homewarden::daemon::signatures::{SetReply, SignaturesStatus};
 use homewarden::signatures::explain::{self, Explained};
+use homewarden::signatures::memory::Reading;
 use homewarden::signatures::policy::Setting;
 use homewarden::signatures::update::Good;
 
@@ -231,5 +232,71 @@ fn render_status(s: &SignaturesStatus) -> String {
     if let Some(n) = s.next_at {
         let _ = writeln!(out, "next update: {}", at(n));
     }
+    if let Some(m) = &s.suricata_memory {
+        let _ = writeln!(out, "{}", memory_line(m, s.record.good.as_ref()));
+    }
     out
+}
+
+/// Suricata's memory against its budget, and what the ruleset in force cost.
+fn memory_line(m: &Reading, good: Option<&Good>) -> String {
+    let mib = |b: u64| b >> 20;
+    let mut line = match m.limit {
+        Some(l) => format!(
+            "Suricata's memory: {} MiB of its {} MiB budget",
+            mib(m.current),
+            mib(l)
+        ),
+        None => format!(
+            "Suricata's memory: {} MiB, no budget set (its unit's MemoryMax=)",
+            mib(m.current)
+        ),
+    };
+    if let Some(g) = good {
+        if let Some(p) = g.test_peak {
+            line.push_str(&format!(
+                "; the ruleset in force took {} MiB to load, by {}",
+                mib(p),
+                g.way.name()
+            ));
+        }
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use homewarden::signatures::memory::Way;
+
+    #[test]
+    fn the_memory_line_says_budget_and_how_the_ruleset_went_in() {
+        let m = Reading {
+            limit: Some(1200 << 20),
+            current: 700 << 20,
+        };
+        let good = Good {
+            at: 0,
+            tier: "home".into(),
+            why: String::new(),
+            sources: Vec::new(),
+            counts: Default::default(),
+            shadow: false,
+            cut: 0,
+            test_peak: Some(450 << 20),
+            way: Way::Restart,
+        };
+        assert_eq!(
+            memory_line(&m, Some(&good)),
+            "Suricata's memory: 700 MiB of its 1200 MiB budget; the ruleset in force took 450 MiB to load, by restart"
+        );
+        let free = Reading {
+            limit: None,
+            current: 80 << 20,
+        };
+        assert_eq!(
+            memory_line(&free, None),
+            "Suricata's memory: 80 MiB, no budget set (its unit's MemoryMax=)"
+        );
+    }
 }

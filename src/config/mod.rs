@@ -263,6 +263,9 @@ pub struct SuricataConfig {
     /// homewarden's include for Suricata's main config (`selftest.suricata_config`):
     /// a signature ruleset is tested with `suricata -T` under both, as Suricata runs.
     pub include: PathBuf,
+    /// Suricata's cgroup (its unit's): the memory budget its `MemoryMax=`
+    /// sets and what it holds, read before a new ruleset goes in.
+    pub cgroup: PathBuf,
 }
 
 impl Default for SuricataConfig {
@@ -276,6 +279,7 @@ impl Default for SuricataConfig {
             flow_bypass: true,
             dns_socket: None,
             include: PathBuf::from("/etc/suricata/homewarden.yaml"),
+            cgroup: PathBuf::from("/sys/fs/cgroup/system.slice/suricata.service"),
         }
     }
 }

@@ -14,6 +14,7 @@ use super::shutdown::Stop;
 use super::supervisor::Heart;
 use crate::intel::unix_now;
 use crate::signatures::explain::{self, Explained};
+use crate::signatures::memory::{self, Reading, Way};
 use crate::signatures::policy::{Overrides, Setting};
 use crate::signatures::profile::Tier;
 use crate::signatures::source::Source;
@@ -93,6 +94,9 @@ pub struct SignaturesStatus {
     /// The owner's word given on the command line (above the config's).
     #[serde(default)]
     pub word: Overrides,
+    /// Suricata's memory now and its budget, when its cgroup says.
+    #[serde(default)]
+    pub suricata_memory: Option<Reading>,
 }
 
 /// Who waits for a run to end.
@@ -237,6 +241,7 @@ impl Signatures {
             next_at: self.next,
             reload_error: self.reload_error.clone(),
             word: self.word(),
+            suricata_memory: memory::read(&self.s.paths.cgroup),
         }
     }
 
@@ -328,7 +333,7 @@ impl Signatures {
         let task = tokio::spawn(async move {
             Done {
                 result: Err(UpdateError::Empty(0)),
-                reload: Some(reload().await),
+                reload: Some(reload(Way::Live).await),
             }
         });
         tracing::info!("signatures turned off: the ruleset is unloaded");
@@ -416,7 +421,7 @@ impl Signatures {
         let task = tokio::spawn(async move {
             let result = updater(plan, unix_now() as i64).await;
             let reload = match &result {
-                Ok(_) => Some(reload().await),
+                Ok(g) => Some(reload(g.way).await),
                 Err(_) => None,
             };
             Done { result, reload }

@@ -5,6 +5,7 @@
 //! Suricata loads and a per-signature account of what each does and why out.
 //!
 //! - [`explain`]: one signature, for the owner;
+//! - [`memory`]: Suricata's memory budget, and live reload or restart;
 //! - [`rule`]: one rule line, read far enough to decide on it;
 //! - [`profile`]: which categories a board runs;
 //! - [`policy`]: drop, alert or not loaded, and why;
@@ -18,6 +19,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 pub mod explain;
+pub mod memory;
 pub mod policy;
 pub mod profile;
 pub mod rule;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::memory::{self, Way};
 use super::policy::Overrides;
 use super::profile::{Tier, LOCAL};
 use super::source::Source;
@@ -43,6 +44,8 @@ pub struct Paths {
     pub suricata_yaml: PathBuf,
     /// homewarden's include for it.
     pub include: PathBuf,
+    /// Suricata's cgroup: its memory budget and what it holds now.
+    pub cgroup: PathBuf,
 }
 
 /// What to make.
@@ -113,6 +116,9 @@ pub enum UpdateError {
     /// Suricata refused the result.
     #[error("suricata -T refused the new ruleset: {0}")]
     Test(String),
+    /// It does not fit in Suricata's memory budget.
+    #[error("the new ruleset does not fit: {0}")]
+    Memory(#[from] super::memory::TooBig),
     /// It could not be written.
     #[error("{0}")]
     Write(String),
@@ -146,6 +152,12 @@ pub struct Good {
     /// ruleset must be cut again.
     #[serde(default)]
     pub cut: u64,
+    /// Its `suricata -T` peak (bytes): about what its engine costs.
+    #[serde(default)]
+    pub test_peak: Option<u64>,
+    /// How it must reach Suricata, by Suricata's memory budget.
+    #[serde(default)]
+    pub way: Way,
 }
 
 /// One attempt.
@@ -233,7 +245,9 @@ async fn attempt(paths: &Paths, plan: &Plan, now: i64) -> Result<Good, UpdateErr
         let candidate = out.path().join(RULES_FILE);
         crate::fsutil::write_atomic(&candidate, built.rules.as_bytes())
             .map_err(|e| write(&candidate, e))?;
-        test(paths, &candidate).await?;
+        let test_peak = test(paths, &candidate).await?;
+        let in_force = Record::load(&paths.work_dir).good.and_then(|g| g.test_peak);
+        let way = memory::way(memory::read(&paths.cgroup), test_peak, in_force)?;
         // Kept first: the rules in force are always a cut of what is kept.
         if fetched_dir.exists() {
             keep(&paths.work_dir, &fetched_dir).map_err(|e| write(&paths.work_dir, e))?;
@@ -253,6 +267,8 @@ async fn attempt(paths: &Paths, plan: &Plan, now: i64) -> Result<Good, UpdateErr
             counts: built.counts,
             shadow: plan.shadow,
             cut: plan.cut(),
+            test_peak: Some(test_peak),
+            way,
         })
     }
     .await;
@@ -450,11 +466,12 @@ fn read_rules(dir: &Path) -> Result<Vec<(String, String)>, UpdateError> {
 }
 
 /// `suricata -T` on the candidate alone, with the appliance's own config:
-/// every rule must load.
-async fn test(paths: &Paths, candidate: &Path) -> Result<(), UpdateError> {
+/// every rule must load. Its peak memory (bytes) is about what the new
+/// engine costs.
+async fn test(paths: &Paths, candidate: &Path) -> Result<u64, UpdateError> {
     let log = candidate.with_file_name("test-log");
     std::fs::create_dir_all(&log).map_err(|e| UpdateError::Test(e.to_string()))?;
-    let mut cmd = crate::child::tokio_command("suricata");
+    let mut cmd = crate::child::command("suricata");
     cmd.arg("-T")
         .arg("-v")
         .arg("-c")
@@ -465,15 +482,17 @@ async fn test(paths: &Paths, candidate: &Path) -> Result<(), UpdateError> {
         .arg(candidate)
         .arg("-l")
         .arg(&log);
-    let output = run_bounded(cmd, TEST_TIMEOUT)
-        .await
-        .map_err(UpdateError::Test)?
-        .map_err(|_| {
-            UpdateError::Test(format!(
-                "no verdict within {}",
-                humantime::format_duration(TEST_TIMEOUT)
-            ))
-        })?;
+    let measured =
+        tokio::task::spawn_blocking(move || crate::child::run_measured(cmd, TEST_TIMEOUT))
+            .await
+            .map_err(|e| UpdateError::Test(e.to_string()))?
+            .map_err(UpdateError::Test)?;
+    let Some(output) = measured.output else {
+        return Err(UpdateError::Test(format!(
+            "no verdict within {}",
+            humantime::format_duration(TEST_TIMEOUT)
+        )));
+    };
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -486,7 +505,7 @@ async fn test(paths: &Paths, candidate: &Path) -> Result<(), UpdateError> {
     if !output.status.success() || failed {
         return Err(UpdateError::Test(last_error(&output)));
     }
-    Ok(())
+    Ok(measured.peak)
 }
 
 /// The index of the ruleset in force (empty if none).

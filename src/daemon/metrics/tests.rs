@@ -114,6 +114,8 @@ fn signatures_status() -> crate::daemon::signatures::SignaturesStatus {
                 },
                 shadow: false,
                 cut: 1,
+                test_peak: Some(500 << 20),
+                way: crate::signatures::memory::Way::Live,
             }),
             last_attempt: Some(Attempt {
                 at: 1_800_000_100,

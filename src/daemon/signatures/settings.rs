@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::enforce::suricata::socket::Connection;
+use crate::signatures::memory::Way;
 use crate::signatures::update::{self, Fetch, Good, Paths, Plan, UpdateError};
 
 /// How long a reload of the rules may take (thousands of rules on a Pi).
@@ -20,9 +22,10 @@ pub type Updater = Arc<
         + Sync,
 >;
 
-/// Asks Suricata to reload its rules; `Err` says why it did not.
+/// Asks Suricata to load its rules again, live or by a restart; `Err` says
+/// why it did not.
 pub type Reloader =
-    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+    Arc<dyn Fn(Way) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
 /// What the owner needs of the config and the system.
 #[derive(Clone)]
@@ -52,6 +55,7 @@ impl Settings {
             work_dir: cfg.state_dir.join("signatures"),
             suricata_yaml,
             include,
+            cgroup: cfg.suricata.cgroup.clone(),
         };
         let updater_paths = paths.clone();
         let socket: PathBuf = cfg.suricata.command_socket.clone();
@@ -70,9 +74,14 @@ impl Settings {
                 let paths = updater_paths.clone();
                 Box::pin(async move { update::run(&paths, &plan, now).await })
             }),
-            reload: Arc::new(move || {
+            reload: Arc::new(move |way| {
                 let socket = socket.clone();
-                Box::pin(async move { reload(&socket).await })
+                Box::pin(async move {
+                    match way {
+                        Way::Live => reload(&socket).await,
+                        Way::Restart => restart(&socket, RELOAD_TIMEOUT).await,
+                    }
+                })
             }),
         }
     }
@@ -80,12 +89,68 @@ impl Settings {
 
 /// `ruleset-reload-rules` over Suricata's command socket.
 async fn reload(socket: &std::path::Path) -> Result<(), String> {
-    let mut conn = crate::enforce::suricata::socket::Connection::open(socket, RELOAD_TIMEOUT)
+    let mut conn = Connection::open(socket, RELOAD_TIMEOUT)
         .await
         .map_err(|e| e.to_string())?;
     match conn.reload("ruleset-reload-rules", RELOAD_TIMEOUT).await {
         Ok(r) if r.ok => Ok(()),
         Ok(r) => Err(format!("ruleset-reload-rules: {}", r.message)),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+/// How often a restart looks for the new Suricata.
+const RESTART_POLL: Duration = Duration::from_millis(500);
+
+/// Suricata's `uptime` (seconds since it started), if it answers.
+async fn uptime(socket: &std::path::Path) -> Option<u64> {
+    let mut conn = Connection::open(socket, Duration::from_secs(5))
+        .await
+        .ok()?;
+    let r = conn.command("uptime", None).await.ok()?;
+    r.message.as_u64().filter(|_| r.ok)
+}
+
+/// `shutdown` over the command socket; Suricata's unit starts it again
+/// (`Restart=always`) with the rules on disk, one engine at a time. Done
+/// when a Suricata younger than the one shut down answers, within `patience`.
+pub async fn restart(socket: &std::path::Path, patience: Duration) -> Result<(), String> {
+    let before = uptime(socket)
+        .await
+        .ok_or_else(|| format!("{}: Suricata does not answer", socket.display()))?;
+    let asked = tokio::time::Instant::now();
+    let mut conn = Connection::open(socket, RELOAD_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
+    match conn.command("shutdown", None).await {
+        Ok(r) if !r.ok => return Err(format!("shutdown: {}", r.message)),
+        // It may close the socket before or after its answer.
+        _ => {}
+    }
+    drop(conn);
+    tracing::warn!(
+        "Suricata restarts to load the signatures (a live reload would not fit its memory budget): traffic follows the fail mode until it is back"
+    );
+    // The new one: answering after a silence, or younger than the old one.
+    let mut gone = false;
+    loop {
+        match uptime(socket).await {
+            None => gone = true,
+            Some(up) if gone || up < before => {
+                tracing::info!(
+                    "Suricata is back after {:.1} s",
+                    asked.elapsed().as_secs_f64()
+                );
+                return Ok(());
+            }
+            Some(_) => {}
+        }
+        if asked.elapsed() >= patience {
+            return Err(format!(
+                "Suricata was shut down to load the signatures and has not answered for {} s: its unit restarts it (Restart=always)",
+                patience.as_secs()
+            ));
+        }
+        tokio::time::sleep(RESTART_POLL).await;
     }
 }

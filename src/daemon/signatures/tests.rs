@@ -21,6 +21,8 @@ fn good(at: i64) -> Good {
         },
         shadow: false,
         cut: 0,
+        test_peak: Some(300 << 20),
+        way: Way::Live,
     }
 }
 
@@ -51,15 +53,21 @@ fn the_schedule_waits_an_interval_and_backs_off_after_failures() {
 /// An owner whose updates and reloads are recorded stand-ins.
 struct Harness {
     plans: Arc<Mutex<Vec<Plan>>>,
-    reloads: Arc<Mutex<usize>>,
+    /// How each reload was asked for.
+    reloads: Arc<Mutex<Vec<Way>>>,
     _dir: tempfile::TempDir,
     settings: Settings,
 }
 
 fn harness(tier: Tier, fail: bool) -> Harness {
+    harness_taking(tier, fail, Way::Live)
+}
+
+/// One whose updates, when they succeed, must reach Suricata by `way`.
+fn harness_taking(tier: Tier, fail: bool, way: Way) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let plans: Arc<Mutex<Vec<Plan>>> = Arc::default();
-    let reloads: Arc<Mutex<usize>> = Arc::default();
+    let reloads: Arc<Mutex<Vec<Way>>> = Arc::default();
     let (p, r) = (plans.clone(), reloads.clone());
     let work_dir = dir.path().join("signatures");
     let record_dir = work_dir.clone();
@@ -69,6 +77,7 @@ fn harness(tier: Tier, fail: bool) -> Harness {
             work_dir,
             suricata_yaml: "/nonexistent".into(),
             include: "/nonexistent".into(),
+            cgroup: "/nonexistent".into(),
         },
         plan: Plan {
             sources: vec![Source::EtOpen],
@@ -89,7 +98,11 @@ fn harness(tier: Tier, fail: bool) -> Harness {
                 let result = if fail {
                     Err(UpdateError::Fetch("no network".into()))
                 } else {
-                    Ok(Good { cut, ..good(now) })
+                    Ok(Good {
+                        cut,
+                        way,
+                        ..good(now)
+                    })
                 };
                 // The real update records its outcome; so does this one.
                 std::fs::create_dir_all(&dir).unwrap();
@@ -105,8 +118,8 @@ fn harness(tier: Tier, fail: bool) -> Harness {
                 result
             })
         }),
-        reload: Arc::new(move || {
-            *r.lock().unwrap() += 1;
+        reload: Arc::new(move |way| {
+            r.lock().unwrap().push(way);
             Box::pin(async { Ok(()) })
         }),
     };
@@ -173,7 +186,7 @@ async fn an_update_runs_beside_the_loop_and_suricata_reloads_what_was_taken() {
     assert!(status(&tx).await.updating);
     let taken = answer.await.unwrap().unwrap();
     assert_eq!(taken.counts.dropping, 3);
-    assert_eq!(*h.reloads.lock().unwrap(), 1);
+    assert_eq!(*h.reloads.lock().unwrap(), [Way::Live]);
     assert!(
         h.plans.lock().unwrap()[0].fetch == Fetch::Now,
         "asked: fetched whatever the cache says"
@@ -196,7 +209,7 @@ async fn a_failed_update_keeps_what_is_in_force_and_is_tried_again_later() {
     let (stopper, tx, task) = start(&h);
     let e = update(&tx, None).await.unwrap_err();
     assert!(e.contains("no network"), "{e}");
-    assert_eq!(*h.reloads.lock().unwrap(), 0, "nothing new to load");
+    assert_eq!(h.reloads.lock().unwrap().len(), 0, "nothing new to load");
     let next = status(&tx).await.next_at.unwrap();
     let now = unix_now() as i64;
     assert!(
@@ -232,7 +245,7 @@ async fn with_signatures_off_nothing_runs_and_a_ruleset_taken_before_is_unloaded
         std::fs::read_to_string(rules).unwrap(),
         crate::signatures::EMPTY
     );
-    assert_eq!(*h.reloads.lock().unwrap(), 1, "Suricata unloads it");
+    assert_eq!(h.reloads.lock().unwrap().len(), 1, "Suricata unloads it");
     assert_eq!(status(&tx).await.record.good, None);
     let e = update(&tx, None).await.unwrap_err();
     assert!(e.contains("signatures are off"), "{e}");
@@ -279,7 +292,7 @@ async fn the_owners_word_cuts_the_kept_ruleset_again_and_is_kept_until_reset() {
         assert_eq!(plans[1].fetch, Fetch::Kept, "no download");
         assert_eq!(plans[1].overrides.categories["policy"], Setting::Drop);
     }
-    assert_eq!(*h.reloads.lock().unwrap(), 2);
+    assert_eq!(h.reloads.lock().unwrap().len(), 2);
     // The same word again: nothing to do.
     set(&tx, "policy", Some(Setting::Drop)).await.unwrap();
     assert_eq!(h.plans.lock().unwrap().len(), 2);
@@ -350,8 +363,31 @@ async fn the_schedule_runs_the_first_update_soon_after_a_first_start() {
         h.plans.lock().unwrap()[0].fetch == Fetch::Cached,
         "scheduled: suricata-update's cache counts"
     );
-    assert_eq!(*h.reloads.lock().unwrap(), 1);
+    assert_eq!(h.reloads.lock().unwrap().len(), 1);
     assert!(status(&tx).await.record.good.is_some());
+    stopper.stop().await;
+    task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_ruleset_too_big_to_reload_beside_the_old_one_restarts_suricata() {
+    let h = harness_taking(Tier::Full, false, Way::Restart);
+    let (stopper, tx, task) = start(&h);
+    let (reply, answer) = oneshot::channel();
+    tx.send(Msg::Update {
+        source: None,
+        reply,
+    })
+    .await
+    .unwrap();
+    let taken = answer.await.unwrap().unwrap();
+    assert_eq!(taken.way, Way::Restart);
+    assert_eq!(
+        *h.reloads.lock().unwrap(),
+        [Way::Restart],
+        "not a live reload"
+    );
+    assert_eq!(status(&tx).await.record.good.unwrap().way, Way::Restart);
     stopper.stop().await;
     task.await.unwrap();
 }
