@@ -62,6 +62,9 @@ sock=/run/suricata/suricata-command.socket
 say "home-net vars-file=$([ -f /run/homewarden/suricata-vars.yaml ] && echo yes || echo no)" \
     "$(suricatasc -c 'conf-get vars.address-groups.HOME_NET' "$sock" 2>&1 | tr -d '\n')" \
     "external $(suricatasc -c 'conf-get vars.address-groups.EXTERNAL_NET' "$sock" 2>&1 | tr -d '\n')"
+# Suricata's memory budget (its unit's MemoryMax=), as the agent reads it.
+say "suricata-unit memory-max=$(systemctl show -P MemoryMax suricata.service) restart=$(systemctl show -P Restart suricata.service)"
+homewarden signatures status 2>&1 | grep "Suricata's memory" | sed 's/^/HWTEST signatures| /'
 journalctl -b -u homewarden-firewall.service --no-pager -o cat 2>&1 | grep -i warning | sed 's/^/HWTEST firewall-warning| /'
 homewarden status 2>&1 | sed 's/^/HWTEST status| /'
 # The forward queue statement as the kernel lists it (nft's own wording).

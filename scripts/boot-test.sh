@@ -173,6 +173,8 @@ expect 'inline (nftables queue .*bypass.*|iptables-nft NFQUEUE .*bypass.*)' "for
 expect 'suricata -q 0 running' "Suricata runs on NFQUEUE 0"
 expect 'home-net vars-file=yes .*"message": "\[192.168.73.0/24\]".* external .*"message": "!\$HOME_NET".*' \
     "network.home is Suricata's \$HOME_NET through the file the sandboxed firewall unit wrote (suricata --dump-config in it), \$EXTERNAL_NET kept"
+expect 'suricata-unit memory-max=[0-9]+ restart=always' "Suricata's unit holds it to a memory budget and starts it again when the agent shuts it down for a ruleset"
+expect "signatures\\| Suricata's memory: [0-9]+ MiB of its [0-9]+ MiB budget" "the agent reads Suricata's budget from its unit's cgroup"
 expect 'status\| path: nftables queues 0-1 \(fail-open\), Suricata holds 0, 1;.*' \
     "the agent's path check: native nft queue fanned out over both vCPUs, Suricata holding each queue"
 expect 'network placement=gateway uplink=eth0 lan=eth1 lan-addr=192.168.73.1/24 dhcp=active ap=inactive nat=1 dns-queued=yes' \

@@ -91,6 +91,8 @@ lab_namespaces() {
 
 down() {
     local all
+    # Before anything under $LAB is removed: the bound cgroup is not ours to empty.
+    ! mountpoint -q "$LAB/cgroup" 2>/dev/null || umount "$LAB/cgroup"
     all=$(lab_namespaces)
     for ns in $all; do
         ip netns list | grep -qw "^$ns" || continue
@@ -215,6 +217,7 @@ suricata:
   rules_dir: $LAB/rules
   command_socket: $LAB/suricata.sock
   include: $LAB/suricata-include.yaml
+  cgroup: $(cat "$LAB/suricata-cgroup")
 alerts:
   eve_socket: $LAB/eve.sock
 panel:
@@ -303,14 +306,43 @@ write_include() {
         >"$LAB/suricata-include.yaml"
 }
 
+# Suricata's memory cgroup, as its unit has one (MemoryMax=): the agent reads
+# Suricata's budget and memory there. Made once, under the lab's own cgroup
+# (v1's memory hierarchy or v2), with no limit until a test sets one. `ip netns
+# exec` mounts a /sys of its own without the cgroups, so the agent in `pi` sees
+# it bound at $LAB/cgroup (the path kept in $LAB/suricata-cgroup). None (a
+# warning) where cgroups cannot be made.
+make_suricata_cgroup() {
+    local line base dir
+    if line=$(grep -m1 '^[0-9]*:memory:' /proc/self/cgroup); then
+        base=/sys/fs/cgroup/memory${line#*:memory:}
+    elif line=$(grep -m1 '^0::' /proc/self/cgroup); then
+        base=/sys/fs/cgroup${line#0::}
+        echo +memory >"$base/cgroup.subtree_control" 2>/dev/null || true
+    fi
+    dir=${base%/}/homewarden-lab-suricata
+    rmdir "$dir" 2>/dev/null || true
+    if [ -n "${base:-}" ] && mkdir -p "$dir" 2>/dev/null \
+        && { [ -e "$dir/memory.max" ] || [ -e "$dir/memory.limit_in_bytes" ]; } \
+        && mkdir -p "$LAB/cgroup" && mount --bind "$dir" "$LAB/cgroup"; then
+        echo "$LAB/cgroup" >"$LAB/suricata-cgroup"
+    else
+        say "warning: no memory cgroup for Suricata here; its budget is not read"
+        echo "$LAB/no-cgroup" >"$LAB/suricata-cgroup"
+    fi
+}
+
 start_suricata() {
     write_include
-    local args
+    local args cgroup
     args=$(sed -n 's/^HOMEWARDEN_SURICATA_ARGS=//p' "$LAB/suricata.env")
     [ -n "$args" ] || die "$LAB/suricata.env holds no Suricata arguments"
-    # Nice=-10, as its unit runs it.
+    cgroup=$(cat "$LAB/suricata-cgroup")
+    # Nice=-10, as its unit runs it; in its cgroup from its first byte, so
+    # all its memory is charged there.
     # shellcheck disable=SC2086 # the arguments are words, as systemd splits them
-    in_ns pi nice -n -10 suricata -c "$SURICATA_YAML" --include "$LAB/suricata-include.yaml" $args \
+    sh -c '[ ! -d "$1" ] || echo $$ >"$1/cgroup.procs"; shift; exec "$@"' sh "$cgroup" \
+        ip netns exec pi nice -n -10 suricata -c "$SURICATA_YAML" --include "$LAB/suricata-include.yaml" $args \
         --set default-rule-path="$LAB/rules" --set unix-command.filename="$LAB/suricata.sock" \
         -l "$LAB/log" --pidfile "$LAB/suricata.pid" -D >>"$LAB/log/suricata-start.log" 2>&1
     wait_until "Suricata" 150 suricata_answers
@@ -391,6 +423,7 @@ up() {
     tar -C "$REPO/tests/data/lab-rules" -czf "$LAB/lab-rules.tar.gz" rules
     say "certificates"; make_certs
     say "namespaces iot — pi — wan"; make_namespaces
+    make_suricata_cgroup
     say "wan: web servers, DNS, MISP double, SMTP server, LLM double"; start_wan_services
     say "iot: Home Assistant's MQTT broker"; start_home_broker
     say "pi: DHCP for the devices (dnsmasq)"; start_dhcp

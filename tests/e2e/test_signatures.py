@@ -5,6 +5,10 @@ cut to the home profile, and a device's traffic to a server nobody listed."""
 import email
 import email.policy
 import json
+import os
+import threading
+import time
+from pathlib import Path
 
 from conftest import wait_for
 from test_lab import misp_admin
@@ -144,3 +148,71 @@ def test_a_signature_is_lifted_for_one_device_and_still_drops_for_the_others(lab
     assert "no longer lifted" in out, out
     assert wait_for(lambda: check_in(lab, other) == "000", 10)
     assert "lifted for" not in lab.agent("explain", str(CHECKIN)).stdout
+
+
+def test_a_ruleset_that_fits_once_not_twice_in_suricatas_budget_goes_in_by_a_restart(lab):
+    """Suricata's cgroup (as its unit's MemoryMax= makes one) gets room for one
+    engine, not two: a live reload would build the second beside the first.
+    The owner's word cuts the ruleset again, and the agent shuts Suricata down
+    for its unit to start it again (Restart=always, played here by a watcher)
+    instead of reloading live. Nothing is OOM-killed; the signatures hold after."""
+    cgroup = Path((lab.dir / "suricata-cgroup").read_text().strip())
+    assert cgroup.is_dir(), "the lab puts Suricata in a memory cgroup of its own"
+    sig = json.loads(lab.agent("signatures", "status", "--json").stdout)
+    mem, peak = sig["suricata_memory"], sig["record"]["good"]["test_peak"]
+    assert mem and mem["limit"] is None and mem["current"] > 0 and peak > 0, sig
+    v1 = (cgroup / "memory.limit_in_bytes").exists()
+    limit_file = cgroup / ("memory.limit_in_bytes" if v1 else "memory.max")
+    events = cgroup / ("memory.oom_control" if v1 else "memory.events")
+
+    def oom_kills():
+        line = next((x for x in events.read_text().splitlines() if x.startswith("oom_kill ")), "oom_kill 0")
+        return int(line.split()[1])
+
+    kills_before = oom_kills()
+    limit_file.write_text(str(mem["current"] + peak // 2))
+    status = lab.agent("signatures", "status").stdout
+    assert f"MiB budget; the ruleset in force took {peak >> 20} MiB to load, by live reload" in status, status
+
+    old = lab.suricata_pid()
+    stop, restarts = threading.Event(), []
+
+    def gone():
+        try:
+            pid = lab.suricata_pid()
+            return Path(f"/proc/{pid}/status").read_text().find("State:\tZ") >= 0
+        except (FileNotFoundError, ValueError):
+            return True
+
+    def unit():  # Restart=always: started again when it exits
+        while not stop.is_set():
+            if gone() and not stop.is_set():
+                restarts.append(time.monotonic())
+                lab.run("restart-suricata")
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=unit, daemon=True)
+    watcher.start()
+    try:
+        out = lab.agent("signatures", "disable", str(BEACON)).stdout
+        assert "in force now: 2 dropping, 0 alerting" in out, out
+        sig = json.loads(lab.agent("signatures", "status", "--json").stdout)
+        assert sig["record"]["good"]["way"] == "restart" and sig["reload_error"] is None, sig
+        assert len(restarts) == 1 and lab.suricata_pid() != old, restarts
+        assert oom_kills() == kills_before, events.read_text()
+        assert wait_for(lambda: lab.status()["state"] == "protected", 60), lab.status()["reasons"]
+        # The new Suricata runs the new cut, the IoC sets and the budget.
+        assert check_in(lab) == "000"
+        assert curl(lab, f"http://{FRESH}/hwlab-beacon") == "404", "disabled: not even reported"
+        assert lab.http_ok("203.0.113.80")
+        mem = json.loads(lab.agent("signatures", "status", "--json").stdout)["suricata_memory"]
+        assert mem["limit"] is not None and mem["current"] <= mem["limit"], mem
+    finally:
+        stop.set()
+        watcher.join(timeout=60)
+        limit_file.write_text("-1" if v1 else "max")
+    # No budget in the way: the word's reset goes in live, Suricata stays.
+    pid = lab.suricata_pid()
+    lab.agent("signatures", "reset", str(BEACON))
+    sig = json.loads(lab.agent("signatures", "status", "--json").stdout)
+    assert sig["record"]["good"]["way"] == "live" and lab.suricata_pid() == pid, sig
