@@ -122,6 +122,10 @@ fn signatures_status() -> crate::daemon::signatures::SignaturesStatus {
                 error: Some("suricata-update: no network".into()),
             }),
         },
+        suricata_memory: Some(crate::signatures::memory::Reading {
+            limit: Some(1_200 << 20),
+            current: 700 << 20,
+        }),
         ..Default::default()
     }
 }

@@ -1,6 +1,7 @@
 //! The signature ruleset's families: what `homewarden signatures status` says.
 
-use prometheus_client::registry::Registry;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
 
 use super::{family, gauge, i, one, time};
 use crate::daemon::signatures::SignaturesStatus;
@@ -60,4 +61,25 @@ pub fn add(r: &mut Registry, s: &SignaturesStatus) {
         "1 while an update runs",
         i64::from(s.updating),
     );
+    let bytes = |r: &mut Registry, name: &str, help: &str, v: u64| {
+        let g: Gauge = Gauge::default();
+        g.set(i(v));
+        r.register_with_unit(name, help, Unit::Bytes, g);
+    };
+    if let Some(m) = &s.suricata_memory {
+        bytes(
+            r,
+            "homewarden_suricata_memory",
+            "What Suricata's cgroup holds now",
+            m.current,
+        );
+        if let Some(limit) = m.limit {
+            bytes(
+                r,
+                "homewarden_suricata_memory_budget",
+                "Suricata's memory budget (its unit's MemoryMax=)",
+                limit,
+            );
+        }
+    }
 }
