@@ -502,6 +502,13 @@ async fn test(paths: &Paths, candidate: &Path) -> Result<u64, UpdateError> {
         .lines()
         .find(|l| l.contains("rules successfully loaded"))
         .is_some_and(|l| !l.contains(" 0 rules failed"));
+    use std::os::unix::process::ExitStatusExt;
+    if output.status.signal() == Some(libc::SIGKILL) {
+        return Err(UpdateError::Test(format!(
+            "killed after {} MiB (the kernel, out of memory: the agent's unit's MemoryMax= bounds the test); a smaller profile (`signatures.profile: core`) fits",
+            measured.peak >> 20
+        )));
+    }
     if !output.status.success() || failed {
         return Err(UpdateError::Test(last_error(&output)));
     }
