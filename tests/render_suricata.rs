@@ -432,3 +432,48 @@ fn networks_too_wide_to_expand_are_enforced_as_published_with_their_exceptions()
         }
     }
 }
+
+#[test]
+fn encrypted_dns_past_the_homes_resolver_raises_one_alert_a_flow_unless_let_be() {
+    if !suricata_available() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let list = work.path().join("names.txt");
+    std::fs::write(&list, "c2.bad-example.test\n").unwrap();
+    let mut cap = capture::Capture::default();
+    let dot = cap.tls_client_hello_to("dns.google", 853);
+    let doq = cap.quic_initial_to("dns.adguard-dns.com", 853);
+    let plain = cap.dns_query("example.org");
+    let https = cap.tls_client_hello("dns.google");
+    let pcap = cap.bytes();
+
+    // The default (block): one alert for each encrypted flow (the DoT one is
+    // three packets to the server), none for plain DNS or for HTTPS.
+    let out = work.path().join("default");
+    render(&out, None, &[&list]);
+    let rules = std::fs::read_to_string(out.join("homewarden.rules")).unwrap();
+    assert!(rules.contains("reject tcp any any -> any 853 "), "{rules}");
+    let fired = replay(&out, &pcap);
+    assert_eq!(fired.get(&dot), Some(&vec![1_666_080]), "{fired:?}");
+    assert_eq!(fired.get(&doq), Some(&vec![1_666_081]), "{fired:?}");
+    assert_eq!(fired.get(&plain), None, "{fired:?}");
+    assert_eq!(fired.get(&https), None, "{fired:?}");
+
+    // The device let be: nothing.
+    let config = work.path().join("homewarden.yaml");
+    std::fs::write(
+        &config,
+        "enforcement:\n  dns_bypass_allow: [198.18.1.0/28]\n",
+    )
+    .unwrap();
+    let out = work.path().join("allowed");
+    render(&out, Some(&config), &[&list]);
+    assert_eq!(replay(&out, &pcap), BTreeMap::new());
+
+    // The resolver is the home's own (`network.dns`): nothing either.
+    std::fs::write(&config, "network:\n  dns: [203.0.113.9]\n").unwrap();
+    let out = work.path().join("trusted");
+    render(&out, Some(&config), &[&list]);
+    assert_eq!(replay(&out, &pcap), BTreeMap::new());
+}

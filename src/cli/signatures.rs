@@ -108,6 +108,18 @@ async fn said(cfg: &Config, word: SignaturesCommand) -> Result<ExitCode> {
 
 /// `signatures explain SID` and `explain SID`.
 pub(crate) async fn explain_sid(cfg: &Config, sid: u64, json: bool) -> Result<ExitCode> {
+    // homewarden's own rules for what the IPS cannot see are explained by
+    // the config that renders them, not by the signature ruleset.
+    use homewarden::enforce::suricata::render::{encrypted_dns, Options};
+    if let Some(text) = encrypted_dns::explain(sid, &Options::from(cfg)) {
+        if json {
+            let v = serde_json::json!({"sid": sid, "rule": "homewarden", "explanation": text});
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        } else {
+            print!("{text}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let cmd = Command::Signatures(SignaturesCommand::Explain { sid });
     let v = control::request(&cfg.control_socket, &cmd, Duration::from_secs(30)).await?;
     if json {

@@ -45,6 +45,35 @@ pub(crate) async fn status(path: &Path, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The devices that resolved past the home's resolver, encrypted, in 24 h:
+/// by name where an incident of theirs names the device.
+fn encrypted_dns_line(al: &homewarden::daemon::agent::AlertsStatus, now: u64) -> String {
+    let shown: Vec<String> = al
+        .encrypted_dns
+        .iter()
+        .map(|r| {
+            let name = al
+                .recent
+                .iter()
+                .filter(|i| i.local.to_string() == r.value)
+                .find_map(|i| i.device.as_ref().map(|t| t.name.clone()));
+            format!(
+                "{} ({} {}, last {})",
+                name.map_or(r.value.clone(), |n| format!("{n} ({})", r.value)),
+                r.hits_24h,
+                if r.hits_24h == 1 { "try" } else { "tries" },
+                ago(now, Some(r.last.max(0) as u64))
+            )
+        })
+        .collect();
+    format!(
+        "encrypted DNS past the home's resolver, last 24 h: {} device{}: {} (`homewarden explain` the incident's sid)",
+        shown.len(),
+        if shown.len() == 1 { "" } else { "s" },
+        shown.join(", ")
+    )
+}
+
 /// "5m 3s ago", or "never".
 pub(crate) fn ago(now: u64, t: Option<u64>) -> String {
     match t {
@@ -157,6 +186,9 @@ pub(crate) fn human_status(s: &Status, now: u64) -> String {
             i.count,
             ago(now, Some(i.last_seen.max(0) as u64))
         );
+    }
+    if !al.encrypted_dns.is_empty() {
+        let _ = writeln!(o, "{}", encrypted_dns_line(al, now));
     }
     let ob = &s.outbox;
     let _ = writeln!(

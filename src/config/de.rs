@@ -1,9 +1,26 @@
 //! The config's own value syntaxes: durations (`"90s"`, `"1h 30m"`), queue
-//! counts (`auto` or a number), shadow periods (`true`, `false` or a duration).
+//! counts (`auto` or a number), shadow periods (`true`, `false` or a duration),
+//! devices (an address or a network).
 
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
+
+/// Devices by address (`192.168.1.23`, a host) or network (`192.168.1.0/28`).
+pub(super) fn de_devices<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|t| {
+            t.parse::<ipnet::IpNet>()
+                .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "{t:?} is neither an address nor a network (192.168.1.23 or 192.168.1.0/28)"
+                    ))
+                })
+        })
+        .collect()
+}
 
 /// Accepts `"90s"`, `"5m"`, `"1h 30m"` or a number of seconds.
 pub(crate) fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {

@@ -204,6 +204,27 @@ pub struct Enforcement {
     /// (refused, so browsers and apps fall back to TLS over TCP, where
     /// signatures see more of the handshake).
     pub quic: Quic,
+    /// DNS past the home's resolver, encrypted (DNS over TLS and over QUIC,
+    /// port 853), where the domain sets never see a query: `block` (the
+    /// default), `alert` or `off`.
+    pub dns_bypass: DnsBypass,
+    /// Devices (addresses or networks) whose encrypted DNS is let be.
+    #[serde(deserialize_with = "de::de_devices")]
+    pub dns_bypass_allow: Vec<IpNet>,
+}
+
+/// What Suricata does with encrypted DNS (`enforcement.dns_bypass`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DnsBypass {
+    /// Refused at once (a TCP reset, an ICMP unreachable), so a client that
+    /// may fall back to plain DNS does so without waiting; reported.
+    #[default]
+    Block,
+    /// Reported, let through.
+    Alert,
+    /// Not looked at.
+    Off,
 }
 
 /// What the firewall does with QUIC (`enforcement.quic`).
@@ -226,6 +247,8 @@ impl Default for Enforcement {
             fail: FailMode::Open,
             match_subdomains: true,
             quic: Quic::Inspect,
+            dns_bypass: DnsBypass::Block,
+            dns_bypass_allow: Vec::new(),
             max_ipv4_prefix: l.max_v4_prefix,
             max_ipv6_prefix: l.max_v6_prefix,
             shadow: None,

@@ -394,3 +394,33 @@ fn the_control_socket_is_never_handed_to_the_agents_own_group() {
         Some("homewarden-read")
     );
 }
+
+#[test]
+fn encrypted_dns_is_blocked_by_default_and_devices_let_be_by_address_or_network() {
+    use crate::config::DnsBypass;
+    let c = parse("").unwrap();
+    assert_eq!(c.enforcement.dns_bypass, DnsBypass::Block);
+    assert!(c.enforcement.dns_bypass_allow.is_empty());
+    let c =
+        parse("enforcement: { dns_bypass: alert, dns_bypass_allow: [192.168.1.23, 'fd00::/64'] }")
+            .unwrap();
+    assert_eq!(c.enforcement.dns_bypass, DnsBypass::Alert);
+    let allow: Vec<String> = c
+        .enforcement
+        .dns_bypass_allow
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(allow, ["192.168.1.23/32", "fd00::/64"]);
+    let e = error_of("enforcement: { dns_bypass_allow: [my-phone] }");
+    assert!(
+        e.contains("enforcement.dns_bypass_allow") && e.contains("\"my-phone\" is neither"),
+        "{e}"
+    );
+    assert!(!e.contains('\n'), "{e}");
+    let e = error_of("enforcement: { dns_bypass: maybe }");
+    assert!(
+        e.contains("enforcement.dns_bypass") && e.contains("maybe"),
+        "{e}"
+    );
+}

@@ -64,11 +64,16 @@ impl Capture {
     /// A TLS 1.2 ClientHello naming `sni`, on a TCP connection to port 443;
     /// returns the client's port.
     pub fn tls_client_hello(&mut self, sni: &str) -> u16 {
+        self.tls_client_hello_to(sni, 443)
+    }
+
+    /// The same to port `dport` (853: DNS over TLS starts so).
+    pub fn tls_client_hello_to(&mut self, sni: &str, dport: u16) -> u16 {
         let hs = client_hello(sni);
         let mut record = vec![0x16, 0x03, 0x01];
         record.extend_from_slice(&(hs.len() as u16).to_be_bytes());
         record.extend_from_slice(&hs);
-        self.tcp_request(443, &record)
+        self.tcp_request(dport, &record)
     }
 
     /// A QUIC version 1 Initial naming `sni` (RFC 9001: encrypted and header-
@@ -76,9 +81,14 @@ impl Capture {
     /// as a browser sends it), padded to 1,200 bytes, to UDP port 443;
     /// returns the client's port.
     pub fn quic_initial(&mut self, sni: &str) -> u16 {
+        self.quic_initial_to(sni, 443)
+    }
+
+    /// The same to port `dport` (853: DNS over QUIC starts so).
+    pub fn quic_initial_to(&mut self, sni: &str, dport: u16) -> u16 {
         // The connection id follows the flow's number: keys of its own.
         let datagram = quic::initial(&client_hello(sni), self.next_port);
-        self.udp_request(443, &datagram)
+        self.udp_request(dport, &datagram)
     }
 
     /// An HTTP/1.1 GET with `Host: host`, on a TCP connection to port 80;

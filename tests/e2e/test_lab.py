@@ -930,6 +930,91 @@ def test_a_listed_name_in_a_quic_handshake_is_dropped_and_an_unlisted_one_passes
         server.wait()
 
 
+# A resolver on port 853 in `wan`: TCP (DNS over TLS) and UDP (DNS over QUIC),
+# writing one line per connection or datagram it got.
+PORT_853 = """
+import socket, sys, threading
+addr, seen = sys.argv[1], open(sys.argv[2], "a", buffering=1)
+t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+t.bind((addr, 853)); t.listen()
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind((addr, 853))
+def udp():
+    while True:
+        data, peer = u.recvfrom(2048); seen.write(f"udp {peer[0]}\\n"); u.sendto(data, peer)
+threading.Thread(target=udp, daemon=True).start()
+while True:
+    c, peer = t.accept(); seen.write(f"tcp {peer[0]}\\n"); c.close()
+"""
+
+# From `iot`: a TCP connection and a UDP exchange with port 853, each
+# reported as it ended and how long it took.
+TRY_853 = """
+import socket, sys, time
+addr = sys.argv[1]
+t0 = time.monotonic()
+try:
+    socket.create_connection((addr, 853), timeout=3).close(); tcp = "connected"
+except ConnectionRefusedError:
+    tcp = "refused"
+except OSError as e:
+    tcp = type(e).__name__
+print("tcp", tcp, round(time.monotonic() - t0, 2))
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(3); u.connect((addr, 853))
+t0 = time.monotonic()
+try:
+    u.send(b"doq"); u.recv(64); udp = "answered"
+except ConnectionRefusedError:
+    udp = "refused"
+except OSError as e:
+    udp = type(e).__name__
+print("udp", udp, round(time.monotonic() - t0, 2))
+"""
+
+
+def test_encrypted_dns_past_the_homes_resolver_is_refused_at_once_and_reported(lab):
+    """A device resolving over DNS over TLS or over QUIC (port 853) to a
+    resolver outside the home: the domain sets would never see its queries.
+    By default it is refused at once (a reset, an ICMP unreachable: Android's
+    automatic Private DNS falls back to plain DNS without waiting), reported
+    as a low incident (no page), and status names the device."""
+    fresh = "203.0.113.90"
+    seen = lab.dir / "port-853.log"
+    seen.write_text("")
+    server = subprocess.Popen(["ip", "netns", "exec", "wan", "/usr/bin/python3", "-c", PORT_853, fresh, str(seen)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        # Listening: the Pi itself (not forwarded, not queued) reaches it.
+        assert wait_for(lambda: lab.ns("pi", "/usr/bin/python3", "-c",
+                                       f"import socket; socket.create_connection(('{fresh}', 853), 2)")
+                        .returncode == 0, 10)
+        r = lab.ns("iot", "/usr/bin/python3", "-c", TRY_853, fresh, timeout=20)
+        assert r.returncode == 0, r.stderr
+        got = {line.split()[0]: (line.split()[1], float(line.split()[2])) for line in r.stdout.splitlines()}
+        assert got["tcp"][0] == "refused" and got["tcp"][1] < 1.5, got
+        assert got["udp"][0] == "refused" and got["udp"][1] < 1.5, got
+        assert "198.18.1.2" not in seen.read_text(), "nothing of the device's reached the resolver"
+
+        def incidents():
+            return [i for i in lab.status()["alerts"]["recent"] if i["sid"] in (1666080, 1666081)]
+
+        assert wait_for(lambda: len(incidents()) == 2, 10), lab.status()["alerts"]["recent"]
+        for inc in incidents():
+            assert inc["blocked"] and not inc["high"] and not inc["listed"], inc
+            assert inc["local"] == "198.18.1.2" and inc["remote"] == fresh, inc
+        tried = lab.status()["alerts"]["encrypted_dns"]
+        assert [(t["value"], t["hits_24h"]) for t in tried] == [("198.18.1.2", 2)], tried
+        out = lab.agent("status").stdout
+        assert "encrypted DNS past the home's resolver, last 24 h: 1 device: 198.18.1.2 (2 tries" in out, out
+        out = lab.agent("explain", "1666080").stdout
+        assert "refuses it at once (enforcement.dns_bypass: block)" in out, out
+        assert "signature 1666081: `homewarden explain 1666081`" in lab.agent("blocks").stdout
+        # Plain DNS to the home's resolver is what it falls back to: answered.
+        assert lab.dns_answers("www.lab-good.test")
+    finally:
+        server.kill()
+        server.wait()
+
+
 def test_alerts_the_agent_never_got_are_counted_not_lost_silently(lab):
     """The agent stalls (SIGSTOP) while a device floods queries for a listed
     name: Suricata fills the agent's eve socket and drops what does not fit.

@@ -245,6 +245,10 @@ pub struct AlertsStatus {
     /// Alerts Suricata raised, and how many of them never arrived.
     #[serde(default)]
     pub loss: crate::alerts::loss::LossStatus,
+    /// Home devices that tried encrypted DNS past the home's resolver in the
+    /// last 24 hours (their address, attempts, the last).
+    #[serde(default)]
+    pub encrypted_dns: Vec<crate::alerts::hits::Recent>,
 }
 
 /// The incidents' owner's view, with what the agent counts itself (what the

@@ -98,6 +98,8 @@ pub struct Incidents {
     by_device: Hits,
     /// Blocked alerts per home address, over 24 hours.
     blocked_by_device: Hits,
+    /// Encrypted DNS past the home's resolver per home address, over 24 hours.
+    encrypted_dns: Hits,
     view: watch::Sender<AlertsStatus>,
     held: mpsc::Sender<Held>,
     heart: Heart,
@@ -146,6 +148,7 @@ impl Incidents {
             directory,
             by_device: Hits::default(),
             blocked_by_device: Hits::default(),
+            encrypted_dns: Hits::default(),
             view,
             held,
             heart: Heart::new("incidents", TURN_WITHIN),
@@ -264,6 +267,12 @@ impl Incidents {
                 self.by_device.record(&local, a.time);
             }
         }
+        if a.metadata
+            .get("homewarden_rule")
+            .is_some_and(|r| r.iter().any(|v| v == "encrypted_dns"))
+        {
+            self.encrypted_dns.record(&inc.local.to_string(), a.time);
+        }
         let shadow_hit = a
             .metadata
             .get("homewarden_kind")
@@ -372,6 +381,7 @@ impl Incidents {
                 _ => 0,
             },
             recent: open.into_iter().cloned().collect(),
+            encrypted_dns: self.encrypted_dns.recent(unix_now() as i64),
             ..AlertsStatus::default()
         });
     }

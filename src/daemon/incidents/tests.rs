@@ -354,3 +354,40 @@ fn a_signatures_event_takes_ets_rating_and_names_the_sid() {
         e.attributes[0]
     );
 }
+
+/// Encrypted DNS past the home's resolver (our rule, not a listed value):
+/// a report, not a page, and the devices that tried it are counted.
+#[tokio::test]
+async fn devices_trying_encrypted_dns_are_counted_and_not_paged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut book, view) = book(dir.path(), None);
+    let dot = |src: &str, port: u16| {
+        let line = serde_json::json!({
+            "timestamp": "2026-12-03T10:00:00.0+0000", "event_type": "alert",
+            "src_ip": src, "src_port": port, "dest_ip": "8.8.8.8", "dest_port": 853, "proto": "TCP",
+            "alert": {"action": "blocked", "signature_id": 1666080,
+                      "signature": "homewarden: encrypted DNS past the home's resolver (DNS over TLS, port 853)",
+                      "category": "Potential Corporate Privacy Violation", "severity": 3,
+                      "metadata": {"homewarden_rule": ["encrypted_dns"]}}
+        });
+        let mut a = crate::alerts::eve::parse(line.to_string().as_bytes()).unwrap();
+        a.time = unix_now() as i64;
+        a
+    };
+    assert!(book.on_alert(&dot("10.0.0.2", 40001)));
+    book.on_alert(&dot("10.0.0.2", 40002));
+    book.on_alert(&dot("10.0.0.5", 40003));
+    book.on_alert(&blocked("10.0.0.9", "203.0.113.7", unix_now() as i64));
+    book.publish();
+    let st = view.borrow().clone();
+    let tried: Vec<(String, u64)> = st
+        .encrypted_dns
+        .iter()
+        .map(|r| (r.value.clone(), r.hits_24h))
+        .collect();
+    assert_eq!(tried.len(), 2, "{tried:?}");
+    assert!(tried.contains(&("10.0.0.2".into(), 2)) && tried.contains(&("10.0.0.5".into(), 1)));
+    let inc = st.recent.iter().find(|i| i.sid == 1_666_080).unwrap();
+    assert!(!inc.high && !inc.listed && inc.blocked, "{inc:?}");
+    assert_eq!(st.high_open, 1, "only the listed address's block pages");
+}

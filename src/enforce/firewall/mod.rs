@@ -10,7 +10,7 @@ pub mod names;
 mod rules;
 
 use std::io::Write as _;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::path::Path;
 
 use ipnet::IpNet;
@@ -74,8 +74,6 @@ pub struct DeviceSide {
     pub ssh_from: Option<Vec<IpNet>>,
     /// Ports of the Pi opened to the devices.
     pub open: Vec<OpenPort>,
-    /// The upstream resolvers, the only ones DNS over TLS may go to.
-    pub dot_to: Vec<IpAddr>,
     /// `bridge` placement: whether br_netfilter hands bridged packets to the
     /// forward hook (and so the queue); without it the bridge must not forward.
     pub bridge: Option<bool>,
@@ -96,7 +94,6 @@ impl DeviceSide {
             own_network: own,
             ssh_from: n.ssh_from.clone().or_else(|| own.map(|_| Vec::new())),
             open: n.lan_open.clone(),
-            dot_to: n.dns.clone(),
             bridge: bridge.then_some(false),
         }
     }

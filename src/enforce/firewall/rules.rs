@@ -3,8 +3,6 @@
 
 use std::fmt::Write as _;
 
-use std::net::IpAddr;
-
 use ipnet::IpNet;
 
 #[cfg(test)]
@@ -90,11 +88,6 @@ impl PacketPath {
                 for rule in end(&cut, self.action == Action::Reject) {
                     let _ = writeln!(t, "        {rule}");
                 }
-                for rule in self.dot_rules() {
-                    for rule in end(&rule, true) {
-                        let _ = writeln!(t, "        {rule}");
-                    }
-                }
                 if self.quic_block {
                     // Port unreachable: a browser falls back to TCP at once
                     // instead of waiting out its QUIC attempt.
@@ -173,15 +166,6 @@ impl PacketPath {
         t
     }
 
-    /// DNS over TLS (and QUIC) to anything but the upstream resolvers: a
-    /// device would resolve names the Pi never sees.
-    fn dot_rules(&self) -> Vec<String> {
-        ["ip", "ip6"]
-            .iter()
-            .map(|ip| format!("meta l4proto {{ tcp, udp }} th dport 853 {ip} daddr != @dot_{ip}"))
-            .collect()
-    }
-
     /// Input from the devices' side: on a network of their own, DHCP, DNS
     /// (queued above), ICMP, SSH from `ssh_from` and the opened ports; on a
     /// shared one, SSH only from `ssh_from` when it is set.
@@ -232,12 +216,6 @@ impl PacketPath {
         };
         for (ip, kind) in [("ip", "ipv4_addr"), ("ip6", "ipv6_addr")] {
             let v4 = ip == "ip";
-            let dot: Vec<String> = d
-                .dot_to
-                .iter()
-                .filter(|a| a.is_ipv4() == v4)
-                .map(IpAddr::to_string)
-                .collect();
             let ssh: Vec<String> = d
                 .ssh_from
                 .iter()
@@ -247,8 +225,7 @@ impl PacketPath {
                 .collect();
             let _ = writeln!(
                 t,
-                "    set dot_{ip} {{\n        type {kind}{}\n    }}\n    set ssh_{ip} {{\n        type {kind}\n        flags interval{}\n    }}",
-                elements(dot),
+                "    set ssh_{ip} {{\n        type {kind}\n        flags interval{}\n    }}",
                 elements(ssh)
             );
         }
@@ -485,10 +462,7 @@ mod tests {
     fn bypassed_flows_skip_the_queue_and_cut_ones_stop() {
         let p = path(2, FailMode::Open, true);
         let t = p.nft(true);
-        let forward: Vec<&str> = chain(&t, "forward")
-            .into_iter()
-            .filter(|l| !l.contains("dport 853"))
-            .collect();
+        let forward: Vec<&str> = chain(&t, "forward");
         // Order matters: cut, then refusing a reused bypassed flow's ports,
         // then bypass, then the queue.
         let reused: Vec<&str> = forward
@@ -610,14 +584,10 @@ mod tests {
         assert!(t.contains(
             "ip daddr != 192.168.73.1 meta l4proto { tcp, udp } th dport 53 redirect to :53"
         ));
-        assert!(
-            t.contains("set dot_ip {\n        type ipv4_addr\n        elements = { 192.0.2.53 }")
-        );
         let forward = chain(&t, "forward");
         assert!(forward[0].starts_with("ct mark and 0x40000000"));
-        assert!(
-            forward[1].starts_with("meta l4proto { tcp, udp } th dport 853 ip daddr != @dot_ip")
-        );
+        // Encrypted DNS is Suricata's to judge (and report), not the firewall's.
+        assert!(!t.contains("853"), "{t}");
         assert!(!t.contains("table bridge homewarden {\n"));
     }
 

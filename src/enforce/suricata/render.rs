@@ -4,13 +4,15 @@
 
 use std::fmt::Write as _;
 
-use crate::config::{Action, Mode};
+use crate::config::{Action, DnsBypass, Mode};
+use ipnet::IpNet;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::intel::ioc::{hex, Domain, Md5, Sha256};
 use crate::intel::set::Effective;
 
 mod b64;
+pub mod encrypted_dns;
 mod networks;
 pub use b64::b64;
 
@@ -161,7 +163,7 @@ pub struct Rendered<'a> {
 }
 
 /// Rendering choices from the config.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Options {
     /// IPS or IDS.
     pub mode: Mode,
@@ -174,6 +176,13 @@ pub struct Options {
     /// Flows of a protocol no rule of ours reads leave the queue once
     /// Suricata knows it (`suricata.flow_bypass`).
     pub flow_bypass: bool,
+    /// Encrypted DNS past the home's resolver (`enforcement.dns_bypass`).
+    pub dns_bypass: DnsBypass,
+    /// Devices whose encrypted DNS is let be.
+    pub dns_bypass_allow: Vec<IpNet>,
+    /// The home's upstream resolvers (`network.dns`): encrypted DNS to them
+    /// is the home's own.
+    pub dns_trusted: Vec<std::net::IpAddr>,
 }
 
 impl From<&crate::config::Config> for Options {
@@ -184,6 +193,9 @@ impl From<&crate::config::Config> for Options {
             match_subdomains: cfg.enforcement.match_subdomains,
             sid_base: cfg.suricata.sid_base,
             flow_bypass: cfg.suricata.flow_bypass,
+            dns_bypass: cfg.enforcement.dns_bypass,
+            dns_bypass_allow: cfg.enforcement.dns_bypass_allow.clone(),
+            dns_trusted: cfg.network.dns.clone(),
         }
     }
 }
@@ -369,6 +381,7 @@ pub fn render<'a>(
         );
     }
 
+    encrypted_dns::rules(&mut r, opts);
     if opts.flow_bypass {
         bypass_rules(&mut r, eff.md5.is_empty() && eff.sha256.is_empty());
     }

@@ -21,6 +21,9 @@ fn opts(mode: Mode, action: Action) -> Options {
         match_subdomains: true,
         sid_base: 1_666_000,
         flow_bypass: false,
+        dns_bypass: crate::config::DnsBypass::Block,
+        dns_bypass_allow: Vec::new(),
+        dns_trusted: Vec::new(),
     }
 }
 
@@ -116,11 +119,15 @@ fn action_follows_mode() {
     let rej = render(&e, None, &[], &opts(Mode::Ips, Action::Reject));
     let ids = render(&e, None, &[], &opts(Mode::Ids, Action::Reject));
     let rules = ips.rules.lines().filter(|l| !l.starts_with('#')).count();
-    assert_eq!(count(&ips, "drop"), rules);
+    // Encrypted DNS is refused (a reset, not a silent drop) in IPS mode
+    // whatever the IoC rules' action: clients fall back without waiting.
+    assert_eq!(count(&ips, "drop"), rules - 2);
+    assert_eq!(count(&ips, "reject"), 2);
     assert_eq!(count(&rej, "reject"), rules);
     assert_eq!(count(&ids, "alert"), rules);
-    // 4 IP rules, 4 protocols (DNS, TLS, HTTP, QUIC) × (exact + 5 suffix depths).
-    assert_eq!(rules, 4 + 4 * 6);
+    // 4 IP rules, 4 protocols (DNS, TLS, HTTP, QUIC) × (exact + 5 suffix
+    // depths), DNS over TLS and over QUIC.
+    assert_eq!(rules, 4 + 4 * 6 + 2);
     assert!(
         ips.rules.lines().any(|l| l.starts_with("drop quic any any")
             && l.contains("quic.sni; to_lowercase; dataset:isset,hw-domain")),
