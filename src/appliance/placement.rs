@@ -12,7 +12,7 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use crate::config::{Network, Placement, BRIDGE};
+use crate::config::{Canaries, Network, Placement, BRIDGE};
 use crate::fsutil::write_atomic_mode;
 
 /// Where systemd-networkd reads runtime network files.
@@ -157,7 +157,7 @@ pub fn render(
             files.push(File {
                 path: "run/homewarden/dnsmasq.conf",
                 mode: 0o644,
-                contents: format!("{header}{}", dnsmasq(lan, a, root)),
+                contents: format!("{header}{}", dnsmasq(lan, a, root, net.canaries)),
             });
             if net.placement == Placement::Ap {
                 let pass = check_passphrase(passphrase)?;
@@ -188,13 +188,27 @@ pub fn render(
 }
 
 /// DHCP (and DNS) for the devices' subnet.
-fn dnsmasq(lan: &str, a: ipnet::Ipv4Net, root: &Path) -> String {
+fn dnsmasq(lan: &str, a: ipnet::Ipv4Net, root: &Path, canaries: Canaries) -> String {
     let (first, last) = pool(a);
     let at = |p: &str| root.join(p).display().to_string();
     // The Pi answers DNS itself, forwarding to the resolvers the uplink
     // learned by DHCP: the devices' queries reach Suricata through the
     // firewall's input queue (port 53), so domain indicators are enforced
     // on them as on forwarded traffic.
+    // A domain with no address answers NXDOMAIN, for it and its subdomains.
+    let mut canary = String::new();
+    if canaries.firefox {
+        canary.push_str(
+            "# Firefox: its default DNS over HTTPS stays off on this network (network.canaries.firefox).\n\
+             address=/use-application-dns.net/\n",
+        );
+    }
+    if canaries.private_relay {
+        canary.push_str(
+            "# iCloud Private Relay: this network must see DNS (network.canaries.private_relay).\n\
+             address=/mask.icloud.com/mask-h2.icloud.com/\n",
+        );
+    }
     format!(
         "interface={lan}\n\
          # Only the devices' side, and an interface that may come up late.\n\
@@ -214,7 +228,8 @@ fn dnsmasq(lan: &str, a: ipnet::Ipv4Net, root: &Path) -> String {
          no-hosts\n\
          domain-needed\n\
          bogus-priv\n\
-         cache-size=1000\n",
+         cache-size=1000\n\
+         {canary}",
         a.netmask(),
         at("run/homewarden/dnsmasq.leases"),
         at("usr/lib/homewarden/dhcp-lease"),

@@ -26,7 +26,7 @@ pub use devices::{DevicesConfig, NewDevice};
 pub use homeassistant::MqttConfig;
 pub use limits::{mem_total, Limits};
 pub use metrics::MetricsConfig;
-pub use network::{AccessPoint, Network, OpenPort, Placement};
+pub use network::{AccessPoint, Canaries, Network, OpenPort, Placement};
 pub use notify::{PushKind, PushTarget};
 pub use respond::{AdvisorConfig, MailConfig};
 pub use selftest::SelftestConfig;

@@ -33,6 +33,31 @@ pub struct Network {
     /// Ports of the Pi the devices may reach besides DHCP and DNS, where they
     /// have a network of their own (`tcp/8123`, `udp/5353`).
     pub lan_open: Vec<OpenPort>,
+    /// Where the Pi is the devices' resolver (ap, two-interface gateway):
+    /// the answers that tell browsers and phones this network must see DNS.
+    pub canaries: Canaries,
+}
+
+/// The canary domains the Pi's resolver answers (`network.canaries`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Canaries {
+    /// `use-application-dns.net` answers NXDOMAIN: Firefox leaves its
+    /// default DNS over HTTPS off (one a person turned on stays on).
+    pub firefox: bool,
+    /// `mask.icloud.com` and `mask-h2.icloud.com` answer NXDOMAIN: Apple
+    /// devices are told iCloud Private Relay is off on this network, as
+    /// Apple asks of networks that must see DNS.
+    pub private_relay: bool,
+}
+
+impl Default for Canaries {
+    fn default() -> Self {
+        Canaries {
+            firefox: true,
+            private_relay: true,
+        }
+    }
 }
 
 /// A port of the Pi opened to the devices' side.
@@ -85,6 +110,7 @@ impl Default for Network {
             ap: AccessPoint::default(),
             ssh_from: None,
             lan_open: Vec::new(),
+            canaries: Canaries::default(),
         }
     }
 }

@@ -137,8 +137,10 @@ def uplink_side(net):
     ns("hwpl-up", "ip", "addr", "add", f"{UP_HOST}/24", "dev", "wan0")
     ns("hwpl-up", "ip", "addr", "add", f"{DNS_UP}/32", "dev", "wan0")
     ns("hwpl-pi", "sysctl", "-qw", "net.ipv4.ip_forward=1")
+    # The canary names resolve upstream: only the Pi's own answer makes them NXDOMAIN.
     net.spawn("dns-up", "hwpl-up", sys.executable, str(REPO / "scripts/lab_dns.py"), DNS_UP,
-              "www.lab-good.test=203.0.113.80")
+              "www.lab-good.test=203.0.113.80", "use-application-dns.net=203.0.113.81",
+              "mask.icloud.com=203.0.113.82", "mask-h2.icloud.com=203.0.113.83")
     serve_peer(net, UP_HOST)
 
 
@@ -165,17 +167,29 @@ def dhcp_lease(net):
     return dict(l.split("=", 1) for l in out.read_text().splitlines() if "=" in l)
 
 
-def query(server, name, netns="hwpl-dev", timeout=2):
-    """True if `server` answers an A query for `name` sent from `netns`."""
+def ask(server, name, netns, timeout, then):
+    """Sends an A query for `name` to `server` from `netns`; `then` is the
+    Python that judges the reply `d` against the query `q`."""
     code = (
         "import socket,struct,sys\n"
         f"n={name!r};q=struct.pack('>HHHHHH',0x4242,0x0100,1,0,0,0)"
         "+b''.join(bytes([len(p)])+p.encode() for p in n.split('.'))+b'\\0'+struct.pack('>HH',1,1)\n"
         f"s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.settimeout({timeout})\n"
         f"s.sendto(q,({server!r},53))\n"
-        "try:\n d=s.recv(512)\nexcept socket.timeout:\n sys.exit(2)\n"
-        "sys.exit(0 if d[:2]==q[:2] and struct.unpack('>H',d[6:8])[0]>0 else 1)\n")
-    return ns(netns, sys.executable, "-c", code, check=False, timeout=timeout + 5).returncode == 0
+        "try:\n d=s.recv(512)\nexcept socket.timeout:\n sys.exit(2)\n" + then)
+    return ns(netns, sys.executable, "-c", code, check=False, timeout=timeout + 5)
+
+
+def query(server, name, netns="hwpl-dev", timeout=2):
+    """True if `server` answers an A query for `name` sent from `netns`."""
+    then = "sys.exit(0 if d[:2]==q[:2] and struct.unpack('>H',d[6:8])[0]>0 else 1)\n"
+    return ask(server, name, netns, timeout, then).returncode == 0
+
+
+def rcode(server, name, netns="hwpl-dev", timeout=2):
+    """The response code `server` gives an A query for `name` (3: NXDOMAIN), None without an answer."""
+    r = ask(server, name, netns, timeout, "print(d[3] & 0x0f if d[:2]==q[:2] else -1)\n")
+    return int(r.stdout) if r.returncode == 0 else None
 
 
 def seen_by_server(server=UP_HOST, netns="hwpl-dev"):
@@ -277,6 +291,12 @@ def test_the_pi_answers_its_devices_only_dhcp_dns_and_what_is_opened(net):
     # DNS over TLS is Suricata's to refuse and report (enforcement.dns_bypass,
     # tests/render_suricata.rs and the lab): the firewall alone passes it.
     assert reach(DNS_UP, 853) and reach(UP_HOST, 853)
+    # The canaries: Firefox keeps DNS over HTTPS off, Apple devices Private
+    # Relay, because the Pi's resolver says no such name (upstream has them).
+    assert query(DNS_UP, "use-application-dns.net", netns="hwpl-up")
+    for canary in ["use-application-dns.net", "mask.icloud.com", "mask-h2.icloud.com"]:
+        assert rcode("192.168.73.1", canary) == 3, canary
+    assert query("192.168.73.1", "www.lab-good.test")
     assert seen_by_server() == UPLINK_PI, "forwarding itself is untouched"
     # Without the firewall the Pi is open, and the made-up resolver silent.
     ns("hwpl-pi", BIN, "--config", str(net.config), "firewall", "down")

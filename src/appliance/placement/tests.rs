@@ -276,3 +276,25 @@ fn apply_writes_modes_and_removes_another_placements_files() {
         .join("run/systemd/network/10-homewarden-bridge.netdev")
         .exists());
 }
+
+#[test]
+fn the_pis_resolver_answers_the_canaries_unless_turned_off() {
+    let conf = |yaml: &str| {
+        file(
+            &render(&net(yaml), Path::new("/"), None).unwrap(),
+            "run/homewarden/dnsmasq.conf",
+        )
+        .to_string()
+    };
+    let d = conf("");
+    assert!(d.contains("\naddress=/use-application-dns.net/\n"), "{d}");
+    assert!(
+        d.contains("\naddress=/mask.icloud.com/mask-h2.icloud.com/\n"),
+        "{d}"
+    );
+    let d = conf("network: { canaries: { firefox: false } }");
+    assert!(!d.contains("use-application-dns.net"), "{d}");
+    assert!(d.contains("mask.icloud.com"), "{d}");
+    let d = conf("network: { canaries: { firefox: false, private_relay: false } }");
+    assert!(!d.contains("address="), "{d}");
+}
