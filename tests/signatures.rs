@@ -126,15 +126,21 @@ fn plan(source: &Path) -> Plan {
     }
 }
 
+/// A work directory whose first update took the good ruleset.
+async fn first_good() -> (tempfile::TempDir, Paths, PathBuf, update::Good) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = paths(dir.path());
+    let good = ruleset(dir.path(), "good", "");
+    let taken = update::run(&p, &plan(&good), 1_000).await.unwrap();
+    (dir, p, good, taken)
+}
+
 #[tokio::test]
 async fn a_ruleset_is_fetched_cut_tested_and_installed_and_a_bad_one_keeps_it() {
     if !tools() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let p = paths(dir.path());
-    let good = ruleset(dir.path(), "good", "");
-    let taken = update::run(&p, &plan(&good), 1_000).await.unwrap();
+    let (dir, p, good, taken) = first_good().await;
     // Home: malware's two (one drops: Major), web_server left out, the
     // shipped-disabled phishing rule left out; Suricata's own event rules
     // (suricata-update adds them) are not in the home profile.
@@ -232,11 +238,8 @@ async fn a_ruleset_goes_in_live_by_a_restart_or_not_at_all_by_suricatas_memory_b
     if !tools() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let p = paths(dir.path());
-    let good = ruleset(dir.path(), "good", "");
     // No budget to read: live, as always.
-    let taken = update::run(&p, &plan(&good), 1_000).await.unwrap();
+    let (_dir, p, good, taken) = first_good().await;
     assert_eq!(taken.way, Way::Live);
     // The real `suricata -T`'s peak, from the kernel: tens of MiB at least.
     let peak = taken.test_peak.unwrap();

@@ -373,14 +373,7 @@ async fn the_schedule_runs_the_first_update_soon_after_a_first_start() {
 async fn a_ruleset_too_big_to_reload_beside_the_old_one_restarts_suricata() {
     let h = harness_taking(Tier::Full, false, Way::Restart);
     let (stopper, tx, task) = start(&h);
-    let (reply, answer) = oneshot::channel();
-    tx.send(Msg::Update {
-        source: None,
-        reply,
-    })
-    .await
-    .unwrap();
-    let taken = answer.await.unwrap().unwrap();
+    let taken = update(&tx, None).await.unwrap();
     assert_eq!(taken.way, Way::Restart);
     assert_eq!(
         *h.reloads.lock().unwrap(),
