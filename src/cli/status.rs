@@ -58,7 +58,7 @@ fn encrypted_dns_line(al: &homewarden::daemon::agent::AlertsStatus, now: u64) ->
                 .filter(|i| i.local.to_string() == r.value)
                 .find_map(|i| i.device.as_ref().map(|t| t.name.clone()));
             format!(
-                "{} ({} {}, last {})",
+                "{}: {} {}, last {}",
                 name.map_or(r.value.clone(), |n| format!("{n} ({})", r.value)),
                 r.hits_24h,
                 if r.hits_24h == 1 { "try" } else { "tries" },
@@ -70,7 +70,7 @@ fn encrypted_dns_line(al: &homewarden::daemon::agent::AlertsStatus, now: u64) ->
         "encrypted DNS past the home's resolver, last 24 h: {} device{}: {} (`homewarden explain` the incident's sid)",
         shown.len(),
         if shown.len() == 1 { "" } else { "s" },
-        shown.join(", ")
+        shown.join("; ")
     )
 }
 

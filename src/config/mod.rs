@@ -217,8 +217,9 @@ pub struct Enforcement {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DnsBypass {
-    /// Refused at once (a TCP reset, an ICMP unreachable), so a client that
-    /// may fall back to plain DNS does so without waiting; reported.
+    /// DNS over TLS refused at once (a TCP reset), so a client that may fall
+    /// back to plain DNS does so without waiting; DNS over QUIC dropped;
+    /// both reported.
     #[default]
     Block,
     /// Reported, let through.

@@ -1,9 +1,12 @@
 //! Encrypted DNS past the home's resolver: DNS over TLS (RFC 7858) and DNS
 //! over QUIC (RFC 9250), both on port 853. A device resolving so never shows
 //! Suricata a `dns.query`: the domain sets are blind to every name it looks
-//! up. Android's Private DNS, iOS profiles and malware do it; refusing it at
-//! once (a TCP reset, an ICMP unreachable) makes a client that may fall back
-//! to plain DNS do so without waiting out a timeout.
+//! up. Android's Private DNS, iOS profiles and malware do it; refusing DNS
+//! over TLS at once (a TCP reset) makes a client that may fall back to plain
+//! DNS do so without waiting out a timeout. DNS over QUIC is dropped: the
+//! ICMP error Suricata's `reject` sends for UDP never reached the device in
+//! the lab (the flow it answers was never let through), so a reject would
+//! only look faster.
 
 use std::fmt::Write as _;
 
@@ -17,12 +20,14 @@ pub const DOQ: u32 = 81;
 
 const RULES: [(&str, u32, &str); 2] = [("tcp", DOT, "DNS over TLS"), ("udp", DOQ, "DNS over QUIC")];
 
-/// What Suricata does with it, by the config: `None` when it is not looked at.
-fn verb(opts: &Options) -> Option<&'static str> {
+/// What Suricata does with it over `proto`, by the config: `None` when it
+/// is not looked at.
+fn verb(opts: &Options, proto: &str) -> Option<&'static str> {
     match (opts.dns_bypass, opts.mode) {
         (DnsBypass::Off, _) => None,
         (DnsBypass::Alert, _) | (DnsBypass::Block, Mode::Ids) => Some("alert"),
-        (DnsBypass::Block, Mode::Ips) => Some("reject"),
+        (DnsBypass::Block, Mode::Ips) if proto == "tcp" => Some("reject"),
+        (DnsBypass::Block, Mode::Ips) => Some("drop"),
     }
 }
 
@@ -39,10 +44,12 @@ fn all_but<T: ToString>(these: &[T]) -> String {
 /// resolver but the home's own (`network.dns`). One alert per flow (a
 /// flowbit): a let-through DoQ session is many packets, one event.
 pub(super) fn rules(r: &mut Rules, opts: &Options) {
-    let Some(verb) = verb(opts) else { return };
     let from = all_but(&opts.dns_bypass_allow);
     let to = all_but(&opts.dns_trusted);
     for (proto, off, what) in RULES {
+        let Some(verb) = verb(opts, proto) else {
+            return;
+        };
         let _ = writeln!(
             r.text,
             "{verb} {proto} {from} any -> {to} 853 (msg:\"homewarden: encrypted DNS past the home's resolver ({what}, port 853)\"; \
@@ -55,12 +62,13 @@ pub(super) fn rules(r: &mut Rules, opts: &Options) {
 
 /// `homewarden explain SID` for one of these rules; `None` for any other sid.
 pub fn explain(sid: u64, opts: &Options) -> Option<String> {
-    let (_, _, what) = RULES
+    let (proto, _, what) = RULES
         .into_iter()
         .find(|(_, off, _)| u64::from(opts.sid_base + off) == sid)?;
-    let does = match verb(opts) {
+    let does = match verb(opts, proto) {
         None => "not loaded (enforcement.dns_bypass: off): encrypted DNS passes unseen".to_string(),
         Some("reject") => "refuses it at once (enforcement.dns_bypass: block) and reports it, without a page: Android's Private DNS on \"automatic\" then falls back to plain DNS, which the domain sets see; on \"strict\" (a named provider) that device has no DNS until it is set back to automatic or let be".to_string(),
+        Some("drop") => "drops it (enforcement.dns_bypass: block) and reports it, without a page: the client waits out its attempt, then falls back to plain DNS or DNS over TLS if it can".to_string(),
         Some(_) => "reports it and lets it pass (enforcement.dns_bypass: alert, or IDS mode)".to_string(),
     };
     let list = |v: Vec<String>| v.join(", ");
@@ -122,7 +130,7 @@ mod tests {
             block.starts_with("reject tcp any any -> any 853 ("),
             "{block}"
         );
-        assert!(block.contains("reject udp any any -> any 853 ("), "{block}");
+        assert!(block.contains("\ndrop udp any any -> any 853 ("), "{block}");
         assert!(block.contains("sid:1666080;") && block.contains("sid:1666081;"));
         assert!(block.contains("priority:3;"), "a report, not a page");
         let alert = rendered(&opts(DnsBypass::Alert, Mode::Ips, &[]));
@@ -159,7 +167,11 @@ mod tests {
         );
         assert!(x.contains("Let be for: 198.18.1.3/32."), "{x}");
         assert!(x.contains("enforcement.dns_bypass_allow"), "{x}");
-        assert!(explain(1_666_081, &o).unwrap().contains("DNS over QUIC"));
+        let doq = explain(1_666_081, &o).unwrap();
+        assert!(
+            doq.contains("DNS over QUIC") && doq.contains("drops it"),
+            "{doq}"
+        );
         assert!(explain(1_666_082, &o).is_none());
         assert!(explain(1_666_081, &opts(DnsBypass::Off, Mode::Ips, &[]))
             .unwrap()

@@ -119,11 +119,12 @@ fn action_follows_mode() {
     let rej = render(&e, None, &[], &opts(Mode::Ips, Action::Reject));
     let ids = render(&e, None, &[], &opts(Mode::Ids, Action::Reject));
     let rules = ips.rules.lines().filter(|l| !l.starts_with('#')).count();
-    // Encrypted DNS is refused (a reset, not a silent drop) in IPS mode
-    // whatever the IoC rules' action: clients fall back without waiting.
-    assert_eq!(count(&ips, "drop"), rules - 2);
-    assert_eq!(count(&ips, "reject"), 2);
-    assert_eq!(count(&rej, "reject"), rules);
+    // DNS over TLS is refused (a reset, not a silent drop) in IPS mode
+    // whatever the IoC rules' action: clients fall back without waiting;
+    // DNS over QUIC is dropped.
+    assert_eq!(count(&ips, "drop"), rules - 1);
+    assert_eq!(count(&ips, "reject"), 1);
+    assert_eq!(count(&rej, "reject"), rules - 1);
     assert_eq!(count(&ids, "alert"), rules);
     // 4 IP rules, 4 protocols (DNS, TLS, HTTP, QUIC) × (exact + 5 suffix
     // depths), DNS over TLS and over QUIC.
