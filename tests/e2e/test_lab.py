@@ -1012,6 +1012,8 @@ def test_encrypted_dns_past_the_homes_resolver_is_refused_at_once_and_reported(l
         out = lab.agent("explain", "1666080").stdout
         assert "refuses it at once (enforcement.dns_bypass: block)" in out, out
         assert "signature 1666081: `homewarden explain 1666081`" in lab.agent("blocks").stdout
+        r = lab.agent("signatures", "allow", "1666080", "198.18.1.2", check=False)
+        assert r.returncode != 0 and "add 198.18.1.2 to enforcement.dns_bypass_allow" in r.stderr, r.stderr
         # Plain DNS to the home's resolver is what it falls back to: answered.
         assert lab.dns_answers("www.lab-good.test")
     finally:
