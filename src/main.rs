@@ -8,6 +8,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use homewarden::config::{self};
 use homewarden::daemon::control::{Command, DeviceCommand, OwnerCommand};
+use homewarden::owner::refang;
 
 mod cli;
 use cli::*;
@@ -386,7 +387,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             action: NetworkAction::Apply { root },
         } => network_apply(&cli.config, &root),
         Cmd::Firewall { action } => firewall(&cli.config, action),
-        Cmd::Explain { value, json } => explain(&cli.config, value, json).await,
+        // Values copied from a mail or a report may be defanged.
+        Cmd::Explain { value, json } => explain(&cli.config, refang(&value), json).await,
         Cmd::Allow {
             value,
             for_,
@@ -394,14 +396,17 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             force,
         } => {
             let cmd = OwnerCommand::Allow {
-                value,
+                value: refang(&value),
                 for_secs: for_.map(|d| d.as_secs()),
                 reason,
                 force,
             };
             owner(&cli.config, cmd, false).await
         }
-        Cmd::Unallow { value } => owner(&cli.config, OwnerCommand::Unallow { value }, false).await,
+        Cmd::Unallow { value } => {
+            let value = refang(&value);
+            owner(&cli.config, OwnerCommand::Unallow { value }, false).await
+        }
         Cmd::Selftest { json } => selftest(&cli.config, json).await,
         Cmd::Blocks { json } => owner(&cli.config, OwnerCommand::Blocks, json).await,
         Cmd::Status { json } => status(&cli.config, json).await,
@@ -431,7 +436,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Cmd::Release { device } => {
             device_command(&cli.config, DeviceCommand::Release { device }, false).await
         }
-        Cmd::Lookup { value, json } => lookup(&cli.config, value, json).await,
+        Cmd::Lookup { value, json } => lookup(&cli.config, refang(&value), json).await,
         Cmd::Triage { eve, json } => triage(&cli.config, &eve, json).await,
         Cmd::Ack => cli::daemon::ack(&cli.config).await,
         Cmd::Panel { watch } => panel_view(&cli.config, watch).await,
