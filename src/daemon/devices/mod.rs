@@ -377,11 +377,20 @@ impl Devices {
         self.wake.notify_one();
     }
 
-    /// On the do-not-break list.
+    /// On the do-not-break list by an address that is its own: one another
+    /// device (another MAC) was seen at first is a claim, not a protection
+    /// (a new device answering ARP for the do-not-break camera must not
+    /// escape the auto-hold by it).
     fn protected(&self, d: &Device) -> bool {
-        d.addresses
-            .iter()
-            .any(|a| self.s.do_not_break.iter().any(|n| n.contains(&a.ip)))
+        d.addresses.iter().any(|a| {
+            self.s.do_not_break.iter().any(|n| n.contains(&a.ip))
+                && !self.inv.iter().any(|o| {
+                    o.mac != d.mac
+                        && o.addresses
+                            .iter()
+                            .any(|b| b.ip == a.ip && b.first_seen <= a.first_seen)
+                })
+        })
     }
 
     async fn on_msg(&mut self, msg: Msg) {

@@ -493,3 +493,33 @@ async fn a_flood_of_new_macs_gets_few_holds_and_never_the_homes_devices() {
         "the cap, not the hourly rate alone: {held}"
     );
 }
+
+/// A new device answering for the do-not-break device's address does not
+/// escape the hold on arrival by it; a new device whose own address is on
+/// the list (nobody else was seen there first) does.
+#[tokio::test]
+async fn a_claimed_do_not_break_address_protects_nobody_but_its_first_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _) = settings(dir.path(), NewDevice::Quarantine);
+    let (mut d, _, view) = Devices::new(s, None, Arc::default());
+    let router = seen("b8:27:eb:00:00:01", "198.18.1.52", None);
+    d.scan(vec![router.clone()], 1000).await;
+    // The do-not-break camera joins after the first scan: not held.
+    let camera = seen("24:0a:c4:00:00:03", "198.18.1.3", None);
+    d.scan(vec![router.clone(), camera.clone()], 1010).await;
+    assert!(
+        view.borrow().quarantined.is_empty(),
+        "{:?}",
+        view.borrow().quarantined
+    );
+    // A stranger claims the camera's address (a spoofed ARP reply): held.
+    let spoofer = seen("24:0a:c4:00:00:66", "198.18.1.3", None);
+    d.scan(vec![router, camera, spoofer], 1020).await;
+    let held: Vec<String> = view
+        .borrow()
+        .quarantined
+        .iter()
+        .map(|q| q.mac.to_string())
+        .collect();
+    assert_eq!(held, ["24:0a:c4:00:00:66"], "{held:?}");
+}
