@@ -493,7 +493,9 @@ fn is_mac(s: &str) -> bool {
 /// Steps written without an LLM, from the rule's classification and the MISP context.
 pub fn offline(inc: &Incident) -> Advice {
     let cat = inc.category.to_ascii_lowercase();
-    let hash_hit = inc.signature.contains("file") && inc.signature.contains("hash");
+    // Ours say which kind of value matched; someone else's rule, its words.
+    let hash_hit = inc.matched == Some(crate::alerts::triage::Matched::Hash)
+        || (inc.signature.contains("file") && inc.signature.contains("hash"));
     let steps: &[&str] = if hash_hit {
         &[
             "A device downloaded a file that threat intelligence lists as malicious. Find out which app or update fetched it, and do not open or install it.",
@@ -537,9 +539,15 @@ pub fn offline(inc: &Incident) -> Advice {
         .map(|(i, s)| format!("{}. {s}\n", i + 1))
         .collect();
     if let Some(p) = &inc.ioc {
-        let mut context = format!("\nWhy: {} is listed by {}", p.indicator, p.source);
+        // Defanged as in the rest of the mail: no mail client makes a
+        // listed name (or one in the event's title) a link.
+        let mut context = format!(
+            "\nWhy: {} is listed by {}",
+            reply::defang(&p.indicator),
+            p.source
+        );
         if let Some(info) = &p.event_info {
-            context.push_str(&format!(" in \"{info}\""));
+            context.push_str(&format!(" in \"{}\"", reply::defang(info)));
         }
         if let Some(t) = p.threat_level {
             context.push_str(&format!(", threat level {}", threat_level_name(t)));

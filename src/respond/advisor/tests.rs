@@ -159,6 +159,33 @@ fn offline_advice_follows_the_classification_and_cites_misp() {
     let mut other = incident();
     other.category = String::new();
     assert!(offline(&other).text.contains("allow the address"));
+
+    // Our own file-hash rule says so by what matched, not by its words.
+    let mut file = incident();
+    file.signature = "homewarden: file with blocklisted MD5".into();
+    file.matched = Some(crate::alerts::triage::Matched::Hash);
+    assert!(
+        offline(&file)
+            .text
+            .starts_with("1. A device downloaded a file"),
+        "{}",
+        offline(&file).text
+    );
+
+    // A listed name, and one in the event's title, are no links in the mail.
+    let mut name = incident();
+    if let Some(p) = name.ioc.as_mut() {
+        p.indicator = "c2.evil.example".into();
+        p.event_info = Some("Botnet on c2.evil.example".into());
+    }
+    let a = offline(&name);
+    assert!(
+        a.text.contains(
+            "Why: c2[.]evil[.]example is listed by misp in \"Botnet on c2[.]evil[.]example\""
+        ),
+        "{}",
+        a.text
+    );
 }
 
 #[test]
