@@ -11,13 +11,11 @@ pub(super) fn de_devices<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ipnet::I
     Vec::<String>::deserialize(d)?
         .iter()
         .map(|t| {
-            t.parse::<ipnet::IpNet>()
-                .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                .map_err(|_| {
-                    serde::de::Error::custom(format!(
-                        "{t:?} is neither an address nor a network (192.168.1.23 or 192.168.1.0/28)"
-                    ))
-                })
+            crate::signatures::word::parse_net(t).map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "{t:?} is neither an address nor a network (192.168.1.23 or 192.168.1.0/28)"
+                ))
+            })
         })
         .collect()
 }
