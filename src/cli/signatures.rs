@@ -61,8 +61,8 @@ async fn set(cfg: &Config, target: String, setting: Option<Setting>) -> Result<E
 async fn lift(cfg: &Config, sid: u64, address: String, lifted: bool) -> Result<ExitCode> {
     homewarden::signatures::word::parse_net(&address).map_err(anyhow::Error::msg)?;
     // homewarden's own encrypted-DNS rules come from the config, not the ruleset.
-    use homewarden::enforce::suricata::render::{encrypted_dns, Options};
-    if encrypted_dns::explain(sid, &Options::from(cfg)).is_some() {
+    use homewarden::enforce::suricata::render::encrypted_dns;
+    if encrypted_dns::owns(sid, cfg.suricata.sid_base) {
         anyhow::bail!(
             "rule {sid} is homewarden's own (encrypted DNS): {} {address} {} enforcement.dns_bypass_allow in the config, then restart the agent",
             if lifted { "add" } else { "take" },

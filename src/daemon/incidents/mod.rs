@@ -20,6 +20,7 @@ use crate::alerts::eve::Alert;
 use crate::alerts::hits::{Hits, Recent};
 use crate::alerts::triage::{Incident, Outcome, Triage};
 use crate::config::{Config, SourceConfig};
+use crate::enforce::suricata::render::encrypted_dns;
 use crate::intel::misp::{EditBody, EventEdit};
 use crate::intel::set::Index;
 use crate::intel::unix_now;
@@ -268,8 +269,8 @@ impl Incidents {
             }
         }
         if a.metadata
-            .get("homewarden_rule")
-            .is_some_and(|r| r.iter().any(|v| v == "encrypted_dns"))
+            .get(encrypted_dns::METADATA.0)
+            .is_some_and(|r| r.iter().any(|v| v == encrypted_dns::METADATA.1))
         {
             self.encrypted_dns.record(&inc.local.to_string(), a.time);
         }

@@ -13,6 +13,10 @@ use std::fmt::Write as _;
 use super::{Options, Rules};
 use crate::config::{DnsBypass, Mode};
 
+/// The rules' metadata (`homewarden_rule encrypted_dns`): how an alert says
+/// it is one of these, whatever sid base the config gives them.
+pub const METADATA: (&str, &str) = ("homewarden_rule", "encrypted_dns");
+
 /// Sid offset of the DNS-over-TLS rule.
 pub const DOT: u32 = 80;
 /// Sid offset of the DNS-over-QUIC rule.
@@ -54,17 +58,29 @@ pub(super) fn rules(r: &mut Rules, opts: &Options) {
             r.text,
             "{verb} {proto} {from} any -> {to} 853 (msg:\"homewarden: encrypted DNS past the home's resolver ({what}, port 853)\"; \
              flow:to_server; flowbits:isnotset,hw.encrypted_dns; flowbits:set,hw.encrypted_dns; \
-             classtype:policy-violation; priority:3; metadata:homewarden_rule encrypted_dns; sid:{}; rev:1;)",
+             classtype:policy-violation; priority:3; metadata:{} {}; sid:{}; rev:1;)",
+            METADATA.0,
+            METADATA.1,
             r.base + off
         );
     }
 }
 
+/// The rule (protocol, offset, what) `sid` is, with the config's sid base.
+fn rule_of(sid: u64, sid_base: u32) -> Option<(&'static str, u32, &'static str)> {
+    RULES
+        .into_iter()
+        .find(|(_, off, _)| u64::from(sid_base + off) == sid)
+}
+
+/// Whether `sid` is one of these rules (the config's, not the ruleset's).
+pub fn owns(sid: u64, sid_base: u32) -> bool {
+    rule_of(sid, sid_base).is_some()
+}
+
 /// `homewarden explain SID` for one of these rules; `None` for any other sid.
 pub fn explain(sid: u64, opts: &Options) -> Option<String> {
-    let (proto, _, what) = RULES
-        .into_iter()
-        .find(|(_, off, _)| u64::from(opts.sid_base + off) == sid)?;
+    let (proto, _, what) = rule_of(sid, opts.sid_base)?;
     let does = match verb(opts, proto) {
         None => "not loaded (enforcement.dns_bypass: off): encrypted DNS passes unseen".to_string(),
         Some("reject") => "refuses it at once (enforcement.dns_bypass: block) and reports it, without a page: Android's Private DNS on \"automatic\" then falls back to plain DNS, which the domain sets see; on \"strict\" (a named provider) that device has no DNS until it is set back to automatic or let be".to_string(),
