@@ -200,8 +200,9 @@ fn source_arg(s: &Source) -> String {
 /// Suricata must be asked to reload it), on failure the old one still is.
 /// Either way the record says how it went.
 pub async fn run(paths: &Paths, plan: &Plan, now: i64) -> Result<Good, UpdateError> {
-    let result = attempt(paths, plan, now).await;
     let mut record = Record::load(&paths.work_dir);
+    let in_force = record.good.as_ref().and_then(|g| g.test_peak);
+    let result = attempt(paths, plan, now, in_force).await;
     record.last_attempt = Some(Attempt {
         at: now,
         error: result.as_ref().err().map(ToString::to_string),
@@ -213,7 +214,13 @@ pub async fn run(paths: &Paths, plan: &Plan, now: i64) -> Result<Good, UpdateErr
     result
 }
 
-async fn attempt(paths: &Paths, plan: &Plan, now: i64) -> Result<Good, UpdateError> {
+/// One update; `in_force` is the `suricata -T` peak of the ruleset in force.
+async fn attempt(
+    paths: &Paths,
+    plan: &Plan,
+    now: i64,
+    in_force: Option<u64>,
+) -> Result<Good, UpdateError> {
     let write =
         |what: &Path, e: std::io::Error| UpdateError::Write(format!("{}: {e}", what.display()));
     std::fs::create_dir_all(&paths.work_dir).map_err(|e| write(&paths.work_dir, e))?;
@@ -246,7 +253,6 @@ async fn attempt(paths: &Paths, plan: &Plan, now: i64) -> Result<Good, UpdateErr
         crate::fsutil::write_atomic(&candidate, built.rules.as_bytes())
             .map_err(|e| write(&candidate, e))?;
         let test_peak = test(paths, &candidate).await?;
-        let in_force = Record::load(&paths.work_dir).good.and_then(|g| g.test_peak);
         let way = memory::way(memory::read(&paths.cgroup), test_peak, in_force)?;
         // Kept first: the rules in force are always a cut of what is kept.
         if fetched_dir.exists() {
