@@ -23,6 +23,13 @@ fn gauge(registry: &mut Registry, name: &str, help: &str, value: i64) {
     registry.register(name, help, g);
 }
 
+/// A gauge of bytes (`<name>_bytes`).
+fn bytes(registry: &mut Registry, name: &str, help: &str, value: u64) {
+    let g: Gauge = Gauge::default();
+    g.set(i(value));
+    registry.register_with_unit(name, help, Unit::Bytes, g);
+}
+
 fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
     let c: Counter = Counter::default();
     c.inc_by(value);
@@ -203,14 +210,12 @@ pub fn registry(status: &Status, now: i64, resident_bytes: Option<u64>) -> Regis
         "When the self-test last ran (unix time)",
         st.last_run.map(i),
     );
-    if let Some(bytes) = resident_bytes {
-        let g: Gauge = Gauge::default();
-        g.set(i(bytes));
-        r.register_with_unit(
+    if let Some(v) = resident_bytes {
+        bytes(
+            &mut r,
             "process_resident_memory",
             "The agent's resident memory",
-            Unit::Bytes,
-            g,
+            v,
         );
     }
     r

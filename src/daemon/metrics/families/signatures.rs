@@ -1,9 +1,8 @@
 //! The signature ruleset's families: what `homewarden signatures status` says.
 
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::{Registry, Unit};
+use prometheus_client::registry::Registry;
 
-use super::{family, gauge, i, one, time};
+use super::{bytes, family, gauge, i, one, time};
 use crate::daemon::signatures::SignaturesStatus;
 
 /// Adds the ruleset's families to `r`.
@@ -61,11 +60,6 @@ pub fn add(r: &mut Registry, s: &SignaturesStatus) {
         "1 while an update runs",
         i64::from(s.updating),
     );
-    let bytes = |r: &mut Registry, name: &str, help: &str, v: u64| {
-        let g: Gauge = Gauge::default();
-        g.set(i(v));
-        r.register_with_unit(name, help, Unit::Bytes, g);
-    };
     if let Some(m) = &s.suricata_memory {
         bytes(
             r,
