@@ -1027,6 +1027,13 @@ def test_alerts_the_agent_never_got_are_counted_not_lost_silently(lab):
     Its own alert counter says how many it raised; status shows how many of
     those never arrived."""
     pid = int((lab.dir / "homewarden.pid").read_text().strip())
+    # The agent must already be comparing with Suricata's counter (its first
+    # look sets the base): soon after it starts, a first look taken after the
+    # flood, from a counter a stats interval behind, would count only the
+    # flood's tail. One alert seen counted proves the comparison runs.
+    start = lab.status()["alerts"]["loss"]["raised"]
+    assert not lab.http_ok(C2)
+    assert wait_for(lambda: lab.status()["alerts"]["loss"]["raised"] > start, 30), lab.status()["alerts"]
     before = lab.status()["alerts"]["loss"]
     os.kill(pid, signal.SIGSTOP)
     try:
